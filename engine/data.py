@@ -1,0 +1,425 @@
+"""Load, validate and gap-check OHLCV candles and funding rates.
+
+Every loader returns a :class:`Candles` whose arrays are contiguous, writable float64
+(int64 for time, epoch milliseconds UTC), so numba compiles one signature for all of them.
+Bad input raises :class:`DataError` naming the file and the row; gaps are reported, never
+silently filled: the caller picks ``gaps="keep"`` (report only), ``"refuse"`` or ``"fill"``
+(carry the previous close as zero-volume bars, flagged in ``Candles.filled``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("open", "high", "low", "close", "volume")
+TIME_ALIASES = ("time", "timestamp", "date", "datetime", "open_time", "opentime")
+GAP_POLICIES = ("keep", "refuse", "fill")
+
+TIMEFRAMES_MS = {
+    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
+    "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
+    "1w": 604_800_000,
+}
+
+
+class DataError(ValueError):
+    """Bad candle or funding data; the message names the file and, where it can, the row."""
+
+
+class GapError(DataError):
+    """The data has missing bars and the caller asked to refuse gaps."""
+
+    def __init__(self, message: str, gaps: list[Gap]):
+        super().__init__(message)
+        self.gaps = gaps
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Missing bars: ``missing`` bars starting at ``start`` (epoch ms), after data row ``row``."""
+
+    start: int
+    missing: int
+    row: int
+
+    def describe(self, timeframe_ms: int) -> str:
+        start = pd.Timestamp(self.start, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+        return f"{self.missing} bar(s) missing from {start} UTC ({format_duration(self.missing * timeframe_ms)})"
+
+
+@dataclass
+class Candles:
+    """OHLCV arrays of one market at one timeframe. ``time`` is the bar open, epoch ms UTC."""
+
+    time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    timeframe_ms: int
+    source: str = ""
+    gaps: list[Gap] = field(default_factory=list)
+    filled: np.ndarray | None = None  # True where a bar was carried over a gap
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def timeframe(self) -> str:
+        return timeframe_name(self.timeframe_ms)
+
+    @property
+    def missing_bars(self) -> int:
+        return sum(g.missing for g in self.gaps)
+
+    def slice(self, start: int, stop: int) -> Candles:
+        """Bars ``start:stop`` (the gap list keeps the gaps inside that span)."""
+        t = self.time[start:stop]
+        lo, hi = (t[0], t[-1]) if len(t) else (0, -1)
+        return replace(
+            self,
+            time=t.copy(), open=self.open[start:stop].copy(), high=self.high[start:stop].copy(),
+            low=self.low[start:stop].copy(), close=self.close[start:stop].copy(),
+            volume=self.volume[start:stop].copy(),
+            gaps=[g for g in self.gaps if lo < g.start < hi],
+            filled=None if self.filled is None else self.filled[start:stop].copy(),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        df = pd.DataFrame({"time": self.time, **{c: getattr(self, c) for c in COLUMNS}})
+        if self.filled is not None:
+            df["filled"] = self.filled
+        return df
+
+
+def timeframe_name(ms: int) -> str:
+    for name, value in TIMEFRAMES_MS.items():
+        if value == ms:
+            return name
+    return format_duration(ms)
+
+
+def parse_timeframe(text: str) -> int:
+    try:
+        return TIMEFRAMES_MS[text]
+    except KeyError:
+        raise ValueError(f"unknown timeframe {text!r}; use one of {', '.join(TIMEFRAMES_MS)}") from None
+
+
+def format_duration(ms: int) -> str:
+    minutes = ms // 60_000
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, rem = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h" + (f"{rem}m" if rem else "")
+    days, hrs = divmod(hours, 24)
+    return f"{days}d" + (f"{hrs}h" if hrs else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_candles(
+    path: str | os.PathLike,
+    *,
+    timeframe: str | None = None,
+    gaps: str = "keep",
+) -> Candles:
+    """Load candles from CSV (any header case), freqtrade JSON or Parquet, validated.
+
+    ``timeframe`` (e.g. "5m") is checked against the one inferred from the data.
+    """
+    if gaps not in GAP_POLICIES:
+        raise ValueError(f"gaps must be one of {GAP_POLICIES}, not {gaps!r}")
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if suffix.endswith(".json") or suffix.endswith(".json.gz"):
+        frame, line_offset = _read_freqtrade_json(path), 1
+    elif suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        frame, line_offset = _read_parquet(path), None
+    else:
+        frame, line_offset = _read_csv(path), 2
+    candles = candles_from_frame(frame, str(path), line_offset=line_offset)
+    if timeframe is not None:
+        wanted = parse_timeframe(timeframe)
+        if wanted != candles.timeframe_ms:
+            raise DataError(
+                f"{path}: timeframe is {candles.timeframe} in the data, not {timeframe} as asked"
+            )
+    return apply_gap_policy(candles, gaps)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+
+
+def _read_freqtrade_json(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".gz":
+            import gzip
+
+            with gzip.open(path, "rt") as fh:
+                rows = json.load(fh)
+        else:
+            rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a list of [time, open, high, low, close, volume] rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) < 6:
+            raise DataError(
+                f"{path}: row {i + 1}: expected [time, open, high, low, close, volume], got {row!r}"
+            )
+    frame = pd.DataFrame([r[:6] for r in rows], columns=["time", *COLUMNS], dtype=object)
+    return frame.astype(str)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if frame.index.name and frame.index.name.lower() in TIME_ALIASES:
+        frame = frame.reset_index()
+    return frame
+
+
+def _find_column(frame: pd.DataFrame, names: tuple[str, ...], source: str, what: str) -> str:
+    lower = {str(c).strip().lower(): c for c in frame.columns}
+    for name in names:
+        if name in lower:
+            return lower[name]
+    raise DataError(
+        f"{source}: no {what} column; the header has {', '.join(map(str, frame.columns))} "
+        f"(expected time, open, high, low, close, volume in any letter case)"
+    )
+
+
+def _row_label(i: int, line_offset: int | None) -> str:
+    return f"row {i + 1}" + (f" (line {i + line_offset})" if line_offset else "")
+
+
+def candles_from_frame(frame: pd.DataFrame, source: str, *, line_offset: int | None = None) -> Candles:
+    """Validate a frame with time/open/high/low/close/volume columns (any case) into Candles."""
+    if len(frame) == 0:
+        raise DataError(f"{source}: no rows")
+    tcol = _find_column(frame, TIME_ALIASES, source, "time")
+    values = {}
+    for col in COLUMNS:
+        name = _find_column(frame, (col,), source, col)
+        values[col] = _parse_numbers(frame[name], source, col, line_offset)
+    time = _parse_time(frame[tcol], source, line_offset)
+    _validate(time, values, source, line_offset)
+    tf = infer_timeframe(time, source, line_offset)
+    gaps = find_gaps(time, tf)
+    return Candles(time=time, timeframe_ms=tf, source=source, gaps=gaps, **values)
+
+
+def _parse_numbers(col: pd.Series, source: str, name: str, line_offset: int | None) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        out = col.to_numpy(dtype=np.float64, copy=True)
+        raw = None
+    else:
+        raw = col.astype(str).str.strip()
+        out = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        i = int(bad[0])
+        text = "" if raw is None else raw.iloc[i]
+        if raw is None or text.lower() in ("nan", "", "null", "none", "inf", "-inf"):
+            what = "missing value (NaN)" if text.lower() not in ("inf", "-inf") else "infinite value"
+        else:
+            what = f"unparsable value {text!r}"
+        more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+        raise DataError(f"{source}: {_row_label(i, line_offset)}: {what} in column {name}{more}")
+    return out
+
+
+def _parse_time(col: pd.Series, source: str, line_offset: int | None) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        stamps = pd.to_datetime(col, utc=True)
+        return stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        numbers = col.to_numpy(dtype=np.float64, copy=True)
+    else:
+        raw = col.astype(str).str.strip()
+        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(numbers).all():  # ISO 8601 text
+            stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
+            bad = np.flatnonzero(stamps.isna().to_numpy())
+            if len(bad):
+                i = int(bad[0])
+                raise DataError(
+                    f"{source}: {_row_label(i, line_offset)}: unparsable time {raw.iloc[i]!r}"
+                )
+            return stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+        bad = np.flatnonzero(np.isnan(numbers))
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(f"{source}: {_row_label(i, line_offset)}: unparsable time {raw.iloc[i]!r}")
+    # Epoch numbers: the unit follows from the magnitude (2001..2286 in seconds is 1e9..1e10).
+    first = abs(numbers[0])
+    if first < 1e11:
+        scale = 1000.0
+    elif first < 1e14:
+        scale = 1.0
+    elif first < 1e17:
+        scale = 1e-3
+    else:
+        scale = 1e-6
+    ms = np.round(numbers * scale).astype(np.int64)
+    return ms
+
+
+def _validate(time: np.ndarray, v: dict, source: str, line_offset: int | None) -> None:
+    o, h, l, c = v["open"], v["high"], v["low"], v["close"]
+    checks = (
+        ((o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), "price <= 0", None),
+        (v["volume"] < 0, "negative volume", None),
+        (h < np.maximum(o, c), "high {h} is below max(open, close) {oc}", "h"),
+        (l > np.minimum(o, c), "low {l} is above min(open, close) {oc}", "l"),
+    )
+    for mask, message, kind in checks:
+        bad = np.flatnonzero(mask)
+        if len(bad):
+            i = int(bad[0])
+            if kind == "h":
+                message = message.format(h=h[i], oc=max(o[i], c[i]))
+            elif kind == "l":
+                message = message.format(l=l[i], oc=min(o[i], c[i]))
+            more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+            raise DataError(f"{source}: {_row_label(i, line_offset)}: {message}{more}")
+    step = np.diff(time)
+    bad = np.flatnonzero(step <= 0)
+    if len(bad):
+        i = int(bad[0]) + 1
+        what = "duplicate time" if step[i - 1] == 0 else "time goes backwards"
+        stamp = pd.Timestamp(int(time[i]), unit="ms", tz="UTC")
+        raise DataError(f"{source}: {_row_label(i, line_offset)}: {what} ({stamp})")
+
+
+def infer_timeframe(time: np.ndarray, source: str = "data", line_offset: int | None = None) -> int:
+    """The bar length in ms: the most common step, checked to divide every step."""
+    if len(time) < 2:
+        raise DataError(f"{source}: at least two bars are needed to know the timeframe")
+    step = np.diff(time)
+    values, counts = np.unique(step, return_counts=True)
+    tf = int(values[np.argmax(counts)])
+    bad = np.flatnonzero(step % tf)
+    if len(bad):
+        i = int(bad[0]) + 1
+        raise DataError(
+            f"{source}: {_row_label(i, line_offset)}: time step {format_duration(int(step[i - 1]))} "
+            f"is not a whole number of {format_duration(tf)} bars"
+        )
+    return tf
+
+
+def find_gaps(time: np.ndarray, timeframe_ms: int) -> list[Gap]:
+    step = np.diff(time)
+    where = np.flatnonzero(step > timeframe_ms)
+    return [
+        Gap(start=int(time[i] + timeframe_ms), missing=int(step[i] // timeframe_ms - 1), row=int(i + 1))
+        for i in where
+    ]
+
+
+def apply_gap_policy(candles: Candles, policy: str) -> Candles:
+    if not candles.gaps or policy == "keep":
+        return candles
+    if policy == "refuse":
+        listing = "; ".join(g.describe(candles.timeframe_ms) for g in candles.gaps[:5])
+        more = f"; and {len(candles.gaps) - 5} more" if len(candles.gaps) > 5 else ""
+        raise GapError(
+            f"{candles.source}: {len(candles.gaps)} gap(s), {candles.missing_bars} missing bars: "
+            f"{listing}{more}",
+            candles.gaps,
+        )
+    return fill_gaps(candles)
+
+
+def fill_gaps(candles: Candles) -> Candles:
+    """Carry the previous close over every gap as zero-volume bars flagged in ``filled``."""
+    tf = candles.timeframe_ms
+    slot = ((candles.time - candles.time[0]) // tf).astype(np.int64)
+    n = int(slot[-1]) + 1
+    present = np.zeros(n, dtype=bool)
+    present[slot] = True
+    # index of the last real bar at or before each slot
+    src = np.maximum.accumulate(np.where(present, np.arange(n), -1))
+    idx_real = np.full(n, -1, dtype=np.int64)
+    idx_real[slot] = np.arange(len(slot))
+    last = idx_real[src]
+    prev_close = candles.close[last]
+    out = {}
+    for name in ("open", "high", "low", "close"):
+        arr = prev_close.copy()
+        arr[slot] = getattr(candles, name)
+        out[name] = arr
+    vol = np.zeros(n)
+    vol[slot] = candles.volume
+    filled = ~present
+    if candles.filled is not None:
+        filled[slot] |= candles.filled
+    return replace(
+        candles,
+        time=candles.time[0] + np.arange(n, dtype=np.int64) * tf,
+        volume=vol,
+        filled=filled,
+        **out,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Funding rates
+
+
+@dataclass
+class FundingRates:
+    time: np.ndarray  # settlement time, epoch ms UTC
+    rate: np.ndarray
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def load_funding(path: str | os.PathLike) -> FundingRates:
+    """Funding-rate CSV with ``time,funding_rate`` (any case; time as epoch s/ms or ISO 8601)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    frame = _read_csv(path)
+    source = str(path)
+    tcol = _find_column(frame, TIME_ALIASES, source, "time")
+    rcol = _find_column(frame, ("funding_rate", "fundingrate", "rate", "funding"), source, "funding_rate")
+    time = _parse_time(frame[tcol], source, 2)
+    rate = _parse_numbers(frame[rcol], source, str(rcol), 2)
+    bad = np.flatnonzero(np.diff(time) <= 0)
+    if len(bad):
+        raise DataError(f"{source}: {_row_label(int(bad[0]) + 1, 2)}: duplicate or decreasing time")
+    bad = np.flatnonzero(np.abs(rate) > 0.05)
+    if len(bad):
+        raise DataError(
+            f"{source}: {_row_label(int(bad[0]), 2)}: funding rate {rate[bad[0]]} is beyond +-5% "
+            "(rates are fractions: 0.0001 is 0.01%)"
+        )
+    return FundingRates(time=time, rate=rate, source=source)
