@@ -1,0 +1,674 @@
+"""The spot-grid backtest kernel (numba).
+
+Fill model: GRID_SEMANTICS.md. The grid is a window of ``ns`` slots over a price lattice:
+slot k buys at P(j0 + k) and, once it holds, sells at P(j0 + k + 1); after the sell it buys
+again. Orders are decided at the close of a bar and can fill from the next bar on, so no
+round trip completes inside one bar and nothing can look ahead.
+
+The kernel is event-driven: it keeps the highest resting buy, the lowest resting sell and
+the prices that trigger a stop, a trailing shift or a recenter as a "quiet band". A bar whose
+low and high stay inside the band cannot change anything, so it costs two comparisons and
+the mark-to-market; other bars scan only the levels they crossed.
+
+Intra-bar order (used for stops and for the order of trades in one bar): a bar that closes at
+or above its open is taken as open -> low -> high -> close, otherwise open -> high -> low ->
+close. Buy orders lock their cost plus fee when placed (an order the account cannot pay for
+is refused and counted), so a fill never makes a balance negative.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from engine.kernels.grid import ATR, GEOMETRIC, floor_lot_nb, lattice_price_nb
+
+RANGE, LOWER_ONLY = 0, 1
+MODE_NAMES = ("range", "lower-only")
+TRAIL_NONE, TRAIL_UP, TRAIL_DOWN, TRAIL_BOTH = 0, 1, 2, 3
+TRAIL_NAMES = ("none", "up", "down", "both")
+STOP_SELL_ALL, STOP_KEEP_COIN = 0, 1
+
+# Trade roles.
+GRID_BUY, GRID_SELL, REBUY, REBALANCE_SELL, STOP_LOSS, TAKE_PROFIT = 0, 1, 2, 3, 4, 5
+ROLE_NAMES = ("GRID_BUY", "GRID_SELL", "REBUY", "REBALANCE_SELL", "STOP_LOSS", "TAKE_PROFIT")
+
+TRADE_DTYPE = np.dtype([
+    ("bar", np.int64), ("time", np.int64), ("side", np.int8), ("price", np.float64),
+    ("qty", np.float64), ("fee", np.float64), ("level", np.int64), ("role", np.int8),
+    ("pnl", np.float64), ("cash", np.float64), ("position", np.float64),
+])
+# One row per order placed. It rests during bars placed+1 .. end; status 0 open at the end of
+# the data (end = number of bars), 1 filled on bar ``end``, 2 cancelled at the close of ``end``.
+ORDER_DTYPE = np.dtype([
+    ("price", np.float64), ("qty", np.float64), ("side", np.int8), ("level", np.int64),
+    ("role", np.int8), ("placed", np.int64), ("end", np.int64), ("status", np.int8),
+])
+ORDER_OPEN, ORDER_FILLED, ORDER_CANCELLED = 0, 1, 2
+
+# Counters returned by the kernel.
+C_FILLS, C_BUYS, C_SELLS, C_REFUSED_MIN, C_REFUSED_BALANCE, C_RECENTERS, C_TRAIL_UP, \
+    C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS, C_STATUS = range(14)
+N_COUNTERS = 14
+COUNTER_NAMES = (
+    "fills", "buys", "sells", "refused_min_notional", "refused_balance", "recenters",
+    "trail_up", "trail_down", "stop", "stop_bar", "dead_zone_deferrals", "active_bars",
+    "orders_placed", "status",
+)
+STATUS_OK, STATUS_TRADES_FULL, STATUS_ORDERS_FULL = 0, 1, 2
+
+# Money totals returned by the kernel.
+M_REALIZED, M_GRID_PROFIT, M_FEES, M_DUST_QTY, M_DUST_COST, M_TURNOVER = range(6)
+N_MONEY = 6
+
+# Slot columns: floats S[k, .] and ints SI[k, .].
+_BUY, _SELL, _QTY, _COST = 0, 1, 2, 3
+_STATE, _ORDER, _FLAG = 0, 1, 2
+_OFF, _FLAT, _HOLD, _DISABLED = 0, 1, 2, 3
+_FLAG_NONE, _FLAG_REBUY, _FLAG_RETRY, _FLAG_DEFER = 0, 1, 2, 3
+
+# Scalar state F[.] (floats) and I[.] (ints).
+_CASH, _LOCKED, _POS, _COSTT, _BASE, _STEP, _TOPP, _QUOTE, _BASEQ, _MKTQ = range(10)
+_J0, _NS, _KB, _KS, _TOPJ, _KIND, _NTR, _NOR, _STOPPED, _WAIT, _NBUYS, _GENBUYS = range(12)
+
+
+class SpotGridParams(NamedTuple):
+    """Numbers only, so numba takes it as is. Prices in quote currency, fees as fractions."""
+
+    mode: int = RANGE
+    spacing: int = 0  # engine.kernels.grid ARITHMETIC, GEOMETRIC or ATR
+    lower: float = 0.0
+    upper: float = 0.0
+    levels: int = 20
+    capital: float = 10_000.0
+    fee: float = 0.001  # maker: resting limit orders
+    taker_fee: float = 0.001  # market and stop orders
+    slippage: float = 0.0  # adverse, fraction of price, on market and stop orders
+    lot: float = 1e-8
+    tick: float = 0.0
+    min_notional: float = 0.0
+    qty_mode: int = 0  # EQUAL_QUOTE or EQUAL_BASE
+    atr_k: float = 1.0
+    atr_floor: float = 0.005
+    trailing: int = TRAIL_NONE
+    recenter: float = 0.0  # spacings beyond the window that trigger a recenter; 0 = off
+    consumed: float = 0.0  # lower-only: recenter when this fraction of the buys has filled
+    dead_zone: float = 0.0  # no order within this fraction of the price
+    stop_loss: float = 0.0  # price; 0 = off
+    take_profit: float = 0.0  # price; 0 = off
+    stop_action: int = STOP_SELL_ALL
+    fill_through: int = 0  # 1: the price must trade through a level by one tick
+    start_bar: int = 0  # first bar whose close places the grid (indicator warm-up)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _price(F, I, j, tick):
+    return lattice_price_nb(I[_KIND], F[_BASE], F[_STEP], j, I[_TOPJ], F[_TOPP], tick)
+
+
+@njit(cache=True, nogil=True)
+def _slot_qty(p, F, price):
+    if p.qty_mode == 0:
+        return floor_lot_nb(F[_QUOTE] / price, p.lot)
+    return F[_BASEQ]
+
+
+@njit(cache=True, nogil=True)
+def _record_trade(trades, I, bar, t, side, price, qty, fee, level, role, pnl, F):
+    n = I[_NTR]
+    if n >= len(trades):
+        return False
+    r = trades[n]
+    r["bar"] = bar
+    r["time"] = t
+    r["side"] = side
+    r["price"] = price
+    r["qty"] = qty
+    r["fee"] = fee
+    r["level"] = level
+    r["role"] = role
+    r["pnl"] = pnl
+    r["cash"] = F[_CASH]
+    r["position"] = F[_POS]
+    I[_NTR] = n + 1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _cancel_order(orders, oid, bar):
+    if oid >= 0:
+        orders[oid]["end"] = bar
+        orders[oid]["status"] = ORDER_CANCELLED
+
+
+@njit(cache=True, nogil=True)
+def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
+    """Decide the order slot k wants (buy when flat, sell when holding) and place it.
+    Returns 1 placed, 0 not placed (deferred, refused or nothing to do), -1 order log full."""
+    st = SI[k, _STATE]
+    if st == _FLAT:
+        side = 1
+        price = S[k, _BUY]
+    elif st == _HOLD:
+        side = -1
+        price = S[k, _SELL]
+    else:
+        return 0
+    qty = S[k, _QTY]
+    if p.dead_zone > 0.0 and abs(price - close) < p.dead_zone * close:
+        if SI[k, _FLAG] != _FLAG_DEFER:
+            counters[C_DEFERRED] += 1
+            if SI[k, _FLAG] != _FLAG_RETRY:
+                I[_WAIT] += 1
+            SI[k, _FLAG] = _FLAG_DEFER
+        return 0
+    if side == 1:
+        if qty <= 0.0 or price * qty < p.min_notional:
+            SI[k, _STATE] = _DISABLED
+            counters[C_REFUSED_MIN] += 1
+            if SI[k, _FLAG] == _FLAG_RETRY or SI[k, _FLAG] == _FLAG_DEFER:
+                I[_WAIT] -= 1
+            SI[k, _FLAG] = _FLAG_NONE
+            return 0
+        need = price * qty * (1.0 + p.fee)
+        if F[_CASH] - F[_LOCKED] < need * (1.0 - 1e-12):
+            if SI[k, _FLAG] != _FLAG_RETRY:
+                counters[C_REFUSED_BALANCE] += 1
+                if SI[k, _FLAG] != _FLAG_DEFER:
+                    I[_WAIT] += 1
+                SI[k, _FLAG] = _FLAG_RETRY
+            return 0
+        F[_LOCKED] += need
+    oid = I[_NOR]
+    if oid >= len(orders):
+        return -1
+    o = orders[oid]
+    o["price"] = price
+    o["qty"] = qty
+    o["side"] = side
+    o["level"] = I[_J0] + k
+    if side == 1:
+        o["role"] = REBUY if SI[k, _FLAG] == _FLAG_REBUY else GRID_BUY
+        I[_NBUYS] += 1
+    else:
+        o["role"] = GRID_SELL
+    o["placed"] = bar
+    o["end"] = n_bars
+    o["status"] = ORDER_OPEN
+    I[_NOR] = oid + 1
+    counters[C_ORDERS] += 1
+    if SI[k, _FLAG] == _FLAG_RETRY or SI[k, _FLAG] == _FLAG_DEFER:
+        I[_WAIT] -= 1
+    SI[k, _FLAG] = _FLAG_NONE
+    SI[k, _ORDER] = oid
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def _find_kb(SI, start):
+    k = start
+    while k >= 0 and not (SI[k, _STATE] == _FLAT and SI[k, _ORDER] >= 0):
+        k -= 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _find_ks(SI, start, ns):
+    k = start if start > 0 else 0
+    while k < ns and not (SI[k, _STATE] == _HOLD and SI[k, _ORDER] >= 0):
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _fill_buy(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money):
+    q = S[k, _QTY]
+    oid = SI[k, _ORDER]
+    role = orders[oid]["role"]
+    orders[oid]["end"] = bar
+    orders[oid]["status"] = ORDER_FILLED
+    F[_LOCKED] -= S[k, _BUY] * q * (1.0 + p.fee)
+    value = fill_price * q
+    fee = value * p.fee
+    F[_CASH] -= value + fee
+    F[_POS] += q
+    S[k, _COST] = value + fee
+    F[_COSTT] += value + fee
+    money[M_FEES] += fee
+    money[M_TURNOVER] += value
+    SI[k, _STATE] = _HOLD
+    SI[k, _ORDER] = -1
+    SI[k, _FLAG] = _FLAG_NONE
+    I[_NBUYS] -= 1
+    counters[C_FILLS] += 1
+    counters[C_BUYS] += 1
+    return _record_trade(trades, I, bar, t, 1, fill_price, q, fee, I[_J0] + k, role, 0.0, F)
+
+
+@njit(cache=True, nogil=True)
+def _fill_sell(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money):
+    q = S[k, _QTY]
+    oid = SI[k, _ORDER]
+    orders[oid]["end"] = bar
+    orders[oid]["status"] = ORDER_FILLED
+    value = fill_price * q
+    fee = value * p.fee
+    pnl = value - fee - S[k, _COST]
+    F[_CASH] += value - fee
+    F[_POS] -= q
+    F[_COSTT] -= S[k, _COST]
+    S[k, _COST] = 0.0
+    money[M_FEES] += fee
+    money[M_TURNOVER] += value
+    money[M_REALIZED] += pnl
+    money[M_GRID_PROFIT] += pnl
+    SI[k, _STATE] = _FLAT
+    SI[k, _ORDER] = -1
+    counters[C_FILLS] += 1
+    counters[C_SELLS] += 1
+    return _record_trade(trades, I, bar, t, -1, fill_price, q, fee, I[_J0] + k, GRID_SELL, pnl, F)
+
+
+@njit(cache=True, nogil=True)
+def _sell_everything(bar, t, price, role, p, S, SI, F, I, orders, trades, counters, money):
+    """Stop: cancel every order and sell the whole position (slots and dust) as one taker fill."""
+    ns = I[_NS]
+    for k in range(ns):
+        _cancel_order(orders, SI[k, _ORDER], bar)
+        SI[k, _ORDER] = -1
+        SI[k, _STATE] = _OFF
+        S[k, _COST] = 0.0
+    F[_LOCKED] = 0.0
+    q = F[_POS]
+    ok = True
+    if q > 0.0:
+        value = price * q
+        fee = value * p.taker_fee
+        pnl = value - fee - F[_COSTT]
+        F[_CASH] += value - fee
+        F[_POS] = 0.0
+        F[_COSTT] = 0.0
+        money[M_DUST_QTY] = 0.0
+        money[M_DUST_COST] = 0.0
+        money[M_FEES] += fee
+        money[M_TURNOVER] += value
+        money[M_REALIZED] += pnl
+        counters[C_FILLS] += 1
+        counters[C_SELLS] += 1
+        ok = _record_trade(trades, I, bar, t, -1, price, q, fee, -1, role, pnl, F)
+    F[_MKTQ] = 0.0
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def _stop_grid(bar, t, price, reason, p, S, SI, F, I, orders, trades, counters, money):
+    I[_STOPPED] = 1
+    counters[C_STOP] = reason
+    counters[C_STOP_BAR] = bar
+    if p.stop_action == STOP_SELL_ALL:
+        role = STOP_LOSS if reason == 1 else TAKE_PROFIT
+        return _sell_everything(bar, t, price, role, p, S, SI, F, I, orders, trades, counters, money)
+    for k in range(I[_NS]):
+        _cancel_order(orders, SI[k, _ORDER], bar)
+        SI[k, _ORDER] = -1
+    F[_LOCKED] = 0.0
+    F[_MKTQ] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, counters, money, n_bars):
+    """(Re)build the grid at the close of ``bar``: cancel every order, pool the inventory,
+    lay out the window, give the pooled inventory to the slots above the price (lowest first),
+    mark what is left as dust to sell at market, and place every slot's order.
+
+    reason 0: first grid; 1: recenter on the current price (new lattice); 2: trailing shift
+    to ``new_j0`` on the same lattice. Returns False when the order log is full.
+    """
+    ns_old = I[_NS]
+    pool_q = money[M_DUST_QTY]
+    pool_c = money[M_DUST_COST]
+    for k in range(ns_old):
+        _cancel_order(orders, SI[k, _ORDER], bar)
+        if SI[k, _STATE] == _HOLD:
+            pool_q += S[k, _QTY]
+            pool_c += S[k, _COST]
+        SI[k, _ORDER] = -1
+        SI[k, _STATE] = _OFF
+        SI[k, _FLAG] = _FLAG_NONE
+        S[k, _COST] = 0.0
+    F[_LOCKED] = 0.0
+    I[_WAIT] = 0
+    I[_NBUYS] = 0
+    n = p.levels
+    if reason == 0 or reason == 1:
+        kind = GEOMETRIC if p.spacing == GEOMETRIC else 0
+        I[_KIND] = kind
+        if p.spacing == ATR:
+            d = max(p.atr_k * atr_now, p.atr_floor * close)
+            F[_STEP] = d
+        if p.mode == RANGE:
+            if reason == 0 and p.spacing != ATR:
+                F[_BASE] = p.lower
+                F[_TOPP] = p.upper
+                I[_TOPJ] = n - 1
+                F[_STEP] = (p.upper / p.lower) ** (1.0 / (n - 1)) if kind == GEOMETRIC \
+                    else (p.upper - p.lower) / (n - 1)
+            else:
+                half = (n - 1) // 2
+                F[_BASE] = close / F[_STEP] ** half if kind == GEOMETRIC else close - half * F[_STEP]
+                I[_TOPJ] = -(1 << 62)
+            I[_J0] = 0
+            I[_NS] = n - 1
+        else:
+            # Lower-only: n buy levels below the anchor, P(n) = anchor.
+            anchor = p.upper if (reason == 0 and p.upper > 0.0) else close
+            if reason == 0 and p.spacing != ATR:
+                lower = p.lower
+                F[_STEP] = (anchor / lower) ** (1.0 / n) if kind == GEOMETRIC \
+                    else (anchor - lower) / n
+            F[_BASE] = anchor / F[_STEP] ** n if kind == GEOMETRIC else anchor - n * F[_STEP]
+            F[_TOPP] = anchor
+            I[_TOPJ] = n
+            I[_NS] = n
+            # Shift the window up by as many slots above the anchor as the pool covers.
+            h = 0
+            rem = pool_q
+            while h < n:
+                q = _slot_qty(p, F, _price(F, I, n + h, p.tick))
+                if q <= 0.0 or rem < q * (1.0 - 1e-9):
+                    break
+                rem -= q
+                h += 1
+            I[_J0] = h
+        if reason == 1:
+            counters[C_RECENTERS] += 1
+    else:
+        I[_J0] = new_j0
+    ns = I[_NS]
+    j0 = I[_J0]
+    for k in range(ns):
+        S[k, _BUY] = _price(F, I, j0 + k, p.tick)
+        S[k, _SELL] = _price(F, I, j0 + k + 1, p.tick)
+        S[k, _QTY] = _slot_qty(p, F, S[k, _BUY])
+        SI[k, _STATE] = _FLAT if S[k, _BUY] > 0.0 else _DISABLED
+    # Slots above the price hold inventory: from the pool where it covers them (at the pool's
+    # average cost), otherwise they buy it again (a buy above the price fills at the next open).
+    avg = pool_c / pool_q if pool_q > 0.0 else 0.0
+    hold_from = ns
+    if p.mode == LOWER_ONLY:
+        hold_from = n if reason != 2 else ns
+    for k in range(ns):
+        above = S[k, _BUY] > close if p.mode == RANGE or reason == 2 else k + j0 >= hold_from
+        if not above or SI[k, _STATE] == _DISABLED:
+            continue
+        q = S[k, _QTY]
+        if q > 0.0 and pool_q >= q * (1.0 - 1e-9):
+            take = min(q, pool_q)
+            SI[k, _STATE] = _HOLD
+            S[k, _COST] = avg * take
+            pool_q -= take
+            pool_c -= avg * take
+        elif reason != 0:
+            SI[k, _FLAG] = _FLAG_REBUY
+    # What no slot took stays as dust; sell it at the next open when an exchange would take it.
+    if pool_q < 1e-12:
+        pool_q = 0.0
+        pool_c = 0.0
+    money[M_DUST_QTY] = pool_q
+    money[M_DUST_COST] = pool_c
+    sellable = floor_lot_nb(pool_q, p.lot)
+    F[_MKTQ] = sellable if (sellable > 0.0 and sellable * close >= p.min_notional) else 0.0
+    for k in range(ns):
+        if _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars) < 0:
+            return False
+    I[_KB] = _find_kb(SI, ns - 1)
+    I[_KS] = _find_ks(SI, 0, ns)
+    I[_GENBUYS] = I[_NBUYS]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _quiet_band(p, S, SI, F, I):
+    """(qlo, qhi): a bar with low > qlo and high < qhi fills nothing and triggers nothing."""
+    inf = np.inf
+    if I[_STOPPED] != 0:
+        return -inf, inf
+    if I[_WAIT] > 0 or F[_MKTQ] > 0.0:
+        return inf, -inf
+    ns = I[_NS]
+    kb = I[_KB]
+    ks = I[_KS]
+    t = p.tick if p.fill_through else 0.0
+    qlo = np.nextafter(S[kb, _BUY] - t, -inf) if kb >= 0 else -inf
+    qhi = np.nextafter(S[ks, _SELL] + t, inf) if ks < ns else inf
+    if p.stop_loss > 0.0:
+        qlo = max(qlo, p.stop_loss)
+    if p.take_profit > 0.0:
+        qhi = min(qhi, p.take_profit)
+    bottom = _price(F, I, I[_J0], p.tick)
+    top = _price(F, I, I[_J0] + ns, p.tick)
+    if p.trailing == TRAIL_UP or p.trailing == TRAIL_BOTH:
+        qhi = min(qhi, np.nextafter(top, inf))
+    if p.mode == RANGE and (p.trailing == TRAIL_DOWN or p.trailing == TRAIL_BOTH):
+        qlo = max(qlo, np.nextafter(bottom, -inf))
+    if p.recenter > 0.0:
+        qhi = min(qhi, np.nextafter(top + p.recenter * (top - _price(F, I, I[_J0] + ns - 1, p.tick)), inf))
+        if p.mode == RANGE:
+            d = _price(F, I, I[_J0] + 1, p.tick) - bottom
+            qlo = max(qlo, np.nextafter(bottom - p.recenter * d, -inf))
+    return qlo, qhi
+
+
+@njit(cache=True, nogil=True)
+def _decide_regeneration(close, p, S, SI, F, I):
+    """At the close: 0 keep the grid, 1 recenter, 2 trail (new j0 in the second value)."""
+    ns = I[_NS]
+    j0 = I[_J0]
+    tick = p.tick
+    top = _price(F, I, j0 + ns, tick)
+    bottom = _price(F, I, j0, tick)
+    if (p.trailing == TRAIL_UP or p.trailing == TRAIL_BOTH) and close > top:
+        j = j0
+        if p.mode == RANGE:
+            while _price(F, I, j + ns - 1, tick) <= close:
+                j += 1
+        else:
+            while _price(F, I, j + ns, tick) < close:
+                j += 1
+        return 2, j
+    if p.mode == RANGE and (p.trailing == TRAIL_DOWN or p.trailing == TRAIL_BOTH) and close < bottom:
+        j = j0
+        while close < _price(F, I, j, tick) and _price(F, I, j - 1, tick) > 0.0:
+            j -= 1
+        if j != j0:
+            return 2, j
+    if p.recenter > 0.0:
+        d_top = top - _price(F, I, j0 + ns - 1, tick)
+        if close > top + p.recenter * d_top:
+            return 1, j0
+        if p.mode == RANGE:
+            d_bot = _price(F, I, j0 + 1, tick) - bottom
+            if close < bottom - p.recenter * d_bot:
+                return 1, j0
+    if p.mode == LOWER_ONLY and p.consumed > 0.0 and I[_GENBUYS] > 0:
+        if I[_NBUYS] < (1.0 - p.consumed) * I[_GENBUYS] and F[_CASH] - F[_LOCKED] >= F[_QUOTE]:
+            return 1, j0
+    return 0, j0
+
+
+@njit(cache=True, nogil=True)
+def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, cash_out,
+                 position_out, cost_out, counters, money):
+    """Run the spot grid over the bars; fills ``trades`` and ``orders`` (record arrays of
+    TRADE_DTYPE and ORDER_DTYPE), the per-bar ``equity``, ``cash_out``, ``position_out`` and
+    ``cost_out`` (cost basis of the position, buy fees included), ``counters`` and ``money``.
+    Returns (number of trades, number of orders). ``counters[C_STATUS]`` is nonzero when a
+    record array was too small: the caller grows it and runs again."""
+    n = len(close)
+    ns_cap = p.levels + 1
+    S = np.zeros((ns_cap, 4))
+    SI = np.zeros((ns_cap, 3), dtype=np.int64)
+    SI[:, _ORDER] = -1
+    F = np.zeros(10)
+    I = np.zeros(12, dtype=np.int64)
+    F[_CASH] = p.capital
+    F[_QUOTE] = p.capital / p.levels
+    if p.qty_mode == 1:
+        mid = (p.lower + p.upper) / 2.0 if p.upper > 0.0 else close[p.start_bar]
+        F[_BASEQ] = floor_lot_nb(p.capital / p.levels / mid, p.lot)
+    counters[:] = 0
+    money[:] = 0.0
+    start = p.start_bar
+    for i in range(min(start, n)):
+        equity[i] = p.capital
+        cash_out[i] = p.capital
+        position_out[i] = 0.0
+        cost_out[i] = 0.0
+    if start >= n:
+        return 0, 0
+    if not _regenerate(start, close[start], atr[start], 0, 0, p, S, SI, F, I, orders, counters, money, n):
+        counters[C_STATUS] = STATUS_ORDERS_FULL
+        return I[_NTR], I[_NOR]
+    equity[start] = F[_CASH] + F[_POS] * close[start]
+    cash_out[start] = F[_CASH]
+    position_out[start] = F[_POS]
+    cost_out[start] = F[_COSTT]
+    qlo, qhi = _quiet_band(p, S, SI, F, I)
+    touched = np.empty(ns_cap, dtype=np.int64)
+    tick_t = p.tick if p.fill_through else 0.0
+    for i in range(start + 1, n):
+        lo = low[i]
+        hi = high[i]
+        if lo > qlo and hi < qhi:
+            c = close[i]
+            cash_out[i] = F[_CASH]
+            position_out[i] = F[_POS]
+            cost_out[i] = F[_COSTT]
+            equity[i] = F[_CASH] + F[_POS] * c
+            continue
+        counters[C_ACTIVE_BARS] += 1
+        op = open_[i]
+        c = close[i]
+        t = time[i]
+        ok = True
+        nt = 0
+        ns = I[_NS]
+        if I[_STOPPED] == 0:
+            # A market sell of leftover inventory decided at the last close fills at this open.
+            if F[_MKTQ] > 0.0:
+                q = F[_MKTQ]
+                fp = op * (1.0 - p.slippage)
+                value = fp * q
+                fee = value * p.taker_fee
+                dq = money[M_DUST_QTY]
+                cost = money[M_DUST_COST] * (q / dq) if dq > 0.0 else 0.0
+                pnl = value - fee - cost
+                F[_CASH] += value - fee
+                F[_POS] -= q
+                F[_COSTT] -= cost
+                money[M_DUST_QTY] = dq - q
+                money[M_DUST_COST] -= cost
+                money[M_FEES] += fee
+                money[M_TURNOVER] += value
+                money[M_REALIZED] += pnl
+                counters[C_FILLS] += 1
+                counters[C_SELLS] += 1
+                F[_MKTQ] = 0.0
+                ok = _record_trade(trades, I, i, t, -1, fp, q, fee, -1, REBALANCE_SELL, pnl, F)
+            if p.stop_loss > 0.0 and op <= p.stop_loss:
+                ok = _stop_grid(i, t, op * (1.0 - p.slippage), 1, p, S, SI, F, I, orders, trades, counters, money) and ok
+            elif p.take_profit > 0.0 and op >= p.take_profit:
+                ok = _stop_grid(i, t, op * (1.0 - p.slippage), 2, p, S, SI, F, I, orders, trades, counters, money) and ok
+        down_first = c >= op
+        for leg in range(2):
+            if I[_STOPPED] != 0:
+                break
+            if (leg == 0) == down_first:
+                # Down leg: buys from the highest, then the stop-loss when the low reaches it.
+                floor_p = lo
+                hit_stop = p.stop_loss > 0.0 and lo <= p.stop_loss
+                if hit_stop:
+                    floor_p = p.stop_loss
+                k = I[_KB]
+                while k >= 0:
+                    bp = S[k, _BUY]
+                    if bp < floor_p or not (lo < bp - tick_t or (tick_t == 0.0 and lo <= bp)):
+                        break
+                    if SI[k, _STATE] == _FLAT and SI[k, _ORDER] >= 0:
+                        ok = _fill_buy(k, i, t, min(op, bp), p, S, SI, F, I, orders, trades, counters, money) and ok
+                        touched[nt] = k
+                        nt += 1
+                    k -= 1
+                if hit_stop:
+                    ok = _stop_grid(i, t, p.stop_loss * (1.0 - p.slippage), 1, p, S, SI, F, I, orders,
+                                    trades, counters, money) and ok
+            else:
+                ceil_p = hi
+                hit_tp = p.take_profit > 0.0 and hi >= p.take_profit
+                if hit_tp:
+                    ceil_p = p.take_profit
+                k = I[_KS]
+                while k < ns:
+                    sp = S[k, _SELL]
+                    if sp > ceil_p or not (hi > sp + tick_t or (tick_t == 0.0 and hi >= sp)):
+                        break
+                    if SI[k, _STATE] == _HOLD and SI[k, _ORDER] >= 0:
+                        ok = _fill_sell(k, i, t, max(op, sp), p, S, SI, F, I, orders, trades, counters, money) and ok
+                        touched[nt] = k
+                        nt += 1
+                    k += 1
+                if hit_tp:
+                    ok = _stop_grid(i, t, p.take_profit * (1.0 - p.slippage), 2, p, S, SI, F, I, orders,
+                                    trades, counters, money) and ok
+        if not ok:
+            counters[C_STATUS] = STATUS_TRADES_FULL
+            return I[_NTR], I[_NOR]
+        if I[_STOPPED] == 0:
+            # Decide at the close of bar i: regenerate, or place follow-ups and waiting orders.
+            what, j_new = _decide_regeneration(c, p, S, SI, F, I)
+            if what != 0:
+                if what == 2:
+                    if j_new > I[_J0]:
+                        counters[C_TRAIL_UP] += 1
+                    else:
+                        counters[C_TRAIL_DOWN] += 1
+                if not _regenerate(i, c, atr[i], what, j_new, p, S, SI, F, I, orders, counters, money, n):
+                    counters[C_STATUS] = STATUS_ORDERS_FULL
+                    return I[_NTR], I[_NOR]
+            else:
+                kb = I[_KB]
+                ks = I[_KS]
+                for m in range(nt):
+                    k = touched[m]
+                    r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
+                    if r < 0:
+                        counters[C_STATUS] = STATUS_ORDERS_FULL
+                        return I[_NTR], I[_NOR]
+                    if r > 0:
+                        if SI[k, _STATE] == _FLAT:
+                            kb = max(kb, k)
+                        else:
+                            ks = min(ks, k)
+                if I[_WAIT] > 0:
+                    for k in range(ns):
+                        if SI[k, _ORDER] < 0 and (SI[k, _FLAG] == _FLAG_RETRY or SI[k, _FLAG] == _FLAG_DEFER):
+                            r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
+                            if r < 0:
+                                counters[C_STATUS] = STATUS_ORDERS_FULL
+                                return I[_NTR], I[_NOR]
+                            if r > 0:
+                                if SI[k, _STATE] == _FLAT:
+                                    kb = max(kb, k)
+                                else:
+                                    ks = min(ks, k)
+                I[_KB] = _find_kb(SI, min(kb, ns - 1))
+                I[_KS] = _find_ks(SI, ks, ns)
+        qlo, qhi = _quiet_band(p, S, SI, F, I)
+        cash_out[i] = F[_CASH]
+        position_out[i] = F[_POS]
+        cost_out[i] = F[_COSTT]
+        equity[i] = F[_CASH] + F[_POS] * c
+    return I[_NTR], I[_NOR]

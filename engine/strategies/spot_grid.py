@@ -1,0 +1,159 @@
+"""The spot grid: user-facing settings, their validation, and the call into the numba kernel.
+
+Settings are checked here with errors that name the setting; the kernel takes the validated
+numbers as a :class:`~engine.kernels.spot_grid.SpotGridParams`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from engine.kernels import grid as g
+from engine.kernels import spot_grid as k
+
+
+class ParamError(ValueError):
+    """A strategy setting is out of range; ``name`` is the setting (CLI argument) at fault."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"--{name.replace('_', '-')}: {message}")
+        self.name = name
+
+
+@dataclass
+class SpotGridConfig:
+    """A spot grid as a user describes it. ``lower``/``upper`` of 0 mean "from the data":
+    range grids span +-``range_pct`` around the first price; lower-only grids anchor at the
+    first price with ``lower`` at (1 - range_pct) of it."""
+
+    mode: str = "range"  # range | lower-only
+    spacing: str = "arithmetic"  # arithmetic | geometric | atr
+    lower: float = 0.0
+    upper: float = 0.0
+    levels: int = 20
+    range_pct: float = 0.2
+    capital: float = 10_000.0
+    fee: float = 0.001
+    taker_fee: float | None = None  # defaults to fee
+    slippage: float = 0.0
+    lot: float = 1e-8
+    tick: float = 0.0
+    min_notional: float = 0.0
+    qty_mode: str = "quote"  # quote | base
+    atr_period: int = 14
+    atr_k: float = 1.0
+    atr_floor: float = 0.005
+    trailing: str = "none"  # none | up | down | both
+    recenter: float | None = None  # spacings beyond the grid; None: 0 (range), 2 (lower-only)
+    consumed: float | None = None  # lower-only; None: 0.8
+    dead_zone: float = 0.0
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
+    stop_action: str = "sell"  # sell | keep
+    fill_rule: str = "touch"  # touch | through
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpotGridConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ParamError(sorted(unknown)[0], "unknown spot-grid setting")
+        return cls(**data)
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> int:
+    if value not in options:
+        raise ParamError(name, f"{value!r} is not one of {', '.join(options)}")
+    return options.index(value)
+
+
+def _positive(name: str, value: float, *, zero_ok: bool = False) -> float:
+    if value is None or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+    return float(value)
+
+
+def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) -> k.SpotGridParams:
+    """Validate ``cfg`` against the data's first price and turn it into kernel numbers."""
+    mode = _choice("mode", cfg.mode, k.MODE_NAMES)
+    spacing = _choice("spacing", cfg.spacing, g.SPACING_NAMES)
+    trailing = _choice("trailing", cfg.trailing, k.TRAIL_NAMES)
+    qty_mode = _choice("qty_mode", cfg.qty_mode, ("quote", "base"))
+    stop_action = _choice("stop_action", cfg.stop_action, ("sell", "keep"))
+    fill_through = _choice("fill_rule", cfg.fill_rule, ("touch", "through"))
+    if not isinstance(cfg.levels, int | np.integer) or cfg.levels < 2 or cfg.levels > 5000:
+        raise ParamError("levels", f"must be a whole number from 2 to 5000, got {cfg.levels}")
+    capital = _positive("capital", cfg.capital)
+    fee = _positive("fee", cfg.fee, zero_ok=True)
+    if fee >= 0.1:
+        raise ParamError("fee", f"{fee} is a fraction of the notional (0.001 is 0.1%); 10% or more is not a fee")
+    taker = fee if cfg.taker_fee is None else _positive("taker_fee", cfg.taker_fee, zero_ok=True)
+    slippage = _positive("slippage", cfg.slippage, zero_ok=True)
+    lot = _positive("lot", cfg.lot, zero_ok=True)
+    tick = _positive("tick", cfg.tick, zero_ok=True)
+    min_notional = _positive("min_notional", cfg.min_notional, zero_ok=True)
+    lower = _positive("lower", cfg.lower, zero_ok=True)
+    upper = _positive("upper", cfg.upper, zero_ok=True)
+    range_pct = _positive("range_pct", cfg.range_pct)
+    if range_pct >= 1:
+        raise ParamError("range_pct", f"must be below 1, got {range_pct}")
+    if mode == k.RANGE:
+        lower = lower or first_price * (1 - range_pct)
+        upper = upper or first_price * (1 + range_pct)
+    else:
+        anchor = upper or first_price
+        lower = lower or anchor * (1 - range_pct)
+        if spacing != g.ATR and not lower < anchor:
+            raise ParamError("lower", f"{lower} must be below the grid's anchor {anchor}")
+    if spacing != g.ATR and mode == k.RANGE:
+        if not lower < upper:
+            raise ParamError("upper", f"upper {upper} must be above lower {lower}")
+        g.grid_levels(lower, upper, cfg.levels, g.SPACING_NAMES[spacing], tick)  # raises on coarse tick
+    recenter = cfg.recenter if cfg.recenter is not None else (2.0 if mode == k.LOWER_ONLY else 0.0)
+    consumed = cfg.consumed if cfg.consumed is not None else (0.8 if mode == k.LOWER_ONLY else 0.0)
+    _positive("recenter", recenter, zero_ok=True)
+    if not 0 <= consumed < 1:
+        raise ParamError("consumed", f"must be from 0 to below 1, got {consumed}")
+    dead_zone = _positive("dead_zone", cfg.dead_zone, zero_ok=True)
+    if dead_zone >= 0.5:
+        raise ParamError("dead_zone", f"{dead_zone} is a fraction of the price; 0.5 or more leaves no grid")
+    stop_loss = _positive("stop_loss", cfg.stop_loss, zero_ok=True)
+    take_profit = _positive("take_profit", cfg.take_profit, zero_ok=True)
+    if stop_loss and stop_loss >= first_price:
+        raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
+    if take_profit and take_profit <= first_price:
+        raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
+    if spacing == g.ATR:
+        if cfg.atr_period < 1:
+            raise ParamError("atr_period", f"must be >= 1, got {cfg.atr_period}")
+        _positive("atr_k", cfg.atr_k, zero_ok=True)
+        _positive("atr_floor", cfg.atr_floor, zero_ok=True)
+        if cfg.atr_k == 0 and cfg.atr_floor == 0:
+            raise ParamError("atr_k", "ATR spacing needs atr_k > 0 or atr_floor > 0")
+    return k.SpotGridParams(
+        mode=mode, spacing=spacing, lower=float(lower), upper=float(upper), levels=int(cfg.levels),
+        capital=capital, fee=fee, taker_fee=taker, slippage=slippage, lot=lot, tick=tick,
+        min_notional=min_notional, qty_mode=qty_mode, atr_k=float(cfg.atr_k),
+        atr_floor=float(cfg.atr_floor), trailing=trailing, recenter=float(recenter),
+        consumed=float(consumed), dead_zone=dead_zone, stop_loss=stop_loss,
+        take_profit=take_profit, stop_action=stop_action, fill_through=fill_through,
+        start_bar=int(start_bar),
+    )
+
+
+def initial_levels(params: k.SpotGridParams) -> np.ndarray | None:
+    """The levels of the first grid for fixed spacings (None for ATR spacing: it needs data)."""
+    if params.spacing == g.ATR:
+        return None
+    if params.mode == k.RANGE:
+        return g.grid_levels(params.lower, params.upper, params.levels, g.SPACING_NAMES[params.spacing], params.tick)
+    anchor = params.upper
+    if anchor <= 0:
+        return None
+    return g.grid_levels(params.lower, anchor, params.levels + 1, g.SPACING_NAMES[params.spacing], params.tick)
