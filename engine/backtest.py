@@ -7,7 +7,6 @@ import time as _time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from engine.data import Candles
 from engine.kernels import indicators as ind
@@ -56,7 +55,10 @@ class BacktestResult:
         o = self.orders
         return o[(o["placed"] < bar) & (o["end"] >= bar)]
 
-    def trades_frame(self) -> pd.DataFrame:
+    def trades_frame(self):
+        """The trades as a pandas DataFrame with readable side and role names."""
+        import pandas as pd
+
         t = self.trades
         return pd.DataFrame({
             "time": pd.to_datetime(t["time"], unit="ms", utc=True),
@@ -111,7 +113,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None) -> Backte
     timings["indicators"] = _time.perf_counter() - t0
     params = build_params(cfg, float(candles.close[start]), start)
     t1 = _time.perf_counter()
-    cap_trades = max(4096, n // 4 + 8 * params.levels)
+    cap_trades = max(4096, n // 32 + 8 * params.levels)
     cap_orders = cap_trades + 8 * params.levels
     equity = np.empty(n)
     cash = np.empty(n)

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where text is parsed: a Parquet backtest runs without it
+    import pandas as pd
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 TIME_ALIASES = ("time", "timestamp", "date", "datetime", "open_time", "opentime")
@@ -50,8 +55,7 @@ class Gap:
     row: int
 
     def describe(self, timeframe_ms: int) -> str:
-        start = pd.Timestamp(self.start, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
-        return f"{self.missing} bar(s) missing from {start} UTC ({format_duration(self.missing * timeframe_ms)})"
+        return f"{self.missing} bar(s) missing from {utc_text(self.start)} UTC ({format_duration(self.missing * timeframe_ms)})"
 
 
 @dataclass
@@ -94,10 +98,17 @@ class Candles:
         )
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         df = pd.DataFrame({"time": self.time, **{c: getattr(self, c) for c in COLUMNS}})
         if self.filled is not None:
             df["filled"] = self.filled
         return df
+
+
+def utc_text(ms: int) -> str:
+    """Epoch ms as ``YYYY-MM-DD HH:MM`` in UTC."""
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def timeframe_name(ms: int) -> str:
@@ -162,6 +173,8 @@ def load_candles(
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -188,27 +201,44 @@ def _read_freqtrade_json(path: Path) -> pd.DataFrame:
             raise DataError(
                 f"{path}: row {i + 1}: expected [time, open, high, low, close, volume], got {row!r}"
             )
+    import pandas as pd
+
     frame = pd.DataFrame([r[:6] for r in rows], columns=["time", *COLUMNS], dtype=object)
     return frame.astype(str)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path) -> dict[str, np.ndarray]:
+    """Columns as numpy arrays (numeric and timestamp columns without going through pandas)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        frame = pd.read_parquet(path)
+        table = pq.ParquetFile(path).read(use_pandas_metadata=False)
     except Exception as exc:  # pyarrow raises several unrelated types
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    if frame.index.name and frame.index.name.lower() in TIME_ALIASES:
-        frame = frame.reset_index()
-    return frame
+    columns: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):
+            columns[name] = col.cast(pa.timestamp("ms", tz="UTC")).to_numpy().astype("datetime64[ms]")
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            if pa.types.is_floating(col.type):
+                col = col.cast(pa.float64())
+            columns[name] = col.combine_chunks().to_numpy(zero_copy_only=False, writable=True)
+        else:
+            columns[name] = np.asarray([str(v) for v in col.to_pylist()], dtype=object)
+    del table
+    pa.default_memory_pool().release_unused()
+    return columns
 
 
-def _find_column(frame: pd.DataFrame, names: tuple[str, ...], source: str, what: str) -> str:
-    lower = {str(c).strip().lower(): c for c in frame.columns}
+def _find_column(frame: Mapping, names: tuple[str, ...], source: str, what: str) -> str:
+    lower = {str(c).strip().lower(): c for c in frame.keys()}
     for name in names:
         if name in lower:
             return lower[name]
     raise DataError(
-        f"{source}: no {what} column; the header has {', '.join(map(str, frame.columns))} "
+        f"{source}: no {what} column; the header has {', '.join(map(str, frame.keys()))} "
         f"(expected time, open, high, low, close, volume in any letter case)"
     )
 
@@ -217,9 +247,11 @@ def _row_label(i: int, line_offset: int | None) -> str:
     return f"row {i + 1}" + (f" (line {i + line_offset})" if line_offset else "")
 
 
-def candles_from_frame(frame: pd.DataFrame, source: str, *, line_offset: int | None = None) -> Candles:
-    """Validate a frame with time/open/high/low/close/volume columns (any case) into Candles."""
-    if len(frame) == 0:
+def candles_from_frame(frame: Mapping, source: str, *, line_offset: int | None = None) -> Candles:
+    """Validate columns time/open/high/low/close/volume (any case; a DataFrame or a dict of
+    arrays) into Candles."""
+    keys = list(frame.keys())
+    if not keys or len(frame[keys[0]]) == 0:
         raise DataError(f"{source}: no rows")
     tcol = _find_column(frame, TIME_ALIASES, source, "time")
     values = {}
@@ -233,12 +265,32 @@ def candles_from_frame(frame: pd.DataFrame, source: str, *, line_offset: int | N
     return Candles(time=time, timeframe_ms=tf, source=source, gaps=gaps, **values)
 
 
-def _parse_numbers(col: pd.Series, source: str, name: str, line_offset: int | None) -> np.ndarray:
+def _numeric(col) -> np.ndarray | None:
+    """The column as a float64 numpy array when it is numeric already, else None."""
+    if isinstance(col, np.ndarray):
+        if col.dtype == np.float64 and col.flags.writeable and col.flags.c_contiguous:
+            return col  # already a private float64 copy (the Parquet reader makes one)
+        return np.array(col, dtype=np.float64) if col.dtype.kind in "iuf" else None
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(col.dtype):
-        out = col.to_numpy(dtype=np.float64, copy=True)
-        raw = None
-    else:
-        raw = col.astype(str).str.strip()
+        return col.to_numpy(dtype=np.float64, copy=True)
+    return None
+
+
+def _text(col):
+    import pandas as pd
+
+    return pd.Series(col).astype(str).str.strip()
+
+
+def _parse_numbers(col, source: str, name: str, line_offset: int | None) -> np.ndarray:
+    out = _numeric(col)
+    raw = None
+    if out is None:
+        import pandas as pd
+
+        raw = _text(col)
         out = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, copy=True)
     bad = np.flatnonzero(~np.isfinite(out))
     if len(bad):
@@ -253,14 +305,16 @@ def _parse_numbers(col: pd.Series, source: str, name: str, line_offset: int | No
     return out
 
 
-def _parse_time(col: pd.Series, source: str, line_offset: int | None) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(col.dtype):
-        stamps = pd.to_datetime(col, utc=True)
-        return stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    if pd.api.types.is_numeric_dtype(col.dtype):
-        numbers = col.to_numpy(dtype=np.float64, copy=True)
-    else:
-        raw = col.astype(str).str.strip()
+def _parse_time(col, source: str, line_offset: int | None) -> np.ndarray:
+    if isinstance(col, np.ndarray) and col.dtype.kind == "M":
+        return col.astype("datetime64[ms]").astype(np.int64)
+    numbers = _numeric(col)
+    if numbers is None:
+        import pandas as pd
+
+        if pd.api.types.is_datetime64_any_dtype(getattr(col, "dtype", None)):
+            return pd.to_datetime(col, utc=True).to_numpy(dtype="datetime64[ms]").astype(np.int64)
+        raw = _text(col)
         numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         if np.isnan(numbers).all():  # ISO 8601 text
             stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
@@ -285,8 +339,7 @@ def _parse_time(col: pd.Series, source: str, line_offset: int | None) -> np.ndar
         scale = 1e-3
     else:
         scale = 1e-6
-    ms = np.round(numbers * scale).astype(np.int64)
-    return ms
+    return np.round(numbers * scale).astype(np.int64)
 
 
 def _validate(time: np.ndarray, v: dict, source: str, line_offset: int | None) -> None:
@@ -312,8 +365,7 @@ def _validate(time: np.ndarray, v: dict, source: str, line_offset: int | None) -
     if len(bad):
         i = int(bad[0]) + 1
         what = "duplicate time" if step[i - 1] == 0 else "time goes backwards"
-        stamp = pd.Timestamp(int(time[i]), unit="ms", tz="UTC")
-        raise DataError(f"{source}: {_row_label(i, line_offset)}: {what} ({stamp})")
+        raise DataError(f"{source}: {_row_label(i, line_offset)}: {what} ({utc_text(time[i])} UTC)")
 
 
 def infer_timeframe(time: np.ndarray, source: str = "data", line_offset: int | None = None) -> int:

@@ -44,6 +44,15 @@ def lattice_price_nb(kind, base, step, j, top_j, top_price, tick):
     return round_tick_nb(p, tick)
 
 
+@njit(cache=True, nogil=True)
+def lattice_prices_nb(kind, base, step, j0, n, top_j, top_price, tick):
+    """Prices of lattice levels j0 .. j0 + n - 1 (see ``lattice_price_nb``)."""
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = lattice_price_nb(kind, base, step, j0 + i, top_j, top_price, tick)
+    return out
+
+
 def grid_levels(lower: float, upper: float, n: int, spacing: str = "arithmetic", tick: float = 0.0) -> np.ndarray:
     """``n`` levels from ``lower`` to ``upper`` (both included), arithmetic or geometric."""
     if n < 2:
@@ -56,7 +65,7 @@ def grid_levels(lower: float, upper: float, n: int, spacing: str = "arithmetic",
         step, kind, base = (upper / lower) ** (1.0 / (n - 1)), GEOMETRIC, lower
     else:
         raise ValueError(f"spacing: {spacing!r} has no fixed levels (use arithmetic or geometric)")
-    levels = np.array([lattice_price_nb(kind, base, step, j, n - 1, upper, tick) for j in range(n)])
+    levels = lattice_prices_nb(kind, base, step, 0, n, n - 1, upper, tick)
     if np.any(np.diff(levels) <= 0):
         raise ValueError(f"tick: {tick} is too coarse for {n} levels between {lower} and {upper}")
     return levels
@@ -70,7 +79,8 @@ def atr_levels(price: float, atr: float, k: float, floor_frac: float, n: int, ti
     base = price - ((n - 1) // 2) * d
     if base <= 0:
         raise ValueError(f"atr spacing: {n} levels of {d:.6g} below {price:.6g} go below zero")
-    return np.array([round_tick_nb(base + j * d, tick) for j in range(n)])
+    levels = base + np.arange(n) * d
+    return np.round(levels / tick) * tick if tick > 0 else levels
 
 
 def level_quantities(levels: np.ndarray, capital: float, lot: float, qty_mode: int = EQUAL_QUOTE) -> np.ndarray:

@@ -1,0 +1,273 @@
+"""The ``griddesk`` command line: backtest, indicators, fetch, sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+SAMPLE = "sample"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments give one line that names the argument, not a usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _sample_path() -> Path:
+    from engine.sample import SAMPLE_PATH
+
+    return SAMPLE_PATH
+
+
+def _load(args) -> tuple[object, float]:
+    from engine.data import load_candles
+
+    path = _sample_path() if args.data == SAMPLE else Path(args.data)
+    t = time.perf_counter()
+    candles = load_candles(path, timeframe=args.timeframe, gaps=args.gaps)
+    return candles, time.perf_counter() - t
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="candle file (CSV, freqtrade JSON, Parquet) or 'sample'")
+    p.add_argument("--timeframe", help="expected timeframe, checked against the data (e.g. 5m)")
+    p.add_argument("--gaps", choices=("keep", "refuse", "fill"), default="keep",
+                   help="missing bars: keep (report them), refuse, or fill with the previous close")
+
+
+def _float(name):
+    def parse(text):
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    parse.__name__ = name
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = OneLineParser(prog="griddesk", description="GridDesk: crypto grid trading workstation")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    bt = sub.add_parser("backtest", help="backtest a strategy on candles and print a report")
+    _add_data_args(bt)
+    bt.add_argument("--strategy", default="spot-grid", choices=("spot-grid",))
+    bt.add_argument("--params", type=Path, help="JSON file of strategy settings (flags override it)")
+    bt.add_argument("--mode", choices=("range", "lower-only"))
+    bt.add_argument("--spacing", choices=("arithmetic", "geometric", "atr"))
+    bt.add_argument("--lower", type=_float("lower"), help="lowest level (default: from the data)")
+    bt.add_argument("--upper", type=_float("upper"), help="highest level / lower-only anchor")
+    bt.add_argument("--levels", type=int)
+    bt.add_argument("--range-pct", type=_float("range_pct"), help="default range around the first price (0.2)")
+    bt.add_argument("--capital", type=_float("capital"))
+    bt.add_argument("--fee", type=_float("fee"), help="maker fee as a fraction (0.001 = 0.1%%)")
+    bt.add_argument("--taker-fee", type=_float("taker_fee"))
+    bt.add_argument("--slippage", type=_float("slippage"))
+    bt.add_argument("--lot", type=_float("lot"))
+    bt.add_argument("--tick", type=_float("tick"))
+    bt.add_argument("--min-notional", type=_float("min_notional"))
+    bt.add_argument("--qty-mode", choices=("quote", "base"))
+    bt.add_argument("--atr-period", type=int)
+    bt.add_argument("--atr-k", type=_float("atr_k"))
+    bt.add_argument("--atr-floor", type=_float("atr_floor"))
+    bt.add_argument("--trailing", choices=("none", "up", "down", "both"))
+    bt.add_argument("--recenter", type=_float("recenter"), help="spacings beyond the grid that recenter it")
+    bt.add_argument("--consumed", type=_float("consumed"), help="lower-only: recenter when this share of buys filled")
+    bt.add_argument("--dead-zone", type=_float("dead_zone"))
+    bt.add_argument("--stop-loss", type=_float("stop_loss"))
+    bt.add_argument("--take-profit", type=_float("take_profit"))
+    bt.add_argument("--stop-action", choices=("sell", "keep"))
+    bt.add_argument("--fill-rule", choices=("touch", "through"))
+    bt.add_argument("--json", type=Path, help="write every metric and the timings to this file")
+    bt.add_argument("--trades", type=Path, help="write the trades to this CSV file")
+
+    ind = sub.add_parser("indicators", help="compute the indicator set and write it as CSV")
+    _add_data_args(ind)
+    ind.add_argument("--out", type=Path, required=True)
+
+    fe = sub.add_parser("fetch", help="download candles through ccxt into the cache (and a file)")
+    fe.add_argument("--exchange", default="binance")
+    fe.add_argument("--symbol", required=True)
+    fe.add_argument("--timeframe", required=True)
+    fe.add_argument("--since", required=True, help="start, ISO 8601 (UTC) or epoch ms")
+    fe.add_argument("--until", help="end, ISO 8601 (UTC) or epoch ms (default: now)")
+    fe.add_argument("--exchange-url", help="send every request to this base URL (testnet, proxy, simulator)")
+    fe.add_argument("--cache-dir", type=Path)
+    fe.add_argument("--out", type=Path, help="also write the candles to this CSV or Parquet file")
+
+    sm = sub.add_parser("sample", help="write the bundled sample candles again from their seed")
+    sm.add_argument("--out", type=Path)
+    sm.add_argument("--seed", type=int, default=7)
+    return ap
+
+
+CONFIG_FLAGS = (
+    "mode", "spacing", "lower", "upper", "levels", "range_pct", "capital", "fee", "taker_fee",
+    "slippage", "lot", "tick", "min_notional", "qty_mode", "atr_period", "atr_k", "atr_floor",
+    "trailing", "recenter", "consumed", "dead_zone", "stop_loss", "take_profit", "stop_action",
+    "fill_rule",
+)
+
+
+def _spot_config(args):
+    from engine.strategies.spot_grid import SpotGridConfig
+
+    data = {}
+    if args.params:
+        try:
+            data = json.loads(args.params.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"griddesk backtest: error: --params: {args.params}: {exc}") from None
+        if not isinstance(data, dict):
+            raise SystemExit(f"griddesk backtest: error: --params: {args.params}: expected a JSON object")
+    for name in CONFIG_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            data[name] = value
+    return SpotGridConfig.from_dict(data)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.2f}%"
+
+
+def format_report(result, candles, load_s: float) -> str:
+    from engine.kernels.grid import profit_range
+
+    m, p, c = result.metrics, result.params, result.counters
+    lines = [
+        f"GridDesk backtest: {result.strategy} on {candles.source}",
+        f"  data        {len(candles):,} bars of {candles.timeframe}, "
+        f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])}",
+    ]
+    if candles.gaps:
+        longest = max(candles.gaps, key=lambda g: g.missing)
+        lines.append(f"  gaps        {len(candles.gaps)} gap(s), {candles.missing_bars} missing bars "
+                     f"(longest: {longest.describe(candles.timeframe_ms)}); kept as they are")
+    cfg = result.config
+    grid = f"{cfg['mode']} {cfg['spacing']}, {p.levels} levels"
+    if result.levels is not None:
+        lo, hi = profit_range(result.levels, p.fee)
+        grid += f" {result.levels[0]:,.2f} .. {result.levels[-1]:,.2f}, profit/grid after fees "
+        grid += f"{lo * 100:.3f}%" + ("" if abs(hi - lo) < 1e-12 else f" .. {hi * 100:.3f}%")
+    if cfg["trailing"] != "none":
+        grid += f", trailing {cfg['trailing']}"
+    lines += [
+        f"  grid        {grid}",
+        f"  capital     {p.capital:,.2f}  fee {p.fee * 100:.3f}% maker / {p.taker_fee * 100:.3f}% taker",
+        "",
+        f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
+        f"   buy & hold {_pct(m['buy_hold_return'])}",
+        f"  grid profit       {m['grid_profit']:>16,.2f}   floating PnL {m['floating_pnl']:,.2f}"
+        f"   fees {m['fees_paid']:,.2f}",
+        f"  max drawdown      {m['max_drawdown'] * 100:>15.2f}%   Sharpe {m['sharpe']:.2f}"
+        f"   Sortino {m['sortino']:.2f}   Calmar {m['calmar']:.2f}",
+        f"  fills             {m['fills']:>16,}   round trips {m['round_trips']:,}"
+        f"   win rate {m['win_rate'] * 100:.1f}%   profit factor {m['profit_factor']:.2f}",
+        f"  position          {m['final_position']:>16,.8f}   cash {m['final_cash']:,.2f}",
+        f"  orders refused    {c['refused_min_notional']:>16,} below min notional, "
+        f"{c['refused_balance']:,} for balance",
+    ]
+    events = [f"{c[k]} {k.replace('_', ' ')}" for k in ("recenters", "trail_up", "trail_down") if c[k]]
+    if c["stop"]:
+        events.append(f"{'stop-loss' if c['stop'] == 1 else 'take-profit'} hit at {_ts(candles.time[c['stop_bar']])}")
+    if events:
+        lines.append(f"  events            {', '.join(events)}")
+    t = result.timings
+    lines.append(f"  timings           load {load_s:.3f}s, indicators {t['indicators']:.4f}s, "
+                 f"kernel {t['kernel']:.4f}s")
+    return "\n".join(lines)
+
+
+def _ts(ms: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_backtest(args) -> int:
+    from engine.backtest import run_spot_grid
+
+    candles, load_s = _load(args)
+    cfg = _spot_config(args)
+    result = run_spot_grid(candles, cfg)
+    print(format_report(result, candles, load_s))
+    if args.json:
+        out = result.to_json_dict()
+        out["timings"] = {"load": load_s, **result.timings}
+        args.json.write_text(json.dumps(out, indent=2, default=float))
+    if args.trades:
+        result.trades_frame().to_csv(args.trades, index=False)
+    return 0
+
+
+def cmd_indicators(args) -> int:
+    from engine.indicators import indicators_frame
+
+    candles, _ = _load(args)
+    frame = indicators_frame(candles)
+    frame.to_csv(args.out, index=False, float_format="%.10g")
+    print(f"wrote {len(frame):,} rows x {len(frame.columns) - 1} indicators to {args.out}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    import asyncio
+
+    from engine.fetch import fetch_candles, parse_when
+
+    def progress(done: int, total: int) -> None:
+        pct = 100.0 * done / total if total else 100.0
+        print(f"\r  {done:,}/{total:,} bars ({pct:.0f}%)", end="", file=sys.stderr, flush=True)
+
+    candles = asyncio.run(fetch_candles(
+        args.exchange, args.symbol, args.timeframe, parse_when(args.since),
+        parse_when(args.until) if args.until else None, progress=progress,
+        cache_dir=args.cache_dir, base_url=args.exchange_url,
+    ))
+    print(file=sys.stderr)
+    print(f"{len(candles):,} bars of {args.symbol} {args.timeframe} from {args.exchange}"
+          + (f", {len(candles.gaps)} gap(s)" if candles.gaps else ""))
+    if args.out:
+        frame = candles.to_frame()
+        if args.out.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(args.out, index=False)
+        else:
+            frame.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from engine import sample
+
+    return sample.main([*(["--out", str(args.out)] if args.out else []), "--seed", str(args.seed)]) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from engine.data import DataError
+    from engine.strategies.spot_grid import ParamError
+
+    handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample}
+    try:
+        return handlers[args.command](args)
+    except (DataError, ParamError) as exc:
+        print(f"griddesk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"griddesk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"griddesk {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

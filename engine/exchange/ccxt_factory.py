@@ -1,0 +1,38 @@
+"""Build ccxt clients, optionally pointed at another host (testnet, proxy, local simulator)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+# Options that keep a spot-only Binance client away from futures and margin endpoints.
+SPOT_ONLY_OPTIONS = {
+    "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
+}
+
+
+def rewrite_api_urls(urls, base_url: str):
+    """Every URL in ccxt's ``urls["api"]`` (a string or nested dict) moved to ``base_url``,
+    keeping its path: https://api.binance.com/api/v3 -> http://127.0.0.1:8080/api/v3."""
+    base = urlsplit(base_url.rstrip("/"))
+    if isinstance(urls, dict):
+        return {k: rewrite_api_urls(v, base_url) for k, v in urls.items()}
+    if isinstance(urls, str) and urls.startswith("http"):
+        u = urlsplit(urls)
+        return urlunsplit((base.scheme, base.netloc, base.path + u.path, u.query, u.fragment))
+    return urls
+
+
+def make_exchange(exchange_id: str, *, base_url: str | None = None, market: str = "spot",
+                  config: dict | None = None):
+    """An async ccxt client for ``exchange_id`` (closing it is the caller's job)."""
+    import ccxt.async_support as ccxt_async
+
+    if exchange_id not in ccxt_async.exchanges:
+        raise ValueError(f"--exchange: ccxt has no exchange {exchange_id!r}")
+    options = dict(SPOT_ONLY_OPTIONS.get(exchange_id, {})) if market == "spot" else {}
+    cfg = {"enableRateLimit": True, **(config or {})}
+    cfg["options"] = {**options, **cfg.get("options", {})}
+    exchange = getattr(ccxt_async, exchange_id)(cfg)
+    if base_url:
+        exchange.urls["api"] = rewrite_api_urls(exchange.urls["api"], base_url)
+    return exchange

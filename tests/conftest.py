@@ -1,0 +1,54 @@
+"""Shared fixtures. Qt runs offscreen in every test (set before any Qt import)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+SHARED_DATA = Path(os.environ.get("GRIDDESK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+BTC_5M = "BTCUSDT-5m-binance-2020-2021.csv"
+ETH_5M = "ETHUSDT-5m-binance-2020-2021.csv"
+BTC_1H = "BTCUSDT-1h-binance-2017-2022.csv"
+FUNDING = "BTCUSDT-funding-8h-binance-2020-2023.csv"
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.fail(f"real market data missing: {path} (set GRIDDESK_SHARED_DATA to the shared/data folder)")
+    return path
+
+
+_cache: dict = {}
+
+
+def real_candles(name: str):
+    """Candles from ../shared/data, loaded once per test session (tests must not mutate them)."""
+    from engine.data import load_candles
+
+    if name not in _cache:
+        _cache[name] = load_candles(shared_file(name))
+    return _cache[name]
+
+
+@pytest.fixture(scope="session")
+def btc5m():
+    return real_candles(BTC_5M)
+
+
+@pytest.fixture(scope="session")
+def eth5m():
+    return real_candles(ETH_5M)
+
+
+@pytest.fixture(scope="session")
+def btc1h():
+    return real_candles(BTC_1H)

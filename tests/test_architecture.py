@@ -1,0 +1,32 @@
+"""Layering rules that hold the design together."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHECK = r"""
+import importlib, pkgutil, sys
+import engine
+names = ["engine"] + [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
+for name in names:
+    importlib.import_module(name)
+qt = sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph", "qasync", "PyQt5", "PyQt6"))
+print(len(names), "modules;", "Qt loaded:", qt)
+sys.exit(1 if qt else 0)
+"""
+
+
+def test_importing_the_engine_loads_no_qt():
+    out = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "modules" in out.stdout
+
+
+def test_widgets_never_import_ccxt():
+    offenders = [
+        str(p) for p in (ROOT / "widgets").rglob("*.py")
+        if any(line.lstrip().startswith(("import ccxt", "from ccxt")) for line in p.read_text().splitlines())
+    ]
+    assert offenders == []
