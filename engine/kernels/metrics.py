@@ -53,7 +53,11 @@ def performance(equity: np.ndarray, timeframe_ms: int) -> dict[str, float]:
     start, end = float(equity[0]), float(equity[-1])
     total = end / start - 1.0 if start > 0 else 0.0
     years = (len(equity) - 1) / bars_per_year
-    cagr = (end / start) ** (1.0 / years) - 1.0 if years > 0 and end > 0 and start > 0 else 0.0
+    if years > 0 and end > 0 and start > 0:
+        with np.errstate(over="ignore"):  # a few minutes of data annualize to infinity
+            cagr = float(np.expm1(np.log(end / start) / years))
+    else:
+        cagr = 0.0
     mdd, mdd_bar = max_drawdown_nb(equity)
     mean, std, down = return_moments_nb(equity)
     root = np.sqrt(bars_per_year)
@@ -64,5 +68,5 @@ def performance(equity: np.ndarray, timeframe_ms: int) -> dict[str, float]:
         "max_drawdown_bar": int(mdd_bar),
         "sharpe": float(mean / std * root) if std > 0 else 0.0,
         "sortino": float(mean / down * root) if down > 0 else 0.0,
-        "calmar": float(cagr / mdd) if mdd > 0 else 0.0,
+        "calmar": float(cagr / mdd) if mdd > 0 and np.isfinite(cagr) else 0.0,
     }

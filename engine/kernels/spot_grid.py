@@ -441,9 +441,14 @@ def _quiet_band(p, S, SI, F, I):
     ns = I[_NS]
     kb = I[_KB]
     ks = I[_KS]
-    t = p.tick if p.fill_through else 0.0
-    qlo = np.nextafter(S[kb, _BUY] - t, -inf) if kb >= 0 else -inf
-    qhi = np.nextafter(S[ks, _SELL] + t, inf) if ks < ns else inf
+    # touch: a buy at P fills when low <= P, so the bar is quiet while low > P;
+    # through: it fills when low < P - tick, quiet while low >= P - tick.
+    qlo = -inf
+    if kb >= 0:
+        qlo = np.nextafter(S[kb, _BUY] - p.tick, -inf) if p.fill_through else S[kb, _BUY]
+    qhi = inf
+    if ks < ns:
+        qhi = np.nextafter(S[ks, _SELL] + p.tick, inf) if p.fill_through else S[ks, _SELL]
     if p.stop_loss > 0.0:
         qlo = max(qlo, p.stop_loss)
     if p.take_profit > 0.0:
