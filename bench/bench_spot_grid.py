@@ -38,7 +38,8 @@ def gbm_candles(n: int, seed: int = 42, vol: float = 0.60, price: float = 30_000
     high = np.maximum(path.max(axis=1), open_)
     low = np.minimum(path.min(axis=1), open_)
     t = 1_704_067_200_000 + np.arange(n, dtype=np.int64) * 60_000
-    return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n), timeframe_ms=60_000, source="gbm")
+    return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n),
+                   timeframe_ms=60_000, source="gbm")
 
 
 COLD = r"""
@@ -54,8 +55,9 @@ t1 = time.perf_counter()
 o0 = float(c.open[0])
 r = run_spot_grid(c, SpotGridConfig(lower=0.8 * o0, upper=1.2 * o0, levels=200, capital=100000.0, fee=0.001, lot=1e-8))
 t2 = time.perf_counter()
-print(json.dumps({{"total_s": t2 - t0, "import_s": ti - t0, "load_s": t1 - ti, "backtest_s": t2 - t1, "kernel_s": r.timings["kernel"],
-                  "fills": r.counters["fills"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"total_s": t2 - t0, "import_s": ti - t0, "load_s": t1 - ti, "backtest_s": t2 - t1,
+                  "kernel_s": r.timings["kernel"], "fills": r.counters["fills"], "peak_rss_mb": peak}}))
 """
 
 
@@ -66,9 +68,10 @@ def main() -> None:
     ap.add_argument("--python-bars", type=int, default=525_600, help="bars for the pure-Python loop")
     args = ap.parse_args()
 
+    from oracle import reference_grid
+
     from engine.backtest import run_spot_grid
     from engine.strategies.spot_grid import SpotGridConfig
-    from oracle import reference_grid
 
     c = gbm_candles(args.bars)
     o0 = float(c.open[0])

@@ -46,8 +46,8 @@ class BacktestResult:
     @property
     def avg_entry(self) -> np.ndarray:
         """Break-even average entry per bar (cost basis incl. buy fees / position), NaN when flat."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.position > 1e-12, self.cost / np.where(self.position > 1e-12, self.position, 1.0), np.nan)
+        held = self.position > 1e-12
+        return np.where(held, self.cost / np.where(held, self.position, 1.0), np.nan)
 
     def orders_at(self, bar: int) -> np.ndarray:
         """The orders resting during ``bar``: placed at an earlier close, not yet filled or

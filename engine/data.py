@@ -55,7 +55,8 @@ class Gap:
     row: int
 
     def describe(self, timeframe_ms: int) -> str:
-        return f"{self.missing} bar(s) missing from {utc_text(self.start)} UTC ({format_duration(self.missing * timeframe_ms)})"
+        span = format_duration(self.missing * timeframe_ms)
+        return f"{self.missing} bar(s) missing from {utc_text(self.start)} UTC ({span})"
 
 
 @dataclass
@@ -233,12 +234,12 @@ def _read_parquet(path: Path) -> dict[str, np.ndarray]:
 
 
 def _find_column(frame: Mapping, names: tuple[str, ...], source: str, what: str) -> str:
-    lower = {str(c).strip().lower(): c for c in frame.keys()}
+    lower = {str(c).strip().lower(): c for c in frame}
     for name in names:
         if name in lower:
             return lower[name]
     raise DataError(
-        f"{source}: no {what} column; the header has {', '.join(map(str, frame.keys()))} "
+        f"{source}: no {what} column; the header has {', '.join(map(str, frame))} "
         f"(expected time, open, high, low, close, volume in any letter case)"
     )
 
@@ -250,7 +251,7 @@ def _row_label(i: int, line_offset: int | None) -> str:
 def candles_from_frame(frame: Mapping, source: str, *, line_offset: int | None = None) -> Candles:
     """Validate columns time/open/high/low/close/volume (any case; a DataFrame or a dict of
     arrays) into Candles."""
-    keys = list(frame.keys())
+    keys = list(frame)
     if not keys or len(frame[keys[0]]) == 0:
         raise DataError(f"{source}: no rows")
     tcol = _find_column(frame, TIME_ALIASES, source, "time")

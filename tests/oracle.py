@@ -49,7 +49,7 @@ def backtesting_reference_grid(o, h, l, c, lower, upper, n, capital, fee, lot):
     from backtesting import Backtest, Strategy
 
     levels = np.linspace(lower, upper, n)
-    units = [int(round(math.floor(capital / n / levels[k] / lot))) for k in range(n - 1)]
+    units = [math.floor(capital / n / levels[k] / lot) for k in range(n - 1)]
     scale = lot
     frame = pd.DataFrame({
         "Open": np.r_[o[0], o] * scale, "High": np.r_[h[0], h] * scale,

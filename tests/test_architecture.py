@@ -12,7 +12,8 @@ import engine
 names = ["engine"] + [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
 for name in names:
     importlib.import_module(name)
-qt = sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph", "qasync", "PyQt5", "PyQt6"))
+QT = ("PySide6", "shiboken6", "pyqtgraph", "qasync", "PyQt5", "PyQt6")
+qt = sorted(m for m in sys.modules if m.split(".")[0] in QT)
 print(len(names), "modules;", "Qt loaded:", qt)
 sys.exit(1 if qt else 0)
 """

@@ -130,7 +130,8 @@ def test_gaps_refuse_keep_and_fill(tmp_path):
     kept = load_candles(path)
     assert [(g.missing, g.row) for g in kept.gaps] == [(3, 3)]
     assert len(kept) == 5 and kept.filled is None
-    with pytest.raises(GapError, match=r"1 gap\(s\), 3 missing bars: 3 bar\(s\) missing from 2020-09-13 12:41 UTC \(15m\)") as err:
+    expected = r"1 gap\(s\), 3 missing bars: 3 bar\(s\) missing from 2020-09-13 12:41 UTC \(15m\)"
+    with pytest.raises(GapError, match=expected) as err:
         load_candles(path, gaps="refuse")
     assert err.value.gaps == kept.gaps
     filled = load_candles(path, gaps="fill")

@@ -123,10 +123,12 @@ def test_trailing_down_sells_the_excess_at_the_next_open():
     assert r.counters["trail_down"] == 1
     sell = r.trades[r.trades["role"] == sg.REBALANCE_SELL]
     assert len(sell) == 1 and sell["bar"][0] == 2
-    assert np.isclose(sell["price"][0], 85 * 0.999) and np.isclose(sell["fee"][0], sell["price"][0] * sell["qty"][0] * 0.002)
+    assert np.isclose(sell["price"][0], 85 * 0.999)
+    assert np.isclose(sell["fee"][0], sell["price"][0] * sell["qty"][0] * 0.002)
     # the grid moved one level down: a buy at 85, and the three kept slots sell at 95, 100, 105
     live = r.orders_at(2)
-    assert sorted(zip(live["side"].tolist(), live["price"].tolist())) == [(-1, 95.0), (-1, 100.0), (-1, 105.0), (1, 85.0)]
+    book = sorted(zip(live["side"].tolist(), live["price"].tolist(), strict=True))
+    assert book == [(-1, 95.0), (-1, 100.0), (-1, 105.0), (1, 85.0)]
 
 
 def test_recenter_moves_the_grid_to_the_price():
@@ -173,9 +175,13 @@ def test_stop_loss_on_a_gap_fills_at_the_open_and_keep_coin_keeps_the_position()
 
 def test_take_profit_sells_at_the_trigger():
     c = bars(flat(100), (100, 104, 99, 103), (103, 125, 103, 124), flat(124))
-    r = run_spot_grid(c, SpotGridConfig(lower=90, upper=110, levels=5, fee=0.0, lot=0.0, capital=1000, take_profit=120))
-    tp = r.trades[r.trades["role"] == sg.TAKE_PROFIT]
-    assert len(tp) == 0 or np.isclose(tp["price"][0], 120.0)
+    r = run_spot_grid(c, SpotGridConfig(lower=90, upper=130, levels=5, fee=0.0, lot=0.0, capital=1000,
+                                        take_profit=120))
+    # levels 90..130: bar 1 buys 100, 110 and 120; on bar 2 the slots at 100 and 110 sell at 110
+    # and 120 on the way up, then the take-profit at 120 sells what the 120 slot holds
+    t = r.trades[r.trades["bar"] == 2]
+    assert [sg.ROLE_NAMES[x] for x in t["role"]] == ["GRID_SELL", "GRID_SELL", "TAKE_PROFIT"]
+    assert np.isclose(t["price"][-1], 120.0) and np.isclose(t["qty"][-1], 1000 / 5 / 120)
     assert r.counters["stop"] == 2 and r.position[-1] == 0
 
 

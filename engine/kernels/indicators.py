@@ -65,12 +65,10 @@ def sma_nb(x, period):
     total = 0.0
     for i in range(period - 1):
         total += x[i]
-    trailing = 0
     for i in range(period - 1, n):
         total += x[i]
         out[i] = total / period
-        total -= x[trailing]
-        trailing += 1
+        total -= x[i - period + 1]
     return out
 
 

@@ -498,9 +498,10 @@ def _decide_regeneration(close, p, S, SI, F, I):
             d_bot = _price(F, I, j0 + 1, tick) - bottom
             if close < bottom - p.recenter * d_bot:
                 return 1, j0
-    if p.mode == LOWER_ONLY and p.consumed > 0.0 and I[_GENBUYS] > 0:
-        if I[_NBUYS] < (1.0 - p.consumed) * I[_GENBUYS] and F[_CASH] - F[_LOCKED] >= F[_QUOTE]:
-            return 1, j0
+    consumed = p.mode == LOWER_ONLY and p.consumed > 0.0 and I[_GENBUYS] > 0 \
+        and I[_NBUYS] < (1.0 - p.consumed) * I[_GENBUYS]
+    if consumed and F[_CASH] - F[_LOCKED] >= F[_QUOTE]:
+        return 1, j0
     return 0, j0
 
 
@@ -583,10 +584,12 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, 
                 counters[C_SELLS] += 1
                 F[_MKTQ] = 0.0
                 ok = _record_trade(trades, I, i, t, -1, fp, q, fee, -1, REBALANCE_SELL, pnl, F)
-            if p.stop_loss > 0.0 and op <= p.stop_loss:
-                ok = _stop_grid(i, t, op * (1.0 - p.slippage), 1, p, S, SI, F, I, orders, trades, counters, money) and ok
-            elif p.take_profit > 0.0 and op >= p.take_profit:
-                ok = _stop_grid(i, t, op * (1.0 - p.slippage), 2, p, S, SI, F, I, orders, trades, counters, money) and ok
+            # a bar that opens beyond a trigger stops the grid at the open
+            reason = 1 if (p.stop_loss > 0.0 and op <= p.stop_loss) else (
+                2 if (p.take_profit > 0.0 and op >= p.take_profit) else 0)
+            if reason:
+                ok = _stop_grid(i, t, op * (1.0 - p.slippage), reason, p, S, SI, F, I, orders, trades,
+                                counters, money) and ok
         down_first = c >= op
         for leg in range(2):
             if I[_STOPPED] != 0:

@@ -1,0 +1,98 @@
+"""The griddesk command line, run as a user would."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import BTC_5M, ROOT, shared_file
+
+from app.cli import main
+
+
+def griddesk(*args):
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_backtest_on_the_sample_prints_a_report(capsys):
+    assert main(["backtest", "--data", "sample", "--levels", "30", "--spacing", "geometric", "--trailing", "both"]) == 0
+    out = capsys.readouterr().out
+    for text in ("final equity", "grid profit", "max drawdown", "Sharpe", "fills", "profit/grid after fees",
+                 "trail up", "timings"):
+        assert text in out
+
+
+def test_reference_grid_from_the_command_line_writes_json_and_trades(tmp_path, btc5m):
+    o0 = float(btc5m.open[0])
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "t.csv"
+    rc = main(["backtest", "--data", str(shared_file(BTC_5M)), "--strategy", "spot-grid", "--mode", "range",
+               "--spacing", "arithmetic", "--lower", str(0.8 * o0), "--upper", str(1.2 * o0), "--levels", "20",
+               "--capital", "100000", "--fee", "0.001", "--lot", "1e-8",
+               "--json", str(out_json), "--trades", str(out_csv)])
+    assert rc == 0
+    from oracle import reference_grid
+
+    fills, equity = reference_grid(btc5m.open, btc5m.high, btc5m.low, btc5m.close, 0.8 * o0, 1.2 * o0, 20,
+                                   100000.0, 0.001, 1e-8)
+    data = json.loads(out_json.read_text())
+    assert abs(data["metrics"]["final_equity"] - equity[-1]) < 1e-6
+    assert data["metrics"]["fills"] == len(fills)
+    for key in ("total_return", "buy_hold_return", "max_drawdown", "sharpe", "sortino", "calmar", "win_rate",
+                "profit_factor", "grid_profit", "floating_pnl", "fees_paid", "orders_refused_min_notional",
+                "orders_refused_balance"):
+        assert key in data["metrics"]
+    assert set(data["timings"]) >= {"load", "indicators", "kernel"}
+    trades = pd.read_csv(out_csv)
+    assert len(trades) == len(fills)
+    assert set(trades.columns) >= {"time", "side", "price", "qty", "fee", "level", "role"}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--levels", "x"], "argument --levels: invalid int value: 'x'"),
+    (["--levels", "1"], "--levels: must be a whole number from 2 to 5000"),
+    (["--fee", "abc"], "argument --fee: 'abc' is not a number"),
+    (["--lower", "100", "--upper", "50"], "--upper: upper 50.0 must be above lower 100.0"),
+    (["--mode", "sideways"], "argument --mode: invalid choice"),
+    (["--data", "no/such.csv"], "no/such.csv: no such file"),
+])
+def test_bad_arguments_get_one_line_naming_the_argument(args, needle):
+    base = ["backtest", "--data", "sample"]
+    out = griddesk(*base, *args) if "--data" not in args else griddesk("backtest", *args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_params_file_is_read_and_flags_override_it(tmp_path, capsys):
+    p = tmp_path / "grid.json"
+    p.write_text(json.dumps({"mode": "lower-only", "levels": 12, "spacing": "geometric"}))
+    assert main(["backtest", "--data", "sample", "--params", str(p), "--levels", "15"]) == 0
+    assert "lower-only geometric, 15 levels" in capsys.readouterr().out
+    p.write_text(json.dumps({"levls": 3}))
+    assert main(["backtest", "--data", "sample", "--params", str(p)]) == 2
+
+
+def test_indicators_command_writes_every_column(tmp_path):
+    out = tmp_path / "ind.csv"
+    assert main(["indicators", "--data", str(shared_file(BTC_5M)), "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    expected = ["time", "atr14", "atr28", "ema14", "ema28", "ema50", "ema100", "ema200", "sma20", "std20",
+                "kama10", "er10", "zscore20", "regime"]
+    assert list(frame.columns) == expected
+    assert len(frame) == 65_741
+    assert set(frame["regime"].unique()) <= {0, 1, 2, 3, 4} and frame["regime"].nunique() == 5
+    import talib
+
+    from engine.data import load_candles
+
+    c = load_candles(shared_file(BTC_5M))
+    ref = talib.ATR(c.high, c.low, c.close, 14)
+    assert np.allclose(frame["atr14"].to_numpy()[14:], ref[14:], rtol=1e-9)
+
+
+def test_gap_policy_refuse_is_an_error_with_the_gaps_listed():
+    out = griddesk("backtest", "--data", str(shared_file(BTC_5M)), "--gaps", "refuse")
+    assert out.returncode == 2
+    assert "6 gap(s), 177 missing bars" in out.stderr
