@@ -2,34 +2,40 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint bench sysdeps sample clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+# Until the desktop app lands, `run` backtests a trailing geometric grid on the bundled sample.
+run: $(VENV)/.installed-run
 	$(VENV)/bin/griddesk backtest --data sample --strategy spot-grid --mode range \
 	    --spacing geometric --levels 40 --capital 10000 --fee 0.001 --trailing both
 
 sysdeps:
 	bash scripts/install-system-deps.sh
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
-test: sysdeps $(STAMP) lint
+test: sysdeps $(VENV)/.installed-test lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-test
 	$(PY) bench/bench_spot_grid.py
 
-sample: $(STAMP)
-	$(PY) -m engine.sample --out resources/sample/SAMPLE-15m.csv
+sample: $(VENV)/.installed-run
+	$(PY) -m engine.sample
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
