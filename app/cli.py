@@ -154,7 +154,7 @@ def format_report(result, candles, load_s: float) -> str:
     if result.levels is not None:
         lo, hi = profit_range(result.levels, p.fee)
         grid += f" {result.levels[0]:,.2f} .. {result.levels[-1]:,.2f}, profit/grid after fees "
-        grid += f"{lo * 100:.3f}%" + ("" if abs(hi - lo) < 1e-12 else f" .. {hi * 100:.3f}%")
+        grid += f"{lo * 100:.3f}%" + ("" if abs(hi - lo) <= 1e-9 * abs(hi) else f" .. {hi * 100:.3f}%")
     if cfg["trailing"] != "none":
         grid += f", trailing {cfg['trailing']}"
     lines += [

@@ -43,7 +43,7 @@ def gbm_candles(n: int, seed: int = 42, vol: float = 0.60, price: float = 30_000
 
 
 COLD = r"""
-import time, resource, sys
+import time, sys
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 from engine.backtest import run_spot_grid
@@ -55,7 +55,9 @@ t1 = time.perf_counter()
 o0 = float(c.open[0])
 r = run_spot_grid(c, SpotGridConfig(lower=0.8 * o0, upper=1.2 * o0, levels=200, capital=100000.0, fee=0.001, lot=1e-8))
 t2 = time.perf_counter()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork and exec, so a child would report
+# the RSS of the benchmark process that started it.
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({{"total_s": t2 - t0, "import_s": ti - t0, "load_s": t1 - ti, "backtest_s": t2 - t1,
                   "kernel_s": r.timings["kernel"], "fills": r.counters["fills"], "peak_rss_mb": peak}}))
 """

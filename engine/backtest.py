@@ -91,13 +91,21 @@ class BacktestResult:
         return json.dumps(self.to_json_dict(), **kw)
 
 
+def _grown(records: np.ndarray, used: int) -> np.ndarray:
+    out = np.empty(2 * len(records), dtype=records.dtype)
+    out[:used] = records[:used]
+    return out
+
+
 def _first_valid(a: np.ndarray) -> int:
     ok = np.flatnonzero(np.isfinite(a))
     return int(ok[0]) if len(ok) else len(a)
 
 
-def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None) -> BacktestResult:
-    """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``."""
+def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, *, log_capacity: int | None = None,
+                  ) -> BacktestResult:
+    """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``. The trade and order logs start
+    at ``log_capacity`` rows (default: from the data's length) and double when they fill."""
     cfg = cfg or SpotGridConfig()
     timings: dict[str, float] = {}
     t0 = _time.perf_counter()
@@ -113,27 +121,29 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None) -> Backte
     timings["indicators"] = _time.perf_counter() - t0
     params = build_params(cfg, float(candles.close[start]), start)
     t1 = _time.perf_counter()
-    cap_trades = max(4096, n // 32 + 8 * params.levels)
-    cap_orders = cap_trades + 8 * params.levels
+    cap = log_capacity if log_capacity is not None else 1024 + n // 16 + 8 * params.levels
+    trades = np.empty(cap, dtype=sg.TRADE_DTYPE)
+    orders = np.empty(cap, dtype=sg.ORDER_DTYPE)
     equity = np.empty(n)
     cash = np.empty(n)
     position = np.empty(n)
     cost = np.empty(n)
     counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
     money = np.zeros(sg.N_MONEY)
+    S, SI, F, I = sg.new_state(params, float(candles.close[start]))
+    bar = 0
     while True:
-        trades = np.empty(cap_trades, dtype=sg.TRADE_DTYPE)
-        orders = np.empty(cap_orders, dtype=sg.ORDER_DTYPE)
-        nt, no = sg.spot_grid_nb(
+        bar = sg.spot_grid_nb(
             candles.time, candles.open, candles.high, candles.low, candles.close, atr, params,
-            trades, orders, equity, cash, position, cost, counters, money,
+            S, SI, F, I, trades, orders, equity, cash, position, cost, counters, money, bar,
         )
-        status = counters[sg.C_STATUS]
-        if status == sg.STATUS_OK:
+        if bar < 0:
+            raise RuntimeError("spot-grid kernel: a record log overflowed (a bug: please report it)")
+        if bar >= n:
             break
-        if status == sg.STATUS_TRADES_FULL:
-            cap_trades *= 4
-        cap_orders = max(cap_orders * 4, cap_trades)
+        trades = _grown(trades, sg.record_counts(I)[0])  # the logs are full: double them, go on
+        orders = _grown(orders, sg.record_counts(I)[1])
+    nt, no = sg.record_counts(I)
     timings["kernel"] = _time.perf_counter() - t1
     result = BacktestResult(
         strategy="spot-grid",

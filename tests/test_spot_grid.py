@@ -205,6 +205,15 @@ def test_every_mode_on_real_candles_keeps_the_books(btc5m, cfg):
     assert np.allclose(r.equity, r.cash + r.position * btc5m.close)
 
 
+def test_a_run_whose_logs_fill_up_goes_on_where_it_stopped(btc5m):
+    cfg = SpotGridConfig(levels=60, spacing="geometric", trailing="both", capital=10_000)
+    whole = run_spot_grid(btc5m, cfg)
+    small = run_spot_grid(btc5m, cfg, log_capacity=8)  # doubles many times, resuming each time
+    assert len(whole.trades) > 2000
+    assert np.array_equal(whole.trades, small.trades) and np.array_equal(whole.orders, small.orders)
+    assert np.array_equal(whole.equity, small.equity) and whole.counters == small.counters
+
+
 def test_params_are_checked_with_the_argument_named():
     c = bars(flat(100), flat(100))
     for bad, name in [(dict(levels=1), "--levels"), (dict(lower=120, upper=110), "--upper"),

@@ -50,14 +50,13 @@ ORDER_OPEN, ORDER_FILLED, ORDER_CANCELLED = 0, 1, 2
 
 # Counters returned by the kernel.
 C_FILLS, C_BUYS, C_SELLS, C_REFUSED_MIN, C_REFUSED_BALANCE, C_RECENTERS, C_TRAIL_UP, \
-    C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS, C_STATUS = range(14)
-N_COUNTERS = 14
+    C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS = range(13)
+N_COUNTERS = 13
 COUNTER_NAMES = (
     "fills", "buys", "sells", "refused_min_notional", "refused_balance", "recenters",
     "trail_up", "trail_down", "stop", "stop_bar", "dead_zone_deferrals", "active_bars",
-    "orders_placed", "status",
+    "orders_placed",
 )
-STATUS_OK, STATUS_TRADES_FULL, STATUS_ORDERS_FULL = 0, 1, 2
 
 # Money totals returned by the kernel.
 M_REALIZED, M_GRID_PROFIT, M_FEES, M_DUST_QTY, M_DUST_COST, M_TURNOVER = range(6)
@@ -505,15 +504,10 @@ def _decide_regeneration(close, p, S, SI, F, I):
     return 0, j0
 
 
-@njit(cache=True, nogil=True)
-def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, cash_out,
-                 position_out, cost_out, counters, money):
-    """Run the spot grid over the bars; fills ``trades`` and ``orders`` (record arrays of
-    TRADE_DTYPE and ORDER_DTYPE), the per-bar ``equity``, ``cash_out``, ``position_out`` and
-    ``cost_out`` (cost basis of the position, buy fees included), ``counters`` and ``money``.
-    Returns (number of trades, number of orders). ``counters[C_STATUS]`` is nonzero when a
-    record array was too small: the caller grows it and runs again."""
-    n = len(close)
+def new_state(p: SpotGridParams, first_price: float):
+    """Fresh grid state (S, SI, F, I): the arrays the kernel and the strategy functions share.
+    Keeping them outside the kernel lets a run pause and go on (when its logs fill up) and lets
+    the live runtime drive the same decisions."""
     ns_cap = p.levels + 1
     S = np.zeros((ns_cap, 4))
     SI = np.zeros((ns_cap, 3), dtype=np.int64)
@@ -523,29 +517,80 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, 
     F[_CASH] = p.capital
     F[_QUOTE] = p.capital / p.levels
     if p.qty_mode == 1:
-        mid = (p.lower + p.upper) / 2.0 if p.upper > 0.0 else close[p.start_bar]
-        F[_BASEQ] = floor_lot_nb(p.capital / p.levels / mid, p.lot)
-    counters[:] = 0
-    money[:] = 0.0
-    start = p.start_bar
-    for i in range(min(start, n)):
-        equity[i] = p.capital
-        cash_out[i] = p.capital
-        position_out[i] = 0.0
-        cost_out[i] = 0.0
-    if start >= n:
-        return 0, 0
-    if not _regenerate(start, close[start], atr[start], 0, 0, p, S, SI, F, I, orders, counters, money, n):
-        counters[C_STATUS] = STATUS_ORDERS_FULL
-        return I[_NTR], I[_NOR]
-    equity[start] = F[_CASH] + F[_POS] * close[start]
-    cash_out[start] = F[_CASH]
-    position_out[start] = F[_POS]
-    cost_out[start] = F[_COSTT]
-    qlo, qhi = _quiet_band(p, S, SI, F, I)
+        mid = (p.lower + p.upper) / 2.0 if p.upper > 0.0 else first_price
+        raw = p.capital / p.levels / mid
+        F[_BASEQ] = np.floor(raw / p.lot) * p.lot if p.lot > 0.0 else raw
+    return S, SI, F, I
+
+
+def record_counts(I) -> tuple[int, int]:
+    """(trades, orders) written so far."""
+    return int(I[_NTR]), int(I[_NOR])
+
+
+@njit(cache=True, nogil=True)
+def spot_grid_nb(time, open_, high, low, close, atr, p, S_io, SI_io, F_io, I_io, trades, orders, equity,
+                 cash_out, position_out, cost_out, counters, money, first):
+    """Run the spot grid from bar ``first`` (0 for a new run, with state from ``new_state``),
+    filling ``trades`` and ``orders`` (TRADE_DTYPE and ORDER_DTYPE record arrays), the per-bar
+    ``equity``, ``cash_out``, ``position_out`` and ``cost_out`` (cost basis of the position, buy
+    fees included), ``counters`` and ``money``.
+
+    Returns the bar to go on from: ``len(close)`` when done; an earlier bar when the trade or
+    order log has no room for the worst case of one more bar (the caller grows the logs and
+    calls again from there); -1 if a log overflowed anyway (a bug).
+
+    The state (S, SI, F, I) is worked on in arrays of constant shape allocated here and written
+    back on return: LLVM then knows their strides and that they cannot alias the logs, which
+    makes the 200-level grid 1.5x faster than working on the caller's arrays."""
+    ns_cap = p.levels + 1
+    S = np.zeros((ns_cap, 4))
+    SI = np.zeros((ns_cap, 3), dtype=np.int64)
+    F = np.zeros(10)
+    I = np.zeros(12, dtype=np.int64)
+    S[:] = S_io
+    SI[:] = SI_io
+    F[:] = F_io
+    I[:] = I_io
+    nxt = _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equity, cash_out,
+               position_out, cost_out, counters, money, first)
+    S_io[:] = S
+    SI_io[:] = SI
+    F_io[:] = F
+    I_io[:] = I
+    return nxt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equity, cash_out,
+         position_out, cost_out, counters, money, first):
+    n = len(close)
+    ns_cap = p.levels + 1
+    need_trades = ns_cap + 4  # each slot fills once a bar, plus a market sell and a stop
+    need_orders = 2 * ns_cap + 4  # a new grid, or follow-ups and retries, one per slot
     touched = np.empty(ns_cap, dtype=np.int64)
+    start = p.start_bar
+    if first <= start:
+        for i in range(min(start, n)):
+            equity[i] = p.capital
+            cash_out[i] = p.capital
+            position_out[i] = 0.0
+            cost_out[i] = 0.0
+        if start >= n:
+            return n
+        if len(orders) < need_orders or len(trades) < need_trades:
+            return 0
+        if not _regenerate(start, close[start], atr[start], 0, 0, p, S, SI, F, I, orders, counters, money, n):
+            return -1
+        equity[start] = F[_CASH] + F[_POS] * close[start]
+        cash_out[start] = F[_CASH]
+        position_out[start] = F[_POS]
+        cost_out[start] = F[_COSTT]
+        first = start + 1
+    qlo, qhi = _quiet_band(p, S, SI, F, I)
     tick_t = p.tick if p.fill_through else 0.0
-    for i in range(start + 1, n):
+    budget = 0  # active bars that surely fit in the logs; counted down, then recounted
+    for i in range(first, n):
         lo = low[i]
         hi = high[i]
         if lo > qlo and hi < qhi:
@@ -555,6 +600,11 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, 
             cost_out[i] = F[_COSTT]
             equity[i] = F[_CASH] + F[_POS] * c
             continue
+        budget -= 1
+        if budget < 0:  # recount the room left from what the bars really used
+            budget = min((len(trades) - I[_NTR]) // need_trades, (len(orders) - I[_NOR]) // need_orders) - 1
+            if budget < 0:
+                return i
         counters[C_ACTIVE_BARS] += 1
         op = open_[i]
         c = close[i]
@@ -632,46 +682,36 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, 
                     ok = _stop_grid(i, t, p.take_profit * (1.0 - p.slippage), 2, p, S, SI, F, I, orders,
                                     trades, counters, money) and ok
         if not ok:
-            counters[C_STATUS] = STATUS_TRADES_FULL
-            return I[_NTR], I[_NOR]
+            return -1
+        # Decide at the close of bar i (the orders rest from bar i + 1).
+        # The decision at the close of bar i (its orders rest from bar i + 1): trail or recenter
+        # the grid, or else place the follow-ups of the slots that filled and retry the orders
+        # that had to wait (dead zone, balance). Written out here rather than called: as a
+        # function it costs this loop 25% with 200 levels.
         if I[_STOPPED] == 0:
-            # Decide at the close of bar i: regenerate, or place follow-ups and waiting orders.
             what, j_new = _decide_regeneration(c, p, S, SI, F, I)
             if what != 0:
                 if what == 2:
-                    if j_new > I[_J0]:
-                        counters[C_TRAIL_UP] += 1
-                    else:
-                        counters[C_TRAIL_DOWN] += 1
+                    counters[C_TRAIL_UP if j_new > I[_J0] else C_TRAIL_DOWN] += 1
                 if not _regenerate(i, c, atr[i], what, j_new, p, S, SI, F, I, orders, counters, money, n):
-                    counters[C_STATUS] = STATUS_ORDERS_FULL
-                    return I[_NTR], I[_NOR]
+                    return -1
             else:
                 kb = I[_KB]
                 ks = I[_KS]
-                for m in range(nt):
-                    k = touched[m]
+                n_wait = ns if I[_WAIT] > 0 else 0
+                for m in range(nt + n_wait):
+                    k = touched[m] if m < nt else m - nt
+                    if m >= nt and (SI[k, _ORDER] >= 0 or not (SI[k, _FLAG] == _FLAG_RETRY
+                                                              or SI[k, _FLAG] == _FLAG_DEFER)):
+                        continue
                     r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
                     if r < 0:
-                        counters[C_STATUS] = STATUS_ORDERS_FULL
-                        return I[_NTR], I[_NOR]
+                        return -1
                     if r > 0:
                         if SI[k, _STATE] == _FLAT:
                             kb = max(kb, k)
                         else:
                             ks = min(ks, k)
-                if I[_WAIT] > 0:
-                    for k in range(ns):
-                        if SI[k, _ORDER] < 0 and (SI[k, _FLAG] == _FLAG_RETRY or SI[k, _FLAG] == _FLAG_DEFER):
-                            r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
-                            if r < 0:
-                                counters[C_STATUS] = STATUS_ORDERS_FULL
-                                return I[_NTR], I[_NOR]
-                            if r > 0:
-                                if SI[k, _STATE] == _FLAT:
-                                    kb = max(kb, k)
-                                else:
-                                    ks = min(ks, k)
                 I[_KB] = _find_kb(SI, min(kb, ns - 1))
                 I[_KS] = _find_ks(SI, ks, ns)
         qlo, qhi = _quiet_band(p, S, SI, F, I)
@@ -679,4 +719,4 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, trades, orders, equity, 
         position_out[i] = F[_POS]
         cost_out[i] = F[_COSTT]
         equity[i] = F[_CASH] + F[_POS] * c
-    return I[_NTR], I[_NOR]
+    return n

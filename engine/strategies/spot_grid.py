@@ -115,6 +115,8 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) ->
         if not lower < upper:
             raise ParamError("upper", f"upper {upper} must be above lower {lower}")
         g.grid_levels(lower, upper, cfg.levels, g.SPACING_NAMES[spacing], tick)  # raises on coarse tick
+    if mode == k.LOWER_ONLY and trailing in (k.TRAIL_DOWN, k.TRAIL_BOTH):
+        raise ParamError("trailing", "a lower-only grid trails up only; it follows a fall by recentering (--consumed)")
     recenter = cfg.recenter if cfg.recenter is not None else (2.0 if mode == k.LOWER_ONLY else 0.0)
     consumed = cfg.consumed if cfg.consumed is not None else (0.8 if mode == k.LOWER_ONLY else 0.0)
     _positive("recenter", recenter, zero_ok=True)
