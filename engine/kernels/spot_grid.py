@@ -142,6 +142,18 @@ def _cancel_order(orders, oid, bar):
         orders[oid]["status"] = ORDER_CANCELLED
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _hold_back(k, flag, counter, SI, I, counters):
+    """Slot k's order waits (dead zone: _FLAG_DEFER, balance: _FLAG_RETRY): counted once when it
+    starts waiting for that reason; I[_WAIT] counts the slots waiting for any reason."""
+    current = SI[k, _FLAG]
+    if current != flag:
+        counters[counter] += 1
+        if current != _FLAG_RETRY and current != _FLAG_DEFER:
+            I[_WAIT] += 1
+        SI[k, _FLAG] = flag
+
+
 @njit(cache=True, nogil=True)
 def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
     """Decide the order slot k wants (buy when flat, sell when holding) and place it.
@@ -157,11 +169,7 @@ def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
         return 0
     qty = S[k, _QTY]
     if p.dead_zone > 0.0 and abs(price - close) < p.dead_zone * close:
-        if SI[k, _FLAG] != _FLAG_DEFER:
-            counters[C_DEFERRED] += 1
-            if SI[k, _FLAG] != _FLAG_RETRY:
-                I[_WAIT] += 1
-            SI[k, _FLAG] = _FLAG_DEFER
+        _hold_back(k, _FLAG_DEFER, C_DEFERRED, SI, I, counters)
         return 0
     if side == 1:
         if qty <= 0.0 or price * qty < p.min_notional:
@@ -173,11 +181,7 @@ def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
             return 0
         need = price * qty * (1.0 + p.fee)
         if F[_CASH] - F[_LOCKED] < need * (1.0 - 1e-12):
-            if SI[k, _FLAG] != _FLAG_RETRY:
-                counters[C_REFUSED_BALANCE] += 1
-                if SI[k, _FLAG] != _FLAG_DEFER:
-                    I[_WAIT] += 1
-                SI[k, _FLAG] = _FLAG_RETRY
+            _hold_back(k, _FLAG_RETRY, C_REFUSED_BALANCE, SI, I, counters)
             return 0
         F[_LOCKED] += need
     oid = I[_NOR]
