@@ -1,0 +1,626 @@
+"""Adaptive long/short grid for USDT-margined perpetuals in hedge mode (numba).
+
+Two grids around an Avellaneda-Stoikov reservation price: buys below open longs, sells above
+open shorts; every opening fill is a lot with its own take-profit one spacing away. Which
+grids run follows the regime; a z-score circuit breaker halts opening orders; lots are pruned
+one at a time by a priority list; each side has a two-stage ATR stop; a VaR gate blocks new
+exposure; isolated margin per side with tiered maintenance margin and liquidation; funding at
+every settlement.
+
+Timing (GRID_SEMANTICS.md): every decision uses data up to the close of bar i and acts from
+bar i + 1. Within a bar, events at fixed prices (limit orders, stop triggers set at the last
+close) happen in price order along the path open -> low -> high -> close when the bar closes
+at or above its open, else open -> high -> low -> close; a side's liquidation is checked at the
+end of each leg with the position it then has. Funding and market orders (prunes) happen at
+the open.
+
+Units of the Avellaneda-Stoikov terms: sigma is the standard deviation of per-bar log returns,
+q the net inventory in order units (net quantity / one order's quantity), T in bars; the
+reservation price is ``close * (1 - q * gamma * sigma^2 * T)`` and the spread, a fraction of
+the price, ``gamma * sigma^2 * T + (2 / gamma) * ln(1 + gamma / kappa)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from engine.kernels.grid import floor_lot_nb, round_tick_nb
+from engine.kernels.indicators import BREAKOUT_DOWN, BREAKOUT_UP, DOWNTREND, NOISE, UPTREND
+from engine.kernels.perp import liquidation_price_nb
+
+LONG, SHORT = 0, 1  # side index; sign +1 / -1
+
+# Trade labels.
+(BUY_OPEN_LONG, SELL_CLOSE_LONG, SELL_OPEN_SHORT, BUY_CLOSE_SHORT, STOP_LONG, STOP_SHORT,
+ PRUNE_DEVIANCE, PRUNE_OLDEST, PRUNE_GAP, PRUNE_FUNDING, PRUNE_OFFSET, CIRCUIT_BREAKER_HALT,
+ LIQUIDATION) = range(13)
+LABELS = ("BUY_OPEN_LONG", "SELL_CLOSE_LONG", "SELL_OPEN_SHORT", "BUY_CLOSE_SHORT", "STOP_LONG",
+          "STOP_SHORT", "PRUNE_DEVIANCE", "PRUNE_OLDEST", "PRUNE_GAP", "PRUNE_FUNDING", "PRUNE_OFFSET",
+          "CIRCUIT_BREAKER_HALT", "LIQUIDATION")
+
+TRADE_DTYPE = np.dtype([
+    ("bar", np.int64), ("time", np.int64), ("side", np.int8), ("price", np.float64), ("qty", np.float64),
+    ("fee", np.float64), ("label", np.int8), ("pnl", np.float64), ("long_qty", np.float64),
+    ("short_qty", np.float64),
+])
+
+# Counters.
+(C_LONGS_OPENED, C_LONGS_CLOSED, C_SHORTS_OPENED, C_SHORTS_CLOSED, C_STOPS_LONG, C_STOPS_SHORT,
+ C_PRUNE_DEVIANCE, C_PRUNE_OLDEST, C_PRUNE_GAP, C_PRUNE_FUNDING, C_PRUNE_OFFSET, C_HALTS, C_TRAIL,
+ C_VAR_BLOCKS, C_LIQUIDATIONS, C_REGENERATIONS, C_FUNDING_EVENTS, C_LOTS_FULL, C_REFUSED_MIN,
+ C_ACTIVE_BARS, C_REFUSED_BALANCE) = range(21)
+N_COUNTERS = 21
+COUNTER_NAMES = ("longs_opened", "longs_closed", "shorts_opened", "shorts_closed", "stops_long",
+                 "stops_short", "prune_deviance", "prune_oldest", "prune_gap", "prune_funding",
+                 "prune_offset", "circuit_breaker_halts", "trailing_shifts", "var_blocks",
+                 "liquidations", "regenerations", "funding_events", "lots_full", "refused_min_notional",
+                 "active_bars", "refused_balance")
+
+# Money totals.
+M_REALIZED, M_GRID_PROFIT, M_FUNDING, M_FEES, M_LIQUIDATED, M_OFFSET_USED = range(6)
+N_MONEY = 6
+
+# Lot fields L[side, m, .] and grid fields G[side, j, .].
+_LQ, _LE, _LT, _LF, _LTP, _LJ, _LG, _LA = range(8)
+_GP, _GQ, _GA = range(3)
+# Scalars F[.] and I[.].
+(_CASH, _MARGIN_L, _MARGIN_S, _QTY_L, _QTY_S, _COST_L, _COST_S, _CENTER, _SPACING, _TRIG1_L, _TRIG2_L,
+ _TRIG1_S, _TRIG2_S, _LIQ_L, _LIQ_S, _ORDER_QTY) = range(16)
+N_F = 16
+(_STAGE_L, _STAGE_S, _HALTED, _GEN, _GEN_REGIME, _VAR_BLOCK, _PRUNE_SIDE, _PRUNE_LOT, _PRUNE_LABEL,
+ _NTR, _STARTED) = range(11)
+N_I = 11
+
+
+class AdaptiveGridParams(NamedTuple):
+    capital: float = 10_000.0
+    leverage: float = 1.0
+    levels: int = 10  # per side
+    order_frac: float = 0.03  # margin of one order, as a fraction of the capital
+    atr_k: float = 1.0
+    atr_floor: float = 0.005
+    gamma: float = 1.0
+    kappa: float = 1000.0
+    horizon: float = 96.0  # T, in bars
+    z_halt: float = -3.0
+    z_resume: float = -1.0
+    stop_m: float = 3.5
+    prune_sigma: float = 3.0
+    prune_age_ms: float = 24 * 3600 * 1000.0
+    prune_gap: float = 3.0  # spacings
+    prune_funding: float = 0.5  # of the grid profit
+    prune_offset: int = 1
+    offset_min_spacings: float = 2.0  # profit offset only closes lots this far underwater
+    er_threshold: float = 0.5
+    trail_reserve: float = 0.1  # capital kept out of the grid for trailing up
+    var_z: float = 1.65
+    var_max_dd: float = 0.25
+    maker_fee: float = -0.00005
+    taker_fee: float = 0.0002
+    slippage: float = 0.0005
+    no_short: int = 0
+    lot: float = 0.001
+    tick: float = 0.1
+    min_notional: float = 5.0
+    max_lots: int = 40  # per side
+    start_bar: int = 0
+
+
+def new_state(p: AdaptiveGridParams):
+    L = np.zeros((2, p.max_lots, 8))
+    G = np.zeros((2, p.levels, 3))
+    F = np.zeros(N_F)
+    I = np.zeros(N_I, dtype=np.int64)
+    F[_CASH] = p.capital
+    F[_LIQ_L] = 0.0
+    F[_LIQ_S] = np.inf
+    F[_TRIG1_L] = F[_TRIG2_L] = -np.inf
+    F[_TRIG1_S] = F[_TRIG2_S] = np.inf
+    I[_PRUNE_LOT] = -1
+    I[_GEN_REGIME] = -1
+    return L, G, F, I
+
+
+@njit(cache=True, nogil=True)
+def _record(trades, I, bar, t, side, price, qty, fee, label, pnl, F):
+    n = I[_NTR]
+    if n >= len(trades):
+        return False
+    r = trades[n]
+    r["bar"] = bar
+    r["time"] = t
+    r["side"] = side
+    r["price"] = price
+    r["qty"] = qty
+    r["fee"] = fee
+    r["label"] = label
+    r["pnl"] = pnl
+    r["long_qty"] = F[_QTY_L]
+    r["short_qty"] = F[_QTY_S]
+    I[_NTR] = n + 1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _refresh_side(s, p, L, F, tiers):
+    """Aggregates of one side from its lots: quantity, cost, liquidation price, and clear
+    the side when it is flat."""
+    q = 0.0
+    cost = 0.0
+    for m in range(L.shape[1]):
+        if L[s, m, _LA] > 0.0:
+            q += L[s, m, _LQ]
+            cost += L[s, m, _LQ] * L[s, m, _LE]
+    if q < 1e-12:
+        q = 0.0
+        cost = 0.0
+        # a flat side has no stop: a stale trigger must not fire on a lot opened later
+        if s == LONG:
+            F[_TRIG1_L] = -np.inf
+            F[_TRIG2_L] = -np.inf
+        else:
+            F[_TRIG1_S] = np.inf
+            F[_TRIG2_S] = np.inf
+    if s == LONG:
+        F[_QTY_L] = q
+        F[_COST_L] = cost
+        F[_LIQ_L] = liquidation_price_nb(tiers, 1, q, cost / q, F[_MARGIN_L]) if q > 0.0 else 0.0
+    else:
+        F[_QTY_S] = q
+        F[_COST_S] = cost
+        F[_LIQ_S] = liquidation_price_nb(tiers, -1, q, cost / q, F[_MARGIN_S]) if q > 0.0 else np.inf
+
+
+@njit(cache=True, nogil=True)
+def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill of an opening order: margin moves from the wallet to the side's isolated margin."""
+    m = -1
+    for k in range(L.shape[1]):
+        if L[s, k, _LA] == 0.0:
+            m = k
+            break
+    if m < 0:
+        counters[C_LOTS_FULL] += 1
+        return True
+    value = price * qty
+    fee = value * fee_rate
+    margin = value / p.leverage
+    if F[_CASH] < margin + max(fee, 0.0):
+        counters[C_REFUSED_BALANCE] += 1
+        return True
+    F[_CASH] -= margin + fee
+    if s == LONG:
+        F[_MARGIN_L] += margin
+        counters[C_LONGS_OPENED] += 1
+    else:
+        F[_MARGIN_S] += margin
+        counters[C_SHORTS_OPENED] += 1
+    money[M_FEES] += fee
+    sign = 1.0 if s == LONG else -1.0
+    L[s, m, _LQ] = qty
+    L[s, m, _LE] = price
+    L[s, m, _LT] = t
+    L[s, m, _LF] = 0.0
+    L[s, m, _LTP] = round_tick_nb(price + sign * F[_SPACING], p.tick)
+    L[s, m, _LJ] = j
+    L[s, m, _LG] = I[_GEN]
+    L[s, m, _LA] = 1.0
+    _refresh_side(s, p, L, F, tiers)
+    return _record(trades, I, bar, t, 1 if s == LONG else -1, price, qty, fee, label, 0.0, F)
+
+
+@njit(cache=True, nogil=True)
+def _close_lot(s, m, frac, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill of a closing order: ``frac`` of lot m closed at ``price``; its margin share and
+    PnL go back to the wallet. A take-profit re-arms the grid level the lot came from."""
+    sign = 1.0 if s == LONG else -1.0
+    qty = L[s, m, _LQ] * frac
+    if frac >= 1.0:
+        qty = L[s, m, _LQ]
+    entry = L[s, m, _LE]
+    value = price * qty
+    fee = value * fee_rate
+    pnl = sign * (price - entry) * qty
+    side_margin = F[_MARGIN_L] if s == LONG else F[_MARGIN_S]
+    side_qty = F[_QTY_L] if s == LONG else F[_QTY_S]
+    margin = side_margin * (qty / side_qty) if side_qty > 0.0 else 0.0
+    F[_CASH] += margin + pnl - fee
+    if s == LONG:
+        F[_MARGIN_L] -= margin
+        counters[C_LONGS_CLOSED] += 1
+    else:
+        F[_MARGIN_S] -= margin
+        counters[C_SHORTS_CLOSED] += 1
+    money[M_REALIZED] += pnl - fee
+    money[M_FEES] += fee
+    if label == SELL_CLOSE_LONG or label == BUY_CLOSE_SHORT:
+        money[M_GRID_PROFIT] += pnl - fee
+        j = int(L[s, m, _LJ])
+        if L[s, m, _LG] == I[_GEN] and j >= 0:
+            G[s, j, _GA] = 1.0
+    remaining = L[s, m, _LQ] - qty
+    if remaining <= 1e-12 or frac >= 1.0:
+        L[s, m, _LA] = 0.0
+        L[s, m, _LQ] = 0.0
+    else:
+        L[s, m, _LQ] = remaining
+        L[s, m, _LF] *= 1.0 - frac
+    _refresh_side(s, p, L, F, tiers)
+    if (F[_QTY_L] if s == LONG else F[_QTY_S]) == 0.0:
+        # flat: whatever margin rounding left goes back to the wallet, the stops re-arm
+        if s == LONG:
+            F[_CASH] += F[_MARGIN_L]
+            F[_MARGIN_L] = 0.0
+            I[_STAGE_L] = 0
+        else:
+            F[_CASH] += F[_MARGIN_S]
+            F[_MARGIN_S] = 0.0
+            I[_STAGE_S] = 0
+    return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, fee, label, pnl - fee, F)
+
+
+@njit(cache=True, nogil=True)
+def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
+    """The side's isolated margin is lost; the position is gone."""
+    price = F[_LIQ_L] if s == LONG else F[_LIQ_S]
+    qty = F[_QTY_L] if s == LONG else F[_QTY_S]
+    lost = F[_MARGIN_L] if s == LONG else F[_MARGIN_S]
+    for m in range(L.shape[1]):
+        L[s, m, _LA] = 0.0
+        L[s, m, _LQ] = 0.0
+    if s == LONG:
+        F[_MARGIN_L] = 0.0
+        I[_STAGE_L] = 0
+    else:
+        F[_MARGIN_S] = 0.0
+        I[_STAGE_S] = 0
+    money[M_REALIZED] -= lost
+    money[M_LIQUIDATED] += lost
+    counters[C_LIQUIDATIONS] += 1
+    _refresh_side(s, p, L, F, tiers)
+    return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, 0.0, LIQUIDATION, -lost, F)
+
+
+@njit(cache=True, nogil=True)
+def _stop_side(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
+    """Stage 1 closes half of every lot (all of a single-lot position), stage 2 the rest."""
+    n_lots = 0
+    for m in range(L.shape[1]):
+        if L[s, m, _LA] > 0.0:
+            n_lots += 1
+    frac = 1.0 if (stage == 2 or n_lots <= 1) else 0.5
+    label = STOP_LONG if s == LONG else STOP_SHORT
+    ok = True
+    for m in range(L.shape[1]):
+        if L[s, m, _LA] > 0.0:
+            ok = _close_lot(s, m, frac, bar, t, price, p.taker_fee, label, p, L, G, F, I, trades, counters,
+                            money, tiers) and ok
+    if s == LONG:
+        counters[C_STOPS_LONG] += 1
+        I[_STAGE_L] = 2 if frac >= 1.0 else 1
+        if F[_QTY_L] == 0.0:
+            I[_STAGE_L] = 0
+    else:
+        counters[C_STOPS_SHORT] += 1
+        I[_STAGE_S] = 2 if frac >= 1.0 else 1
+        if F[_QTY_S] == 0.0:
+            I[_STAGE_S] = 0
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
+    """Lay out both grids around the reservation price; the regime, the halt and the VaR gate
+    decide which side gets opening orders."""
+    spacing = max(p.atr_k * atr_now, p.atr_floor * close)
+    F[_SPACING] = spacing
+    order_qty = floor_lot_nb(p.order_frac * p.capital * p.leverage / close, p.lot)
+    F[_ORDER_QTY] = order_qty
+    q_units = (F[_QTY_L] - F[_QTY_S]) / order_qty if order_qty > 0.0 else 0.0
+    s2t = sigma * sigma * p.horizon
+    r = close * (1.0 - q_units * p.gamma * s2t)
+    half = 0.5 * (p.gamma * s2t + (2.0 / p.gamma) * np.log(1.0 + p.gamma / p.kappa))
+    F[_CENTER] = r
+    I[_GEN] += 1
+    I[_GEN_REGIME] = regime
+    counters[C_REGENERATIONS] += 1
+    allow_long = (regime == NOISE or regime == UPTREND or regime == BREAKOUT_UP) and I[_HALTED] == 0 \
+        and I[_VAR_BLOCK] == 0
+    allow_short = (regime == NOISE or regime == DOWNTREND or regime == BREAKOUT_DOWN) and I[_HALTED] == 0 \
+        and I[_VAR_BLOCK] == 0 and p.no_short == 0
+    # the grid's margin budget leaves the trailing reserve aside
+    budget = p.capital * (1.0 - p.trail_reserve)
+    per_order = p.order_frac * p.capital
+    n_fit = int(budget / per_order / 2.0) if per_order > 0.0 else 0
+    for j in range(p.levels):
+        buy = round_tick_nb(r * (1.0 - half) - j * spacing, p.tick)
+        sell = round_tick_nb(r * (1.0 + half) + j * spacing, p.tick)
+        G[LONG, j, _GP] = buy
+        G[SHORT, j, _GP] = sell
+        G[LONG, j, _GQ] = order_qty
+        G[SHORT, j, _GQ] = order_qty
+        ok_size = order_qty > 0.0 and order_qty * buy >= p.min_notional and buy > 0.0
+        if not ok_size:
+            counters[C_REFUSED_MIN] += 1
+        G[LONG, j, _GA] = 1.0 if (allow_long and ok_size and j < n_fit) else 0.0
+        G[SHORT, j, _GA] = 1.0 if (allow_short and ok_size and j < n_fit) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
+    """The one lot to prune at the next open, by priority: deviance, oldest, gap, funding,
+    profit offset. Sets I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL]; lot -1 for none."""
+    I[_PRUNE_LOT] = -1
+    n = L.shape[1]
+    if F[_QTY_L] == 0.0 and F[_QTY_S] == 0.0:
+        return
+    spacing = F[_SPACING]
+    # 1. deviance: the price is beyond prune_sigma standard deviations from KAMA
+    if std_price > 0.0 and not np.isnan(kama):
+        for s in range(2):
+            beyond = close < kama - p.prune_sigma * std_price if s == LONG else close > kama + p.prune_sigma * std_price
+            if not beyond:
+                continue
+            best = -1
+            for m in range(n):
+                if L[s, m, _LA] > 0.0 and (best < 0 or (L[s, m, _LE] > L[s, best, _LE] if s == LONG
+                                                        else L[s, m, _LE] < L[s, best, _LE])):
+                    best = m
+            if best >= 0:
+                I[_PRUNE_SIDE] = s
+                I[_PRUNE_LOT] = best
+                I[_PRUNE_LABEL] = PRUNE_DEVIANCE
+                return
+    # 2. oldest, 3. gap, 4. funding, 5. profit offset: one pass collects the candidates
+    old_s, old_m, old_t = -1, -1, np.inf
+    gap_s, gap_m, gap_d = -1, -1, 0.0
+    fund_s, fund_m, fund_v, fund_total = -1, -1, 0.0, 0.0
+    off_s, off_m, off_loss = -1, -1, 0.0
+    for s in range(2):
+        sign = 1.0 if s == LONG else -1.0
+        for m in range(n):
+            if L[s, m, _LA] == 0.0:
+                continue
+            if t - L[s, m, _LT] > p.prune_age_ms and L[s, m, _LT] < old_t:
+                old_s, old_m, old_t = s, m, L[s, m, _LT]
+            d = sign * (L[s, m, _LE] - close)
+            if d > p.prune_gap * spacing and d > gap_d:
+                gap_s, gap_m, gap_d = s, m, d
+            fund_total += L[s, m, _LF]
+            if L[s, m, _LF] > fund_v:
+                fund_s, fund_m, fund_v = s, m, L[s, m, _LF]
+            loss = sign * (L[s, m, _LE] - close) * L[s, m, _LQ]
+            if loss > off_loss and d >= p.offset_min_spacings * spacing:
+                off_s, off_m, off_loss = s, m, loss
+    if old_m >= 0:
+        I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL] = old_s, old_m, PRUNE_OLDEST
+    elif gap_m >= 0:
+        I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL] = gap_s, gap_m, PRUNE_GAP
+    elif fund_m >= 0 and money[M_GRID_PROFIT] > 0.0 and fund_total > p.prune_funding * money[M_GRID_PROFIT]:
+        I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL] = fund_s, fund_m, PRUNE_FUNDING
+    elif p.prune_offset and off_m >= 0 and money[M_GRID_PROFIT] - money[M_OFFSET_USED] >= off_loss:
+        I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL] = off_s, off_m, PRUNE_OFFSET
+
+
+@njit(cache=True, nogil=True)
+def _bests(p, L, G, F, I, B):
+    """Cache of the nearest order prices: B = (highest long buy, lowest short sell, highest
+    short take-profit, lowest long take-profit)."""
+    B[0] = -np.inf
+    B[1] = np.inf
+    for j in range(p.levels):
+        if G[LONG, j, _GA] > 0.0 and G[LONG, j, _GP] > B[0]:
+            B[0] = G[LONG, j, _GP]
+        if G[SHORT, j, _GA] > 0.0 and G[SHORT, j, _GP] < B[1]:
+            B[1] = G[SHORT, j, _GP]
+    B[2] = -np.inf
+    B[3] = np.inf
+    for m in range(L.shape[1]):
+        if L[SHORT, m, _LA] > 0.0 and L[SHORT, m, _LTP] > B[2]:
+            B[2] = L[SHORT, m, _LTP]
+        if L[LONG, m, _LA] > 0.0 and L[LONG, m, _LTP] < B[3]:
+            B[3] = L[LONG, m, _LTP]
+
+
+@njit(cache=True, nogil=True)
+def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
+    """One leg of a bar: s = LONG is the fall from the open to ``extreme`` (the low): long
+    buys, short take-profits and long stops in falling price order, then the long side's
+    liquidation; s = SHORT is the rise to the high, mirrored. Lots opened during this bar
+    cannot take profit in it."""
+    other = 1 - s
+    sign = 1.0 if s == LONG else -1.0  # prices fall (long leg) or rise (short leg)
+    ok = True
+    done_j = -1  # grid levels are in order: j = 0 is nearest the price
+    while True:
+        # the next event is the one nearest the open along the leg
+        best = -np.inf
+        kind = -1
+        idx = -1
+        for j in range(done_j + 1, p.levels):
+            if G[s, j, _GA] > 0.0:
+                px = G[s, j, _GP]
+                if sign * (px - extreme) >= 0.0 and sign * px > best:
+                    best, kind, idx = sign * px, 0, j
+                break
+        for m in range(L.shape[1]):
+            if L[other, m, _LA] > 0.0 and L[other, m, _LT] != t:
+                px = L[other, m, _LTP]
+                if sign * (px - extreme) >= 0.0 and sign * px > best:
+                    best, kind, idx = sign * px, 1, m
+        stage = I[_STAGE_L] if s == LONG else I[_STAGE_S]
+        qty_side = F[_QTY_L] if s == LONG else F[_QTY_S]
+        if qty_side > 0.0 and stage < 2:
+            trig = (F[_TRIG1_L] if stage == 0 else F[_TRIG2_L]) if s == LONG else \
+                (F[_TRIG1_S] if stage == 0 else F[_TRIG2_S])
+            if sign * (trig - extreme) >= 0.0 and sign * trig > best:
+                best, kind, idx = sign * trig, 2, stage + 1
+        if kind < 0:
+            break
+        px = sign * best
+        if kind == 0:
+            fill = min(o, px) if s == LONG else max(o, px)
+            G[s, idx, _GA] = 0.0
+            done_j = idx
+            ok = _open_lot(s, idx, i, t, fill, G[s, idx, _GQ], p.maker_fee,
+                           BUY_OPEN_LONG if s == LONG else SELL_OPEN_SHORT, p, L, G, F, I, trades, counters,
+                           money, tiers) and ok
+        elif kind == 1:
+            fill = min(o, px) if s == LONG else max(o, px)
+            ok = _close_lot(other, idx, 1.0, i, t, fill, p.maker_fee,
+                            BUY_CLOSE_SHORT if s == LONG else SELL_CLOSE_LONG, p, L, G, F, I, trades, counters,
+                            money, tiers) and ok
+        else:
+            fill = (min(o, px) * (1.0 - p.slippage)) if s == LONG else (max(o, px) * (1.0 + p.slippage))
+            ok = _stop_side(s, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
+    liq = F[_LIQ_L] if s == LONG else F[_LIQ_S]
+    if (F[_QTY_L] if s == LONG else F[_QTY_S]) > 0.0 and sign * (liq - extreme) >= 0.0:
+        ok = _liquidate(s, i, t, p, L, G, F, I, trades, counters, money, tiers) and ok
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
+                     funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
+                     counters, money, first):
+    """Run the adaptive grid from bar ``first`` (0 for a new run, state from ``new_state``).
+    Indicator arrays are aligned with the bars; ``funding[i]`` is the rate settled at the open
+    of bar i (``funding_count[i]`` settlements). Returns the bar to go on from: ``len(close)``
+    when done, earlier when ``trades`` has no room for one more bar, -1 on overflow (a bug)."""
+    n = len(close)
+    need = 3 * p.max_lots + 2 * p.levels + 8
+    B = np.empty(4)
+    start = p.start_bar
+    if first <= start:
+        for i in range(min(start, n)):
+            equity[i] = p.capital
+            long_qty[i] = 0.0
+            short_qty[i] = 0.0
+        if start >= n:
+            return n
+        first = start
+    else:
+        _bests(p, L, G, F, I, B)
+    for i in range(first, n):
+        if I[_NTR] + need > len(trades):
+            return i
+        n_records = I[_NTR]
+        t = time[i]
+        o = open_[i]
+        c = close[i]
+        ok = True
+        if I[_STARTED] == 1:
+            # funding at the open, on the position held into it; from the side's isolated margin
+            if funding_count[i] > 0:
+                counters[C_FUNDING_EVENTS] += funding_count[i]
+                rate = funding[i]
+                for s in range(2):
+                    q = F[_QTY_L] if s == LONG else F[_QTY_S]
+                    if q == 0.0 or rate == 0.0:
+                        continue
+                    pay = rate * q * o * (1.0 if s == LONG else -1.0)  # > 0: paid
+                    if s == LONG:
+                        F[_MARGIN_L] -= pay
+                    else:
+                        F[_MARGIN_S] -= pay
+                    money[M_FUNDING] -= pay
+                    for m in range(L.shape[1]):
+                        if L[s, m, _LA] > 0.0:
+                            L[s, m, _LF] += pay * L[s, m, _LQ] / q
+                    _refresh_side(s, p, L, F, tiers)
+            # a prune decided at the last close: a market close at this open
+            if I[_PRUNE_LOT] >= 0:
+                s = I[_PRUNE_SIDE]
+                m = I[_PRUNE_LOT]
+                label = I[_PRUNE_LABEL]
+                if L[s, m, _LA] > 0.0:
+                    fill = o * (1.0 - p.slippage) if s == LONG else o * (1.0 + p.slippage)
+                    if label == PRUNE_OFFSET:
+                        sign = 1.0 if s == LONG else -1.0
+                        money[M_OFFSET_USED] += max(0.0, sign * (L[s, m, _LE] - fill) * L[s, m, _LQ])
+                    counters[C_PRUNE_DEVIANCE + label - PRUNE_DEVIANCE] += 1
+                    ok = _close_lot(s, m, 1.0, i, t, fill, p.taker_fee, label, p, L, G, F, I, trades, counters,
+                                    money, tiers) and ok
+                I[_PRUNE_LOT] = -1
+            # the bar: both legs in path order, skipped when nothing is within reach
+            lo_band = max(B[0], B[2], F[_LIQ_L])
+            hi_band = min(B[1], B[3], F[_LIQ_S])
+            if F[_QTY_L] > 0.0 and I[_STAGE_L] < 2:
+                lo_band = max(lo_band, F[_TRIG1_L] if I[_STAGE_L] == 0 else F[_TRIG2_L])
+            if F[_QTY_S] > 0.0 and I[_STAGE_S] < 2:
+                hi_band = min(hi_band, F[_TRIG1_S] if I[_STAGE_S] == 0 else F[_TRIG2_S])
+            if not (low[i] > lo_band and high[i] < hi_band):
+                counters[C_ACTIVE_BARS] += 1
+                if c >= o:
+                    ok = _leg(LONG, i, t, o, low[i], p, L, G, F, I, trades, counters, money, tiers) and ok
+                    ok = _leg(SHORT, i, t, o, high[i], p, L, G, F, I, trades, counters, money, tiers) and ok
+                else:
+                    ok = _leg(SHORT, i, t, o, high[i], p, L, G, F, I, trades, counters, money, tiers) and ok
+                    ok = _leg(LONG, i, t, o, low[i], p, L, G, F, I, trades, counters, money, tiers) and ok
+        if not ok:
+            return -1
+        # ---- decide at the close of bar i ----
+        upnl = c * F[_QTY_L] - F[_COST_L] + F[_COST_S] - c * F[_QTY_S]
+        eq = F[_CASH] + F[_MARGIN_L] + F[_MARGIN_S] + upnl
+        regen = I[_STARTED] == 0
+        z = zscore[i]
+        if I[_HALTED] == 0 and z < p.z_halt:
+            I[_HALTED] = 1
+            counters[C_HALTS] += 1
+            for s in range(2):
+                for j in range(p.levels):
+                    G[s, j, _GA] = 0.0
+            ok = _record(trades, I, i, t, 0, c, 0.0, 0.0, CIRCUIT_BREAKER_HALT, 0.0, F)
+        elif I[_HALTED] == 1 and z > p.z_resume:
+            I[_HALTED] = 0
+            regen = True
+        block = 1 if p.var_z * sigma[i] * (F[_QTY_L] + F[_QTY_S]) * c > p.var_max_dd * eq else 0
+        if block != I[_VAR_BLOCK]:
+            I[_VAR_BLOCK] = block
+            regen = True
+        if block:
+            counters[C_VAR_BLOCKS] += 1
+        reg = regime[i]
+        base = c
+        if not regen:
+            if reg != I[_GEN_REGIME]:
+                regen = True
+            elif (reg == UPTREND or reg == BREAKOUT_UP) and er[i] > p.er_threshold:
+                top = F[_CENTER] + (p.levels - 0.5) * F[_SPACING]
+                if c > top:  # trailing up: the anchor moves up by half the gap
+                    base = F[_CENTER] + 0.5 * (c - F[_CENTER])
+                    counters[C_TRAIL] += 1
+                    regen = True
+            else:
+                order_qty = F[_ORDER_QTY]
+                q_units = (F[_QTY_L] - F[_QTY_S]) / order_qty if order_qty > 0.0 else 0.0
+                r = c * (1.0 - q_units * p.gamma * sigma[i] * sigma[i] * p.horizon)
+                if abs(r - F[_CENTER]) > F[_SPACING]:
+                    regen = True
+        if regen:
+            _regenerate(base, atr[i], sigma[i], reg, p, G, F, I, counters)
+            I[_STARTED] = 1
+        changed = regen or I[_NTR] != n_records
+        # stop triggers for the next bar, from the entries and ATR now
+        stop_d = p.stop_m * atr[i]
+        if F[_QTY_L] > 0.0:
+            ep = F[_COST_L] / F[_QTY_L]
+            F[_TRIG1_L] = ep - stop_d
+            F[_TRIG2_L] = ep - 1.5 * stop_d
+        if F[_QTY_S] > 0.0:
+            ep = F[_COST_S] / F[_QTY_S]
+            F[_TRIG1_S] = ep + stop_d
+            F[_TRIG2_S] = ep + 1.5 * stop_d
+        if F[_QTY_L] > 0.0 or F[_QTY_S] > 0.0:
+            _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
+        if changed:
+            _bests(p, L, G, F, I, B)
+        if not ok:
+            return -1
+        equity[i] = F[_CASH] + F[_MARGIN_L] + F[_MARGIN_S] + upnl
+        long_qty[i] = F[_QTY_L]
+        short_qty[i] = F[_QTY_S]
+    return n

@@ -1,0 +1,246 @@
+"""The adaptive long/short perpetual grid: settings, validation, indicators and the run."""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from engine.data import Candles, FundingRates
+from engine.kernels import adaptive_grid as ag
+from engine.kernels import indicators as ind
+from engine.kernels import metrics as met
+from engine.kernels.perp import DEFAULT_TIERS, funding_rates_on_bars_nb, load_tiers
+from engine.strategies.spot_grid import ParamError
+
+
+@dataclass
+class AdaptiveGridConfig:
+    capital: float = 10_000.0
+    leverage: float = 1.0
+    levels: int = 10
+    order_frac: float = 0.03
+    atr_period: int = 14
+    atr_k: float = 1.0
+    atr_floor: float = 0.005
+    kama_period: int = 10
+    theta: float = 0.15
+    er_threshold: float = 0.5
+    gamma: float = 1.0
+    kappa: float = 1000.0
+    horizon: float = 96.0
+    sigma_window: int = 96
+    z_halt: float = -3.0
+    z_resume: float = -1.0
+    stop_m: float = 3.5
+    prune_sigma: float = 3.0
+    prune_age_hours: float = 24.0
+    prune_gap: float = 3.0
+    prune_funding: float = 0.5
+    prune_offset: bool = True
+    offset_min_spacings: float = 2.0
+    trail_reserve: float = 0.1
+    var_z: float = 1.65
+    var_max_dd: float = 0.25
+    maker_fee: float = -0.00005
+    taker_fee: float = 0.0002
+    slippage: float = 0.0005
+    no_short: bool = False
+    lot: float = 0.001
+    tick: float = 0.1
+    min_notional: float = 5.0
+    max_lots: int = 40
+    funding_rate: float = 0.0001  # per 8 h when no funding file covers a settlement
+    tiers: str = str(DEFAULT_TIERS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AdaptiveGridConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ParamError(sorted(unknown)[0], "unknown adaptive-grid setting")
+        return cls(**data)
+
+
+def _check(cfg: AdaptiveGridConfig) -> None:
+    def positive(name, zero_ok=False, upper=None):
+        v = getattr(cfg, name)
+        if not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok) or (upper is not None and v > upper):
+            bound = f" and at most {upper}" if upper is not None else ""
+            raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}{bound}, got {v}")
+
+    for name in ("capital", "atr_floor", "gamma", "kappa", "horizon", "stop_m", "prune_sigma",
+                 "prune_age_hours", "prune_gap", "var_z", "var_max_dd"):
+        positive(name)
+    positive("leverage", upper=125)
+    positive("order_frac", upper=0.5)
+    positive("trail_reserve", zero_ok=True, upper=0.9)
+    positive("prune_funding", zero_ok=True)
+    positive("offset_min_spacings", zero_ok=True)
+    for name in ("atr_k", "slippage", "lot", "tick", "min_notional", "taker_fee"):
+        positive(name, zero_ok=True)
+    if not -0.01 < cfg.maker_fee < 0.01:
+        raise ParamError("maker_fee", f"{cfg.maker_fee} is a fraction (-0.00005 is a 0.005% rebate)")
+    if not abs(cfg.funding_rate) < 0.05:
+        raise ParamError("funding_rate", f"{cfg.funding_rate} is a fraction per 8 hours")
+    for name, lo in (("levels", 1), ("atr_period", 1), ("kama_period", 2), ("sigma_window", 2), ("max_lots", 1)):
+        v = getattr(cfg, name)
+        if int(v) != v or v < lo:
+            raise ParamError(name, f"must be a whole number >= {lo}, got {v}")
+    if not cfg.z_halt < cfg.z_resume:
+        raise ParamError("z_resume", f"must be above --z-halt ({cfg.z_halt}), got {cfg.z_resume}")
+    if cfg.theta <= 0 or not 0 < cfg.er_threshold <= 1:
+        raise ParamError("theta" if cfg.theta <= 0 else "er_threshold", "theta must be > 0, ER threshold in (0, 1]")
+
+
+def log_return_std(close: np.ndarray, window: int) -> np.ndarray:
+    """Rolling standard deviation (ddof 0) of per-bar log returns; NaN during the warm-up."""
+    r = np.empty(len(close))
+    r[0] = np.nan
+    r[1:] = np.diff(np.log(close))
+    out = np.full(len(close), np.nan)
+    if len(close) > window:
+        out[window:] = ind.stddev_nb(np.ascontiguousarray(r[1:]), window, 1.0)[window - 1:]
+    return out
+
+
+@dataclass
+class PerpResult:
+    strategy: str
+    config: dict
+    time: np.ndarray
+    close: np.ndarray
+    timeframe_ms: int
+    trades: np.ndarray
+    equity: np.ndarray
+    long_qty: np.ndarray
+    short_qty: np.ndarray
+    counters: dict
+    money: dict
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    start_bar: int = 0
+
+    def trades_frame(self):
+        import pandas as pd
+
+        t = self.trades
+        return pd.DataFrame({
+            "time": pd.to_datetime(t["time"], unit="ms", utc=True), "bar": t["bar"],
+            "side": np.where(t["side"] > 0, "buy", np.where(t["side"] < 0, "sell", "")),
+            "price": t["price"], "qty": t["qty"], "fee": t["fee"],
+            "label": [ag.LABELS[x] for x in t["label"]], "pnl": t["pnl"],
+            "long_qty": t["long_qty"], "short_qty": t["short_qty"],
+        })
+
+    def to_json_dict(self) -> dict:
+        return {"strategy": self.strategy, "config": self.config, "bars": len(self.time),
+                "metrics": self.metrics, "counters": self.counters, "money": self.money, "timings": self.timings}
+
+
+def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | None = None) -> dict:
+    """Indicators and per-bar funding, aligned with the bars (all from data up to each bar)."""
+    h, l, c = candles.high, candles.low, candles.close
+    atr = ind.atr_nb(h, l, c, int(cfg.atr_period))
+    kama, er = ind.kama_er_nb(c, int(cfg.kama_period))
+    sma = ind.sma_nb(c, 20)
+    std = ind.stddev_nb(c, 20, 1.0)
+    z = ind.zscore_nb(c, sma, atr)
+    regime = ind.regime_nb(kama, er, atr, cfg.theta, cfg.er_threshold, 1).astype(np.int64)
+    sigma = log_return_std(c, int(cfg.sigma_window))
+    if funding is not None:
+        rate_time, rate = funding.time, funding.rate
+    else:
+        rate_time, rate = np.zeros(0, dtype=np.int64), np.zeros(0)
+    per_bar, count = funding_rates_on_bars_nb(candles.time, candles.timeframe_ms, rate_time, rate, cfg.funding_rate)
+    arrays = dict(atr=atr, kama=kama, er=er, std=std, sigma=sigma, z=z, regime=regime, funding=per_bar,
+                  funding_count=count)
+    warm = max(int(np.argmax(np.isfinite(a))) if np.isfinite(a).any() else len(c)
+               for a in (atr, kama, er, std, sigma, z))
+    arrays["start"] = warm + 1  # regime needs one KAMA bar more
+    return arrays
+
+
+def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> ag.AdaptiveGridParams:
+    _check(cfg)
+    return ag.AdaptiveGridParams(
+        capital=float(cfg.capital), leverage=float(cfg.leverage), levels=int(cfg.levels),
+        order_frac=float(cfg.order_frac), atr_k=float(cfg.atr_k), atr_floor=float(cfg.atr_floor),
+        gamma=float(cfg.gamma), kappa=float(cfg.kappa), horizon=float(cfg.horizon), z_halt=float(cfg.z_halt),
+        z_resume=float(cfg.z_resume), stop_m=float(cfg.stop_m), prune_sigma=float(cfg.prune_sigma),
+        prune_age_ms=float(cfg.prune_age_hours) * 3_600_000.0, prune_gap=float(cfg.prune_gap),
+        prune_funding=float(cfg.prune_funding), prune_offset=int(bool(cfg.prune_offset)),
+        offset_min_spacings=float(cfg.offset_min_spacings),
+        er_threshold=float(cfg.er_threshold), trail_reserve=float(cfg.trail_reserve), var_z=float(cfg.var_z),
+        var_max_dd=float(cfg.var_max_dd), maker_fee=float(cfg.maker_fee), taker_fee=float(cfg.taker_fee),
+        slippage=float(cfg.slippage), no_short=int(bool(cfg.no_short)), lot=float(cfg.lot), tick=float(cfg.tick),
+        min_notional=float(cfg.min_notional), max_lots=int(cfg.max_lots), start_bar=int(start_bar),
+    )
+
+
+def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, funding: FundingRates | None = None,
+                      *, log_capacity: int | None = None) -> PerpResult:
+    """Backtest the adaptive long/short grid on a USDT-margined perpetual."""
+    cfg = cfg or AdaptiveGridConfig()
+    timings = {}
+    t0 = _time.perf_counter()
+    a = prepare(candles, cfg, funding)
+    timings["indicators"] = _time.perf_counter() - t0
+    n = len(candles)
+    if a["start"] >= n - 1:
+        raise ParamError("sigma_window", f"the indicators' warm-up ({a['start']} bars) leaves no data to trade")
+    p = build_params(cfg, a["start"])
+    tiers = load_tiers(cfg.tiers)
+    t1 = _time.perf_counter()
+    L, G, F, I = ag.new_state(p)
+    trades = np.empty(log_capacity or 1024 + n // 16, dtype=ag.TRADE_DTYPE)
+    equity, long_qty, short_qty = np.empty(n), np.empty(n), np.empty(n)
+    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(ag.N_MONEY)
+    bar = 0
+    while True:
+        bar = ag.adaptive_grid_nb(candles.time, candles.open, candles.high, candles.low, candles.close, a["atr"],
+                                  a["kama"], a["er"], a["std"], a["sigma"], a["z"], a["regime"], a["funding"],
+                                  a["funding_count"], tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
+                                  counters, money, bar)
+        if bar < 0:
+            raise RuntimeError("adaptive-grid kernel: the trade log overflowed (a bug: please report it)")
+        if bar >= n:
+            break
+        used = int(I[ag._NTR])
+        bigger = np.empty(2 * len(trades), dtype=trades.dtype)
+        bigger[:used] = trades[:used]
+        trades = bigger
+    timings["kernel"] = _time.perf_counter() - t1
+    nt = int(I[ag._NTR])
+    r = PerpResult(
+        strategy="adaptive-grid", config=cfg.to_dict(), time=candles.time, close=candles.close,
+        timeframe_ms=candles.timeframe_ms, trades=trades[:nt].copy(), equity=equity, long_qty=long_qty,
+        short_qty=short_qty, counters={k: int(v) for k, v in zip(ag.COUNTER_NAMES, counters, strict=True)},
+        money={"realized": float(money[ag.M_REALIZED]), "grid_profit": float(money[ag.M_GRID_PROFIT]),
+               "funding": float(money[ag.M_FUNDING]), "fees": float(money[ag.M_FEES]),
+               "liquidated_margin": float(money[ag.M_LIQUIDATED])},
+        start_bar=int(a["start"]),
+    )
+    perf = met.performance(equity[a["start"]:], candles.timeframe_ms)
+    last = float(candles.close[-1])
+    t = r.trades
+    closing = t[(t["pnl"] != 0) | np.isin(t["label"], [ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT])]
+    wins, losses = closing["pnl"][closing["pnl"] > 0], closing["pnl"][closing["pnl"] < 0]
+    r.metrics = {
+        **perf, "start_equity": float(cfg.capital), "final_equity": float(equity[-1]),
+        "buy_hold_return": last / float(candles.close[a["start"]]) - 1.0,
+        "grid_profit": r.money["grid_profit"], "funding_pnl": r.money["funding"], "fees_paid": r.money["fees"],
+        "realized_pnl": r.money["realized"],
+        "floating_pnl": float(equity[-1] - cfg.capital - r.money["realized"] - r.money["funding"]),
+        "win_rate": float(len(wins) / len(closing)) if len(closing) else 0.0,
+        "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else (float("inf") if len(wins) else 0.0),
+        "final_long_qty": float(long_qty[-1]), "final_short_qty": float(short_qty[-1]),
+        **{k: v for k, v in r.counters.items() if k != "active_bars"},
+    }
+    r.timings = timings
+    return r

@@ -1,0 +1,317 @@
+"""Adaptive long/short perpetual grid: each mechanism on hand-built bars, with the indicators
+set by hand so the answer can be worked out on paper; then invariants and real data."""
+
+import numpy as np
+import pytest
+from conftest import FUNDING, shared_file
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.data import Candles, load_funding
+from engine.kernels import adaptive_grid as ag
+from engine.kernels import indicators as ind
+from engine.kernels.perp import funding_rates_on_bars_nb, liquidation_price_nb, load_tiers
+from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
+
+TF = 15 * 60_000
+TIERS = load_tiers()
+QUIET = dict(stop_m=1e9, prune_sigma=1e9, prune_age_ms=1e18, prune_gap=1e9, prune_offset=0, z_halt=-1e9,
+             z_resume=1e9, var_max_dd=1e9, slippage=0.0, maker_fee=0.0, taker_fee=0.0, tick=0.1, lot=0.001,
+             min_notional=0.0, trail_reserve=0.0)
+
+
+def bars(*ohlc, start=0):
+    a = np.array(ohlc, dtype=float)
+    n = len(a)
+    return Candles(time=start + np.arange(n, dtype=np.int64) * TF, open=a[:, 0].copy(), high=a[:, 1].copy(),
+                   low=a[:, 2].copy(), close=a[:, 3].copy(), volume=np.ones(n), timeframe_ms=TF, source="hand")
+
+
+def flat(p):
+    return (p, p, p, p)
+
+
+def run(c, *, atr=1.0, regime=ind.NOISE, z=0.0, sigma=0.0, kama=None, std=0.0, er=0.0, funding=None, **kw):
+    """The kernel on hand-set indicators (constants or per-bar arrays)."""
+    n = len(c)
+
+    def arr(v, dtype=float):
+        return np.full(n, v, dtype=dtype) if np.isscalar(v) else np.asarray(v, dtype=dtype)
+
+    p = ag.AdaptiveGridParams(**{**QUIET, **kw})
+    L, G, F, I = ag.new_state(p)
+    trades = np.empty(10_000, dtype=ag.TRADE_DTYPE)
+    eq, lq, sq = np.empty(n), np.empty(n), np.empty(n)
+    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(ag.N_MONEY)
+    if funding is None:
+        fr, fc = np.zeros(n), np.zeros(n, dtype=np.int64)
+    else:
+        fr, fc = funding
+    out = ag.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, arr(atr), arr(c.close if kama is None else kama),
+                              arr(er), arr(std), arr(sigma), arr(z), arr(regime, np.int64), fr, fc, TIERS, p,
+                              L, G, F, I, trades, eq, lq, sq, counters, money, 0)
+    assert out == n
+    return dict(trades=trades[:I[ag._NTR]], equity=eq, long=lq, short=sq, p=p,
+                counters=dict(zip(ag.COUNTER_NAMES, counters.tolist(), strict=True)), money=money, F=F)
+
+
+def labels(r):
+    return [ag.LABELS[x] for x in r["trades"]["label"]]
+
+
+# Hand arithmetic shared by the cases: close 100, ATR 1 -> spacing max(1, 0.5% x 100) = 1;
+# sigma 0 -> no skew, half spread (2 / gamma) ln(1 + gamma / kappa) / 2 = ln(1.001) = 0.0009995;
+# first buy 100 x (1 - 0.0009995) = 99.90 at the tick, first sell 100.10.
+
+
+def test_liquidation_at_the_expected_price_and_bar():
+    c = bars(flat(100), (100, 100, 99.9, 99.95), (99.95, 100, 90.3, 99.95), (99.95, 100, 90.2, 99.95))
+    r = run(c, leverage=10.0, levels=1, no_short=1)
+    t = r["trades"]
+    # 30 BTC (3% x 10,000 x 10x / 100) bought at 99.9 with 299.7 margin; isolated, tier 1 (0.4%, 0):
+    # liquidation (30 x 99.9 - 299.7) / (30 x 0.996) = 90.2711
+    liq = (30 * 99.9 - 299.7) / (30 * 0.996)
+    assert np.isclose(liquidation_price_nb(TIERS, 1, 30.0, 99.9, 299.7), liq)
+    assert labels(r) == ["BUY_OPEN_LONG", "LIQUIDATION"]
+    assert t["bar"].tolist() == [1, 3]  # bar 2's low of 90.3 stays above it
+    assert np.isclose(t["price"][1], liq) and np.isclose(t["pnl"][1], -299.7)
+    assert np.isclose(r["equity"][3], 10_000 - 299.7)
+    assert r["counters"]["liquidations"] == 1
+
+
+def test_liquidation_price_walks_up_the_tiers():
+    # 100 BTC at 50,000 with 500,000 margin: 5M notional is tier 4 (1%, 12,000); the price found
+    # there, 45,333, keeps the notional (4.5M) in tier 4
+    assert np.isclose(liquidation_price_nb(TIERS, 1, 100.0, 50_000.0, 500_000.0), (5e6 - 5e5 - 12_000) / (100 * 0.99))
+    assert np.isclose(liquidation_price_nb(TIERS, -1, 1.0, 50_000.0, 5_000.0), 55_000 / 1.004)
+    assert liquidation_price_nb(TIERS, 1, 1.0, 50_000.0, 50_000.0) == 0.0  # 1x long: never
+    m = load_tiers()
+    assert np.allclose(m[1:4, 2], [300, 1_500, 12_000])
+
+
+def test_funding_is_paid_at_the_three_settlements_only():
+    day = 86_400_000
+    t = np.arange(0, day + 1, TF, dtype=np.int64)  # 00:00 .. next 00:00
+    rate_time = np.array([0, 8, 16, 24], dtype=np.int64) * 3_600_000
+    rate = np.array([0.0001, 0.0002, -0.0003, 0.0004])
+    per_bar, count = funding_rates_on_bars_nb(t, TF, rate_time, rate, 0.0)
+    paid_at = (t[count > 0] // 3_600_000).tolist()
+    assert paid_at == [8, 16, 24] and per_bar[count > 0].tolist() == [0.0002, -0.0003, 0.0004]
+    # a gap over 16:00 pays that settlement at the first bar after it; a missing rate uses the default
+    gap_t = np.r_[t[:60], t[70:]]
+    per_bar, count = funding_rates_on_bars_nb(gap_t, TF, rate_time[:3], rate[:3], 0.00007)
+    assert (gap_t[count > 0] // TF).tolist() == [32, 70, 96] and per_bar[count > 0][-1] == 0.00007
+    # in the kernel: a long of 30 BTC pays rate x 30 x the open price at each settlement
+    n = 4 * 32 + 1
+    c = bars(flat(100), (100, 100, 99.9, 99.95), *[flat(99.95)] * (n - 2))
+    fr, fc = funding_rates_on_bars_nb(c.time, TF, rate_time, rate, 0.0)
+    r = run(c, leverage=10.0, levels=1, no_short=1, funding=(fr, fc))
+    assert r["counters"]["funding_events"] == 4  # 08:00, 16:00, 00:00 and 08:00 of the next day
+    paid = 30 * 99.95 * (0.0002 - 0.0003 + 0.0004 + 0.0)  # the second 08:00 has no rate: default 0
+    assert np.isclose(r["money"][ag.M_FUNDING], -paid)
+
+
+@pytest.mark.parametrize("regime,long_ok,short_ok", [
+    (ind.NOISE, True, True), (ind.UPTREND, True, False), (ind.DOWNTREND, False, True),
+    (ind.BREAKOUT_UP, True, False), (ind.BREAKOUT_DOWN, False, True),
+])
+def test_each_regime_runs_its_grids(regime, long_ok, short_ok):
+    c = bars(flat(100), (100, 100.2, 99.8, 100), flat(100))
+    r = run(c, levels=2, regime=regime)
+    got = set(labels(r))
+    assert ("BUY_OPEN_LONG" in got) == long_ok
+    assert ("SELL_OPEN_SHORT" in got) == short_ok
+    if short_ok:
+        assert "SELL_OPEN_SHORT" not in labels(run(c, levels=2, regime=regime, no_short=1))
+
+
+def test_circuit_breaker_halts_and_resumes():
+    dip = (99.95, 100, 99.5, 99.95)
+    c = bars(flat(100), flat(100), (100, 100, 99.5, 99.95), dip, flat(99.95), dip)
+    z = [0, -3.5, -2.0, -2.0, -0.5, -0.5]
+    r = run(c, levels=1, no_short=1, z=z, z_halt=-3.0, z_resume=-1.0)
+    # halted at the close of bar 1: bars 2 and 3 reach the buy level but nothing opens; z above
+    # -1 at the close of bar 4 resumes with a new grid, which buys on bar 5
+    assert labels(r) == ["CIRCUIT_BREAKER_HALT", "BUY_OPEN_LONG"]
+    assert r["trades"]["bar"].tolist() == [1, 5]
+    assert r["counters"]["circuit_breaker_halts"] == 1
+
+
+def test_two_stage_stop():
+    # levels 99.9 and 98.9; both buy on bar 1 (avg entry 99.4); ATR 1, m = 2: stage 1 at 97.4
+    # closes half of each lot, stage 2 at 96.4 the rest
+    c = bars(flat(100), (100, 100, 98.5, 99.0), (99.0, 99.0, 97.0, 97.5), (97.5, 97.5, 96.0, 96.5))
+    r = run(c, levels=2, no_short=1, stop_m=2.0, slippage=0.001)
+    t = r["trades"]
+    stops = t[t["label"] == ag.STOP_LONG]
+    stage1, stage2 = stops[stops["bar"] == 2], stops[stops["bar"] == 3]
+    assert labels(r)[:2] == ["BUY_OPEN_LONG", "BUY_OPEN_LONG"] and np.allclose(t["qty"][:2], 3.0)
+    assert len(stage1) == 2 and np.allclose(stage1["price"], 97.4 * 0.999) and np.allclose(stage1["qty"], 1.5)
+    # the close of bar 2 drifted more than a spacing: a new grid buys at 97.4 on bar 3 before the
+    # price falls to stage 2 (96.4, set from the remaining average entry 99.4), which closes all
+    assert np.allclose(stage2["price"], 96.4 * 0.999) and stage2["long_qty"][-1] == 0
+    assert r["counters"]["stops_long"] == 2
+    # one lot only: the first stage closes it all
+    one = run(bars(flat(100), (100, 100, 99.5, 99.8), (99.8, 99.8, 97.0, 97.5)), levels=1, no_short=1, stop_m=2.0)
+    assert labels(one) == ["BUY_OPEN_LONG", "STOP_LONG"] and np.isclose(one["trades"]["qty"][1], 3.0)
+
+
+def test_take_profit_one_spacing_away_and_no_round_trip_in_one_bar():
+    c = bars(flat(100), (100, 101, 99.8, 100.5), (100.5, 101, 100.4, 100.9), flat(100.9))
+    r = run(c, levels=1, no_short=1)
+    assert labels(r) == ["BUY_OPEN_LONG", "SELL_CLOSE_LONG"]
+    t = r["trades"]
+    assert t["bar"].tolist() == [1, 2]  # bar 1 reached 101 but the take-profit waits a bar
+    assert np.isclose(t["price"][1], 100.9) and np.isclose(t["pnl"][1], 3.0 * 1.0)
+
+
+def test_prune_priority():
+    """Each prune on its own, then all together: the highest priority wins."""
+    L = np.zeros((2, 4, 8))
+    F = np.zeros(ag.N_F)
+    I = np.zeros(ag.N_I, dtype=np.int64)
+    money = np.zeros(ag.N_MONEY)
+    F[ag._SPACING] = 1.0
+    p = ag.AdaptiveGridParams(prune_age_ms=100.0, prune_gap=3.0, prune_funding=0.5, prune_offset=1,
+                              offset_min_spacings=2.0, max_lots=4)
+
+    def lot(s, m, qty, entry, opened, funding):
+        L[s, m] = (qty, entry, opened, funding, 0, 0, 0, 1)
+
+    def choose(close, kama=100.0, std=1.0, t=50.0):
+        F[ag._QTY_L] = L[0, :, ag._LQ].sum()
+        F[ag._QTY_S] = L[1, :, ag._LQ].sum()
+        ag._choose_prune(close, kama, std, t, p, L, F, I, money)
+        if I[ag._PRUNE_LOT] < 0:
+            return None
+        return int(I[ag._PRUNE_SIDE]), int(I[ag._PRUNE_LOT]), ag.LABELS[I[ag._PRUNE_LABEL]]
+
+    lot(0, 0, 1.0, 100.0, 0.0, 0.0)
+    lot(0, 1, 1.0, 101.0, 10.0, 0.0)
+    lot(1, 0, 1.0, 99.0, 20.0, 5.0)
+    assert choose(99.5) is None  # nothing applies
+    assert choose(96.0) == (0, 1, "PRUNE_DEVIANCE")  # 4 sigma below KAMA: the worst long (101)
+    assert choose(97.5, t=150.0) == (0, 0, "PRUNE_OLDEST")  # held over 100 ms: the oldest
+    assert choose(97.5) == (0, 1, "PRUNE_GAP")  # 101 is 3.5 spacings above 97.5
+    money[ag.M_GRID_PROFIT] = 8.0
+    assert choose(99.5) == (1, 0, "PRUNE_FUNDING")  # funding 5 > 50% of 8: the costliest lot
+    money[ag.M_GRID_PROFIT] = 20.0  # funding 5 < 10; profit covers the worst underwater lot
+    assert choose(98.9) == (0, 1, "PRUNE_OFFSET")  # 101 - 98.9 = 2.1 spacings, loss 2.1 <= 20
+    money[ag.M_OFFSET_USED] = 19.0
+    assert choose(98.9) is None  # only 1.0 of profit left to offset a 2.1 loss
+
+
+def test_a_prune_closes_at_the_next_open_with_its_label():
+    c = bars(flat(100), (100, 100, 99.8, 99.9), (99.9, 99.9, 96.0, 96.0), (95.0, 95.5, 95.0, 95.2))
+    r = run(c, levels=1, no_short=1, prune_sigma=3.0, std=1.0, kama=100.0, slippage=0.001, taker_fee=0.0002)
+    t = r["trades"]
+    # bar 2 closes 4 sigma below KAMA: the lot is pruned at bar 3's open (then the grid, laid
+    # again at the close of bar 2, buys on bar 3)
+    assert labels(r)[:2] == ["BUY_OPEN_LONG", "PRUNE_DEVIANCE"]
+    assert t["bar"][1] == 3 and np.isclose(t["price"][1], 95.0 * 0.999)
+    assert np.isclose(t["fee"][1], t["price"][1] * 3.0 * 0.0002)
+
+
+def test_trailing_up_moves_the_anchor_by_half_the_gap():
+    # the grid's top is 100 + 2.5 spacings = 102.5; a close at 112 moves the anchor to 106 (top
+    # 108.5), which the next close of 108 stays under; a close above it would move it again
+    c = bars(flat(100), (100, 112, 100, 112), flat(108))
+    r = run(c, levels=3, no_short=1, regime=ind.BREAKOUT_UP, er=0.9, er_threshold=0.5)
+    assert r["counters"]["trailing_shifts"] == 1
+    assert np.isclose(r["F"][ag._CENTER], 106.0)
+    again = run(bars(flat(100), (100, 112, 100, 112), flat(112)), levels=3, no_short=1, regime=ind.BREAKOUT_UP,
+                er=0.9, er_threshold=0.5)
+    assert again["counters"]["trailing_shifts"] == 2 and np.isclose(again["F"][ag._CENTER], 109.0)
+    # a trend without efficiency re-centres on drift instead
+    drift = run(bars(flat(100), (100, 112, 100, 112), flat(108)), levels=3, no_short=1, regime=ind.UPTREND, er=0.1)
+    assert drift["counters"]["trailing_shifts"] == 0 and np.isclose(drift["F"][ag._CENTER], 108.0)
+
+
+def test_var_gate_blocks_new_opening_orders():
+    c = bars(flat(100), (100, 100, 99.8, 99.9), (99.9, 100, 98.5, 99.0), flat(99))
+    # after the first buy, 1.65 x sigma x notional exceeds 1% of equity: opening stops
+    r = run(c, levels=3, no_short=1, sigma=0.01, var_z=1.65, var_max_dd=0.0001)
+    assert r["counters"]["var_blocks"] >= 1
+    assert labels(r).count("BUY_OPEN_LONG") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# invariants
+
+
+@st.composite
+def random_bars(draw):
+    n = draw(st.integers(150, 500))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    vol = draw(st.sampled_from([0.002, 0.006, 0.02]))
+    path = 100 * np.exp(np.cumsum(rng.standard_normal((n, 4)).ravel() * vol)).reshape(n, 4)
+    close = path[:, -1]
+    open_ = np.r_[100.0, close[:-1]]
+    high = np.maximum(path.max(axis=1), open_)
+    low = np.minimum(path.min(axis=1), open_)
+    t = np.arange(n, dtype=np.int64) * TF
+    return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n), timeframe_ms=TF, source="r")
+
+
+@st.composite
+def configs(draw):
+    return AdaptiveGridConfig(
+        leverage=draw(st.sampled_from([1.0, 2.0, 3.0])), levels=draw(st.integers(1, 12)),
+        order_frac=draw(st.sampled_from([0.01, 0.03, 0.06])), atr_k=draw(st.sampled_from([0.5, 1.0, 2.0])),
+        sigma_window=draw(st.sampled_from([10, 48])), stop_m=draw(st.sampled_from([1.0, 3.5])),
+        prune_age_hours=draw(st.sampled_from([2.0, 24.0])), prune_gap=draw(st.sampled_from([2.0, 3.0])),
+        prune_offset=draw(st.booleans()), no_short=draw(st.booleans()), gamma=draw(st.sampled_from([0.5, 1.0, 5.0])),
+        z_halt=draw(st.sampled_from([-3.0, -1.5])), var_max_dd=draw(st.sampled_from([0.02, 0.25])),
+        slippage=draw(st.sampled_from([0.0, 0.001])), maker_fee=draw(st.sampled_from([-0.00005, 0.0002])),
+        funding_rate=draw(st.sampled_from([0.0, 0.0001, -0.0003])), max_lots=draw(st.sampled_from([3, 40])),
+        tick=0.01, lot=0.0001, min_notional=1.0,
+    )
+
+
+SET = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SET
+@given(random_bars(), configs())
+def test_equity_moves_only_by_price_fills_fees_and_funding(c, cfg):
+    r = run_adaptive_grid(c, cfg)
+    t = r.trades
+    if r.counters["liquidations"]:
+        return  # a liquidation loses the margin, not the mark-to-market
+    s = r.start_bar
+    net = r.long_qty - r.short_qty
+    close = c.close
+    fills = t[t["label"] != ag.CIRCUIT_BREAKER_HALT]
+    move = np.zeros(len(c))
+    move[s + 1:] = net[s:-1] * np.diff(close[s:])
+    np.add.at(move, fills["bar"], fills["side"] * fills["qty"] * (close[fills["bar"]] - fills["price"]) - fills["fee"])
+    fr, _ = funding_rates_on_bars_nb(c.time, c.timeframe_ms, np.zeros(0, np.int64), np.zeros(0), cfg.funding_rate)
+    move[s + 1:] -= fr[s + 1:] * c.open[s + 1:] * net[s:-1]
+    assert np.allclose(np.diff(r.equity[s:]), move[s + 1:], rtol=0, atol=1e-7 * cfg.capital)
+    assert np.all(r.long_qty >= -1e-12) and np.all(r.short_qty >= -1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_bars(), configs(), st.floats(0.5, 0.95))
+def test_prefix_invariance_no_look_ahead(c, cfg, frac):
+    k = int(len(c) * frac)
+    full = run_adaptive_grid(c, cfg)
+    if k <= full.start_bar + 2:
+        return
+    part = run_adaptive_grid(c.slice(0, k), cfg)
+    assert np.array_equal(full.trades[full.trades["bar"] < k], part.trades)
+    assert np.array_equal(full.equity[:k], part.equity)
+
+
+@pytest.mark.parametrize("name", ["BTCUSDT-5m-binance-2020-2021.csv", "BTCUSDT-1h-binance-2017-2022.csv"])
+def test_real_btc_at_1x_finishes_without_liquidation(name):
+    from conftest import real_candles
+
+    c = real_candles(name)
+    r = run_adaptive_grid(c, AdaptiveGridConfig(leverage=1.0), load_funding(shared_file(FUNDING)))
+    assert r.counters["liquidations"] == 0
+    assert r.counters["longs_opened"] > 1000 and r.counters["shorts_opened"] > 1000
+    assert r.counters["funding_events"] > 600
+    m = r.metrics
+    assert np.isfinite(m["final_equity"]) and m["final_equity"] > 0
