@@ -56,33 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("backtest", help="backtest a strategy on candles and print a report")
     _add_data_args(bt)
-    bt.add_argument("--strategy", default="spot-grid", choices=("spot-grid",))
+    bt.add_argument("--strategy", default="spot-grid", choices=tuple(STRATEGIES))
     bt.add_argument("--params", type=Path, help="JSON file of strategy settings (flags override it)")
-    bt.add_argument("--mode", choices=("range", "lower-only"))
-    bt.add_argument("--spacing", choices=("arithmetic", "geometric", "atr"))
-    bt.add_argument("--lower", type=_float("lower"), help="lowest level (default: from the data)")
-    bt.add_argument("--upper", type=_float("upper"), help="highest level / lower-only anchor")
-    bt.add_argument("--levels", type=int)
-    bt.add_argument("--range-pct", type=_float("range_pct"), help="default range around the first price (0.2)")
-    bt.add_argument("--capital", type=_float("capital"))
-    bt.add_argument("--fee", type=_float("fee"), help="maker fee as a fraction (0.001 = 0.1%%)")
-    bt.add_argument("--taker-fee", type=_float("taker_fee"))
-    bt.add_argument("--slippage", type=_float("slippage"))
-    bt.add_argument("--lot", type=_float("lot"))
-    bt.add_argument("--tick", type=_float("tick"))
-    bt.add_argument("--min-notional", type=_float("min_notional"))
-    bt.add_argument("--qty-mode", choices=("quote", "base"))
-    bt.add_argument("--atr-period", type=int)
-    bt.add_argument("--atr-k", type=_float("atr_k"))
-    bt.add_argument("--atr-floor", type=_float("atr_floor"))
-    bt.add_argument("--trailing", choices=("none", "up", "down", "both"))
-    bt.add_argument("--recenter", type=_float("recenter"), help="spacings beyond the grid that recenter it")
-    bt.add_argument("--consumed", type=_float("consumed"), help="lower-only: recenter when this share of buys filled")
-    bt.add_argument("--dead-zone", type=_float("dead_zone"))
-    bt.add_argument("--stop-loss", type=_float("stop_loss"))
-    bt.add_argument("--take-profit", type=_float("take_profit"))
-    bt.add_argument("--stop-action", choices=("sell", "keep"))
-    bt.add_argument("--fill-rule", choices=("touch", "through"))
+    bt.add_argument("--funding", type=Path, help="funding-rate CSV (time,funding_rate) for perpetual strategies")
+    _add_setting_args(bt)
     bt.add_argument("--json", type=Path, help="write every metric and the timings to this file")
     bt.add_argument("--trades", type=Path, help="write the trades to this CSV file")
 
@@ -106,17 +83,58 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-CONFIG_FLAGS = (
-    "mode", "spacing", "lower", "upper", "levels", "range_pct", "capital", "fee", "taker_fee",
-    "slippage", "lot", "tick", "min_notional", "qty_mode", "atr_period", "atr_k", "atr_floor",
-    "trailing", "recenter", "consumed", "dead_zone", "stop_loss", "take_profit", "stop_action",
-    "fill_rule",
-)
+CHOICES = {
+    "mode": ("range", "lower-only"), "spacing": ("arithmetic", "geometric", "atr"), "qty_mode": ("quote", "base"),
+    "trailing": ("none", "up", "down", "both"), "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
+}
+HELP = {
+    "lower": "lowest level (default: from the data)", "upper": "highest level / lower-only anchor",
+    "fee": "maker fee as a fraction (0.001 = 0.1%%)", "recenter": "spacings beyond the grid that recenter it",
+    "consumed": "lower-only: recenter when this share of the buys has filled",
+    "range_pct": "default range around the first price (0.2)", "no_short": "adaptive grid: long side only",
+}
 
 
-def _spot_config(args):
+def _config_classes():
+    from engine.strategies.adaptive_grid import AdaptiveGridConfig
     from engine.strategies.spot_grid import SpotGridConfig
 
+    return {"spot-grid": SpotGridConfig, "adaptive-grid": AdaptiveGridConfig}
+
+
+STRATEGIES = ("spot-grid", "adaptive-grid")
+
+
+def _add_setting_args(parser: argparse.ArgumentParser) -> None:
+    """One option per setting of every strategy's config, typed from its default."""
+    import dataclasses
+
+    seen: set[str] = set()
+    for cls in _config_classes().values():
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            if f.name in CHOICES:
+                parser.add_argument(flag, choices=CHOICES[f.name], help=HELP.get(f.name))
+            elif isinstance(default, bool) and not default:  # e.g. --no-short: a plain flag
+                parser.add_argument(flag, action="store_const", const=True, default=None, help=HELP.get(f.name))
+            elif isinstance(default, bool):  # on by default: --prune-offset / --no-prune-offset
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+            elif isinstance(default, int):
+                parser.add_argument(flag, type=int, help=HELP.get(f.name))
+            elif isinstance(default, str):
+                parser.add_argument(flag, help=HELP.get(f.name))
+            else:
+                parser.add_argument(flag, type=_float(f.name), help=HELP.get(f.name))
+
+
+def _strategy_config(args):
+    import dataclasses
+
+    cls = _config_classes()[args.strategy]
     data = {}
     if args.params:
         try:
@@ -125,11 +143,18 @@ def _spot_config(args):
             raise SystemExit(f"griddesk backtest: error: --params: {args.params}: {exc}") from None
         if not isinstance(data, dict):
             raise SystemExit(f"griddesk backtest: error: --params: {args.params}: expected a JSON object")
-    for name in CONFIG_FLAGS:
-        value = getattr(args, name)
-        if value is not None:
-            data[name] = value
-    return SpotGridConfig.from_dict(data)
+    own = {f.name for f in dataclasses.fields(cls)}
+    other = {f.name for c in _config_classes().values() for f in dataclasses.fields(c)} - own
+    for name in sorted(own | other):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in other:
+            from engine.strategies.spot_grid import ParamError
+
+            raise ParamError(name, f"is not a setting of {args.strategy}")
+        data[name] = value
+    return cls.from_dict(data)
 
 
 def _pct(x: float) -> str:
@@ -178,9 +203,7 @@ def format_report(result, candles, load_s: float) -> str:
         events.append(f"{'stop-loss' if c['stop'] == 1 else 'take-profit'} hit at {_ts(candles.time[c['stop_bar']])}")
     if events:
         lines.append(f"  events            {', '.join(events)}")
-    t = result.timings
-    lines.append(f"  timings           load {load_s:.3f}s, indicators {t['indicators']:.4f}s, "
-                 f"kernel {t['kernel']:.4f}s")
+    lines.append(_timings_line(load_s, result.timings))
     return "\n".join(lines)
 
 
@@ -191,12 +214,24 @@ def _ts(ms: int) -> str:
 
 
 def cmd_backtest(args) -> int:
-    from engine.backtest import run_spot_grid
-
     candles, load_s = _load(args)
-    cfg = _spot_config(args)
-    result = run_spot_grid(candles, cfg)
-    print(format_report(result, candles, load_s))
+    cfg = _strategy_config(args)
+    if args.strategy == "adaptive-grid":
+        from engine.data import load_funding
+        from engine.strategies.adaptive_grid import run_adaptive_grid
+
+        funding = load_funding(args.funding) if args.funding else None
+        result = run_adaptive_grid(candles, cfg, funding)
+        print(format_perp_report(result, candles, load_s, funding))
+    else:
+        from engine.backtest import run_spot_grid
+
+        if args.funding:
+            from engine.strategies.spot_grid import ParamError
+
+            raise ParamError("funding", "spot grids pay no funding")
+        result = run_spot_grid(candles, cfg)
+        print(format_report(result, candles, load_s))
     if args.json:
         out = result.to_json_dict()
         out["timings"] = {"load": load_s, **result.timings}
@@ -204,6 +239,46 @@ def cmd_backtest(args) -> int:
     if args.trades:
         result.trades_frame().to_csv(args.trades, index=False)
     return 0
+
+
+def format_perp_report(result, candles, load_s: float, funding) -> str:
+    m, c, cfg = result.metrics, result.counters, result.config
+    lines = [
+        f"GridDesk backtest: {result.strategy} on {candles.source}",
+        f"  data        {len(candles):,} bars of {candles.timeframe}, "
+        f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])} (trading from bar {result.start_bar})",
+        f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
+        f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
+        f"  funding     {_funding_source(funding, cfg)}",
+        "",
+        f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
+        f"   buy & hold {_pct(m['buy_hold_return'])}",
+        f"  grid profit       {m['grid_profit']:>16,.2f}   funding {m['funding_pnl']:,.2f}   fees {m['fees_paid']:,.2f}"
+        f"   floating {m['floating_pnl']:,.2f}",
+        f"  max drawdown      {m['max_drawdown'] * 100:>15.2f}%   Sharpe {m['sharpe']:.2f}"
+        f"   Sortino {m['sortino']:.2f}   Calmar {m['calmar']:.2f}",
+        f"  longs             {c['longs_opened']:>7,} opened {c['longs_closed']:>7,} closed"
+        f"   stops {c['stops_long']:,}",
+        f"  shorts            {c['shorts_opened']:>7,} opened {c['shorts_closed']:>7,} closed"
+        f"   stops {c['stops_short']:,}",
+        f"  prunes            deviance {c['prune_deviance']:,}, oldest {c['prune_oldest']:,}, gap {c['prune_gap']:,}, "
+        f"funding {c['prune_funding']:,}, offset {c['prune_offset']:,}",
+        f"  events            {c['circuit_breaker_halts']:,} circuit-breaker halts, {c['trailing_shifts']:,} trailing "
+        f"shifts, {c['var_blocks']:,} VaR-blocked bars, {c['liquidations']:,} liquidations, "
+        f"{c['regenerations']:,} regenerations",
+    ]
+    lines.append(_timings_line(load_s, result.timings))
+    return "\n".join(lines)
+
+
+def _funding_source(funding, cfg) -> str:
+    if funding is not None:
+        return f"from {funding.source}"
+    return f"synthetic {cfg['funding_rate'] * 100:g}% per 8h"
+
+
+def _timings_line(load_s: float, t: dict) -> str:
+    return f"  timings           load {load_s:.3f}s, indicators {t['indicators']:.4f}s, kernel {t['kernel']:.4f}s"
 
 
 def cmd_indicators(args) -> int:

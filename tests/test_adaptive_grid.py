@@ -180,6 +180,8 @@ def test_prune_priority():
         L[s, m] = (qty, entry, opened, funding, 0, 0, 0, 1)
 
     def choose(close, kama=100.0, std=1.0, t=50.0):
+        I[ag._NLOT_L] = int((L[0, :, ag._LA] > 0).sum())
+        I[ag._NLOT_S] = int((L[1, :, ag._LA] > 0).sum())
         F[ag._QTY_L] = L[0, :, ag._LQ].sum()
         F[ag._QTY_S] = L[1, :, ag._LQ].sum()
         ag._choose_prune(close, kama, std, t, p, L, F, I, money)

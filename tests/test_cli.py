@@ -96,3 +96,29 @@ def test_gap_policy_refuse_is_an_error_with_the_gaps_listed():
     out = griddesk("backtest", "--data", str(shared_file(BTC_5M)), "--gaps", "refuse")
     assert out.returncode == 2
     assert "6 gap(s), 177 missing bars" in out.stderr
+
+
+def test_adaptive_grid_from_the_command_line(tmp_path, capsys):
+    from conftest import BTC_1H, FUNDING
+
+    out_json = tmp_path / "a.json"
+    rc = main(["backtest", "--data", str(shared_file(BTC_1H)), "--strategy", "adaptive-grid", "--funding",
+               str(shared_file(FUNDING)), "--levels", "8", "--no-short", "--json", str(out_json)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    for needle in ("adaptive-grid", "funding", "prunes", "circuit-breaker halts", "liquidations"):
+        assert needle in text
+    m = json.loads(out_json.read_text())["metrics"]
+    assert m["shorts_opened"] == 0 and m["longs_opened"] > 100 and m["liquidations"] == 0
+    assert m["funding_events"] > 600 and m["funding_pnl"] != 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--strategy", "adaptive-grid", "--trailing", "up"], "--trailing: is not a setting of adaptive-grid"),
+    (["--strategy", "adaptive-grid", "--leverage", "500"], "--leverage: must be > 0 and at most 125"),
+    (["--strategy", "spot-grid", "--funding", "f.csv"], "--funding: spot grids pay no funding"),
+    (["--strategy", "adaptive-grid", "--z-resume", "-5"], "--z-resume: must be above --z-halt"),
+])
+def test_strategy_settings_are_checked_by_name(args, needle):
+    out = griddesk("backtest", "--data", "sample", *args)
+    assert out.returncode == 2 and needle in out.stderr, out.stderr

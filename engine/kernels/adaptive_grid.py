@@ -68,11 +68,12 @@ _LQ, _LE, _LT, _LF, _LTP, _LJ, _LG, _LA = range(8)
 _GP, _GQ, _GA = range(3)
 # Scalars F[.] and I[.].
 (_CASH, _MARGIN_L, _MARGIN_S, _QTY_L, _QTY_S, _COST_L, _COST_S, _CENTER, _SPACING, _TRIG1_L, _TRIG2_L,
- _TRIG1_S, _TRIG2_S, _LIQ_L, _LIQ_S, _ORDER_QTY) = range(16)
-N_F = 16
+ _TRIG1_S, _TRIG2_S, _LIQ_L, _LIQ_S, _ORDER_QTY, _MINT_L, _MINT_S, _WORST_L, _WORST_S, _FUND_L,
+ _FUND_S) = range(22)
+N_F = 22  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid
 (_STAGE_L, _STAGE_S, _HALTED, _GEN, _GEN_REGIME, _VAR_BLOCK, _PRUNE_SIDE, _PRUNE_LOT, _PRUNE_LABEL,
- _NTR, _STARTED) = range(11)
-N_I = 11
+ _NTR, _STARTED, _NLOT_L, _NLOT_S) = range(13)
+N_I = 13  # lots of a side are kept packed in L[side, :I[_NLOT_L + side]]
 
 
 class AdaptiveGridParams(NamedTuple):
@@ -124,7 +125,7 @@ def new_state(p: AdaptiveGridParams):
     return L, G, F, I
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _record(trades, I, bar, t, side, price, qty, fee, label, pnl, F):
     n = I[_NTR]
     if n >= len(trades):
@@ -144,16 +145,24 @@ def _record(trades, I, bar, t, side, price, qty, fee, label, pnl, F):
     return True
 
 
-@njit(cache=True, nogil=True)
-def _refresh_side(s, p, L, F, tiers):
+@njit(cache=True, nogil=True, inline="always")
+def _refresh_side(s, p, L, F, I, tiers):
     """Aggregates of one side from its lots: quantity, cost, liquidation price, and clear
     the side when it is flat."""
     q = 0.0
     cost = 0.0
-    for m in range(L.shape[1]):
-        if L[s, m, _LA] > 0.0:
-            q += L[s, m, _LQ]
-            cost += L[s, m, _LQ] * L[s, m, _LE]
+    oldest = np.inf
+    worst = -np.inf if s == LONG else np.inf
+    fund = 0.0
+    for m in range(I[_NLOT_L + s]):
+        q += L[s, m, _LQ]
+        cost += L[s, m, _LQ] * L[s, m, _LE]
+        oldest = min(oldest, L[s, m, _LT])
+        worst = max(worst, L[s, m, _LE]) if s == LONG else min(worst, L[s, m, _LE])
+        fund += L[s, m, _LF]
+    F[_MINT_L + s] = oldest
+    F[_WORST_L + s] = worst
+    F[_FUND_L + s] = fund
     if q < 1e-12:
         q = 0.0
         cost = 0.0
@@ -174,15 +183,11 @@ def _refresh_side(s, p, L, F, tiers):
         F[_LIQ_S] = liquidation_price_nb(tiers, -1, q, cost / q, F[_MARGIN_S]) if q > 0.0 else np.inf
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
     """on_fill of an opening order: margin moves from the wallet to the side's isolated margin."""
-    m = -1
-    for k in range(L.shape[1]):
-        if L[s, k, _LA] == 0.0:
-            m = k
-            break
-    if m < 0:
+    m = I[_NLOT_L + s]
+    if m >= L.shape[1]:
         counters[C_LOTS_FULL] += 1
         return True
     value = price * qty
@@ -208,11 +213,12 @@ def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, 
     L[s, m, _LJ] = j
     L[s, m, _LG] = I[_GEN]
     L[s, m, _LA] = 1.0
-    _refresh_side(s, p, L, F, tiers)
+    I[_NLOT_L + s] = m + 1
+    _refresh_side(s, p, L, F, I, tiers)
     return _record(trades, I, bar, t, 1 if s == LONG else -1, price, qty, fee, label, 0.0, F)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _close_lot(s, m, frac, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
     """on_fill of a closing order: ``frac`` of lot m closed at ``price``; its margin share and
     PnL go back to the wallet. A take-profit re-arms the grid level the lot came from."""
@@ -243,12 +249,16 @@ def _close_lot(s, m, frac, bar, t, price, fee_rate, label, p, L, G, F, I, trades
             G[s, j, _GA] = 1.0
     remaining = L[s, m, _LQ] - qty
     if remaining <= 1e-12 or frac >= 1.0:
-        L[s, m, _LA] = 0.0
-        L[s, m, _LQ] = 0.0
+        last = I[_NLOT_L + s] - 1  # keep the lots packed: the last one takes this place
+        if m != last:
+            L[s, m, :] = L[s, last, :]
+        L[s, last, _LA] = 0.0
+        L[s, last, _LQ] = 0.0
+        I[_NLOT_L + s] = last
     else:
         L[s, m, _LQ] = remaining
         L[s, m, _LF] *= 1.0 - frac
-    _refresh_side(s, p, L, F, tiers)
+    _refresh_side(s, p, L, F, I, tiers)
     if (F[_QTY_L] if s == LONG else F[_QTY_S]) == 0.0:
         # flat: whatever margin rounding left goes back to the wallet, the stops re-arm
         if s == LONG:
@@ -268,9 +278,10 @@ def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
     price = F[_LIQ_L] if s == LONG else F[_LIQ_S]
     qty = F[_QTY_L] if s == LONG else F[_QTY_S]
     lost = F[_MARGIN_L] if s == LONG else F[_MARGIN_S]
-    for m in range(L.shape[1]):
+    for m in range(I[_NLOT_L + s]):
         L[s, m, _LA] = 0.0
         L[s, m, _LQ] = 0.0
+    I[_NLOT_L + s] = 0
     if s == LONG:
         F[_MARGIN_L] = 0.0
         I[_STAGE_L] = 0
@@ -280,24 +291,20 @@ def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
     money[M_REALIZED] -= lost
     money[M_LIQUIDATED] += lost
     counters[C_LIQUIDATIONS] += 1
-    _refresh_side(s, p, L, F, tiers)
+    _refresh_side(s, p, L, F, I, tiers)
     return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, 0.0, LIQUIDATION, -lost, F)
 
 
 @njit(cache=True, nogil=True)
 def _stop_side(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
     """Stage 1 closes half of every lot (all of a single-lot position), stage 2 the rest."""
-    n_lots = 0
-    for m in range(L.shape[1]):
-        if L[s, m, _LA] > 0.0:
-            n_lots += 1
+    n_lots = I[_NLOT_L + s]
     frac = 1.0 if (stage == 2 or n_lots <= 1) else 0.5
     label = STOP_LONG if s == LONG else STOP_SHORT
     ok = True
-    for m in range(L.shape[1]):
-        if L[s, m, _LA] > 0.0:
-            ok = _close_lot(s, m, frac, bar, t, price, p.taker_fee, label, p, L, G, F, I, trades, counters,
-                            money, tiers) and ok
+    for m in range(n_lots - 1, -1, -1):  # backwards: a closed lot's place is taken by one already done
+        ok = _close_lot(s, m, frac, bar, t, price, p.taker_fee, label, p, L, G, F, I, trades, counters,
+                        money, tiers) and ok
     if s == LONG:
         counters[C_STOPS_LONG] += 1
         I[_STAGE_L] = 2 if frac >= 1.0 else 1
@@ -311,7 +318,7 @@ def _stop_side(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, 
     return ok
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
     """Lay out both grids around the reservation price; the regime, the halt and the VaR gate
     decide which side gets opening orders."""
@@ -349,15 +356,25 @@ def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
         G[SHORT, j, _GA] = 1.0 if (allow_short and ok_size and j < n_fit) else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
     """The one lot to prune at the next open, by priority: deviance, oldest, gap, funding,
     profit offset. Sets I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL]; lot -1 for none."""
     I[_PRUNE_LOT] = -1
-    n = L.shape[1]
     if F[_QTY_L] == 0.0 and F[_QTY_S] == 0.0:
         return
     spacing = F[_SPACING]
+    # O(1) screen from the sides' summaries; the lots are only scanned when a prune may apply
+    far = max(F[_WORST_L] - close, close - F[_WORST_S])
+    deviant = std_price > 0.0 and not np.isnan(kama) and (
+        (F[_QTY_L] > 0.0 and close < kama - p.prune_sigma * std_price)
+        or (F[_QTY_S] > 0.0 and close > kama + p.prune_sigma * std_price))
+    possible = deviant or t - min(F[_MINT_L], F[_MINT_S]) > p.prune_age_ms or far > p.prune_gap * spacing \
+        or (money[M_GRID_PROFIT] > 0.0 and F[_FUND_L] + F[_FUND_S] > p.prune_funding * money[M_GRID_PROFIT]) \
+        or (p.prune_offset and far >= p.offset_min_spacings * spacing
+            and money[M_GRID_PROFIT] > money[M_OFFSET_USED])
+    if not possible:
+        return
     # 1. deviance: the price is beyond prune_sigma standard deviations from KAMA
     if std_price > 0.0 and not np.isnan(kama):
         for s in range(2):
@@ -365,9 +382,8 @@ def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
             if not beyond:
                 continue
             best = -1
-            for m in range(n):
-                if L[s, m, _LA] > 0.0 and (best < 0 or (L[s, m, _LE] > L[s, best, _LE] if s == LONG
-                                                        else L[s, m, _LE] < L[s, best, _LE])):
+            for m in range(I[_NLOT_L + s]):
+                if best < 0 or (L[s, m, _LE] > L[s, best, _LE] if s == LONG else L[s, m, _LE] < L[s, best, _LE]):
                     best = m
             if best >= 0:
                 I[_PRUNE_SIDE] = s
@@ -381,9 +397,7 @@ def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
     off_s, off_m, off_loss = -1, -1, 0.0
     for s in range(2):
         sign = 1.0 if s == LONG else -1.0
-        for m in range(n):
-            if L[s, m, _LA] == 0.0:
-                continue
+        for m in range(I[_NLOT_L + s]):
             if t - L[s, m, _LT] > p.prune_age_ms and L[s, m, _LT] < old_t:
                 old_s, old_m, old_t = s, m, L[s, m, _LT]
             d = sign * (L[s, m, _LE] - close)
@@ -405,7 +419,7 @@ def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
         I[_PRUNE_SIDE], I[_PRUNE_LOT], I[_PRUNE_LABEL] = off_s, off_m, PRUNE_OFFSET
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _bests(p, L, G, F, I, B):
     """Cache of the nearest order prices: B = (highest long buy, lowest short sell, highest
     short take-profit, lowest long take-profit)."""
@@ -418,10 +432,11 @@ def _bests(p, L, G, F, I, B):
             B[1] = G[SHORT, j, _GP]
     B[2] = -np.inf
     B[3] = np.inf
-    for m in range(L.shape[1]):
-        if L[SHORT, m, _LA] > 0.0 and L[SHORT, m, _LTP] > B[2]:
+    for m in range(I[_NLOT_S]):
+        if L[SHORT, m, _LTP] > B[2]:
             B[2] = L[SHORT, m, _LTP]
-        if L[LONG, m, _LA] > 0.0 and L[LONG, m, _LTP] < B[3]:
+    for m in range(I[_NLOT_L]):
+        if L[LONG, m, _LTP] < B[3]:
             B[3] = L[LONG, m, _LTP]
 
 
@@ -446,8 +461,8 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
                 if sign * (px - extreme) >= 0.0 and sign * px > best:
                     best, kind, idx = sign * px, 0, j
                 break
-        for m in range(L.shape[1]):
-            if L[other, m, _LA] > 0.0 and L[other, m, _LT] != t:
+        for m in range(I[_NLOT_L + other]):
+            if L[other, m, _LT] != t:
                 px = L[other, m, _LTP]
                 if sign * (px - extreme) >= 0.0 and sign * px > best:
                     best, kind, idx = sign * px, 1, m
@@ -527,16 +542,15 @@ def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, si
                     else:
                         F[_MARGIN_S] -= pay
                     money[M_FUNDING] -= pay
-                    for m in range(L.shape[1]):
-                        if L[s, m, _LA] > 0.0:
-                            L[s, m, _LF] += pay * L[s, m, _LQ] / q
-                    _refresh_side(s, p, L, F, tiers)
+                    for m in range(I[_NLOT_L + s]):
+                        L[s, m, _LF] += pay * L[s, m, _LQ] / q
+                    _refresh_side(s, p, L, F, I, tiers)
             # a prune decided at the last close: a market close at this open
             if I[_PRUNE_LOT] >= 0:
                 s = I[_PRUNE_SIDE]
                 m = I[_PRUNE_LOT]
                 label = I[_PRUNE_LABEL]
-                if L[s, m, _LA] > 0.0:
+                if m < I[_NLOT_L + s]:
                     fill = o * (1.0 - p.slippage) if s == LONG else o * (1.0 + p.slippage)
                     if label == PRUNE_OFFSET:
                         sign = 1.0 if s == LONG else -1.0

@@ -6,6 +6,7 @@ import time as _time
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+from numba import njit
 
 from engine.data import Candles, FundingRates
 from engine.kernels import adaptive_grid as ag
@@ -98,13 +99,30 @@ def _check(cfg: AdaptiveGridConfig) -> None:
 
 
 def log_return_std(close: np.ndarray, window: int) -> np.ndarray:
-    """Rolling standard deviation (ddof 0) of per-bar log returns; NaN during the warm-up."""
-    r = np.empty(len(close))
-    r[0] = np.nan
-    r[1:] = np.diff(np.log(close))
-    out = np.full(len(close), np.nan)
-    if len(close) > window:
-        out[window:] = ind.stddev_nb(np.ascontiguousarray(r[1:]), window, 1.0)[window - 1:]
+    """Rolling standard deviation (ddof 0) of per-bar log returns over ``window`` returns;
+    NaN during the warm-up. Equivalent to ``pd.Series(np.log(close)).diff().rolling(window).std(ddof=0)``."""
+    return _log_return_std_nb(close, window)
+
+
+@njit(cache=True, nogil=True)
+def _log_return_std_nb(close, window):
+    # Running sums are safe here: log returns are centred near 0, so there is no cancellation.
+    n = len(close)
+    out = np.full(n, np.nan)
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(1, n):
+        r = np.log(close[i] / close[i - 1])
+        s1 += r
+        s2 += r * r
+        if i > window:
+            old = np.log(close[i - window] / close[i - window - 1])
+            s1 -= old
+            s2 -= old * old
+        if i >= window:
+            mean = s1 / window
+            var = s2 / window - mean * mean
+            out[i] = np.sqrt(var) if var > 0.0 else 0.0
     return out
 
 
