@@ -97,12 +97,13 @@ HELP = {
 
 def _config_classes():
     from engine.strategies.adaptive_grid import AdaptiveGridConfig
+    from engine.strategies.hedged_grid import HedgedGridConfig
     from engine.strategies.spot_grid import SpotGridConfig
 
-    return {"spot-grid": SpotGridConfig, "adaptive-grid": AdaptiveGridConfig}
+    return {"spot-grid": SpotGridConfig, "hedged-grid": HedgedGridConfig, "adaptive-grid": AdaptiveGridConfig}
 
 
-STRATEGIES = ("spot-grid", "adaptive-grid")
+STRATEGIES = ("spot-grid", "hedged-grid", "adaptive-grid")
 
 
 def _add_setting_args(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +199,12 @@ def format_report(result, candles, load_s: float) -> str:
         f"  orders refused    {c['refused_min_notional']:>16,} below min notional, "
         f"{c['refused_balance']:,} for balance",
     ]
+    if result.strategy == "hedged-grid":
+        lines.append(f"  hedge             PnL {m['hedge_pnl']:,.2f} (funding {m['hedge_funding']:,.2f}), "
+                     f"{c['hedge_opens']} opened, {c['hedge_scales']} scaled, {c['hedge_closes']} closed, "
+                     f"{c['hedge_liquidations']} liquidated")
+        lines.append(f"  bag reduced       {c['bag_reductions']} lots sold with hedge profit, "
+                     f"{m['loss_offset_by_hedge']:,.2f} of loss offset; {m['banked_profit']:,.2f} profit banked")
     events = [f"{c[k]} {k.replace('_', ' ')}" for k in ("recenters", "trail_up", "trail_down") if c[k]]
     if c["stop"]:
         events.append(f"{'stop-loss' if c['stop'] == 1 else 'take-profit'} hit at {_ts(candles.time[c['stop_bar']])}")
@@ -225,12 +232,14 @@ def cmd_backtest(args) -> int:
         print(format_perp_report(result, candles, load_s, funding))
     else:
         from engine.backtest import run_spot_grid
+        from engine.data import load_funding
 
-        if args.funding:
+        if args.funding and args.strategy == "spot-grid":
             from engine.strategies.spot_grid import ParamError
 
-            raise ParamError("funding", "spot grids pay no funding")
-        result = run_spot_grid(candles, cfg)
+            raise ParamError("funding", "spot grids pay no funding (the hedged grid's short does)")
+        funding = load_funding(args.funding) if args.funding else None
+        result = run_spot_grid(candles, cfg, funding)
         print(format_report(result, candles, load_s))
     if args.json:
         out = result.to_json_dict()

@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.data import Candles
+from engine.data import Candles, FundingRates
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels import spot_grid as sg
+from engine.kernels.perp import funding_rates_on_bars_nb, load_tiers
+from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import SpotGridConfig, build_params, initial_levels
+
+_NO_TIERS = np.zeros((1, 3))
 
 
 @dataclass
@@ -102,22 +106,33 @@ def _first_valid(a: np.ndarray) -> int:
     return int(ok[0]) if len(ok) else len(a)
 
 
-def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, *, log_capacity: int | None = None,
-                  ) -> BacktestResult:
-    """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``. The trade and order logs start
-    at ``log_capacity`` rows (default: from the data's length) and double when they fill."""
+def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: FundingRates | None = None, *,
+                  log_capacity: int | None = None) -> BacktestResult:
+    """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``, or the hedged lower-only grid
+    when ``cfg`` is a HedgedGridConfig (``funding``: the perpetual's funding rates). The trade
+    and order logs start at ``log_capacity`` rows (default: from the data's length) and double
+    when they fill."""
     cfg = cfg or SpotGridConfig()
+    hedged = isinstance(cfg, HedgedGridConfig)
     timings: dict[str, float] = {}
     t0 = _time.perf_counter()
     n = len(candles)
-    if cfg.spacing == "atr":
+    if cfg.spacing == "atr" or hedged:
         atr = ind.atr_nb(candles.high, candles.low, candles.close, int(cfg.atr_period))
-        start = _first_valid(atr)
+        start = _first_valid(atr) if cfg.spacing == "atr" else 0
         if start >= n - 1:
             raise ValueError(f"--atr-period: {cfg.atr_period} bars of warm-up leave no data to trade")
     else:
         atr = np.zeros(n)
         start = 0
+    if hedged:
+        ema = ind.ema_nb(candles.close, int(cfg.ema_period))
+        rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))
+        funding_per_bar, _ = funding_rates_on_bars_nb(candles.time, candles.timeframe_ms, rate_time, rate,
+                                                      float(cfg.funding_rate))
+        tiers = load_tiers(cfg.tiers)
+    else:
+        ema, funding_per_bar, tiers = atr, np.zeros(n), _NO_TIERS
     timings["indicators"] = _time.perf_counter() - t0
     params = build_params(cfg, float(candles.close[start]), start)
     t1 = _time.perf_counter()
@@ -130,12 +145,12 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, *, log_ca
     cost = np.empty(n)
     counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
     money = np.zeros(sg.N_MONEY)
-    S, SI, F, I = sg.new_state(params, float(candles.close[start]))
+    S, SI, F, I, H = sg.new_state(params, float(candles.close[start]))
     bar = 0
     while True:
         bar = sg.spot_grid_nb(
-            candles.time, candles.open, candles.high, candles.low, candles.close, atr, params,
-            S, SI, F, I, trades, orders, equity, cash, position, cost, counters, money, bar,
+            candles.time, candles.open, candles.high, candles.low, candles.close, atr, ema, funding_per_bar,
+            tiers, params, S, SI, F, I, H, trades, orders, equity, cash, position, cost, counters, money, bar,
         )
         if bar < 0:
             raise RuntimeError("spot-grid kernel: a record log overflowed (a bug: please report it)")
@@ -146,7 +161,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, *, log_ca
     nt, no = sg.record_counts(I)
     timings["kernel"] = _time.perf_counter() - t1
     result = BacktestResult(
-        strategy="spot-grid",
+        strategy="hedged-grid" if hedged else "spot-grid",
         config=cfg.to_dict(),
         params=params,
         time=candles.time,
@@ -165,6 +180,10 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, *, log_ca
             "fees": float(money[sg.M_FEES]),
             "dust_qty": float(money[sg.M_DUST_QTY]),
             "turnover": float(money[sg.M_TURNOVER]),
+            "hedge_pnl": float(money[sg.M_HEDGE_PNL]),
+            "hedge_funding": float(money[sg.M_HEDGE_FUNDING]),
+            "loss_offset_by_hedge": float(money[sg.M_OFFSET_BY_HEDGE]),
+            "banked": float(money[sg.M_BANKED]),
         },
         levels=initial_levels(params),
     )
@@ -202,6 +221,11 @@ def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
         "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else (float("inf") if len(wins) else 0.0),
         "orders_refused_min_notional": r.counters["refused_min_notional"],
         "orders_refused_balance": r.counters["refused_balance"],
+        **({"hedge_pnl": r.money["hedge_pnl"], "hedge_funding": r.money["hedge_funding"],
+            "loss_offset_by_hedge": r.money["loss_offset_by_hedge"], "banked_profit": r.money["banked"],
+            **{k: r.counters[k] for k in ("hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations",
+                                          "hedge_refused", "bag_reductions")}}
+           if r.strategy == "hedged-grid" else {}),
         "final_position": float(r.position[-1]),
         "final_cash": float(r.cash[-1]),
         "bars": len(r.equity),

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.grid import ATR, GEOMETRIC, floor_lot_nb, lattice_price_nb
+from engine.kernels.perp import liquidation_price_nb
 
 RANGE, LOWER_ONLY = 0, 1
 MODE_NAMES = ("range", "lower-only")
@@ -32,8 +33,10 @@ TRAIL_NAMES = ("none", "up", "down", "both")
 STOP_SELL_ALL, STOP_KEEP_COIN = 0, 1
 
 # Trade roles.
-GRID_BUY, GRID_SELL, REBUY, REBALANCE_SELL, STOP_LOSS, TAKE_PROFIT = 0, 1, 2, 3, 4, 5
-ROLE_NAMES = ("GRID_BUY", "GRID_SELL", "REBUY", "REBALANCE_SELL", "STOP_LOSS", "TAKE_PROFIT")
+GRID_BUY, GRID_SELL, REBUY, REBALANCE_SELL, STOP_LOSS, TAKE_PROFIT, HEDGE_OPEN_SHORT, HEDGE_CLOSE_SHORT, \
+    HEDGE_LIQUIDATION, BAG_REDUCE = range(10)
+ROLE_NAMES = ("GRID_BUY", "GRID_SELL", "REBUY", "REBALANCE_SELL", "STOP_LOSS", "TAKE_PROFIT", "HEDGE_OPEN_SHORT",
+              "HEDGE_CLOSE_SHORT", "HEDGE_LIQUIDATION", "BAG_REDUCE")
 
 TRADE_DTYPE = np.dtype([
     ("bar", np.int64), ("time", np.int64), ("side", np.int8), ("price", np.float64),
@@ -50,17 +53,26 @@ ORDER_OPEN, ORDER_FILLED, ORDER_CANCELLED = 0, 1, 2
 
 # Counters returned by the kernel.
 C_FILLS, C_BUYS, C_SELLS, C_REFUSED_MIN, C_REFUSED_BALANCE, C_RECENTERS, C_TRAIL_UP, \
-    C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS = range(13)
-N_COUNTERS = 13
+    C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS, C_HEDGE_OPENS, C_HEDGE_SCALES, \
+    C_HEDGE_CLOSES, C_HEDGE_LIQUIDATIONS, C_HEDGE_REFUSED, C_BAG_REDUCTIONS = range(19)
+N_COUNTERS = 19
 COUNTER_NAMES = (
     "fills", "buys", "sells", "refused_min_notional", "refused_balance", "recenters",
     "trail_up", "trail_down", "stop", "stop_bar", "dead_zone_deferrals", "active_bars",
-    "orders_placed",
+    "orders_placed", "hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations", "hedge_refused",
+    "bag_reductions",
 )
 
 # Money totals returned by the kernel.
-M_REALIZED, M_GRID_PROFIT, M_FEES, M_DUST_QTY, M_DUST_COST, M_TURNOVER = range(6)
-N_MONEY = 6
+M_REALIZED, M_GRID_PROFIT, M_FEES, M_DUST_QTY, M_DUST_COST, M_TURNOVER, M_HEDGE_PNL, M_HEDGE_FUNDING, \
+    M_OFFSET_BY_HEDGE, M_BANKED = range(10)
+N_MONEY = 10
+
+# The perpetual short hedge H[.]: quantity, average entry, isolated margin, liquidation price,
+# price of the last add, target share of the inventory, the order decided at the last close
+# (> 0 sell to open or add, < 0 buy to close).
+_HQ, _HE, _HM, _HLIQ, _HLAST, _HFRAC, _HPEND = range(7)
+N_HEDGE = 7
 
 # Slot columns: floats S[k, .] and ints SI[k, .].
 _BUY, _SELL, _QTY, _COST = 0, 1, 2, 3
@@ -69,7 +81,8 @@ _OFF, _FLAT, _HOLD, _DISABLED = 0, 1, 2, 3
 _FLAG_NONE, _FLAG_REBUY, _FLAG_RETRY, _FLAG_DEFER = 0, 1, 2, 3
 
 # Scalar state F[.] (floats) and I[.] (ints).
-_CASH, _LOCKED, _POS, _COSTT, _BASE, _STEP, _TOPP, _QUOTE, _BASEQ, _MKTQ = range(10)
+_CASH, _LOCKED, _POS, _COSTT, _BASE, _STEP, _TOPP, _QUOTE, _BASEQ, _MKTQ, _RESERVED = range(11)
+N_F = 11
 _J0, _NS, _KB, _KS, _TOPJ, _KIND, _NTR, _NOR, _STOPPED, _WAIT, _NBUYS, _GENBUYS = range(12)
 
 
@@ -100,6 +113,22 @@ class SpotGridParams(NamedTuple):
     stop_action: int = STOP_SELL_ALL
     fill_through: int = 0  # 1: the price must trade through a level by one tick
     start_bar: int = 0  # first bar whose close places the grid (indicator warm-up)
+    # Reserve and profit banking: a share of the capital the grid never spends, and a share of
+    # each winning round trip moved into it, up to a cap (both fractions of the capital).
+    reserve_ratio: float = 0.0
+    bank_frac: float = 0.0
+    bank_cap: float = 0.0
+    # Short hedge on the perpetual (hedge_ratio 0 = none): opened at the next open when a close
+    # falls below the grid's lowest level, sized hedge_ratio x the spot inventory; scaled by
+    # hedge_step for each further spacing down, up to hedge_max; closed at hedge_tp profit (of
+    # its notional) or when the close rises above EMA + hedge_reversal_k x ATR.
+    hedge_ratio: float = 0.0
+    hedge_step: float = 0.25
+    hedge_max: float = 1.0
+    hedge_leverage: float = 2.0
+    hedge_fee: float = 0.0002  # the perpetual's taker fee
+    hedge_tp: float = 0.03
+    hedge_reversal_k: float = 1.0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -180,7 +209,7 @@ def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
             SI[k, _FLAG] = _FLAG_NONE
             return 0
         need = price * qty * (1.0 + p.fee)
-        if F[_CASH] - F[_LOCKED] < need * (1.0 - 1e-12):
+        if F[_CASH] - F[_LOCKED] - F[_RESERVED] < need * (1.0 - 1e-12):
             _hold_back(k, _FLAG_RETRY, C_REFUSED_BALANCE, SI, I, counters)
             return 0
         F[_LOCKED] += need
@@ -267,6 +296,11 @@ def _fill_sell(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, 
     money[M_TURNOVER] += value
     money[M_REALIZED] += pnl
     money[M_GRID_PROFIT] += pnl
+    if pnl > 0.0 and p.bank_frac > 0.0:
+        bank = min(p.bank_frac * pnl, p.bank_cap * p.capital - money[M_BANKED])
+        if bank > 0.0:
+            money[M_BANKED] += bank
+            F[_RESERVED] += bank
     SI[k, _STATE] = _FLAT
     SI[k, _ORDER] = -1
     counters[C_FILLS] += 1
@@ -434,9 +468,11 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
 
 
 @njit(cache=True, nogil=True)
-def _quiet_band(p, S, SI, F, I):
+def _quiet_band(p, S, SI, F, I, H):
     """(qlo, qhi): a bar with low > qlo and high < qhi fills nothing and triggers nothing."""
     inf = np.inf
+    if p.hedge_ratio > 0.0 and (H[_HQ] > 0.0 or H[_HPEND] != 0.0):
+        return inf, -inf  # an open hedge: funding, targets and its liquidation, every bar
     if I[_STOPPED] != 0:
         return -inf, inf
     if I[_WAIT] > 0 or F[_MKTQ] > 0.0:
@@ -462,6 +498,8 @@ def _quiet_band(p, S, SI, F, I):
         qhi = min(qhi, np.nextafter(top, inf))
     if p.mode == RANGE and (p.trailing == TRAIL_DOWN or p.trailing == TRAIL_BOTH):
         qlo = max(qlo, np.nextafter(bottom, -inf))
+    if p.hedge_ratio > 0.0 and F[_POS] > 0.0:
+        qlo = max(qlo, np.nextafter(bottom, -inf))  # a close below the lowest level opens the hedge
     if p.recenter > 0.0:
         qhi = min(qhi, np.nextafter(top + p.recenter * (top - _price(F, I, I[_J0] + ns - 1, p.tick)), inf))
         if p.mode == RANGE:
@@ -508,6 +546,134 @@ def _decide_regeneration(close, p, S, SI, F, I):
     return 0, j0
 
 
+@njit(cache=True, nogil=True)
+def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, counters, money, touched, nt):
+    """At the open of bar i: funding on the short, then the hedge order decided at the last
+    close (a market order: taker fee, adverse slippage). Closing in profit spends the profit
+    on the worst spot lots (highest buys first) while it covers the loss each one realizes.
+    Returns (ok, number of touched slots)."""
+    ok = True
+    if H[_HQ] > 0.0 and funding[i] != 0.0:
+        got = funding[i] * H[_HQ] * o  # a short receives positive funding
+        H[_HM] += got
+        money[M_HEDGE_FUNDING] += got
+        H[_HLIQ] = liquidation_price_nb(tiers, -1, H[_HQ], H[_HE], H[_HM])
+    pend = H[_HPEND]
+    H[_HPEND] = 0.0
+    if pend > 0.0:
+        fill = o * (1.0 - p.slippage)
+        value = fill * pend
+        fee = value * p.hedge_fee
+        margin = value / p.hedge_leverage
+        if F[_CASH] - F[_LOCKED] < margin + fee:
+            counters[C_HEDGE_REFUSED] += 1
+            return ok, nt
+        counters[C_HEDGE_SCALES if H[_HQ] > 0.0 else C_HEDGE_OPENS] += 1
+        F[_CASH] -= margin + fee
+        H[_HE] = (H[_HE] * H[_HQ] + fill * pend) / (H[_HQ] + pend)
+        H[_HQ] += pend
+        H[_HM] += margin
+        H[_HLIQ] = liquidation_price_nb(tiers, -1, H[_HQ], H[_HE], H[_HM])
+        money[M_FEES] += fee
+        money[M_HEDGE_PNL] -= fee
+        ok = _record_trade(trades, I, i, t, -1, fill, pend, fee, -1, HEDGE_OPEN_SHORT, -fee, F)
+    elif pend < 0.0 and H[_HQ] > 0.0:
+        q = H[_HQ]
+        fill = o * (1.0 + p.slippage)
+        fee = fill * q * p.hedge_fee
+        gain = (H[_HE] - fill) * q - fee
+        F[_CASH] += H[_HM] + gain
+        money[M_FEES] += fee
+        money[M_HEDGE_PNL] += gain
+        counters[C_HEDGE_CLOSES] += 1
+        H[_HQ] = 0.0
+        H[_HE] = 0.0
+        H[_HM] = 0.0
+        H[_HLIQ] = np.inf
+        ok = _record_trade(trades, I, i, t, 1, fill, q, fee, -1, HEDGE_CLOSE_SHORT, gain, F) and ok
+        # the hedge's net profit so far that no lot has used yet pays for selling the bag down
+        avail = money[M_HEDGE_PNL] - money[M_OFFSET_BY_HEDGE]
+        sp = o * (1.0 - p.slippage)
+        for k in range(I[_NS] - 1, -1, -1):
+            if SI[k, _STATE] != _HOLD:
+                continue
+            qk = S[k, _QTY]
+            value = sp * qk
+            fee_k = value * p.taker_fee
+            loss = S[k, _COST] - (value - fee_k)
+            if loss <= 0.0:
+                continue  # not under water: the grid sells it at its level
+            if loss > avail:
+                break
+            _cancel_order(orders, SI[k, _ORDER], i)
+            SI[k, _ORDER] = -1
+            SI[k, _STATE] = _FLAT
+            F[_CASH] += value - fee_k
+            F[_POS] -= qk
+            F[_COSTT] -= S[k, _COST]
+            S[k, _COST] = 0.0
+            avail -= loss
+            money[M_OFFSET_BY_HEDGE] += loss
+            money[M_REALIZED] -= loss
+            money[M_FEES] += fee_k
+            money[M_TURNOVER] += value
+            counters[C_BAG_REDUCTIONS] += 1
+            counters[C_FILLS] += 1
+            counters[C_SELLS] += 1
+            ok = _record_trade(trades, I, i, t, -1, sp, qk, fee_k, I[_J0] + k, BAG_REDUCE, -loss, F) and ok
+            touched[nt] = k
+            nt += 1
+    return ok, nt
+
+
+@njit(cache=True, nogil=True)
+def _hedge_liquidation(i, t, hi, p, F, I, H, trades, counters, money):
+    """A bar whose high reaches the short's liquidation price loses its isolated margin."""
+    if H[_HQ] > 0.0 and hi >= H[_HLIQ]:
+        lost = H[_HM]
+        q = H[_HQ]
+        money[M_HEDGE_PNL] -= lost
+        money[M_REALIZED] -= lost
+        counters[C_HEDGE_LIQUIDATIONS] += 1
+        H[_HQ] = 0.0
+        H[_HE] = 0.0
+        H[_HM] = 0.0
+        H[_HPEND] = 0.0
+        price = H[_HLIQ]
+        H[_HLIQ] = np.inf
+        return _record_trade(trades, I, i, t, 1, price, q, 0.0, -1, HEDGE_LIQUIDATION, -lost, F)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _hedge_decide(c, atr_now, ema_now, p, F, I, H):
+    """At the close: open the hedge below the grid's lowest level, scale it a step for each
+    further spacing down, close it at its profit target or on a reversal."""
+    inv = F[_POS]
+    if H[_HQ] == 0.0:
+        bottom = _price(F, I, I[_J0], p.tick)
+        if I[_STOPPED] == 0 and inv > 0.0 and c < bottom:
+            q = floor_lot_nb(p.hedge_ratio * inv, p.lot)
+            if q > 0.0 and q * c >= p.min_notional:
+                H[_HPEND] = q
+                H[_HLAST] = c
+                H[_HFRAC] = p.hedge_ratio
+        return
+    notional = H[_HE] * H[_HQ]
+    reversal = not np.isnan(ema_now) and not np.isnan(atr_now) and c > ema_now + p.hedge_reversal_k * atr_now
+    if (H[_HE] - c) * H[_HQ] >= p.hedge_tp * notional or reversal or I[_STOPPED] != 0:
+        H[_HPEND] = -H[_HQ]
+        return
+    spacing = _price(F, I, I[_J0] + 1, p.tick) - _price(F, I, I[_J0], p.tick)
+    if c < H[_HLAST] - spacing and H[_HFRAC] < p.hedge_max:
+        frac = min(p.hedge_max, H[_HFRAC] + p.hedge_step)
+        add = floor_lot_nb(frac * inv - H[_HQ], p.lot)
+        H[_HFRAC] = frac
+        H[_HLAST] = c
+        if add > 0.0 and add * c >= p.min_notional:
+            H[_HPEND] = add
+
+
 def new_state(p: SpotGridParams, first_price: float):
     """Fresh grid state (S, SI, F, I): the arrays the kernel and the strategy functions share.
     Keeping them outside the kernel lets a run pause and go on (when its logs fill up) and lets
@@ -516,15 +682,18 @@ def new_state(p: SpotGridParams, first_price: float):
     S = np.zeros((ns_cap, 4))
     SI = np.zeros((ns_cap, 3), dtype=np.int64)
     SI[:, _ORDER] = -1
-    F = np.zeros(10)
+    F = np.zeros(N_F)
     I = np.zeros(12, dtype=np.int64)
+    H = np.zeros(N_HEDGE)
+    H[_HLIQ] = np.inf
     F[_CASH] = p.capital
-    F[_QUOTE] = p.capital / p.levels
+    F[_RESERVED] = p.capital * p.reserve_ratio
+    F[_QUOTE] = p.capital * (1.0 - p.reserve_ratio) / p.levels
     if p.qty_mode == 1:
         mid = (p.lower + p.upper) / 2.0 if p.upper > 0.0 else first_price
-        raw = p.capital / p.levels / mid
+        raw = p.capital * (1.0 - p.reserve_ratio) / p.levels / mid
         F[_BASEQ] = np.floor(raw / p.lot) * p.lot if p.lot > 0.0 else raw
-    return S, SI, F, I
+    return S, SI, F, I, H
 
 
 def record_counts(I) -> tuple[int, int]:
@@ -533,8 +702,8 @@ def record_counts(I) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def spot_grid_nb(time, open_, high, low, close, atr, p, S_io, SI_io, F_io, I_io, trades, orders, equity,
-                 cash_out, position_out, cost_out, counters, money, first):
+def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_io, SI_io, F_io, I_io, H_io, trades,
+                 orders, equity, cash_out, position_out, cost_out, counters, money, first):
     """Run the spot grid from bar ``first`` (0 for a new run, with state from ``new_state``),
     filling ``trades`` and ``orders`` (TRADE_DTYPE and ORDER_DTYPE record arrays), the per-bar
     ``equity``, ``cash_out``, ``position_out`` and ``cost_out`` (cost basis of the position, buy
@@ -542,7 +711,9 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, S_io, SI_io, F_io, I_io,
 
     Returns the bar to go on from: ``len(close)`` when done; an earlier bar when the trade or
     order log has no room for the worst case of one more bar (the caller grows the logs and
-    calls again from there); -1 if a log overflowed anyway (a bug).
+    calls again from there); -1 if a log overflowed anyway (a bug). ``ema``, ``funding`` (rate
+    settled at each bar's open) and ``tiers`` serve the optional perpetual short hedge; ``H`` is
+    its state (see ``new_state``).
 
     The state (S, SI, F, I) is worked on in arrays of constant shape allocated here and written
     back on return: LLVM then knows their strides and that they cannot alias the logs, which
@@ -550,27 +721,30 @@ def spot_grid_nb(time, open_, high, low, close, atr, p, S_io, SI_io, F_io, I_io,
     ns_cap = p.levels + 1
     S = np.zeros((ns_cap, 4))
     SI = np.zeros((ns_cap, 3), dtype=np.int64)
-    F = np.zeros(10)
+    F = np.zeros(N_F)
     I = np.zeros(12, dtype=np.int64)
+    H = np.zeros(N_HEDGE)
     S[:] = S_io
     SI[:] = SI_io
     F[:] = F_io
     I[:] = I_io
-    nxt = _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equity, cash_out,
-               position_out, cost_out, counters, money, first)
+    H[:] = H_io
+    nxt = _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
+               cash_out, position_out, cost_out, counters, money, first)
     S_io[:] = S
     SI_io[:] = SI
     F_io[:] = F
     I_io[:] = I
+    H_io[:] = H
     return nxt
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equity, cash_out,
-         position_out, cost_out, counters, money, first):
+def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
+         cash_out, position_out, cost_out, counters, money, first):
     n = len(close)
     ns_cap = p.levels + 1
-    need_trades = ns_cap + 4  # each slot fills once a bar, plus a market sell and a stop
+    need_trades = 2 * ns_cap + 8  # each slot fills once a bar (and may be sold down), market orders, stops
     need_orders = 2 * ns_cap + 4  # a new grid, or follow-ups and retries, one per slot
     touched = np.empty(ns_cap, dtype=np.int64)
     start = p.start_bar
@@ -591,7 +765,7 @@ def _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equ
         position_out[start] = F[_POS]
         cost_out[start] = F[_COSTT]
         first = start + 1
-    qlo, qhi = _quiet_band(p, S, SI, F, I)
+    qlo, qhi = _quiet_band(p, S, SI, F, I, H)
     tick_t = p.tick if p.fill_through else 0.0
     budget = 0  # active bars that surely fit in the logs; counted down, then recounted
     for i in range(first, n):
@@ -616,6 +790,9 @@ def _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equ
         ok = True
         nt = 0
         ns = I[_NS]
+        if p.hedge_ratio > 0.0:
+            ok, nt = _hedge_at_open(i, t, op, p, S, SI, F, I, H, funding, tiers, orders, trades, counters, money,
+                                    touched, nt)
         if I[_STOPPED] == 0:
             # A market sell of leftover inventory decided at the last close fills at this open.
             if F[_MKTQ] > 0.0:
@@ -685,9 +862,10 @@ def _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equ
                 if hit_tp:
                     ok = _stop_grid(i, t, p.take_profit * (1.0 - p.slippage), 2, p, S, SI, F, I, orders,
                                     trades, counters, money) and ok
+        if p.hedge_ratio > 0.0:
+            ok = _hedge_liquidation(i, t, hi, p, F, I, H, trades, counters, money) and ok
         if not ok:
             return -1
-        # Decide at the close of bar i (the orders rest from bar i + 1).
         # The decision at the close of bar i (its orders rest from bar i + 1): trail or recenter
         # the grid, or else place the follow-ups of the slots that filled and retry the orders
         # that had to wait (dead zone, balance). Written out here rather than called: as a
@@ -718,9 +896,11 @@ def _run(time, open_, high, low, close, atr, p, S, SI, F, I, trades, orders, equ
                             ks = min(ks, k)
                 I[_KB] = _find_kb(SI, min(kb, ns - 1))
                 I[_KS] = _find_ks(SI, ks, ns)
-        qlo, qhi = _quiet_band(p, S, SI, F, I)
+        if p.hedge_ratio > 0.0:
+            _hedge_decide(c, atr[i], ema[i], p, F, I, H)
+        qlo, qhi = _quiet_band(p, S, SI, F, I, H)
         cash_out[i] = F[_CASH]
         position_out[i] = F[_POS]
         cost_out[i] = F[_COSTT]
-        equity[i] = F[_CASH] + F[_POS] * c
+        equity[i] = F[_CASH] + F[_POS] * c + H[_HM] + (H[_HE] - c) * H[_HQ]
     return n

@@ -138,7 +138,9 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) ->
         _positive("atr_floor", cfg.atr_floor, zero_ok=True)
         if cfg.atr_k == 0 and cfg.atr_floor == 0:
             raise ParamError("atr_k", "ATR spacing needs atr_k > 0 or atr_floor > 0")
+    hedge = _hedge_numbers(cfg)
     return k.SpotGridParams(
+        **hedge,
         mode=mode, spacing=spacing, lower=float(lower), upper=float(upper), levels=int(cfg.levels),
         capital=capital, fee=fee, taker_fee=taker, slippage=slippage, lot=lot, tick=tick,
         min_notional=min_notional, qty_mode=qty_mode, atr_k=float(cfg.atr_k),
@@ -147,6 +149,30 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) ->
         take_profit=take_profit, stop_action=stop_action, fill_through=fill_through,
         start_bar=int(start_bar),
     )
+
+
+def _hedge_numbers(cfg: SpotGridConfig) -> dict:
+    """Reserve, banking and hedge settings (a hedged-grid config has them; a spot grid none)."""
+    if not hasattr(cfg, "hedge_ratio"):
+        return {}
+    out = {}
+    for name, upper in (("reserve_ratio", 0.9), ("fee_reserve", 0.1), ("bank_frac", 1.0), ("bank_cap", 0.5),
+                        ("hedge_ratio", 2.0), ("hedge_step", 2.0), ("hedge_max", 3.0), ("hedge_fee", 0.01),
+                        ("hedge_tp", 1.0), ("hedge_reversal_k", 100.0)):
+        v = float(getattr(cfg, name))
+        if not 0 <= v <= upper:
+            raise ParamError(name, f"must be from 0 to {upper}, got {v}")
+        out[name] = v
+    if out["reserve_ratio"] + out["fee_reserve"] >= 0.9:
+        raise ParamError("reserve_ratio", "the reserves leave the grid less than 10% of the capital")
+    if out["hedge_max"] < out["hedge_ratio"]:
+        raise ParamError("hedge_max", f"must be at least --hedge-ratio ({out['hedge_ratio']})")
+    lev = float(cfg.hedge_leverage)
+    if not 1 <= lev <= 125:
+        raise ParamError("hedge_leverage", f"must be from 1 to 125, got {lev}")
+    out["hedge_leverage"] = lev
+    out["reserve_ratio"] += out.pop("fee_reserve")  # the fee reserve is kept aside the same way
+    return out
 
 
 def initial_levels(params: k.SpotGridParams) -> np.ndarray | None:
