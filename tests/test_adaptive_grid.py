@@ -38,6 +38,7 @@ def run(c, *, atr=1.0, regime=ind.NOISE, z=0.0, sigma=0.0, kama=None, std=0.0, e
     def arr(v, dtype=float):
         return np.full(n, v, dtype=dtype) if np.isscalar(v) else np.asarray(v, dtype=dtype)
 
+    kw.setdefault("spread_const", ag.spread_const(kw.get("gamma", 1.0), kw.get("kappa", 1000.0)))
     p = ag.AdaptiveGridParams(**{**QUIET, **kw})
     L, G, F, I = ag.new_state(p)
     trades = np.empty(10_000, dtype=ag.TRADE_DTYPE)

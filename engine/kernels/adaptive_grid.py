@@ -95,6 +95,7 @@ class AdaptiveGridParams(NamedTuple):
     prune_funding: float = 0.5  # of the grid profit
     prune_offset: int = 1
     offset_min_spacings: float = 2.0  # profit offset only closes lots this far underwater
+    spread_const: float = 2.0 * np.log(1.001)  # (2 / gamma) ln(1 + gamma / kappa), set with gamma and kappa
     er_threshold: float = 0.5
     trail_reserve: float = 0.1  # capital kept out of the grid for trailing up
     var_z: float = 1.65
@@ -108,6 +109,11 @@ class AdaptiveGridParams(NamedTuple):
     min_notional: float = 5.0
     max_lots: int = 40  # per side
     start_bar: int = 0
+
+
+def spread_const(gamma: float, kappa: float) -> float:
+    """The Avellaneda-Stoikov spread's constant part, (2 / gamma) ln(1 + gamma / kappa)."""
+    return float((2.0 / gamma) * np.log1p(gamma / kappa))
 
 
 def new_state(p: AdaptiveGridParams):
@@ -329,7 +335,7 @@ def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
     q_units = (F[_QTY_L] - F[_QTY_S]) / order_qty if order_qty > 0.0 else 0.0
     s2t = sigma * sigma * p.horizon
     r = close * (1.0 - q_units * p.gamma * s2t)
-    half = 0.5 * (p.gamma * s2t + (2.0 / p.gamma) * np.log(1.0 + p.gamma / p.kappa))
+    half = 0.5 * (p.gamma * s2t + p.spread_const)
     F[_CENTER] = r
     I[_GEN] += 1
     I[_GEN_REGIME] = regime
@@ -425,11 +431,14 @@ def _bests(p, L, G, F, I, B):
     short take-profit, lowest long take-profit)."""
     B[0] = -np.inf
     B[1] = np.inf
-    for j in range(p.levels):
-        if G[LONG, j, _GA] > 0.0 and G[LONG, j, _GP] > B[0]:
+    for j in range(p.levels):  # levels run away from the price: the first active one is nearest
+        if G[LONG, j, _GA] > 0.0:
             B[0] = G[LONG, j, _GP]
-        if G[SHORT, j, _GA] > 0.0 and G[SHORT, j, _GP] < B[1]:
+            break
+    for j in range(p.levels):
+        if G[SHORT, j, _GA] > 0.0:
             B[1] = G[SHORT, j, _GP]
+            break
     B[2] = -np.inf
     B[3] = np.inf
     for m in range(I[_NLOT_S]):
@@ -499,8 +508,31 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
 
 @njit(cache=True, nogil=True)
 def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
-                     funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
+                     funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty, short_qty,
                      counters, money, first):
+    """See ``_run``. The state is worked on in arrays of constant shape allocated here and
+    written back on return, so LLVM can keep it apart from the logs (and in registers)."""
+    L = np.zeros((2, p.max_lots, 8))
+    G = np.zeros((2, p.levels, 3))
+    F = np.zeros(N_F)
+    I = np.zeros(N_I, dtype=np.int64)
+    L[:] = L_io
+    G[:] = G_io
+    F[:] = F_io
+    I[:] = I_io
+    nxt = _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime, funding,
+               funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first)
+    L_io[:] = L
+    G_io[:] = G
+    F_io[:] = F
+    I_io[:] = I
+    return nxt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
+         funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
+         counters, money, first):
     """Run the adaptive grid from bar ``first`` (0 for a new run, state from ``new_state``).
     Indicator arrays are aligned with the bars; ``funding[i]`` is the rate settled at the open
     of bar i (``funding_count[i]`` settlements). Returns the bar to go on from: ``len(close)``

@@ -188,7 +188,8 @@ def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> ag.AdaptiveGridPara
     return ag.AdaptiveGridParams(
         capital=float(cfg.capital), leverage=float(cfg.leverage), levels=int(cfg.levels),
         order_frac=float(cfg.order_frac), atr_k=float(cfg.atr_k), atr_floor=float(cfg.atr_floor),
-        gamma=float(cfg.gamma), kappa=float(cfg.kappa), horizon=float(cfg.horizon), z_halt=float(cfg.z_halt),
+        gamma=float(cfg.gamma), kappa=float(cfg.kappa),
+        spread_const=ag.spread_const(cfg.gamma, cfg.kappa), horizon=float(cfg.horizon), z_halt=float(cfg.z_halt),
         z_resume=float(cfg.z_resume), stop_m=float(cfg.stop_m), prune_sigma=float(cfg.prune_sigma),
         prune_age_ms=float(cfg.prune_age_hours) * 3_600_000.0, prune_gap=float(cfg.prune_gap),
         prune_funding=float(cfg.prune_funding), prune_offset=int(bool(cfg.prune_offset)),
