@@ -224,7 +224,7 @@ def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
         **({"hedge_pnl": r.money["hedge_pnl"], "hedge_funding": r.money["hedge_funding"],
             "loss_offset_by_hedge": r.money["loss_offset_by_hedge"], "banked_profit": r.money["banked"],
             **{k: r.counters[k] for k in ("hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations",
-                                          "hedge_refused", "bag_reductions")}}
+                                          "hedge_cut_short", "bag_reductions")}}
            if r.strategy == "hedged-grid" else {}),
         "final_position": float(r.position[-1]),
         "final_cash": float(r.cash[-1]),

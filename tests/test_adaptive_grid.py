@@ -318,3 +318,63 @@ def test_real_btc_at_1x_finishes_without_liquidation(name):
     assert r.counters["funding_events"] > 600
     m = r.metrics
     assert np.isfinite(m["final_equity"]) and m["final_equity"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# bar by bar: what the runtime does with closed candles
+
+
+def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
+    """Feeding the kernel one closed candle at a time (state kept outside, as paper trading
+    does) gives exactly the backtest's trades and equity."""
+    from engine.strategies.adaptive_grid import build_params, prepare
+
+    c = btc5m.slice(0, 3000)
+    cfg = AdaptiveGridConfig()
+    whole = run_adaptive_grid(c, cfg)
+    a = prepare(c, cfg)
+    p = build_params(cfg, a["start"])
+    L, G, F, I = ag.new_state(p)
+    n = len(c)
+    trades = np.empty(20_000, dtype=ag.TRADE_DTYPE)
+    eq, lq, sq = np.empty(n), np.empty(n), np.empty(n)
+    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(ag.N_MONEY)
+    bar = 0
+    for i in range(n):  # only data up to bar i exists when bar i closes
+        k = i + 1
+        bar = ag.adaptive_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], a["atr"][:k],
+                                  a["kama"][:k], a["er"][:k], a["std"][:k], a["sigma"][:k], a["z"][:k],
+                                  a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, p, L, G, F, I,
+                                  trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
+        assert bar == k
+    assert np.array_equal(trades[:I[ag._NTR]], whole.trades)
+    assert np.array_equal(eq, whole.equity)
+
+
+def test_desired_orders_and_fills_from_outside():
+    c = bars(flat(100), (100, 100, 98.5, 99.0))
+    r = run(c, levels=2, no_short=1, stop_m=2.0)
+    # after bar 1 both levels are lots: the runtime should rest two take-profits and a stop
+    p = r["p"]
+    L, G, F, I = ag.new_state(p)
+    n = len(c)
+    trades = np.empty(1000, dtype=ag.TRADE_DTYPE)  # room for a bar's worst case
+    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(ag.N_MONEY)
+    z = np.zeros(n)
+    ag.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, np.ones(n), c.close.copy(), z, z, z, z,
+                        np.zeros(n, np.int64), z, np.zeros(n, np.int64), TIERS, p, L, G, F, I, trades, np.empty(n),
+                        np.empty(n), np.empty(n), counters, money, 0)
+    out = np.empty(50, dtype=ag.ORDER_DTYPE)
+    k = ag.desired_orders_nb(p, L, G, F, I, out)
+    kinds = sorted((int(o["kind"]), round(float(o["price"]), 4)) for o in out[:k])
+    ep = (99.9 + 98.9) / 2
+    assert (ag.TAKE_PROFIT_ORDER, 100.9) in kinds and (ag.TAKE_PROFIT_ORDER, 99.9) in kinds
+    assert (ag.STOP_ORDER, round(ep - 2.0, 4)) in kinds
+    # a take-profit fill reported from outside closes the lot and re-arms nothing (the grid
+    # was laid again at the close of bar 1)
+    before = F[ag._QTY_L]
+    assert ag.on_close_fill_nb(0, 0, 1.0, 2, int(c.time[-1]) + TF, float(L[0, 0, ag._LTP]), 0.0, ag.SELL_CLOSE_LONG,
+                               p, L, G, F, I, trades, counters, money, TIERS)
+    assert np.isclose(F[ag._QTY_L], before - 3.0) and I[ag._NLOT_L] == 1

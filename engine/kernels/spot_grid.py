@@ -54,12 +54,12 @@ ORDER_OPEN, ORDER_FILLED, ORDER_CANCELLED = 0, 1, 2
 # Counters returned by the kernel.
 C_FILLS, C_BUYS, C_SELLS, C_REFUSED_MIN, C_REFUSED_BALANCE, C_RECENTERS, C_TRAIL_UP, \
     C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS, C_HEDGE_OPENS, C_HEDGE_SCALES, \
-    C_HEDGE_CLOSES, C_HEDGE_LIQUIDATIONS, C_HEDGE_REFUSED, C_BAG_REDUCTIONS = range(19)
+    C_HEDGE_CLOSES, C_HEDGE_LIQUIDATIONS, C_HEDGE_CUT, C_BAG_REDUCTIONS = range(19)
 N_COUNTERS = 19
 COUNTER_NAMES = (
     "fills", "buys", "sells", "refused_min_notional", "refused_balance", "recenters",
     "trail_up", "trail_down", "stop", "stop_bar", "dead_zone_deferrals", "active_bars",
-    "orders_placed", "hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations", "hedge_refused",
+    "orders_placed", "hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations", "hedge_cut_short",
     "bag_reductions",
 )
 
@@ -562,12 +562,16 @@ def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, c
     H[_HPEND] = 0.0
     if pend > 0.0:
         fill = o * (1.0 - p.slippage)
+        # as much of the wanted size as the free cash (the reserve included) can margin
+        afford = floor_lot_nb((F[_CASH] - F[_LOCKED]) / (fill * (1.0 / p.hedge_leverage + p.hedge_fee)), p.lot)
+        if afford < pend:
+            counters[C_HEDGE_CUT] += 1
+            if afford <= 0.0 or afford * fill < p.min_notional:
+                return ok, nt
+            pend = afford
         value = fill * pend
         fee = value * p.hedge_fee
         margin = value / p.hedge_leverage
-        if F[_CASH] - F[_LOCKED] < margin + fee:
-            counters[C_HEDGE_REFUSED] += 1
-            return ok, nt
         counters[C_HEDGE_SCALES if H[_HQ] > 0.0 else C_HEDGE_OPENS] += 1
         F[_CASH] -= margin + fee
         H[_HE] = (H[_HE] * H[_HQ] + fill * pend) / (H[_HQ] + pend)
@@ -650,9 +654,11 @@ def _hedge_decide(c, atr_now, ema_now, p, F, I, H):
     """At the close: open the hedge below the grid's lowest level, scale it a step for each
     further spacing down, close it at its profit target or on a reversal."""
     inv = F[_POS]
+    reversal = not np.isnan(ema_now) and not np.isnan(atr_now) and c > ema_now + p.hedge_reversal_k * atr_now
     if H[_HQ] == 0.0:
         bottom = _price(F, I, I[_J0], p.tick)
-        if I[_STOPPED] == 0 and inv > 0.0 and c < bottom:
+        # not while the reversal that would close it holds: it would only churn
+        if I[_STOPPED] == 0 and inv > 0.0 and c < bottom and not reversal:
             q = floor_lot_nb(p.hedge_ratio * inv, p.lot)
             if q > 0.0 and q * c >= p.min_notional:
                 H[_HPEND] = q
@@ -660,7 +666,6 @@ def _hedge_decide(c, atr_now, ema_now, p, F, I, H):
                 H[_HFRAC] = p.hedge_ratio
         return
     notional = H[_HE] * H[_HQ]
-    reversal = not np.isnan(ema_now) and not np.isnan(atr_now) and c > ema_now + p.hedge_reversal_k * atr_now
     if (H[_HE] - c) * H[_HQ] >= p.hedge_tp * notional or reversal or I[_STOPPED] != 0:
         H[_HPEND] = -H[_HQ]
         return

@@ -17,7 +17,7 @@ from engine.strategies.spot_grid import SpotGridConfig
 class HedgedGridConfig(SpotGridConfig):
     mode: str = "lower-only"
     spacing: str = "atr"
-    reserve_ratio: float = 0.05  # of the capital, never spent by the grid
+    reserve_ratio: float = 0.25  # of the capital, never spent by the grid: it margins the hedge
     fee_reserve: float = 0.01  # of the capital, kept for fees
     bank_frac: float = 0.10  # of each winning round trip, moved to the reserve
     bank_cap: float = 0.01  # of the capital: the most banking puts aside
