@@ -221,3 +221,17 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest():
     nt, _ = sg.record_counts(I)
     assert np.array_equal(trades[:nt], whole.trades)
     assert np.array_equal(eq, whole.equity)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_bars(), st.sampled_from([0.5, 1.0]), st.floats(0.3, 0.9))
+def test_prefix_invariance_no_look_ahead(c, ratio, frac):
+    cfg = HedgedGridConfig(levels=8, capital=1000.0, hedge_ratio=ratio, atr_period=5, ema_period=10, lot=0.0001,
+                           range_pct=0.1)
+    k = int(len(c) * frac)
+    full = run_spot_grid(c, cfg)
+    if k <= full.params.start_bar + 2:
+        return
+    part = run_spot_grid(c.slice(0, k), cfg)
+    assert np.array_equal(full.trades[full.trades["bar"] < k], part.trades)
+    assert np.array_equal(full.equity[:k], part.equity)
