@@ -405,18 +405,25 @@ def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
     budget = p.capital * (1.0 - p.trail_reserve)
     per_order = p.order_frac * p.capital
     n_fit = int(budget / per_order / 2.0) if per_order > 0.0 else 0
-    for j in range(p.levels):
-        buy = round_tick_nb(r * (1.0 - half) - j * spacing, p.tick)
-        sell = round_tick_nb(r * (1.0 + half) + j * spacing, p.tick)
-        G[LONG, j, _GP] = buy
-        G[SHORT, j, _GP] = sell
-        G[LONG, j, _GQ] = order_qty
-        G[SHORT, j, _GQ] = order_qty
-        ok_size = order_qty > 0.0 and order_qty * buy >= p.min_notional and buy > 0.0
-        if not ok_size:
-            counters[C_REFUSED_MIN] += 1
-        G[LONG, j, _GA] = 1.0 if (allow_long and ok_size and j < n_fit) else 0.0
-        G[SHORT, j, _GA] = 1.0 if (allow_short and ok_size and j < n_fit) else 0.0
+    for j in range(p.levels):  # a side that may not open gets no levels (nothing rests there)
+        G[LONG, j, _GA] = 0.0
+        G[SHORT, j, _GA] = 0.0
+        if allow_long and j < n_fit:
+            buy = round_tick_nb(r * (1.0 - half) - j * spacing, p.tick)
+            G[LONG, j, _GP] = buy
+            G[LONG, j, _GQ] = order_qty
+            if order_qty > 0.0 and buy > 0.0 and order_qty * buy >= p.min_notional:
+                G[LONG, j, _GA] = 1.0
+            else:
+                counters[C_REFUSED_MIN] += 1
+        if allow_short and j < n_fit:
+            sell = round_tick_nb(r * (1.0 + half) + j * spacing, p.tick)
+            G[SHORT, j, _GP] = sell
+            G[SHORT, j, _GQ] = order_qty
+            if order_qty > 0.0 and order_qty * sell >= p.min_notional:
+                G[SHORT, j, _GA] = 1.0
+            else:
+                counters[C_REFUSED_MIN] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -506,7 +513,7 @@ def _bests(p, L, G, F, I, B):
             B[3] = L[LONG, m, _LTP]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
     """One leg of a bar: s = LONG is the fall from the open to ``extreme`` (the low): long
     buys, short take-profits and long stops in falling price order, then the long side's
@@ -608,9 +615,13 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
         first = start
     else:
         _bests(p, L, G, F, I, B)
+    budget = 0  # bars that surely fit in the trade log; counted down, then recounted
     for i in range(first, n):
-        if I[_NTR] + need > len(trades):
-            return i
+        budget -= 1
+        if budget < 0:
+            budget = (len(trades) - I[_NTR]) // need - 1
+            if budget < 0:
+                return i
         n_records = I[_NTR]
         t = time[i]
         o = open_[i]
@@ -657,12 +668,11 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                 hi_band = min(hi_band, F[_TRIG1_S] if I[_STAGE_S] == 0 else F[_TRIG2_S])
             if not (low[i] > lo_band and high[i] < hi_band):
                 counters[C_ACTIVE_BARS] += 1
-                if c >= o:
-                    ok = _leg(LONG, i, t, o, low[i], p, L, G, F, I, trades, counters, money, tiers) and ok
-                    ok = _leg(SHORT, i, t, o, high[i], p, L, G, F, I, trades, counters, money, tiers) and ok
-                else:
-                    ok = _leg(SHORT, i, t, o, high[i], p, L, G, F, I, trades, counters, money, tiers) and ok
-                    ok = _leg(LONG, i, t, o, low[i], p, L, G, F, I, trades, counters, money, tiers) and ok
+                first_leg = LONG if c >= o else SHORT  # open -> low -> high, or open -> high -> low
+                for leg in range(2):
+                    s = first_leg if leg == 0 else 1 - first_leg
+                    ok = _leg(s, i, t, o, low[i] if s == LONG else high[i], p, L, G, F, I, trades, counters, money,
+                              tiers) and ok
         if not ok:
             return -1
         # ---- decide at the close of bar i ----
