@@ -262,8 +262,9 @@ def format_perp_report(result, candles, load_s: float, funding) -> str:
         "",
         f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
         f"   buy & hold {_pct(m['buy_hold_return'])}",
-        f"  grid profit       {m['grid_profit']:>16,.2f}   funding {m['funding_pnl']:,.2f}   fees {m['fees_paid']:,.2f}"
-        f"   floating {m['floating_pnl']:,.2f}",
+        f"  PnL               {m['final_equity'] - m['start_equity']:>16,.2f} = take-profits {m['grid_profit']:,.2f}"
+        f" + stops, prunes and liquidations {m['stops_prunes_pnl']:,.2f} + funding {m['funding_pnl']:,.2f}"
+        f" + open positions {m['floating_pnl']:,.2f}   (fees {m['fees_paid']:,.2f}, included)",
         f"  max drawdown      {m['max_drawdown'] * 100:>15.2f}%   Sharpe {m['sharpe']:.2f}"
         f"   Sortino {m['sortino']:.2f}   Calmar {m['calmar']:.2f}",
         f"  longs             {c['longs_opened']:>7,} opened {c['longs_closed']:>7,} closed"

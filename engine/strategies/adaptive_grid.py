@@ -254,6 +254,8 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         **perf, "start_equity": float(cfg.capital), "final_equity": float(equity[-1]),
         "buy_hold_return": last / float(candles.close[a["start"]]) - 1.0,
         "grid_profit": r.money["grid_profit"], "funding_pnl": r.money["funding"], "fees_paid": r.money["fees"],
+        # what stops, prunes and liquidations realized: the rest of the realized PnL
+        "stops_prunes_pnl": r.money["realized"] - r.money["grid_profit"],
         "realized_pnl": r.money["realized"],
         "floating_pnl": float(equity[-1] - cfg.capital - r.money["realized"] - r.money["funding"]),
         "win_rate": float(len(wins) / len(closing)) if len(closing) else 0.0,
