@@ -1,0 +1,283 @@
+"""The risk gate every order passes before it is sent.
+
+It never raises for a refused order: it answers with a Decision that says whether to send,
+simulate (dry-run) or deny, which rule decided and why. Every denial is kept in an audit trail
+(and written to the event log when one is given).
+
+Rules, in the order they are checked:
+1. Kill switch, global then per system: no new order at all (resting orders are left alone;
+   cancelling them is a separate, confirmed action of the runtime).
+2. Paused systems (a circuit breaker, or a solvency cut to zero): no new order that adds exposure.
+3. Pre-trade checks: the order's value against the market's minimum; the spread against
+   ``max_spread``; the limit price against the last trade (``max_deviation``).
+4. Exposure: per symbol and in total, position plus resting orders plus this order, in quote.
+   An order that only reduces a position always passes 2 and 4.
+5. Dry-run, global or per system (the default for a new system): the order passes every check
+   but is simulated, not sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+SEND, SIMULATE, DENY = "send", "simulate", "deny"
+
+
+class Decision(NamedTuple):
+    action: str  # send | simulate | deny
+    rule: str  # which rule decided ("ok" when all passed)
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.action != DENY
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    system: str
+    symbol: str
+    side: str  # buy | sell
+    price: float  # limit price (the expected fill price for market orders)
+    qty: float
+    reduces: bool = False  # closes or reduces a position: never adds exposure
+    client_order_id: str = ""
+
+    @property
+    def notional(self) -> float:
+        return abs(self.price * self.qty)
+
+
+@dataclass(frozen=True)
+class Market:
+    bid: float = 0.0
+    ask: float = 0.0
+    last: float = 0.0
+    min_notional: float = 0.0
+
+
+@dataclass
+class RiskLimits:
+    max_symbol_notional: float = float("inf")  # per symbol, all systems together
+    max_total_notional: float = float("inf")
+    max_spread: float = 0.005  # (ask - bid) / mid
+    max_deviation: float = 0.05  # |limit - last| / last
+    atr_jump: float = 0.30  # ATR change in one candle that pauses a system
+    calm_candles: int = 3  # candles with ATR changes under half the jump before resuming
+
+    def validate(self) -> None:
+        for name in ("max_symbol_notional", "max_total_notional", "max_spread", "max_deviation", "atr_jump"):
+            v = getattr(self, name)
+            if not v > 0:
+                raise ValueError(f"{name}: must be > 0, got {v}")
+        if int(self.calm_candles) != self.calm_candles or self.calm_candles < 1:
+            raise ValueError(f"calm_candles: must be a whole number >= 1, got {self.calm_candles}")
+
+
+@dataclass
+class Denial:
+    ts: int
+    system: str
+    symbol: str
+    client_order_id: str
+    rule: str
+    reason: str
+
+
+@dataclass
+class SystemStatus:
+    on: bool
+    trend: str  # UP | DOWN | NEUTRAL
+    vol_spike: bool
+    paused: bool
+    reason: str  # why paused / killed, for the tooltip
+
+    @property
+    def label(self) -> str:
+        if not self.on:
+            return "OFF"
+        if self.paused:
+            return "PAUSED"
+        return "VOL-SPIKE" if self.vol_spike else f"ON {self.trend}"
+
+
+@dataclass
+class _SystemRisk:
+    killed: bool = False
+    dry_run: bool = True  # every new system starts in dry-run
+    paused_reason: str = ""
+    calm: int = 0
+    last_atr: float = 0.0
+    vol_spike: bool = False
+    haircut: float = 1.0
+    on: bool = False
+    trend: str = "NEUTRAL"
+
+
+class RiskGate:
+    def __init__(self, limits: RiskLimits | None = None, *, event_log=None, audit_size: int = 10_000):
+        self.limits = limits or RiskLimits()
+        self.limits.validate()
+        self.kill_all = False
+        self.dry_run_all = False
+        self.event_log = event_log
+        self.audit: deque[Denial] = deque(maxlen=audit_size)
+        self._systems: dict[str, _SystemRisk] = {}
+        self._symbol_exposure: dict[str, float] = {}
+
+    # --- systems ------------------------------------------------------------------------------
+    def system(self, name: str) -> _SystemRisk:
+        return self._systems.setdefault(name, _SystemRisk())
+
+    def set_dry_run(self, system: str | None, on: bool) -> None:
+        """Dry-run for one system, or for all (system None)."""
+        if system is None:
+            self.dry_run_all = on
+        else:
+            self.system(system).dry_run = on
+
+    def kill(self, system: str | None = None) -> None:
+        """Stop new orders at once: everywhere (None) or for one system."""
+        if system is None:
+            self.kill_all = True
+        else:
+            self.system(system).killed = True
+        self._log("kill_switch", system=system or "*", on=True)
+
+    def release(self, system: str | None = None) -> None:
+        """Turn a kill switch off (the GUI asks for confirmation first)."""
+        if system is None:
+            self.kill_all = False
+        else:
+            self.system(system).killed = False
+        self._log("kill_switch", system=system or "*", on=False)
+
+    def set_exposure(self, symbol: str, notional: float) -> None:
+        """The runtime reports each symbol's exposure: positions plus resting orders, in quote."""
+        self._symbol_exposure[symbol] = abs(notional)
+
+    # --- the gate -----------------------------------------------------------------------------
+    def check(self, order: OrderIntent, market: Market) -> Decision:
+        d = self._decide(order, market)
+        if d.action == DENY:
+            now = int(time.time() * 1000)
+            denial = Denial(now, order.system, order.symbol, order.client_order_id, d.rule, d.reason)
+            self.audit.append(denial)
+            self._log("risk_denied", system=order.system, symbol=order.symbol, cid=order.client_order_id,
+                      rule=d.rule, reason=d.reason)
+        return d
+
+    def _decide(self, o: OrderIntent, m: Market) -> Decision:
+        lim = self.limits
+        sysr = self.system(o.system)
+        if self.kill_all:
+            return Decision(DENY, "kill_switch", "the global kill switch is on")
+        if sysr.killed:
+            return Decision(DENY, "kill_switch", f"the kill switch of {o.system} is on")
+        if not o.qty > 0 or not o.price > 0:
+            return Decision(DENY, "invalid", f"price {o.price} and quantity {o.qty} must be > 0")
+        if sysr.paused_reason and not o.reduces:
+            return Decision(DENY, "paused", f"{o.system} is paused: {sysr.paused_reason}")
+        if m.min_notional and o.notional < m.min_notional:
+            return Decision(DENY, "min_notional",
+                            f"order value {o.notional:.2f} is below the minimum {m.min_notional:g}")
+        if m.bid > 0 and m.ask > 0:
+            mid = (m.bid + m.ask) / 2
+            spread = (m.ask - m.bid) / mid
+            if spread > lim.max_spread:
+                return Decision(DENY, "spread", f"spread {spread:.3%} is wider than {lim.max_spread:.3%}")
+        if m.last > 0:
+            dev = abs(o.price - m.last) / m.last
+            if dev > lim.max_deviation:
+                return Decision(DENY, "deviation", f"price {o.price:g} is {dev:.2%} from the last trade "
+                                                   f"{m.last:g} (limit {lim.max_deviation:.2%})")
+        if not o.reduces:
+            sym = self._symbol_exposure.get(o.symbol, 0.0) + o.notional
+            if sym > lim.max_symbol_notional:
+                return Decision(DENY, "exposure_symbol", f"{o.symbol} exposure would be {sym:,.2f}, "
+                                                         f"over its limit {lim.max_symbol_notional:,.2f}")
+            total = sum(self._symbol_exposure.values()) + o.notional
+            if total > lim.max_total_notional:
+                return Decision(DENY, "exposure_total",
+                                f"total exposure would be {total:,.2f}, over the limit {lim.max_total_notional:,.2f}")
+        if self.dry_run_all or sysr.dry_run:
+            return Decision(SIMULATE, "dry_run", "dry-run: checked, not sent")
+        return Decision(SEND, "ok", "")
+
+    # --- circuit breakers and solvency ---------------------------------------------------------
+    def on_candle(self, system: str, atr: float, trend: str = "NEUTRAL") -> SystemStatus:
+        """Feed each closed candle's ATR: a change of more than ``atr_jump`` pauses the system's
+        grid; ``calm_candles`` candles in a row with changes under half of it resume it."""
+        s = self.system(system)
+        s.trend = trend
+        if s.last_atr > 0 and atr > 0:
+            change = abs(atr / s.last_atr - 1.0)
+            if change > self.limits.atr_jump:
+                s.vol_spike = True
+                s.calm = 0
+                if not s.paused_reason:
+                    s.paused_reason = f"volatility spike: ATR changed {change:.0%} in one candle"
+                    self._log("circuit_breaker", system=system, on=True, reason=s.paused_reason)
+            elif s.vol_spike:
+                s.calm = s.calm + 1 if change < self.limits.atr_jump / 2 else 0
+                if s.calm >= self.limits.calm_candles:
+                    s.vol_spike = False
+                    if s.paused_reason.startswith("volatility spike"):
+                        s.paused_reason = ""
+                        self._log("circuit_breaker", system=system, on=False, reason="volatility normal again")
+        if atr > 0:
+            s.last_atr = atr
+        return self.status(system)
+
+    def pause(self, system: str, reason: str) -> None:
+        """Pause from elsewhere (a strategy's own breaker, the solvency monitor)."""
+        self.system(system).paused_reason = reason
+        self._log("paused", system=system, reason=reason)
+
+    def resume(self, system: str) -> None:
+        s = self.system(system)
+        s.paused_reason = ""
+        s.vol_spike = False
+        self._log("resumed", system=system)
+
+    def solvency(self, free_quote: float, allocations: dict[str, float]) -> tuple[dict[str, float], str]:
+        """Compare what the exchange holds with the capital given to the systems. On a deficit
+        (a withdrawal, a loss elsewhere) every allocation is cut in the same proportion; returns
+        the new allocations and a message for the user ('' when there is no deficit)."""
+        need = sum(max(v, 0.0) for v in allocations.values())
+        if need <= 0 or free_quote >= need:
+            for name in allocations:
+                self.system(name).haircut = 1.0
+            return dict(allocations), ""
+        factor = max(free_quote, 0.0) / need
+        cut = {name: v * factor for name, v in allocations.items()}
+        for name in allocations:
+            self.system(name).haircut = factor
+        msg = (f"the account holds {free_quote:,.2f} but the systems were given {need:,.2f}: "
+               f"every allocation is cut to {factor:.1%}")
+        self._log("solvency_haircut", factor=factor, free=free_quote, allocated=need)
+        return cut, msg
+
+    def status(self, system: str) -> SystemStatus:
+        s = self.system(system)
+        reason = ("global kill switch" if self.kill_all else "kill switch" if s.killed else s.paused_reason)
+        return SystemStatus(on=s.on and not (self.kill_all or s.killed), trend=s.trend, vol_spike=s.vol_spike,
+                            paused=bool(s.paused_reason), reason=reason)
+
+    def _log(self, event: str, **fields) -> None:
+        if self.event_log is not None:
+            self.event_log.log(event, **fields)
+
+
+@dataclass
+class AuditTrail:
+    """A view of the gate's denials for a table (newest first)."""
+
+    gate: RiskGate
+    columns: tuple[str, ...] = field(default=("time", "system", "symbol", "client order id", "rule", "reason"))
+
+    def rows(self) -> list[tuple]:
+        return [(d.ts, d.system, d.symbol, d.client_order_id, d.rule, d.reason) for d in reversed(self.gate.audit)]

@@ -1,0 +1,115 @@
+"""The risk gate: each rule, its reason, the audit trail, circuit breaker and solvency."""
+
+import json
+
+import pytest
+
+from engine.risk import DENY, SEND, SIMULATE, AuditTrail, Market, OrderIntent, RiskGate, RiskLimits
+from engine.store import EventLog, read_jsonl
+
+MKT = Market(bid=99.9, ask=100.1, last=100.0, min_notional=5.0)
+
+
+def order(**kw):
+    base = dict(system="btc", symbol="BTC/USDT", side="buy", price=100.0, qty=1.0, client_order_id="gdbtc-1-1")
+    return OrderIntent(**{**base, **kw})
+
+
+def live_gate(**limits):
+    g = RiskGate(RiskLimits(**limits))
+    g.set_dry_run("btc", False)
+    return g
+
+
+def test_a_new_system_is_dry_run_and_an_order_is_simulated():
+    g = RiskGate()
+    d = g.check(order(), MKT)
+    assert d.action == SIMULATE and d.allowed and d.rule == "dry_run"
+    g.set_dry_run("btc", False)
+    assert g.check(order(), MKT).action == SEND
+    g.set_dry_run(None, True)  # the global switch wins
+    assert g.check(order(), MKT).action == SIMULATE
+
+
+def test_kill_switch_global_and_per_system_stop_every_new_order():
+    g = live_gate()
+    g.kill("btc")
+    d = g.check(order(reduces=True), MKT)
+    assert d.action == DENY and d.rule == "kill_switch" and "btc" in d.reason
+    assert g.check(order(system="eth", symbol="ETH/USDT"), MKT).allowed
+    g.release("btc")
+    g.kill()
+    assert g.check(order(system="eth"), MKT).reason == "the global kill switch is on"
+    assert g.status("btc").reason == "global kill switch"
+    g.release()
+    assert g.check(order(), MKT).action == SEND
+
+
+@pytest.mark.parametrize("kw,market,rule,text", [
+    (dict(qty=0.01), MKT, "min_notional", "order value 1.00 is below the minimum 5"),
+    ({}, Market(bid=99.0, ask=101.0, last=100.0), "spread", "spread 2.000% is wider than 0.500%"),
+    (dict(price=107.0), MKT, "deviation", "price 107 is 7.00% from the last trade 100"),
+    (dict(qty=0.0), MKT, "invalid", "must be > 0"),
+])
+def test_pre_trade_checks_deny_with_a_reason(kw, market, rule, text):
+    g = live_gate()
+    d = g.check(order(**kw), market)
+    assert d.action == DENY and d.rule == rule and text in d.reason
+    assert g.audit[-1].rule == rule and g.audit[-1].client_order_id == "gdbtc-1-1"
+
+
+def test_exposure_limits_per_symbol_and_total_but_reducing_orders_pass():
+    g = live_gate(max_symbol_notional=1_000, max_total_notional=1_500)
+    g.set_exposure("BTC/USDT", 950)
+    d = g.check(order(), MKT)
+    assert d.rule == "exposure_symbol" and "1,050.00, over its limit 1,000.00" in d.reason
+    assert g.check(order(reduces=True, side="sell"), MKT).action == SEND
+    g.set_exposure("BTC/USDT", 500)
+    g.set_exposure("ETH/USDT", 950)
+    d = g.check(order(), MKT)
+    assert d.rule == "exposure_total" and "1,550.00" in d.reason
+
+
+def test_atr_jump_pauses_and_calm_candles_resume():
+    g = live_gate(atr_jump=0.3, calm_candles=2)
+    g.system("btc").on = True
+    g.on_candle("btc", 10.0, "UP")
+    assert g.status("btc").label == "ON UP"
+    st = g.on_candle("btc", 14.0)  # +40% in one candle
+    assert st.paused and st.vol_spike and "ATR changed 40%" in st.reason and st.label == "PAUSED"
+    d = g.check(order(), MKT)
+    assert d.rule == "paused" and "volatility spike" in d.reason
+    assert g.check(order(reduces=True, side="sell"), MKT).allowed  # closing still allowed
+    g.on_candle("btc", 14.5)
+    assert g.status("btc").paused  # one calm candle is not enough
+    g.on_candle("btc", 14.6)
+    assert not g.status("btc").paused and g.check(order(), MKT).action == SEND
+
+
+def test_solvency_haircut_cuts_every_allocation_in_proportion():
+    g = RiskGate()
+    alloc, msg = g.solvency(15_000.0, {"btc": 10_000.0, "eth": 10_000.0})
+    assert alloc == {"btc": 7_500.0, "eth": 7_500.0} and "cut to 75.0%" in msg
+    alloc, msg = g.solvency(30_000.0, {"btc": 10_000.0, "eth": 10_000.0})
+    assert alloc == {"btc": 10_000.0, "eth": 10_000.0} and msg == ""
+
+
+def test_denials_are_logged_and_shown_newest_first(tmp_path):
+    log = EventLog(tmp_path / "logs")
+    g = RiskGate(event_log=log)
+    g.set_dry_run("btc", False)
+    g.kill("btc")
+    g.check(order(client_order_id="gdbtc-1-1"), MKT)
+    g.check(order(client_order_id="gdbtc-2-1"), MKT)
+    log.close()
+    recs, _ = read_jsonl(log.path)
+    denied = [r for r in recs if r["event"] == "risk_denied"]
+    assert [r["cid"] for r in denied] == ["gdbtc-1-1", "gdbtc-2-1"] and denied[0]["rule"] == "kill_switch"
+    rows = AuditTrail(g).rows()
+    assert [r[3] for r in rows] == ["gdbtc-2-1", "gdbtc-1-1"]
+    json.dumps(rows)  # plain values, ready for a table or an export
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="max_spread"):
+        RiskGate(RiskLimits(max_spread=0))
