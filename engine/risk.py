@@ -112,7 +112,6 @@ class _SystemRisk:
     calm: int = 0
     last_atr: float = 0.0
     vol_spike: bool = False
-    haircut: float = 1.0
     on: bool = False
     trend: str = "NEUTRAL"
 
@@ -249,13 +248,9 @@ class RiskGate:
         the new allocations and a message for the user ('' when there is no deficit)."""
         need = sum(max(v, 0.0) for v in allocations.values())
         if need <= 0 or free_quote >= need:
-            for name in allocations:
-                self.system(name).haircut = 1.0
             return dict(allocations), ""
         factor = max(free_quote, 0.0) / need
         cut = {name: v * factor for name, v in allocations.items()}
-        for name in allocations:
-            self.system(name).haircut = factor
         msg = (f"the account holds {free_quote:,.2f} but the systems were given {need:,.2f}: "
                f"every allocation is cut to {factor:.1%}")
         self._log("solvency_haircut", factor=factor, free=free_quote, allocated=need)

@@ -45,8 +45,13 @@ def test_levels_quantities_and_profit_per_grid():
     assert t.tolist() == [100.0, 100.25, 100.75, 101.0]
     with pytest.raises(ValueError, match="tick"):
         g.grid_levels(100, 101, 40, tick=0.5)
-    atr = g.atr_levels(1000, 2.0, 1.0, 0.005, 5)
-    assert np.allclose(np.diff(atr), 5.0)  # floor 0.5% of 1000 beats 1 x ATR of 2
+    # ATR spacing: max(k x ATR, floor x price), the grid centred on the price: with ATR about 2
+    # on bars around 1000, the floor (0.5% of 1000 = 5) wins
+    c = bars(*[(1000, 1001, 999, 1000)] * 20)
+    r = run_spot_grid(c, SpotGridConfig(spacing="atr", atr_period=5, atr_k=1.0, atr_floor=0.005, levels=5,
+                                        lot=0.0, fee=0.0, capital=1000))
+    first = np.sort(r.orders["price"][r.orders["placed"] == r.params.start_bar])
+    assert np.allclose(first, [990, 995, 1000, 1005]) and np.allclose(np.diff(first), 5.0)
 
 
 # --- fills, timing, lower-only ----------------------------------------------------------------

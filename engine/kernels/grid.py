@@ -71,18 +71,6 @@ def grid_levels(lower: float, upper: float, n: int, spacing: str = "arithmetic",
     return levels
 
 
-def atr_levels(price: float, atr: float, k: float, floor_frac: float, n: int, tick: float = 0.0) -> np.ndarray:
-    """``n`` levels centred on ``price`` spaced ``max(k * atr, floor_frac * price)`` apart."""
-    d = max(k * atr, floor_frac * price)
-    if not d > 0:
-        raise ValueError("atr spacing: k x ATR and the floor are both zero")
-    base = price - ((n - 1) // 2) * d
-    if base <= 0:
-        raise ValueError(f"atr spacing: {n} levels of {d:.6g} below {price:.6g} go below zero")
-    levels = base + np.arange(n) * d
-    return np.round(levels / tick) * tick if tick > 0 else levels
-
-
 def level_quantities(levels: np.ndarray, capital: float, lot: float, qty_mode: int = EQUAL_QUOTE) -> np.ndarray:
     """Quantity per buy level: equal quote value ``capital / n`` per level, or an equal base
     amount (the same value at the grid's mid price), rounded down to the lot."""

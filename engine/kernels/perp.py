@@ -49,12 +49,6 @@ def tier_of_nb(tiers, notional):
 
 
 @njit(cache=True, nogil=True)
-def maintenance_margin_nb(tiers, notional):
-    t = tier_of_nb(tiers, notional)
-    return notional * tiers[t, 1] - tiers[t, 2]
-
-
-@njit(cache=True, nogil=True)
 def liquidation_price_nb(tiers, side, qty, entry, wallet):
     """Isolated liquidation price of one position: long ``(Q*EP - WB - cum) / (Q*(1 - MMR))``,
     short ``(Q*EP + WB + cum) / (Q*(1 + MMR))``, with the tier taken at the notional the price
