@@ -546,6 +546,120 @@ def _decide_regeneration(close, p, S, SI, F, I):
     return 0, j0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money, n):
+    """decide, at the close of bar i: trail or recenter the grid, or else place the follow-ups of
+    the slots in ``touched[:nt]`` (those that filled) and retry the orders that had to wait
+    (dead zone, balance). The backtest loop and the live runtime both call it. False when the
+    order log is full (a bug: callers make room first)."""
+    ns = I[_NS]
+    what, j_new = _decide_regeneration(c, p, S, SI, F, I)
+    if what != 0:
+        if what == 2:
+            counters[C_TRAIL_UP if j_new > I[_J0] else C_TRAIL_DOWN] += 1
+        return _regenerate(i, c, atr_now, what, j_new, p, S, SI, F, I, orders, counters, money, n)
+    kb = I[_KB]
+    ks = I[_KS]
+    n_wait = ns if I[_WAIT] > 0 else 0
+    for m in range(nt + n_wait):
+        k = touched[m] if m < nt else m - nt
+        if m >= nt and (SI[k, _ORDER] >= 0 or not (SI[k, _FLAG] == _FLAG_RETRY or SI[k, _FLAG] == _FLAG_DEFER)):
+            continue
+        r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
+        if r < 0:
+            return False
+        if r > 0:
+            if SI[k, _STATE] == _FLAT:
+                kb = max(kb, k)
+            else:
+                ks = min(ks, k)
+    I[_KB] = _find_kb(SI, min(kb, ns - 1))
+    I[_KS] = _find_ks(SI, ks, ns)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money):
+    """The market sell of leftover inventory (F[_MKTQ]) decided at the last close, filled."""
+    q = F[_MKTQ]
+    value = fill_price * q
+    fee = value * p.taker_fee
+    dq = money[M_DUST_QTY]
+    cost = money[M_DUST_COST] * (q / dq) if dq > 0.0 else 0.0
+    pnl = value - fee - cost
+    F[_CASH] += value - fee
+    F[_POS] -= q
+    F[_COSTT] -= cost
+    money[M_DUST_QTY] = dq - q
+    money[M_DUST_COST] -= cost
+    money[M_FEES] += fee
+    money[M_TURNOVER] += value
+    money[M_REALIZED] += pnl
+    counters[C_FILLS] += 1
+    counters[C_SELLS] += 1
+    F[_MKTQ] = 0.0
+    return _record_trade(trades, I, bar, t, -1, fill_price, q, fee, -1, REBALANCE_SELL, pnl, F)
+
+
+# ---- the strategy as the live runtime drives it (ARCHITECTURE.md: decide / on_fill) ------------
+# The backtest loop above runs the same functions; here the fills come from an exchange.
+
+LIVE_END = 1 << 62  # the "end" of an order that rests until further notice
+
+
+@njit(cache=True, nogil=True)
+def start_nb(bar, close, atr_now, p, S, SI, F, I, orders, counters, money):
+    """decide, for the first time: lay the grid at the close of ``bar``."""
+    return _regenerate(bar, close, atr_now, 0, 0, p, S, SI, F, I, orders, counters, money, LIVE_END)
+
+
+@njit(cache=True, nogil=True)
+def on_fill_nb(oid, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money, touched, nt):
+    """on_fill: order ``oid`` (its row in the order log) filled in full at ``fill_price``.
+    Returns the new count of slots touched since the last decide, or -1 when the order is not
+    a resting order of this grid (already filled, cancelled, or unknown)."""
+    if oid < 0 or oid >= I[_NOR] or orders[oid]["status"] != ORDER_OPEN:
+        return -1
+    k = orders[oid]["level"] - I[_J0]
+    if k < 0 or k >= I[_NS] or SI[k, _ORDER] != oid:
+        return -1
+    if orders[oid]["side"] == 1:
+        ok = _fill_buy(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money)
+    else:
+        ok = _fill_sell(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money)
+    if not ok:
+        return -1
+    touched[nt] = k
+    return nt + 1
+
+
+@njit(cache=True, nogil=True)
+def on_market_fill_nb(bar, t, fill_price, p, F, I, trades, counters, money):
+    """on_fill of the market sell of leftover inventory (``market_qty``)."""
+    if F[_MKTQ] <= 0.0:
+        return False
+    return _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money)
+
+
+@njit(cache=True, nogil=True)
+def decide_nb(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money):
+    """decide at the close of ``bar`` after the fills given to ``on_fill_nb``: the orders it
+    wants resting are then the open rows of the order log (and ``market_qty`` to sell)."""
+    if I[_STOPPED] != 0:
+        return True
+    return _decide_at_close(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money, LIVE_END)
+
+
+def market_qty(F) -> float:
+    """Leftover inventory decided to be sold at market (0 when none)."""
+    return float(F[_MKTQ])
+
+
+def order_capacity_needed(p: SpotGridParams) -> int:
+    """Free rows the order log needs before a decide (a new grid, or one order per slot)."""
+    return 2 * (p.levels + 1) + 4
+
+
 @njit(cache=True, nogil=True)
 def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, counters, money, touched, nt):
     """At the open of bar i: funding on the short, then the hedge order decided at the last
@@ -801,25 +915,7 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         if I[_STOPPED] == 0:
             # A market sell of leftover inventory decided at the last close fills at this open.
             if F[_MKTQ] > 0.0:
-                q = F[_MKTQ]
-                fp = op * (1.0 - p.slippage)
-                value = fp * q
-                fee = value * p.taker_fee
-                dq = money[M_DUST_QTY]
-                cost = money[M_DUST_COST] * (q / dq) if dq > 0.0 else 0.0
-                pnl = value - fee - cost
-                F[_CASH] += value - fee
-                F[_POS] -= q
-                F[_COSTT] -= cost
-                money[M_DUST_QTY] = dq - q
-                money[M_DUST_COST] -= cost
-                money[M_FEES] += fee
-                money[M_TURNOVER] += value
-                money[M_REALIZED] += pnl
-                counters[C_FILLS] += 1
-                counters[C_SELLS] += 1
-                F[_MKTQ] = 0.0
-                ok = _record_trade(trades, I, i, t, -1, fp, q, fee, -1, REBALANCE_SELL, pnl, F)
+                ok = _sell_dust(i, t, op * (1.0 - p.slippage), p, F, I, trades, counters, money)
             # a bar that opens beyond a trigger stops the grid at the open
             reason = 1 if (p.stop_loss > 0.0 and op <= p.stop_loss) else (
                 2 if (p.take_profit > 0.0 and op >= p.take_profit) else 0)
@@ -871,36 +967,10 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
             ok = _hedge_liquidation(i, t, hi, p, F, I, H, trades, counters, money) and ok
         if not ok:
             return -1
-        # The decision at the close of bar i (its orders rest from bar i + 1): trail or recenter
-        # the grid, or else place the follow-ups of the slots that filled and retry the orders
-        # that had to wait (dead zone, balance). Written out here rather than called: as a
-        # function it costs this loop 25% with 200 levels.
-        if I[_STOPPED] == 0:
-            what, j_new = _decide_regeneration(c, p, S, SI, F, I)
-            if what != 0:
-                if what == 2:
-                    counters[C_TRAIL_UP if j_new > I[_J0] else C_TRAIL_DOWN] += 1
-                if not _regenerate(i, c, atr[i], what, j_new, p, S, SI, F, I, orders, counters, money, n):
-                    return -1
-            else:
-                kb = I[_KB]
-                ks = I[_KS]
-                n_wait = ns if I[_WAIT] > 0 else 0
-                for m in range(nt + n_wait):
-                    k = touched[m] if m < nt else m - nt
-                    if m >= nt and (SI[k, _ORDER] >= 0 or not (SI[k, _FLAG] == _FLAG_RETRY
-                                                              or SI[k, _FLAG] == _FLAG_DEFER)):
-                        continue
-                    r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
-                    if r < 0:
-                        return -1
-                    if r > 0:
-                        if SI[k, _STATE] == _FLAT:
-                            kb = max(kb, k)
-                        else:
-                            ks = min(ks, k)
-                I[_KB] = _find_kb(SI, min(kb, ns - 1))
-                I[_KS] = _find_ks(SI, ks, ns)
+        # The decision at the close of bar i: its orders rest from bar i + 1.
+        if I[_STOPPED] == 0 and not _decide_at_close(i, c, atr[i], touched, nt, p, S, SI, F, I, orders, counters,
+                                                     money, n):
+            return -1
         if p.hedge_ratio > 0.0:
             _hedge_decide(c, atr[i], ema[i], p, F, I, H)
         qlo, qhi = _quiet_band(p, S, SI, F, I, H)

@@ -185,3 +185,186 @@ def initial_levels(params: k.SpotGridParams) -> np.ndarray | None:
     if anchor <= 0:
         return None
     return g.grid_levels(params.lower, anchor, params.levels + 1, g.SPACING_NAMES[params.spacing], params.tick)
+
+
+# ---- the spot grid as the runtime drives it, candle by candle -------------------------------
+
+RUNTIME_UNSUPPORTED = ("stop_loss", "take_profit")  # stops need resting stop orders: backtest only
+
+
+@dataclass(frozen=True)
+class DesiredOrder:
+    """An order the strategy wants resting. ``key`` is its row in the strategy's order log
+    (unique for the life of the system, so it goes into the client order id); the market sell
+    of leftover inventory has key -n for the system's n-th such sell."""
+
+    key: int
+    side: str  # buy | sell
+    type: str  # limit | market
+    price: float  # limit price; the last close for a market order
+    qty: float
+    level: int
+    role: str
+    reduces: bool
+
+
+class SpotGridRunner:
+    """The spot grid's numba ``decide`` / ``on_fill`` kernels (engine.kernels.spot_grid) held
+    with their state, for the paper and live runtime. The backtest loop runs the same
+    functions, so on the same candles and fills it makes the same orders and trades.
+
+    Per closed candle the runtime calls ``on_fill`` for each fill the exchange reported during
+    it (in the order they happened), then ``decide``; ``desired()`` lists the orders to keep
+    resting. ``state()`` / ``from_state()`` round-trip exactly through JSON."""
+
+    strategy = "spot-grid"
+
+    def __init__(self, cfg: SpotGridConfig, params: k.SpotGridParams | None = None):
+        for name in RUNTIME_UNSUPPORTED:
+            if getattr(cfg, name):
+                raise ParamError(name, "is backtest-only for now: a live stop needs a resting stop order")
+        if getattr(cfg, "hedge_ratio", 0.0):
+            raise ParamError("hedge_ratio", "the perpetual hedge runs in backtests only for now")
+        self.cfg = cfg
+        self.params = params
+        self.arrays: dict[str, np.ndarray] = {}
+        self.orders = np.zeros(0, dtype=k.ORDER_DTYPE)
+        self._trades = np.zeros(16, dtype=k.TRADE_DTYPE)
+        self._touched = np.zeros(0, dtype=np.int64)
+        self._nt = 0
+        self.bar = -1  # the last bar decided
+        self.market_seq = 0  # market sells decided so far (their keys are -1 - seq)
+
+    # -- setup -------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self.params is not None and bool(self.arrays)
+
+    def warmup_bars(self) -> int:
+        return int(self.cfg.atr_period) + 1 if self.cfg.spacing == "atr" else 1
+
+    def indicators(self, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> float:
+        """ATR of the last bar (0 when the grid does not use it)."""
+        if self.cfg.spacing != "atr":
+            return 0.0
+        from engine.kernels.indicators import atr_nb
+
+        return float(atr_nb(high, low, close, int(self.cfg.atr_period))[-1])
+
+    def _allocate(self) -> None:
+        p = self.params
+        self._touched = np.zeros(p.levels + 1, dtype=np.int64)
+        if len(self.orders) - int(self.arrays["I"][k._NOR]) < k.order_capacity_needed(p):
+            grown = np.zeros(max(1024, 2 * len(self.orders)) + k.order_capacity_needed(p), dtype=k.ORDER_DTYPE)
+            grown[: len(self.orders)] = self.orders
+            self.orders = grown
+        need_trades = 2 * (p.levels + 1) + 8
+        if len(self._trades) < need_trades:
+            self._trades = np.zeros(need_trades, dtype=k.TRADE_DTYPE)
+
+    def start(self, bar: int, close: float, atr: float) -> None:
+        if self.params is None:
+            self.params = build_params(self.cfg, close, 0)
+        S, SI, F, I, H = k.new_state(self.params, close)
+        self.arrays = {"S": S, "SI": SI, "F": F, "I": I, "H": H,
+                       "counters": np.zeros(k.N_COUNTERS, np.int64), "money": np.zeros(k.N_MONEY)}
+        self._allocate()
+        a = self.arrays
+        if not k.start_nb(bar, close, atr, self.params, a["S"], a["SI"], a["F"], a["I"], self.orders,
+                          a["counters"], a["money"]):
+            raise RuntimeError("spot grid: order log full (a bug)")
+        self.bar = bar
+        self._after_decide()
+
+    # -- the two strategy calls ----------------------------------------------------------------
+    def on_fill(self, key: int, bar: int, t: int, price: float) -> np.void | None:
+        """One resting order filled in full at ``price``; returns the trade (TRADE_DTYPE) or
+        None when ``key`` is not a resting order of this grid."""
+        a = self.arrays
+        a["I"][k._NTR] = 0
+        if key < 0:
+            ok = k.on_market_fill_nb(bar, t, price, self.params, a["F"], a["I"], self._trades, a["counters"],
+                                     a["money"])
+            return self._trades[0].copy() if ok else None
+        nt = k.on_fill_nb(key, bar, t, price, self.params, a["S"], a["SI"], a["F"], a["I"], self.orders,
+                          self._trades, a["counters"], a["money"], self._touched, self._nt)
+        if nt < 0:
+            return None
+        self._nt = nt
+        return self._trades[0].copy()
+
+    def decide(self, bar: int, close: float, atr: float) -> None:
+        self._allocate()
+        a = self.arrays
+        if not k.decide_nb(bar, close, atr, self._touched, self._nt, self.params, a["S"], a["SI"], a["F"],
+                           a["I"], self.orders, a["counters"], a["money"]):
+            raise RuntimeError("spot grid: order log full (a bug)")
+        self._nt = 0
+        self.bar = bar
+        self._after_decide()
+
+    def _after_decide(self) -> None:
+        if k.market_qty(self.arrays["F"]) > 0:
+            self.market_seq += 1
+
+    def desired(self, close: float) -> list[DesiredOrder]:
+        no = int(self.arrays["I"][k._NOR])
+        rows = self.orders[:no]
+        out = [
+            DesiredOrder(int(oid), "buy" if r["side"] == 1 else "sell", "limit", float(r["price"]), float(r["qty"]),
+                         int(r["level"]), k.ROLE_NAMES[r["role"]], r["side"] == -1)
+            for oid in np.flatnonzero(rows["status"] == k.ORDER_OPEN)
+            for r in (rows[oid],)
+        ]
+        q = k.market_qty(self.arrays["F"])
+        if q > 0:
+            out.append(DesiredOrder(-self.market_seq, "sell", "market", float(close), q, -1, "REBALANCE_SELL", True))
+        return out
+
+    def is_live_key(self, key: int) -> bool:
+        """Is ``key`` one of the orders this grid wants resting now?"""
+        if key < 0:
+            return key == -self.market_seq and k.market_qty(self.arrays["F"]) > 0
+        return key < int(self.arrays["I"][k._NOR]) and self.orders[key]["status"] == k.ORDER_OPEN
+
+    # -- books -------------------------------------------------------------------------------
+    def books(self, price: float) -> dict:
+        F, money = self.arrays["F"], self.arrays["money"]
+        cash, pos, cost = float(F[k._CASH]), float(F[k._POS]), float(F[k._COSTT])
+        return {"cash": cash, "position": pos, "equity": cash + pos * price, "cost": cost,
+                "grid_profit": float(money[k.M_GRID_PROFIT]), "realized": float(money[k.M_REALIZED]),
+                "floating": pos * price - cost, "fees": float(money[k.M_FEES]), "funding": 0.0,
+                "fills": int(self.arrays["counters"][k.C_FILLS])}
+
+    def levels(self) -> np.ndarray:
+        """The buy price of every slot of the current grid, and the top sell."""
+        S, I = self.arrays["S"], self.arrays["I"]
+        ns = int(I[k._NS])
+        return np.r_[S[:ns, k._BUY], S[ns - 1, k._SELL]] if ns else np.zeros(0)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        no = int(self.arrays["I"][k._NOR])
+        open_ids = np.flatnonzero(self.orders[:no]["status"] == k.ORDER_OPEN)
+        return {
+            "strategy": self.strategy,
+            "params": self.params._asdict(),
+            "arrays": {name: a.tolist() for name, a in self.arrays.items()},
+            "open_orders": {str(int(i)): list(self.orders[i].tolist()) for i in open_ids},
+            "bar": self.bar,
+            "market_seq": self.market_seq,
+        }
+
+    @classmethod
+    def from_state(cls, cfg: SpotGridConfig, state: dict) -> SpotGridRunner:
+        self = cls(cfg, k.SpotGridParams(**state["params"]))
+        dtypes = {"SI": np.int64, "I": np.int64, "counters": np.int64}
+        self.arrays = {name: np.array(v, dtype=dtypes.get(name, np.float64)) for name, v in state["arrays"].items()}
+        self.orders = np.zeros(0, dtype=k.ORDER_DTYPE)
+        self._allocate()
+        self.orders["status"] = k.ORDER_CANCELLED  # rows not saved are history: closed
+        for oid, row in state["open_orders"].items():
+            self.orders[int(oid)] = tuple(row)
+        self.bar = int(state["bar"])
+        self.market_seq = int(state["market_seq"])
+        return self

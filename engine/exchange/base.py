@@ -1,0 +1,143 @@
+"""The exchange adapter protocol, its records, and our own error types.
+
+Both adapters (``PaperExchange`` and ``CcxtExchange``) speak it; the runtime knows nothing
+else about an exchange. Errors are ours, not ccxt's: ``TemporaryError`` (network, timeout,
+5xx, rate limit: worth a retry) versus everything else (refused, funds, auth: a retry would
+not help).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Order statuses reported by an adapter (the runtime's lifecycle has more states).
+OPEN, CLOSED, CANCELED, REJECTED, EXPIRED = "open", "closed", "canceled", "rejected", "expired"
+
+
+class ExchangeError(Exception):
+    """Something the exchange refused or failed at. Messages never hold keys or signatures."""
+
+
+class TemporaryError(ExchangeError):
+    """Network trouble, a timeout, a 5xx, or a rate limit: the same call may work later."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(TemporaryError):
+    pass
+
+
+class OrderRejected(ExchangeError):
+    """The exchange refused the order (price or size rules, a duplicate id, post-only...)."""
+
+
+class InsufficientFunds(OrderRejected):
+    pass
+
+
+class OrderNotFound(ExchangeError):
+    pass
+
+
+class AuthError(ExchangeError):
+    """Bad or missing API keys, or a key without the needed permission."""
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    symbol: str
+    tick: float  # price step (0: none)
+    lot: float  # quantity step (0: none)
+    min_qty: float = 0.0
+    min_notional: float = 0.0
+    base: str = ""
+    quote: str = ""
+
+    def round_price(self, price: float, side: str) -> float:
+        """To the tick, never to a worse price for us: buys down, sells up."""
+        if self.tick <= 0:
+            return price
+        steps = price / self.tick
+        steps = math.floor(steps + 1e-9) if side == "buy" else math.ceil(steps - 1e-9)
+        return round(steps * self.tick, 12)
+
+    def round_qty(self, qty: float) -> float:
+        if self.lot <= 0:
+            return qty
+        return round(math.floor(qty / self.lot + 1e-9) * self.lot, 12)
+
+    def check(self, price: float, qty: float) -> str:
+        """'' when an order of this price and size is acceptable, else the reason."""
+        if qty <= 0 or qty < self.min_qty:
+            return f"quantity {qty:g} is below the minimum {self.min_qty:g}"
+        if self.min_notional and price * qty < self.min_notional * (1 - 1e-12):
+            return f"order value {price * qty:.4f} is below the minimum {self.min_notional:g}"
+        return ""
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    symbol: str
+    side: str  # buy | sell
+    type: str  # limit | market
+    qty: float
+    price: float  # limit price; for market orders the price the risk gate judged
+    client_order_id: str
+
+
+@dataclass
+class OrderReport:
+    """An order as the exchange sees it."""
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    price: float
+    qty: float
+    filled: float
+    average: float  # average fill price (0 when nothing filled)
+    fee: float  # in quote currency
+    status: str  # open | closed | canceled | rejected | expired
+    timestamp: int = 0  # ms
+
+    @property
+    def remaining(self) -> float:
+        return max(self.qty - self.filled, 0.0)
+
+
+@dataclass
+class Balance:
+    free: dict[str, float] = field(default_factory=dict)
+    total: dict[str, float] = field(default_factory=dict)
+
+
+class Adapter(Protocol):
+    """What the runtime needs from an exchange. All calls are coroutines."""
+
+    name: str
+
+    async def market(self, symbol: str) -> MarketRules: ...
+
+    async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
+        """[time ms, open, high, low, close, volume] rows, oldest first; the last row may be the
+        candle still forming."""
+
+    async def place(self, request: OrderRequest) -> OrderReport: ...
+
+    async def cancel(self, symbol: str, report: OrderReport) -> OrderReport: ...
+
+    async def order(self, symbol: str, client_order_id: str) -> OrderReport:
+        """Look an order up by its client order id (raises OrderNotFound)."""
+
+    async def open_orders(self, symbol: str) -> list[OrderReport]: ...
+
+    async def balance(self) -> Balance: ...
+
+    async def close(self) -> None: ...
