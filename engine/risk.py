@@ -9,7 +9,9 @@ Rules, in the order they are checked:
    cancelling them is a separate, confirmed action of the runtime).
 2. Paused systems (a circuit breaker, or a solvency cut to zero): no new order that adds exposure.
 3. Pre-trade checks: the order's value against the market's minimum; the spread against
-   ``max_spread``; the limit price against the last trade (``max_deviation``).
+   ``max_spread``; a market order's expected price against the last trade (``max_deviation``:
+   slippage). Limit orders rest where the grid designed them (their distance from the price is
+   the point; the exchange's own price band bounds them).
 4. Exposure: per symbol and in total, position plus resting orders plus this order, in quote.
    An order that only reduces a position always passes 2 and 4.
 5. Dry-run, global or per system (the default for a new system): the order passes every check
@@ -45,6 +47,7 @@ class OrderIntent:
     qty: float
     reduces: bool = False  # closes or reduces a position: never adds exposure
     client_order_id: str = ""
+    type: str = "limit"  # limit | market
 
     @property
     def notional(self) -> float:
@@ -64,7 +67,7 @@ class RiskLimits:
     max_symbol_notional: float = float("inf")  # per symbol, all systems together
     max_total_notional: float = float("inf")
     max_spread: float = 0.005  # (ask - bid) / mid
-    max_deviation: float = 0.05  # |limit - last| / last
+    max_deviation: float = 0.05  # market orders: |expected price - last| / last
     atr_jump: float = 0.30  # ATR change in one candle that pauses a system
     calm_candles: int = 3  # candles with ATR changes under half the jump before resuming
 
@@ -188,7 +191,7 @@ class RiskGate:
             spread = (m.ask - m.bid) / mid
             if spread > lim.max_spread:
                 return Decision(DENY, "spread", f"spread {spread:.3%} is wider than {lim.max_spread:.3%}")
-        if m.last > 0:
+        if m.last > 0 and o.type == "market":
             dev = abs(o.price - m.last) / m.last
             if dev > lim.max_deviation:
                 return Decision(DENY, "deviation", f"price {o.price:g} is {dev:.2%} from the last trade "

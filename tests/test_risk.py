@@ -48,10 +48,12 @@ def test_kill_switch_global_and_per_system_stop_every_new_order():
 @pytest.mark.parametrize("kw,market,rule,text", [
     (dict(qty=0.01), MKT, "min_notional", "order value 1.00 is below the minimum 5"),
     ({}, Market(bid=99.0, ask=101.0, last=100.0), "spread", "spread 2.000% is wider than 0.500%"),
-    (dict(price=107.0), MKT, "deviation", "price 107 is 7.00% from the last trade 100"),
+    (dict(price=107.0, type="market"), MKT, "deviation", "price 107 is 7.00% from the last trade 100"),
     (dict(qty=0.0), MKT, "invalid", "must be > 0"),
 ])
 def test_pre_trade_checks_deny_with_a_reason(kw, market, rule, text):
+    """(A limit order far from the price is the grid's design: only market orders are held to
+    the deviation limit.)"""
     g = live_gate()
     d = g.check(order(**kw), market)
     assert d.action == DENY and d.rule == rule and text in d.reason

@@ -253,7 +253,8 @@ class SpotGridRunner:
 
     def _allocate(self) -> None:
         p = self.params
-        self._touched = np.zeros(p.levels + 1, dtype=np.int64)
+        if len(self._touched) != p.levels + 1:
+            self._touched = np.zeros(p.levels + 1, dtype=np.int64)
         if len(self.orders) - int(self.arrays["I"][k._NOR]) < k.order_capacity_needed(p):
             grown = np.zeros(max(1024, 2 * len(self.orders)) + k.order_capacity_needed(p), dtype=k.ORDER_DTYPE)
             grown[: len(self.orders)] = self.orders

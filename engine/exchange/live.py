@@ -1,0 +1,257 @@
+"""CcxtExchange: the adapter over ccxt.async_support for real (or testnet, or simulated) trading.
+
+- ccxt errors become ours (engine.exchange.base); only temporary ones are retried, with
+  exponential backoff and jitter, up to ``retries`` times, honouring a Retry-After.
+- An order whose placement failed in a way that may have reached the exchange (timeout, lost
+  response, dropped connection, 5xx) is looked up by its client order id before any retry, so
+  a retry never places it twice.
+- An order-rate budget (Binance spot: 50 orders per 10 s) paces placements; ``place_many``
+  sends a batch concurrently within it.
+- Messages never carry keys or request signatures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections import deque
+
+from engine.exchange import base as b
+from engine.exchange.ccxt_factory import make_exchange
+
+# Orders per window, by exchange id (the most restrictive published limit).
+ORDER_BUDGETS = {"binance": (50, 10.0), "binanceusdm": (300, 10.0)}
+DEFAULT_BUDGET = (10, 1.0)
+_SECRET_PARAMS = re.compile(r"(signature|apiKey|api_key|secret|X-MBX-APIKEY)([=:]\s*)[^&\s\"',}]+", re.I)
+
+
+class RateBudget:
+    """At most ``count`` acquisitions in any ``window`` seconds (a sliding window)."""
+
+    def __init__(self, count: int, window: float, clock=time.monotonic):
+        self.count = count
+        self.window = window
+        self.clock = clock
+        self._times: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = self.clock()
+                while self._times and now - self._times[0] >= self.window:
+                    self._times.popleft()
+                if len(self._times) < self.count:
+                    self._times.append(now)
+                    return
+                await asyncio.sleep(self.window - (now - self._times[0]) + 0.001)
+
+
+def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> b.ExchangeError:
+    """A ccxt exception as one of ours, its message cleaned of keys and signatures."""
+    import ccxt
+
+    msg = _SECRET_PARAMS.sub(r"\1\2***", str(exc))
+    for s in secrets:
+        if s:
+            msg = msg.replace(s, "***")
+    msg = f"{type(exc).__name__}: {msg}"
+    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
+        return b.RateLimited(msg)
+    if isinstance(exc, ccxt.NetworkError):  # RequestTimeout, ExchangeNotAvailable, ...
+        return b.TemporaryError(msg)
+    if isinstance(exc, ccxt.OrderNotFound):
+        return b.OrderNotFound(msg)
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return b.InsufficientFunds(msg)
+    if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied | ccxt.AccountSuspended):
+        return b.AuthError(msg)
+    if isinstance(exc, ccxt.InvalidOrder):
+        return b.OrderRejected(msg)
+    if isinstance(exc, ccxt.ExchangeError):
+        return b.ExchangeError(msg)
+    return b.ExchangeError(msg)
+
+
+_STATUS = {"open": b.OPEN, "closed": b.CLOSED, "canceled": b.CANCELED, "cancelled": b.CANCELED,
+           "rejected": b.REJECTED, "expired": b.EXPIRED}
+
+
+def report_from_ccxt(o: dict, fee_rate: float = 0.0) -> b.OrderReport:
+    filled = float(o.get("filled") or 0.0)
+    average = float(o.get("average") or 0.0) or (float(o.get("price") or 0.0) if filled else 0.0)
+    fee = o.get("fee") or {}
+    fee_cost = float(fee.get("cost") or 0.0) if fee.get("currency") in (None, "USDT", "USDC", "BUSD") else 0.0
+    if not fee and filled:
+        fee_cost = filled * average * fee_rate  # the exchange did not say: our schedule
+    return b.OrderReport(
+        id=str(o.get("id") or ""), client_order_id=str(o.get("clientOrderId") or ""), symbol=o.get("symbol", ""),
+        side=o.get("side", ""), type=o.get("type", ""), price=float(o.get("price") or 0.0),
+        qty=float(o.get("amount") or 0.0), filled=filled, average=average, fee=fee_cost,
+        status=_STATUS.get(o.get("status") or "", b.OPEN),
+        timestamp=int(o.get("lastTradeTimestamp") or o.get("timestamp") or 0),
+    )
+
+
+class CcxtExchange:
+    def __init__(self, exchange_id: str, *, market: str = "spot", base_url: str | None = None,
+                 api_key: str = "", secret: str = "", retries: int = 5, backoff: float = 0.5,
+                 max_backoff: float = 10.0, timeout_ms: int = 10_000, fee_rate: float = 0.001,
+                 sandbox: bool = False, budget: tuple[int, float] | None = None):
+        config = {"timeout": timeout_ms}
+        if api_key:
+            config.update(apiKey=api_key, secret=secret)
+        self.client = make_exchange(exchange_id, base_url=base_url, market=market, config=config)
+        if sandbox:
+            self.client.set_sandbox_mode(True)
+        self.name = exchange_id
+        self._secrets = (api_key, secret)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.fee_rate = fee_rate
+        self.budget = RateBudget(*(budget or ORDER_BUDGETS.get(exchange_id, DEFAULT_BUDGET)))
+        self.retried = 0  # temporary errors met (for tests and the status line)
+        self._markets_loaded = False
+        if base_url and exchange_id.startswith("binance"):
+            _errors_by_path(self.client)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _call(self, what: str, fn, *args, **kwargs):
+        """Call ccxt, retrying temporary errors with exponential backoff and jitter."""
+        attempt = 0
+        while True:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                err = map_error(exc, self._secrets)
+                if not isinstance(err, b.TemporaryError) or attempt >= self.retries:
+                    raise err from None
+                attempt += 1
+                self.retried += 1
+                await asyncio.sleep(self._delay(attempt, err))
+
+    def _delay(self, attempt: int, err: b.TemporaryError) -> float:
+        headers = getattr(self.client, "last_response_headers", None) or {}
+        retry_after = headers.get("Retry-After") or headers.get("retry-after")
+        if isinstance(err, b.RateLimited) and retry_after:
+            try:
+                return min(float(retry_after), 60.0)
+            except ValueError:
+                pass
+        d = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        return d * (0.5 + random.random() / 2)
+
+    async def _load(self) -> None:
+        if not self._markets_loaded:
+            await self._call("load_markets", self.client.load_markets)
+            self._markets_loaded = True
+
+    # -- market data ---------------------------------------------------------------------------
+    async def market(self, symbol: str) -> b.MarketRules:
+        await self._load()
+        try:
+            m = self.client.market(symbol)
+        except Exception as exc:
+            raise map_error(exc, self._secrets) from None
+        prec, lim = m.get("precision") or {}, m.get("limits") or {}
+        return b.MarketRules(symbol=symbol, tick=float(prec.get("price") or 0.0),
+                             lot=float(prec.get("amount") or 0.0),
+                             min_qty=float((lim.get("amount") or {}).get("min") or 0.0),
+                             min_notional=float((lim.get("cost") or {}).get("min") or 0.0),
+                             base=m.get("base", ""), quote=m.get("quote", ""))
+
+    async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
+        await self._load()
+        return await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe, since, limit)
+
+    # -- orders --------------------------------------------------------------------------------
+    async def place(self, r: b.OrderRequest) -> b.OrderReport:
+        await self._load()
+        attempt = 0
+        while True:
+            await self.budget.acquire()
+            try:
+                o = await self.client.create_order(r.symbol, r.type, r.side, r.qty,
+                                                   r.price if r.type == "limit" else None,
+                                                   {"clientOrderId": r.client_order_id})
+                return report_from_ccxt(o, self.fee_rate)
+            except Exception as exc:
+                err = map_error(exc, self._secrets)
+                if not isinstance(err, b.TemporaryError) or attempt >= self.retries:
+                    if isinstance(err, b.TemporaryError):
+                        found = await self._lookup(r)
+                        if found is not None:
+                            return found
+                    raise err from None
+                attempt += 1
+                self.retried += 1
+                await asyncio.sleep(self._delay(attempt, err))
+                # It may have reached the exchange: look before placing again.
+                found = await self._lookup(r)
+                if found is not None:
+                    return found
+
+    async def _lookup(self, r: b.OrderRequest) -> b.OrderReport | None:
+        try:
+            return await self.order(r.symbol, r.client_order_id)
+        except b.OrderNotFound:
+            return None
+
+    async def place_many(self, requests: list[b.OrderRequest]) -> list[b.OrderReport | b.ExchangeError]:
+        """Place a batch concurrently within the rate budget; each result is a report or the
+        error that order met (one refusal does not stop the others)."""
+        async def one(r):
+            try:
+                return await self.place(r)
+            except b.ExchangeError as e:
+                return e
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def cancel(self, symbol: str, report: b.OrderReport) -> b.OrderReport:
+        await self._load()
+        try:
+            o = await self._call("cancel_order", self.client.cancel_order, report.id or None, symbol,
+                                 {} if report.id else {"clientOrderId": report.client_order_id})
+            if o.get("status") is None or not o.get("clientOrderId"):
+                return await self.order(symbol, report.client_order_id)
+            return report_from_ccxt(o, self.fee_rate)
+        except b.OrderNotFound:
+            # Gone already (filled, or a re-sent DELETE that succeeded the first time): ask.
+            return await self.order(symbol, report.client_order_id)
+
+    async def order(self, symbol: str, client_order_id: str) -> b.OrderReport:
+        await self._load()
+        o = await self._call("fetch_order", self.client.fetch_order, None, symbol,
+                             {"clientOrderId": client_order_id})
+        return report_from_ccxt(o, self.fee_rate)
+
+    async def open_orders(self, symbol: str) -> list[b.OrderReport]:
+        await self._load()
+        rows = await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol)
+        return [report_from_ccxt(o, self.fee_rate) for o in rows]
+
+    async def balance(self) -> b.Balance:
+        await self._load()
+        bal = await self._call("fetch_balance", self.client.fetch_balance)
+        return b.Balance(free={k: float(v or 0) for k, v in (bal.get("free") or {}).items()},
+                         total={k: float(v or 0) for k, v in (bal.get("total") or {}).items()})
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _errors_by_path(client) -> None:
+    """With the base URL rewritten, ccxt cannot tell spot from futures error tables by the
+    official URL prefix; choose the table by the path instead (STACK.md)."""
+    original = client.get_exceptions_by_url
+
+    def by_path(url: str, exact_or_broad: str):
+        kind = "linear" if "/fapi/" in (url or "") else "spot" if "/api/" in (url or "") else None
+        if kind is None:
+            return original(url, exact_or_broad)
+        return client.safe_dict(client.safe_dict(client.exceptions, kind, {}), exact_or_broad, {})
+
+    client.get_exceptions_by_url = by_path

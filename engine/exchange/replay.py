@@ -1,0 +1,44 @@
+"""Candles of a file served as if they were arriving live: the market-data source of paper
+systems on recorded data (the bundled sample, a download). One candle closes every
+``seconds_per_candle`` of wall time, starting ``warmup`` candles in (so indicators have
+history); like an exchange, the last row served is the candle still forming."""
+
+from __future__ import annotations
+
+import time
+
+from engine.data import Candles
+
+
+class ReplaySource:
+    def __init__(self, candles: Candles, *, seconds_per_candle: float = 1.0, warmup: int = 100,
+                 clock=time.monotonic):
+        if len(candles) < 2:
+            raise ValueError("a replay needs at least 2 candles")
+        self.data = candles
+        self.seconds_per_candle = seconds_per_candle
+        self.warmup = min(max(warmup, 1), len(candles) - 1)
+        self.clock = clock
+        self.started = clock()
+        self.name = "replay"
+
+    def forming_index(self) -> int:
+        """Index of the candle now forming (the one after the last closed)."""
+        elapsed = self.clock() - self.started
+        steps = int(elapsed / self.seconds_per_candle) if self.seconds_per_candle > 0 else len(self.data)
+        return min(self.warmup + steps, len(self.data) - 1)
+
+    @property
+    def finished(self) -> bool:
+        return self.forming_index() >= len(self.data) - 1
+
+    async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
+        c = self.data
+        end = self.forming_index() + 1
+        start = 0 if since is None else int(c.time.searchsorted(since))
+        start = max(start, end - limit)
+        return [[int(c.time[i]), float(c.open[i]), float(c.high[i]), float(c.low[i]), float(c.close[i]),
+                 float(c.volume[i])] for i in range(start, end)]
+
+    async def close(self) -> None:
+        return None

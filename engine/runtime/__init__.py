@@ -1,0 +1,1 @@
+"""The trading runtime: one trader per system (feed -> decide -> risk -> adapter -> fills)."""

@@ -1,0 +1,120 @@
+"""Systems as the user defines them (cryptos.json), validated with errors that name the file,
+the system and the field."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from engine.data import TIMEFRAMES_MS
+from engine.store import read_json, write_json_atomic
+
+MODES = ("paper", "live")
+MARKETS = ("spot", "perpetual")
+RUNTIME_STRATEGIES = ("spot-grid",)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class SystemConfig:
+    name: str
+    exchange: str = "binance"
+    symbol: str = "BTC/USDT"
+    market: str = "spot"
+    timeframe: str = "15m"
+    strategy: str = "spot-grid"
+    params: dict = field(default_factory=dict)
+    capital: float = 10_000.0
+    mode: str = "paper"
+    dry_run: bool = True
+    enabled: bool = False
+    data: str = ""  # paper on recorded candles: "sample" or a file; "" = the exchange's live candles
+    exchange_url: str = ""  # every ccxt endpoint at another host (testnet, proxy, simulator)
+    sandbox: bool = False  # the exchange's testnet / demo trading, where ccxt has one
+    replay_seconds: float = 1.0  # paper on recorded candles: wall seconds per candle
+    id: str = ""  # short id in client order ids; from the name when empty
+
+    def __post_init__(self):
+        if not self.id:
+            self.id = system_id(self.name)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_") or self.id
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self, where: str = "system") -> SystemConfig:
+        def bad(name, msg):
+            raise ConfigError(f"{where}: {name}: {msg}")
+
+        if not self.name or not isinstance(self.name, str):
+            bad("name", "is required")
+        if self.mode not in MODES:
+            bad("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        if self.market not in MARKETS:
+            bad("market", f"{self.market!r} is not one of {', '.join(MARKETS)}")
+        if self.timeframe not in TIMEFRAMES_MS:
+            bad("timeframe", f"{self.timeframe!r} is not one of {', '.join(TIMEFRAMES_MS)}")
+        if not isinstance(self.capital, int | float) or not self.capital > 0:
+            bad("capital", f"must be a number > 0, got {self.capital!r}")
+        if not isinstance(self.params, dict):
+            bad("params", "must be an object")
+        if "/" not in self.symbol:
+            bad("symbol", f"{self.symbol!r} is not a BASE/QUOTE pair")
+        if not re.fullmatch(r"[a-z0-9]{1,12}", self.id):
+            bad("id", f"{self.id!r}: 1 to 12 lower-case letters or digits")
+        if not self.replay_seconds >= 0:
+            bad("replay_seconds", "must be >= 0")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "system") -> SystemConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{where}: {unknown[0]}: unknown field")
+        if "name" not in d:
+            raise ConfigError(f"{where}: name: is required")
+        try:
+            return cls(**d).validate(where)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def system_id(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+def load_systems(path: str | Path) -> tuple[list[SystemConfig], str]:
+    """The systems of a cryptos.json, and a problem to report ('' when none)."""
+    path = Path(path)
+    loaded = read_json(path)
+    systems = loaded.data.get("systems")
+    if not isinstance(systems, list):
+        raise ConfigError(f"{path}: systems: must be a list")
+    out = []
+    for i, d in enumerate(systems):
+        name = d.get("name", f"#{i + 1}") if isinstance(d, dict) else f"#{i + 1}"
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: systems[{i}]: must be an object")
+        out.append(SystemConfig.from_dict(d, f"{path}: system {name!r}"))
+    names = [s.name for s in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"{path}: system {sorted(dup)[0]!r}: name used twice")
+    ids = [s.id for s in out]
+    dup_ids = {i for i in ids if ids.count(i) > 1}
+    if dup_ids:
+        raise ConfigError(f"{path}: id {sorted(dup_ids)[0]!r} used by two systems")
+    return out, loaded.problem or ""
+
+
+def save_systems(path: str | Path, systems: list[SystemConfig]) -> None:
+    write_json_atomic(path, {"systems": [s.to_dict() for s in systems]})

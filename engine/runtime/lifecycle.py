@@ -1,0 +1,130 @@
+"""The order lifecycle as an explicit state table, and the book of a system's orders.
+
+Every transition is checked against the table and journaled; a transition the table does not
+allow raises (it would mean we lost track of an order). Client order ids are
+``gd<system id>-<level>-<key>``: the prefix proves an order is this system's, the key is the
+order's row in the strategy's order log (unique for the system's life), so the same decision
+always carries the same id and a retry or a restart can never place it twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+NEW, SUBMITTED, OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED = (
+    "new", "submitted", "open", "partially_filled", "filled", "cancelled", "rejected", "expired")
+STATES = (NEW, SUBMITTED, OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED)
+TERMINAL = frozenset({FILLED, CANCELLED, REJECTED, EXPIRED})
+
+# state -> the states it may move to. SUBMITTED may jump to FILLED or CANCELLED: a lost
+# response is resolved by looking the order up, and by then it may have done anything.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    NEW: frozenset({SUBMITTED, REJECTED}),
+    SUBMITTED: frozenset({OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED, NEW}),
+    OPEN: frozenset({PARTIAL, FILLED, CANCELLED, EXPIRED}),
+    PARTIAL: frozenset({PARTIAL, FILLED, CANCELLED, EXPIRED}),
+    FILLED: frozenset(),
+    CANCELLED: frozenset(),
+    REJECTED: frozenset(),
+    EXPIRED: frozenset(),
+}
+
+_CID = re.compile(r"^gd([a-z0-9]{1,12})-(m|-?\d+)-(-?\d+)$")
+MAX_CID = 36  # Binance's limit, the tightest of the exchanges we target
+
+
+class LifecycleError(RuntimeError):
+    pass
+
+
+def client_order_id(system_id: str, level: int, key: int) -> str:
+    cid = f"gd{system_id}-{'m' if level < 0 and key < 0 else level}-{key}"
+    if len(cid) > MAX_CID or not _CID.match(cid):
+        raise ValueError(f"client order id {cid!r} is malformed or longer than {MAX_CID}")
+    return cid
+
+
+def parse_client_order_id(cid: str) -> tuple[str, int] | None:
+    """(system id, key) of one of our client order ids, None for anything else."""
+    m = _CID.match(cid or "")
+    return (m.group(1), int(m.group(3))) if m else None
+
+
+@dataclass
+class TrackedOrder:
+    cid: str
+    key: int
+    side: str
+    type: str
+    price: float
+    qty: float
+    level: int
+    role: str
+    state: str = NEW
+    exchange_id: str = ""
+    filled: float = 0.0
+    average: float = 0.0
+    fee: float = 0.0
+    bar: int = -1  # the bar whose close decided it
+    note: str = ""
+    history: list[list] = field(default_factory=list)  # [ms, state, note]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrackedOrder:
+        return cls(**d)
+
+
+class OrderBook:
+    """A system's orders by client order id, with every transition checked and journaled."""
+
+    def __init__(self, journal=None, system: str = ""):
+        self.orders: dict[str, TrackedOrder] = {}
+        self.journal = journal  # engine.store.JsonLines or None
+        self.system = system
+
+    def add(self, order: TrackedOrder) -> TrackedOrder:
+        if order.cid in self.orders:
+            raise LifecycleError(f"{order.cid}: already in the book")
+        order.history.append([_now(), order.state, order.note])
+        self.orders[order.cid] = order
+        self._journal(order, order.state, order.note)
+        return order
+
+    def move(self, cid: str, state: str, note: str = "", **fields) -> TrackedOrder:
+        o = self.orders[cid]
+        if (state != o.state or state == PARTIAL) and state not in TRANSITIONS[o.state]:
+            raise LifecycleError(f"{cid}: {o.state} -> {state} is not a valid transition")
+        for name, value in fields.items():
+            setattr(o, name, value)
+        if state == o.state and state != PARTIAL:
+            return o
+        o.state = state
+        o.note = note
+        o.history.append([_now(), state, note])
+        self._journal(o, state, note)
+        return o
+
+    def _journal(self, o: TrackedOrder, state: str, note: str) -> None:
+        if self.journal is not None:
+            self.journal.append({"type": "order", "system": self.system, "cid": o.cid, "state": state,
+                                 "side": o.side, "price": o.price, "qty": o.qty, "filled": o.filled,
+                                 "average": o.average, "bar": o.bar, "note": note, "ts": _now()})
+
+    def live(self) -> list[TrackedOrder]:
+        return [o for o in self.orders.values() if o.state not in TERMINAL]
+
+    def in_state(self, *states: str) -> list[TrackedOrder]:
+        return [o for o in self.orders.values() if o.state in states]
+
+    def prune(self) -> None:
+        """Forget finished orders (they are in the journal)."""
+        self.orders = {cid: o for cid, o in self.orders.items() if o.state not in TERMINAL}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,396 @@
+"""One trader per system: closed candle -> on_fill for the fills -> decide -> diff against our
+orders -> risk gate -> adapter; the strategy code is the backtest's (SpotGridRunner).
+
+Crash safety rests on three things:
+- client order ids are a function of the decision (system id, level, the order's row in the
+  strategy's log), so a decision made again after a restart carries the same id;
+- an order is marked SUBMITTED in the state file before it is sent (write-ahead); on start
+  every SUBMITTED order is looked up by its id, adopted if the exchange has it, sent again if
+  it does not;
+- the strategy's state and the order book are saved together in one atomic file, and each
+  fill is journaled once (by client order id) before the state that applied it is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.data import TIMEFRAMES_MS
+from engine.exchange import base as xb
+from engine.kernels import indicators as ind
+from engine.risk import DENY, SIMULATE, Market, OrderIntent, RiskGate
+from engine.runtime import lifecycle as lc
+from engine.runtime.config import SystemConfig
+from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
+from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
+
+HISTORY = 2_000  # candles kept for indicators
+
+
+class Trader:
+    def __init__(self, cfg: SystemConfig, adapter, risk: RiskGate, data_dir: str | Path, *, event_log=None,
+                 paper: bool | None = None):
+        self.cfg = cfg
+        self.adapter = adapter
+        self.paper = hasattr(adapter, "on_candle") if paper is None else paper
+        self.risk = risk
+        self.data_dir = Path(data_dir)
+        self.state_path = self.data_dir / "state" / "systems" / f"{cfg.slug}.json"
+        self.journal_path = self.data_dir / "journal" / f"{cfg.slug}.jsonl"
+        self.journal = JsonLines(self.journal_path)
+        self.events = event_log
+        self.book = lc.OrderBook(self.journal, cfg.name)
+        self.tf = TIMEFRAMES_MS[cfg.timeframe]
+        self.rules: xb.MarketRules | None = None
+        self.strategy: SpotGridRunner | None = None
+        self.epoch = -1  # time of bar 0
+        self.last_time = -1  # the last candle processed
+        self.hist = np.zeros((0, 5))  # time, high, low, close, open of recent candles
+        self.journaled: set[str] = set()
+        self.report: dict = {}  # what the hot boot adopted / found missing / does not own
+        self.last_candle_wall = time.monotonic()
+        self.status_note = ""
+        self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
+        risk.set_dry_run(cfg.name, cfg.dry_run)
+
+    # -- journal and state -----------------------------------------------------------------------
+    def _log(self, event: str, **fields) -> None:
+        if self.events is not None:
+            self.events.log(event, system=self.cfg.name, **fields)
+
+    def _save(self) -> None:
+        state = {
+            "system": self.cfg.name, "epoch": self.epoch, "last_time": self.last_time,
+            "strategy": self.strategy.state() if self.strategy and self.strategy.started else None,
+            "orders": [o.to_dict() for o in self.book.live()],
+            "paper": self.adapter.state() if self.paper else None,
+        }
+        write_json_atomic(self.state_path, state)
+
+    def _load(self) -> bool:
+        loaded = read_json(self.state_path, default={})
+        if loaded.problem:
+            self._log("state_problem", problem=loaded.problem)
+            self.report["problem"] = loaded.problem
+        d = loaded.data
+        if not d:
+            return False
+        self.epoch = int(d["epoch"])
+        self.last_time = int(d["last_time"])
+        if d.get("strategy"):
+            self.strategy = SpotGridRunner.from_state(self._strategy_config(), d["strategy"])
+        for od in d.get("orders", []):
+            o = lc.TrackedOrder.from_dict(od)
+            self.book.orders[o.cid] = o
+        if self.paper and d.get("paper"):
+            self.adapter.restore(d["paper"])
+        return True
+
+    def _strategy_config(self) -> SpotGridConfig:
+        params = dict(self.cfg.params)
+        params["capital"] = float(self.cfg.capital)
+        if self.rules is not None:  # the exchange's rules, not the user's guess
+            params.update(tick=self.rules.tick, lot=self.rules.lot, min_notional=self.rules.min_notional)
+        return SpotGridConfig.from_dict(params)
+
+    def _read_journal(self) -> None:
+        records, problems = read_jsonl(self.journal_path)
+        for p in problems:
+            self._log("journal_problem", problem=p)
+        self.journaled = {r["cid"] for r in records if r.get("type") == "fill"}
+
+    # -- start (hot boot) ------------------------------------------------------------------------
+    async def boot(self) -> dict:
+        """Rebuild from the state file and the exchange, cancelling nothing. Returns a report:
+        orders adopted, found missing, and ours-by-prefix but unknown (left alone)."""
+        self.rules = await self.adapter.market(self.cfg.symbol)
+        self.risk.system(self.cfg.name).on = True
+        self._read_journal()
+        resumed = self._load()
+        if self.strategy is None:
+            self.strategy = SpotGridRunner(self._strategy_config())
+        prefix = f"gd{self.cfg.id}-"
+        adopted, missing, unknown = [], [], []
+        # Orders sent just before a crash: the exchange knows whether they arrived.
+        for o in self.book.in_state(lc.SUBMITTED):
+            try:
+                r = await self.adapter.order(self.cfg.symbol, o.cid)
+            except xb.OrderNotFound:
+                self.book.move(o.cid, lc.NEW, "never reached the exchange: will be sent again")
+                missing.append(o.cid)
+                continue
+            self._apply_report(o, r)
+            adopted.append(o.cid)
+        # Ours on the exchange but not in the book (a crash between send and save).
+        for r in await self.adapter.open_orders(self.cfg.symbol):
+            if not r.client_order_id.startswith(prefix) or r.client_order_id in self.book.orders:
+                continue
+            parsed = lc.parse_client_order_id(r.client_order_id)
+            key = parsed[1] if parsed else None
+            if key is not None and self.strategy.started and self.strategy.is_live_key(key):
+                d = next((x for x in self.strategy.desired(r.price) if x.key == key), None)
+                if d is not None:
+                    o = self.book.add(lc.TrackedOrder(r.client_order_id, key, d.side, d.type, d.price, d.qty, d.level,
+                                                      d.role, lc.SUBMITTED, note="adopted on start"))
+                    self._apply_report(o, r)
+                    adopted.append(o.cid)
+                    continue
+            unknown.append(r.client_order_id)
+        self.report.update(resumed=resumed, adopted=adopted, missing=missing, unknown=unknown)
+        self._log("hot_boot", **{k: v for k, v in self.report.items()})
+        self._save()
+        return self.report
+
+    # -- one poll ------------------------------------------------------------------------------
+    async def poll(self) -> int:
+        """Process every candle closed since the last one; returns how many."""
+        since = self.last_time + self.tf if self.last_time >= 0 else None
+        limit = 1000 if since is not None else max(self.strategy.warmup_bars() + 1, 50)
+        rows = await self.adapter.candles(self.cfg.symbol, self.cfg.timeframe, since, limit)
+        rows = [r for r in rows[:-1] if r[0] > self.last_time]  # the last row is still forming
+        if self.last_time < 0 and rows:
+            self.epoch = int(rows[0][0])
+            self._extend(rows[:-1])  # history; the newest closed candle starts the grid
+            rows = rows[-1:]
+        done = 0
+        for r in rows:
+            if self.last_time >= 0 and r[0] > self.last_time + self.tf:
+                self._log("feed_gap", after=self.last_time, next=int(r[0]))  # the exchange has no candles there
+            await self.on_candle(r)
+            done += 1
+        if done:
+            self.last_candle_wall = time.monotonic()
+        return done
+
+    def _extend(self, rows) -> None:
+        if not rows:
+            return
+        a = np.array([[r[0], r[2], r[3], r[4], r[1]] for r in rows], dtype=float)
+        self.hist = np.concatenate([self.hist, a])[-HISTORY:]
+
+    async def on_candle(self, row) -> None:
+        t0 = time.perf_counter()
+        t, o, h, lo, c = int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4])
+        self._extend([row])
+        bar = (t - self.epoch) // self.tf
+        if self.paper:
+            self.adapter.on_candle(t, o, h, lo, c)
+        await self.sync(bar)
+        atr = self.strategy.indicators(self.hist[:, 1], self.hist[:, 2], self.hist[:, 3])
+        self.risk.on_candle(self.cfg.name, 0.0 if math.isnan(atr) else atr, self._trend())
+        if not self.strategy.started:
+            if len(self.hist) < self.strategy.warmup_bars() or math.isnan(atr):
+                self.last_time = t
+                return
+            self.strategy.start(bar, c, atr)
+            self._log("grid_generated", bar=bar, price=c, levels=self.strategy.levels().tolist())
+        else:
+            self.strategy.decide(bar, c, atr)
+        self.last_time = t
+        await self.converge(bar, c, t0)
+
+    def _trend(self) -> str:
+        """UP / DOWN when the close is more than one ATR(14) away from its EMA(50)."""
+        if len(self.hist) < 51:
+            return "NEUTRAL"
+        h, lo, c = self.hist[-200:, 1], self.hist[-200:, 2], self.hist[-200:, 3]
+        gap = c[-1] - ind.ema_nb(c, 50)[-1]
+        atr = ind.atr_nb(h, lo, c, 14)[-1]
+        return "UP" if gap > atr else "DOWN" if gap < -atr else "NEUTRAL"
+
+    # -- fills ---------------------------------------------------------------------------------
+    def _apply_report(self, o: lc.TrackedOrder, r: xb.OrderReport) -> bool:
+        """Move ``o`` along what the exchange reports; True when it is now filled in full."""
+        if r.id and not o.exchange_id:
+            o.exchange_id = r.id
+        if r.status == xb.CLOSED or (r.status == xb.OPEN and r.filled >= o.qty * (1 - 1e-9) and r.filled > 0):
+            self.book.move(o.cid, lc.FILLED, "", filled=r.filled, average=r.average, fee=r.fee)
+            return True
+        if r.status == xb.OPEN:
+            if o.state == lc.SUBMITTED:
+                self.book.move(o.cid, lc.OPEN, "accepted")
+            if r.filled > o.filled:
+                self.book.move(o.cid, lc.PARTIAL, f"{r.filled:g} of {o.qty:g}", filled=r.filled, average=r.average)
+            return False
+        state = {xb.CANCELED: lc.CANCELLED, xb.EXPIRED: lc.EXPIRED, xb.REJECTED: lc.REJECTED}[r.status]
+        if o.state == lc.NEW:
+            self.book.move(o.cid, lc.SUBMITTED, "")
+        note = o.note if o.note.startswith("cancel") else f"{r.status} by the exchange"
+        if r.filled > 0:
+            note += f"; {r.filled:g} of {o.qty:g} filled before (kept outside the grid's books)"
+            self._journal_fill(o, r, -1, None, partial=True)
+        self.book.move(o.cid, state, note, filled=r.filled, average=r.average)
+        return False
+
+    def _journal_fill(self, o, r: xb.OrderReport, bar: int, trade, partial: bool = False) -> None:
+        if o.cid in self.journaled:
+            return
+        rec = {"type": "fill", "system": self.cfg.name, "cid": o.cid, "side": o.side, "role": o.role,
+               "level": o.level, "price": r.average, "qty": r.filled, "fee": r.fee, "bar": bar,
+               "time": r.timestamp, "partial": partial}
+        if trade is not None:
+            rec.update(pnl=float(trade["pnl"]), cash=float(trade["cash"]), position=float(trade["position"]),
+                       grid_fee=float(trade["fee"]))
+        self.journal.append(rec)
+        self.journaled.add(o.cid)
+        self._log("order_filled", cid=o.cid, side=o.side, price=r.average, qty=r.filled)
+
+    async def sync(self, bar: int) -> int:
+        """Ask the exchange about every order we have out; feed full fills to the strategy in
+        the order they happened. Returns the number of fills."""
+        live = self.book.in_state(lc.SUBMITTED, lc.OPEN, lc.PARTIAL)
+        if not live:
+            return 0
+        on_book = {r.client_order_id: r for r in await self.adapter.open_orders(self.cfg.symbol)}
+        fills = []
+        for o in live:
+            r = on_book.get(o.cid)
+            if r is None:
+                try:
+                    r = await self.adapter.order(self.cfg.symbol, o.cid)
+                except xb.OrderNotFound:
+                    if o.state == lc.SUBMITTED:
+                        self.book.move(o.cid, lc.NEW, "never reached the exchange: will be sent again")
+                    else:
+                        self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
+                        self._log("order_missing", cid=o.cid)
+                    continue
+            if self._apply_report(o, r):
+                fills.append((r.timestamp, o, r))
+        fills.sort(key=lambda f: f[0])
+        for ts, o, r in fills:
+            t = ts - ts % self.tf if ts else self.last_time + self.tf
+            trade = self.strategy.on_fill(o.key, bar, t, r.average)
+            if trade is None:
+                self._log("fill_outside_grid", cid=o.cid, note="the grid had moved on; kept outside its books")
+            self._journal_fill(o, r, bar, trade)
+        return len(fills)
+
+    # -- decide -> orders ------------------------------------------------------------------------
+    async def converge(self, bar: int, close: float, t0: float | None = None) -> None:
+        """Make the exchange hold what the strategy wants: cancel ours it no longer wants,
+        send (through the risk gate) what it wants and we have not sent. Cancels go first so
+        that the funds they free are there for the new orders."""
+        sym = self.cfg.symbol
+        desired = self.strategy.desired(close)
+        want = {}
+        for d in desired:
+            cid = lc.client_order_id(self.cfg.id, d.level, d.key)
+            want[cid] = d
+        to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lc.OPEN, lc.PARTIAL)]
+        for o in self.book.in_state(lc.NEW):
+            if o.cid not in want:
+                self.book.move(o.cid, lc.REJECTED, "no longer wanted")
+        for o in to_cancel:  # first: what they hold is what the new orders need
+            await self.cancel(o, "cancel: the grid no longer wants it")
+        market = Market(last=close, min_notional=self.rules.min_notional)
+        batch: list[lc.TrackedOrder] = []
+        for cid, d in want.items():
+            o = self.book.orders.get(cid)
+            if o is not None and o.state != lc.NEW:
+                continue
+            price = self.rules.round_price(d.price, d.side) if d.type == "limit" else d.price
+            qty = self.rules.round_qty(d.qty)
+            intent = OrderIntent(self.cfg.name, sym, d.side, price, qty, reduces=d.reduces, client_order_id=cid,
+                                 type=d.type)
+            decision = self.risk.check(intent, market)
+            if decision.action == DENY or (decision.action == SIMULATE and not self.paper):
+                if decision.rule in ("kill_switch", "paused", "dry_run"):
+                    self.status_note = decision.reason
+                    break  # the same answer for every order: ask once a candle
+                continue
+            why = self.rules.check(price, qty)
+            if why:
+                self._log("order_refused", cid=cid, reason=why)
+                continue
+            if o is None:
+                o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar))
+            batch.append(o)
+        for o in batch:
+            self.book.move(o.cid, lc.SUBMITTED, "sending")
+        self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
+        if batch:
+            reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid) for o in batch]
+            results = await self._place_all(reqs)
+            if t0 is not None:
+                self.latency.append(time.perf_counter() - t0)
+            for o, res in zip(batch, results, strict=True):
+                if isinstance(res, xb.OrderRejected):
+                    self.book.move(o.cid, lc.REJECTED, str(res))
+                    self._log("order_rejected", cid=o.cid, reason=str(res))
+                elif isinstance(res, xb.ExchangeError):
+                    self._log("order_unknown", cid=o.cid, reason=str(res))  # resolved by the next sync
+                else:
+                    self._apply_report(o, res)
+                    self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
+        self.book.prune()
+        self._save()
+
+    async def _place_all(self, reqs):
+        if hasattr(self.adapter, "place_many"):
+            return await self.adapter.place_many(reqs)
+        out = []
+        for r in reqs:
+            try:
+                out.append(await self.adapter.place(r))
+            except xb.ExchangeError as e:
+                out.append(e)
+        return out
+
+    async def cancel(self, o: lc.TrackedOrder, note: str) -> None:
+        o.note = note
+        try:
+            r = await self.adapter.cancel(self.cfg.symbol, xb.OrderReport(
+                o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, xb.OPEN))
+        except xb.OrderNotFound:
+            self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
+            return
+        except xb.ExchangeError as e:
+            self._log("cancel_failed", cid=o.cid, reason=str(e))
+            return
+        if self._apply_report(o, r):  # it filled before the cancel reached it
+            self._journal_fill(o, r, -1, None)
+            self._log("fill_outside_grid", cid=o.cid, note="filled while being cancelled")
+        self._log("order_cancelled", cid=o.cid, reason=note)
+
+    async def cancel_all(self) -> int:
+        """The confirmed "cancel all our orders" action: every order of this system."""
+        n = 0
+        for o in self.book.in_state(lc.OPEN, lc.PARTIAL, lc.SUBMITTED):
+            await self.cancel(o, "cancel: cancel-all requested")
+            n += 1
+        self.book.prune()
+        self._save()
+        return n
+
+    # -- run -----------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
+        await self.boot()
+        silent_after = max(3 * self.tf / 1000, 30 * poll_seconds)
+        while not stop.is_set():
+            try:
+                await self.poll()
+            except xb.TemporaryError as e:
+                self._log("feed_error", reason=str(e))
+            if time.monotonic() - self.last_candle_wall > silent_after:
+                self._log("feed_silent", seconds=round(time.monotonic() - self.last_candle_wall))
+                self.status_note = "feed silent: polling again"
+                self.last_candle_wall = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_seconds)
+        self.risk.system(self.cfg.name).on = False
+        self._save()
+
+    def summary(self) -> dict:
+        s = self.strategy
+        close = float(self.hist[-1, 3]) if len(self.hist) else 0.0
+        books = s.books(close) if s and s.started else {}
+        return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
+                "open_orders": len(self.book.in_state(lc.OPEN, lc.PARTIAL)),
+                "status": self.risk.status(self.cfg.name).label, "note": self.status_note}
