@@ -1,16 +1,34 @@
-"""A fake Binance on 127.0.0.1 for tests: the real ccxt client talks to it through the
-base-URL override. It serves the spot endpoints ccxt calls for market data (exchangeInfo,
-klines) from candles given to it, and counts the requests it answers."""
+"""A fake Binance spot exchange on 127.0.0.1 for tests: the real ccxt client talks to it
+through the base-URL override, never the internet.
+
+It serves market data (exchangeInfo, klines up to the candle now "forming") and the signed
+trading endpoints ccxt calls (order place / query / cancel, openOrders, account), checks the
+API key and the HMAC-SHA256 signature, keeps balances, and matches resting orders against
+each candle as it closes, by the rules of GRID_SEMANTICS.md (buy limit fills when the low
+reaches it, at min(open, price); sell limit when the high does, at max(open, price); market
+orders at the open). ``advance()`` closes the forming candle; ``start(candle_seconds=...)``
+also closes one every so often on its own.
+
+Faults can be queued per endpoint (``inject("POST /api/v3/order", "lost")``): ``timeout``
+(answer after the client gave up, having done nothing), ``lost`` (do it, then answer too
+late), ``drop`` (close the connection, having done nothing), ``drop-after`` (do it, then close
+the connection), ``500``, ``429`` (with Retry-After).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import itertools
 import threading
+import time
+from urllib.parse import parse_qsl
 
 import numpy as np
 from aiohttp import web
 
-REQUESTS = web.AppKey("requests", list)
+FAULTS = ("timeout", "lost", "drop", "drop-after", "500", "429")
 
 
 def _symbol_info(symbol: str, base: str, quote: str) -> dict:
@@ -33,35 +51,162 @@ def _symbol_info(symbol: str, base: str, quote: str) -> dict:
     }
 
 
-class FakeBinance:
-    """``FakeBinance(candles_by_symbol, timeframe_ms)``; ``start()`` returns the base URL."""
+def _err(code: int, msg: str, status: int = 400) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status)
 
-    def __init__(self, candles: dict[str, np.ndarray], timeframe_ms: int, page_limit: int = 1000):
-        self.candles = candles  # "BTCUSDT" -> array rows [time, o, h, l, c, v]
+
+class FakeBinance:
+    """``FakeBinance(candles_by_symbol, timeframe_ms)``; ``start()`` returns the base URL.
+
+    ``candles``: "BTCUSDT" -> rows [time, o, h, l, c, v]. ``cursor``: index of the candle now
+    forming (klines serve up to it). Without ``keys`` only market data is served."""
+
+    def __init__(self, candles: dict[str, np.ndarray], timeframe_ms: int, page_limit: int = 1000, *,
+                 keys: dict[str, str] | None = None, balances: dict[str, float] | None = None, cursor: int = 0,
+                 maker_fee: float = 0.001, slow_seconds: float = 3.0):
+        self.candles = candles
         self.timeframe_ms = timeframe_ms
         self.page_limit = page_limit
+        self.keys = keys or {}
+        self.free = dict(balances or {})
+        self.cursor = cursor if cursor else max(len(r) for r in candles.values()) - 1
+        self.maker_fee = maker_fee
+        self.slow_seconds = slow_seconds
         self.requests: list[str] = []
+        self.orders: dict[int, dict] = {}  # every order ever accepted, by orderId
+        self.by_cid: dict[str, int] = {}
+        self.duplicate_attempts: list[str] = []
+        self.faults: list[tuple[str, str]] = []
+        self.faults_served: list[tuple[str, str]] = []
+        self.fills: list[dict] = []
+        self._ids = itertools.count(1000)
+        self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task | None = None
         self.url = ""
 
-    async def _exchange_info(self, request: web.Request) -> web.Response:
-        self.requests.append(request.path)
+    # -- test controls (thread-safe) -------------------------------------------------------------
+    def inject(self, endpoint: str, kind: str, times: int = 1) -> None:
+        assert kind in FAULTS, kind
+        with self._lock:
+            self.faults.extend([(endpoint, kind)] * times)
+
+    def advance(self, n: int = 1) -> None:
+        """Close the forming candle (n times): match resting orders against it."""
+        with self._lock:
+            for _ in range(n):
+                for symbol, rows in self.candles.items():
+                    if self.cursor < len(rows):
+                        self._match(symbol, rows[self.cursor])
+                self.cursor += 1
+
+    def open_orders_of(self, symbol: str = "BTCUSDT") -> list[dict]:
+        with self._lock:
+            return [dict(o) for o in self.orders.values() if o["symbol"] == symbol and o["status"] == "NEW"]
+
+    # -- matching ----------------------------------------------------------------------------
+    def _match(self, symbol: str, row) -> None:
+        t, o, h, lo = int(row[0]), float(row[1]), float(row[2]), float(row[3])
+        for order in list(self.orders.values()):
+            if order["symbol"] != symbol or order["status"] != "NEW":
+                continue
+            price = order["price"]
+            if order["type"] == "MARKET":
+                fill = o
+            elif order["side"] == "BUY" and lo <= price:
+                fill = min(o, price)
+            elif order["side"] == "SELL" and h >= price:
+                fill = max(o, price)
+            else:
+                continue
+            self._fill(order, fill, t)
+
+    def _fill(self, order: dict, price: float, t: int) -> None:
+        base, quote = order["base"], order["quote"]
+        qty = order["qty"]
+        value = qty * price
+        fee = value * self.maker_fee
+        if order["side"] == "BUY":
+            self.free[quote] = self.free.get(quote, 0.0) + order["locked"] - value - fee
+            self.free[base] = self.free.get(base, 0.0) + qty
+        else:
+            self.free[quote] = self.free.get(quote, 0.0) + value - fee
+        order.update(status="FILLED", executed=qty, quote_qty=value, update=t + self.timeframe_ms - 1, locked=0.0)
+        self.fills.append({"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "time": t})
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _signed(self, request: web.Request, body: str) -> dict | web.Response:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if key not in self.keys:
+            return _err(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        payload = request.query_string if request.method in ("GET", "DELETE") else body
+        if "&signature=" not in payload:
+            return _err(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        signed, sig = payload.rsplit("&signature=", 1)
+        want = hmac.new(self.keys[key].encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, sig):
+            return _err(-1022, "Signature for this request is not valid.")
+        return dict(parse_qsl(signed))
+
+    def _take_fault(self, endpoint: str) -> str | None:
+        with self._lock:
+            for i, (ep, kind) in enumerate(self.faults):
+                if ep == endpoint:
+                    del self.faults[i]
+                    self.faults_served.append((ep, kind))
+                    return kind
+        return None
+
+    def _wrap(self, handler, signed: bool):
+        async def serve(request: web.Request) -> web.StreamResponse:
+            endpoint = f"{request.method} {request.path}"
+            self.requests.append(endpoint)
+            body = await request.text() if request.can_read_body else ""
+            fault = self._take_fault(endpoint)
+            if fault == "500":
+                return _err(-1000, "An unknown error occurred while processing the request.", 500)
+            if fault == "429":
+                return web.json_response({"code": -1003, "msg": "Too many requests."}, status=429,
+                                         headers={"Retry-After": "1"})
+            if fault in ("timeout", "drop"):
+                if fault == "timeout":
+                    await asyncio.sleep(self.slow_seconds)
+                else:
+                    request.transport.close()
+                raise asyncio.CancelledError
+            params = self._signed(request, body) if signed else dict(request.query)
+            if isinstance(params, web.Response):
+                return params
+            with self._lock:
+                response = handler(params)
+            if fault == "lost":
+                await asyncio.sleep(self.slow_seconds)
+            elif fault == "drop-after":
+                request.transport.close()
+                raise asyncio.CancelledError
+            return response
+        return serve
+
+    # -- market data -------------------------------------------------------------------------
+    def _exchange_info(self, q) -> web.Response:
         symbols = [_symbol_info(s, s[:-4], s[-4:]) for s in self.candles]
         return web.json_response({"timezone": "UTC", "serverTime": 0, "rateLimits": [], "symbols": symbols})
 
-    async def _klines(self, request: web.Request) -> web.Response:
-        self.requests.append(request.path)
-        q = request.query
+    def _klines(self, q) -> web.Response:
         rows = self.candles.get(q.get("symbol", ""))
         if rows is None:
-            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+            return _err(-1121, "Invalid symbol.")
+        rows = rows[: self.cursor + 1]
         limit = min(int(q.get("limit", 500)), self.page_limit)
         t = rows[:, 0]
-        lo = int(q["startTime"]) if "startTime" in q else int(t[0])
+        lo = int(q["startTime"]) if "startTime" in q else None
         hi = int(q["endTime"]) if "endTime" in q else int(t[-1])
-        sel = rows[(t >= lo) & (t <= hi)][:limit]
+        if lo is None:
+            sel = rows[t <= hi][-limit:]
+        else:
+            sel = rows[(t >= lo) & (t <= hi)][:limit]
         out = [
             [int(r[0]), f"{r[1]:.8f}", f"{r[2]:.8f}", f"{r[3]:.8f}", f"{r[4]:.8f}", f"{r[5]:.8f}",
              int(r[0]) + self.timeframe_ms - 1, "0", 0, "0", "0", "0"]
@@ -69,29 +214,140 @@ class FakeBinance:
         ]
         return web.json_response(out)
 
-    async def _time(self, request: web.Request) -> web.Response:
-        return web.json_response({"serverTime": 0})
+    def _now(self) -> int:
+        rows = next(iter(self.candles.values()))
+        return int(rows[min(self.cursor, len(rows) - 1), 0])
 
-    async def _serve(self, ready: threading.Event) -> None:
+    def _time(self, q) -> web.Response:
+        return web.json_response({"serverTime": self._now()})
+
+    # -- trading -------------------------------------------------------------------------------
+    def _order_json(self, o: dict) -> dict:
+        return {
+            "symbol": o["symbol"], "orderId": o["id"], "orderListId": -1, "clientOrderId": o["cid"],
+            "transactTime": o["time"], "time": o["time"], "updateTime": o["update"],
+            "price": f"{o['price']:.8f}", "origQty": f"{o['qty']:.8f}", "executedQty": f"{o['executed']:.8f}",
+            "cummulativeQuoteQty": f"{o['quote_qty']:.8f}", "status": o["status"], "timeInForce": "GTC",
+            "type": o["type"], "side": o["side"], "stopPrice": "0.00000000", "icebergQty": "0.00000000",
+            "isWorking": True, "workingTime": o["time"], "origQuoteOrderQty": "0.00000000",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+
+    def _place(self, q) -> web.Response:
+        symbol = q.get("symbol", "")
+        if symbol not in self.candles:
+            return _err(-1121, "Invalid symbol.")
+        cid = q.get("newClientOrderId") or f"x-{next(self._ids)}"
+        if cid in self.by_cid:
+            self.duplicate_attempts.append(cid)
+            return _err(-2010, "Duplicate order sent.")
+        side, typ = q["side"], q["type"]
+        qty = float(q["quantity"])
+        rows = self.candles[symbol]
+        last = float(rows[max(self.cursor - 1, 0), 4])
+        price = float(q.get("price", 0) or 0) if typ == "LIMIT" else last
+        if qty < 1e-5 or price * qty < 5.0:
+            return _err(-1013, "Filter failure: NOTIONAL")
+        base, quote = symbol[:-4], symbol[-4:]
+        locked = 0.0
+        if side == "BUY":
+            locked = price * qty * (1 + self.maker_fee)
+            if self.free.get(quote, 0.0) < locked - 1e-9:
+                return _err(-2010, "Account has insufficient balance for requested action.")
+            self.free[quote] -= locked
+        else:
+            if self.free.get(base, 0.0) < qty - 1e-12:
+                return _err(-2010, "Account has insufficient balance for requested action.")
+            self.free[base] -= qty
+        now = self._now()
+        oid = next(self._ids)
+        o = {"id": oid, "cid": cid, "symbol": symbol, "side": side, "type": typ, "price": price, "qty": qty,
+             "executed": 0.0, "quote_qty": 0.0, "status": "NEW", "time": now, "update": now, "locked": locked,
+             "base": base, "quote": quote}
+        self.orders[oid] = o
+        self.by_cid[cid] = oid
+        return web.json_response(self._order_json(o))
+
+    def _find(self, q) -> dict | None:
+        if "origClientOrderId" in q:
+            oid = self.by_cid.get(q["origClientOrderId"])
+        else:
+            oid = int(q.get("orderId", -1))
+        o = self.orders.get(oid)
+        return o if o is not None and o["symbol"] == q.get("symbol") else None
+
+    def _query(self, q) -> web.Response:
+        o = self._find(q)
+        if o is None:
+            return _err(-2013, "Order does not exist.")
+        return web.json_response(self._order_json(o))
+
+    def _cancel(self, q) -> web.Response:
+        o = self._find(q)
+        if o is None or o["status"] != "NEW":
+            return _err(-2011, "Unknown order sent.")
+        if o["side"] == "BUY":
+            self.free[o["quote"]] += o["locked"]
+        else:
+            self.free[o["base"]] += o["qty"] - o["executed"]
+        o.update(status="CANCELED", locked=0.0, update=self._now())
+        return web.json_response(self._order_json(o))
+
+    def _open_orders(self, q) -> web.Response:
+        sym = q.get("symbol")
+        return web.json_response([self._order_json(o) for o in self.orders.values()
+                                  if o["status"] == "NEW" and (sym is None or o["symbol"] == sym)])
+
+    def _account(self, q) -> web.Response:
+        locked: dict[str, float] = {}
+        for o in self.orders.values():
+            if o["status"] == "NEW":
+                asset, amount = (o["quote"], o["locked"]) if o["side"] == "BUY" else (o["base"], o["qty"])
+                locked[asset] = locked.get(asset, 0.0) + amount
+        assets = set(self.free) | set(locked)
+        return web.json_response({
+            "makerCommission": 10, "takerCommission": 10, "canTrade": True, "canWithdraw": True,
+            "canDeposit": True, "updateTime": 0, "accountType": "SPOT",
+            "balances": [{"asset": a, "free": f"{self.free.get(a, 0.0):.8f}", "locked": f"{locked.get(a, 0.0):.8f}"}
+                         for a in sorted(assets)],
+            "permissions": ["SPOT"],
+        })
+
+    # -- server ------------------------------------------------------------------------------
+    async def _serve(self, ready: threading.Event, candle_seconds: float | None) -> None:
         app = web.Application()
-        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
-        app.router.add_get("/api/v3/klines", self._klines)
-        app.router.add_get("/api/v3/time", self._time)
-        self._runner = web.AppRunner(app)
+        r = app.router
+        r.add_get("/api/v3/exchangeInfo", self._wrap(self._exchange_info, False))
+        r.add_get("/api/v3/klines", self._wrap(self._klines, False))
+        r.add_get("/api/v3/time", self._wrap(self._time, False))
+        r.add_post("/api/v3/order", self._wrap(self._place, True))
+        r.add_get("/api/v3/order", self._wrap(self._query, True))
+        r.add_delete("/api/v3/order", self._wrap(self._cancel, True))
+        r.add_get("/api/v3/openOrders", self._wrap(self._open_orders, True))
+        r.add_get("/api/v3/account", self._wrap(self._account, True))
+        self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        if candle_seconds:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick(candle_seconds))
         ready.set()
 
-    def start(self) -> str:
+    async def _tick(self, seconds: float) -> None:
+        rows = max(len(r) for r in self.candles.values())
+        while self.cursor < rows - 1:
+            await asyncio.sleep(seconds)
+            self.advance()
+
+    def start(self, candle_seconds: float | None = None) -> str:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
 
         def run():
             asyncio.set_event_loop(self._loop)
-            self._loop.create_task(self._serve(ready))
+            self._loop.create_task(self._serve(ready, candle_seconds))
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -103,9 +359,20 @@ class FakeBinance:
     def stop(self) -> None:
         if self._loop is None:
             return
+        if self._ticker is not None:
+            self._loop.call_soon_threadsafe(self._ticker.cancel)
         fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
         fut.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
         self._loop = None
+
+
+def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

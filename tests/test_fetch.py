@@ -32,7 +32,7 @@ def test_paginated_fetch_returns_the_exchanges_candles_with_progress(fake, tmp_p
     for col in ("time", "open", "high", "low", "close", "volume"):
         assert np.allclose(getattr(got, col), getattr(c, col))
     assert got.gaps == c.gaps  # the exchange's own outage is reported, not filled
-    assert server.requests.count("/api/v3/klines") == 6  # 1000 bars a page
+    assert server.requests.count("GET /api/v3/klines") == 6  # 1000 bars a page
     done = [d for d, _ in seen]
     assert done == sorted(done) and seen[-1][0] == seen[-1][1]
     assert cache_path(tmp_path, "binance", "BTC/USDT", "5m").exists()
@@ -42,12 +42,12 @@ def test_the_cache_answers_again_and_only_new_spans_are_fetched(fake, tmp_path):
     server, c = fake
     mid = int(c.time[3000])
     fetch(server, int(c.time[0]), mid, tmp_path)
-    first = server.requests.count("/api/v3/klines")
+    first = server.requests.count("GET /api/v3/klines")
     again = fetch(server, int(c.time[0]), mid, tmp_path)
-    assert server.requests.count("/api/v3/klines") == first  # no request at all
+    assert server.requests.count("GET /api/v3/klines") == first  # no request at all
     assert len(again) == 3000
     wider = fetch(server, int(c.time[0]), int(c.time[-1]) + 300_000, tmp_path)
-    assert server.requests.count("/api/v3/klines") - first == 3  # only bars 3000..5999
+    assert server.requests.count("GET /api/v3/klines") - first == 3  # only bars 3000..5999
     assert len(wider) == len(c)
 
 

@@ -60,7 +60,7 @@ def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> b.ExchangeError:
     msg = f"{type(exc).__name__}: {msg}"
     if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
         return b.RateLimited(msg)
-    if isinstance(exc, ccxt.NetworkError):  # RequestTimeout, ExchangeNotAvailable, ...
+    if isinstance(exc, ccxt.NetworkError | ccxt.OperationFailed):  # timeouts, 5xx, dropped connections
         return b.TemporaryError(msg)
     if isinstance(exc, ccxt.OrderNotFound):
         return b.OrderNotFound(msg)
@@ -68,7 +68,7 @@ def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> b.ExchangeError:
         return b.InsufficientFunds(msg)
     if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied | ccxt.AccountSuspended):
         return b.AuthError(msg)
-    if isinstance(exc, ccxt.InvalidOrder):
+    if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest):  # the exchange refused what we asked
         return b.OrderRejected(msg)
     if isinstance(exc, ccxt.ExchangeError):
         return b.ExchangeError(msg)

@@ -1,0 +1,177 @@
+"""CcxtExchange (the real ccxt client) against the fake Binance on 127.0.0.1: signed requests,
+our error types, retries that never duplicate an order, the order-rate budget."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from fake_exchange import FakeBinance
+
+from engine.exchange import base as xb
+from engine.exchange.live import CcxtExchange, RateBudget
+
+KEY, SECRET = "test-key-123", "test-secret-456"
+
+
+@pytest.fixture
+def fake(btc5m):
+    c = btc5m.slice(0, 500)
+    rows = np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]
+    server = FakeBinance({"BTCUSDT": rows}, c.timeframe_ms, keys={KEY: SECRET},
+                         balances={"USDT": 10_000.0, "BTC": 0.1}, cursor=100, slow_seconds=1.5)
+    server.start()
+    yield server
+    server.stop()
+
+
+def adapter(fake, **kw):
+    kw.setdefault("backoff", 0.01)
+    return CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=700, **kw)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def req(cid, price=15_000.0, qty=0.001, side="buy", type_="limit"):
+    return xb.OrderRequest("BTC/USDT", side, type_, qty, price, cid)
+
+
+def test_rules_place_query_cancel_and_fills(fake):
+    async def go():
+        ex = adapter(fake)
+        try:
+            rules = await ex.market("BTC/USDT")
+            assert (rules.tick, rules.lot, rules.min_notional) == (0.01, 1e-05, 5.0)
+            r = await ex.place(req("gdt-1-1"))
+            assert r.status == xb.OPEN and r.client_order_id == "gdt-1-1" and r.qty == 0.001
+            assert [o.client_order_id for o in await ex.open_orders("BTC/USDT")] == ["gdt-1-1"]
+            sell = await ex.place(req("gdt-2-2", price=1.0e6, side="sell"))
+            bal = await ex.balance()
+            assert bal.free["USDT"] == pytest.approx(10_000 - 15.0 * 1.001)
+            assert bal.free["BTC"] == pytest.approx(0.099)
+            c = await ex.cancel("BTC/USDT", sell)
+            assert c.status == xb.CANCELED
+            # a buy far above the price fills when the next candle closes, at its open
+            above = await ex.place(req("gdt-3-3", price=30_000.0))
+            fake.advance()
+            got = await ex.order("BTC/USDT", "gdt-3-3")
+            assert got.status == xb.CLOSED and got.filled == 0.001
+            assert got.average == pytest.approx(float(fake.candles["BTCUSDT"][100, 1]))
+            assert above.id == got.id
+        finally:
+            await ex.close()
+    run(go())
+
+
+def test_errors_are_ours_and_carry_no_secrets(fake):
+    async def go():
+        ex = adapter(fake)
+        bad = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret="wrong-secret", backoff=0.01)
+        try:
+            with pytest.raises(xb.OrderRejected, match="NOTIONAL"):
+                await ex.place(req("gdt-1-1", qty=0.0001, price=100.0))
+            with pytest.raises(xb.InsufficientFunds):
+                await ex.place(req("gdt-1-2", qty=5.0))
+            with pytest.raises(xb.OrderNotFound):
+                await ex.order("BTC/USDT", "gdt-9-9")
+            with pytest.raises(xb.AuthError) as info:
+                await bad.balance()
+            assert "wrong-secret" not in str(info.value) and "signature=" not in str(info.value).lower().replace(
+                "signature=***", "")
+        finally:
+            await ex.close()
+            await bad.close()
+    run(go())
+
+
+@pytest.mark.parametrize("fault", ["timeout", "lost", "drop", "drop-after", "500", "429"])
+def test_a_failed_placement_is_retried_without_a_duplicate(fake, fault):
+    async def go():
+        ex = adapter(fake)
+        try:
+            await ex.market("BTC/USDT")
+            fake.inject("POST /api/v3/order", fault)
+            r = await ex.place(req("gdt-5-5"))
+            assert r.client_order_id == "gdt-5-5" and r.status == xb.OPEN
+        finally:
+            await ex.close()
+    run(go())
+    assert fake.faults_served == [("POST /api/v3/order", fault)]
+    assert [o["cid"] for o in fake.orders.values()] == ["gdt-5-5"]
+    assert fake.duplicate_attempts == []
+
+
+def test_temporary_errors_give_up_after_the_retry_limit(fake):
+    async def go():
+        ex = adapter(fake, retries=2)
+        try:
+            await ex.market("BTC/USDT")
+            fake.inject("GET /api/v3/openOrders", "500", times=3)
+            with pytest.raises(xb.TemporaryError):
+                await ex.open_orders("BTC/USDT")
+            assert ex.retried == 2
+            assert await ex.open_orders("BTC/USDT") == []  # the exchange is back
+        finally:
+            await ex.close()
+    run(go())
+
+
+def test_cancel_that_already_happened_reports_the_order(fake):
+    async def go():
+        ex = adapter(fake)
+        try:
+            r = await ex.place(req("gdt-1-1"))
+            fake.inject("DELETE /api/v3/order", "drop-after")  # cancelled, the answer lost
+            c = await ex.cancel("BTC/USDT", r)
+            assert c.status == xb.CANCELED
+        finally:
+            await ex.close()
+    run(go())
+
+
+def test_the_rate_budget_paces_a_100_order_grid_without_a_rejection(fake):
+    clock = [0.0]
+    budget = RateBudget(50, 10.0, clock=lambda: clock[0])
+
+    async def go():
+        ex = adapter(fake, budget=(50, 10.0))
+        ex.budget = budget
+        sleeps = []
+        real_sleep = asyncio.sleep
+
+        async def fake_sleep(s):
+            sleeps.append(s)
+            clock[0] += s
+            await real_sleep(0)
+
+        asyncio_sleep, asyncio.sleep = asyncio.sleep, fake_sleep
+        try:
+            reqs = [req(f"gdt-{i}-{i}", price=10_000.0 + i, qty=0.0006) for i in range(100)]
+            results = await ex.place_many(reqs)
+        finally:
+            asyncio.sleep = asyncio_sleep
+            await ex.close()
+        return results, sleeps
+
+    results, sleeps = run(go())
+    assert all(isinstance(r, xb.OrderReport) for r in results)
+    assert len(fake.orders) == 100 and fake.duplicate_attempts == []
+    assert clock[0] >= 20.0 - 1e-6  # 100 orders at 50 per 10 s: two full windows of waiting
+    assert sum(sleeps) == pytest.approx(clock[0])
+
+
+def test_the_rate_budget_never_lets_more_than_its_count_through_a_window():
+    times = []
+
+    async def go():
+        b = RateBudget(5, 0.2)
+        for _ in range(12):
+            await b.acquire()
+            times.append(time.monotonic())
+    run(go())
+    for i in range(5, len(times)):
+        assert times[i] - times[i - 5] >= 0.2 - 1e-3
