@@ -1,4 +1,4 @@
-"""The ``griddesk`` command line: backtest, indicators, fetch, sample."""
+"""The ``griddesk`` command line: backtest, indicators, fetch, sample, run, status."""
 
 from __future__ import annotations
 
@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("sample", help="write the bundled sample candles again from their seed")
     sm.add_argument("--out", type=Path)
     sm.add_argument("--seed", type=int, default=7)
+
+    ru = sub.add_parser("run", help="run trading systems without the GUI until Ctrl-C or SIGTERM")
+    ru.add_argument("--config", type=Path, default=Path("cryptos.json"), help="the systems (cryptos.json)")
+    ru.add_argument("--system", action="append", help="a system to run (repeat; default: the enabled ones)")
+    ru.add_argument("--exchange-url", help="send every exchange request to this base URL")
+    ru.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
+    ru.add_argument("--poll", type=_float("poll"), default=1.0, help="seconds between polls of the exchange")
+
+    st = sub.add_parser("status", help="print each system's state, open orders and PnL from the files")
+    st.add_argument("--data-dir", type=Path, help="state folder (default: the app's)")
     return ap
 
 
@@ -334,16 +344,91 @@ def cmd_sample(args) -> int:
     return sample.main([*(["--out", str(args.out)] if args.out else []), "--seed", str(args.seed)]) or 0
 
 
+def cmd_run(args) -> int:
+    import asyncio
+    import signal
+
+    from engine.runtime.config import load_systems
+    from engine.runtime.runner import Runner, default_data_dir
+
+    systems, problem = load_systems(args.config)
+    if problem:
+        print(f"griddesk run: warning: {problem}", file=sys.stderr)
+    if args.system:
+        names = {s.name for s in systems}
+        for n in args.system:
+            if n not in names:
+                raise ValueError(f"--system: {args.config} has no system {n!r} (it has {', '.join(sorted(names))})")
+        systems = [s for s in systems if s.name in args.system]
+    else:
+        systems = [s for s in systems if s.enabled]
+        if not systems:
+            raise ValueError(f"--system: no system in {args.config} is enabled; name one with --system")
+    data_dir = args.data_dir or default_data_dir()
+    runner = Runner(systems, data_dir, exchange_url=args.exchange_url, poll_seconds=args.poll)
+
+    async def main_loop():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"griddesk run: {len(systems)} system(s), data in {data_dir}; Ctrl-C stops (orders stay resting)",
+              flush=True)
+        await runner.run(stop)
+
+    asyncio.run(main_loop())
+    for name, err in runner.errors.items():
+        print(f"griddesk run: {name}: {err}", file=sys.stderr)
+    print("griddesk run: stopped; resting orders left in place", flush=True)
+    return 1 if runner.errors else 0
+
+
+def cmd_status(args) -> int:
+    from engine.data import utc_text
+    from engine.runtime.runner import default_data_dir
+    from engine.store import read_json
+
+    data_dir = args.data_dir or default_data_dir()
+    folder = data_dir / "state" / "systems"
+    files = sorted(folder.glob("*.json")) if folder.exists() else []
+    if not files:
+        print(f"no system has run yet (no state in {folder})")
+        return 0
+    bot = read_json(data_dir / "state" / "bot_state.json", default={}).data
+    if bot.get("kill_all"):
+        print("KILL SWITCH ON: no new orders")
+    for path in files:
+        loaded = read_json(path)
+        d = loaded.data
+        s = d.get("summary") or {}
+        when = utc_text(d["last_time"]) if d.get("last_time", -1) >= 0 else "-"
+        status = (bot.get("systems", {}).get(d.get("system"), {}) or {}).get("status", "OFF")
+        print(f"{d.get('system')}: {status}, last candle {when}, price {s.get('price', 0):,.2f}")
+        if s.get("equity") is not None:
+            print(f"  equity {s['equity']:,.2f}  cash {s['cash']:,.2f}  position {s['position']:.8g}  "
+                  f"grid profit {s['grid_profit']:,.2f}  floating {s['floating']:,.2f}  fees {s['fees']:,.2f}  "
+                  f"fills {s['fills']}")
+        orders = d.get("orders", [])
+        print(f"  {len(orders)} open order(s)")
+        for o in sorted(orders, key=lambda o: -o["price"]):
+            print(f"    {o['side']:4} {o['qty']:.8g} @ {o['price']:,.2f}  {o['state']:16} {o['cid']}")
+        if loaded.problem:
+            print(f"  warning: {loaded.problem}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from engine.data import DataError
+    from engine.store import StoreError
     from engine.strategies.spot_grid import ParamError
 
-    handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample}
+    handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
+                "run": cmd_run, "status": cmd_status}
     try:
         return handlers[args.command](args)
-    except (DataError, ParamError) as exc:
+    except (DataError, ParamError, StoreError) as exc:
         print(f"griddesk {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

@@ -28,7 +28,7 @@ from engine.exchange.base import (
 
 
 class PaperExchange:
-    def __init__(self, source, rules: MarketRules, *, quote: float, base: float = 0.0, maker_fee: float = 0.001,
+    def __init__(self, source, rules: MarketRules | None, *, quote: float, base: float = 0.0, maker_fee: float = 0.001,
                  taker_fee: float = 0.001, slippage: float = 0.0, fill_through: bool = False, name: str = "paper"):
         self.source = source
         self.rules = rules
@@ -45,6 +45,8 @@ class PaperExchange:
 
     # -- market data: from the source ------------------------------------------------------------
     async def market(self, symbol: str) -> MarketRules:
+        if self.rules is None:  # from the source exchange's own rules
+            self.rules = await self.source.market(symbol)
         return self.rules
 
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:

@@ -70,6 +70,7 @@ class Trader:
             "strategy": self.strategy.state() if self.strategy and self.strategy.started else None,
             "orders": [o.to_dict() for o in self.book.live()],
             "paper": self.adapter.state() if self.paper else None,
+            "summary": self.summary(),
         }
         write_json_atomic(self.state_path, state)
 
@@ -312,10 +313,10 @@ class Trader:
             if o is None:
                 o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar))
             batch.append(o)
-        for o in batch:
-            self.book.move(o.cid, lc.SUBMITTED, "sending")
-        self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
         if batch:
+            for o in batch:
+                self.book.move(o.cid, lc.SUBMITTED, "sending")
+            self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
             reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid) for o in batch]
             results = await self._place_all(reqs)
             if t0 is not None:

@@ -1,0 +1,158 @@
+"""Run several systems on one asyncio loop (a plain loop headless, the qasync loop in the app).
+
+Files in the data folder: ``state/systems/<name>.json`` (each system's strategy and orders,
+the authority on restart), ``state/bot_state.json`` (kill switch, dry-run, each system's status:
+restored on start), ``state/open_orders.json`` and ``state/grid_config.json`` (views for people
+and the GUI), ``journal/<name>.jsonl`` (append-only fills and order transitions) and
+``logs/trading_*.jsonl`` (the event log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.data import load_candles
+from engine.exchange.base import MarketRules
+from engine.exchange.live import CcxtExchange
+from engine.exchange.paper import PaperExchange
+from engine.exchange.replay import ReplaySource
+from engine.risk import RiskGate
+from engine.runtime.config import ConfigError, SystemConfig
+from engine.runtime.trader import Trader
+from engine.store import EventLog, read_json, write_json_atomic
+from engine.strategies.spot_grid import SpotGridConfig
+
+Keys = Callable[[str], tuple[str, str]]
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("griddesk", appauthor=False))
+
+
+def env_keys(exchange: str) -> tuple[str, str]:
+    """Headless keys: GRIDDESK_<EXCHANGE>_API_KEY and GRIDDESK_<EXCHANGE>_SECRET."""
+    name = exchange.upper()
+    return os.environ.get(f"GRIDDESK_{name}_API_KEY", ""), os.environ.get(f"GRIDDESK_{name}_SECRET", "")
+
+
+def _replay(cfg: SystemConfig, sample_path: Path) -> ReplaySource:
+    path = sample_path if cfg.data == "sample" else Path(cfg.data)
+    candles = load_candles(path)
+    return ReplaySource(candles, seconds_per_candle=cfg.replay_seconds, warmup=200)
+
+
+def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path | None = None):
+    """The adapter a system trades through: a PaperExchange for paper and dry-run systems (on
+    a replay of recorded candles, or on the exchange's live candles), else a CcxtExchange."""
+    url = cfg.exchange_url or None
+    if cfg.market != "spot":
+        raise ConfigError(f"system {cfg.name!r}: market: the runtime trades spot grids for now (got {cfg.market})")
+    if cfg.mode == "paper" or cfg.dry_run:
+        sg = SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
+        if cfg.data:
+            from engine.sample import SAMPLE_PATH
+
+            source = _replay(cfg, sample_path or SAMPLE_PATH)
+            base, quote = cfg.symbol.split("/")
+            rules = MarketRules(cfg.symbol, sg.tick, sg.lot, 0.0, sg.min_notional, base, quote)
+        else:
+            source = CcxtExchange(cfg.exchange, base_url=url, sandbox=cfg.sandbox)
+            rules = None
+        taker = sg.fee if sg.taker_fee is None else sg.taker_fee
+        return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sg.fee, taker_fee=taker,
+                             slippage=sg.slippage, fill_through=sg.fill_rule == "through")
+    key, secret = keys(cfg.exchange)
+    if not key or not secret:
+        n = cfg.exchange.upper()
+        raise ConfigError(f"system {cfg.name!r}: live trading needs API keys for {cfg.exchange}: store them in "
+                          f"the app (OS keyring) or set GRIDDESK_{n}_API_KEY and GRIDDESK_{n}_SECRET")
+    sg = SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
+    return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sg.fee)
+
+
+class Runner:
+    def __init__(self, systems: list[SystemConfig], data_dir: str | Path, *, keys: Keys = env_keys,
+                 exchange_url: str | None = None, poll_seconds: float = 1.0, risk: RiskGate | None = None,
+                 sample_path: Path | None = None):
+        self.data_dir = Path(data_dir)
+        self.events = EventLog(self.data_dir / "logs")
+        self.risk = risk or RiskGate(event_log=self.events)
+        if risk is not None and risk.event_log is None:
+            risk.event_log = self.events
+        self.poll_seconds = poll_seconds
+        self.keys = keys
+        self.sample_path = sample_path
+        self.systems = [SystemConfig(**{**s.to_dict(), "exchange_url": exchange_url}) if exchange_url else s
+                        for s in systems]
+        self.traders: dict[str, Trader] = {}
+        self.errors: dict[str, str] = {}
+        self._restore_switches()
+
+    @property
+    def bot_state_path(self) -> Path:
+        return self.data_dir / "state" / "bot_state.json"
+
+    def _restore_switches(self) -> None:
+        """The kill switch and the global dry-run survive a restart."""
+        loaded = read_json(self.bot_state_path, default={})
+        if loaded.problem:
+            self.events.log("state_problem", file=str(self.bot_state_path), problem=loaded.problem)
+        d = loaded.data
+        if d.get("kill_all"):
+            self.risk.kill()
+        if d.get("dry_run_all"):
+            self.risk.set_dry_run(None, True)
+        for name in d.get("killed", []):
+            self.risk.kill(name)
+
+    def write_views(self) -> None:
+        """bot_state.json, open_orders.json and grid_config.json from the running traders."""
+        state = self.data_dir / "state"
+        write_json_atomic(state / "bot_state.json", {
+            "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
+            "killed": sorted(n for n, s in self.risk._systems.items() if s.killed),
+            "systems": {name: t.summary() for name, t in self.traders.items()},
+            "errors": self.errors,
+        })
+        write_json_atomic(state / "open_orders.json", {
+            name: [o.to_dict() for o in t.book.live()] for name, t in self.traders.items()}, backup=False)
+        write_json_atomic(state / "grid_config.json", {
+            name: {"config": t.cfg.to_dict(), "params": t.strategy.params._asdict() if t.strategy.params else None}
+            for name, t in self.traders.items() if t.strategy is not None}, backup=False)
+
+    async def _run_one(self, cfg: SystemConfig, stop: asyncio.Event) -> None:
+        adapter = None
+        try:
+            adapter = build_adapter(cfg, keys=self.keys, sample_path=self.sample_path)
+            trader = Trader(cfg, adapter, self.risk, self.data_dir, event_log=self.events)
+            self.traders[cfg.name] = trader
+            await trader.run(stop, self.poll_seconds)
+        except Exception as exc:
+            self.errors[cfg.name] = f"{type(exc).__name__}: {exc}"
+            self.events.log("system_error", system=cfg.name, error=self.errors[cfg.name])
+        finally:
+            if adapter is not None:
+                await adapter.close()
+
+    async def _views(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.write_views()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(self.poll_seconds, 1.0))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.events.log("runner_started", systems=[s.name for s in self.systems])
+        tasks = [asyncio.create_task(self._run_one(s, stop)) for s in self.systems]
+        views = asyncio.create_task(self._views(stop))
+        await asyncio.gather(*tasks)
+        stop.set()
+        await views
+        self.write_views()
+        self.events.log("runner_stopped")
+        self.events.close()
