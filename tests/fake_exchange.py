@@ -86,6 +86,7 @@ class FakeBinance:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None
         self.url = ""
+        self.stop_at = 1 << 62  # the ticker closes no candle beyond this index
 
     # -- test controls (thread-safe) -------------------------------------------------------------
     def inject(self, endpoint: str, kind: str, times: int = 1) -> None:
@@ -337,7 +338,7 @@ class FakeBinance:
 
     async def _tick(self, seconds: float) -> None:
         rows = max(len(r) for r in self.candles.values())
-        while self.cursor < rows - 1:
+        while self.cursor < min(rows - 1, self.stop_at):
             await asyncio.sleep(seconds)
             self.advance()
 

@@ -117,33 +117,32 @@ class Trader:
         if self.strategy is None:
             self.strategy = SpotGridRunner(self._strategy_config())
         prefix = f"gd{self.cfg.id}-"
-        adopted, missing, unknown = [], [], []
-        # Orders sent just before a crash: the exchange knows whether they arrived.
-        for o in self.book.in_state(lc.SUBMITTED):
-            try:
-                r = await self.adapter.order(self.cfg.symbol, o.cid)
-            except xb.OrderNotFound:
-                self.book.move(o.cid, lc.NEW, "never reached the exchange: will be sent again")
-                missing.append(o.cid)
-                continue
-            self._apply_report(o, r)
-            adopted.append(o.cid)
-        # Ours on the exchange but not in the book (a crash between send and save).
+        adopted, unknown = [], []
+        # Ours on the exchange but not in the book (the state file came from its backup):
+        # adopt what the strategy wants resting, leave the rest alone.
         for r in await self.adapter.open_orders(self.cfg.symbol):
             if not r.client_order_id.startswith(prefix) or r.client_order_id in self.book.orders:
                 continue
             parsed = lc.parse_client_order_id(r.client_order_id)
-            key = parsed[1] if parsed else None
-            if key is not None and self.strategy.started and self.strategy.is_live_key(key):
-                d = next((x for x in self.strategy.desired(r.price) if x.key == key), None)
-                if d is not None:
-                    o = self.book.add(lc.TrackedOrder(r.client_order_id, key, d.side, d.type, d.price, d.qty, d.level,
-                                                      d.role, lc.SUBMITTED, note="adopted on start"))
-                    self._apply_report(o, r)
-                    adopted.append(o.cid)
-                    continue
-            unknown.append(r.client_order_id)
-        self.report.update(resumed=resumed, adopted=adopted, missing=missing, unknown=unknown)
+            d = None
+            if parsed and self.strategy.started and self.strategy.is_live_key(parsed[1]):
+                d = next((x for x in self.strategy.desired(r.price) if x.key == parsed[1]), None)
+            if d is None:
+                unknown.append(r.client_order_id)
+                continue
+            self.book.add(lc.TrackedOrder(r.client_order_id, d.key, d.side, d.type, d.price, d.qty, d.level, d.role,
+                                          lc.SUBMITTED, note="adopted on start"))
+            adopted.append(r.client_order_id)
+        # Everything in the book (orders sent just before a crash included) against the
+        # exchange: fills since the last save go to the strategy; orders that never arrived
+        # go back to NEW and are sent with the next decision.
+        submitted = {o.cid for o in self.book.in_state(lc.SUBMITTED)}
+        fills = await self.sync(self.strategy.bar) if self.strategy.started else 0
+        missing = [o.cid for o in self.book.in_state(lc.NEW) if o.cid in submitted]
+        lost = [cid for cid, o in self.book.orders.items() if o.note.startswith("gone from the exchange")]
+        self.book.prune()
+        self.report.update(resumed=resumed, adopted=adopted, missing=missing, unknown=unknown, lost=lost,
+                           fills_since_last_run=fills)
         self._log("hot_boot", **{k: v for k, v in self.report.items()})
         self._save()
         return self.report

@@ -233,7 +233,8 @@ class SpotGridRunner:
         self._touched = np.zeros(0, dtype=np.int64)
         self._nt = 0
         self.bar = -1  # the last bar decided
-        self.market_seq = 0  # market sells decided so far (their keys are -1 - seq)
+        self.market_seq = 0  # market sells decided so far (the n-th has key -n)
+        self._market_pending = 0.0
 
     # -- setup -------------------------------------------------------------------------------
     @property
@@ -305,8 +306,12 @@ class SpotGridRunner:
         self._after_decide()
 
     def _after_decide(self) -> None:
-        if k.market_qty(self.arrays["F"]) > 0:
+        """A new market sell of leftover inventory gets a new key; one still waiting for its
+        fill keeps its key."""
+        q = k.market_qty(self.arrays["F"])
+        if q > 0 and q != self._market_pending:
             self.market_seq += 1
+        self._market_pending = q
 
     def desired(self, close: float) -> list[DesiredOrder]:
         no = int(self.arrays["I"][k._NOR])
@@ -354,6 +359,7 @@ class SpotGridRunner:
             "open_orders": {str(int(i)): list(self.orders[i].tolist()) for i in open_ids},
             "bar": self.bar,
             "market_seq": self.market_seq,
+            "market_pending": self._market_pending,
         }
 
     @classmethod
@@ -368,4 +374,5 @@ class SpotGridRunner:
             self.orders[int(oid)] = tuple(row)
         self.bar = int(state["bar"])
         self.market_seq = int(state["market_seq"])
+        self._market_pending = float(state.get("market_pending", 0.0))
         return self
