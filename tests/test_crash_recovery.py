@@ -58,7 +58,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path)
             if i % 3 == 0:  # anywhere, start-up included
                 time.sleep(rng.uniform(0.2, 2.5))
             else:  # while it trades: after its hot boot
-                wait_until(lambda: hot_boots(data_dir) > boots, timeout=30)
+                wait_until(lambda seen=boots: hot_boots(data_dir) > seen, timeout=30)
                 time.sleep(rng.uniform(0.0, 1.5))
             boots = hot_boots(data_dir)
             p.send_signal(signal.SIGKILL)
