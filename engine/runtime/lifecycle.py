@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 NEW, SUBMITTED, OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED = (
     "new", "submitted", "open", "partially_filled", "filled", "cancelled", "rejected", "expired")
@@ -68,8 +68,7 @@ class TrackedOrder:
     average: float = 0.0
     fee: float = 0.0
     bar: int = -1  # the bar whose close decided it
-    note: str = ""
-    history: list[list] = field(default_factory=list)  # [ms, state, note]
+    note: str = ""  # why it is in its state (the journal holds the whole lifecycle)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +89,6 @@ class OrderBook:
     def add(self, order: TrackedOrder) -> TrackedOrder:
         if order.cid in self.orders:
             raise LifecycleError(f"{order.cid}: already in the book")
-        order.history.append([_now(), order.state, order.note])
         self.orders[order.cid] = order
         self._journal(order, order.state, order.note)
         return order
@@ -105,7 +103,6 @@ class OrderBook:
             return o
         o.state = state
         o.note = note
-        o.history.append([_now(), state, note])
         self._journal(o, state, note)
         return o
 

@@ -140,11 +140,20 @@ class Runner:
             if adapter is not None:
                 await adapter.close()
 
+    def _signature(self) -> tuple:
+        return (self.risk.kill_all, self.risk.dry_run_all, tuple(sorted(self.errors)),
+                tuple((n, t.last_time, len(t.book.orders), t.risk.status(n).label) for n, t in self.traders.items()))
+
     async def _views(self, stop: asyncio.Event) -> None:
+        """Rewrite the views when something changed, at most every 2 s."""
+        seen = None
         while not stop.is_set():
-            self.write_views()
+            sig = self._signature()
+            if sig != seen:
+                self.write_views()
+                seen = sig
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(self.poll_seconds, 1.0))
+                await asyncio.wait_for(stop.wait(), 2.0)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.events.log("runner_started", systems=[s.name for s in self.systems])
