@@ -128,7 +128,7 @@ class RiskGate:
         self.event_log = event_log
         self.audit: deque[Denial] = deque(maxlen=audit_size)
         self._systems: dict[str, _SystemRisk] = {}
-        self._symbol_exposure: dict[str, float] = {}
+        self._exposure: dict[tuple[str, str], float] = {}  # (system, symbol) -> notional
 
     # --- systems ------------------------------------------------------------------------------
     def system(self, name: str) -> _SystemRisk:
@@ -157,9 +157,13 @@ class RiskGate:
             self.system(system).killed = False
         self._log("kill_switch", system=system or "*", on=False)
 
-    def set_exposure(self, symbol: str, notional: float) -> None:
-        """The runtime reports each symbol's exposure: positions plus resting orders, in quote."""
-        self._symbol_exposure[symbol] = abs(notional)
+    def set_exposure(self, symbol: str, notional: float, system: str = "") -> None:
+        """A system reports its exposure on a symbol: position plus resting buys, in quote.
+        The limits apply to the sum over systems (per symbol) and over everything (total)."""
+        self._exposure[(system, symbol)] = abs(notional)
+
+    def exposure(self, symbol: str | None = None) -> float:
+        return sum(v for (_, sym), v in self._exposure.items() if symbol is None or sym == symbol)
 
     # --- the gate -----------------------------------------------------------------------------
     def check(self, order: OrderIntent, market: Market) -> Decision:
@@ -197,11 +201,11 @@ class RiskGate:
                 return Decision(DENY, "deviation", f"price {o.price:g} is {dev:.2%} from the last trade "
                                                    f"{m.last:g} (limit {lim.max_deviation:.2%})")
         if not o.reduces:
-            sym = self._symbol_exposure.get(o.symbol, 0.0) + o.notional
+            sym = self.exposure(o.symbol) + o.notional
             if sym > lim.max_symbol_notional:
                 return Decision(DENY, "exposure_symbol", f"{o.symbol} exposure would be {sym:,.2f}, "
                                                          f"over its limit {lim.max_symbol_notional:,.2f}")
-            total = sum(self._symbol_exposure.values()) + o.notional
+            total = self.exposure() + o.notional
             if total > lim.max_total_notional:
                 return Decision(DENY, "exposure_total",
                                 f"total exposure would be {total:,.2f}, over the limit {lim.max_total_notional:,.2f}")

@@ -125,3 +125,16 @@ def test_the_atr_circuit_breaker_pauses_new_buys_and_resumes(btc5m, tmp_path):
     assert not trader.risk.status(trader.cfg.name).paused
     wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
     assert wanted == {o.cid for o in trader.book.live()}  # what waited has gone out
+
+
+def test_exposure_limits_hold_the_grids_buys_with_a_reason(btc5m, tmp_path):
+    params = GRIDS[0]
+    trader, clock = make_trader(btc5m.slice(0, 300), params, tmp_path)
+    trader.risk.limits.max_symbol_notional = 3_000.0
+    asyncio.run(drive(trader, clock, int(btc5m.time[200])))
+    resting_buys = sum(o.price * o.qty for o in trader.book.live() if o.side == "buy")
+    held = trader.strategy.books(0.0)["position"] * float(btc5m.close[200])
+    assert trader.risk.exposure("BTC/USDT") == pytest.approx(resting_buys + held)
+    assert resting_buys + held <= 3_000.0 * 1.02  # the last order in may overshoot by price moves
+    denied = [d for d in trader.risk.audit if d.rule == "exposure_symbol"]
+    assert denied and "over its limit 3,000.00" in denied[-1].reason

@@ -104,6 +104,15 @@ class Runner:
         if loaded.problem:
             self.events.log("state_problem", file=str(self.bot_state_path), problem=loaded.problem)
         d = loaded.data
+        limits = d.get("limits") or {}
+        for name, value in limits.items():
+            if not hasattr(self.risk.limits, name):
+                raise ConfigError(f"{self.bot_state_path}: limits.{name}: unknown risk limit")
+            setattr(self.risk.limits, name, value)
+        try:
+            self.risk.limits.validate()
+        except ValueError as exc:
+            raise ConfigError(f"{self.bot_state_path}: limits.{exc}") from None
         if d.get("kill_all"):
             self.risk.kill()
         if d.get("dry_run_all"):
@@ -117,6 +126,7 @@ class Runner:
         write_json_atomic(state / "bot_state.json", {
             "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
             "killed": sorted(n for n, s in self.risk._systems.items() if s.killed),
+            "limits": {k: v for k, v in vars(self.risk.limits).items() if v != float("inf")},
             "systems": {name: t.summary() for name, t in self.traders.items()},
             "errors": self.errors,
         })

@@ -290,6 +290,7 @@ class Trader:
         for o in to_cancel:  # first: what they hold is what the new orders need
             await self.cancel(o, "cancel: the grid no longer wants it")
         market = Market(last=close, min_notional=self.rules.min_notional)
+        exposure = self._report_exposure(close)
         batch: list[lc.TrackedOrder] = []
         for cid, d in want.items():
             o = self.book.orders.get(cid)
@@ -309,6 +310,9 @@ class Trader:
             if why:
                 self._log("order_refused", cid=cid, reason=why)
                 continue
+            if not d.reduces:  # the next order is judged with this one counted
+                exposure += intent.notional
+                self.risk.set_exposure(sym, exposure, self.cfg.name)
             if o is None:
                 o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar))
             batch.append(o)
@@ -330,7 +334,15 @@ class Trader:
                     self._apply_report(o, res)
                     self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
         self.book.prune()
+        self._report_exposure(close)
         self._save()
+
+    def _report_exposure(self, close: float) -> float:
+        """Tell the risk gate what this system holds and has resting to buy, in quote."""
+        held = self.strategy.books(close)["position"] * close
+        resting = sum(o.price * (o.qty - o.filled) for o in self.book.live() if o.side == "buy")
+        self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
+        return held + resting
 
     async def _place_all(self, reqs):
         if hasattr(self.adapter, "place_many"):
