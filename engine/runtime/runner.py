@@ -92,6 +92,8 @@ class Runner:
                         for s in systems]
         self.traders: dict[str, Trader] = {}
         self.errors: dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._stops: dict[str, asyncio.Event] = {}
         self._restore_switches()
 
     @property
@@ -136,6 +138,31 @@ class Runner:
             name: {"config": t.cfg.to_dict(), "params": t.strategy.params._asdict() if t.strategy.params else None}
             for name, t in self.traders.items() if t.strategy is not None}, backup=False)
 
+    # -- one system at a time (the GUI's ON/OFF) ---------------------------------------------------
+    def start(self, cfg: SystemConfig) -> asyncio.Task:
+        """Start trading one system on the running loop (no-op when it already runs)."""
+        task = self._tasks.get(cfg.name)
+        if task is not None and not task.done():
+            return task
+        self.errors.pop(cfg.name, None)
+        stop = asyncio.Event()
+        self._stops[cfg.name] = stop
+        self._tasks[cfg.name] = task = asyncio.ensure_future(self._run_one(cfg, stop))
+        return task
+
+    async def stop(self, name: str) -> None:
+        """Stop one system cleanly (its resting orders stay)."""
+        if name in self._stops:
+            self._stops[name].set()
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            await task
+        self._stops.pop(name, None)
+
+    def running(self, name: str) -> bool:
+        task = self._tasks.get(name)
+        return task is not None and not task.done()
+
     async def _run_one(self, cfg: SystemConfig, stop: asyncio.Event) -> None:
         adapter = None
         try:
@@ -166,10 +193,15 @@ class Runner:
                 await asyncio.wait_for(stop.wait(), 2.0)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Headless: every system until ``stop`` is set (or all of them have ended)."""
         self.events.log("runner_started", systems=[s.name for s in self.systems])
-        tasks = [asyncio.create_task(self._run_one(s, stop)) for s in self.systems]
+        for s in self.systems:
+            self.start(s)
         views = asyncio.create_task(self._views(stop))
-        await asyncio.gather(*tasks)
+        all_done = asyncio.ensure_future(asyncio.gather(*self._tasks.values()))
+        await asyncio.wait([all_done, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        for name in list(self._tasks):
+            await self.stop(name)
         stop.set()
         await views
         self.write_views()
