@@ -17,10 +17,17 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-# Until the desktop app lands, `run` backtests a trailing geometric grid on the bundled sample.
+# Opens the app: the bundled sample system, paper and dry-run. Without a display it renders
+# offscreen for a few seconds and saves a screenshot instead of failing.
 run: $(VENV)/.installed-run
-	$(VENV)/bin/griddesk backtest --data sample --strategy spot-grid --mode range \
-	    --spacing geometric --levels 40 --capital 10000 --fee 0.001 --trailing both
+	bash scripts/install-system-deps.sh --gui
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ -n "$$QT_QPA_PLATFORM" ]; then \
+	    $(VENV)/bin/griddesk gui; \
+	else \
+	    echo "no display: running the app offscreen for 10 s, screenshot in build/griddesk.png"; \
+	    mkdir -p build; \
+	    QT_QPA_PLATFORM=offscreen $(VENV)/bin/griddesk gui --quit-after 10 --screenshot build/griddesk.png; \
+	fi
 
 sysdeps:
 	bash scripts/install-system-deps.sh

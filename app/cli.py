@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
     ru.add_argument("--poll", type=_float("poll"), default=1.0, help="seconds between polls of the exchange")
 
+    gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
+    gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
+    gu.add_argument("--quit-after", type=_float("quit_after"), help=argparse.SUPPRESS)
+    gu.add_argument("--screenshot", type=Path, help=argparse.SUPPRESS)
+
     st = sub.add_parser("status", help="print each system's state, open orders and PnL from the files")
     st.add_argument("--data-dir", type=Path, help="state folder (default: the app's)")
     return ap
@@ -417,15 +422,22 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_gui(args) -> int:
+    from app.gui import main as gui_main
+
+    return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv or ["gui"])
     from engine.data import DataError
     from engine.store import StoreError
     from engine.strategies.spot_grid import ParamError
 
     handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
-                "run": cmd_run, "status": cmd_status}
+                "run": cmd_run, "status": cmd_status, "gui": cmd_gui}
     try:
         return handlers[args.command](args)
     except (DataError, ParamError, StoreError) as exc:

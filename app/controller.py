@@ -1,0 +1,225 @@
+"""The one door between the widgets and the engine: Qt signals out, plain method calls in.
+
+It owns the systems (cryptos.json in the data folder), the risk gate and a Runner whose
+traders run as tasks on the qasync loop. Widgets read snapshots (``system_rows``,
+``order_rows``, ``chart``) and never see ccxt or an adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from engine.risk import RiskGate
+from engine.runtime import lifecycle as lc
+from engine.runtime.config import SystemConfig, load_systems, save_systems
+from engine.runtime.runner import Runner, default_data_dir, env_keys
+from engine.store import EventLog, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _EmittingLog(EventLog):
+    """The runtime's event log, also shown live in the Logs tab."""
+
+    def __init__(self, log_dir, emit):
+        super().__init__(log_dir)
+        self._emit = emit
+
+    def log(self, event: str, **fields) -> None:
+        super().log(event, **fields)
+        self._emit(event, fields)
+
+
+class Controller(QObject):
+    systemsChanged = Signal()
+    riskChanged = Signal()
+    logEvent = Signal(str, dict)  # event, fields
+    tick = Signal()  # a refresh of everything that moves (orders, chart, statuses)
+
+    def __init__(self, data_dir: str | Path | None = None, *, keys=env_keys, refresh_ms: int = 500):
+        super().__init__()
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.config_path = self.data_dir / "cryptos.json"
+        if not self.config_path.exists():  # first launch: the bundled default systems
+            self.config_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / "cryptos.json", self.config_path)
+        self.systems, problem = load_systems(self.config_path)
+        self.events = _EmittingLog(self.data_dir / "logs", lambda e, f: self.logEvent.emit(e, f))
+        if problem:
+            self.events.log("state_problem", file=str(self.config_path), problem=problem)
+        self.risk = RiskGate(event_log=self.events)
+        self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25)
+        self.runner.events = self.events
+        self._tasks: set[asyncio.Task] = set()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.tick.emit)
+        self._timer.start(refresh_ms)
+
+    def start(self) -> None:
+        """On the running loop: write the state views as they change, start the systems that
+        were ON when the app closed."""
+        self._views_stop = asyncio.Event()
+        self._views_task = asyncio.ensure_future(self.runner._views(self._views_stop))
+        for s in self.systems:
+            if s.enabled:
+                self.runner.start(s)
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Run a coroutine on the loop; its failure is logged, never lost."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self.events.log("error", error=f"{type(t.exception()).__name__}: {t.exception()}")
+        task.add_done_callback(done)
+        return task
+
+    # -- systems -------------------------------------------------------------------------------
+    def system(self, name: str) -> SystemConfig:
+        return next(s for s in self.systems if s.name == name)
+
+    def add_system(self, cfg: SystemConfig) -> None:
+        cfg.validate(f"system {cfg.name!r}")
+        if any(s.name == cfg.name for s in self.systems):
+            raise ValueError(f"name: a system called {cfg.name!r} exists already")
+        self.systems.append(cfg)
+        self._save()
+
+    def replace_system(self, name: str, cfg: SystemConfig) -> None:
+        if self.runner.running(name):
+            raise RuntimeError(f"{name} is running: switch it off before editing it")
+        cfg.validate(f"system {cfg.name!r}")
+        self.systems = [cfg if s.name == name else s for s in self.systems]
+        self._save()
+
+    async def remove_system(self, name: str, cancel_orders: bool) -> int:
+        """Stop and forget a system; with ``cancel_orders`` its resting orders are cancelled
+        first (otherwise they stay on the exchange). Returns the orders cancelled."""
+        n = await self.cancel_all(name) if cancel_orders else 0
+        await self.runner.stop(name)
+        self.runner.traders.pop(name, None)
+        self.systems = [s for s in self.systems if s.name != name]
+        self._save()
+        return n
+
+    def _save(self) -> None:
+        save_systems(self.config_path, self.systems)
+        self.systemsChanged.emit()
+
+    def set_on(self, name: str, on: bool) -> None:
+        cfg = self.system(name)
+        if on:
+            self.runner.start(cfg)
+        else:
+            self.spawn(self.runner.stop(name))
+        cfg.enabled = on
+        self._save()
+
+    def is_on(self, name: str) -> bool:
+        return self.runner.running(name)
+
+    # -- risk ----------------------------------------------------------------------------------
+    def set_kill(self, on: bool, system: str | None = None) -> None:
+        (self.risk.kill if on else self.risk.release)(system)
+        self.runner.write_views()
+        self.riskChanged.emit()
+
+    def set_dry_run(self, on: bool, system: str | None = None) -> None:
+        """Global dry-run, or one system's (a running system picks it up when restarted)."""
+        if system is None:
+            self.risk.set_dry_run(None, on)
+        else:
+            cfg = self.system(system)
+            cfg.dry_run = on
+            self.risk.set_dry_run(system, on)
+            self._save()
+        self.riskChanged.emit()
+
+    async def cancel_all(self, system: str | None = None) -> int:
+        """The confirmed action: cancel every order of ours (one system, or all)."""
+        n = 0
+        for name, t in list(self.runner.traders.items()):
+            if system in (None, name):
+                n += await t.cancel_all()
+        self.events.log("cancel_all", system=system or "*", cancelled=n)
+        return n
+
+    # -- snapshots for the widgets ---------------------------------------------------------------
+    def system_rows(self) -> list[dict]:
+        rows = []
+        for s in self.systems:
+            t = self.runner.traders.get(s.name)
+            summary = t.summary() if t is not None else {}
+            status = self.risk.status(s.name)
+            on = self.is_on(s.name)
+            err = self.runner.errors.get(s.name, "")
+            label = "ERROR" if err else (status.label if on else "OFF")
+            rows.append({
+                "name": s.name, "exchange": s.exchange, "symbol": s.symbol, "market": s.market,
+                "strategy": s.strategy, "levels": s.params.get("levels", 20), "mode": s.mode,
+                "dry_run": s.dry_run, "status": label, "reason": err or status.reason or summary.get("note", ""),
+                "position": summary.get("position", 0.0), "grid_profit": summary.get("grid_profit", 0.0),
+                "floating": summary.get("floating", 0.0), "funding": summary.get("funding", 0.0),
+                "equity": summary.get("equity", 0.0), "on": on,
+            })
+        return rows
+
+    def order_rows(self) -> list[dict]:
+        """Open orders, then the recent finished ones, across systems."""
+        rows = []
+        for name, t in self.runner.traders.items():
+            for o in t.book.orders.values():
+                rows.append({"system": name, **o.to_dict()})
+            recs, _ = read_jsonl(t.journal_path) if t.journal_path.exists() else ([], [])
+            last: dict[str, dict] = {}
+            for r in recs[-2000:]:
+                if r.get("type") == "order" and r.get("state") in lc.TERMINAL:
+                    last[r["cid"]] = r
+            for r in last.values():
+                if r["cid"] not in t.book.orders:
+                    rows.append({"system": name, "cid": r["cid"], "side": r["side"], "price": r["price"],
+                                 "qty": r["qty"], "filled": r.get("filled", 0.0), "state": r["state"],
+                                 "note": r.get("note", ""), "ts": r.get("ts", 0)})
+        return rows
+
+    def order_history(self, system: str, cid: str) -> list[dict]:
+        t = self.runner.traders.get(system)
+        if t is None:
+            return []
+        recs, _ = read_jsonl(t.journal_path)
+        return [r for r in recs if r.get("cid") == cid]
+
+    def chart(self, name: str) -> dict | None:
+        """What the Grid tab draws for one system: candles, levels, resting orders, fills."""
+        t = self.runner.traders.get(name)
+        if t is None or not len(t.hist):
+            return None
+        h = t.hist
+        fills = []
+        if t.journal_path.exists():
+            recs, _ = read_jsonl(t.journal_path)
+            fills = [r for r in recs[-5000:] if r.get("type") == "fill" and r.get("time")]
+        books = t.strategy.books(float(h[-1, 3])) if t.strategy.started else {}
+        return {
+            "time": h[:, 0] / 1000.0, "open": h[:, 4], "high": h[:, 1], "low": h[:, 2], "close": h[:, 3],
+            "levels": t.strategy.levels() if t.strategy.started else [],
+            "orders": [(o.side, o.price) for o in t.book.live()],
+            "fills": [(r["time"] / 1000.0, r["price"], r["side"]) for r in fills],
+            "avg_entry": (books["cost"] / books["position"]) if books.get("position") else None,
+            "timeframe_s": t.tf / 1000.0,
+        }
+
+    async def shutdown(self) -> None:
+        """Stop every system cleanly (resting orders stay), remembering which were ON."""
+        for name in list(self.runner.traders):
+            await self.runner.stop(name)
+        if getattr(self, "_views_stop", None) is not None:
+            self._views_stop.set()
+            await self._views_task
+        self.runner.write_views()

@@ -1,0 +1,69 @@
+"""The main window: Market, Risk, Orders, Grid and Logs tabs, a kill-switch badge in the status
+bar, geometry and last tab restored."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
+
+from app.controller import ROOT
+from widgets.grid_chart import GridTab
+from widgets.logs import LogsTab
+from widgets.market import MarketTab
+from widgets.orders import OrdersTab
+from widgets.risk import RiskTab
+
+
+class MainWindow(QMainWindow):
+    closed = Signal()
+
+    def __init__(self, controller):
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.controller = controller
+        self.setWindowTitle("GridDesk")
+        icon = ROOT / "resources" / "icons" / "griddesk.svg"
+        if icon.exists():
+            self.setWindowIcon(QIcon(str(icon)))
+        self.tabs = QTabWidget(objectName="mainTabs")
+        self.market = MarketTab(controller)
+        self.risk = RiskTab(controller)
+        self.orders = OrdersTab(controller)
+        self.grid = GridTab(controller)
+        self.logs = LogsTab(controller)
+        for w, name in ((self.market, "Market"), (self.risk, "Risk"), (self.orders, "Orders"), (self.grid, "Grid"),
+                        (self.logs, "Logs")):
+            self.tabs.addTab(w, name)
+        self.setCentralWidget(self.tabs)
+        self.badge = QLabel(objectName="killBadge")
+        self.statusBar().addPermanentWidget(self.badge)
+        controller.riskChanged.connect(self._badge)
+        controller.tick.connect(self._status)
+        self.settings = QSettings(str(controller.data_dir / "window.ini"), QSettings.IniFormat)
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        self.tabs.setCurrentIndex(int(self.settings.value("tab", 0)))
+        self._badge()
+
+    def _badge(self) -> None:
+        if self.controller.risk.kill_all:
+            self.badge.setText("  KILL SWITCH ON  ")
+            self.badge.setStyleSheet("background: #c62828; color: white; font-weight: bold;")
+        else:
+            self.badge.setText("  trading allowed  ")
+            self.badge.setStyleSheet("background: #2e7d32; color: white;")
+
+    def _status(self) -> None:
+        on = sum(self.controller.is_on(s.name) for s in self.controller.systems)
+        self.statusBar().showMessage(f"{on} of {len(self.controller.systems)} systems ON  ·  data in "
+                                     f"{self.controller.data_dir}")
+
+    def closeEvent(self, event) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("tab", self.tabs.currentIndex())
+        super().closeEvent(event)
+        self.closed.emit()

@@ -1,0 +1,155 @@
+"""Grid tab: a live pyqtgraph chart of one system: candles (one batch of bodies, one of wicks),
+grid levels, resting orders, fills, average entry; crosshair readout; follows the newest candle
+unless the user has scrolled back."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+UP, DOWN = (38, 166, 91), (214, 48, 49)
+
+
+class CandleItem(pg.GraphicsObject):
+    """All candles as two batched paths (up and down bodies with their wicks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.picture = None
+        self._bounds = pg.QtCore.QRectF()
+
+    def set_data(self, t, o, h, lo, c, width):
+        from PySide6.QtGui import QPainter, QPicture
+
+        pic = QPicture()
+        p = QPainter(pic)
+        for up, color in ((True, UP), (False, DOWN)):
+            sel = (c >= o) if up else (c < o)
+            if not sel.any():
+                continue
+            p.setPen(pg.mkPen(color, width=0))
+            p.setBrush(pg.mkBrush(color))
+            ts, os_, hs, ls, cs = t[sel], o[sel], h[sel], lo[sel], c[sel]
+            lines = [pg.QtCore.QLineF(x, a, x, b) for x, a, b in zip(ts, ls, hs, strict=True)]
+            p.drawLines(lines)
+            rects = [pg.QtCore.QRectF(x - width / 2, min(a, b), width, max(abs(b - a), 1e-9))
+                     for x, a, b in zip(ts, os_, cs, strict=True)]
+            p.drawRects(rects)
+        p.end()
+        self.picture = pic
+        self._bounds = pg.QtCore.QRectF(float(t[0]) - width, float(lo.min()), float(t[-1] - t[0]) + 2 * width,
+                                        float(h.max() - lo.min()))
+        self.prepareGeometryChange()
+        self.update()
+
+    def paint(self, painter, *args):
+        if self.picture is not None:
+            self.picture.play(painter)
+
+    def boundingRect(self):
+        return self._bounds
+
+
+class GridTab(QWidget):
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.setObjectName("gridTab")
+        self.controller = controller
+        self.system = QComboBox(objectName="gridSystem")
+        self.system.currentTextChanged.connect(lambda _: self.refresh(force=True))
+        self.readout = QLabel(objectName="gridReadout")
+        self.plot = pg.PlotWidget(objectName="gridChart", axisItems={"bottom": pg.DateAxisItem()})
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.candles = CandleItem()
+        self.plot.addItem(self.candles)
+        self.levels = self.plot.plot(pen=pg.mkPen((120, 120, 120), width=1, style=pg.QtCore.Qt.DashLine),
+                                     connect="pairs")
+        self.buys = pg.ScatterPlotItem(symbol="t1", size=9, brush=pg.mkBrush(*UP), pen=None)
+        self.sells = pg.ScatterPlotItem(symbol="t", size=9, brush=pg.mkBrush(*DOWN), pen=None)
+        self.fill_buys = pg.ScatterPlotItem(symbol="o", size=7, brush=pg.mkBrush(*UP), pen=pg.mkPen("w"))
+        self.fill_sells = pg.ScatterPlotItem(symbol="o", size=7, brush=pg.mkBrush(*DOWN), pen=pg.mkPen("w"))
+        for item in (self.buys, self.sells, self.fill_buys, self.fill_sells):
+            self.plot.addItem(item)
+        self.entry = pg.InfiniteLine(angle=0, pen=pg.mkPen((33, 150, 243), width=1.5), label="avg entry",
+                                     labelOpts={"position": 0.05})
+        self.plot.addItem(self.entry)
+        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
+        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
+        self.plot.addItem(self.vline, ignoreBounds=True)
+        self.plot.addItem(self.hline, ignoreBounds=True)
+        self.plot.scene().sigMouseMoved.connect(self._mouse)
+        self.plot.getViewBox().sigRangeChangedManually.connect(self._user_moved)
+        self.follow = True
+        self._last = None
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("System"))
+        bar.addWidget(self.system)
+        bar.addStretch(1)
+        bar.addWidget(self.readout)
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.plot)
+        controller.systemsChanged.connect(self._systems)
+        controller.tick.connect(self.refresh)
+        self._systems()
+
+    def _systems(self) -> None:
+        cur = self.system.currentText()
+        self.system.blockSignals(True)
+        self.system.clear()
+        self.system.addItems([s.name for s in self.controller.systems])
+        if cur:
+            self.system.setCurrentText(cur)
+        self.system.blockSignals(False)
+
+    def _user_moved(self, *_):
+        self.follow = False
+
+    def _mouse(self, pos) -> None:
+        vb = self.plot.getViewBox()
+        if self.plot.sceneBoundingRect().contains(pos):
+            p = vb.mapSceneToView(pos)
+            self.vline.setPos(p.x())
+            self.hline.setPos(p.y())
+            self.readout.setText(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(p.x()))} UTC   {p.y():,.2f}")
+
+    def refresh(self, force: bool = False) -> None:
+        if not self.isVisible() and not force:
+            return
+        d = self.controller.chart(self.system.currentText())
+        if d is None:
+            return
+        key = (len(d["time"]), float(d["time"][-1]), len(d["orders"]), len(d["fills"]))
+        if key == self._last and not force:
+            return
+        self._last = key
+        t = d["time"]
+        w = d["timeframe_s"] * 0.7
+        self.candles.set_data(t, d["open"], d["high"], d["low"], d["close"], w)
+        lv = np.asarray(d["levels"], dtype=float)
+        if len(lv):
+            x0, x1 = float(t[0]), float(t[-1]) + d["timeframe_s"] * 5
+            self.levels.setData(np.repeat([[x0, x1]], len(lv), axis=0).ravel(), np.repeat(lv, 2))
+        x_edge = float(t[-1]) + d["timeframe_s"] * 2
+        for side, item in (("buy", self.buys), ("sell", self.sells)):
+            ys = [p for s, p in d["orders"] if s == side]
+            item.setData([x_edge] * len(ys), ys)
+        for side, item in (("buy", self.fill_buys), ("sell", self.fill_sells)):
+            pts = [(x, y) for x, y, s in d["fills"] if s == side and x >= t[0]]
+            item.setData([x for x, _ in pts], [y for _, y in pts])
+        if d["avg_entry"]:
+            self.entry.setPos(d["avg_entry"])
+            self.entry.show()
+        else:
+            self.entry.hide()
+        if self.follow or force:
+            n = min(len(t), 150)
+            lo = float(np.min(d["low"][-n:]))
+            hi = float(np.max(d["high"][-n:]))
+            self.plot.setXRange(float(t[-n]), x_edge + d["timeframe_s"] * 3, padding=0)
+            self.plot.setYRange(lo, hi, padding=0.08)
+            self.follow = True

@@ -1,0 +1,170 @@
+"""Market tab: the table of systems (model/view), Add System, ON/OFF, edit, duplicate, remove."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtCore import QAbstractTableModel, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from widgets.system_dialog import SystemDialog
+
+COLUMNS = [
+    ("name", "Name"), ("exchange", "Exchange"), ("symbol", "Symbol"), ("market", "Market"),
+    ("strategy", "Strategy"), ("levels", "Levels"), ("mode", "Mode"), ("dry_run", "Dry-run"),
+    ("status", "Status"), ("position", "Position"), ("grid_profit", "Grid profit"),
+    ("floating", "Floating PnL"), ("funding", "Funding"),
+]
+STATUS_COLORS = {"OFF": "#888888", "PAUSED": "#d08700", "VOL-SPIKE": "#d08700", "ERROR": "#c62828"}
+
+
+class SystemsModel(QAbstractTableModel):
+    def __init__(self, controller):
+        super().__init__()
+        self.controller = controller
+        self.rows: list[dict] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        new = self.controller.system_rows()
+        if [r["name"] for r in new] != [r["name"] for r in self.rows]:
+            self.beginResetModel()
+            self.rows = new
+            self.endResetModel()
+        else:
+            self.rows = new
+            if new:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(new) - 1, len(COLUMNS) - 1))
+
+    def rowCount(self, parent=None):
+        return 0 if parent is not None and parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=None):
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return COLUMNS[section][1]
+        return None
+
+    def data(self, index, role=Qt.DisplayRole):
+        row = self.rows[index.row()]
+        key = COLUMNS[index.column()][0]
+        v = row[key]
+        if role == Qt.DisplayRole:
+            if key == "dry_run":
+                return "yes" if v else "no"
+            if key == "position":
+                return f"{v:.6g}"
+            if key in ("grid_profit", "floating", "funding"):
+                return f"{v:,.2f}"
+            return str(v)
+        if role == Qt.ToolTipRole and key == "status":
+            return row["reason"] or row["status"]
+        if role == Qt.ForegroundRole:
+            if key == "status":
+                return QColor(STATUS_COLORS.get(v, "#2e7d32"))
+            if key in ("grid_profit", "floating") and v:
+                return QColor("#2e7d32" if v > 0 else "#c62828")
+        if role == Qt.TextAlignmentRole and key in ("levels", "position", "grid_profit", "floating", "funding"):
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        return None
+
+
+class MarketTab(QWidget):
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.setObjectName("marketTab")
+        self.controller = controller
+        self.model = SystemsModel(controller)
+        self.table = QTableView(objectName="systemsTable")
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.doubleClicked.connect(lambda _: self.edit_system())
+        buttons = QHBoxLayout()
+        for name, text, slot in (("addSystemButton", "Add System…", self.add_system),
+                                 ("toggleSystemButton", "ON / OFF", self.toggle_system),
+                                 ("editSystemButton", "Edit…", self.edit_system),
+                                 ("duplicateSystemButton", "Duplicate", self.duplicate_system),
+                                 ("removeSystemButton", "Remove…", self.remove_system)):
+            b = QPushButton(text, objectName=name)
+            b.clicked.connect(slot)
+            buttons.addWidget(b)
+            setattr(self, name, b)
+        buttons.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(buttons)
+        lay.addWidget(self.table)
+        controller.systemsChanged.connect(self.model.refresh)
+        controller.tick.connect(self.model.refresh)
+        if self.model.rows:
+            self.table.selectRow(0)
+
+    def selected(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.rows[rows[0].row()]["name"] if rows else None
+
+    def add_system(self) -> None:
+        dlg = SystemDialog(self, existing={s.name for s in self.controller.systems})
+        if dlg.exec():
+            self.controller.add_system(dlg.result_config)
+            self.table.selectRow(len(self.model.rows) - 1)
+
+    def toggle_system(self) -> None:
+        name = self.selected()
+        if name is not None:
+            self.controller.set_on(name, not self.controller.is_on(name))
+            self.model.refresh()
+
+    def edit_system(self) -> None:
+        name = self.selected()
+        if name is None:
+            return
+        if self.controller.is_on(name):
+            QMessageBox.information(self, "Edit system", f"{name} is running. Switch it OFF first, then edit it.")
+            return
+        cfg = self.controller.system(name)
+        dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems} - {name})
+        if dlg.exec():
+            self.controller.replace_system(name, dlg.result_config)
+
+    def duplicate_system(self) -> None:
+        name = self.selected()
+        if name is None:
+            return
+        cfg = self.controller.system(name)
+        names = {s.name for s in self.controller.systems}
+        n = 2
+        while f"{name} ({n})" in names:
+            n += 1
+        copy = dataclasses.replace(cfg, name=f"{name} ({n})", id="", enabled=False, dry_run=True,
+                                   params=dict(cfg.params))
+        copy.__post_init__()
+        self.controller.add_system(copy)
+
+    def remove_system(self) -> None:
+        name = self.selected()
+        if name is None:
+            return
+        box = QMessageBox(QMessageBox.Question, "Remove system",
+                          f"Remove {name}? What should happen to its resting orders?", parent=self)
+        cancel_btn = box.addButton("Cancel its orders, then remove", QMessageBox.DestructiveRole)
+        keep_btn = box.addButton("Leave them on the exchange", QMessageBox.AcceptRole)
+        box.addButton(QMessageBox.Cancel)
+        box.exec()
+        if box.clickedButton() in (cancel_btn, keep_btn):
+            self.controller.spawn(self.controller.remove_system(name, box.clickedButton() is cancel_btn))

@@ -1,0 +1,126 @@
+"""Risk tab: the kill switch (one large control, Ctrl+K), cancel-all, dry-run, limits and the
+audit trail of every denial."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+KILL_ON_STYLE = "QPushButton { background: #c62828; color: white; font-size: 20px; font-weight: bold; padding: 18px; }"
+KILL_OFF_STYLE = "QPushButton { background: #2e7d32; color: white; font-size: 20px; font-weight: bold; padding: 18px; }"
+
+
+class RiskTab(QWidget):
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.setObjectName("riskTab")
+        self.controller = controller
+        self.kill_button = QPushButton(objectName="killSwitch")
+        self.kill_button.setCheckable(True)
+        self.kill_button.setToolTip("Stop every new order at once (Ctrl+K). Resting orders stay.")
+        self.kill_button.clicked.connect(self._kill_clicked)
+        QShortcut(QKeySequence("Ctrl+K"), self.window() or self, activated=self.kill_now,
+                  context=Qt.ApplicationShortcut)
+        self.cancel_all_button = QPushButton("Cancel all our orders…", objectName="cancelAllButton")
+        self.cancel_all_button.clicked.connect(self.cancel_all)
+        self.dry_run_all = QCheckBox("Dry-run for every system", objectName="dryRunAll")
+        self.dry_run_all.toggled.connect(lambda on: controller.set_dry_run(on))
+        top = QHBoxLayout()
+        top.addWidget(self.kill_button, 3)
+        side = QVBoxLayout()
+        side.addWidget(self.cancel_all_button)
+        side.addWidget(self.dry_run_all)
+        top.addLayout(side, 1)
+
+        limits = QGroupBox("Limits")
+        form = QFormLayout(limits)
+        lim = controller.risk.limits
+        self.limit_fields = {}
+        for name, label, lo, hi, dec in (
+                ("max_symbol_notional", "Exposure per symbol (quote, 0 = none)", 0, 1e12, 2),
+                ("max_total_notional", "Total exposure (quote, 0 = none)", 0, 1e12, 2),
+                ("max_spread", "Widest spread (fraction)", 0.0001, 1, 4),
+                ("max_deviation", "Market order slippage limit (fraction)", 0.0001, 1, 4),
+                ("atr_jump", "ATR jump that pauses a grid (fraction)", 0.01, 10, 2)):
+            w = QDoubleSpinBox(objectName=f"limit_{name}")
+            w.setRange(lo, hi)
+            w.setDecimals(dec)
+            v = getattr(lim, name)
+            w.setValue(0 if v == float("inf") else v)
+            w.editingFinished.connect(lambda n=name, w=w: self._set_limit(n, w.value()))
+            form.addRow(label, w)
+            self.limit_fields[name] = w
+
+        self.audit = QTableWidget(0, 5, objectName="auditTable")
+        self.audit.setHorizontalHeaderLabels(["Time (UTC)", "System", "Order", "Rule", "Reason"])
+        self.audit.horizontalHeader().setStretchLastSection(True)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(limits)
+        lay.addWidget(QLabel("Denied orders"))
+        lay.addWidget(self.audit)
+        controller.riskChanged.connect(self.refresh)
+        controller.tick.connect(self.refresh_audit)
+        self._audit_len = -1
+        self.refresh()
+
+    def _set_limit(self, name: str, value: float) -> None:
+        setattr(self.controller.risk.limits, name, value if value > 0 else float("inf"))
+
+    def kill_now(self) -> None:
+        self.controller.set_kill(True)
+
+    def _kill_clicked(self, checked: bool) -> None:
+        if checked:
+            self.controller.set_kill(True)
+            return
+        ok = QMessageBox.question(self, "Kill switch", "Turn the kill switch OFF and let the systems send orders "
+                                  "again?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        if ok == QMessageBox.Yes:
+            self.controller.set_kill(False)
+        self.refresh()
+
+    def cancel_all(self) -> None:
+        ok = QMessageBox.question(self, "Cancel all our orders", "Cancel every resting order of every system? "
+                                  "(Orders that are not ours are never touched.)", QMessageBox.Yes | QMessageBox.No,
+                                  QMessageBox.No)
+        if ok == QMessageBox.Yes:
+            self.controller.spawn(self.controller.cancel_all())
+
+    def refresh(self) -> None:
+        on = self.controller.risk.kill_all
+        self.kill_button.setChecked(on)
+        self.kill_button.setText("KILL SWITCH ON — no new orders (click to release)" if on
+                                 else "KILL SWITCH (Ctrl+K)")
+        self.kill_button.setStyleSheet(KILL_ON_STYLE if on else KILL_OFF_STYLE)
+        self.dry_run_all.blockSignals(True)
+        self.dry_run_all.setChecked(self.controller.risk.dry_run_all)
+        self.dry_run_all.blockSignals(False)
+
+    def refresh_audit(self) -> None:
+        rows = list(self.controller.risk.audit)
+        if len(rows) == self._audit_len:
+            return
+        self._audit_len = len(rows)
+        rows = rows[-500:][::-1]
+        self.audit.setRowCount(len(rows))
+        for i, d in enumerate(rows):
+            for j, v in enumerate((time.strftime("%H:%M:%S", time.gmtime(d.ts / 1000)), d.system, d.client_order_id,
+                                   d.rule, d.reason)):
+                self.audit.setItem(i, j, QTableWidgetItem(v))

@@ -1,0 +1,181 @@
+"""Add / edit a system: exchange, symbol, market, strategy parameters with a live preview of
+the net profit per grid after fees and the capital per level; refused field by field."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from engine.data import TIMEFRAMES_MS
+from engine.kernels.grid import grid_levels, profit_range
+from engine.runtime.config import ConfigError, SystemConfig
+from engine.strategies.spot_grid import ParamError, SpotGridConfig, build_params
+
+EXCHANGES = ("binance", "binanceusdm", "bybit", "okx", "kraken", "kucoin", "coinbase", "bitget", "gate", "mexc")
+
+
+def _spin(lo, hi, decimals, value, step=None, name=""):
+    w = QDoubleSpinBox(objectName=name)
+    w.setRange(lo, hi)
+    w.setDecimals(decimals)
+    w.setValue(value)
+    if step:
+        w.setSingleStep(step)
+    return w
+
+
+class SystemDialog(QDialog):
+    def __init__(self, parent=None, cfg: SystemConfig | None = None, *, existing: set[str] = frozenset(),
+                 reference_price: float = 42_000.0, exchanges=EXCHANGES):
+        super().__init__(parent)
+        self.setObjectName("systemDialog")
+        self.setWindowTitle("Edit system" if cfg else "Add system")
+        self.existing = set(existing)
+        self.reference_price = reference_price
+        self.result_config: SystemConfig | None = None
+        cfg = cfg or SystemConfig(name="", params={"levels": 20, "spacing": "geometric", "trailing": "both"},
+                                  data="sample")
+        p = SpotGridConfig.from_dict({k: v for k, v in cfg.params.items()})
+        f = QFormLayout()
+        self.name = QLineEdit(cfg.name, objectName="systemName")
+        self.exchange = QComboBox(objectName="systemExchange")
+        self.exchange.setEditable(True)
+        self.exchange.addItems(list(exchanges))
+        self.exchange.setCurrentText(cfg.exchange)
+        self.symbol = QLineEdit(cfg.symbol, objectName="systemSymbol")
+        self.market = QComboBox(objectName="systemMarket")
+        self.market.addItems(["spot"])
+        self.timeframe = QComboBox(objectName="systemTimeframe")
+        self.timeframe.addItems(list(TIMEFRAMES_MS))
+        self.timeframe.setCurrentText(cfg.timeframe)
+        self.strategy = QComboBox(objectName="systemStrategy")
+        self.strategy.addItems(["spot-grid"])
+        self.grid_mode = QComboBox(objectName="gridMode")
+        self.grid_mode.addItems(["range", "lower-only"])
+        self.grid_mode.setCurrentText(p.mode)
+        self.spacing = QComboBox(objectName="gridSpacing")
+        self.spacing.addItems(["arithmetic", "geometric", "atr"])
+        self.spacing.setCurrentText(p.spacing)
+        self.lower = _spin(0, 1e9, 2, p.lower, 100, "gridLower")
+        self.upper = _spin(0, 1e9, 2, p.upper, 100, "gridUpper")
+        self.levels = QSpinBox(objectName="gridLevels")
+        self.levels.setRange(2, 5000)
+        self.levels.setValue(int(p.levels))
+        self.range_pct = _spin(0.001, 0.99, 3, p.range_pct, 0.01, "gridRangePct")
+        self.trailing = QComboBox(objectName="gridTrailing")
+        self.trailing.addItems(["none", "up", "down", "both"])
+        self.trailing.setCurrentText(p.trailing)
+        self.fee = _spin(0, 0.099, 5, p.fee, 0.0001, "gridFee")
+        self.capital = _spin(1, 1e12, 2, cfg.capital, 100, "systemCapital")
+        self.mode = QComboBox(objectName="systemMode")
+        self.mode.addItems(["paper", "live"])
+        self.mode.setCurrentText(cfg.mode)
+        self.dry_run = QCheckBox("Dry-run (orders decided and logged, not sent)", objectName="systemDryRun")
+        self.dry_run.setChecked(cfg.dry_run)
+        self.data = QComboBox(objectName="systemData")
+        self.data.setEditable(True)
+        self.data.addItems(["sample", ""])
+        self.data.setCurrentText(cfg.data)
+        self.data.setToolTip("paper on recorded candles: 'sample' or a file; empty: the exchange's live candles")
+        self.preview = QLabel(objectName="gridPreview")
+        self.error = QLabel(objectName="systemError")
+        self.error.setStyleSheet("color: #c62828")
+        self.error.setWordWrap(True)
+        self.fields = {
+            "name": self.name, "exchange": self.exchange, "symbol": self.symbol, "market": self.market,
+            "timeframe": self.timeframe, "strategy": self.strategy, "mode": self.grid_mode, "spacing": self.spacing,
+            "lower": self.lower, "upper": self.upper, "levels": self.levels, "range_pct": self.range_pct,
+            "trailing": self.trailing, "fee": self.fee, "capital": self.capital, "system_mode": self.mode,
+            "dry_run": self.dry_run, "data": self.data,
+        }
+        for label, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
+                         ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
+                         ("Grid", self.grid_mode), ("Spacing", self.spacing), ("Lower (0: from the price)", self.lower),
+                         ("Upper (0: from the price)", self.upper), ("Levels", self.levels),
+                         ("Range around the price", self.range_pct), ("Trailing", self.trailing),
+                         ("Fee (fraction)", self.fee), ("Capital", self.capital), ("Mode", self.mode),
+                         ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
+            f.addRow(label, w)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons.button(QDialogButtonBox.Ok).setObjectName("systemOk")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(f)
+        lay.addWidget(self.error)
+        lay.addWidget(self.buttons)
+        for w in self.fields.values():
+            for sig in ("valueChanged", "currentTextChanged", "textChanged", "toggled"):
+                if hasattr(w, sig):
+                    getattr(w, sig).connect(self.update_preview)
+                    break
+        self.update_preview()
+
+    def params(self) -> dict:
+        return {"mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
+                "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
+                "range_pct": self.range_pct.value(), "trailing": self.trailing.currentText(), "fee": self.fee.value()}
+
+    def build(self) -> SystemConfig:
+        """The system as entered; raises ConfigError / ParamError naming the field."""
+        name = self.name.text().strip()
+        if not name:
+            raise ConfigError("name: is required")
+        if name in self.existing:
+            raise ConfigError(f"name: a system called {name!r} exists already")
+        cfg = SystemConfig(name=name, exchange=self.exchange.currentText().strip(), symbol=self.symbol.text().strip(),
+                           market=self.market.currentText(), timeframe=self.timeframe.currentText(),
+                           strategy=self.strategy.currentText(), params=self.params(), capital=self.capital.value(),
+                           mode=self.mode.currentText(), dry_run=self.dry_run.isChecked(),
+                           data=self.data.currentText().strip())
+        cfg.validate("system")
+        build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
+        return cfg
+
+    def _mark(self, field: str | None) -> None:
+        for name, w in self.fields.items():
+            w.setStyleSheet("border: 1px solid #c62828" if name == field else "")
+
+    def update_preview(self, *_) -> bool:
+        try:
+            cfg = self.build()
+        except (ConfigError, ParamError) as exc:
+            text = str(exc)
+            field = getattr(exc, "name", None) or text.split(":")[0].strip().removeprefix("system").strip() or None
+            if text.startswith("system:"):
+                field = text.split(":")[1].strip()
+            self._mark(field if field in self.fields else None)
+            self.error.setText(text)
+            self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+            return False
+        self._mark(None)
+        self.error.setText("")
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+        p = build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
+        per_level = cfg.capital / p.levels
+        if self.spacing.currentText() == "atr":
+            self.preview.setText(f"ATR-spaced levels, laid from the price at start; {per_level:,.2f} per level")
+            return True
+        top = p.upper if p.mode == 0 else (p.upper or self.reference_price)
+        n = p.levels if p.mode == 0 else p.levels + 1
+        lv = grid_levels(p.lower, top, n, self.spacing.currentText())
+        lo, hi = profit_range(lv, p.fee)
+        per = f"{lo:.3%}" if abs(hi - lo) < 1e-9 else f"{lo:.3%} to {hi:.3%}"
+        self.preview.setText(f"net profit per grid after fees {per}; {per_level:,.2f} per level; "
+                             f"{lv[0]:,.2f} to {lv[-1]:,.2f}")
+        return True
+
+    def accept(self) -> None:
+        if self.update_preview():
+            self.result_config = self.build()
+            super().accept()
