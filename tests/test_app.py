@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("PySide6")
-import qasync  # noqa: E402
-from PySide6.QtWidgets import QApplication, QDialogButtonBox  # noqa: E402
+import qasync
+from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from app.controller import ROOT, Controller  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from widgets.system_dialog import SystemDialog  # noqa: E402
+from app.controller import ROOT, Controller
+from app.main_window import MainWindow
+from widgets.system_dialog import SystemDialog
 
 
 @pytest.fixture
