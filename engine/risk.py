@@ -249,12 +249,14 @@ class RiskGate:
         s.vol_spike = False
         self._log("resumed", system=system)
 
-    def solvency(self, free_quote: float, allocations: dict[str, float]) -> tuple[dict[str, float], str]:
+    def solvency(self, free_quote: float, allocations: dict[str, float],
+                 tolerance: float = 0.001) -> tuple[dict[str, float], str]:
         """Compare what the exchange holds with the capital given to the systems. On a deficit
-        (a withdrawal, a loss elsewhere) every allocation is cut in the same proportion; returns
-        the new allocations and a message for the user ('' when there is no deficit)."""
+        beyond ``tolerance`` (a withdrawal, a loss elsewhere; not the exchange's rounding of fees)
+        every allocation is cut in the same proportion; returns the new allocations and a message
+        for the user ('' when there is no deficit)."""
         need = sum(max(v, 0.0) for v in allocations.values())
-        if need <= 0 or free_quote >= need:
+        if need <= 0 or free_quote >= need * (1.0 - tolerance):
             return dict(allocations), ""
         factor = max(free_quote, 0.0) / need
         cut = {name: v * factor for name, v in allocations.items()}

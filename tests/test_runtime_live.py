@@ -134,3 +134,29 @@ def test_hot_boot_adopts_ours_and_leaves_unknown_orders_alone(fake, tmp_path):
     ours = {o["cid"] for o in fake.open_orders_of()} - {f"gd{first.cfg.id}-0-99999"}
     assert ours and ours == {o.cid for o in second.book.live()}  # the grid's own: adopted or known
     assert any(p.name.startswith(state.name + ".corrupt") for p in state.parent.iterdir())
+
+
+def test_a_withdrawal_pauses_the_live_systems_with_the_reason(fake, tmp_path):
+    from engine.runtime.runner import Runner
+
+    trader = live_trader(fake, tmp_path)
+    runner = Runner([], tmp_path, risk=trader.risk)
+    runner.traders["live"] = trader
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        for _ in range(5):
+            fake.advance()
+            await trader.poll()
+        assert await runner.check_solvency() == ""
+        fake.free["USDT"] -= 4_000.0  # someone withdrew from the account
+        msg = await runner.check_solvency()
+        await trader.adapter.close()
+        return msg
+
+    msg = asyncio.run(go())
+    assert "every allocation is cut to" in msg
+    status = trader.risk.status("live")
+    assert status.paused and status.reason.startswith("solvency: the account holds")
+    runner.events.close()

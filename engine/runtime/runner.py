@@ -192,18 +192,53 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
 
+    async def check_solvency(self) -> str:
+        """Live systems per account: what the exchange holds (quote plus each traded base at
+        its last price) against the equity of the systems trading there. On a deficit (a
+        withdrawal, a loss elsewhere) the gate cuts every allocation in proportion; a grid
+        cannot shrink safely mid-run, so each cut system is paused with the reason, for the user
+        to decide. Returns the message ('' when the account covers the systems)."""
+        groups: dict[tuple, list[Trader]] = {}
+        for t in self.traders.values():
+            if not t.paper and t.strategy is not None and t.strategy.started and len(t.hist):
+                groups.setdefault((t.cfg.exchange, t.cfg.exchange_url), []).append(t)
+        messages = []
+        for traders in groups.values():
+            balance = await traders[0].adapter.balance()
+            prices = {t.rules.base: float(t.hist[-1, 3]) for t in traders}
+            quote = traders[0].rules.quote
+            held = balance.total.get(quote, 0.0) + sum(balance.total.get(b, 0.0) * p for b, p in prices.items())
+            equity = {t.cfg.name: t.strategy.books(float(t.hist[-1, 3]))["equity"] for t in traders}
+            _, msg = self.risk.solvency(held, equity)
+            if msg:
+                for name in equity:
+                    self.risk.pause(name, f"solvency: {msg}")
+                messages.append(msg)
+        return "; ".join(messages)
+
+    async def _solvency(self, stop: asyncio.Event, every: float = 60.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.check_solvency()
+            except Exception as exc:
+                self.events.log("solvency_check_failed", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Headless: every system until ``stop`` is set (or all of them have ended)."""
         self.events.log("runner_started", systems=[s.name for s in self.systems])
         for s in self.systems:
             self.start(s)
         views = asyncio.create_task(self._views(stop))
+        solvency = asyncio.create_task(self._solvency(stop))
         all_done = asyncio.ensure_future(asyncio.gather(*self._tasks.values()))
         await asyncio.wait([all_done, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         for name in list(self._tasks):
             await self.stop(name)
         stop.set()
         await views
+        await solvency
         self.write_views()
         self.events.log("runner_stopped")
         self.events.close()
