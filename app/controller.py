@@ -16,7 +16,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.risk import RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig, load_systems, save_systems
-from engine.runtime.runner import Runner, default_data_dir, env_keys
+from app.secrets import load_keys
+from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ class Controller(QObject):
     logEvent = Signal(str, dict)  # event, fields
     tick = Signal()  # a refresh of everything that moves (orders, chart, statuses)
 
-    def __init__(self, data_dir: str | Path | None = None, *, keys=env_keys, refresh_ms: int = 500):
+    def __init__(self, data_dir: str | Path | None = None, *, keys=load_keys, refresh_ms: int = 500):
         super().__init__()
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.config_path = self.data_dir / "cryptos.json"

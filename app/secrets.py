@@ -1,0 +1,56 @@
+"""API keys in the OS keyring only (never a file, a log line or an error message).
+
+Service name ``griddesk``, user ``<exchange>:api_key`` / ``<exchange>:secret``. Headless runs
+may take keys from GRIDDESK_<EXCHANGE>_API_KEY / _SECRET instead (engine.runtime.runner).
+"""
+
+from __future__ import annotations
+
+import keyring
+from keyring.errors import KeyringError, NoKeyringError, PasswordDeleteError
+
+from engine.runtime.runner import env_keys
+
+SERVICE = "griddesk"
+NO_KEYRING = ("no usable OS keyring: API keys cannot be stored. On Linux install and unlock a Secret Service "
+              "(e.g. Debian's gnome-keyring) or set GRIDDESK_<EXCHANGE>_API_KEY and GRIDDESK_<EXCHANGE>_SECRET")
+
+
+class SecretsError(RuntimeError):
+    pass
+
+
+def store_keys(exchange: str, api_key: str, secret: str) -> None:
+    if not api_key or not secret:
+        raise SecretsError("API key and secret are both needed")
+    try:
+        keyring.set_password(SERVICE, f"{exchange}:api_key", api_key)
+        keyring.set_password(SERVICE, f"{exchange}:secret", secret)
+    except NoKeyringError:
+        raise SecretsError(NO_KEYRING) from None
+    except KeyringError as exc:
+        raise SecretsError(f"the keyring refused to store the keys: {type(exc).__name__}") from None
+
+
+def load_keys(exchange: str) -> tuple[str, str]:
+    """Keys from the keyring, else from the environment; ('', '') when there are none."""
+    try:
+        key = keyring.get_password(SERVICE, f"{exchange}:api_key") or ""
+        secret = keyring.get_password(SERVICE, f"{exchange}:secret") or ""
+    except KeyringError:
+        key = secret = ""
+    if key and secret:
+        return key, secret
+    return env_keys(exchange)
+
+
+def forget_keys(exchange: str) -> None:
+    for name in ("api_key", "secret"):
+        try:
+            keyring.delete_password(SERVICE, f"{exchange}:{name}")
+        except (PasswordDeleteError, NoKeyringError):
+            pass
+
+
+def has_keys(exchange: str) -> bool:
+    return all(load_keys(exchange))
