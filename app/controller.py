@@ -13,10 +13,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.secrets import load_keys
 from engine.risk import RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig, load_systems, save_systems
-from app.secrets import load_keys
 from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, read_jsonl
 

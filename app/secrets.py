@@ -6,6 +6,8 @@ may take keys from GRIDDESK_<EXCHANGE>_API_KEY / _SECRET instead (engine.runtime
 
 from __future__ import annotations
 
+import contextlib
+
 import keyring
 from keyring.errors import KeyringError, NoKeyringError, PasswordDeleteError
 
@@ -46,10 +48,8 @@ def load_keys(exchange: str) -> tuple[str, str]:
 
 def forget_keys(exchange: str) -> None:
     for name in ("api_key", "secret"):
-        try:
+        with contextlib.suppress(PasswordDeleteError, NoKeyringError):
             keyring.delete_password(SERVICE, f"{exchange}:{name}")
-        except (PasswordDeleteError, NoKeyringError):
-            pass
 
 
 def has_keys(exchange: str) -> bool:
