@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.secrets import load_keys
+from app.secrets import load_keys, store_keys
 from engine.risk import RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig, load_systems, save_systems
@@ -124,6 +124,11 @@ class Controller(QObject):
 
     def is_on(self, name: str) -> bool:
         return self.runner.running(name)
+
+    def store_keys(self, exchange: str, api_key: str, secret: str) -> None:
+        """Into the OS keyring (app.secrets); raises SecretsError with what to do."""
+        store_keys(exchange, api_key, secret)
+        self.events.log("keys_stored", exchange=exchange)  # never the keys themselves
 
     # -- risk ----------------------------------------------------------------------------------
     def set_kill(self, on: bool, system: str | None = None) -> None:

@@ -127,3 +127,22 @@ def test_app_window_uses_no_exchange_client():
         text = path.read_text()
         assert "ccxt" not in text and "engine.exchange" not in text, path.name
     assert QApplication is not None
+
+
+def test_going_live_needs_the_symbol_typed(qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+    from engine.runtime.config import SystemConfig
+
+    dlg = SystemDialog(None, SystemConfig(name="s", params={"levels": 10}, data=""))
+    qtbot.addWidget(dlg)
+    dlg.mode.setCurrentText("live")
+    dlg.dry_run.setChecked(False)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("ETH/USDT", True))
+    dlg.accept()
+    assert dlg.result_config is None and dlg.dry_run.isChecked()  # wrong symbol: stays dry-run
+    dlg.dry_run.setChecked(False)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("btc/usdt", True))
+    dlg.accept()
+    assert dlg.result_config.mode == "live" and dlg.result_config.dry_run is False

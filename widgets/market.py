@@ -8,8 +8,13 @@ from PySide6.QtCore import QAbstractTableModel, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QLineEdit,
     QMessageBox,
     QPushButton,
     QTableView,
@@ -17,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from widgets.system_dialog import SystemDialog
+from widgets.system_dialog import EXCHANGES, SystemDialog
 
 COLUMNS = [
     ("name", "Name"), ("exchange", "Exchange"), ("symbol", "Symbol"), ("market", "Market"),
@@ -100,7 +105,8 @@ class MarketTab(QWidget):
                                  ("toggleSystemButton", "ON / OFF", self.toggle_system),
                                  ("editSystemButton", "Edit…", self.edit_system),
                                  ("duplicateSystemButton", "Duplicate", self.duplicate_system),
-                                 ("removeSystemButton", "Remove…", self.remove_system)):
+                                 ("removeSystemButton", "Remove…", self.remove_system),
+                                 ("apiKeysButton", "API keys…", self.api_keys)):
             b = QPushButton(text, objectName=name)
             b.clicked.connect(slot)
             buttons.addWidget(b)
@@ -156,6 +162,17 @@ class MarketTab(QWidget):
         copy.__post_init__()
         self.controller.add_system(copy)
 
+    def api_keys(self) -> None:
+        dlg = KeysDialog(self)
+        if dlg.exec():
+            try:
+                self.controller.store_keys(dlg.exchange.currentText(), dlg.key.text().strip(),
+                                           dlg.secret.text().strip())
+            except RuntimeError as exc:
+                QMessageBox.warning(self, "API keys", str(exc))
+                return
+            QMessageBox.information(self, "API keys", f"Keys for {dlg.exchange.currentText()} are in the OS keyring.")
+
     def remove_system(self) -> None:
         name = self.selected()
         if name is None:
@@ -168,3 +185,27 @@ class MarketTab(QWidget):
         box.exec()
         if box.clickedButton() in (cancel_btn, keep_btn):
             self.controller.spawn(self.controller.remove_system(name, box.clickedButton() is cancel_btn))
+
+
+class KeysDialog(QDialog):
+    """API key and secret for an exchange, stored in the OS keyring (never shown again)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("keysDialog")
+        self.setWindowTitle("API keys")
+        self.exchange = QComboBox(objectName="keysExchange")
+        self.exchange.setEditable(True)
+        self.exchange.addItems(list(EXCHANGES))
+        self.key = QLineEdit(objectName="keysApiKey")
+        self.secret = QLineEdit(objectName="keysSecret")
+        for w in (self.key, self.secret):
+            w.setEchoMode(QLineEdit.Password)
+        form = QFormLayout(self)
+        form.addRow("Exchange", self.exchange)
+        form.addRow("API key", self.key)
+        form.addRow("Secret", self.secret)
+        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)

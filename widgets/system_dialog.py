@@ -10,8 +10,10 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QSpinBox,
     QVBoxLayout,
 )
@@ -43,6 +45,7 @@ class SystemDialog(QDialog):
         self.existing = set(existing)
         self.reference_price = reference_price
         self.result_config: SystemConfig | None = None
+        self.was_live = cfg is not None and cfg.mode == "live" and not cfg.dry_run
         cfg = cfg or SystemConfig(name="", params={"levels": 20, "spacing": "geometric", "trailing": "both"},
                                   data="sample")
         p = SpotGridConfig.from_dict({k: v for k, v in cfg.params.items()})
@@ -175,7 +178,22 @@ class SystemDialog(QDialog):
                              f"{lv[0]:,.2f} to {lv[-1]:,.2f}")
         return True
 
+    def confirm_live(self, cfg: SystemConfig) -> bool:
+        """Going live (live mode, dry-run off) needs the symbol typed to confirm."""
+        if cfg.mode != "live" or cfg.dry_run or self.was_live:
+            return True
+        text, ok = QInputDialog.getText(self, "Trade live", f"{cfg.name} will send real orders to {cfg.exchange}.\n"
+                                        f"Type the symbol ({cfg.symbol}) to confirm:")
+        if ok and text.strip().upper() == cfg.symbol.upper():
+            return True
+        QMessageBox.warning(self, "Trade live", "Not confirmed: the system stays in dry-run.")
+        self.dry_run.setChecked(True)
+        return False
+
     def accept(self) -> None:
         if self.update_preview():
-            self.result_config = self.build()
+            cfg = self.build()
+            if not self.confirm_live(cfg):
+                return
+            self.result_config = cfg
             super().accept()
