@@ -90,21 +90,29 @@ def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path, params):
     assert resting == wanted == {o.cid for o in trader.book.live()}
 
 
-def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_path):
-    params = GRIDS[0]
+@pytest.mark.parametrize("params", [GRIDS[0], GRIDS[2]], ids=["geometric", "lower-only-atr"])
+def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_path, params):
+    """(The ATR-spaced grid needs its indicator history back after a restart.)"""
     n = 2_000
     candles = btc5m.slice(0, n)
     end = int(candles.time[-1])
-    straight, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "a")
+    warmup = 15 if params["spacing"] == "atr" else 1
+    straight, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "a", warmup=warmup)
     asyncio.run(drive(straight, clock, end))
 
-    first, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b")
+    first, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", warmup=warmup)
     asyncio.run(drive(first, clock, int(candles.time[700])))
     first.journal.close()
-    again, _ = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b")
+    again, _ = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", warmup=warmup)
     again.adapter.source = first.adapter.source  # the same market, going on
     report = asyncio.run(again.boot())
     assert report["resumed"] and report["unknown"] == [] and report["missing"] == []
+    if params["spacing"] == "atr":  # the indicator history is back, not restarted from one candle
+        from engine.kernels.indicators import atr_nb
+
+        full = atr_nb(candles.high, candles.low, candles.close, 14)[700]
+        assert again.strategy.indicators(again.hist[:, 1], again.hist[:, 2], again.hist[:, 3]) == \
+            pytest.approx(full, rel=1e-12)
     asyncio.run(drive(again, clock, end))
     a, b = journal_fills(straight), journal_fills(again)
     assert [(f["cid"], f["price"]) for f in a] == [(f["cid"], f["price"]) for f in b]

@@ -35,8 +35,11 @@ class ReplaySource:
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
         c = self.data
         end = self.forming_index() + 1
-        start = 0 if since is None else int(c.time.searchsorted(since))
-        start = max(start, end - limit)
+        if since is None:  # like an exchange: the newest ``limit``, or ``limit`` from ``since`` on
+            start = max(end - limit, 0)
+        else:
+            start = int(c.time.searchsorted(since))
+            end = min(end, start + limit)
         return [[int(c.time[i]), float(c.open[i]), float(c.high[i]), float(c.low[i]), float(c.close[i]),
                  float(c.volume[i])] for i in range(start, end)]
 

@@ -116,6 +116,11 @@ class Trader:
         resumed = self._load()
         if self.strategy is None:
             self.strategy = SpotGridRunner(self._strategy_config())
+        if self.last_time >= 0:  # indicators need the candles before the last one processed
+            need = 1000  # one page; Wilder's ATR forgets its start after that to the last bit
+            rows = await self.adapter.candles(self.cfg.symbol, self.cfg.timeframe,
+                                              self.last_time - (need - 1) * self.tf, need)
+            self._extend([r for r in rows if r[0] <= self.last_time])
         prefix = f"gd{self.cfg.id}-"
         adopted, unknown = [], []
         # Ours on the exchange but not in the book (the state file came from its backup):
