@@ -8,6 +8,7 @@ traders run as tasks on the qasync loop. Widgets read snapshots (``system_rows``
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class Controller(QObject):
         self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25)
         self.runner.events = self.events
         self._tasks: set[asyncio.Task] = set()
+        self._journals: dict[str, dict] = {}
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.tick.emit)
         self._timer.start(refresh_ms)
@@ -176,18 +178,38 @@ class Controller(QObject):
             })
         return rows
 
+    def _journal(self, name: str, path: Path) -> tuple[dict[str, dict], list[dict]]:
+        """The finished orders (last record per id) and fills of a system's journal, read
+        incrementally: only what was appended since the last call."""
+        cache = self._journals.setdefault(name, {"offset": 0, "done": {}, "fills": []})
+        if path.exists():
+            with open(path, "rb") as fh:
+                fh.seek(cache["offset"])
+                chunk = fh.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            cache["offset"] += len(complete)
+            for line in complete.splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("type") == "order" and r.get("state") in lc.TERMINAL:
+                    cache["done"][r["cid"]] = r
+                elif r.get("type") == "fill":
+                    cache["fills"].append(r)
+            if len(cache["done"]) > 4000:
+                cache["done"] = dict(list(cache["done"].items())[-2000:])
+            del cache["fills"][:-5000]
+        return cache["done"], cache["fills"]
+
     def order_rows(self) -> list[dict]:
         """Open orders, then the recent finished ones, across systems."""
         rows = []
         for name, t in self.runner.traders.items():
             for o in t.book.orders.values():
                 rows.append({"system": name, **o.to_dict()})
-            recs, _ = read_jsonl(t.journal_path) if t.journal_path.exists() else ([], [])
-            last: dict[str, dict] = {}
-            for r in recs[-2000:]:
-                if r.get("type") == "order" and r.get("state") in lc.TERMINAL:
-                    last[r["cid"]] = r
-            for r in last.values():
+            done, _ = self._journal(name, t.journal_path)
+            for r in done.values():
                 if r["cid"] not in t.book.orders:
                     rows.append({"system": name, "cid": r["cid"], "side": r["side"], "price": r["price"],
                                  "qty": r["qty"], "filled": r.get("filled", 0.0), "state": r["state"],
@@ -207,10 +229,8 @@ class Controller(QObject):
         if t is None or not len(t.hist):
             return None
         h = t.hist
-        fills = []
-        if t.journal_path.exists():
-            recs, _ = read_jsonl(t.journal_path)
-            fills = [r for r in recs[-5000:] if r.get("type") == "fill" and r.get("time")]
+        _, fills = self._journal(name, t.journal_path)
+        fills = [r for r in fills if r.get("time")]
         books = t.strategy.books(float(h[-1, 3])) if t.strategy.started else {}
         return {
             "time": h[:, 0] / 1000.0, "open": h[:, 4], "high": h[:, 1], "low": h[:, 2], "close": h[:, 3],
