@@ -179,7 +179,9 @@ def _keep_aside(path: Path) -> Path | None:
 
 
 class JsonLines:
-    """An append-only JSON-lines file: one record a line, fsynced as it is written."""
+    """An append-only JSON-lines file: one record a line, flushed to the OS as it is written
+    (a killed process loses nothing); with ``fsync`` also forced to disk at once, else when
+    ``sync()`` is called (the trading journal syncs just before the state that follows it)."""
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
         self.path = Path(path)
@@ -199,6 +201,11 @@ class JsonLines:
         self._fh.write(line + "\n")
         self._fh.flush()
         if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def sync(self) -> None:
+        """Force what was appended to disk (safe to call from a worker thread)."""
+        if not self._fh.closed:
             os.fsync(self._fh.fileno())
 
     def close(self) -> None:

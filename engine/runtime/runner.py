@@ -122,21 +122,28 @@ class Runner:
         for name in d.get("killed", []):
             self.risk.kill(name)
 
+    def views(self) -> dict[str, dict]:
+        """bot_state.json, open_orders.json and grid_config.json as of now (a snapshot)."""
+        return {
+            "bot_state.json": {
+                "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
+                "killed": sorted(n for n, s in self.risk._systems.items() if s.killed),
+                "limits": {k: v for k, v in vars(self.risk.limits).items() if v != float("inf")},
+                "systems": {name: t.summary() for name, t in self.traders.items()},
+                "errors": dict(self.errors),
+            },
+            "open_orders.json": {name: [o.to_dict() for o in t.book.live()] for name, t in self.traders.items()},
+            "grid_config.json": {
+                name: {"config": t.cfg.to_dict(), "params": t.strategy.params._asdict() if t.strategy.params else None}
+                for name, t in self.traders.items() if t.strategy is not None},
+        }
+
+    def _write(self, views: dict[str, dict]) -> None:
+        for name, data in views.items():
+            write_json_atomic(self.data_dir / "state" / name, data, backup=name == "bot_state.json")
+
     def write_views(self) -> None:
-        """bot_state.json, open_orders.json and grid_config.json from the running traders."""
-        state = self.data_dir / "state"
-        write_json_atomic(state / "bot_state.json", {
-            "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
-            "killed": sorted(n for n, s in self.risk._systems.items() if s.killed),
-            "limits": {k: v for k, v in vars(self.risk.limits).items() if v != float("inf")},
-            "systems": {name: t.summary() for name, t in self.traders.items()},
-            "errors": self.errors,
-        })
-        write_json_atomic(state / "open_orders.json", {
-            name: [o.to_dict() for o in t.book.live()] for name, t in self.traders.items()}, backup=False)
-        write_json_atomic(state / "grid_config.json", {
-            name: {"config": t.cfg.to_dict(), "params": t.strategy.params._asdict() if t.strategy.params else None}
-            for name, t in self.traders.items() if t.strategy is not None}, backup=False)
+        self._write(self.views())
 
     # -- one system at a time (the GUI's ON/OFF) ---------------------------------------------------
     def start(self, cfg: SystemConfig) -> asyncio.Task:
@@ -187,7 +194,8 @@ class Runner:
         while not stop.is_set():
             sig = self._signature()
             if sig != seen:
-                self.write_views()
+                # snapshot on the loop, write (fsync) in a worker thread
+                await asyncio.get_running_loop().run_in_executor(None, self._write, self.views())
                 seen = sig
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)

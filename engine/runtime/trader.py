@@ -43,7 +43,7 @@ class Trader:
         self.data_dir = Path(data_dir)
         self.state_path = self.data_dir / "state" / "systems" / f"{cfg.slug}.json"
         self.journal_path = self.data_dir / "journal" / f"{cfg.slug}.jsonl"
-        self.journal = JsonLines(self.journal_path)
+        self.journal = JsonLines(self.journal_path, fsync=False)  # synced before each state save
         self.events = event_log
         self.book = lc.OrderBook(self.journal, cfg.name)
         self.tf = TIMEFRAMES_MS[cfg.timeframe]
@@ -57,6 +57,7 @@ class Trader:
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
         self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
+        self._save_lock = asyncio.Lock()
         risk.set_dry_run(cfg.name, cfg.dry_run)
 
     # -- journal and state -----------------------------------------------------------------------
@@ -64,15 +65,26 @@ class Trader:
         if self.events is not None:
             self.events.log(event, system=self.cfg.name, **fields)
 
-    def _save(self) -> None:
-        state = {
+    async def _save(self) -> None:
+        """Write the state file. The snapshot is taken here, on the loop; the write and its
+        fsync run in a worker thread (a slow disk must not stall the loop, or the GUI on it),
+        one at a time, and the caller waits for them: the write-ahead order is kept."""
+        state = self._state()
+        async with self._save_lock:
+            await asyncio.get_running_loop().run_in_executor(None, self._write_state, state)
+
+    def _write_state(self, state: dict) -> None:
+        self.journal.sync()  # the fills this state has applied are on disk before it is
+        write_json_atomic(self.state_path, state)
+
+    def _state(self) -> dict:
+        return {
             "system": self.cfg.name, "epoch": self.epoch, "last_time": self.last_time,
             "strategy": self.strategy.state() if self.strategy and self.strategy.started else None,
             "orders": [o.to_dict() for o in self.book.live()],
             "paper": self.adapter.state() if self.paper else None,
             "summary": self.summary(),
         }
-        write_json_atomic(self.state_path, state)
 
     def _load(self) -> bool:
         loaded = read_json(self.state_path, default={})
@@ -149,7 +161,7 @@ class Trader:
         self.report.update(resumed=resumed, adopted=adopted, missing=missing, unknown=unknown, lost=lost,
                            fills_since_last_run=fills)
         self._log("hot_boot", **{k: v for k, v in self.report.items()})
-        self._save()
+        await self._save()
         return self.report
 
     # -- one poll ------------------------------------------------------------------------------
@@ -324,7 +336,7 @@ class Trader:
         if batch:
             for o in batch:
                 self.book.move(o.cid, lc.SUBMITTED, "sending")
-            self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
+            await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
             reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid) for o in batch]
             results = await self._place_all(reqs)
             if t0 is not None:
@@ -340,7 +352,7 @@ class Trader:
                     self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
         self.book.prune()
         self._report_exposure(close)
-        self._save()
+        await self._save()
 
     def _report_exposure(self, close: float) -> float:
         """Tell the risk gate what this system holds and has resting to buy, in quote."""
@@ -383,7 +395,7 @@ class Trader:
             await self.cancel(o, "cancel: cancel-all requested")
             n += 1
         self.book.prune()
-        self._save()
+        await self._save()
         return n
 
     # -- run -----------------------------------------------------------------------------------
@@ -402,7 +414,7 @@ class Trader:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_seconds)
         self.risk.system(self.cfg.name).on = False
-        self._save()
+        await self._save()
 
     def summary(self) -> dict:
         s = self.strategy
