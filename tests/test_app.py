@@ -65,6 +65,7 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
         window.tabs.setCurrentWidget(window.orders)
         await asyncio.sleep(0.3)
         assert window.orders.model.rowCount() > 10
+        shoot(window, tmp_path / "orders.png")
         window.tabs.setCurrentWidget(window.grid)
         window.grid.refresh(force=True)
         await asyncio.sleep(0.2)

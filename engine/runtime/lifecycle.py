@@ -69,6 +69,7 @@ class TrackedOrder:
     fee: float = 0.0
     bar: int = -1  # the bar whose close decided it
     note: str = ""  # why it is in its state (the journal holds the whole lifecycle)
+    ts: int = 0  # when it entered the book (ms)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +90,7 @@ class OrderBook:
     def add(self, order: TrackedOrder) -> TrackedOrder:
         if order.cid in self.orders:
             raise LifecycleError(f"{order.cid}: already in the book")
+        order.ts = order.ts or _now()
         self.orders[order.cid] = order
         self._journal(order, order.state, order.note)
         return order
