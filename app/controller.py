@@ -57,8 +57,7 @@ class Controller(QObject):
         if problem:
             self.events.log("state_problem", file=str(self.config_path), problem=problem)
         self.risk = RiskGate(event_log=self.events)
-        self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25)
-        self.runner.events = self.events
+        self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25, event_log=self.events)
         self._tasks: set[asyncio.Task] = set()
         self._journals: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),

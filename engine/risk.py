@@ -157,6 +157,9 @@ class RiskGate:
             self.system(system).killed = False
         self._log("kill_switch", system=system or "*", on=False)
 
+    def killed_systems(self) -> list[str]:
+        return sorted(n for n, s in self._systems.items() if s.killed)
+
     def set_exposure(self, symbol: str, notional: float, system: str = "") -> None:
         """A system reports its exposure on a symbol: position plus resting buys, in quote.
         The limits apply to the sum over systems (per symbol) and over everything (total)."""

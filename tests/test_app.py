@@ -93,7 +93,8 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
     saved = json.loads((data_dir / "cryptos.json").read_text())
     assert saved["systems"][0]["enabled"] is True
     bot = json.loads((data_dir / "state" / "bot_state.json").read_text())
-    assert bot["kill_all"] is True
+    assert bot["kill_all"] is True and bot["killed"] == []
+    assert len(list((data_dir / "logs").glob("trading_*.jsonl"))) == 1  # one event log per run
 
 
 def test_add_system_dialog_refuses_field_by_field(qtbot):

@@ -53,8 +53,8 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
     url = cfg.exchange_url or None
     if cfg.market != "spot":
         raise ConfigError(f"system {cfg.name!r}: market: the runtime trades spot grids for now (got {cfg.market})")
+    sg = SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
     if cfg.mode == "paper" or cfg.dry_run:
-        sg = SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
         if cfg.data:
             from engine.sample import SAMPLE_PATH
 
@@ -72,16 +72,15 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
         n = cfg.exchange.upper()
         raise ConfigError(f"system {cfg.name!r}: live trading needs API keys for {cfg.exchange}: store them in "
                           f"the app (OS keyring) or set GRIDDESK_{n}_API_KEY and GRIDDESK_{n}_SECRET")
-    sg = SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
     return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sg.fee)
 
 
 class Runner:
     def __init__(self, systems: list[SystemConfig], data_dir: str | Path, *, keys: Keys = env_keys,
                  exchange_url: str | None = None, poll_seconds: float = 1.0, risk: RiskGate | None = None,
-                 sample_path: Path | None = None):
+                 sample_path: Path | None = None, event_log: EventLog | None = None):
         self.data_dir = Path(data_dir)
-        self.events = EventLog(self.data_dir / "logs")
+        self.events = event_log if event_log is not None else EventLog(self.data_dir / "logs")
         self.risk = risk or RiskGate(event_log=self.events)
         if risk is not None and risk.event_log is None:
             risk.event_log = self.events
@@ -127,7 +126,7 @@ class Runner:
         return {
             "bot_state.json": {
                 "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
-                "killed": sorted(n for n, s in self.risk._systems.items() if s.killed),
+                "killed": self.risk.killed_systems(),
                 "limits": {k: v for k, v in vars(self.risk.limits).items() if v != float("inf")},
                 "systems": {name: t.summary() for name, t in self.traders.items()},
                 "errors": dict(self.errors),
