@@ -92,7 +92,8 @@ class Denial:
 
 @dataclass
 class SystemStatus:
-    on: bool
+    on: bool  # running
+    killed: bool  # by its own or the global kill switch
     trend: str  # UP | DOWN | NEUTRAL
     vol_spike: bool
     paused: bool
@@ -102,6 +103,8 @@ class SystemStatus:
     def label(self) -> str:
         if not self.on:
             return "OFF"
+        if self.killed:
+            return "KILLED"
         if self.paused:
             return "PAUSED"
         return "VOL-SPIKE" if self.vol_spike else f"ON {self.trend}"
@@ -129,6 +132,7 @@ class RiskGate:
         self.audit: deque[Denial] = deque(maxlen=audit_size)
         self._systems: dict[str, _SystemRisk] = {}
         self._exposure: dict[tuple[str, str], float] = {}  # (system, symbol) -> notional
+        self._denied: dict[tuple[str, str], tuple[str, str]] = {}  # (system, order id) -> (rule, reason)
 
     # --- systems ------------------------------------------------------------------------------
     def system(self, name: str) -> _SystemRisk:
@@ -171,12 +175,19 @@ class RiskGate:
     # --- the gate -----------------------------------------------------------------------------
     def check(self, order: OrderIntent, market: Market) -> Decision:
         d = self._decide(order, market)
-        if d.action == DENY:
-            now = int(time.time() * 1000)
-            denial = Denial(now, order.system, order.symbol, order.client_order_id, d.rule, d.reason)
-            self.audit.append(denial)
-            self._log("risk_denied", system=order.system, symbol=order.symbol, cid=order.client_order_id,
-                      rule=d.rule, reason=d.reason)
+        key = (order.system, order.client_order_id)
+        if d.action != DENY:
+            self._denied.pop(key, None)
+            return d
+        if self._denied.get(key) == (d.rule, d.reason):
+            return d  # asked again (a new candle, the same order, the same answer): recorded once
+        if len(self._denied) > 10_000:
+            self._denied.clear()
+        self._denied[key] = (d.rule, d.reason)
+        now = int(time.time() * 1000)
+        self.audit.append(Denial(now, order.system, order.symbol, order.client_order_id, d.rule, d.reason))
+        self._log("risk_denied", system=order.system, symbol=order.symbol, cid=order.client_order_id,
+                  rule=d.rule, reason=d.reason)
         return d
 
     def _decide(self, o: OrderIntent, m: Market) -> Decision:
@@ -271,7 +282,7 @@ class RiskGate:
     def status(self, system: str) -> SystemStatus:
         s = self.system(system)
         reason = ("global kill switch" if self.kill_all else "kill switch" if s.killed else s.paused_reason)
-        return SystemStatus(on=s.on and not (self.kill_all or s.killed), trend=s.trend, vol_spike=s.vol_spike,
+        return SystemStatus(on=s.on, killed=self.kill_all or s.killed, trend=s.trend, vol_spike=s.vol_spike,
                             paused=bool(s.paused_reason), reason=reason)
 
     def _log(self, event: str, **fields) -> None:

@@ -115,3 +115,18 @@ def test_denials_are_logged_and_shown_newest_first(tmp_path):
 def test_limits_are_validated():
     with pytest.raises(ValueError, match="max_spread"):
         RiskGate(RiskLimits(max_spread=0))
+
+
+def test_a_denial_asked_again_is_recorded_once_and_killed_systems_say_so():
+    g = live_gate()
+    g.system("btc").on = True
+    g.kill()
+    assert g.status("btc").label == "KILLED" and g.status("btc").on
+    for _ in range(5):  # the same order asked about on five candles
+        assert g.check(order(), MKT).rule == "kill_switch"
+    assert len([d for d in g.audit if d.rule == "kill_switch"]) == 1
+    g.release()
+    assert g.check(order(), MKT).action == SEND and g.status("btc").label.startswith("ON")
+    g.kill()
+    g.check(order(), MKT)
+    assert len([d for d in g.audit if d.rule == "kill_switch"]) == 2  # a new episode is recorded
