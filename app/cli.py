@@ -51,6 +51,8 @@ def _float(name):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.strategies.registry import STRATEGIES
+
     ap = OneLineParser(prog="griddesk", description="GridDesk: crypto grid trading workstation")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
@@ -98,10 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-CHOICES = {
-    "mode": ("range", "lower-only"), "spacing": ("arithmetic", "geometric", "atr"), "qty_mode": ("quote", "base"),
-    "trailing": ("none", "up", "down", "both"), "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
-}
 HELP = {
     "lower": "lowest level (default: from the data)", "upper": "highest level / lower-only anchor",
     "fee": "maker fee as a fraction (0.001 = 0.1%%)", "recenter": "spacings beyond the grid that recenter it",
@@ -110,23 +108,14 @@ HELP = {
 }
 
 
-def _config_classes():
-    from engine.strategies.adaptive_grid import AdaptiveGridConfig
-    from engine.strategies.hedged_grid import HedgedGridConfig
-    from engine.strategies.spot_grid import SpotGridConfig
-
-    return {"spot-grid": SpotGridConfig, "hedged-grid": HedgedGridConfig, "adaptive-grid": AdaptiveGridConfig}
-
-
-STRATEGIES = ("spot-grid", "hedged-grid", "adaptive-grid")
-
-
 def _add_setting_args(parser: argparse.ArgumentParser) -> None:
     """One option per setting of every strategy's config, typed from its default."""
     import dataclasses
 
+    from engine.strategies.registry import CHOICES, CONFIGS
+
     seen: set[str] = set()
-    for cls in _config_classes().values():
+    for cls in CONFIGS.values():
         for f in dataclasses.fields(cls):
             if f.name in seen:
                 continue
@@ -150,7 +139,9 @@ def _add_setting_args(parser: argparse.ArgumentParser) -> None:
 def _strategy_config(args):
     import dataclasses
 
-    cls = _config_classes()[args.strategy]
+    from engine.strategies.registry import CONFIGS
+
+    cls = CONFIGS[args.strategy]
     data = {}
     if args.params:
         try:
@@ -160,7 +151,7 @@ def _strategy_config(args):
         if not isinstance(data, dict):
             raise SystemExit(f"griddesk backtest: error: --params: {args.params}: expected a JSON object")
     own = {f.name for f in dataclasses.fields(cls)}
-    other = {f.name for c in _config_classes().values() for f in dataclasses.fields(c)} - own
+    other = {f.name for c in CONFIGS.values() for f in dataclasses.fields(c)} - own
     for name in sorted(own | other):
         value = getattr(args, name, None)
         if value is None:
@@ -236,25 +227,17 @@ def _ts(ms: int) -> str:
 
 
 def cmd_backtest(args) -> int:
+    from engine.data import load_funding
+    from engine.strategies.registry import check_funding, run_backtest
+
+    check_funding(args.strategy, bool(args.funding))
     candles, load_s = _load(args)
     cfg = _strategy_config(args)
+    funding = load_funding(args.funding) if args.funding else None
+    result = run_backtest(args.strategy, candles, cfg, funding)
     if args.strategy == "adaptive-grid":
-        from engine.data import load_funding
-        from engine.strategies.adaptive_grid import run_adaptive_grid
-
-        funding = load_funding(args.funding) if args.funding else None
-        result = run_adaptive_grid(candles, cfg, funding)
         print(format_perp_report(result, candles, load_s, funding))
     else:
-        from engine.backtest import run_spot_grid
-        from engine.data import load_funding
-
-        if args.funding and args.strategy == "spot-grid":
-            from engine.strategies.spot_grid import ParamError
-
-            raise ParamError("funding", "spot grids pay no funding (the hedged grid's short does)")
-        funding = load_funding(args.funding) if args.funding else None
-        result = run_spot_grid(candles, cfg, funding)
         print(format_report(result, candles, load_s))
     if args.json:
         out = result.to_json_dict()

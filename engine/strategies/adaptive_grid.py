@@ -142,6 +142,7 @@ class PerpResult:
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     start_bar: int = 0
+    funding_rate: np.ndarray | None = None  # per bar: the rate settled at the bar's open (0: none)
 
     def trades_frame(self):
         import pandas as pd
@@ -244,6 +245,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
                "funding": float(money[ag.M_FUNDING]), "fees": float(money[ag.M_FEES]),
                "liquidated_margin": float(money[ag.M_LIQUIDATED])},
         start_bar=int(a["start"]),
+        funding_rate=np.where(a["funding_count"] > 0, a["funding"], 0.0),
     )
     perf = met.performance(equity[a["start"]:], candles.timeframe_ms)
     last = float(candles.close[-1])

@@ -1,0 +1,360 @@
+"""A backtest result laid out for the visual replay: everything the replay shows at a bar is
+read from what the backtest produced (per-bar equity, position and cost, the trade log, the
+order log); nothing is simulated again. No Qt here: the Backtest tab draws what this gives.
+
+Also the exports of a run: trades as CSV, the full result as JSON, a one-page HTML report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.data import Candles
+from engine.kernels import adaptive_grid as ag
+from engine.kernels import spot_grid as sg
+
+# How a fill is drawn: each kind has its own marker in the chart.
+MARKER_KINDS = ("buy_open", "sell_close", "sell_open", "buy_close", "stop", "prune", "liquidation", "hedge", "halt")
+(BUY_OPEN, SELL_CLOSE, SELL_OPEN, BUY_CLOSE, STOP, PRUNE, LIQUIDATION, HEDGE, HALT) = range(len(MARKER_KINDS))
+
+_SPOT_MARKERS = {
+    sg.GRID_BUY: BUY_OPEN, sg.GRID_SELL: SELL_CLOSE, sg.REBUY: BUY_OPEN, sg.REBALANCE_SELL: SELL_CLOSE,
+    sg.STOP_LOSS: STOP, sg.TAKE_PROFIT: STOP, sg.HEDGE_OPEN_SHORT: HEDGE, sg.HEDGE_CLOSE_SHORT: HEDGE,
+    sg.HEDGE_LIQUIDATION: LIQUIDATION, sg.BAG_REDUCE: PRUNE,
+}
+_PERP_MARKERS = {
+    ag.BUY_OPEN_LONG: BUY_OPEN, ag.SELL_CLOSE_LONG: SELL_CLOSE, ag.SELL_OPEN_SHORT: SELL_OPEN,
+    ag.BUY_CLOSE_SHORT: BUY_CLOSE, ag.STOP_LONG: STOP, ag.STOP_SHORT: STOP, ag.PRUNE_DEVIANCE: PRUNE,
+    ag.PRUNE_OLDEST: PRUNE, ag.PRUNE_GAP: PRUNE, ag.PRUNE_FUNDING: PRUNE, ag.PRUNE_OFFSET: PRUNE,
+    ag.CIRCUIT_BREAKER_HALT: HALT, ag.LIQUIDATION: LIQUIDATION,
+}
+
+TRADE_DTYPE = np.dtype([
+    ("bar", np.int64), ("time", np.int64), ("side", np.int8), ("price", np.float64), ("qty", np.float64),
+    ("fee", np.float64), ("pnl", np.float64), ("label", np.int16), ("marker", np.int8), ("position", np.float64),
+])
+
+# Metrics shown up to the current bar, in display order (the full run shows the same at its last bar).
+BAR_METRICS = ("equity", "return", "drawdown", "max_drawdown", "grid_profit", "floating_pnl", "funding", "fees",
+               "fills", "position")
+# Full-run metrics shown under them.
+RUN_METRICS = ("cagr", "sharpe", "sortino", "calmar", "win_rate", "profit_factor", "buy_hold_return")
+_PYRAMID = 4  # each downsampling level merges this many candles of the level below
+
+
+def _levels(time, o, h, lo, c):
+    """Candles merged 4, 16, 64, ... at a time (full bins only), down to a few hundred bins."""
+    out = [(1, time, o, h, lo, c)]
+    k = 1
+    while len(out[-1][1]) >= 4 * _PYRAMID:
+        _, t, o, h, lo, c = out[-1]
+        m = len(t) // _PYRAMID
+        e = m * _PYRAMID
+        k *= _PYRAMID
+        out.append((k, t[:e:_PYRAMID], o[:e:_PYRAMID], h[:e].reshape(m, _PYRAMID).max(1),
+                    lo[:e].reshape(m, _PYRAMID).min(1), c[_PYRAMID - 1:e:_PYRAMID]))
+    return out
+
+
+@dataclass
+class Replay:
+    """One backtest run, ready to seek. Bars are indices into the candles; ``bar`` in the trade
+    log is the bar a fill happened on; orders rest during the bars after the close that placed
+    them (GRID_SEMANTICS.md)."""
+
+    name: str
+    strategy: str
+    config: dict
+    result: object
+    candles: Candles
+    capital: float
+    start_bar: int
+    labels: tuple[str, ...]
+    trades: np.ndarray
+    position: np.ndarray
+    long_qty: np.ndarray | None
+    short_qty: np.ndarray | None
+    avg_entry: np.ndarray | None
+    funding_cum: np.ndarray | None
+    run_seconds: float = 0.0
+    _pyramid: list = field(default_factory=list, repr=False)
+
+    # -- building -----------------------------------------------------------------------------
+    @classmethod
+    def from_result(cls, candles: Candles, result, name: str = "", run_seconds: float | None = None) -> Replay:
+        if len(result.equity) != len(candles):
+            raise ValueError(f"{name or result.strategy}: the result has {len(result.equity)} bars, "
+                             f"the candles {len(candles)}")
+        t = result.trades
+        perp = result.strategy == "adaptive-grid"
+        out = np.empty(len(t), dtype=TRADE_DTYPE)
+        for f in ("bar", "time", "side", "price", "qty", "fee", "pnl"):
+            out[f] = t[f]
+        if perp:
+            out["label"] = t["label"]
+            out["marker"] = np.array([_PERP_MARKERS[int(x)] for x in range(len(ag.LABELS))], np.int8)[t["label"]]
+            out["position"] = t["long_qty"] - t["short_qty"]
+            labels = ag.LABELS
+            position = result.long_qty - result.short_qty
+            rate = result.funding_rate if result.funding_rate is not None else np.zeros(len(candles))
+            held = np.r_[0.0, position[:-1]]  # funding at a bar's open is on what was held into it
+            funding_cum = np.cumsum(-rate * held * candles.open)
+            capital = float(result.config["capital"])
+            long_qty, short_qty, avg_entry = result.long_qty, result.short_qty, None
+        else:
+            out["label"] = t["role"]
+            out["marker"] = np.array([_SPOT_MARKERS[int(x)] for x in range(len(sg.ROLE_NAMES))], np.int8)[t["role"]]
+            out["position"] = t["position"]
+            labels = sg.ROLE_NAMES
+            position = result.position
+            funding_cum, long_qty, short_qty = None, None, None
+            avg_entry = result.avg_entry
+            capital = float(result.params.capital)
+        timings = getattr(result, "timings", {}) or {}
+        r = cls(name=name or result.strategy, strategy=result.strategy, config=dict(result.config), result=result,
+                candles=candles, capital=capital, start_bar=int(getattr(result, "start_bar", 0)), labels=labels,
+                trades=out, position=position, long_qty=long_qty, short_qty=short_qty, avg_entry=avg_entry,
+                funding_cum=funding_cum,
+                run_seconds=float(run_seconds if run_seconds is not None else sum(timings.values())))
+        r._prepare()
+        return r
+
+    def _prepare(self) -> None:
+        c = self.candles
+        self.x = c.time / 1000.0  # chart x: seconds since the epoch
+        self.timeframe_s = c.timeframe_ms / 1000.0
+        eq = self.result.equity
+        self.equity = eq
+        self.peak = np.maximum.accumulate(eq)
+        self.drawdown = np.where(self.peak > 0, eq / self.peak - 1.0, 0.0)
+        self.worst_drawdown = np.minimum.accumulate(self.drawdown)
+        t = self.trades
+        grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if self.strategy == "adaptive-grid" else (sg.GRID_SELL,)
+        grid_close = np.isin(t["label"], grid_labels)
+        self._fees_cum = np.cumsum(t["fee"])
+        self._grid_cum = np.cumsum(np.where(grid_close, t["pnl"], 0.0))
+        self._pnl_cum = np.cumsum(t["pnl"])
+        self._trade_bars = t["bar"]
+        self._trade_bar_list = np.unique(t["bar"])
+        self._pyramid = _levels(self.x, c.open, c.high, c.low, c.close)
+
+    # -- seeking ------------------------------------------------------------------------------
+    @property
+    def n_bars(self) -> int:
+        return len(self.candles)
+
+    def clamp(self, bar: int) -> int:
+        return int(min(max(int(bar), 0), self.n_bars - 1))
+
+    def trades_through(self, bar: int) -> int:
+        """How many fills happened on or before ``bar``."""
+        return int(np.searchsorted(self._trade_bars, bar, side="right"))
+
+    def trades_on(self, bar: int) -> tuple[int, int]:
+        """The trade-log rows ``[a, b)`` of the fills on ``bar``."""
+        return int(np.searchsorted(self._trade_bars, bar, side="left")), self.trades_through(bar)
+
+    def next_trade_bar(self, bar: int) -> int | None:
+        i = np.searchsorted(self._trade_bar_list, bar, side="right")
+        return int(self._trade_bar_list[i]) if i < len(self._trade_bar_list) else None
+
+    def prev_trade_bar(self, bar: int) -> int | None:
+        i = np.searchsorted(self._trade_bar_list, bar, side="left")
+        return int(self._trade_bar_list[i - 1]) if i > 0 else None
+
+    def bar_at(self, time_ms: int) -> int:
+        """The last bar that opened at or before ``time_ms`` (the first bar before the data)."""
+        return self.clamp(int(np.searchsorted(self.candles.time, time_ms, side="right")) - 1)
+
+    def orders_at(self, bar: int) -> np.ndarray | None:
+        """The orders resting during ``bar`` (price, side, placed bar, role), or None when the
+        strategy keeps no order log (the perpetual grid shows its fills and positions only)."""
+        orders_at = getattr(self.result, "orders_at", None)
+        return orders_at(bar) if orders_at is not None else None
+
+    def metrics_at(self, bar: int) -> dict[str, float]:
+        """What the run stood at by the close of ``bar``."""
+        bar = self.clamp(bar)
+        k = self.trades_through(bar)
+        eq = float(self.equity[bar])
+        if self.funding_cum is not None:
+            funding = float(self.funding_cum[bar])
+        else:  # the hedged grid's short pays funding, but its run keeps only the total
+            funding = math.nan if self.strategy == "hedged-grid" else 0.0
+        if self.strategy == "adaptive-grid":
+            realized = float(self._pnl_cum[k - 1]) if k else 0.0
+            floating = eq - self.capital - realized - funding
+        else:
+            floating = float(self.position[bar] * self.candles.close[bar] - self.result.cost[bar])
+        return {
+            "equity": eq,
+            "return": eq / self.capital - 1.0,
+            "drawdown": float(self.drawdown[bar]),
+            "max_drawdown": float(-self.worst_drawdown[bar]),
+            "grid_profit": float(self._grid_cum[k - 1]) if k else 0.0,
+            "floating_pnl": floating,
+            "funding": funding,
+            "fees": float(self._fees_cum[k - 1]) if k else 0.0,
+            "fills": k,
+            "position": float(self.position[bar]),
+        }
+
+    def run_metrics(self) -> dict[str, float]:
+        m = self.result.metrics
+        out = {**self.metrics_at(self.n_bars - 1), **{k: float(m[k]) for k in RUN_METRICS if k in m}}
+        if self.strategy == "hedged-grid":
+            out["funding"] = float(self.result.money["hedge_funding"])
+        return out
+
+    # -- drawing data -------------------------------------------------------------------------
+    def candles_in(self, i0: int, i1: int, max_bars: int = 1500):
+        """Candles of bars ``[i0, i1)`` merged so that at most about ``max_bars`` are drawn:
+        (x, open, high, low, close, width in seconds)."""
+        i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
+        if i1 <= i0:
+            e = np.zeros(0)
+            return e, e, e, e, e, self.timeframe_s
+        level = 0
+        while level + 1 < len(self._pyramid) and (i1 - i0) / self._pyramid[level][0] > max_bars:
+            level += 1
+        k, t, o, h, lo, c = self._pyramid[level]
+        if k == 1:
+            return t[i0:i1], o[i0:i1], h[i0:i1], lo[i0:i1], c[i0:i1], self.timeframe_s
+        b0, b1 = i0 // k, min(i1 // k, len(t))
+        parts = [(t[b0:b1], o[b0:b1], h[b0:b1], lo[b0:b1], c[b0:b1])]
+        tail = b1 * k
+        if tail < i1:  # the bin the range ends in, cut at i1
+            cd = self.candles
+            parts.append((self.x[tail:tail + 1], cd.open[tail:tail + 1], cd.high[tail:i1].max(keepdims=True),
+                          cd.low[tail:i1].min(keepdims=True), cd.close[i1 - 1:i1]))
+        cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
+        return (*cols, self.timeframe_s * k)
+
+    def series_in(self, y: np.ndarray, i0: int, i1: int, max_points: int = 2000):
+        """``y`` over bars ``[i0, i1)`` as (x, y), reduced to the min and max of each bin when
+        there are more than ``max_points`` bars, so peaks and troughs stay visible."""
+        i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
+        if i1 - i0 <= max_points:
+            return self.x[i0:i1], y[i0:i1]
+        k = -(-(i1 - i0) // (max_points // 2))
+        m = (i1 - i0) // k
+        e = i0 + m * k
+        yy = y[i0:e].reshape(m, k)
+        xs = np.repeat(self.x[i0:e:k], 2)
+        ys = np.column_stack((yy.min(1), yy.max(1))).ravel()
+        if e < i1:
+            xs = np.r_[xs, self.x[e], self.x[i1 - 1]]
+            ys = np.r_[ys, y[e:i1].min(), y[i1 - 1]]
+        return xs, ys
+
+    # -- exports ------------------------------------------------------------------------------
+    def trades_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.result.trades_frame().to_csv(path, index=False)
+        return path
+
+    def to_json_dict(self) -> dict:
+        c = self.candles
+        return {
+            **self.result.to_json_dict(),
+            "name": self.name,
+            "source": c.source,
+            "timeframe_ms": int(c.timeframe_ms),
+            "run_seconds": self.run_seconds,
+            "bars": {"time": c.time.tolist(), "close": c.close.tolist(), "equity": self.equity.tolist(),
+                     "position": self.position.tolist()},
+            "trades": [{"bar": int(r["bar"]), "time": int(r["time"]), "side": int(r["side"]),
+                        "price": float(r["price"]), "qty": float(r["qty"]), "fee": float(r["fee"]),
+                        "pnl": float(r["pnl"]), "kind": self.labels[int(r["label"])]} for r in self.trades],
+        }
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json_dict(), default=_json_default))
+        return path
+
+    def save_html(self, path: str | Path, compare: Replay | None = None) -> Path:
+        """A one-page report: the equity curve (inline SVG) and the metrics."""
+        path = Path(path)
+        path.write_text(html_report(self, compare))
+        return path
+
+
+def _json_default(v):
+    if isinstance(v, float | np.floating) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)
+
+
+def format_metric(name: str, v: float) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "—"
+    if name in ("return", "drawdown", "max_drawdown", "cagr", "win_rate", "buy_hold_return"):
+        return f"{v * 100:+.2f}%" if name in ("return", "cagr", "buy_hold_return") else f"{v * 100:.2f}%"
+    if name == "fills":
+        return f"{int(v):,}"
+    if name in ("sharpe", "sortino", "calmar", "profit_factor"):
+        return f"{v:.2f}" if math.isfinite(v) else "∞"
+    if name == "position":
+        return f"{v:,.6g}"
+    return f"{v:,.2f}"
+
+
+def _svg_curve(runs: list[Replay], width: int = 900, height: int = 280) -> str:
+    colors = ("#1565c0", "#ef6c00")
+    lo = min(float(np.min(r.equity)) for r in runs)
+    hi = max(float(np.max(r.equity)) for r in runs)
+    t0 = min(float(r.x[0]) for r in runs)
+    t1 = max(float(r.x[-1]) for r in runs)
+    span_y, span_x = (hi - lo) or 1.0, (t1 - t0) or 1.0
+    lines = []
+    for r, color in zip(runs, colors, strict=False):
+        xs, ys = r.series_in(r.equity, 0, r.n_bars, 1200)
+        pts = " ".join(f"{(x - t0) / span_x * width:.1f},{height - (y - lo) / span_y * height:.1f}"
+                       for x, y in zip(xs, ys, strict=True))
+        lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.3" points="{pts}"/>'
+                     f'<text x="6" y="{16 + 16 * len(lines)}" fill="{color}">{html.escape(r.name)}</text>')
+    return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'style="background:#fafafa;border:1px solid #ddd">{"".join(lines)}'
+            f'<text x="{width - 6}" y="14" text-anchor="end">{hi:,.0f}</text>'
+            f'<text x="{width - 6}" y="{height - 4}" text-anchor="end">{lo:,.0f}</text></svg>')
+
+
+def html_report(run: Replay, compare: Replay | None = None) -> str:
+    runs = [run] + ([compare] if compare is not None else [])
+    metrics = [r.run_metrics() for r in runs]
+    head = "".join(f"<th>{html.escape(r.name)}</th>" for r in runs)
+    rows = "".join(f"<tr><td>{k.replace('_', ' ')}</td>"
+                   + "".join(f"<td>{format_metric(k, m[k])}</td>" if k in m else "<td></td>" for m in metrics)
+                   + "</tr>" for k in (*BAR_METRICS, *RUN_METRICS))
+    c = run.candles
+    span = f"{_date(c.time[0])} to {_date(c.time[-1])}, {run.n_bars:,} bars"
+    cfg = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+                  for k, v in run.config.items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>GridDesk backtest: {html.escape(run.name)}</title>
+<style>body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse}}
+td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}}td:first-child{{text-align:left}}
+.cols{{display:flex;gap:40px;align-items:flex-start}}</style></head><body>
+<h1>{html.escape(run.name)}</h1>
+<p>{html.escape(run.strategy)} on {html.escape(c.source)}: {span}. Run time {run.run_seconds:.2f} s.</p>
+{_svg_curve(runs)}
+<div class="cols"><div><h2>Metrics</h2><table><tr><th></th>{head}</tr>{rows}</table></div>
+<div><h2>Settings</h2><table>{cfg}</table></div></div>
+<p style="color:#888">GridDesk backtest report. Past results on historical data do not predict live results.</p>
+</body></html>
+"""
+
+
+def _date(ms) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(int(ms) / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
