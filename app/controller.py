@@ -167,14 +167,43 @@ class Controller(QObject):
         self.events.log("cancel_all", system=system or "*", cancelled=n)
         return n
 
-    # -- numba work off the GUI thread -------------------------------------------------------------
-    async def backtest(self, candles, cfg):
-        """A spot-grid backtest in a worker thread (the kernels release the GIL); the GUI
-        thread stays free while it runs."""
-        from engine.backtest import run_spot_grid
+    # -- backtests: loading, downloading and numba work off the GUI thread ----------------------
+    async def in_pool(self, fn, *args):
+        """``fn(*args)`` in the worker pool (numba kernels release the GIL); the GUI thread
+        stays free while it runs."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, run_spot_grid, candles, cfg)
+    async def load_candles(self, path: str | Path):
+        from engine.data import load_candles
+        from engine.sample import SAMPLE_PATH
+
+        return await self.in_pool(load_candles, SAMPLE_PATH if str(path) == "sample" else Path(path))
+
+    async def load_funding(self, path: str | Path):
+        from engine.data import load_funding
+
+        return await self.in_pool(load_funding, Path(path))
+
+    async def download_candles(self, exchange: str, symbol: str, timeframe: str, since, until, progress=None):
+        """Candles through ccxt into the cache (engine/fetch.py); ``progress(done, total)``."""
+        from engine.fetch import fetch_candles, parse_when
+
+        return await fetch_candles(exchange, symbol, timeframe, parse_when(since), parse_when(until),
+                                   progress=progress)
+
+    async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = ""):
+        """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool."""
+        from engine.replay import Replay
+        from engine.strategies.registry import run_backtest
+
+        def work():
+            import time
+
+            t = time.perf_counter()
+            result = run_backtest(strategy, candles, cfg, funding)
+            return Replay.from_result(candles, result, name=name, run_seconds=time.perf_counter() - t)
+
+        return await self.in_pool(work)
 
     # -- snapshots for the widgets ---------------------------------------------------------------
     def system_rows(self) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The main window: Market, Risk, Orders, Grid and Logs tabs, a kill-switch badge in the status
+"""The main window: Market, Risk, Orders, Grid, Logs and Backtest tabs, a kill-switch badge in the status
 bar, geometry and last tab restored."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
 
 from app.controller import ROOT
+from widgets.backtest import BacktestTab
 from widgets.grid_chart import GridTab
 from widgets.logs import LogsTab
 from widgets.market import MarketTab
@@ -32,8 +33,9 @@ class MainWindow(QMainWindow):
         self.orders = OrdersTab(controller)
         self.grid = GridTab(controller)
         self.logs = LogsTab(controller)
+        self.backtest = BacktestTab(controller)
         for w, name in ((self.market, "Market"), (self.risk, "Risk"), (self.orders, "Orders"), (self.grid, "Grid"),
-                        (self.logs, "Logs")):
+                        (self.logs, "Logs"), (self.backtest, "Backtest")):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
         self.badge = QLabel(objectName="killBadge")

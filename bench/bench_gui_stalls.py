@@ -74,7 +74,7 @@ def main() -> None:
             if len(ts) == args.systems and all(t.strategy is not None and t.strategy.started for t in ts):
                 break
         window.tabs.setCurrentWidget(window.grid)
-        await controller.backtest(candles, cfg)  # numba compiled / cache loaded before measuring
+        await controller.backtest(candles, "spot-grid", cfg)  # numba compiled / cache loaded before measuring
         lateness.clear()
         last[0] = time.perf_counter()
         timer.start()
@@ -84,7 +84,7 @@ def main() -> None:
             if args.no_backtest:
                 await asyncio.sleep(0.1)
                 continue
-            await controller.backtest(candles, cfg)
+            await controller.backtest(candles, "spot-grid", cfg)
             runs += 1
         timer.stop()
         fills = sum(t.strategy.books(1.0)["fills"] for t in controller.runner.traders.values() if t.strategy.started)

@@ -83,6 +83,7 @@ class Replay:
     avg_entry: np.ndarray | None
     funding_cum: np.ndarray | None
     run_seconds: float = 0.0
+    source: str = ""  # the data as the user named it ('sample', a file, a download)
     _pyramid: list = field(default_factory=list, repr=False)
 
     # -- building -----------------------------------------------------------------------------

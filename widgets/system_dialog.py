@@ -38,10 +38,10 @@ def _spin(lo, hi, decimals, value, step=None, name=""):
 
 class SystemDialog(QDialog):
     def __init__(self, parent=None, cfg: SystemConfig | None = None, *, existing: set[str] = frozenset(),
-                 reference_price: float = 42_000.0, exchanges=EXCHANGES):
+                 reference_price: float = 42_000.0, exchanges=EXCHANGES, title: str | None = None):
         super().__init__(parent)
         self.setObjectName("systemDialog")
-        self.setWindowTitle("Edit system" if cfg else "Add system")
+        self.setWindowTitle(title or ("Edit system" if cfg else "Add system"))
         self.existing = set(existing)
         self.reference_price = reference_price
         self.result_config: SystemConfig | None = None
@@ -49,6 +49,7 @@ class SystemDialog(QDialog):
         cfg = cfg or SystemConfig(name="", params={"levels": 20, "spacing": "geometric", "trailing": "both"},
                                   data="sample")
         p = SpotGridConfig.from_dict({k: v for k, v in cfg.params.items()})
+        self.base_params = dict(cfg.params)  # settings this form does not show are kept as they were
         f = QFormLayout()
         self.name = QLineEdit(cfg.name, objectName="systemName")
         self.exchange = QComboBox(objectName="systemExchange")
@@ -125,7 +126,7 @@ class SystemDialog(QDialog):
         self.update_preview()
 
     def params(self) -> dict:
-        return {"mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
+        return {**self.base_params, "mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
                 "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
                 "range_pct": self.range_pct.value(), "trailing": self.trailing.currentText(), "fee": self.fee.value()}
 

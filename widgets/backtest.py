@@ -1,0 +1,669 @@
+"""Backtest tab: choose data and a strategy, run it in the worker pool, and replay the run bar
+by bar: chart, transport (play, step, speed, scrubber, jump to a date or a trade), metrics up to
+the current bar beside the full run's, the trades table in step with the chart, a second run
+to compare, exports, and "create system from this backtest"."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QDateTime,
+    QItemSelection,
+    QItemSelectionModel,
+    Qt,
+    QTimer,
+    QTimeZone,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateTimeEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.data import TIMEFRAMES_MS, DataError
+from engine.replay import BAR_METRICS, RUN_METRICS, Replay, format_metric
+from engine.runtime.config import SystemConfig
+from engine.strategies.registry import CONFIGS, FUNDED
+from engine.strategies.spot_grid import ParamError
+from widgets.params_editor import ParamsEditor
+from widgets.replay_chart import ReplayChart
+from widgets.system_dialog import EXCHANGES, SystemDialog
+
+SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
+UTC = QTimeZone.utc()
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
+
+class TradesModel(QAbstractTableModel):
+    """The run's fills; those after the current bar are greyed."""
+
+    COLUMNS = ("time", "bar", "kind", "side", "price", "qty", "fee", "pnl", "position")
+
+    def __init__(self):
+        super().__init__()
+        self.run: Replay | None = None
+        self.done = 0  # fills up to the current bar
+
+    def set_run(self, run: Replay | None) -> None:
+        self.beginResetModel()
+        self.run, self.done = run, 0
+        self.endResetModel()
+
+    def set_done(self, done: int) -> None:
+        if done == self.done or self.run is None:
+            return
+        lo, hi = sorted((done, self.done))
+        self.done = done
+        if hi > lo:
+            self.dataChanged.emit(self.index(lo, 0), self.index(hi - 1, len(self.COLUMNS) - 1),
+                                  [Qt.ForegroundRole])
+
+    def rowCount(self, parent=None) -> int:
+        return 0 if (parent is not None and parent.isValid()) or self.run is None else len(self.run.trades)
+
+    def columnCount(self, parent=None) -> int:
+        return len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.DisplayRole):
+        if self.run is None:
+            return None
+        row = self.run.trades[index.row()]
+        col = self.COLUMNS[index.column()]
+        if role == Qt.ForegroundRole:
+            if index.row() >= self.done:
+                return QBrush(QColor(160, 160, 160))
+            if col == "pnl" and row["pnl"] != 0:
+                return QBrush(QColor(46, 125, 50) if row["pnl"] > 0 else QColor(198, 40, 40))
+            return None
+        if role == Qt.TextAlignmentRole and col not in ("time", "kind", "side"):
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role != Qt.DisplayRole:
+            return None
+        if col == "time":
+            return _utc(int(row["time"]))
+        if col == "bar":
+            return f"{int(row['bar']):,}"
+        if col == "kind":
+            return self.run.labels[int(row["label"])]
+        if col == "side":
+            return "buy" if row["side"] > 0 else "sell" if row["side"] < 0 else ""
+        if col in ("price",):
+            return f"{row['price']:,.2f}"
+        if col in ("qty", "position"):
+            return f"{row[col]:.6g}"
+        return f"{row[col]:,.4f}"
+
+
+class DownloadDialog(QDialog):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("downloadDialog")
+        self.setWindowTitle("Download candles")
+        self.exchange = QComboBox(objectName="downloadExchange", editable=True)
+        self.exchange.addItems(list(EXCHANGES))
+        self.symbol = QLineEdit("BTC/USDT", objectName="downloadSymbol")
+        self.timeframe = QComboBox(objectName="downloadTimeframe")
+        self.timeframe.addItems(list(TIMEFRAMES_MS))
+        self.timeframe.setCurrentText("1h")
+        now = QDateTime.currentDateTimeUtc()
+        self.since = QDateTimeEdit(now.addDays(-90), objectName="downloadSince", calendarPopup=True)
+        self.until = QDateTimeEdit(now, objectName="downloadUntil", calendarPopup=True)
+        for w in (self.since, self.until):
+            w.setTimeZone(UTC)
+            w.setDisplayFormat("yyyy-MM-dd HH:mm 'UTC'")
+        f = QFormLayout(self)
+        for label, w in (("Exchange", self.exchange), ("Symbol", self.symbol), ("Timeframe", self.timeframe),
+                         ("From", self.since), ("To", self.until)):
+            f.addRow(label, w)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        f.addRow(buttons)
+
+    def request(self) -> tuple[str, str, str, int, int]:
+        return (self.exchange.currentText().strip(), self.symbol.text().strip(), self.timeframe.currentText(),
+                self.since.dateTime().toMSecsSinceEpoch(), self.until.dateTime().toMSecsSinceEpoch())
+
+
+class BacktestTab(QWidget):
+    runFinished = Signal(object)  # the Replay, or the error text
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.setObjectName("backtestTab")
+        self.controller = controller
+        self.runs: list[Replay] = []
+        self.run: Replay | None = None
+        self.compare: Replay | None = None
+        self.loaded: dict[str, object] = {}  # data source -> Candles
+        self._task: asyncio.Task | None = None
+        self.frames = 0  # redraws during playback (the benchmark counts them)
+
+        # data, strategy, run
+        self.data = QComboBox(objectName="backtestData", editable=True)
+        self.data.addItems(["sample"])
+        self.data.setToolTip("'sample', a candle file (CSV, freqtrade JSON, Parquet), or a download")
+        open_file = QPushButton("Open file…", objectName="backtestOpenFile")
+        open_file.clicked.connect(self._open_file)
+        download = QPushButton("Download…", objectName="backtestDownload")
+        download.clicked.connect(self._download)
+        self.funding = QLineEdit(objectName="backtestFunding", placeholderText="funding-rate file (perpetuals)")
+        funding_file = QPushButton("…", objectName="backtestFundingFile")
+        funding_file.clicked.connect(self._open_funding)
+        self.editor = ParamsEditor()
+        self.run_button = QPushButton("Run backtest", objectName="runBacktestButton")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start_run)
+        self.cancel_button = QPushButton("Cancel", objectName="backtestCancel", enabled=False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar(objectName="backtestProgress", textVisible=True)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel(objectName="backtestStatus", wordWrap=True)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 4, 0)
+        df = QFormLayout()
+        row = QHBoxLayout()
+        row.addWidget(self.data, 1)
+        row.addWidget(open_file)
+        row.addWidget(download)
+        df.addRow("Data", row)
+        frow = QHBoxLayout()
+        frow.addWidget(self.funding, 1)
+        frow.addWidget(funding_file)
+        df.addRow("Funding", frow)
+        ll.addLayout(df)
+        ll.addWidget(self.editor, 1)
+        runrow = QHBoxLayout()
+        runrow.addWidget(self.run_button)
+        runrow.addWidget(self.cancel_button)
+        ll.addLayout(runrow)
+        ll.addWidget(self.progress)
+        ll.addWidget(self.status)
+
+        # chart and transport
+        self.chart = ReplayChart()
+        self.chart.hovered.connect(lambda text: self.readout.setText(text))
+        self.readout = QLabel(objectName="replayReadout")
+        self.play_button = self._tool("replayPlay", "▶", "Play / pause (Space)", checkable=True)
+        self.play_button.toggled.connect(self.set_playing)
+        self.back_button = self._tool("replayStepBack", "◀|", "One bar back (Left)")
+        self.back_button.clicked.connect(lambda: self.step(-1))
+        self.forward_button = self._tool("replayStepForward", "|▶", "One bar forward (Right)")
+        self.forward_button.clicked.connect(lambda: self.step(1))
+        self.prev_trade = self._tool("replayPrevTrade", "◀◆", "Previous trade (Ctrl+Left)")
+        self.prev_trade.clicked.connect(lambda: self.jump_trade(-1))
+        self.next_trade = self._tool("replayNextTrade", "◆▶", "Next trade (Ctrl+Right)")
+        self.next_trade.clicked.connect(lambda: self.jump_trade(1))
+        self.speed = QComboBox(objectName="replaySpeed")
+        self.speed.addItems([f"{s:,} bars/s" for s in SPEEDS])
+        self.speed.setCurrentIndex(SPEEDS.index(50))
+        self.scrubber = QSlider(Qt.Horizontal, objectName="replayScrubber")
+        self.scrubber.setRange(0, 0)
+        self.scrubber.valueChanged.connect(self._scrubbed)
+        self.date = QDateTimeEdit(objectName="replayDate", calendarPopup=True)
+        self.date.setTimeZone(UTC)
+        self.date.setDisplayFormat("yyyy-MM-dd HH:mm")
+        go = QPushButton("Go", objectName="replayGo")
+        go.clicked.connect(lambda: self.seek(self.run.bar_at(self.date.dateTime().toMSecsSinceEpoch()))
+                           if self.run else None)
+        self.follow_button = self._tool("replayFollow", "Follow", "Follow the current bar again")
+        self.follow_button.clicked.connect(self.chart.follow_bar)
+        self.bar_label = QLabel(objectName="replayBar")
+        transport = QHBoxLayout()
+        for w in (self.back_button, self.play_button, self.forward_button, self.prev_trade, self.next_trade,
+                  self.speed):
+            transport.addWidget(w)
+        transport.addWidget(self.scrubber, 1)
+        for w in (self.date, go, self.follow_button):
+            transport.addWidget(w)
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.chart, 1)
+        cl.addLayout(transport)
+        info = QHBoxLayout()
+        info.addWidget(self.bar_label)
+        info.addStretch(1)
+        info.addWidget(self.readout)
+        cl.addLayout(info)
+
+        # runs, metrics, trades, exports
+        self.run_select = QComboBox(objectName="replayRun")
+        self.run_select.currentIndexChanged.connect(self._run_selected)
+        self.compare_select = QComboBox(objectName="replayCompare")
+        self.compare_select.currentIndexChanged.connect(self._compare_selected)
+        self.metrics = QTableWidget(len(BAR_METRICS) + len(RUN_METRICS), 3, objectName="metricsPanel")
+        self.metrics.setHorizontalHeaderLabels(["at bar", "full run", "compare"])
+        self.metrics.setVerticalHeaderLabels([k.replace("_", " ") for k in (*BAR_METRICS, *RUN_METRICS)])
+        self.metrics.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.metrics.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        for r in range(self.metrics.rowCount()):
+            for c in range(3):
+                item = QTableWidgetItem("")
+                item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                self.metrics.setItem(r, c, item)
+        self.trades_model = TradesModel()
+        self.trades = QTableView(objectName="tradesTable")
+        self.trades.setModel(self.trades_model)
+        self.trades.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.trades.verticalHeader().setVisible(False)
+        self.trades.verticalHeader().setDefaultSectionSize(20)
+        self.trades.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.trades.doubleClicked.connect(self._trade_clicked)
+        exports = QHBoxLayout()
+        for name, text, slot in (("exportPng", "PNG", self.export_png), ("exportTrades", "Trades CSV", self.export_csv),
+                                 ("exportJson", "JSON", self.export_json), ("exportHtml", "Report", self.export_html)):
+            b = QPushButton(text, objectName=name)
+            b.clicked.connect(slot)
+            exports.addWidget(b)
+        self.create_button = QPushButton("Create system from this backtest", objectName="createSystemButton")
+        self.create_button.clicked.connect(self.create_system)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(4, 0, 0, 0)
+        rf = QFormLayout()
+        rf.addRow("Run", self.run_select)
+        rf.addRow("Compare with", self.compare_select)
+        rl.addLayout(rf)
+        rl.addWidget(self.metrics, 3)
+        rl.addWidget(self.trades, 4)
+        rl.addLayout(exports)
+        rl.addWidget(self.create_button)
+
+        self.splitter = QSplitter(Qt.Horizontal, objectName="backtestSplitter")
+        for w in (left, center, right):
+            self.splitter.addWidget(w)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 0)
+        self.splitter.setSizes([300, 900, 380])
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.splitter)
+
+        self.timer = QTimer(self, interval=FRAME_MS, timerType=Qt.PreciseTimer)
+        self.timer.timeout.connect(self._frame)
+        self._last_frame = 0.0
+        self._carry = 0.0
+        for keys, slot in (("Space", lambda: self.play_button.toggle()), ("Left", lambda: self.step(-1)),
+                           ("Right", lambda: self.step(1)), ("Home", lambda: self.seek(0)),
+                           ("End", lambda: self.seek(self.run.n_bars - 1) if self.run else None),
+                           ("Ctrl+Left", lambda: self.jump_trade(-1)), ("Ctrl+Right", lambda: self.jump_trade(1))):
+            sc = QShortcut(QKeySequence(keys), self, context=Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        self._enable_replay(False)
+
+    def _tool(self, name, text, tip, checkable=False) -> QToolButton:
+        b = QToolButton(objectName=name, text=text, toolTip=tip, checkable=checkable)
+        b.setFocusPolicy(Qt.NoFocus)
+        return b
+
+    def _enable_replay(self, on: bool) -> None:
+        for w in (self.play_button, self.back_button, self.forward_button, self.prev_trade, self.next_trade,
+                  self.scrubber, self.date, self.create_button):
+            w.setEnabled(on)
+
+    # -- data ---------------------------------------------------------------------------------
+    def _open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Candles", "",
+                                              "Candles (*.csv *.json *.parquet *.feather);;All (*)")
+        if path:
+            self.data.setCurrentText(path)
+
+    def _open_funding(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Funding rates", "", "CSV (*.csv);;All (*)")
+        if path:
+            self.funding.setText(path)
+
+    def _download(self) -> None:
+        dlg = DownloadDialog(self)
+        if dlg.exec():
+            self.download(*dlg.request())
+
+    def download(self, exchange: str, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> asyncio.Task:
+        key = f"{exchange}:{symbol}:{timeframe}:{_utc(since_ms)}..{_utc(until_ms)}"
+
+        def progress(done: int, total: int) -> None:
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+            self.progress.setFormat("download %v / %m bars")
+
+        async def work():
+            candles = await self.controller.download_candles(exchange, symbol, timeframe, since_ms, until_ms,
+                                                             progress)
+            self.loaded[key] = candles
+            if self.data.findText(key) < 0:
+                self.data.addItem(key)
+            self.data.setCurrentText(key)
+            self.status.setText(f"downloaded {len(candles):,} bars of {symbol} {timeframe}{self._gaps(candles)}")
+
+        return self._busy(work(), "downloading")
+
+    @staticmethod
+    def _gaps(candles) -> str:
+        if not candles.gaps:
+            return "; no gaps"
+        return f"; {len(candles.gaps)} gap(s), {candles.missing_bars:,} missing bars (kept, not filled)"
+
+    async def _candles(self):
+        source = self.data.currentText().strip()
+        if not source:
+            raise DataError("data: choose 'sample', a candle file or a download")
+        if source not in self.loaded:
+            self.loaded[source] = await self.controller.load_candles(source)
+        return self.loaded[source]
+
+    # -- running --------------------------------------------------------------------------------
+    def _busy(self, coro, what: str) -> asyncio.Task:
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)  # busy until a stage reports its progress
+        self.progress.setFormat(what)
+        started = time.perf_counter()
+
+        async def guarded():
+            try:
+                await coro
+            except asyncio.CancelledError:
+                self.status.setText(f"{what}: cancelled after {time.perf_counter() - started:.1f} s")
+            except (DataError, ParamError, OSError, ValueError, RuntimeError) as exc:
+                self.status.setText(f"<span style='color:#c62828'>{exc}</span>")
+                self.runFinished.emit(str(exc))
+            except Exception as exc:  # an exchange error from a download: shown as ccxt words it
+                self.status.setText(f"<span style='color:#c62828'>{type(exc).__name__}: {exc}</span>")
+                self.runFinished.emit(str(exc))
+            finally:
+                self.run_button.setEnabled(True)
+                self.cancel_button.setEnabled(False)
+                self.progress.setRange(0, 1)
+                self.progress.setValue(1)
+                self.progress.setFormat("")
+                self._task = None
+
+        self._task = self.controller.spawn(guarded())
+        return self._task
+
+    def start_run(self) -> asyncio.Task | None:
+        """Run the backtest as set; the result is added to the runs and replayed from its first bar."""
+        try:
+            cfg = self.editor.config()
+        except ParamError:
+            return None
+        strategy = self.editor.strategy.currentText()
+        funding_path = self.funding.text().strip()
+
+        async def work():
+            candles = await self._candles()
+            funding = None
+            if funding_path:
+                if strategy not in FUNDED:
+                    raise ParamError("funding", f"{strategy} pays no funding: clear the funding file")
+                funding = await self.controller.load_funding(funding_path)
+            name = f"#{len(self.runs) + 1} {strategy}{self._changes(strategy, cfg)}"
+            t = time.perf_counter()
+            run = await self.controller.backtest(candles, strategy, cfg, funding, name)
+            run.source = self.data.currentText().strip()  # where "create system" takes its candles from
+            self.add_run(run)
+            m = run.run_metrics()
+            self.status.setText(f"{name}: {run.n_bars:,} bars in {time.perf_counter() - t:.2f} s "
+                                f"(kernel {run.run_seconds:.2f} s); return {format_metric('return', m['return'])}, "
+                                f"{m['fills']:,} fills{self._gaps(candles)}")
+            self.runFinished.emit(run)
+
+        return self._busy(work(), "running")
+
+    @staticmethod
+    def _changes(strategy: str, cfg) -> str:
+        base = CONFIGS[strategy]().to_dict()
+        diff = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in dataclasses.asdict(cfg).items() if base.get(k) != v and k != "tiers"]
+        return (": " + " ".join(diff[:4]) + (" …" if len(diff) > 4 else "")) if diff else ""
+
+    def cancel(self) -> None:
+        """Stop waiting: a download stops at once; a numba run finishes in its worker and is dropped."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def add_run(self, run: Replay) -> None:
+        previous = self.run
+        self.runs.append(run)
+        for combo in (self.run_select, self.compare_select):
+            combo.blockSignals(True)
+        self.run_select.addItem(run.name)
+        if self.compare_select.count() == 0:
+            self.compare_select.addItem("(none)")
+        self.compare_select.addItem(run.name)
+        self.run_select.setCurrentIndex(len(self.runs) - 1)
+        # the run before stays beside it for comparison
+        self.compare_select.setCurrentIndex(self.runs.index(previous) + 1 if previous is not None else 0)
+        for combo in (self.run_select, self.compare_select):
+            combo.blockSignals(False)
+        self.compare = previous
+        self.show_run(run)
+
+    def _run_selected(self, index: int) -> None:
+        if 0 <= index < len(self.runs):
+            self.show_run(self.runs[index])
+
+    def _compare_selected(self, index: int) -> None:
+        self.compare = self.runs[index - 1] if 0 < index <= len(self.runs) else None
+        if self.run is not None:
+            self.chart.set_runs(self.run, self.compare)
+            self._fill_full_metrics()
+
+    def show_run(self, run: Replay) -> None:
+        self.set_playing(False)
+        self.run = run
+        self.trades_model.set_run(run)
+        self.trades.resizeColumnsToContents()
+        self.scrubber.blockSignals(True)
+        self.scrubber.setRange(0, run.n_bars - 1)
+        self.scrubber.setPageStep(max(1, run.n_bars // 100))
+        self.scrubber.blockSignals(False)
+        c = run.candles
+        self.date.setDateTimeRange(QDateTime.fromMSecsSinceEpoch(int(c.time[0]), UTC),
+                                   QDateTime.fromMSecsSinceEpoch(int(c.time[-1]), UTC))
+        self._enable_replay(True)
+        self.chart.bar = run.start_bar
+        self.chart.set_runs(run, self.compare)
+        self._fill_full_metrics()
+        self.seek(run.start_bar)
+
+    def _fill_full_metrics(self) -> None:
+        full = self.run.run_metrics()
+        other = self.compare.run_metrics() if self.compare is not None else {}
+        self.metrics.horizontalHeaderItem(2).setText(self.compare.name.split(" ")[0] if self.compare else "compare")
+        for r, k in enumerate((*BAR_METRICS, *RUN_METRICS)):
+            self.metrics.item(r, 1).setText(format_metric(k, full[k]) if k in full else "")
+            self.metrics.item(r, 2).setText(format_metric(k, other[k]) if k in other else "")
+
+    # -- replay -------------------------------------------------------------------------------
+    @property
+    def bar(self) -> int:
+        return self.chart.bar
+
+    def seek(self, bar: int) -> None:
+        """Show the run as it stood at the close of ``bar``: chart, scrubber, metrics, trades."""
+        r = self.run
+        if r is None:
+            return
+        bar = r.clamp(bar)
+        self.chart.show_bar(bar)
+        self.scrubber.blockSignals(True)
+        self.scrubber.setValue(bar)
+        self.scrubber.blockSignals(False)
+        if not self.date.hasFocus():
+            self.date.blockSignals(True)
+            self.date.setDateTime(QDateTime.fromMSecsSinceEpoch(int(r.candles.time[bar]), UTC))
+            self.date.blockSignals(False)
+        self.bar_label.setText(f"bar {bar:,} of {r.n_bars - 1:,}  ·  {_utc(int(r.candles.time[bar]))} UTC  ·  "
+                               f"{SPEEDS[self.speed.currentIndex()]:,} bars/s")
+        m = r.metrics_at(bar)
+        for row, k in enumerate(BAR_METRICS):
+            self.metrics.item(row, 0).setText(format_metric(k, m[k]))
+        done = m["fills"]
+        self.trades_model.set_done(done)
+        a, b = r.trades_on(bar)
+        sel = self.trades.selectionModel()
+        if b > a:  # this bar's fills selected
+            rows = QItemSelection(self.trades_model.index(a, 0),
+                                  self.trades_model.index(b - 1, len(TradesModel.COLUMNS) - 1))
+            sel.select(rows, QItemSelectionModel.ClearAndSelect)
+            self.trades.scrollTo(self.trades_model.index(a, 0), QAbstractItemView.PositionAtCenter)
+        else:
+            sel.clearSelection()
+            if done:
+                self.trades.scrollTo(self.trades_model.index(done - 1, 0), QAbstractItemView.PositionAtCenter)
+
+    def step(self, n: int) -> None:
+        self.set_playing(False)
+        self.seek(self.bar + n)
+
+    def jump_trade(self, direction: int) -> None:
+        if self.run is None:
+            return
+        target = self.run.next_trade_bar(self.bar) if direction > 0 else self.run.prev_trade_bar(self.bar)
+        if target is not None:
+            self.set_playing(False)
+            self.seek(target)
+
+    def _scrubbed(self, value: int) -> None:
+        self.seek(value)
+
+    def _trade_clicked(self, index) -> None:
+        if self.run is not None:
+            self.set_playing(False)
+            self.seek(int(self.run.trades[index.row()]["bar"]))
+
+    def set_playing(self, on: bool) -> None:
+        if self.play_button.isChecked() != on:
+            self.play_button.blockSignals(True)
+            self.play_button.setChecked(on)
+            self.play_button.blockSignals(False)
+        self.play_button.setText("❚❚" if on else "▶")
+        if on and self.run is not None:
+            if self.bar >= self.run.n_bars - 1:
+                self.seek(self.run.start_bar)
+            self._last_frame = time.perf_counter()
+            self._carry = 0.0
+            self.timer.start()
+        else:
+            self.timer.stop()
+
+    def _frame(self) -> None:
+        """One playback frame: advance by the bars the speed gives for the time since the last
+        frame (so a slow frame skips bars instead of queueing them)."""
+        now = time.perf_counter()
+        self._carry += (now - self._last_frame) * SPEEDS[self.speed.currentIndex()]
+        self._last_frame = now
+        n = int(self._carry)
+        if n <= 0:
+            return
+        self._carry -= n
+        last = self.run.n_bars - 1
+        self.seek(min(self.bar + n, last))
+        self.frames += 1
+        if self.bar >= last:
+            self.set_playing(False)
+
+    # -- exports and handing over ---------------------------------------------------------------
+    def _save_path(self, title: str, name: str, filt: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(self, title, name, filt)
+        return path
+
+    def _slug(self) -> str:
+        return self.run.name.split(":")[0].replace("#", "run").replace(" ", "-") if self.run else "run"
+
+    def export_png(self, path: str | None = None) -> Path | None:
+        path = path or self._save_path("Chart as PNG", f"{self._slug()}.png", "PNG (*.png)")
+        if path and self.run is not None:
+            self.chart.grab().save(str(path))
+            return Path(path)
+        return None
+
+    def export_csv(self, path: str | None = None) -> Path | None:
+        path = path or self._save_path("Trades as CSV", f"{self._slug()}-trades.csv", "CSV (*.csv)")
+        return self.run.trades_csv(path) if path and self.run is not None else None
+
+    def export_json(self, path: str | None = None) -> Path | None:
+        path = path or self._save_path("Result as JSON", f"{self._slug()}.json", "JSON (*.json)")
+        return self.run.save_json(path) if path and self.run is not None else None
+
+    def export_html(self, path: str | None = None) -> Path | None:
+        path = path or self._save_path("Report", f"{self._slug()}.html", "HTML (*.html)")
+        return self.run.save_html(path, self.compare) if path and self.run is not None else None
+
+    def system_from_run(self) -> SystemConfig:
+        """A paper, dry-run system with this run's settings (spot grids: what the runtime trades)."""
+        r = self.run
+        if r.strategy != "spot-grid":
+            raise ParamError("strategy", f"the trading runtime runs spot grids; {r.strategy} is backtest-only for now")
+        params = {k: v for k, v in r.config.items() if k != "capital"}
+        unsupported = [k for k in ("stop_loss", "take_profit") if params.get(k)]
+        if unsupported:
+            raise ParamError(unsupported[0], "the trading runtime does not place grid stops yet: set it to 0")
+        names = {s.name for s in self.controller.systems}
+        base = f"bt-{r.name.split(' ')[0].lstrip('#')}"
+        name = next(f"{base}-{i}" if i else base for i in range(1000) if (f"{base}-{i}" if i else base) not in names)
+        source = r.source or "sample"
+        return SystemConfig(name=name, params=params, capital=float(r.capital), mode="paper", dry_run=True,
+                            data=source if Path(source).exists() or source == "sample" else "",
+                            timeframe=_timeframe(r.candles.timeframe_ms))
+
+    def create_system(self) -> None:
+        if self.run is None:
+            return
+        try:
+            cfg = self.system_from_run()
+        except ParamError as exc:
+            QMessageBox.warning(self, "Create system", str(exc))
+            return
+        dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems},
+                           reference_price=float(self.run.candles.close[-1]), title="Create system from backtest")
+        if dlg.exec():
+            self.controller.add_system(dlg.result_config)
+            self.status.setText(f"system {dlg.result_config.name} added (paper, dry-run): see the Market tab")
+
+
+def _timeframe(ms: int) -> str:
+    for name, v in TIMEFRAMES_MS.items():
+        if v == ms:
+            return name
+    return "1h"
+

@@ -1,0 +1,284 @@
+"""The replay chart: price (candles, resting orders, fills, average entry), equity with its
+drawdown shaded, and position, in three panes sharing the time axis. It draws a run as it
+stood at one bar, from a :class:`~engine.replay.Replay`; only what is in view is drawn, and
+zoomed out the candles, curves and markers are merged so a repaint stays cheap."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QPainterPath
+
+from engine.replay import MARKER_KINDS, Replay
+
+UP, DOWN = (38, 166, 91), (214, 48, 49)
+COMPARE = (239, 108, 0)
+MAX_CANDLES = 1200
+MAX_MARKERS = 2500  # per kind in view; beyond it every k-th is drawn
+# Marker look per fill kind: symbol, size, fill, outline.
+MARKER_STYLE = {
+    "buy_open": ("t1", 10, UP, None),
+    "sell_close": ("t", 10, DOWN, None),
+    "sell_open": ("t", 10, (255, 255, 255), DOWN),
+    "buy_close": ("t1", 10, (255, 255, 255), UP),
+    "stop": ("x", 13, (255, 143, 0), (255, 143, 0)),
+    "prune": ("d", 10, (142, 36, 170), None),
+    "liquidation": ("star", 18, (0, 0, 0), (255, 235, 59)),
+    "hedge": ("s", 9, (30, 136, 229), None),
+    "halt": ("h", 12, (120, 144, 156), None),
+}
+
+
+def _rects_path(x, y0, y1, w) -> QPainterPath:
+    n = len(x)
+    xs = np.empty((n, 5))
+    ys = np.empty((n, 5))
+    xs[:, 0] = xs[:, 3] = xs[:, 4] = x - w / 2
+    xs[:, 1] = xs[:, 2] = x + w / 2
+    ys[:, 0] = ys[:, 1] = ys[:, 4] = y0
+    ys[:, 2] = ys[:, 3] = y1
+    conn = np.ones((n, 5), dtype=np.int32)
+    conn[:, 4] = 0
+    return pg.arrayToQPath(xs.ravel(), ys.ravel(), connect=conn.ravel())
+
+
+class CandleBatch(pg.GraphicsObject):
+    """Candles as four paths (up and down wicks and bodies), rebuilt from arrays in one go."""
+
+    def __init__(self):
+        super().__init__()
+        self._paths: list[tuple[QPainterPath, QPainterPath, tuple]] = []
+        self._bounds = QRectF()
+        self._pens = {c: pg.mkPen(c, width=1, cosmetic=True) for c in (UP, DOWN)}
+        self._brushes = {c: pg.mkBrush(c) for c in (UP, DOWN)}
+
+    def set_data(self, x, o, h, lo, c, width) -> None:
+        self.prepareGeometryChange()
+        self._paths = []
+        if len(x) == 0:
+            self._bounds = QRectF()
+            self.update()
+            return
+        w = width * 0.7
+        for sel, color in ((c >= o, UP), (c < o, DOWN)):
+            if not sel.any():
+                continue
+            xs, ls, hs = x[sel], lo[sel], h[sel]
+            wicks = pg.arrayToQPath(np.repeat(xs, 2), np.column_stack((ls, hs)).ravel(), connect="pairs")
+            bodies = _rects_path(xs, o[sel], c[sel], w)
+            self._paths.append((wicks, bodies, color))
+        self._bounds = QRectF(float(x[0]) - width, float(lo.min()), float(x[-1] - x[0]) + 2 * width,
+                              float(h.max() - lo.min()) or 1.0)
+        self.update()
+
+    def paint(self, painter, *args) -> None:
+        for wicks, bodies, color in self._paths:
+            painter.setPen(self._pens[color])
+            painter.setBrush(Qt.NoBrush)
+            painter.drawPath(wicks)
+            painter.setBrush(self._brushes[color])
+            painter.drawPath(bodies)
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+
+class ReplayChart(pg.GraphicsLayoutWidget):
+    """Draws ``run`` as it stood at ``bar``. Follows the current bar (a window of
+    ``window_bars``) until the user pans or zooms; ``follow_bar()`` resumes following."""
+
+    panned = Signal()
+    hovered = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("replayChart")
+        self.run: Replay | None = None
+        self.compare: Replay | None = None
+        self.bar = 0
+        self.follow = True
+        self.window_bars = 240
+        self.last_draw_ms = 0.0
+        self._setting_range = False
+        self.price = self.addPlot(row=0, col=0, axisItems={"bottom": pg.DateAxisItem()})
+        self.equity_plot = self.addPlot(row=1, col=0, axisItems={"bottom": pg.DateAxisItem()})
+        self.position_plot = self.addPlot(row=2, col=0, axisItems={"bottom": pg.DateAxisItem()})
+        layout = self.ci.layout
+        for row, stretch in enumerate((6, 2, 1.5)):
+            layout.setRowStretchFactor(row, int(stretch * 2))
+        for p, label in ((self.price, "price"), (self.equity_plot, "equity"), (self.position_plot, "position")):
+            p.showGrid(x=True, y=True, alpha=0.15)
+            p.getAxis("left").enableAutoSIPrefix(False)
+            p.getAxis("left").setWidth(70)
+            p.setLabel("left", label)
+            p.setClipToView(False)
+            p.getViewBox().sigRangeChangedManually.connect(self._user_moved)
+            if p is not self.price:
+                p.setXLink(self.price)
+        self.candles = CandleBatch()
+        self.price.addItem(self.candles)
+        self.buy_orders = pg.PlotCurveItem(pen=pg.mkPen((*UP, 200), width=1.5), connect="pairs")
+        self.sell_orders = pg.PlotCurveItem(pen=pg.mkPen((*DOWN, 200), width=1.5), connect="pairs")
+        self.avg_entry = pg.PlotCurveItem(pen=pg.mkPen((33, 150, 243), width=1.5, style=Qt.DashLine),
+                                          connect="finite")
+        for item in (self.buy_orders, self.sell_orders, self.avg_entry):
+            self.price.addItem(item)
+        self.markers: dict[str, pg.ScatterPlotItem] = {}
+        for kind in MARKER_KINDS:
+            symbol, size, fill, outline = MARKER_STYLE[kind]
+            pen = pg.mkPen(outline, width=1.2) if outline else pg.mkPen((40, 40, 40), width=0.5)
+            item = pg.ScatterPlotItem(symbol=symbol, size=size, brush=pg.mkBrush(*fill), pen=pen, name=kind)
+            self.markers[kind] = item
+            self.price.addItem(item)
+        self.equity_curve = pg.PlotCurveItem(pen=pg.mkPen((21, 101, 192), width=1.5))
+        self.peak_curve = pg.PlotCurveItem(pen=pg.mkPen((21, 101, 192, 60), width=1))
+        self.drawdown_fill = pg.FillBetweenItem(self.equity_curve, self.peak_curve, brush=pg.mkBrush(214, 48, 49, 70))
+        self.compare_curve = pg.PlotCurveItem(pen=pg.mkPen(COMPARE, width=1.3))
+        for item in (self.drawdown_fill, self.peak_curve, self.equity_curve, self.compare_curve):
+            self.equity_plot.addItem(item)
+        self.position_curve = pg.PlotCurveItem(pen=pg.mkPen((96, 125, 139), width=1.3), stepMode=None)
+        self.long_curve = pg.PlotCurveItem(pen=pg.mkPen(UP, width=1.3))
+        self.short_curve = pg.PlotCurveItem(pen=pg.mkPen(DOWN, width=1.3))
+        for item in (self.position_curve, self.long_curve, self.short_curve):
+            self.position_plot.addItem(item)
+        self.cursors = []
+        for p in (self.price, self.equity_plot, self.position_plot):
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DotLine))
+            p.addItem(line, ignoreBounds=True)
+            self.cursors.append(line)
+        self.price.scene().sigMouseMoved.connect(self._mouse)
+        self._redraw = QTimer(self, singleShot=True, interval=0)
+        self._redraw.timeout.connect(lambda: self.show_bar(self.bar))
+        self.price.getViewBox().sigXRangeChanged.connect(self._range_changed)
+
+    # -- state --------------------------------------------------------------------------------
+    def set_runs(self, run: Replay | None, compare: Replay | None = None) -> None:
+        self.run, self.compare = run, compare
+        self.follow = True
+        if run is not None:
+            self.show_bar(min(self.bar, run.n_bars - 1))
+
+    def follow_bar(self) -> None:
+        self.follow = True
+        self.show_bar(self.bar)
+
+    def _user_moved(self, *_) -> None:
+        if not self._setting_range:
+            self.follow = False
+            self.panned.emit()
+
+    def _range_changed(self, *_) -> None:
+        if not self._setting_range and not self.follow:
+            self._redraw.start()  # redraw what came into view, once the range settles
+
+    def _mouse(self, pos) -> None:
+        if self.run is None or not self.price.sceneBoundingRect().contains(pos):
+            return
+        p = self.price.getViewBox().mapSceneToView(pos)
+        bar = self.run.bar_at(int(p.x() * 1000))
+        c = self.run.candles
+        self.hovered.emit(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(p.x()))} UTC  {p.y():,.2f}   "
+                          f"bar {bar:,}: O {c.open[bar]:,.2f} H {c.high[bar]:,.2f} L {c.low[bar]:,.2f} "
+                          f"C {c.close[bar]:,.2f}")
+
+    # -- drawing ------------------------------------------------------------------------------
+    def visible_bars(self) -> tuple[int, int]:
+        """Bars ``[i0, i1)`` to draw: the follow window, or what the view shows, never past
+        the current bar."""
+        r = self.run
+        if self.follow:
+            return max(0, self.bar - self.window_bars + 1), self.bar + 1
+        (xa, xb), _ = self.price.getViewBox().viewRange()
+        i0 = max(0, int(np.searchsorted(r.x, xa)) - 1)
+        i1 = min(int(np.searchsorted(r.x, xb)) + 1, self.bar + 1)
+        return i0, max(i1, i0)
+
+    def show_bar(self, bar: int) -> None:
+        r = self.run
+        if r is None:
+            return
+        t0 = time.perf_counter()
+        self.bar = bar = r.clamp(bar)
+        i0, i1 = self.visible_bars()
+        x, o, h, lo, c, width = r.candles_in(i0, i1, MAX_CANDLES)
+        self.candles.set_data(x, o, h, lo, c, width)
+        x_now = float(r.x[bar])
+        x_edge = x_now + r.timeframe_s
+        for line in self.cursors:
+            line.setPos(x_now + r.timeframe_s / 2)
+        orders = self._draw_orders(bar, float(r.x[i0]) if i1 > i0 else x_now, x_edge)
+        self._draw_markers(i0, i1)
+        if r.avg_entry is not None:
+            self.avg_entry.setData(*r.series_in(r.avg_entry, i0, i1))
+        else:
+            self.avg_entry.setData([], [])
+        self.equity_curve.setData(*r.series_in(r.equity, i0, i1))
+        self.peak_curve.setData(*r.series_in(r.peak, i0, i1))
+        if self.compare is not None:
+            j0, j1 = self.compare.bar_at(int(r.x[i0] * 1000)), self.compare.bar_at(int(x_now * 1000)) + 1
+            self.compare_curve.setData(*self.compare.series_in(self.compare.equity, j0, j1))
+        else:
+            self.compare_curve.setData([], [])
+        if r.long_qty is not None:
+            self.long_curve.setData(*r.series_in(r.long_qty, i0, i1))
+            self.short_curve.setData(*r.series_in(-r.short_qty, i0, i1))
+            self.position_curve.setData([], [])
+        else:
+            self.position_curve.setData(*r.series_in(r.position, i0, i1))
+            self.long_curve.setData([], [])
+            self.short_curve.setData([], [])
+        if self.follow and i1 > i0:
+            self._frame(r, i0, i1, x_edge, lo, h, orders)
+        self.last_draw_ms = (time.perf_counter() - t0) * 1000
+
+    def _draw_orders(self, bar: int, x_left: float, x_edge: float):
+        """Each resting order as a segment from when it was placed to the current bar."""
+        r = self.run
+        orders = r.orders_at(bar)
+        for side, item in ((1, self.buy_orders), (-1, self.sell_orders)):
+            if orders is None or len(orders) == 0:
+                item.setData([], [])
+                continue
+            sel = orders[orders["side"] == side]
+            start = r.x[np.minimum(sel["placed"] + 1, bar)]
+            xs = np.column_stack((np.maximum(start, x_left), np.full(len(sel), x_edge))).ravel()
+            item.setData(xs, np.repeat(sel["price"], 2))
+        return orders
+
+    def _draw_markers(self, i0: int, i1: int) -> None:
+        r = self.run
+        t = r.trades
+        a, b = int(np.searchsorted(t["bar"], i0)), r.trades_through(i1 - 1) if i1 > i0 else 0
+        part = t[a:max(a, b)]
+        for k, kind in enumerate(MARKER_KINDS):
+            sel = part[part["marker"] == k]
+            if len(sel) > MAX_MARKERS:
+                sel = sel[:: -(-len(sel) // MAX_MARKERS)]
+            self.markers[kind].setData(r.x[sel["bar"]] + r.timeframe_s / 2, sel["price"])
+
+    def _frame(self, r: Replay, i0: int, i1: int, x_edge: float, lo, h, orders) -> None:
+        self._setting_range = True
+        try:
+            span = (r.x[i1 - 1] - r.x[i0]) if i1 - i0 > 1 else r.timeframe_s * self.window_bars
+            left = float(r.x[i1 - 1]) - max(span, r.timeframe_s * (self.window_bars - 1))
+            self.price.setXRange(left, x_edge + r.timeframe_s * max(3, self.window_bars // 12), padding=0)
+            if len(lo):
+                y0, y1 = float(lo.min()), float(h.max())
+                if orders is not None and len(orders):  # the nearest order on each side stays in view
+                    below, above = orders["price"][orders["price"] < y0], orders["price"][orders["price"] > y1]
+                    y0 = max(below.max(), y0 - (y1 - y0)) if len(below) else y0
+                    y1 = min(above.min(), y1 + (y1 - y0)) if len(above) else y1
+                self.price.setYRange(y0, y1, padding=0.06)
+            for plot, ys in ((self.equity_plot, (r.equity[i0:i1], r.peak[i0:i1])),
+                             (self.position_plot, (r.position[i0:i1],) if r.long_qty is None
+                              else (r.long_qty[i0:i1], -r.short_qty[i0:i1]))):
+                lo_y = min(float(np.min(y)) for y in ys)
+                hi_y = max(float(np.max(y)) for y in ys)
+                if hi_y - lo_y < 1e-9:
+                    hi_y, lo_y = hi_y + 1.0, lo_y - 1.0
+                plot.setYRange(lo_y, hi_y, padding=0.08)
+        finally:
+            self._setting_range = False
