@@ -48,6 +48,22 @@ RUN_METRICS = ("cagr", "sharpe", "sortino", "calmar", "win_rate", "profit_factor
 _PYRAMID = 4  # each downsampling level merges this many candles of the level below
 
 
+def _minmax_levels(y: np.ndarray):
+    """(k, min, max) of ``y`` over bins of 4, 16, 64, ... bars (full bins only)."""
+    out = []
+    lo = hi = y
+    k = 1
+    while len(lo) >= 4 * _PYRAMID:
+        m = len(lo) // _PYRAMID
+        e = m * _PYRAMID
+        with np.errstate(invalid="ignore"):
+            lo = np.fmin.reduce(lo[:e].reshape(m, _PYRAMID), axis=1)
+            hi = np.fmax.reduce(hi[:e].reshape(m, _PYRAMID), axis=1)
+        k *= _PYRAMID
+        out.append((k, lo, hi))
+    return out or [(1, y, y)]
+
+
 def _levels(time, o, h, lo, c):
     """Candles merged 4, 16, 64, ... at a time (full bins only), down to a few hundred bins."""
     out = [(1, time, o, h, lo, c)]
@@ -85,6 +101,7 @@ class Replay:
     run_seconds: float = 0.0
     source: str = ""  # the data as the user named it ('sample', a file, a download)
     _pyramid: list = field(default_factory=list, repr=False)
+    _series_pyramid: dict = field(default_factory=dict, repr=False)
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
@@ -135,6 +152,7 @@ class Replay:
         self.peak = np.maximum.accumulate(eq)
         self.drawdown = np.where(self.peak > 0, eq / self.peak - 1.0, 0.0)
         self.worst_drawdown = np.minimum.accumulate(self.drawdown)
+        self._short_down = -self.short_qty if self.short_qty is not None else None
         t = self.trades
         grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if self.strategy == "adaptive-grid" else (sg.GRID_SELL,)
         grid_close = np.isin(t["label"], grid_labels)
@@ -144,6 +162,10 @@ class Replay:
         self._trade_bars = t["bar"]
         self._trade_bar_list = np.unique(t["bar"])
         self._pyramid = _levels(self.x, c.open, c.high, c.low, c.close)
+        for name in ("equity", "peak", "position", "avg_entry", "long_qty", "short_down"):
+            y = self.series(name)  # built here, in the worker thread, not on the first zoomed-out seek
+            if y is not None:
+                self._series_pyramid[name] = _minmax_levels(y)
 
     # -- seeking ------------------------------------------------------------------------------
     @property
@@ -237,22 +259,36 @@ class Replay:
         cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
         return (*cols, self.timeframe_s * k)
 
-    def series_in(self, y: np.ndarray, i0: int, i1: int, max_points: int = 2000):
-        """``y`` over bars ``[i0, i1)`` as (x, y), reduced to the min and max of each bin when
-        there are more than ``max_points`` bars, so peaks and troughs stay visible."""
+    def series(self, name: str) -> np.ndarray | None:
+        """A per-bar series by name: equity, peak, position, avg_entry, long_qty, short_qty,
+        short_down (the short drawn below zero)."""
+        return {"equity": self.equity, "peak": self.peak, "position": self.position, "avg_entry": self.avg_entry,
+                "long_qty": self.long_qty, "short_qty": self.short_qty,
+                "short_down": None if self.short_qty is None else self._short_down}[name]
+
+    def series_in(self, name: str, i0: int, i1: int, max_points: int = 2000):
+        """Series ``name`` over bars ``[i0, i1)`` as (x, y); with more than ``max_points`` bars,
+        the min and max of each bin (from a pyramid built with the run), so peaks and troughs
+        stay visible and a zoomed-out view costs no more than a close one."""
+        y = self.series(name)
         i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
         if i1 - i0 <= max_points:
             return self.x[i0:i1], y[i0:i1]
-        k = -(-(i1 - i0) // (max_points // 2))
-        m = (i1 - i0) // k
-        e = i0 + m * k
-        yy = y[i0:e].reshape(m, k)
-        xs = np.repeat(self.x[i0:e:k], 2)
-        ys = np.column_stack((yy.min(1), yy.max(1))).ravel()
-        if e < i1:
-            xs = np.r_[xs, self.x[e], self.x[i1 - 1]]
-            ys = np.r_[ys, y[e:i1].min(), y[i1 - 1]]
-        return xs, ys
+        levels = self._series_pyramid[name]
+        half = max_points // 2
+        k, lo, hi = next((lv for lv in levels if (i1 - i0) / lv[0] <= half), levels[-1])
+        b0, b1 = -(-i0 // k), max(-(-i0 // k), i1 // k)
+        xs, ys = [], []
+        if b0 * k > i0:  # the part bin before the first whole one
+            head = y[i0:min(b0 * k, i1)]
+            xs.append(self.x[[i0, i0]])
+            ys.append(np.array([np.fmin.reduce(head), np.fmax.reduce(head)]))
+        xs.append(np.repeat(self.x[b0 * k:b1 * k:k], 2))
+        ys.append(np.column_stack((lo[b0:b1], hi[b0:b1])).ravel())
+        if b1 * k < i1 and b1 * k >= i0:  # and after the last: its extreme, then the last value
+            xs.append(self.x[[b1 * k, i1 - 1]])
+            ys.append(np.array([np.fmin.reduce(y[b1 * k:i1]), y[i1 - 1]]))
+        return np.concatenate(xs), np.concatenate(ys)
 
     # -- exports ------------------------------------------------------------------------------
     def trades_csv(self, path: str | Path) -> Path:
@@ -318,7 +354,7 @@ def _svg_curve(runs: list[Replay], width: int = 900, height: int = 280) -> str:
     span_y, span_x = (hi - lo) or 1.0, (t1 - t0) or 1.0
     lines = []
     for r, color in zip(runs, colors, strict=False):
-        xs, ys = r.series_in(r.equity, 0, r.n_bars, 1200)
+        xs, ys = r.series_in("equity", 0, r.n_bars, 1200)
         pts = " ".join(f"{(x - t0) / span_x * width:.1f},{height - (y - lo) / span_y * height:.1f}"
                        for x, y in zip(xs, ys, strict=True))
         lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.3" points="{pts}"/>'

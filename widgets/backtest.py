@@ -58,6 +58,10 @@ from widgets.system_dialog import EXCHANGES, SystemDialog
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
 UTC = QTimeZone.utc()
+# Roles looked up once: ``Qt.DisplayRole`` costs ~3 us per lookup in PySide6, and a table
+# repaint asks data() for a few hundred cells.
+DISPLAY, FOREGROUND, ALIGNMENT = Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ForegroundRole, \
+    Qt.ItemDataRole.TextAlignmentRole
 
 
 def _utc(ms: int) -> str:
@@ -65,18 +69,26 @@ def _utc(ms: int) -> str:
 
 
 class TradesModel(QAbstractTableModel):
-    """The run's fills; those after the current bar are greyed."""
+    """The run's fills; those after the current bar are greyed. Rows are formatted once, when
+    first shown: a repaint asks for a few hundred cells and must stay cheap."""
 
     COLUMNS = ("time", "bar", "kind", "side", "price", "qty", "fee", "pnl", "position")
+    _RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
+    _LEFT_COLUMNS = (0, 2, 3)
+    _GREY = QBrush(QColor(160, 160, 160))
+    _WIN, _LOSS = QBrush(QColor(46, 125, 50)), QBrush(QColor(198, 40, 40))
 
     def __init__(self):
         super().__init__()
         self.run: Replay | None = None
         self.done = 0  # fills up to the current bar
+        self._rows: dict[int, tuple[str, ...]] = {}
+        self._pnl: list[float] = []
 
     def set_run(self, run: Replay | None) -> None:
         self.beginResetModel()
-        self.run, self.done = run, 0
+        self.run, self.done, self._rows = run, 0, {}
+        self._pnl = run.trades["pnl"].tolist() if run is not None else []
         self.endResetModel()
 
     def set_done(self, done: int) -> None:
@@ -84,12 +96,10 @@ class TradesModel(QAbstractTableModel):
             return
         lo, hi = sorted((done, self.done))
         self.done = done
-        if hi > lo:
-            self.dataChanged.emit(self.index(lo, 0), self.index(hi - 1, len(self.COLUMNS) - 1),
-                                  [Qt.ForegroundRole])
+        self.dataChanged.emit(self.index(lo, 0), self.index(hi - 1, len(self.COLUMNS) - 1), [FOREGROUND])
 
     def rowCount(self, parent=None) -> int:
-        return 0 if (parent is not None and parent.isValid()) or self.run is None else len(self.run.trades)
+        return 0 if (parent is not None and parent.isValid()) or self.run is None else len(self._pnl)
 
     def columnCount(self, parent=None) -> int:
         return len(self.COLUMNS)
@@ -99,34 +109,30 @@ class TradesModel(QAbstractTableModel):
             return self.COLUMNS[section]
         return None
 
-    def data(self, index, role=Qt.DisplayRole):
-        if self.run is None:
+    def _row(self, i: int) -> tuple[str, ...]:
+        row = self._rows.get(i)
+        if row is None:
+            t = self.run.trades[i]
+            side = int(t["side"])
+            row = (_utc(int(t["time"])), f"{int(t['bar']):,}", self.run.labels[int(t["label"])],
+                   "buy" if side > 0 else "sell" if side < 0 else "", f"{t['price']:,.2f}", f"{t['qty']:.6g}",
+                   f"{t['fee']:,.4f}", f"{t['pnl']:,.4f}", f"{t['position']:.6g}")
+            self._rows[i] = row
+        return row
+
+    def data(self, index, role=DISPLAY):
+        if role == DISPLAY:
+            return self._row(index.row())[index.column()]
+        if role == FOREGROUND:
+            i = index.row()
+            if i >= self.done:
+                return self._GREY
+            if index.column() == 7 and self._pnl[i] != 0:
+                return self._WIN if self._pnl[i] > 0 else self._LOSS
             return None
-        row = self.run.trades[index.row()]
-        col = self.COLUMNS[index.column()]
-        if role == Qt.ForegroundRole:
-            if index.row() >= self.done:
-                return QBrush(QColor(160, 160, 160))
-            if col == "pnl" and row["pnl"] != 0:
-                return QBrush(QColor(46, 125, 50) if row["pnl"] > 0 else QColor(198, 40, 40))
-            return None
-        if role == Qt.TextAlignmentRole and col not in ("time", "kind", "side"):
-            return int(Qt.AlignRight | Qt.AlignVCenter)
-        if role != Qt.DisplayRole:
-            return None
-        if col == "time":
-            return _utc(int(row["time"]))
-        if col == "bar":
-            return f"{int(row['bar']):,}"
-        if col == "kind":
-            return self.run.labels[int(row["label"])]
-        if col == "side":
-            return "buy" if row["side"] > 0 else "sell" if row["side"] < 0 else ""
-        if col in ("price",):
-            return f"{row['price']:,.2f}"
-        if col in ("qty", "position"):
-            return f"{row[col]:.6g}"
-        return f"{row[col]:,.4f}"
+        if role == ALIGNMENT and index.column() not in self._LEFT_COLUMNS:
+            return self._RIGHT
+        return None
 
 
 class DownloadDialog(QDialog):

@@ -11,13 +11,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QPainterPath
+from PySide6.QtWidgets import QGraphicsPathItem
 
 from engine.replay import MARKER_KINDS, Replay
 
 UP, DOWN = (38, 166, 91), (214, 48, 49)
 COMPARE = (239, 108, 0)
 MAX_CANDLES = 1200
-MAX_MARKERS = 2500  # per kind in view; beyond it every k-th is drawn
+MAX_MARKERS = 600  # per kind in view; beyond it every k-th is drawn (zoomed out)
 # Marker look per fill kind: symbol, size, fill, outline.
 MARKER_STYLE = {
     "buy_open": ("t1", 10, UP, None),
@@ -103,14 +104,17 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         self.window_bars = 240
         self.last_draw_ms = 0.0
         self._setting_range = False
-        self.price = self.addPlot(row=0, col=0, axisItems={"bottom": pg.DateAxisItem()})
-        self.equity_plot = self.addPlot(row=1, col=0, axisItems={"bottom": pg.DateAxisItem()})
+        # One date axis, under the last pane; no grid lines: pyqtgraph draws them through the
+        # axes, and they cost two thirds of a repaint (the grid's own levels are the guide lines).
+        self.price = self.addPlot(row=0, col=0)
+        self.equity_plot = self.addPlot(row=1, col=0)
         self.position_plot = self.addPlot(row=2, col=0, axisItems={"bottom": pg.DateAxisItem()})
+        self.price.hideAxis("bottom")
+        self.equity_plot.hideAxis("bottom")
         layout = self.ci.layout
         for row, stretch in enumerate((6, 2, 1.5)):
             layout.setRowStretchFactor(row, int(stretch * 2))
         for p, label in ((self.price, "price"), (self.equity_plot, "equity"), (self.position_plot, "position")):
-            p.showGrid(x=True, y=True, alpha=0.15)
             p.getAxis("left").enableAutoSIPrefix(False)
             p.getAxis("left").setWidth(70)
             p.setLabel("left", label)
@@ -135,7 +139,10 @@ class ReplayChart(pg.GraphicsLayoutWidget):
             self.price.addItem(item)
         self.equity_curve = pg.PlotCurveItem(pen=pg.mkPen((21, 101, 192), width=1.5))
         self.peak_curve = pg.PlotCurveItem(pen=pg.mkPen((21, 101, 192, 60), width=1))
-        self.drawdown_fill = pg.FillBetweenItem(self.equity_curve, self.peak_curve, brush=pg.mkBrush(214, 48, 49, 70))
+        # drawdown: the area between the running peak and the equity, one closed path
+        self.drawdown_fill = QGraphicsPathItem()
+        self.drawdown_fill.setBrush(pg.mkBrush(214, 48, 49, 70))
+        self.drawdown_fill.setPen(pg.mkPen(None))
         self.compare_curve = pg.PlotCurveItem(pen=pg.mkPen(COMPARE, width=1.3))
         for item in (self.drawdown_fill, self.peak_curve, self.equity_curve, self.compare_curve):
             self.equity_plot.addItem(item)
@@ -144,11 +151,13 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         self.short_curve = pg.PlotCurveItem(pen=pg.mkPen(DOWN, width=1.3))
         for item in (self.position_curve, self.long_curve, self.short_curve):
             self.position_plot.addItem(item)
+        # The current bar's line: a plain two-point curve (an InfiniteLine recomputes its bounds
+        # while painting and so paints every frame twice).
         self.cursors = []
         for p in (self.price, self.equity_plot, self.position_plot):
-            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DotLine))
+            line = pg.PlotCurveItem(pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DotLine))
             p.addItem(line, ignoreBounds=True)
-            self.cursors.append(line)
+            self.cursors.append((p, line))
         self.price.scene().sigMouseMoved.connect(self._mouse)
         self._redraw = QTimer(self, singleShot=True, interval=0)
         self._redraw.timeout.connect(lambda: self.show_bar(self.bar))
@@ -201,38 +210,46 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         if r is None:
             return
         t0 = time.perf_counter()
-        self.bar = bar = r.clamp(bar)
+        self.setUpdatesEnabled(False)  # one repaint for all the changes below
+        try:
+            self._draw(r, r.clamp(bar))
+        finally:
+            self.setUpdatesEnabled(True)
+        self.last_draw_ms = (time.perf_counter() - t0) * 1000
+
+    def _draw(self, r: Replay, bar: int) -> None:
+        self.bar = bar
         i0, i1 = self.visible_bars()
         x, o, h, lo, c, width = r.candles_in(i0, i1, MAX_CANDLES)
         self.candles.set_data(x, o, h, lo, c, width)
         x_now = float(r.x[bar])
         x_edge = x_now + r.timeframe_s
-        for line in self.cursors:
-            line.setPos(x_now + r.timeframe_s / 2)
         orders = self._draw_orders(bar, float(r.x[i0]) if i1 > i0 else x_now, x_edge)
         self._draw_markers(i0, i1)
-        if r.avg_entry is not None:
-            self.avg_entry.setData(*r.series_in(r.avg_entry, i0, i1))
-        else:
-            self.avg_entry.setData([], [])
-        self.equity_curve.setData(*r.series_in(r.equity, i0, i1))
-        self.peak_curve.setData(*r.series_in(r.peak, i0, i1))
+        perp = r.long_qty is not None
+        for item, name in ((self.avg_entry, "avg_entry"), (self.equity_curve, "equity"), (self.peak_curve, "peak"),
+                           (self.position_curve, None if perp else "position"),
+                           (self.long_curve, "long_qty" if perp else None),
+                           (self.short_curve, "short_down" if perp else None)):
+            if name is not None and r.series(name) is not None:
+                item.setData(*r.series_in(name, i0, i1))
+            elif item.xData is not None and len(item.xData):
+                item.setData([], [])
+        xs, peak = self.peak_curve.getData()
+        _, eq = self.equity_curve.getData()
+        if xs is not None and len(xs) > 1:
+            self.drawdown_fill.setPath(pg.arrayToQPath(np.r_[xs, xs[::-1]], np.r_[peak, eq[::-1]]))
         if self.compare is not None:
             j0, j1 = self.compare.bar_at(int(r.x[i0] * 1000)), self.compare.bar_at(int(x_now * 1000)) + 1
-            self.compare_curve.setData(*self.compare.series_in(self.compare.equity, j0, j1))
-        else:
+            self.compare_curve.setData(*self.compare.series_in("equity", j0, j1))
+        elif self.compare_curve.xData is not None and len(self.compare_curve.xData):
             self.compare_curve.setData([], [])
-        if r.long_qty is not None:
-            self.long_curve.setData(*r.series_in(r.long_qty, i0, i1))
-            self.short_curve.setData(*r.series_in(-r.short_qty, i0, i1))
-            self.position_curve.setData([], [])
-        else:
-            self.position_curve.setData(*r.series_in(r.position, i0, i1))
-            self.long_curve.setData([], [])
-            self.short_curve.setData([], [])
         if self.follow and i1 > i0:
             self._frame(r, i0, i1, x_edge, lo, h, orders)
-        self.last_draw_ms = (time.perf_counter() - t0) * 1000
+        x_cursor = x_now + r.timeframe_s / 2
+        for plot, line in self.cursors:
+            y0, y1 = plot.getViewBox().viewRange()[1]
+            line.setData([x_cursor, x_cursor], [y0, y1])
 
     def _draw_orders(self, bar: int, x_left: float, x_edge: float):
         """Each resting order as a segment from when it was placed to the current bar."""
@@ -271,14 +288,21 @@ class ReplayChart(pg.GraphicsLayoutWidget):
                     below, above = orders["price"][orders["price"] < y0], orders["price"][orders["price"] > y1]
                     y0 = max(below.max(), y0 - (y1 - y0)) if len(below) else y0
                     y1 = min(above.min(), y1 + (y1 - y0)) if len(above) else y1
-                self.price.setYRange(y0, y1, padding=0.06)
+                _fit_y(self.price, y0, y1, 0.06)
             for plot, ys in ((self.equity_plot, (r.equity[i0:i1], r.peak[i0:i1])),
                              (self.position_plot, (r.position[i0:i1],) if r.long_qty is None
                               else (r.long_qty[i0:i1], -r.short_qty[i0:i1]))):
-                lo_y = min(float(np.min(y)) for y in ys)
-                hi_y = max(float(np.max(y)) for y in ys)
-                if hi_y - lo_y < 1e-9:
-                    hi_y, lo_y = hi_y + 1.0, lo_y - 1.0
-                plot.setYRange(lo_y, hi_y, padding=0.08)
+                _fit_y(plot, min(float(np.min(y)) for y in ys), max(float(np.max(y)) for y in ys), 0.08)
         finally:
             self._setting_range = False
+
+
+def _fit_y(plot, lo: float, hi: float, padding: float) -> None:
+    """Set the y range to hold [lo, hi] only when the data leaves it or fills less than half of
+    it: a steady axis reads better in playback, and an axis that does not move is not redrawn."""
+    if hi - lo < 1e-9:
+        lo, hi = lo - max(abs(lo) * 1e-3, 1e-6), hi + max(abs(hi) * 1e-3, 1e-6)
+    (v0, v1) = plot.getViewBox().viewRange()[1]
+    if lo >= v0 and hi <= v1 and (hi - lo) >= 0.5 * (v1 - v0):
+        return
+    plot.setYRange(lo, hi, padding=padding)
