@@ -249,13 +249,20 @@ class Replay:
         k, t, o, h, lo, c = self._pyramid[level]
         if k == 1:
             return t[i0:i1], o[i0:i1], h[i0:i1], lo[i0:i1], c[i0:i1], self.timeframe_s
-        b0, b1 = i0 // k, min(i1 // k, len(t))
-        parts = [(t[b0:b1], o[b0:b1], h[b0:b1], lo[b0:b1], c[b0:b1])]
-        tail = b1 * k
-        if tail < i1:  # the bin the range ends in, cut at i1
-            cd = self.candles
-            parts.append((self.x[tail:tail + 1], cd.open[tail:tail + 1], cd.high[tail:i1].max(keepdims=True),
-                          cd.low[tail:i1].min(keepdims=True), cd.close[i1 - 1:i1]))
+        cd = self.candles
+
+        def merged(a: int, b: int):  # bars [a, b) as one candle
+            return (self.x[a:a + 1], cd.open[a:a + 1], cd.high[a:b].max(keepdims=True),
+                    cd.low[a:b].min(keepdims=True), cd.close[b - 1:b])
+
+        b0 = -(-i0 // k)
+        b1 = max(b0, min(i1 // k, len(t)))
+        parts = []
+        if b0 * k > i0:  # the part bin the range starts in
+            parts.append(merged(i0, min(b0 * k, i1)))
+        parts.append((t[b0:b1], o[b0:b1], h[b0:b1], lo[b0:b1], c[b0:b1]))
+        if i1 > b1 * k >= i0 and b1 * k >= b0 * k:  # and the one it ends in, cut at i1
+            parts.append(merged(b1 * k, i1))
         cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
         return (*cols, self.timeframe_s * k)
 
@@ -285,9 +292,10 @@ class Replay:
             ys.append(np.array([np.fmin.reduce(head), np.fmax.reduce(head)]))
         xs.append(np.repeat(self.x[b0 * k:b1 * k:k], 2))
         ys.append(np.column_stack((lo[b0:b1], hi[b0:b1])).ravel())
-        if b1 * k < i1 and b1 * k >= i0:  # and after the last: its extreme, then the last value
-            xs.append(self.x[[b1 * k, i1 - 1]])
-            ys.append(np.array([np.fmin.reduce(y[b1 * k:i1]), y[i1 - 1]]))
+        if b1 * k < i1 and b1 * k >= i0:  # and after the last: its extremes, then the last value
+            tail = y[b1 * k:i1]
+            xs.append(self.x[[b1 * k, b1 * k, i1 - 1]])
+            ys.append(np.array([np.fmin.reduce(tail), np.fmax.reduce(tail), y[i1 - 1]]))
         return np.concatenate(xs), np.concatenate(ys)
 
     # -- exports ------------------------------------------------------------------------------
