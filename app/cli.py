@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     gu.add_argument("--quit-after", type=_float("quit_after"), help=argparse.SUPPRESS)
     gu.add_argument("--screenshot", type=Path, help=argparse.SUPPRESS)
 
+    sh = sub.add_parser("screenshot", help="render the app on each tab to PNG files (offscreen works)")
+    sh.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    sh.add_argument("--data-dir", type=Path, help="use these systems (default: the bundled ones, in a scratch folder)")
+    sh.add_argument("--warmup", type=_float("warmup"), default=4.0, help="seconds the sample system trades first")
+
     st = sub.add_parser("status", help="print each system's state, open orders and PnL from the files")
     st.add_argument("--data-dir", type=Path, help="state folder (default: the app's)")
     return ap
@@ -411,6 +416,14 @@ def cmd_gui(args) -> int:
     return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot)
 
 
+def cmd_screenshot(args) -> int:
+    from app.gui import screenshots
+
+    for path in screenshots(args.out, args.data_dir, warmup=args.warmup):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
@@ -420,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.strategies.spot_grid import ParamError
 
     handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
-                "run": cmd_run, "status": cmd_status, "gui": cmd_gui}
+                "run": cmd_run, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot}
     try:
         return handlers[args.command](args)
     except (DataError, ParamError, StoreError) as exc:

@@ -45,3 +45,68 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 4.0) -> list[Path]:
+    """Render the main window on each tab to ``out_dir/NN-tab.png`` (offscreen works): the
+    first sample system switched ON for ``warmup`` seconds, and the Backtest tab mid-replay of
+    a run on the sample. Without ``data_dir`` it works in a throwaway folder, so the user's
+    systems are not touched."""
+    import tempfile
+
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from app.controller import Controller
+    from app.main_window import MainWindow
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    scratch = tempfile.TemporaryDirectory(prefix="griddesk-shots-") if data_dir is None else None
+    controller = Controller(data_dir or scratch.name)
+    window = MainWindow(controller)
+    window.resize(1500, 900)
+    window.show()
+    saved: list[Path] = []
+
+    async def run():
+        controller.start()
+        if controller.systems:
+            controller.set_on(controller.systems[0].name, True)
+        bt = window.backtest
+        bt.editor.apply_preset("Geometric, trailing both ways")
+        await bt.start_run()
+        await asyncio.sleep(warmup)
+        for _ in range(100):  # the system's first grid laid (the chart has something to show)
+            t = next(iter(controller.runner.traders.values()), None)
+            if t is None or (t.strategy is not None and t.strategy.started):
+                break
+            await asyncio.sleep(0.2)
+        if bt.run is not None:
+            bt.seek(bt.run.n_bars * 2 // 5)
+            bt.jump_trade(1)
+        window.grid.system.setCurrentIndex(0)
+        for i in range(window.tabs.count()):
+            window.tabs.setCurrentIndex(i)
+            if window.tabs.widget(i) is window.grid:
+                window.grid.refresh(force=True)
+            await asyncio.sleep(0.3)
+            path = out_dir / f"{i + 1:02d}-{window.tabs.tabText(i).lower()}.png"
+            window.grab().save(str(path))
+            saved.append(path)
+        await controller.shutdown()
+        window.hide()
+
+    try:
+        with loop:
+            loop.run_until_complete(run())
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    return saved

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -122,3 +123,12 @@ def test_adaptive_grid_from_the_command_line(tmp_path, capsys):
 def test_strategy_settings_are_checked_by_name(args, needle):
     out = griddesk("backtest", "--data", "sample", *args)
     assert out.returncode == 2 and needle in out.stderr, out.stderr
+
+
+def test_screenshot_renders_every_tab(tmp_path):
+    out = griddesk("screenshot", "--out", str(tmp_path), "--warmup", "1")
+    assert out.returncode == 0, out.stderr
+    names = [Path(p).name for p in out.stdout.split()]
+    assert names == ["01-market.png", "02-risk.png", "03-orders.png", "04-grid.png", "05-logs.png", "06-backtest.png"]
+    for name in names:
+        assert (tmp_path / name).stat().st_size > 10_000

@@ -283,7 +283,7 @@ class BacktestTab(QWidget):
         for r in range(self.metrics.rowCount()):
             for c in range(3):
                 item = QTableWidgetItem("")
-                item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.metrics.setItem(r, c, item)
         self.trades_model = TradesModel()
         self.trades = QTableView(objectName="tradesTable")
@@ -418,7 +418,7 @@ class BacktestTab(QWidget):
                 self.run_button.setEnabled(True)
                 self.cancel_button.setEnabled(False)
                 self.progress.setRange(0, 1)
-                self.progress.setValue(1)
+                self.progress.setValue(0)
                 self.progress.setFormat("")
                 self._task = None
 

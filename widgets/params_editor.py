@@ -134,6 +134,7 @@ class ParamsEditor(QWidget):
         self._edited()
 
     def apply_preset(self, name: str) -> None:
+        self.preset.setCurrentText(name)
         self.set_values({**CONFIGS[self.strategy.currentText()]().to_dict(),
                          **PRESETS[self.strategy.currentText()].get(name, {})})
 

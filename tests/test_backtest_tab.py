@@ -1,0 +1,217 @@
+"""The Backtest tab driven like a user: run on the sample, play, pause, step, seek by scrubber,
+by trade and by keyboard, and check that what the chart and the panels show at the bar is the
+backtest's own state there; compare two runs; export; a replay on real BTC candles."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+import qasync
+from conftest import BTC_1H, FUNDING, ROOT, shared_file
+from PySide6.QtCore import Qt
+
+from app.controller import Controller
+from engine.replay import BAR_METRICS, MARKER_KINDS, format_metric
+from widgets.backtest import SPEEDS, BacktestTab
+
+
+@pytest.fixture
+def loop(qapp):
+    lp = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(lp)
+    yield lp
+    lp.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def tab(tmp_path, qtbot):
+    controller = Controller(tmp_path, keys=lambda ex: None)
+    t = BacktestTab(controller)
+    qtbot.addWidget(t)
+    t.resize(1500, 900)
+    t.show()
+    return t
+
+
+def run_now(loop, tab) -> None:
+    tab.run_button.click()
+    loop.run_until_complete(tab._task)
+    assert tab.run is not None, tab.status.text()
+
+
+def assert_shows_bar(tab) -> None:
+    """The chart and the panels at the current bar equal the backtest result at that bar."""
+    r, ch, bar = tab.run, tab.chart, tab.bar
+    assert tab.scrubber.value() == bar
+    orders = r.orders_at(bar)
+    for side, item in ((1, ch.buy_orders), (-1, ch.sell_orders)):
+        _, ys = item.getData()
+        want = np.sort(orders["price"][orders["side"] == side]) if orders is not None else np.zeros(0)
+        assert np.array_equal(np.sort(np.asarray(ys)[::2]) if ys is not None else np.zeros(0), want)
+    i0, i1 = ch.visible_bars()
+    assert i1 == bar + 1  # nothing after the current bar is drawn
+    shown = sum(len(ch.markers[k].data) for k in MARKER_KINDS)
+    fills = r.trades[(r.trades["bar"] >= i0) & (r.trades["bar"] <= bar)]
+    assert shown == len(fills)
+    m = r.metrics_at(bar)
+    for row, k in enumerate(BAR_METRICS):
+        assert tab.metrics.item(row, 0).text() == format_metric(k, m[k])
+    held = r.result.position if r.long_qty is None else r.result.long_qty - r.result.short_qty
+    assert m["equity"] == r.result.equity[bar] and m["position"] == held[bar]
+    assert tab.trades_model.done == int(np.count_nonzero(r.trades["bar"] <= bar))
+    selected = sorted({i.row() for i in tab.trades.selectionModel().selectedRows()})
+    assert selected == list(np.flatnonzero(r.trades["bar"] == bar))
+    _, eq = ch.equity_curve.getData()
+    assert eq[-1] == r.result.equity[bar]
+
+
+def test_run_play_step_seek(loop, tab, tmp_path, qtbot):
+    tab.editor.apply_preset("Geometric, trailing both ways")
+    run_now(loop, tab)
+    r = tab.run
+    assert r.n_bars == 35_040 and "35,040 bars" in tab.status.text()
+    assert tab.bar == r.start_bar
+    assert_shows_bar(tab)
+
+    # play a few hundred bars, then pause
+    tab.speed.setCurrentIndex(SPEEDS.index(500))
+    tab.play_button.click()
+    qtbot.waitUntil(lambda: tab.bar >= 300, timeout=10_000)
+    tab.play_button.click()
+    assert not tab.timer.isActive() and tab.frames > 3
+    stopped = tab.bar
+    qtbot.wait(100)
+    assert tab.bar == stopped
+    assert_shows_bar(tab)
+
+    tab.forward_button.click()
+    assert tab.bar == stopped + 1
+    tab.back_button.click()
+    tab.back_button.click()
+    assert tab.bar == stopped - 1
+    assert_shows_bar(tab)
+
+    # keyboard: Right steps, Space plays and pauses, End and Home
+    tab.chart.setFocus()
+    qtbot.keyClick(tab.chart, Qt.Key_Right)
+    assert tab.bar == stopped
+    qtbot.keyClick(tab.chart, Qt.Key_End)
+    assert tab.bar == r.n_bars - 1
+    assert_shows_bar(tab)
+    qtbot.keyClick(tab.chart, Qt.Key_Home)
+    assert tab.bar == 0
+    qtbot.keyClick(tab.chart, Qt.Key_Space)
+    assert tab.timer.isActive()
+    qtbot.keyClick(tab.chart, Qt.Key_Space)
+    assert not tab.timer.isActive()
+
+    # the scrubber
+    tab.scrubber.setValue(20_000)
+    assert tab.bar == 20_000
+    assert_shows_bar(tab)
+
+    # a trade, by double-click in the table, and the next / previous trade
+    row = len(r.trades) // 2
+    index = tab.trades_model.index(row, 0)
+    tab.trades.scrollTo(index)
+    rect = tab.trades.visualRect(index)
+    qtbot.mouseClick(tab.trades.viewport(), Qt.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(tab.trades.viewport(), Qt.LeftButton, pos=rect.center())
+    assert tab.bar == r.trades["bar"][row]
+    assert_shows_bar(tab)
+    here = tab.bar
+    tab.next_trade.click()
+    assert tab.bar == r.next_trade_bar(here) and tab.bar > here
+    tab.prev_trade.click()
+    assert tab.bar == here
+
+    # a date
+    tab.date.setDateTime(tab.date.dateTime().addDays(-3))
+    qtbot.mouseClick(tab.findChild(type(tab.run_button), "replayGo"), Qt.LeftButton)
+    assert tab.bar == r.bar_at(tab.date.dateTime().toMSecsSinceEpoch())
+
+    # panning away stops following; "Follow" comes back to the current bar
+    vb = tab.chart.price.getViewBox()
+    vb.translateBy(x=-3600 * 24 * 10)
+    vb.sigRangeChangedManually.emit(vb.state["mouseEnabled"])
+    assert not tab.chart.follow
+    tab.follow_button.click()
+    assert tab.chart.follow
+    assert_shows_bar(tab)
+
+    shots = ROOT / "build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    assert tab.grab().save(str(shots / "backtest-tab.png"))
+
+    # exports
+    png = tab.export_png(str(tmp_path / "chart.png"))
+    assert png.stat().st_size > 10_000
+    with open(tab.export_csv(str(tmp_path / "t.csv"))) as fh:
+        assert sum(1 for _ in csv.reader(fh)) == len(r.trades) + 1
+    data = json.loads(tab.export_json(str(tmp_path / "r.json")).read_text())
+    assert data["metrics"]["final_equity"] == pytest.approx(r.result.metrics["final_equity"])
+    assert "<svg" in tab.export_html(str(tmp_path / "r.html")).read_text()
+
+    # a second run with other settings keeps the first beside it
+    tab.editor.widgets["levels"].setValue(12)
+    run_now(loop, tab)
+    assert len(tab.runs) == 2 and tab.run is tab.runs[1] and tab.compare is tab.runs[0]
+    assert tab.metrics.item(0, 2).text() == format_metric("equity", tab.runs[0].run_metrics()["equity"])
+    _, other = tab.chart.compare_curve.getData()
+    assert other is not None and len(other) > 0
+
+    # and becomes a paper system
+    cfg = tab.system_from_run()
+    assert cfg.mode == "paper" and cfg.dry_run and cfg.params["levels"] == 12
+    assert cfg.params["spacing"] == "geometric" and "capital" not in cfg.params
+    tab.controller.add_system(cfg)
+    saved = json.loads((Path(tab.controller.config_path)).read_text())
+    assert any(s["name"] == cfg.name and s["params"]["levels"] == 12 for s in saved["systems"])
+    loop.run_until_complete(tab.controller.shutdown())
+
+
+def test_bad_settings_and_data_are_refused_by_name(loop, tab, tmp_path):
+    tab.editor.widgets["fee"].setText("abc")
+    assert tab.start_run() is None
+    assert "--fee" in tab.editor.error.text() and "not a number" in tab.editor.error.text()
+    assert "c62828" in tab.editor.widgets["fee"].styleSheet()
+    tab.editor.widgets["fee"].setText("0.001")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,10\n2024-01-01 00:15,1,x,0.5,1.5,10\n")
+    tab.data.setCurrentText(str(bad))
+    run_now_task = tab.start_run()
+    loop.run_until_complete(run_now_task)
+    assert tab.run is None and "bad.csv" in tab.status.text()
+    tab.data.setCurrentText("sample")
+    tab.funding.setText(str(shared_file(FUNDING)))
+    loop.run_until_complete(tab.start_run())
+    assert tab.run is None and "--funding" in tab.status.text()
+    loop.run_until_complete(tab.controller.shutdown())
+
+
+def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
+    tab.data.setCurrentText(str(shared_file(BTC_1H)))
+    tab.funding.setText(str(shared_file(FUNDING)))
+    tab.editor.strategy.setCurrentText("adaptive-grid")
+    tab.editor.apply_preset("3x leverage")
+    run_now(loop, tab)
+    r = tab.run
+    assert r.strategy == "adaptive-grid" and r.n_bars > 40_000
+    stops = r.trades[np.isin(r.trades["marker"], [MARKER_KINDS.index("stop"), MARKER_KINDS.index("prune")])]
+    assert len(stops)
+    tab.seek(int(stops["bar"][len(stops) // 2]))
+    assert_shows_bar(tab)
+    bar = tab.bar
+    _, longs = tab.chart.long_curve.getData()
+    _, shorts = tab.chart.short_curve.getData()
+    assert longs[-1] == r.result.long_qty[bar] and shorts[-1] == -r.result.short_qty[bar]
+    assert tab.metrics.item(BAR_METRICS.index("funding"), 0).text() == format_metric("funding", r.funding_cum[bar])
+    loop.run_until_complete(tab.controller.shutdown())
