@@ -1,11 +1,11 @@
 """The main window: Market, Risk, Orders, Grid, Logs and Backtest tabs, a kill-switch badge in the status
-bar, geometry and last tab restored."""
+bar, geometry, last tab, splitters and column widths restored."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Signal
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QTableView, QTabWidget
 
 from app.controller import ROOT
 from widgets.backtest import BacktestTab
@@ -49,7 +49,27 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 800)
         self.tabs.setCurrentIndex(int(self.settings.value("tab", 0)))
+        self._layout_restored = False
         self._badge()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._layout_restored:  # once the window has its size, or splitters re-spread
+            self._layout_restored = True
+            for key, (_, restore) in self._layout_parts():
+                state = self.settings.value(key)
+                if state is not None:
+                    restore(state)
+
+    def _layout_parts(self):
+        """(settings key, (save, restore)) for each splitter and table header the user can
+        arrange: restored on start, saved on close."""
+        parts = [("splitter/backtest", (self.backtest.splitter.saveState, self.backtest.splitter.restoreState))]
+        for table in self.findChildren(QTableView):
+            if table.objectName():
+                h = table.horizontalHeader()
+                parts.append((f"columns/{table.objectName()}", (h.saveState, h.restoreState)))
+        return parts
 
     def _badge(self) -> None:
         if self.controller.risk.kill_all:
@@ -67,5 +87,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("tab", self.tabs.currentIndex())
+        for key, (save, _) in self._layout_parts():
+            self.settings.setValue(key, save())
         super().closeEvent(event)
         self.closed.emit()

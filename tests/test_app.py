@@ -148,3 +148,24 @@ def test_going_live_needs_the_symbol_typed(qtbot, monkeypatch):
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("btc/usdt", True))
     dlg.accept()
     assert dlg.result_config.mode == "live" and dlg.result_config.dry_run is False
+
+
+def test_layout_is_restored(data_dir, qtbot):
+    """Splitters, column widths and the last tab come back as the user left them."""
+    window = MainWindow(Controller(data_dir))
+    qtbot.addWidget(window)
+    window.resize(1400, 850)
+    window.show()
+    window.tabs.setCurrentWidget(window.backtest)
+    window.backtest.splitter.setSizes([250, 650, 500])
+    sizes = window.backtest.splitter.sizes()
+    assert sizes[0] < sizes[2]
+    window.market.table.horizontalHeader().resizeSection(0, 222)
+    window.close()
+    again = MainWindow(Controller(data_dir))
+    qtbot.addWidget(again)
+    again.show()
+    assert again.tabs.currentWidget() is again.backtest
+    # (offscreen, restoreGeometry clamps the window to the virtual screen: the last pane takes the difference)
+    assert again.backtest.splitter.sizes()[:2] == sizes[:2]
+    assert again.market.table.horizontalHeader().sectionSize(0) == 222

@@ -53,15 +53,12 @@ from engine.strategies.registry import CONFIGS, FUNDED
 from engine.strategies.spot_grid import ParamError
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
+from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
 from widgets.system_dialog import EXCHANGES, SystemDialog
 
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
 UTC = QTimeZone.utc()
-# Roles looked up once: ``Qt.DisplayRole`` costs ~3 us per lookup in PySide6, and a table
-# repaint asks data() for a few hundred cells.
-DISPLAY, FOREGROUND, ALIGNMENT = Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ForegroundRole, \
-    Qt.ItemDataRole.TextAlignmentRole
 
 
 def _utc(ms: int) -> str:
@@ -104,8 +101,8 @@ class TradesModel(QAbstractTableModel):
     def columnCount(self, parent=None) -> int:
         return len(self.COLUMNS)
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+    def headerData(self, section, orientation, role=DISPLAY):
+        if role == DISPLAY and orientation == HORIZONTAL:
             return self.COLUMNS[section]
         return None
 
@@ -411,7 +408,7 @@ class BacktestTab(QWidget):
             except (DataError, ParamError, OSError, ValueError, RuntimeError) as exc:
                 self.status.setText(f"<span style='color:#c62828'>{exc}</span>")
                 self.runFinished.emit(str(exc))
-            except Exception as exc:  # an exchange error from a download: shown as ccxt words it
+            except Exception as exc:  # an exchange error from a download, as the exchange library words it
                 self.status.setText(f"<span style='color:#c62828'>{type(exc).__name__}: {exc}</span>")
                 self.runFinished.emit(str(exc))
             finally:

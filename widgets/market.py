@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL, TOOLTIP
 from widgets.system_dialog import EXCHANGES, SystemDialog
 
 COLUMNS = [
@@ -57,16 +58,16 @@ class SystemsModel(QAbstractTableModel):
     def columnCount(self, parent=None):
         return len(COLUMNS)
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+    def headerData(self, section, orientation, role=DISPLAY):
+        if role == DISPLAY and orientation == HORIZONTAL:
             return COLUMNS[section][1]
         return None
 
-    def data(self, index, role=Qt.DisplayRole):
+    def data(self, index, role=DISPLAY):
         row = self.rows[index.row()]
         key = COLUMNS[index.column()][0]
         v = row[key]
-        if role == Qt.DisplayRole:
+        if role == DISPLAY:
             if key == "dry_run":
                 return "yes" if v else "no"
             if key == "position":
@@ -74,14 +75,14 @@ class SystemsModel(QAbstractTableModel):
             if key in ("grid_profit", "floating", "funding"):
                 return f"{v:,.2f}"
             return str(v)
-        if role == Qt.ToolTipRole and key == "status":
+        if role == TOOLTIP and key == "status":
             return row["reason"] or row["status"]
-        if role == Qt.ForegroundRole:
+        if role == FOREGROUND:
             if key == "status":
                 return QColor(STATUS_COLORS.get(v, "#2e7d32"))
             if key in ("grid_profit", "floating") and v:
                 return QColor("#2e7d32" if v > 0 else "#c62828")
-        if role == Qt.TextAlignmentRole and key in ("levels", "position", "grid_profit", "floating", "funding"):
+        if role == ALIGNMENT and key in ("levels", "position", "grid_profit", "floating", "funding"):
             return int(Qt.AlignRight | Qt.AlignVCenter)
         return None
 

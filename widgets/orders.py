@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from widgets.roles import BACKGROUND, DISPLAY, FOREGROUND, HORIZONTAL
+
 COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price", "Price"), ("qty", "Qty"),
            ("filled", "Filled"), ("state", "Status"), ("cid", "Client order id")]
 COLORS = {"filled": "#c8e6c9", "open": "#fff9c4", "partially_filled": "#fff9c4", "submitted": "#fff9c4",
@@ -41,13 +43,13 @@ class OrdersModel(QAbstractTableModel):
     def columnCount(self, parent=None):
         return len(COLUMNS)
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        return COLUMNS[section][1] if role == Qt.DisplayRole and orientation == Qt.Horizontal else None
+    def headerData(self, section, orientation, role=DISPLAY):
+        return COLUMNS[section][1] if role == DISPLAY and orientation == HORIZONTAL else None
 
-    def data(self, index, role=Qt.DisplayRole):
+    def data(self, index, role=DISPLAY):
         r = self.rows[index.row()]
         key = COLUMNS[index.column()][0]
-        if role == Qt.DisplayRole:
+        if role == DISPLAY:
             v = r.get(key, "")
             if key == "ts":
                 return time.strftime("%m-%d %H:%M:%S", time.gmtime(v / 1000)) if v else ""
@@ -56,9 +58,9 @@ class OrdersModel(QAbstractTableModel):
             if key in ("qty", "filled"):
                 return f"{v:.8g}"
             return str(v)
-        if role == Qt.BackgroundRole:
+        if role == BACKGROUND:
             return QColor(COLORS.get(r["state"], "#ffffff"))
-        if role == Qt.ForegroundRole:
+        if role == FOREGROUND:
             return QColor("#111111")
         if role == Qt.UserRole:
             return r
