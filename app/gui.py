@@ -10,6 +10,15 @@ from pathlib import Path
 os.environ.setdefault("QT_API", "pyside6")
 
 
+def gui_thread_gc():
+    """Garbage collection on the GUI thread only, from a timer (pyqtgraph's GarbageCollector):
+    with automatic collection a worker thread (a backtest, a file load) can collect a widget
+    caught in a reference cycle, and Qt crashes when a widget dies outside its thread."""
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    return GarbageCollector(interval=1.0)
+
+
 def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
@@ -22,6 +31,7 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
     app.setQuitOnLastWindowClosed(False)  # the loop ends after the systems have stopped cleanly
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    collector = gui_thread_gc()  # noqa: F841 (kept alive for the app's life)
     controller = Controller(data_dir)
     window = MainWindow(controller)
     window.show()
@@ -68,6 +78,7 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
     app.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    collector = gui_thread_gc()  # noqa: F841
     scratch = tempfile.TemporaryDirectory(prefix="griddesk-shots-") if data_dir is None else None
     controller = Controller(data_dir or scratch.name)
     window = MainWindow(controller)

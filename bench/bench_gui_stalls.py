@@ -49,6 +49,9 @@ def main() -> None:
     app = QApplication.instance() or QApplication(sys.argv)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    from app.gui import gui_thread_gc
+
+    collector = gui_thread_gc()  # as the app does  # noqa: F841
     controller = Controller(d, refresh_ms=250)
     window = MainWindow(controller)
     window.show()

@@ -55,6 +55,9 @@ def main() -> int:
     app = QApplication.instance() or QApplication([])
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    from app.gui import gui_thread_gc
+
+    collector = gui_thread_gc()  # as the app does  # noqa: F841
     base_rss = rss_mb()
     candles = gbm_candles(args.bars)
     o0 = float(candles.open[0])

@@ -52,3 +52,15 @@ def eth5m():
 @pytest.fixture(scope="session")
 def btc1h():
     return real_candles(BTC_1H)
+
+
+@pytest.fixture(autouse=True)
+def _collect_qt_garbage_on_the_gui_thread(request):
+    """After a Qt test, collect its garbage here, on the GUI thread: left to the automatic
+    collector, a worker thread of a later test could delete a widget, and Qt crashes (the app
+    collects on a GUI-thread timer for the same reason, app/gui.py)."""
+    yield
+    if "qtbot" in request.fixturenames or "qapp" in request.fixturenames:
+        import gc
+
+        gc.collect()
