@@ -64,3 +64,17 @@ def _collect_qt_garbage_on_the_gui_thread(request):
         import gc
 
         gc.collect()
+
+
+@pytest.fixture
+def loop(qapp):
+    """A qasync event loop on the test's QApplication (Qt and asyncio on one loop, as in the app)."""
+    import asyncio
+
+    import qasync
+
+    lp = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(lp)
+    yield lp
+    lp.close()
+    asyncio.set_event_loop(None)

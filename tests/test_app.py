@@ -12,21 +12,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("PySide6")
-import qasync
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from app.controller import ROOT, Controller
 from app.main_window import MainWindow
 from widgets.system_dialog import SystemDialog
-
-
-@pytest.fixture
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ backtest's own state there; compare two runs; export; a replay on real BTC candl
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 from pathlib import Path
@@ -13,22 +12,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
-import qasync
 from conftest import BTC_1H, FUNDING, ROOT, shared_file
 from PySide6.QtCore import Qt
 
 from app.controller import Controller
 from engine.replay import BAR_METRICS, MARKER_KINDS, format_metric
 from widgets.backtest import SPEEDS, BacktestTab
-
-
-@pytest.fixture
-def loop(qapp):
-    lp = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
 
 
 @pytest.fixture
