@@ -643,7 +643,8 @@ class BacktestTab(QWidget):
             raise ParamError(unsupported[0], "the trading runtime does not place grid stops yet: set it to 0")
         names = {s.name for s in self.controller.systems}
         base = f"bt-{r.name.split(' ')[0].lstrip('#')}"
-        name = next(f"{base}-{i}" if i else base for i in range(1000) if (f"{base}-{i}" if i else base) not in names)
+        candidates = [base] + [f"{base}-{i}" for i in range(2, 1000)]
+        name = next(n for n in candidates if n not in names)
         source = r.source or "sample"
         return SystemConfig(name=name, params=params, capital=float(r.capital), mode="paper", dry_run=True,
                             data=source if Path(source).exists() or source == "sample" else "",
