@@ -64,18 +64,14 @@ def _minmax_levels(y: np.ndarray):
     return out or [(1, y, y)]
 
 
-def _levels(time, o, h, lo, c):
-    """Candles merged 4, 16, 64, ... at a time (full bins only), down to a few hundred bins."""
-    out = [(1, time, o, h, lo, c)]
-    k = 1
-    while len(out[-1][1]) >= 4 * _PYRAMID:
-        _, t, o, h, lo, c = out[-1]
-        m = len(t) // _PYRAMID
-        e = m * _PYRAMID
-        k *= _PYRAMID
-        out.append((k, t[:e:_PYRAMID], o[:e:_PYRAMID], h[:e].reshape(m, _PYRAMID).max(1),
-                    lo[:e].reshape(m, _PYRAMID).min(1), c[_PYRAMID - 1:e:_PYRAMID]))
-    return out
+def _split(i0: int, i1: int, k: int):
+    """Bars ``[i0, i1)`` as the whole bins ``[b0, b1)`` of ``k`` bars, and the part bins the
+    range starts and ends in as bar ranges (None when the range starts or ends on a bin edge)."""
+    b0 = -(-i0 // k)
+    b1 = max(b0, i1 // k)
+    head = (i0, min(b0 * k, i1)) if b0 * k > i0 else None
+    tail = (b1 * k, i1) if b1 * k < i1 else None
+    return b0, b1, head, tail
 
 
 @dataclass
@@ -100,8 +96,8 @@ class Replay:
     funding_cum: np.ndarray | None
     run_seconds: float = 0.0
     source: str = ""  # the data as the user named it ('sample', a file, a download)
-    _pyramid: list = field(default_factory=list, repr=False)
-    _series_pyramid: dict = field(default_factory=dict, repr=False)
+    _series: dict = field(default_factory=dict, repr=False)
+    _pyramids: dict = field(default_factory=dict, repr=False)
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
@@ -152,7 +148,10 @@ class Replay:
         self.peak = np.maximum.accumulate(eq)
         self.drawdown = np.where(self.peak > 0, eq / self.peak - 1.0, 0.0)
         self.worst_drawdown = np.minimum.accumulate(self.drawdown)
-        self._short_down = -self.short_qty if self.short_qty is not None else None
+        self._series = {"equity": eq, "peak": self.peak, "position": self.position, "avg_entry": self.avg_entry,
+                        "long_qty": self.long_qty, "short_qty": self.short_qty,
+                        "short_down": None if self.short_qty is None else -self.short_qty,
+                        "high": c.high, "low": c.low}
         t = self.trades
         grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if self.strategy == "adaptive-grid" else (sg.GRID_SELL,)
         grid_close = np.isin(t["label"], grid_labels)
@@ -161,11 +160,9 @@ class Replay:
         self._pnl_cum = np.cumsum(t["pnl"])
         self._trade_bars = t["bar"]
         self._trade_bar_list = np.unique(t["bar"])
-        self._pyramid = _levels(self.x, c.open, c.high, c.low, c.close)
-        for name in ("equity", "peak", "position", "avg_entry", "long_qty", "short_down"):
-            y = self.series(name)  # built here, in the worker thread, not on the first zoomed-out seek
-            if y is not None:
-                self._series_pyramid[name] = _minmax_levels(y)
+        # min/max pyramids built here, in the worker thread, not on the first zoomed-out seek
+        self._pyramids = {name: _minmax_levels(y) for name, y in self._series.items()
+                          if y is not None and name != "short_qty"}
 
     # -- seeking ------------------------------------------------------------------------------
     @property
@@ -239,64 +236,57 @@ class Replay:
     def candles_in(self, i0: int, i1: int, max_bars: int = 1500):
         """Candles of bars ``[i0, i1)`` merged so that at most about ``max_bars`` are drawn:
         (x, open, high, low, close, width in seconds)."""
-        i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
-        if i1 <= i0:
-            e = np.zeros(0)
-            return e, e, e, e, e, self.timeframe_s
-        level = 0
-        while level + 1 < len(self._pyramid) and (i1 - i0) / self._pyramid[level][0] > max_bars:
-            level += 1
-        k, t, o, h, lo, c = self._pyramid[level]
-        if k == 1:
-            return t[i0:i1], o[i0:i1], h[i0:i1], lo[i0:i1], c[i0:i1], self.timeframe_s
         cd = self.candles
+        i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
+        if i1 - i0 <= max_bars:
+            return self.x[i0:i1], cd.open[i0:i1], cd.high[i0:i1], cd.low[i0:i1], cd.close[i0:i1], self.timeframe_s
+        j = self._level(i1 - i0, max_bars)
+        k, _, highs = self._pyramids["high"][j]
+        _, lows, _ = self._pyramids["low"][j]
+        b0, b1, head, tail = _split(i0, i1, k)
 
         def merged(a: int, b: int):  # bars [a, b) as one candle
             return (self.x[a:a + 1], cd.open[a:a + 1], cd.high[a:b].max(keepdims=True),
                     cd.low[a:b].min(keepdims=True), cd.close[b - 1:b])
 
-        b0 = -(-i0 // k)
-        b1 = max(b0, min(i1 // k, len(t)))
-        parts = []
-        if b0 * k > i0:  # the part bin the range starts in
-            parts.append(merged(i0, min(b0 * k, i1)))
-        parts.append((t[b0:b1], o[b0:b1], h[b0:b1], lo[b0:b1], c[b0:b1]))
-        if i1 > b1 * k >= i0 and b1 * k >= b0 * k:  # and the one it ends in, cut at i1
-            parts.append(merged(b1 * k, i1))
+        whole = (self.x[b0 * k:b1 * k:k], cd.open[b0 * k:b1 * k:k], highs[b0:b1], lows[b0:b1],
+                 cd.close[b0 * k + k - 1:b1 * k:k])
+        parts = ([merged(*head)] if head else []) + [whole] + ([merged(*tail)] if tail else [])
         cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
         return (*cols, self.timeframe_s * k)
 
     def series(self, name: str) -> np.ndarray | None:
         """A per-bar series by name: equity, peak, position, avg_entry, long_qty, short_qty,
-        short_down (the short drawn below zero)."""
-        return {"equity": self.equity, "peak": self.peak, "position": self.position, "avg_entry": self.avg_entry,
-                "long_qty": self.long_qty, "short_qty": self.short_qty,
-                "short_down": None if self.short_qty is None else self._short_down}[name]
+        short_down (the short drawn below zero), high, low."""
+        return self._series[name]
 
     def series_in(self, name: str, i0: int, i1: int, max_points: int = 2000):
         """Series ``name`` over bars ``[i0, i1)`` as (x, y); with more than ``max_points`` bars,
         the min and max of each bin (from a pyramid built with the run), so peaks and troughs
         stay visible and a zoomed-out view costs no more than a close one."""
-        y = self.series(name)
+        y = self._series[name]
         i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
         if i1 - i0 <= max_points:
             return self.x[i0:i1], y[i0:i1]
-        levels = self._series_pyramid[name]
-        half = max_points // 2
-        k, lo, hi = next((lv for lv in levels if (i1 - i0) / lv[0] <= half), levels[-1])
-        b0, b1 = -(-i0 // k), max(-(-i0 // k), i1 // k)
+        k, lo, hi = self._pyramids[name][self._level(i1 - i0, max_points // 2)]
+        b0, b1, head, tail = _split(i0, i1, k)
         xs, ys = [], []
-        if b0 * k > i0:  # the part bin before the first whole one
-            head = y[i0:min(b0 * k, i1)]
+        if head:
+            part = y[head[0]:head[1]]
             xs.append(self.x[[i0, i0]])
-            ys.append(np.array([np.fmin.reduce(head), np.fmax.reduce(head)]))
+            ys.append(np.array([np.fmin.reduce(part), np.fmax.reduce(part)]))
         xs.append(np.repeat(self.x[b0 * k:b1 * k:k], 2))
         ys.append(np.column_stack((lo[b0:b1], hi[b0:b1])).ravel())
-        if b1 * k < i1 and b1 * k >= i0:  # and after the last: its extremes, then the last value
-            tail = y[b1 * k:i1]
-            xs.append(self.x[[b1 * k, b1 * k, i1 - 1]])
-            ys.append(np.array([np.fmin.reduce(tail), np.fmax.reduce(tail), y[i1 - 1]]))
+        if tail:  # its extremes, then the last value
+            part = y[tail[0]:tail[1]]
+            xs.append(self.x[[tail[0], tail[0], i1 - 1]])
+            ys.append(np.array([np.fmin.reduce(part), np.fmax.reduce(part), y[i1 - 1]]))
         return np.concatenate(xs), np.concatenate(ys)
+
+    def _level(self, bars: int, most: int) -> int:
+        """The pyramid level whose bins bring ``bars`` down to at most ``most`` (or the top)."""
+        ks = [k for k, _, _ in self._pyramids["high"]]
+        return next((j for j, k in enumerate(ks) if bars / k <= most), len(ks) - 1)
 
     # -- exports ------------------------------------------------------------------------------
     def trades_csv(self, path: str | Path) -> Path:

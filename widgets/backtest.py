@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
 import time
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
     QTimeZone,
-    Signal,
 )
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -164,8 +164,6 @@ class DownloadDialog(QDialog):
 
 
 class BacktestTab(QWidget):
-    runFinished = Signal(object)  # the Replay, or the error text
-
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.setObjectName("backtestTab")
@@ -222,8 +220,8 @@ class BacktestTab(QWidget):
 
         # chart and transport
         self.chart = ReplayChart()
-        self.chart.hovered.connect(lambda text: self.readout.setText(text))
         self.readout = QLabel(objectName="replayReadout")
+        self.chart.hovered.connect(self.readout.setText)
         self.play_button = self._tool("replayPlay", "▶", "Play / pause (Space)", checkable=True)
         self.play_button.toggled.connect(self.set_playing)
         self.back_button = self._tool("replayStepBack", "◀|", "One bar back (Left)")
@@ -405,12 +403,10 @@ class BacktestTab(QWidget):
                 await coro
             except asyncio.CancelledError:
                 self.status.setText(f"{what}: cancelled after {time.perf_counter() - started:.1f} s")
-            except (DataError, ParamError, OSError, ValueError, RuntimeError) as exc:
-                self.status.setText(f"<span style='color:#c62828'>{exc}</span>")
-                self.runFinished.emit(str(exc))
-            except Exception as exc:  # an exchange error from a download, as the exchange library words it
-                self.status.setText(f"<span style='color:#c62828'>{type(exc).__name__}: {exc}</span>")
-                self.runFinished.emit(str(exc))
+            except Exception as exc:  # ours name the file, row or setting; others (a download's) their type
+                text = str(exc) if isinstance(exc, DataError | ParamError | OSError | ValueError) \
+                    else f"{type(exc).__name__}: {exc}"
+                self.status.setText(f"<span style='color:#c62828'>{html.escape(text)}</span>")
             finally:
                 self.run_button.setEnabled(True)
                 self.cancel_button.setEnabled(False)
@@ -445,9 +441,8 @@ class BacktestTab(QWidget):
             self.add_run(run)
             m = run.run_metrics()
             self.status.setText(f"{name}: {run.n_bars:,} bars in {time.perf_counter() - t:.2f} s "
-                                f"(kernel {run.run_seconds:.2f} s); return {format_metric('return', m['return'])}, "
+                                f"(backtest {run.run_seconds:.2f} s); return {format_metric('return', m['return'])}, "
                                 f"{m['fills']:,} fills{self._gaps(candles)}")
-            self.runFinished.emit(run)
 
         return self._busy(work(), "running")
 
@@ -488,6 +483,7 @@ class BacktestTab(QWidget):
         self.compare = self.runs[index - 1] if 0 < index <= len(self.runs) else None
         if self.run is not None:
             self.chart.set_runs(self.run, self.compare)
+            self.chart.show_bar(self.bar)
             self._fill_full_metrics()
 
     def show_run(self, run: Replay) -> None:
@@ -503,7 +499,6 @@ class BacktestTab(QWidget):
         self.date.setDateTimeRange(QDateTime.fromMSecsSinceEpoch(int(c.time[0]), UTC),
                                    QDateTime.fromMSecsSinceEpoch(int(c.time[-1]), UTC))
         self._enable_replay(True)
-        self.chart.bar = run.start_bar
         self.chart.set_runs(run, self.compare)
         self._fill_full_metrics()
         self.seek(run.start_bar)

@@ -10,47 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-UP, DOWN = (38, 166, 91), (214, 48, 49)
-
-
-class CandleItem(pg.GraphicsObject):
-    """All candles as two batched paths (up and down bodies with their wicks)."""
-
-    def __init__(self):
-        super().__init__()
-        self.picture = None
-        self._bounds = pg.QtCore.QRectF()
-
-    def set_data(self, t, o, h, lo, c, width):
-        from PySide6.QtGui import QPainter, QPicture
-
-        pic = QPicture()
-        p = QPainter(pic)
-        for up, color in ((True, UP), (False, DOWN)):
-            sel = (c >= o) if up else (c < o)
-            if not sel.any():
-                continue
-            p.setPen(pg.mkPen(color, width=0))
-            p.setBrush(pg.mkBrush(color))
-            ts, os_, hs, ls, cs = t[sel], o[sel], h[sel], lo[sel], c[sel]
-            lines = [pg.QtCore.QLineF(x, a, x, b) for x, a, b in zip(ts, ls, hs, strict=True)]
-            p.drawLines(lines)
-            rects = [pg.QtCore.QRectF(x - width / 2, min(a, b), width, max(abs(b - a), 1e-9))
-                     for x, a, b in zip(ts, os_, cs, strict=True)]
-            p.drawRects(rects)
-        p.end()
-        self.picture = pic
-        self._bounds = pg.QtCore.QRectF(float(t[0]) - width, float(lo.min()), float(t[-1] - t[0]) + 2 * width,
-                                        float(h.max() - lo.min()))
-        self.prepareGeometryChange()
-        self.update()
-
-    def paint(self, painter, *args):
-        if self.picture is not None:
-            self.picture.play(painter)
-
-    def boundingRect(self):
-        return self._bounds
+from widgets.candles import DOWN, UP, CandleBatch
 
 
 class GridTab(QWidget):
@@ -64,7 +24,7 @@ class GridTab(QWidget):
         self.plot = pg.PlotWidget(objectName="gridChart", axisItems={"bottom": pg.DateAxisItem()})
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
-        self.candles = CandleItem()
+        self.candles = CandleBatch()
         self.plot.addItem(self.candles)
         self.levels = self.plot.plot(pen=pg.mkPen((120, 120, 120), width=1, style=pg.QtCore.Qt.DashLine),
                                      connect="pairs")
@@ -128,8 +88,7 @@ class GridTab(QWidget):
             return
         self._last = key
         t = d["time"]
-        w = d["timeframe_s"] * 0.7
-        self.candles.set_data(t, d["open"], d["high"], d["low"], d["close"], w)
+        self.candles.set_data(t, d["open"], d["high"], d["low"], d["close"], d["timeframe_s"])
         lv = np.asarray(d["levels"], dtype=float)
         if len(lv):
             x0, x1 = float(t[0]), float(t[-1]) + d["timeframe_s"] * 5

@@ -8,7 +8,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -70,8 +69,6 @@ class ParamsEditor(QWidget):
     """Strategy, preset and settings. ``config()`` gives the settings object or raises
     ParamError naming the field; the field at fault is outlined in red."""
 
-    changed = Signal()
-
     def __init__(self, parent=None, strategies=STRATEGIES):
         super().__init__(parent)
         self.setObjectName("paramsEditor")
@@ -125,13 +122,8 @@ class ParamsEditor(QWidget):
             w = _field_widget(f, values.get(f.name, defaults[f.name]))
             w.setObjectName(f"param_{f.name}")
             self.widgets[f.name] = w
-            for sig in ("currentTextChanged", "toggled", "valueChanged", "textChanged"):
-                if hasattr(w, sig):
-                    getattr(w, sig).connect(self._edited)
-                    break
             self.form.addRow(f.name.replace("_", " "), w)
         self._hidden = {k: v for k, v in values.items() if k in _HIDDEN}
-        self._edited()
 
     def apply_preset(self, name: str) -> None:
         self.preset.setCurrentText(name)
@@ -160,9 +152,6 @@ class ParamsEditor(QWidget):
         for field, w in self.widgets.items():
             w.setStyleSheet("border: 1px solid #c62828" if field == name else "")
         self.error.setText(str(exc) if exc else "")
-
-    def _edited(self, *_) -> None:
-        self.changed.emit()
 
     # -- JSON ---------------------------------------------------------------------------------
     def load_json(self, path: str | Path) -> None:

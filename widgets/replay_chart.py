@@ -9,13 +9,12 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QPainterPath
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGraphicsPathItem
 
 from engine.replay import MARKER_KINDS, Replay
+from widgets.candles import DOWN, UP, CandleBatch
 
-UP, DOWN = (38, 166, 91), (214, 48, 49)
 COMPARE = (239, 108, 0)
 MAX_CANDLES = 1200
 MAX_MARKERS = 600  # per kind in view; beyond it every k-th is drawn (zoomed out)
@@ -33,65 +32,10 @@ MARKER_STYLE = {
 }
 
 
-def _rects_path(x, y0, y1, w) -> QPainterPath:
-    n = len(x)
-    xs = np.empty((n, 5))
-    ys = np.empty((n, 5))
-    xs[:, 0] = xs[:, 3] = xs[:, 4] = x - w / 2
-    xs[:, 1] = xs[:, 2] = x + w / 2
-    ys[:, 0] = ys[:, 1] = ys[:, 4] = y0
-    ys[:, 2] = ys[:, 3] = y1
-    conn = np.ones((n, 5), dtype=np.int32)
-    conn[:, 4] = 0
-    return pg.arrayToQPath(xs.ravel(), ys.ravel(), connect=conn.ravel())
-
-
-class CandleBatch(pg.GraphicsObject):
-    """Candles as four paths (up and down wicks and bodies), rebuilt from arrays in one go."""
-
-    def __init__(self):
-        super().__init__()
-        self._paths: list[tuple[QPainterPath, QPainterPath, tuple]] = []
-        self._bounds = QRectF()
-        self._pens = {c: pg.mkPen(c, width=1, cosmetic=True) for c in (UP, DOWN)}
-        self._brushes = {c: pg.mkBrush(c) for c in (UP, DOWN)}
-
-    def set_data(self, x, o, h, lo, c, width) -> None:
-        self.prepareGeometryChange()
-        self._paths = []
-        if len(x) == 0:
-            self._bounds = QRectF()
-            self.update()
-            return
-        w = width * 0.7
-        for sel, color in ((c >= o, UP), (c < o, DOWN)):
-            if not sel.any():
-                continue
-            xs, ls, hs = x[sel], lo[sel], h[sel]
-            wicks = pg.arrayToQPath(np.repeat(xs, 2), np.column_stack((ls, hs)).ravel(), connect="pairs")
-            bodies = _rects_path(xs, o[sel], c[sel], w)
-            self._paths.append((wicks, bodies, color))
-        self._bounds = QRectF(float(x[0]) - width, float(lo.min()), float(x[-1] - x[0]) + 2 * width,
-                              float(h.max() - lo.min()) or 1.0)
-        self.update()
-
-    def paint(self, painter, *args) -> None:
-        for wicks, bodies, color in self._paths:
-            painter.setPen(self._pens[color])
-            painter.setBrush(Qt.NoBrush)
-            painter.drawPath(wicks)
-            painter.setBrush(self._brushes[color])
-            painter.drawPath(bodies)
-
-    def boundingRect(self) -> QRectF:
-        return self._bounds
-
-
 class ReplayChart(pg.GraphicsLayoutWidget):
     """Draws ``run`` as it stood at ``bar``. Follows the current bar (a window of
     ``window_bars``) until the user pans or zooms; ``follow_bar()`` resumes following."""
 
-    panned = Signal()
     hovered = Signal(str)
 
     def __init__(self, parent=None):
@@ -165,10 +109,9 @@ class ReplayChart(pg.GraphicsLayoutWidget):
 
     # -- state --------------------------------------------------------------------------------
     def set_runs(self, run: Replay | None, compare: Replay | None = None) -> None:
+        """The run to draw (and one to overlay); drawn by the next ``show_bar``."""
         self.run, self.compare = run, compare
         self.follow = True
-        if run is not None:
-            self.show_bar(min(self.bar, run.n_bars - 1))
 
     def follow_bar(self) -> None:
         self.follow = True
@@ -177,7 +120,6 @@ class ReplayChart(pg.GraphicsLayoutWidget):
     def _user_moved(self, *_) -> None:
         if not self._setting_range:
             self.follow = False
-            self.panned.emit()
 
     def _range_changed(self, *_) -> None:
         if not self._setting_range and not self.follow:
