@@ -1,4 +1,4 @@
-"""The ``griddesk`` command line: backtest, indicators, fetch, sample, run, status."""
+"""The ``griddesk`` command line: backtest, optimize, indicators, fetch, sample, run, status."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("backtest", help="backtest a strategy on candles and print a report")
     _add_data_args(bt)
-    bt.add_argument("--strategy", default="spot-grid", choices=tuple(STRATEGIES))
+    bt.add_argument("--strategy", choices=tuple(STRATEGIES), help="default: the --params file's, else spot-grid")
     bt.add_argument("--params", type=Path, help="JSON file of strategy settings (flags override it)")
     bt.add_argument("--funding", type=Path, help="funding-rate CSV (time,funding_rate) for perpetual strategies")
     _add_setting_args(bt)
@@ -99,6 +99,32 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     sh.add_argument("--data-dir", type=Path, help="use these systems (default: the bundled ones, in a scratch folder)")
     sh.add_argument("--warmup", type=_float("warmup"), default=4.0, help="seconds the sample system trades first")
+
+    op = sub.add_parser("optimize", help="walk-forward parameter search (Optuna), resumable and distributable")
+    op.add_argument("--strategy", default="spot-grid", choices=tuple(STRATEGIES))
+    op.add_argument("--data", nargs="+", required=True, help="candle files, one per market (or 'sample')")
+    op.add_argument("--resample", help="make longer bars first, e.g. 15m from 5m files")
+    op.add_argument("--funding", type=Path, nargs="+", help="funding CSV: one for all data sets or one per data set")
+    op.add_argument("--params", type=Path, help="base settings (JSON); the search varies only the searched names")
+    op.add_argument("--search", action="append", default=[], metavar="NAME=RANGE",
+                    help="search NAME over RANGE instead of the strategy's default space: 10..60, 0.05..0.4, "
+                         "0.001..0.1:log, or a|b|c (repeat; 'NAME=' drops it)")
+    op.add_argument("--only-search", action="store_true", help="search only the --search names")
+    op.add_argument("--trials", type=int, default=100, help="finished trials the study should have (all workers)")
+    op.add_argument("--windows", type=int, default=3, help="walk-forward windows")
+    op.add_argument("--train-frac", type=_float("train_frac"), default=0.7, help="training share of a window")
+    op.add_argument("--tail", type=_float("tail"), default=0.15, help="held-out share at the end of each data set")
+    op.add_argument("--storage", help="Optuna storage URL (default: SQLite in the app's data folder)")
+    op.add_argument("--study", help="study name (default: from the strategy and settings); same name joins or resumes")
+    op.add_argument("--seed", type=int, help="sampler seed: the same seed gives the same fresh study")
+    op.add_argument("--timeout", type=_float("timeout"), help="stop adding trials after this many seconds")
+    op.add_argument("--batch", type=int, help="trials asked at once (default: 16 for spot grids, else the cores)")
+    op.add_argument("--out", type=Path, help="best settings JSON (default: best-<study>.json)")
+    op.add_argument("--table", type=Path, help="write every trial to this CSV file")
+    for name, default in (("dd_floor", 0.02), ("max_fills_per_day", 50.0), ("overtrade_weight", 1.0),
+                          ("stability_weight", 0.5)):
+        op.add_argument("--" + name.replace("_", "-"), type=_float(name), default=default,
+                        help=f"fitness weight (default {default})")
 
     st = sub.add_parser("status", help="print each system's state, open orders and PnL from the files")
     st.add_argument("--data-dir", type=Path, help="state folder (default: the app's)")
@@ -147,14 +173,9 @@ def _strategy_config(args):
     from engine.strategies.registry import CONFIGS
 
     cls = CONFIGS[args.strategy]
-    data = {}
-    if args.params:
-        try:
-            data = json.loads(args.params.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"griddesk backtest: error: --params: {args.params}: {exc}") from None
-        if not isinstance(data, dict):
-            raise SystemExit(f"griddesk backtest: error: --params: {args.params}: expected a JSON object")
+    from engine.strategies.registry import read_settings
+
+    data = read_settings(args.params, args.strategy)[1] if args.params else {}
     own = {f.name for f in dataclasses.fields(cls)}
     other = {f.name for c in CONFIGS.values() for f in dataclasses.fields(c)} - own
     for name in sorted(own | other):
@@ -233,8 +254,10 @@ def _ts(ms: int) -> str:
 
 def cmd_backtest(args) -> int:
     from engine.data import load_funding
-    from engine.strategies.registry import check_funding, run_backtest
+    from engine.strategies.registry import check_funding, read_settings, run_backtest
 
+    if args.strategy is None:
+        args.strategy = (read_settings(args.params)[0] if args.params else None) or "spot-grid"
     check_funding(args.strategy, bool(args.funding))
     candles, load_s = _load(args)
     cfg = _strategy_config(args)
@@ -292,6 +315,126 @@ def _funding_source(funding, cfg) -> str:
 
 def _timings_line(load_s: float, t: dict) -> str:
     return f"  timings           load {load_s:.3f}s, indicators {t['indicators']:.4f}s, kernel {t['kernel']:.4f}s"
+
+
+def _search_setup(args):
+    from engine.data import load_funding, resample
+    from engine.optimize.study import Setup
+    from engine.optimize.walkforward import DataSet, Fitness
+    from engine.strategies.registry import SPACES, check_funding, read_settings
+    from engine.strategies.space import parse_range
+
+    check_funding(args.strategy, bool(args.funding))
+    if args.funding and len(args.funding) not in (1, len(args.data)):
+        raise ValueError(f"--funding: give one file for all data sets or one per data set ({len(args.data)})")
+    space = {} if args.only_search else dict(SPACES[args.strategy])
+    for item in args.search:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"--search: {item!r} is not NAME=RANGE")
+        if text.strip():
+            space[name] = parse_range(name, text, space.get(name))
+        else:
+            space.pop(name, None)
+    if not space:
+        raise ValueError("--search: nothing to search")
+    data = []
+    for i, path in enumerate(args.data):
+        candles, _ = _load(argparse.Namespace(data=path, timeframe=None, gaps="keep"))
+        if args.resample:
+            candles = resample(candles, args.resample)
+        funding = None
+        if args.funding:
+            funding = load_funding(args.funding[i if len(args.funding) > 1 else 0])
+        data.append(DataSet(Path(path).stem if path != SAMPLE else SAMPLE, candles, funding))
+    base = read_settings(args.params, args.strategy)[1] if args.params else {}
+    fitness = Fitness(args.dd_floor, args.max_fills_per_day, args.overtrade_weight, args.stability_weight)
+    return Setup(args.strategy, data, base, space, args.windows, args.train_frac, args.tail, fitness)
+
+
+def _bar(p) -> str:
+    width = 24
+    full = int(width * min(p.done / max(p.target, 1), 1.0))
+    eta = "--:--" if p.eta_s == float("inf") else time.strftime("%H:%M:%S", time.gmtime(p.eta_s))
+    return f"[{'#' * full}{'.' * (width - full)}] {p.done}/{p.target} trials  best {p.best:.4g}  ETA {eta}"
+
+
+def cmd_optimize(args) -> int:
+    import signal
+    import threading
+
+    from engine.optimize.study import Search
+
+    setup = _search_setup(args)
+    search = Search(setup, storage=args.storage, study=args.study, seed=args.seed, batch=args.batch)
+    print(f"study {search.study_name} in {search.storage_url}", file=sys.stderr)
+    for d in setup.data:
+        w = d.split.windows
+        print(f"  {d.name}: {len(d.candles):,} bars of {d.candles.timeframe}; {len(w)} windows "
+              f"(train {w[0].train[1] - w[0].train[0]:,} / test {w[0].test[1] - w[0].test[0]:,} bars), "
+              f"held-out tail {d.period(*d.split.tail)}", file=sys.stderr)
+    stop = threading.Event()
+
+    def on_sigint(*_):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current part of the data (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    tty = sys.stderr.isatty()
+    try:
+        search.run(args.trials, timeout=args.timeout, stop=stop,
+                   progress=lambda p: print(("\r" if tty else "") + _bar(p), end="" if tty else "\n",
+                                            file=sys.stderr, flush=True))
+    finally:
+        signal.signal(signal.SIGINT, old)
+        search.close()
+    if tty:
+        print(file=sys.stderr)
+    table = search.table()
+    if args.table:
+        table.to_csv(args.table, index=False)
+    if not (table["state"] == "COMPLETE").any():
+        print("no complete trial yet", file=sys.stderr)
+        return 130 if stop.is_set() else 1
+    best = search.best_json()
+    out = args.out or Path(f"best-{search.study_name}.json")
+    hold = search.holdout()
+    best["optimized"]["holdout"] = hold["score"]
+    out.write_text(json.dumps(best, indent=2))
+    print(format_search_report(search, best, hold, table, out))
+    return 130 if stop.is_set() else 0
+
+
+def format_search_report(search, best, hold, table, out) -> str:
+    o = best["optimized"]
+    counts = table["state"].value_counts().to_dict()
+    lines = [
+        f"GridDesk optimize: {search.setup.strategy}, study {search.study_name}",
+        "  trials       " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()),
+        f"  best         trial {o['trial']}: " + ", ".join(f"{k}={_short(best['params'][k])}" for k in o["searched"]),
+        f"  score        in-sample {o['in_sample']:.4f}   out-of-sample {_num(o['out_of_sample'])}   "
+        f"held-out tail {_num(hold['score'])}",
+    ]
+    for name, h in hold["sets"].items():
+        lines.append(f"  tail {name:<8} {h['period']}: return {_pct(h['total_return'])}, max drawdown "
+                     f"{h['max_drawdown'] * 100:.2f}%, {int(h['fills']):,} fills, score {_num(h['score'])}"
+                     if "total_return" in h else f"  tail {name:<8} {h['period']}: the backtest failed")
+    imp = search.importances()
+    if imp:
+        lines.append("  importance   " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()))
+    lines.append(f"  written      {out} (griddesk backtest --params, Add System, the Backtest tab)")
+    return "\n".join(lines)
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _num(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.4f}"
 
 
 def cmd_indicators(args) -> int:
@@ -433,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.strategies.spot_grid import ParamError
 
     handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
-                "run": cmd_run, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot}
+                "run": cmd_run, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
+                "optimize": cmd_optimize}
     try:
         return handlers[args.command](args)
     except (DataError, ParamError, StoreError) as exc:

@@ -106,6 +106,52 @@ def _first_valid(a: np.ndarray) -> int:
     return int(ok[0]) if len(ok) else len(a)
 
 
+def _atr_and_start(candles: Candles, cfg: SpotGridConfig, hedged: bool) -> tuple[np.ndarray, int]:
+    """The ATR the grid needs (zeros when it needs none) and its first bar after the warm-up."""
+    n = len(candles)
+    if cfg.spacing != "atr" and not hedged:
+        return np.zeros(n), 0
+    atr = ind.atr_nb(candles.high, candles.low, candles.close, int(cfg.atr_period))
+    start = _first_valid(atr) if cfg.spacing == "atr" else 0
+    if start >= n - 1:
+        raise ValueError(f"--atr-period: {cfg.atr_period} bars of warm-up leave no data to trade")
+    return atr, start
+
+
+def sweep_spot_grid(candles: Candles, cfgs: list[SpotGridConfig]) -> dict[str, np.ndarray]:
+    """Backtest many plain spot grids on the same candles in one parallel numba kernel; returns
+    one array per ``SWEEP_COLUMNS`` name (a row per config, in order). Each config is
+    validated as for ``run_spot_grid`` and runs the same kernel, so its numbers equal a single
+    backtest's ``final_equity``, ``total_return``, ``max_drawdown``, fills, fees, grid profit."""
+    from numba.typed import List
+
+    from engine.kernels import sweep
+
+    if any(isinstance(c, HedgedGridConfig) for c in cfgs):
+        raise ValueError("the sweep runs plain spot grids; the hedged grid runs one backtest at a time")
+    atr_rows: dict[int, int] = {}
+    atrs = [np.zeros(len(candles))]
+    params, rows = List(), np.zeros(len(cfgs), dtype=np.int64)
+    for j, cfg in enumerate(cfgs):
+        start = 0
+        if cfg.spacing == "atr":
+            if cfg.atr_period not in atr_rows:
+                atr_rows[cfg.atr_period] = len(atrs)
+                atrs.append(_atr_and_start(candles, cfg, False)[0])
+            rows[j] = atr_rows[cfg.atr_period]
+            start = _first_valid(atrs[rows[j]])
+            if start >= len(candles) - 1:
+                raise ValueError(f"--atr-period: {cfg.atr_period} bars of warm-up leave no data to trade")
+        params.append(build_params(cfg, float(candles.close[start]), start))
+    out = np.zeros((len(cfgs), len(sweep.SWEEP_COLUMNS)))
+    if cfgs:
+        sweep.spot_grid_sweep_nb(candles.time, candles.open, candles.high, candles.low, candles.close,
+                                 np.stack(atrs), rows, params, out)
+    if len(cfgs) and not out[:, -1].all():
+        raise RuntimeError("spot-grid sweep: a record log overflowed (a bug: please report it)")
+    return {name: out[:, i] for i, name in enumerate(sweep.SWEEP_COLUMNS[:-1])}
+
+
 def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: FundingRates | None = None, *,
                   log_capacity: int | None = None) -> BacktestResult:
     """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``, or the hedged lower-only grid
@@ -117,14 +163,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     timings: dict[str, float] = {}
     t0 = _time.perf_counter()
     n = len(candles)
-    if cfg.spacing == "atr" or hedged:
-        atr = ind.atr_nb(candles.high, candles.low, candles.close, int(cfg.atr_period))
-        start = _first_valid(atr) if cfg.spacing == "atr" else 0
-        if start >= n - 1:
-            raise ValueError(f"--atr-period: {cfg.atr_period} bars of warm-up leave no data to trade")
-    else:
-        atr = np.zeros(n)
-        start = 0
+    atr, start = _atr_and_start(candles, cfg, hedged)
     if hedged:
         ema = ind.ema_nb(candles.close, int(cfg.ema_period))
         rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))

@@ -441,6 +441,28 @@ def fill_gaps(candles: Candles) -> Candles:
     )
 
 
+def resample(candles: Candles, timeframe: str) -> Candles:
+    """Candles of a longer ``timeframe`` (a whole multiple of theirs), aligned to UTC multiples
+    of it: first open, highest high, lowest low, last close, summed volume. A longer bar with
+    no shorter bar at all is a gap of the result."""
+    tf = parse_timeframe(timeframe)
+    if tf % candles.timeframe_ms:
+        raise DataError(f"{candles.source}: {candles.timeframe} bars cannot make {timeframe} bars "
+                        f"({timeframe} is not a whole multiple of {candles.timeframe})")
+    if tf == candles.timeframe_ms:
+        return candles
+    key = candles.time // tf
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], len(key)] - 1
+    time = key[starts] * tf
+    return Candles(
+        time=time, open=candles.open[starts], high=np.maximum.reduceat(candles.high, starts),
+        low=np.minimum.reduceat(candles.low, starts), close=candles.close[ends],
+        volume=np.add.reduceat(candles.volume, starts), timeframe_ms=tf, source=f"{candles.source} ({timeframe})",
+        gaps=find_gaps(time, tf),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Funding rates
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, STRATEGIES, config_from
+from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, STRATEGIES, config_from, read_settings
 from engine.strategies.spot_grid import ParamError
 
 _HIDDEN = {"tiers"}  # a file path with its own default; set through an imported JSON
@@ -157,15 +157,8 @@ class ParamsEditor(QWidget):
     def load_json(self, path: str | Path) -> None:
         """Settings from a JSON file: ``{"strategy": ..., "params": {...}}`` or a bare object of
         settings; unknown names are refused by name, nothing is half-applied."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ParamError("params", f"{path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ParamError("params", f"{path}: expected a JSON object")
-        strategy = data.get("strategy", self.strategy.currentText())
-        params = data.get("params", {k: v for k, v in data.items() if k != "strategy"})
+        named, params = read_settings(path)
+        strategy = named or self.strategy.currentText()  # a bare object: settings of the strategy shown
         config_from(strategy, params)  # refuse before changing anything
         self.strategy.setCurrentText(strategy)
         self.set_values(params)

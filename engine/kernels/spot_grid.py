@@ -793,7 +793,8 @@ def _hedge_decide(c, atr_now, ema_now, p, F, I, H):
             H[_HPEND] = add
 
 
-def new_state(p: SpotGridParams, first_price: float):
+@njit(cache=True, nogil=True)
+def new_state(p, first_price):
     """Fresh grid state (S, SI, F, I): the arrays the kernel and the strategy functions share.
     Keeping them outside the kernel lets a run pause and go on (when its logs fill up) and lets
     the live runtime drive the same decisions."""

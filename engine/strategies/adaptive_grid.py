@@ -13,6 +13,7 @@ from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels.perp import DEFAULT_TIERS, funding_rates_on_bars_nb, load_tiers
+from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spot_grid import ParamError
 
 
@@ -65,6 +66,17 @@ class AdaptiveGridConfig:
         if unknown:
             raise ParamError(sorted(unknown)[0], "unknown adaptive-grid setting")
         return cls(**data)
+
+
+SEARCH_SPACE = {
+    "levels": IntRange(3, 20),
+    "order_frac": FloatRange(0.01, 0.08, log=True),
+    "atr_k": FloatRange(0.5, 3.0),
+    "theta": FloatRange(0.05, 0.5),
+    "er_threshold": FloatRange(0.2, 0.8),
+    "gamma": FloatRange(0.1, 5.0, log=True),
+    "stop_m": FloatRange(2.0, 6.0),
+}
 
 
 def _check(cfg: AdaptiveGridConfig) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.kernels.perp import DEFAULT_TIERS
+from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spot_grid import SpotGridConfig
 
 
@@ -31,3 +32,12 @@ class HedgedGridConfig(SpotGridConfig):
     ema_period: int = 50
     funding_rate: float = 0.0001  # per 8 h when no funding file covers a settlement
     tiers: str = str(DEFAULT_TIERS)
+
+
+SEARCH_SPACE = {
+    "levels": IntRange(5, 40),
+    "atr_k": FloatRange(0.5, 3.0),
+    "hedge_ratio": FloatRange(0.0, 1.0),
+    "hedge_tp": FloatRange(0.01, 0.1, log=True),
+    "hedge_reversal_k": FloatRange(0.5, 3.0),
+}

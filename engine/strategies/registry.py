@@ -3,12 +3,16 @@ presets, and one call that runs it. The CLI and the Backtest tab both read this.
 
 from __future__ import annotations
 
+from engine.strategies import adaptive_grid, hedged_grid, spot_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import ParamError, SpotGridConfig
 
 CONFIGS = {"spot-grid": SpotGridConfig, "hedged-grid": HedgedGridConfig, "adaptive-grid": AdaptiveGridConfig}
 STRATEGIES = tuple(CONFIGS)
+# What the optimizer varies by default: declared in each strategy's module.
+SPACES = {"spot-grid": spot_grid.SEARCH_SPACE, "hedged-grid": hedged_grid.SEARCH_SPACE,
+          "adaptive-grid": adaptive_grid.SEARCH_SPACE}
 
 # Settings that take one of a few words.
 CHOICES = {
@@ -37,6 +41,29 @@ PRESETS: dict[str, dict[str, dict]] = {
         "Wide spacing": {"atr_k": 2.0, "levels": 6},
     },
 }
+
+
+def read_settings(path, strategy: str | None = None) -> tuple[str | None, dict]:
+    """(strategy, settings) from a JSON file: ``{"strategy": ..., "params": {...}}`` (what the
+    editor exports and the optimizer writes) or a bare object of settings (then the strategy is
+    ``strategy``, None if not given). A file made for another strategy than the one asked for
+    is refused."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ParamError("params", f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamError("params", f"{path}: expected a JSON object")
+    if isinstance(data.get("params"), dict):
+        named = data.get("strategy", strategy)
+        if strategy is not None and named != strategy:
+            raise ParamError("params", f"{path}: settings of {named}, not of {strategy}")
+        return named, dict(data["params"])
+    return strategy, {k: v for k, v in data.items() if k != "strategy"}
 
 
 def config_from(strategy: str, data: dict):

@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.kernels import grid as g
 from engine.kernels import spot_grid as k
+from engine.strategies.space import Choice, FloatRange, IntRange
 
 
 class ParamError(ValueError):
@@ -65,6 +66,15 @@ class SpotGridConfig:
         if unknown:
             raise ParamError(sorted(unknown)[0], "unknown spot-grid setting")
         return cls(**data)
+
+
+# What the optimizer may vary by default (the rest keep the user's values).
+SEARCH_SPACE = {
+    "spacing": Choice(("arithmetic", "geometric")),
+    "levels": IntRange(5, 100),
+    "range_pct": FloatRange(0.03, 0.5, log=True),
+    "trailing": Choice(("none", "up", "down", "both")),
+}
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> int:
