@@ -42,12 +42,9 @@ def walk_forward(n_bars: int, windows: int = 3, train_frac: float = 0.7, tail_fr
     tail_start = n_bars - round(n_bars * tail_frac)
     test_frac = 1.0 - train_frac
     length = tail_start / (1.0 + test_frac * (windows - 1))  # window length; windows slide by its test part
-    out = []
-    for k in range(windows):
-        a = round(k * test_frac * length)
-        b = round(a + train_frac * length)
-        c = tail_start if k == windows - 1 else round(a + length)
-        out.append(Window(k, (a, b), (b, c)))
+    train_len = round(train_frac * length)
+    cuts = [round(train_len + k * (tail_start - train_len) / windows) for k in range(windows + 1)]
+    out = [Window(k, (cuts[k] - train_len, cuts[k]), (cuts[k], cuts[k + 1])) for k in range(windows)]
     shortest = min([w.test[1] - w.test[0] for w in out] + [out[0].train[1] - out[0].train[0]]
                    + ([n_bars - tail_start] if tail_frac > 0 else []))
     if shortest < min_bars:
