@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need (Qt offscreen, fonts, Secret Service),
+# Installs the Debian packages the tests need (Qt offscreen, fonts, Secret Service, a PostgreSQL
+# server for the optimizer's many-machine test),
 # only when running as root and only what is missing, so a warm machine stays fast.
 set -euo pipefail
 # With --gui also what a real window needs (xcb).
-PKGS=(libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 fonts-dejavu-core dbus gnome-keyring)
+PKGS=(libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 fonts-dejavu-core dbus gnome-keyring
+      postgresql)
 if [ "${1:-}" = "--gui" ]; then
   PKGS+=(libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xkb1 libxcb-image0
          libxcb-render-util0 libxcb-util1 libxcb-randr0 libxcb-render0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0

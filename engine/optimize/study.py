@@ -105,12 +105,25 @@ def default_storage() -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def open_storage(url: str):
+def _open_study(url: str, name: str, attempts: int = 6):
+    """(storage, study), created if new. Workers started together on an empty database race
+    to create Optuna's tables; the loser retries once the winner is done."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
-    if url.startswith(("sqlite", "postgresql", "mysql")):
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    return url
+    attempt = 0
+    while True:
+        try:
+            storage = url
+            if url.startswith(("sqlite", "postgresql", "mysql")):
+                storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+            return storage, study
+        except SQLAlchemyError:
+            attempt += 1
+            if attempt >= attempts:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 @dataclass
@@ -140,9 +153,7 @@ class Search:
         self.study_name = study or setup.default_study_name()
         self.threads = threads or os.cpu_count() or 1
         self.batch = batch or (16 if setup.strategy == "spot-grid" else self.threads)
-        self.storage = open_storage(self.storage_url)
-        self.study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction="maximize",
-                                         load_if_exists=True)
+        self.storage, self.study = _open_study(self.storage_url, self.study_name)
         wanted = json.loads(json.dumps(setup.describe(), default=str))
         have = self.study.user_attrs.get("setup")
         if have is None:
