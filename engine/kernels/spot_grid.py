@@ -475,9 +475,16 @@ def _quiet_band(p, S, SI, F, I, H):
         return inf, -inf  # an open hedge: funding, targets and its liquidation, every bar
     if I[_STOPPED] != 0:
         return -inf, inf
-    if I[_WAIT] > 0 or F[_MKTQ] > 0.0:
+    if F[_MKTQ] > 0.0:
         return inf, -inf
     ns = I[_NS]
+    if I[_WAIT] > 0:
+        # An order held back by the dead zone waits for the price to move: every close counts.
+        # One refused for want of cash can only go once a fill or a cancel frees cash, and those
+        # happen on active bars: it does not keep the quiet bars busy.
+        for k in range(ns):
+            if SI[k, _FLAG] == _FLAG_DEFER:
+                return inf, -inf
     kb = I[_KB]
     ks = I[_KS]
     # touch: a buy at P fills when low <= P, so the bar is quiet while low > P;
