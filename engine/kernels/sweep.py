@@ -29,15 +29,13 @@ def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
     trades = np.empty(cap, dtype=sg.TRADE_DTYPE)
     orders = np.empty(cap, dtype=sg.ORDER_DTYPE)
     equity = np.empty(n)
-    cash = np.empty(n)
-    position = np.empty(n)
-    cost = np.empty(n)
+    scratch = np.empty(n)  # per-bar cash, position and cost are not needed here: one array takes all three
     counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
     money = np.zeros(sg.N_MONEY)
     bar = 0
     while True:
         bar = sg.spot_grid_nb(time, open_, high, low, close, atr, zeros, zeros, tiers, p, S, SI, F, I, H, trades,
-                              orders, equity, cash, position, cost, counters, money, bar)
+                              orders, equity, scratch, scratch, scratch, counters, money, bar)
         if bar < 0 or bar >= n:
             break
         used_t, used_o = I[sg._NTR], I[sg._NOR]
