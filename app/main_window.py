@@ -1,4 +1,4 @@
-"""The main window: Market, Risk, Orders, Grid, Logs and Backtest tabs, a kill-switch badge in the status
+"""The main window: Market, Risk, Orders, Grid, Logs, Backtest and Optimizer tabs, a kill-switch badge in the status
 bar, geometry, last tab, splitters and column widths restored."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from widgets.backtest import BacktestTab
 from widgets.grid_chart import GridTab
 from widgets.logs import LogsTab
 from widgets.market import MarketTab
+from widgets.optimizer import OptimizerTab
 from widgets.orders import OrdersTab
 from widgets.risk import RiskTab
 
@@ -34,8 +35,10 @@ class MainWindow(QMainWindow):
         self.grid = GridTab(controller)
         self.logs = LogsTab(controller)
         self.backtest = BacktestTab(controller)
+        self.optimizer = OptimizerTab(controller)
+        self.optimizer.replayRequested.connect(self._replay_best)
         for w, name in ((self.market, "Market"), (self.risk, "Risk"), (self.orders, "Orders"), (self.grid, "Grid"),
-                        (self.logs, "Logs"), (self.backtest, "Backtest")):
+                        (self.logs, "Logs"), (self.backtest, "Backtest"), (self.optimizer, "Optimizer")):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
         self.badge = QLabel(objectName="killBadge")
@@ -52,6 +55,10 @@ class MainWindow(QMainWindow):
         self._layout_restored = False
         self._badge()
 
+    def _replay_best(self, strategy, cfg, candles, funding, label) -> None:
+        self.tabs.setCurrentWidget(self.backtest)
+        self.backtest.replay(strategy, cfg, candles, funding, label)
+
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._layout_restored:  # once the window has its size, or splitters re-spread
@@ -64,7 +71,8 @@ class MainWindow(QMainWindow):
     def _layout_parts(self):
         """(settings key, (save, restore)) for each splitter and table header the user can
         arrange: restored on start, saved on close."""
-        parts = [("splitter/backtest", (self.backtest.splitter.saveState, self.backtest.splitter.restoreState))]
+        parts = [("splitter/backtest", (self.backtest.splitter.saveState, self.backtest.splitter.restoreState)),
+                 ("splitter/optimizer", (self.optimizer.splitter.saveState, self.optimizer.splitter.restoreState))]
         for table in self.findChildren(QTableView):
             if table.objectName():
                 h = table.horizontalHeader()

@@ -418,18 +418,32 @@ class BacktestTab(QWidget):
         self._task = self.controller.spawn(guarded())
         return self._task
 
-    def start_run(self) -> asyncio.Task | None:
-        """Run the backtest as set; the result is added to the runs and replayed from its first bar."""
+    def replay(self, strategy: str, cfg, candles, funding, label: str) -> asyncio.Task | None:
+        """Run ``cfg`` on ``candles`` (already loaded, named ``label`` in the data list) and replay
+        it: how the Optimizer tab opens its winner here."""
+        self.loaded[label] = candles
+        if self.data.findText(label) < 0:
+            self.data.addItem(label)
+        self.data.setCurrentText(label)
+        self.editor.strategy.setCurrentText(strategy)
+        self.editor.set_values(cfg.to_dict())
+        self.funding.setText("(from the optimizer)" if funding is not None else "")
+        return self.start_run(funding=funding)
+
+    def start_run(self, *, funding=None) -> asyncio.Task | None:
+        """Run the backtest as set; the result is added to the runs and replayed from its first bar.
+        ``funding``: rates already loaded (else from the funding file, if any)."""
         try:
             cfg = self.editor.config()
         except ParamError:
             return None
         strategy = self.editor.strategy.currentText()
-        funding_path = self.funding.text().strip()
+        funding_path = "" if funding is not None else self.funding.text().strip()
+        given_funding = funding
 
         async def work():
             candles = await self._candles()
-            funding = None
+            funding = given_funding
             if funding_path:
                 if strategy not in FUNDED:
                     raise ParamError("funding", f"{strategy} pays no funding: clear the funding file")
