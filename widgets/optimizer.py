@@ -153,7 +153,7 @@ class OptimizerTab(QWidget):
         self.history = pg.PlotWidget(objectName="optimizeHistory", background="w")
         self.history.setLabel("bottom", "trial")
         self.history.setLabel("left", "in-sample score")
-        self.history.addLegend(offset=(5, 5))
+        self.history.addLegend(offset=(-5, -5))  # bottom right: the scores climb to the top
         self.trial_dots = pg.ScatterPlotItem(size=6, brush=pg.mkBrush(120, 144, 156, 160), pen=None, name="trial")
         self.oos_dots = pg.ScatterPlotItem(size=5, symbol="x", brush=pg.mkBrush(239, 108, 0), pen=pg.mkPen(239, 108, 0),
                                            name="out-of-sample")
@@ -394,8 +394,14 @@ class OptimizerTab(QWidget):
         cmap = pg.colormap.get("viridis")
         self.scatter_dots.setData(x, y, brush=[pg.mkBrush(cmap.map(s, mode="qcolor")) for s in shade],
                                   data=[t.number for t in done])
-        self.scatter.setLabel("bottom", xn + (f" ({', '.join(xl)})" if xl else ""))
-        self.scatter.setLabel("left", yn + (f" ({', '.join(yl)})" if yl else ""))
+        for side, name, words in (("bottom", xn, xl), ("left", yn, yl)):
+            self.scatter.setLabel(side, name + (f" ({', '.join(words)})" if words else ""))
+            self.scatter.getAxis(side).setTicks([list(enumerate(words))] if words else None)
+            axis = "x" if side == "bottom" else "y"
+            if words:  # room for the words at both ends
+                self.scatter.getViewBox().setRange(**{f"{axis}Range": (-0.5, len(words) - 0.5)}, padding=0)
+            else:
+                self.scatter.getViewBox().enableAutoRange(axis=axis)
         self.scatter.setTitle(f"in-sample score: dark {lo:.3g} … light {hi:.3g}", size="9pt")
 
     def _show_best(self, search, hold) -> None:
