@@ -59,9 +59,9 @@ if __name__ == "__main__":
 
 def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 4.0) -> list[Path]:
     """Render the main window on each tab to ``out_dir/NN-tab.png`` (offscreen works): the
-    first sample system switched ON for ``warmup`` seconds, and the Backtest tab mid-replay of
-    a run on the sample. Without ``data_dir`` it works in a throwaway folder, so the user's
-    systems are not touched."""
+    first sample system switched ON for ``warmup`` seconds, the Backtest tab mid-replay of a run
+    on the sample, and the Optimizer tab after a small study on the sample. Without ``data_dir``
+    it works in a throwaway folder, so the user's systems are not touched."""
     import tempfile
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -80,6 +80,7 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
     asyncio.set_event_loop(loop)
     collector = gui_thread_gc()  # noqa: F841
     scratch = tempfile.TemporaryDirectory(prefix="griddesk-shots-") if data_dir is None else None
+    study_dir = tempfile.TemporaryDirectory(prefix="griddesk-study-")
     controller = Controller(data_dir or scratch.name)
     window = MainWindow(controller)
     window.resize(1500, 900)
@@ -93,6 +94,11 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
         bt = window.backtest
         bt.editor.apply_preset("Geometric, trailing both ways")
         await bt.start_run()
+        opt = window.optimizer  # a small study on the sample, in a throwaway database
+        opt.storage.setText(f"sqlite:///{study_dir.name}/study.db")
+        opt.trials.setValue(40)
+        opt.seed.setValue(1)
+        await opt.start()
         await asyncio.sleep(warmup)
         for _ in range(100):  # the system's first grid laid (the chart has something to show)
             t = next(iter(controller.runner.traders.values()), None)
@@ -118,6 +124,7 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
         with loop:
             loop.run_until_complete(run())
     finally:
+        study_dir.cleanup()
         if scratch is not None:
             scratch.cleanup()
     return saved

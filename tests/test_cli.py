@@ -129,6 +129,7 @@ def test_screenshot_renders_every_tab(tmp_path):
     out = griddesk("screenshot", "--out", str(tmp_path), "--warmup", "1")
     assert out.returncode == 0, out.stderr
     names = [Path(p).name for p in out.stdout.split()]
-    assert names == ["01-market.png", "02-risk.png", "03-orders.png", "04-grid.png", "05-logs.png", "06-backtest.png"]
+    assert names == ["01-market.png", "02-risk.png", "03-orders.png", "04-grid.png", "05-logs.png", "06-backtest.png",
+                     "07-optimizer.png"]
     for name in names:
         assert (tmp_path / name).stat().st_size > 10_000
