@@ -403,10 +403,8 @@ class BacktestTab(QWidget):
                 await coro
             except asyncio.CancelledError:
                 self.status.setText(f"{what}: cancelled after {time.perf_counter() - started:.1f} s")
-            except Exception as exc:  # ours name the file, row or setting; others (a download's) their type
-                text = str(exc) if isinstance(exc, DataError | ParamError | OSError | ValueError) \
-                    else f"{type(exc).__name__}: {exc}"
-                self.status.setText(f"<span style='color:#c62828'>{html.escape(text)}</span>")
+            except Exception as exc:
+                self.status.setText(error_html(exc))
             finally:
                 self.run_button.setEnabled(True)
                 self.cancel_button.setEnabled(False)
@@ -672,6 +670,14 @@ class BacktestTab(QWidget):
         if dlg.exec():
             self.controller.add_system(dlg.result_config)
             self.status.setText(f"system {dlg.result_config.name} added (paper, dry-run): see the Market tab")
+
+
+def error_html(exc: Exception) -> str:
+    """An error for a status line, in red: ours name the file, row or setting as they are;
+    others (a download's, say) with their type."""
+    text = str(exc) if isinstance(exc, DataError | ParamError | OSError | ValueError) \
+        else f"{type(exc).__name__}: {exc}"
+    return f"<span style='color:#c62828'>{html.escape(text)}</span>"
 
 
 def _timeframe(ms: int) -> str:

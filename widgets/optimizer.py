@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data import DataError
 from engine.strategies.registry import CHOICES, CONFIGS, FUNDED, SPACES, STRATEGIES
 from engine.strategies.space import Choice, parse_range
 from engine.strategies.spot_grid import ParamError
+from widgets.backtest import error_html
 from widgets.roles import DISPLAY
 
 SEARCH, NAME, RANGE, DEFAULT = range(4)
@@ -339,7 +339,7 @@ class OptimizerTab(QWidget):
             await coro
             if self.stop.is_set():
                 self.status.setText(self.status.text() + " — stopped; finished trials are kept")
-        except Exception as exc:  # ours name the file, row or setting
+        except Exception as exc:
             self._error(exc)
         finally:
             self.run_button.setEnabled(True)
@@ -347,9 +347,7 @@ class OptimizerTab(QWidget):
             self._task = None
 
     def _error(self, exc: Exception) -> None:
-        text = str(exc) if isinstance(exc, DataError | ParamError | OSError | ValueError) \
-            else f"{type(exc).__name__}: {exc}"
-        self.status.setText(f"<span style='color:#c62828'>{html.escape(text)}</span>")
+        self.status.setText(error_html(exc))
 
     def _progress(self, p, trials) -> None:
         eta = "--" if p.eta_s == float("inf") else f"{p.eta_s:.0f} s"
