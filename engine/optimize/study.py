@@ -273,7 +273,7 @@ class Search:
                         for i in alive:
                             trials[i].set_user_attr("error", "stopped")
                             self.study.tell(trials[i], state=TrialState.FAIL)
-                        return 0, failed
+                        return finished, failed
                     self._heartbeat([trials[i] for i in alive])
                 if part == "train":
                     for i in list(alive):
