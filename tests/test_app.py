@@ -159,3 +159,25 @@ def test_layout_is_restored(data_dir, qtbot):
     # (offscreen, restoreGeometry clamps the window to the virtual screen: the last pane takes the difference)
     assert again.backtest.splitter.sizes()[:2] == sizes[:2]
     assert again.market.table.horizontalHeader().sectionSize(0) == 222
+
+
+def test_add_system_imports_the_optimizers_best_settings(qtbot, tmp_path):
+    from engine.strategies.spot_grid import ParamError
+
+    best = {"strategy": "spot-grid", "params": {"spacing": "arithmetic", "levels": 17, "range_pct": 0.227,
+                                                "trailing": "up", "fee": 0.00075, "atr_period": 21},
+            "optimized": {"study": "s", "trial": 3}}
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps(best))
+    dlg = SystemDialog(existing=set())
+    qtbot.addWidget(dlg)
+    dlg.import_settings(path)
+    dlg.name.setText("from-optimizer")
+    dlg.symbol.setText("BTC/USDT")
+    cfg = dlg.build()
+    for k, v in best["params"].items():
+        assert cfg.params[k] == pytest.approx(v) if isinstance(v, float) else cfg.params[k] == v
+    path.write_text(json.dumps({"strategy": "adaptive-grid", "params": {"levels": 5}}))
+    with pytest.raises(ParamError, match="settings of adaptive-grid, not of spot-grid"):
+        dlg.import_settings(path)
+    assert dlg.levels.value() == 17  # nothing half-applied

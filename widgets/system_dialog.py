@@ -9,11 +9,13 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QInputDialog,
     QLabel,
     QLineEdit,
     QMessageBox,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
 )
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (
 from engine.data import TIMEFRAMES_MS
 from engine.kernels.grid import grid_levels, profit_range
 from engine.runtime.config import ConfigError, SystemConfig
+from engine.strategies.registry import read_settings
 from engine.strategies.spot_grid import ParamError, SpotGridConfig, build_params
 
 EXCHANGES = ("binance", "binanceusdm", "bybit", "okx", "kraken", "kucoin", "coinbase", "bitget", "gate", "mexc")
@@ -114,6 +117,10 @@ class SystemDialog(QDialog):
         self.buttons.button(QDialogButtonBox.Ok).setObjectName("systemOk")
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
+        importer = QPushButton("Import settings…", objectName="systemImport")
+        importer.setToolTip("a settings file: exported by the Backtest tab's editor or written by the optimizer")
+        importer.clicked.connect(self._import)
+        self.buttons.addButton(importer, QDialogButtonBox.ResetRole)
         lay = QVBoxLayout(self)
         lay.addLayout(f)
         lay.addWidget(self.error)
@@ -124,6 +131,32 @@ class SystemDialog(QDialog):
                     getattr(w, sig).connect(self.update_preview)
                     break
         self.update_preview()
+
+    def import_settings(self, path) -> None:
+        """The grid's settings from a settings file (the optimizer's best, an editor export);
+        refused whole, by the setting's name, when one is wrong."""
+        params = read_settings(path, "spot-grid")[1]  # the runtime trades spot grids
+        p = SpotGridConfig.from_dict(params)
+        build_params(p, self.reference_price)
+        self.base_params.update({k: v for k, v in params.items() if k != "capital"})
+        self.grid_mode.setCurrentText(p.mode)
+        self.spacing.setCurrentText(p.spacing)
+        self.lower.setValue(p.lower)
+        self.upper.setValue(p.upper)
+        self.levels.setValue(int(p.levels))
+        self.range_pct.setValue(p.range_pct)
+        self.trailing.setCurrentText(p.trailing)
+        self.fee.setValue(p.fee)
+        if "capital" in params:
+            self.capital.setValue(p.capital)
+
+    def _import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import settings", "", "JSON (*.json)")
+        if path:
+            try:
+                self.import_settings(path)
+            except ParamError as exc:
+                self.error.setText(str(exc))
 
     def params(self) -> dict:
         return {**self.base_params, "mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
