@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import html
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.strategies.registry import CHOICES, CONFIGS, FUNDED, SPACES, STRATEGIES
+from engine.strategies.registry import CHOICES, CONFIGS, SPACES, STRATEGIES
 from engine.strategies.space import Choice, parse_range
 from engine.strategies.spot_grid import ParamError
 from widgets.backtest import error_html
@@ -278,42 +279,23 @@ class OptimizerTab(QWidget):
 
     # -- running ------------------------------------------------------------------------------
     def start(self) -> asyncio.Task | None:
-        from engine.optimize.study import Search, Setup
-        from engine.optimize.walkforward import DataSet
-
         try:
             space = self.space()
         except ParamError as exc:
             self._error(exc)
             return None
-        strategy = self.strategy.currentText()
         sources = [self.data_list.item(i).text() for i in range(self.data_list.count())]
-        funding_path = self.funding.text().strip()
-        resample = self.resample.currentText()
+        resample = "" if self.resample.currentText() == "as is" else self.resample.currentText()
+        options = dict(space=space, windows=self.windows.value(), resample=resample,
+                       funding_path=self.funding.text().strip(), storage=self.storage.text().strip() or None,
+                       study=self.study.text().strip() or None,
+                       seed=self.seed.value() if self.seed.value() >= 0 else None)
+        strategy = self.strategy.currentText()
         target = self.trials.value()
-        seed = self.seed.value() if self.seed.value() >= 0 else None
-        storage = self.storage.text().strip() or None
-        study = self.study.text().strip() or None
-        windows = self.windows.value()
         self.stop.clear()
 
         async def work():
-            from engine.data import resample as make_bars
-
-            if not sources:
-                raise ParamError("data", "add at least one data set")
-            if funding_path and strategy not in FUNDED:
-                raise ParamError("funding", f"{strategy} pays no funding: clear the funding file")
-            funding = await self.controller.load_funding(funding_path) if funding_path else None
-            sets = []
-            for src in sources:
-                candles = await self.controller.load_candles(src)
-                if resample != "as is":
-                    candles = make_bars(candles, resample)
-                sets.append(DataSet(Path(src).stem, candles, funding))
-            setup = Setup(strategy, sets, space=space, windows=windows)
-            self.search = search = await self.controller.in_pool(
-                lambda: Search(setup, storage=storage, study=study, seed=seed))
+            self.search = search = await self.controller.open_search(strategy, sources, **options)
             self.status.setText(f"study <b>{html.escape(search.study_name)}</b> in {html.escape(search.storage_url)}")
             self.progress.setRange(0, target)
             here = asyncio.get_running_loop()
@@ -325,7 +307,7 @@ class OptimizerTab(QWidget):
             self.progress.setValue(search.counts()[0])
             await self.controller.in_pool(lambda: search.run(target, stop=self.stop, progress=progress))
             self._show_trials(search.study.get_trials(deepcopy=False))
-            if search.best_value() == search.best_value():  # a complete trial exists
+            if not math.isnan(search.best_value()):  # a complete trial exists
                 hold = await self.controller.in_pool(search.holdout)
                 self._show_best(search, hold)
 
