@@ -318,15 +318,12 @@ def _timings_line(load_s: float, t: dict) -> str:
 
 
 def _search_setup(args):
-    from engine.data import load_funding, resample
     from engine.optimize.study import Setup
-    from engine.optimize.walkforward import DataSet, Fitness
+    from engine.optimize.walkforward import Fitness, open_data_sets
     from engine.strategies.registry import SPACES, check_funding, read_settings
     from engine.strategies.space import parse_range
 
     check_funding(args.strategy, bool(args.funding))
-    if args.funding and len(args.funding) not in (1, len(args.data)):
-        raise ValueError(f"--funding: give one file for all data sets or one per data set ({len(args.data)})")
     space = {} if args.only_search else dict(SPACES[args.strategy])
     for item in args.search:
         name, sep, text = item.partition("=")
@@ -339,15 +336,7 @@ def _search_setup(args):
             space.pop(name, None)
     if not space:
         raise ValueError("--search: nothing to search")
-    data = []
-    for i, path in enumerate(args.data):
-        candles, _ = _load(argparse.Namespace(data=path, timeframe=None, gaps="keep"))
-        if args.resample:
-            candles = resample(candles, args.resample)
-        funding = None
-        if args.funding:
-            funding = load_funding(args.funding[i if len(args.funding) > 1 else 0])
-        data.append(DataSet(Path(path).stem if path != SAMPLE else SAMPLE, candles, funding))
+    data = open_data_sets(args.data, resample=args.resample or "", funding=[str(f) for f in args.funding or ()])
     base = read_settings(args.params, args.strategy)[1] if args.params else {}
     fitness = Fitness(args.dd_floor, args.max_fills_per_day, args.overtrade_weight, args.stability_weight)
     return Setup(args.strategy, data, base, space, args.windows, args.train_frac, args.tail, fitness)

@@ -195,24 +195,20 @@ class Controller(QObject):
                           funding_path: str = "", storage: str | None = None, study: str | None = None,
                           seed: int | None = None):
         """A worker of a walk-forward study (engine/optimize) on the candle files ``sources``,
-        each made into ``resample`` bars when given; opened in the worker pool."""
-        from engine.data import resample as make_bars
+        each made into ``resample`` bars when given; data loaded and the study opened in the
+        worker pool."""
         from engine.optimize.study import Search, Setup
-        from engine.optimize.walkforward import DataSet
+        from engine.optimize.walkforward import open_data_sets
         from engine.strategies.registry import check_funding
 
-        if not sources:
-            raise ValueError("data: add at least one data set")
         check_funding(strategy, bool(funding_path))
-        funding = await self.load_funding(funding_path) if funding_path else None
-        sets = []
-        for src in sources:
-            candles = await self.load_candles(src)
-            if resample:
-                candles = make_bars(candles, resample)
-            sets.append(DataSet(Path(src).stem, candles, funding))
-        setup = Setup(strategy, sets, space=space, windows=windows)
-        return await self.in_pool(lambda: Search(setup, storage=storage, study=study, seed=seed))
+
+        def work():
+            sets = open_data_sets(sources, resample=resample, funding=[funding_path] if funding_path else [])
+            return Search(Setup(strategy, sets, space=space, windows=windows), storage=storage, study=study,
+                          seed=seed)
+
+        return await self.in_pool(work)
 
     async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = ""):
         """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool."""

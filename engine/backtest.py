@@ -129,19 +129,17 @@ def sweep_spot_grid(candles: Candles, cfgs: list[SpotGridConfig]) -> dict[str, n
 
     if any(isinstance(c, HedgedGridConfig) for c in cfgs):
         raise ValueError("the sweep runs plain spot grids; the hedged grid runs one backtest at a time")
-    atr_rows: dict[int, int] = {}
     atrs = [np.zeros(len(candles))]
+    by_period: dict[int, tuple[int, int]] = {}  # ATR period -> (row in atrs, first bar after its warm-up)
     params, rows = List(), np.zeros(len(cfgs), dtype=np.int64)
     for j, cfg in enumerate(cfgs):
         start = 0
         if cfg.spacing == "atr":
-            if cfg.atr_period not in atr_rows:
-                atr_rows[cfg.atr_period] = len(atrs)
-                atrs.append(_atr_and_start(candles, cfg, False)[0])
-            rows[j] = atr_rows[cfg.atr_period]
-            start = _first_valid(atrs[rows[j]])
-            if start >= len(candles) - 1:
-                raise ValueError(f"--atr-period: {cfg.atr_period} bars of warm-up leave no data to trade")
+            if cfg.atr_period not in by_period:
+                atr, first = _atr_and_start(candles, cfg, False)
+                by_period[cfg.atr_period] = (len(atrs), first)
+                atrs.append(atr)
+            rows[j], start = by_period[cfg.atr_period]
         params.append(build_params(cfg, float(candles.close[start]), start))
     out = np.zeros((len(cfgs), len(sweep.SWEEP_COLUMNS)))
     if cfgs:

@@ -88,6 +88,7 @@ class OptimizerTab(QWidget):
         self.search = None
         self.stop = threading.Event()
         self._task: asyncio.Task | None = None
+        self._done: list = []  # the complete trials shown
 
         self.strategy = QComboBox(objectName="optimizeStrategy")
         self.strategy.addItems(STRATEGIES)
@@ -300,16 +301,24 @@ class OptimizerTab(QWidget):
             self.progress.setRange(0, target)
             here = asyncio.get_running_loop()
 
-            def progress(p):
+            def snapshot():  # read in the search's thread: the storage may be a remote database
                 trials = search.study.get_trials(deepcopy=False)
-                here.call_soon_threadsafe(self._progress, p, trials)
+                return trials, search.table(trials)
 
-            self.progress.setValue(search.counts()[0])
+            def progress(p):
+                here.call_soon_threadsafe(self._progress, p, *snapshot())
+
+            def finish():
+                trials, frame = snapshot()
+                if math.isnan(search.best_value()):  # no complete trial
+                    return trials, frame, None
+                return trials, frame, (search.best_trial(), search.holdout(), search.importances())
+
             await self.controller.in_pool(lambda: search.run(target, stop=self.stop, progress=progress))
-            self._show_trials(search.study.get_trials(deepcopy=False))
-            if not math.isnan(search.best_value()):  # a complete trial exists
-                hold = await self.controller.in_pool(search.holdout)
-                self._show_best(search, hold)
+            trials, frame, best = await self.controller.in_pool(finish)
+            self._show_trials(trials, frame)
+            if best is not None:
+                self._show_best(*best)
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -331,13 +340,13 @@ class OptimizerTab(QWidget):
     def _error(self, exc: Exception) -> None:
         self.status.setText(error_html(exc))
 
-    def _progress(self, p, trials) -> None:
+    def _progress(self, p, trials, frame) -> None:
         eta = "--" if p.eta_s == float("inf") else f"{p.eta_s:.0f} s"
         self.progress.setValue(min(p.done, p.target))
         self.progress.setFormat(f"{p.done}/{p.target} trials, best {p.best:.4g}, ETA {eta}")
-        self._show_trials(trials)
+        self._show_trials(trials, frame)
 
-    def _show_trials(self, trials) -> None:
+    def _show_trials(self, trials, frame) -> None:
         done = [t for t in trials if t.state.name == "COMPLETE"]
         if done:
             x = np.array([t.number for t in done], dtype=float)
@@ -347,8 +356,8 @@ class OptimizerTab(QWidget):
             self.oos_dots.setData([a for a, _ in oos], [b for _, b in oos])
             best = np.maximum.accumulate(y)
             self.best_line.setData(x, best)
+        self.model.set_frame(frame)
         if self.search is not None:
-            self.model.set_frame(self.search.table())
             names = list(self.search.setup.space)
             if [self.x_param.itemText(i) for i in range(self.x_param.count())] != names:
                 for combo, pick in ((self.x_param, 0), (self.y_param, min(1, len(names) - 1))):
@@ -361,7 +370,7 @@ class OptimizerTab(QWidget):
         self._draw_scatter()
 
     def _draw_scatter(self, *_) -> None:
-        done = getattr(self, "_done", [])
+        done = self._done
         xn, yn = self.x_param.currentText(), self.y_param.currentText()
         if not done or not xn or not yn:
             self.scatter_dots.setData([], [])
@@ -384,11 +393,9 @@ class OptimizerTab(QWidget):
                 self.scatter.getViewBox().enableAutoRange(axis=axis)
         self.scatter.setTitle(f"in-sample score: dark {lo:.3g} … light {hi:.3g}", size="9pt")
 
-    def _show_best(self, search, hold) -> None:
-        t = search.best_trial()
+    def _show_best(self, t, hold, imp) -> None:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
         oos = t.user_attrs.get("oos")
-        imp = search.importances()
         self.best_label.setText(
             f"<b>Best: trial {t.number}</b> — {html.escape(params)}<br>"
             f"in-sample {t.value:.4f} · out-of-sample {'n/a' if oos is None else f'{oos:.4f}'} · "

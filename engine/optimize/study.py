@@ -57,8 +57,8 @@ class Setup:
             self.space = dict(SPACES[self.strategy])
         config_from(self.strategy, self.base)  # unknown names or bad values refused by name
         for name, dim in self.space.items():
-            config_from(self.strategy, {**self.base, name: _sample_value(dim)})  # a name the strategy has
             dim.check(name)
+            config_from(self.strategy, {**self.base, name: _sample_value(dim)})  # a name the strategy has
         self.fitness.check()
         names = [d.name for d in self.data]
         if len(set(names)) != len(names):
@@ -325,36 +325,37 @@ class Search:
         else:
             self.study.tell(trial, state=state)
 
+    def measure(self, candles, ds: DataSet, cfgs: list) -> list[dict | None]:
+        """What the fitness reads (return, drawdown, fills) of each config on ``candles``; None
+        where its backtest failed. Spot grids run as one parallel sweep, others a thread each."""
+        if self.setup.strategy == "spot-grid":
+            from engine.backtest import sweep_spot_grid
+
+            m = sweep_spot_grid(candles, cfgs)
+            return [{k: float(v[j]) for k, v in m.items()} for j in range(len(cfgs))]
+        from engine.strategies.registry import run_backtest
+
+        def one(cfg):
+            try:
+                r = run_backtest(self.setup.strategy, candles, cfg, ds.funding)
+            except (ParamError, ValueError):
+                return None
+            return {"total_return": r.metrics["total_return"], "max_drawdown": r.metrics["max_drawdown"],
+                    "fills": float(len(r.trades))}
+
+        return list(self._pool.map(one, cfgs))
+
+    def _part_score(self, m: dict | None, candles) -> float:
+        days = len(candles) * candles.timeframe_ms / DAY_MS
+        return math.nan if m is None else self.setup.fitness.part(m["total_return"], m["max_drawdown"], m["fills"],
+                                                                  days)
+
     def score(self, ds: DataSet, a: int, b: int, purpose: str, cfgs: list) -> np.ndarray:
         """The fitness of each config on bars a..b of ``ds`` (NaN where its backtest failed)."""
         if not cfgs:
             return np.zeros(0)
         candles = ds.segment(a, b, purpose)
-        days = len(candles) * candles.timeframe_ms / DAY_MS
-        f = self.setup.fitness
-        if self.setup.strategy == "spot-grid":
-            from engine.backtest import sweep_spot_grid
-
-            m = sweep_spot_grid(candles, cfgs)
-            return np.array([f.part(r, dd, n, days) for r, dd, n in zip(m["total_return"], m["max_drawdown"],
-                                                                      m["fills"], strict=True)])
-
-        def one(cfg):
-            m = self.backtest(cfg, candles, ds)[1]
-            return math.nan if m is None else f.part(m["total_return"], m["max_drawdown"], m["fills"], days)
-
-        return np.array(list(self._pool.map(one, cfgs)))
-
-    def backtest(self, cfg, candles, ds: DataSet):
-        """(result, the numbers the fitness reads) of one backtest; (None, None) when it fails."""
-        from engine.strategies.registry import run_backtest
-
-        try:
-            r = run_backtest(self.setup.strategy, candles, cfg, ds.funding)
-        except (ParamError, ValueError):
-            return None, None
-        return r, {"total_return": r.metrics["total_return"], "max_drawdown": r.metrics["max_drawdown"],
-                   "fills": float(len(r.trades))}
+        return np.array([self._part_score(m, candles) for m in self.measure(candles, ds, cfgs)])
 
     # -- results -----------------------------------------------------------------------------
 
@@ -372,30 +373,23 @@ class Search:
     def holdout(self) -> dict:
         """The best settings on each data set's held-out tail (read here for the first time)."""
         cfg = self.best_config()
-        f = self.setup.fitness
         per_set, scores = {}, []
         for ds in self.setup.data:
             a, b = ds.split.tail
             candles = ds.segment(a, b, "holdout")
-            days = len(candles) * candles.timeframe_ms / DAY_MS
-            if self.setup.strategy == "spot-grid":
-                from engine.backtest import sweep_spot_grid
-
-                m = {k: float(v[0]) for k, v in sweep_spot_grid(candles, [cfg]).items()}
-            else:
-                m = self.backtest(cfg, candles, ds)[1]
-            score = math.nan if m is None else f.part(m["total_return"], m["max_drawdown"], m["fills"], days)
-            scores.append(score)
-            per_set[ds.name] = {"period": ds.period(a, b), "score": score, **(m or {})}
+            m = self.measure(candles, ds, [cfg])[0]
+            scores.append(self._part_score(m, candles))
+            per_set[ds.name] = {"period": ds.period(a, b), "score": scores[-1], **(m or {})}
         return {"score": float(np.mean(scores)), "sets": per_set}
 
-    def table(self):
-        """Every trial: state, in-sample score (what is maximized), out-of-sample score, the
-        per-window scores (mean over data sets), parameters, worker and time taken."""
+    def table(self, trials=None):
+        """Every trial (of ``trials`` when already read): state, in-sample score (what is
+        maximized), out-of-sample score, the per-window scores (mean over data sets), parameters,
+        worker and time taken."""
         import pandas as pd
 
         rows = []
-        for t in self.study.get_trials(deepcopy=False):
+        for t in self.study.get_trials(deepcopy=False) if trials is None else trials:
             row = {"trial": t.number, "state": t.state.name, "in_sample": t.value, "oos": t.user_attrs.get("oos")}
             for key, label in (("in_sample", "is"), ("out_of_sample", "oos")):
                 scores = np.array(t.user_attrs.get(key, []), dtype=float)  # [data set][window], None: not run

@@ -117,3 +117,27 @@ class Fitness:
         for name in ("overtrade_weight", "stability_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(self, name)}")
+
+
+def open_data_sets(sources: list[str], *, resample: str = "", funding: list[str] = ()) -> list[DataSet]:
+    """The data sets of a study from candle files ('sample': the bundled sample), each made into
+    ``resample`` bars when given; ``funding``: one rate file for all or one per data set."""
+    from pathlib import Path
+
+    from engine.data import load_candles, load_funding
+    from engine.data import resample as make_bars
+    from engine.sample import SAMPLE_PATH
+
+    if not sources:
+        raise ValueError("--data: give at least one data set")
+    if len(funding) not in (0, 1, len(sources)):
+        raise ValueError(f"--funding: give one file for all data sets or one per data set ({len(sources)})")
+    rates = [load_funding(Path(f)) for f in funding]
+    out = []
+    for i, src in enumerate(sources):
+        candles = load_candles(SAMPLE_PATH if src == "sample" else Path(src))
+        if resample:
+            candles = make_bars(candles, resample)
+        out.append(DataSet(Path(src).stem if src != "sample" else "sample", candles,
+                           rates[i if len(rates) > 1 else 0] if rates else None))
+    return out
