@@ -210,19 +210,37 @@ class Controller(QObject):
 
         return await self.in_pool(work)
 
-    async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = ""):
-        """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool."""
+    async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = "", progress=None):
+        """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool;
+        ``progress(done, total)`` is called on this loop as bars are done. Cancelling the await
+        stops the run at its next chunk of bars."""
+        import threading
+
+        from engine.backtest import Cancelled
         from engine.replay import Replay
         from engine.strategies.registry import run_backtest
+
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def report(done: int, total: int) -> None:  # in the worker thread
+            if stop.is_set():
+                raise Cancelled
+            if progress is not None:
+                loop.call_soon_threadsafe(progress, done, total)
 
         def work():
             import time
 
             t = time.perf_counter()
-            result = run_backtest(strategy, candles, cfg, funding)
+            result = run_backtest(strategy, candles, cfg, funding, replay=True, progress=report)
             return Replay.from_result(candles, result, name=name, run_seconds=time.perf_counter() - t)
 
-        return await self.in_pool(work)
+        try:
+            return await self.in_pool(work)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
 
     # -- snapshots for the widgets ---------------------------------------------------------------
     def system_rows(self) -> list[dict]:

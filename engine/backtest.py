@@ -17,6 +17,33 @@ from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import SpotGridConfig, build_params, initial_levels
 
 _NO_TIERS = np.zeros((1, 3))
+CHUNK_BARS = 1 << 16  # bars per kernel call when a run reports its progress
+
+
+class Cancelled(Exception):
+    """A run stopped by its progress callback."""
+
+
+def drive(kernel, n: int, grow, progress=None, what: str = "kernel") -> None:
+    """Run a resumable kernel over ``n`` bars: ``kernel(end, first)`` runs bars ``[first, end)``
+    and returns the bar to go on from (``end`` when done, earlier when a log is full: then
+    ``grow()`` makes room, negative on a bug). With ``progress``, bars go in chunks and
+    ``progress(done, n)`` is called after each; it stops the run by raising (``Cancelled``)."""
+    bar = 0
+    while True:
+        end = n if progress is None else min(n, (bar // CHUNK_BARS + 1) * CHUNK_BARS)
+        nxt = kernel(end, bar)
+        if nxt < 0:
+            raise RuntimeError(f"{what}: a record log overflowed (a bug: please report it)")
+        if nxt >= n:
+            break
+        if nxt != end:
+            grow()
+        elif progress is not None:
+            progress(nxt, n)
+        bar = nxt
+    if progress is not None:
+        progress(n, n)
 
 
 @dataclass
@@ -158,11 +185,11 @@ def sweep_spot_grid(candles: Candles, cfgs: list[SpotGridConfig]) -> dict[str, n
 
 
 def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: FundingRates | None = None, *,
-                  log_capacity: int | None = None) -> BacktestResult:
+                  log_capacity: int | None = None, progress=None) -> BacktestResult:
     """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``, or the hedged lower-only grid
     when ``cfg`` is a HedgedGridConfig (``funding``: the perpetual's funding rates). The trade
     and order logs start at ``log_capacity`` rows (default: from the data's length) and double
-    when they fill."""
+    when they fill. ``progress``: see ``drive``."""
     cfg = cfg or SpotGridConfig()
     hedged = isinstance(cfg, HedgedGridConfig)
     timings: dict[str, float] = {}
@@ -181,8 +208,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     params = build_params(cfg, float(candles.close[start]), start)
     t1 = _time.perf_counter()
     cap = log_capacity if log_capacity is not None else 1024 + n // 16 + 8 * params.levels
-    trades = np.empty(cap, dtype=sg.TRADE_DTYPE)
-    orders = np.empty(cap, dtype=sg.ORDER_DTYPE)
+    logs = {"trades": np.empty(cap, dtype=sg.TRADE_DTYPE), "orders": np.empty(cap, dtype=sg.ORDER_DTYPE)}
     equity = np.empty(n)
     cash = np.empty(n)
     position = np.empty(n)
@@ -190,18 +216,19 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
     money = np.zeros(sg.N_MONEY)
     S, SI, F, I, H = sg.new_state(params, float(candles.close[start]))
-    bar = 0
-    while True:
-        bar = sg.spot_grid_nb(
-            candles.time, candles.open, candles.high, candles.low, candles.close, atr, ema, funding_per_bar,
-            tiers, params, S, SI, F, I, H, trades, orders, equity, cash, position, cost, counters, money, bar,
-        )
-        if bar < 0:
-            raise RuntimeError("spot-grid kernel: a record log overflowed (a bug: please report it)")
-        if bar >= n:
-            break
-        trades = _grown(trades, sg.record_counts(I)[0])  # the logs are full: double them, go on
-        orders = _grown(orders, sg.record_counts(I)[1])
+    c = candles
+
+    def kernel(end, first):
+        return sg.spot_grid_nb(c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], atr[:end],
+                               ema[:end], funding_per_bar[:end], tiers, params, S, SI, F, I, H, logs["trades"],
+                               logs["orders"], equity, cash, position, cost, counters, money, first)
+
+    def grow():  # the logs are full: double them, go on
+        nt, no = sg.record_counts(I)
+        logs["trades"], logs["orders"] = _grown(logs["trades"], nt), _grown(logs["orders"], no)
+
+    drive(kernel, n, grow, progress, "spot-grid kernel")
+    trades, orders = logs["trades"], logs["orders"]
     nt, no = sg.record_counts(I)
     timings["kernel"] = _time.perf_counter() - t1
     result = BacktestResult(

@@ -46,6 +46,9 @@ BAR_METRICS = ("equity", "return", "drawdown", "max_drawdown", "grid_profit", "f
 # Full-run metrics shown under them.
 RUN_METRICS = ("cagr", "sharpe", "sortino", "calmar", "win_rate", "profit_factor", "buy_hold_return")
 _PYRAMID = 4  # each downsampling level merges this many candles of the level below
+# Indicator overlays the chart can draw over the candles, with what each is called there.
+OVERLAYS = {"ema": "EMA", "kama": "KAMA", "atr_bands": "ATR bands", "regime": "Regime"}
+ATR_BAND_K = 2.0  # ATR bands: EMA +- this many ATRs
 
 
 def _minmax_levels(y: np.ndarray):
@@ -120,7 +123,8 @@ class Replay:
             held = np.r_[0.0, position[:-1]]  # funding at a bar's open is on what was held into it
             funding_cum = np.cumsum(-rate * held * candles.open)
             capital = float(result.config["capital"])
-            long_qty, short_qty, avg_entry = result.long_qty, result.short_qty, None
+            long_qty, short_qty = result.long_qty, result.short_qty
+            avg_entry = None if result.marks is None else result.marks[:, ag.MARK_NAMES.index("avg_long")]
         else:
             out["label"] = t["role"]
             out["marker"] = np.array([_SPOT_MARKERS[int(x)] for x in range(len(sg.ROLE_NAMES))], np.int8)[t["role"]]
@@ -152,6 +156,9 @@ class Replay:
                         "long_qty": self.long_qty, "short_qty": self.short_qty,
                         "short_down": None if self.short_qty is None else -self.short_qty,
                         "high": c.high, "low": c.low}
+        marks = getattr(self.result, "marks", None)  # the perpetual grid's, when its run kept them
+        for j, name in enumerate(ag.MARK_NAMES[1:], start=1):
+            self._series[name] = None if marks is None else marks[:, j]
         t = self.trades
         grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if self.strategy == "adaptive-grid" else (sg.GRID_SELL,)
         grid_close = np.isin(t["label"], grid_labels)
@@ -257,8 +264,53 @@ class Replay:
 
     def series(self, name: str) -> np.ndarray | None:
         """A per-bar series by name: equity, peak, position, avg_entry, long_qty, short_qty,
-        short_down (the short drawn below zero), high, low."""
-        return self._series[name]
+        short_down (the short drawn below zero), high, low; for the perpetual grid avg_short,
+        liq_long, liq_short, stop_long, stop_short (NaN while a side is flat); after
+        ``indicators()``, ema, kama, atr_upper, atr_lower. None when the run has no such series."""
+        return self._series.get(name)
+
+    # -- indicator overlays -------------------------------------------------------------------
+    def indicators(self) -> dict[str, str]:
+        """Compute the overlays once (with the run's own periods where it has them) and return
+        how each is labelled; the lines become series, the regime ``regime_runs``."""
+        if "ema" not in self._series:
+            from engine.indicators import IndicatorParams, compute_indicators
+            from engine.kernels.indicators import REGIME_NAMES
+
+            cfg = self.config
+            atr_n, ema_n, kama_n = (int(cfg.get(k, d)) for k, d in (("atr_period", 14), ("ema_period", 50),
+                                                                     ("kama_period", 10)))
+            theta, er = float(cfg.get("theta", 0.15)), float(cfg.get("er_threshold", 0.5))
+            ind = compute_indicators(self.candles, IndicatorParams(
+                atr_periods=(atr_n,), ema_periods=(ema_n,), kama_period=kama_n, zscore_atr=atr_n,
+                regime_theta=theta, regime_er=er, regime_atr=atr_n))
+            ema, atr = ind[f"ema{ema_n}"], ind[f"atr{atr_n}"]
+            lines = {"ema": ema, "kama": ind[f"kama{kama_n}"], "atr_upper": ema + ATR_BAND_K * atr,
+                     "atr_lower": ema - ATR_BAND_K * atr}
+            for name, y in lines.items():
+                self._pyramids[name] = _minmax_levels(y)
+            self._series.update(lines)
+            self._regime = ind["regime"].astype(np.int8)
+            self.regime_names = REGIME_NAMES
+            self._indicator_labels = {
+                "ema": f"EMA {ema_n}", "kama": f"KAMA {kama_n}",
+                "atr_bands": f"EMA {ema_n} ± {ATR_BAND_K:g} × ATR {atr_n}",
+                "regime": f"regime (KAMA {kama_n}, θ {theta:g}, ER {er:g})"}
+        return self._indicator_labels
+
+    def regime_runs(self, i0: int, i1: int, max_runs: int = 1500):
+        """The regime over bars ``[i0, i1)`` as runs of one state: (x start, x end, state), at
+        most about ``max_runs`` (zoomed out, the state is read every k-th bar)."""
+        self.indicators()
+        i0, i1 = max(0, int(i0)), min(self.n_bars, int(i1))
+        if i1 <= i0:
+            return np.zeros(0), np.zeros(0), np.zeros(0, np.int8)
+        k = max(1, -(-(i1 - i0) // (2 * max_runs)))
+        bars = np.arange(i0, i1, k)
+        states = self._regime[bars]
+        starts = np.r_[0, np.flatnonzero(np.diff(states)) + 1]
+        ends = np.r_[bars[starts[1:]], i1]
+        return self.x[bars[starts]], self.x[ends - 1] + self.timeframe_s, states[starts]
 
     def series_in(self, name: str, i0: int, i1: int, max_points: int = 2000):
         """Series ``name`` over bars ``[i0, i1)`` as (x, y); with more than ``max_points`` bars,

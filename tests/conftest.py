@@ -56,13 +56,22 @@ def btc1h():
 
 @pytest.fixture(autouse=True)
 def _collect_qt_garbage_on_the_gui_thread(request):
-    """After a Qt test, collect its garbage here, on the GUI thread: left to the automatic
-    collector, a worker thread of a later test could delete a widget, and Qt crashes (the app
-    collects on a GUI-thread timer for the same reason, app/gui.py)."""
-    yield
-    if "qtbot" in request.fixturenames or "qapp" in request.fixturenames:
-        import gc
+    """In a Qt test, garbage is collected on the GUI thread only, as the app does (app/gui.py):
+    left to the automatic collector, a worker thread (a backtest compiling its kernel) can
+    delete a widget caught in a reference cycle, and Qt crashes. Collected again after it."""
+    import gc
 
+    qt = "qtbot" in request.fixturenames or "qapp" in request.fixturenames
+    collector = None
+    if qt:
+        from app.gui import gui_thread_gc
+
+        request.getfixturevalue("qapp")
+        collector = gui_thread_gc()
+    yield
+    if collector is not None:
+        collector.timer.stop()
+        gc.enable()
         gc.collect()
 
 

@@ -352,6 +352,52 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
     assert np.array_equal(eq, whole.equity)
 
 
+def test_order_log_and_marks_equal_what_the_state_wanted_at_each_close(btc5m):
+    """The replay's order log, kept by the backtest, against an independent reading: the state
+    run bar by bar and asked after each close what it wants resting (``desired_orders_nb``, what
+    the runtime sends). Orders resting during bar k + 1 are those wanted at the close of k; the
+    marks are the state's entries, liquidation prices and stop triggers at that close."""
+    from engine.strategies.adaptive_grid import build_params, prepare
+
+    c = btc5m.slice(0, 2500)
+    cfg = AdaptiveGridConfig(leverage=5.0, stop_m=2.5)
+    logged = run_adaptive_grid(c, cfg, orders=True, log_capacity=16)  # the logs grow from almost nothing
+    assert np.array_equal(logged.equity, run_adaptive_grid(c, cfg).equity)  # keeping them changes nothing
+    a = prepare(c, cfg)
+    p = build_params(cfg, a["start"])
+    L, G, F, I = ag.new_state(p)
+    n = len(c)
+    trades = np.empty(20_000, dtype=ag.TRADE_DTYPE)
+    eq, lq, sq = np.empty(n), np.empty(n), np.empty(n)
+    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(ag.N_MONEY)
+    want = np.empty(500, dtype=ag.ORDER_DTYPE)
+    bar, checked, stops = 0, 0, 0
+    for i in range(n - 1):
+        k = i + 1
+        bar = ag.adaptive_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], a["atr"][:k],
+                                  a["kama"][:k], a["er"][:k], a["std"][:k], a["sigma"][:k], a["z"][:k],
+                                  a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, p, L, G, F, I,
+                                  trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
+        if i < a["start"]:
+            continue
+        m = ag.desired_orders_nb(p, L, G, F, I, want)
+        w = want[:m]
+        resting = w[(w["kind"] == ag.OPEN_ORDER) | (w["kind"] == ag.TAKE_PROFIT_ORDER)]
+        got = logged.orders_at(i + 1)
+        key = lambda o: sorted(zip(o["side"].tolist(), o["kind"].tolist(), o["book"].tolist(),  # noqa: E731
+                                   o["price"].round(6).tolist(), o["qty"].round(9).tolist(), strict=True))
+        assert key(got) == key(resting), f"bar {i + 1}"
+        checked += len(got)
+        mk = logged.marks[i]
+        for s, q, cost in ((0, F[ag._QTY_L], F[ag._COST_L]), (1, F[ag._QTY_S], F[ag._COST_S])):
+            assert (np.isnan(mk[s]) if q == 0 else mk[s] == pytest.approx(cost / q)), f"bar {i}"
+            stop = w[(w["kind"] == ag.STOP_ORDER) & (w["book"] == s)]
+            assert (np.isnan(mk[4 + s]) if len(stop) == 0 else mk[4 + s] == stop["price"][0]), f"bar {i}"
+            stops += len(stop)
+    assert checked > 10_000 and stops > 100
+
+
 def test_desired_orders_and_fills_from_outside():
     c = bars(flat(100), (100, 100, 98.5, 99.0))
     r = run(c, levels=2, no_short=1, stop_m=2.0)

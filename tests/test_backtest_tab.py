@@ -4,6 +4,7 @@ backtest's own state there; compare two runs; export; a replay on real BTC candl
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import BTC_1H, FUNDING, ROOT, shared_file
 from PySide6.QtCore import Qt
 
 from app.controller import Controller
+from engine.kernels import adaptive_grid as ag
 from engine.replay import BAR_METRICS, MARKER_KINDS, format_metric
 from widgets.backtest import SPEEDS, BacktestTab
 
@@ -203,4 +205,45 @@ def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
     _, shorts = tab.chart.short_curve.getData()
     assert longs[-1] == r.result.long_qty[bar] and shorts[-1] == -r.result.short_qty[bar]
     assert tab.metrics.item(BAR_METRICS.index("funding"), 0).text() == format_metric("funding", r.funding_cum[bar])
+    # each side's entry, liquidation price and stop at the bar, from the run's own marks
+    assert len(r.orders_at(bar)) and r.long_qty[bar] + r.short_qty[bar] > 0
+    marks = dict(zip(ag.MARK_NAMES, r.result.marks[bar], strict=True))
+    for line, mark in (("avg_entry", "avg_long"), ("avg_short", "avg_short"), ("liq_long", "liq_long"),
+                       ("liq_short", "liq_short"), ("stop_long", "stop_long"), ("stop_short", "stop_short")):
+        _, ys = tab.chart.lines[line].getData()
+        assert np.array_equal(ys[-1:], [marks[mark]], equal_nan=True), line
+    assert np.isfinite(marks["liq_long"]) or np.isfinite(marks["liq_short"])  # 3x: a liquidation price shows
+    # indicator overlays, with the run's own periods, and the regime band
+    tab.set_overlays(["ema", "kama", "atr_bands", "regime"])
+    for line in ("ema", "kama", "atr_upper", "atr_lower"):
+        _, ys = tab.chart.lines[line].getData()
+        assert ys[-1] == r.series(line)[bar], line
+    assert r.indicators()["kama"] == "KAMA 10"
+    assert tab.chart.regime_band.boundingRect().width() > 0
+    tab.set_overlays([])
+    assert tab.chart.lines["ema"].getData()[1] is None or len(tab.chart.lines["ema"].getData()[1]) == 0
+    loop.run_until_complete(tab.controller.shutdown())
+
+
+def test_a_run_reports_progress_and_cancel_stops_it(loop, tab, monkeypatch, qtbot):
+    import engine.backtest as bt
+
+    monkeypatch.setattr(bt, "CHUNK_BARS", 500)
+    seen = []
+    monkeypatch.setattr(tab.progress, "setValue", lambda v, f=tab.progress.setValue: (seen.append(v), f(v)))
+    tab.run_button.click()
+
+    async def reports():
+        while len(seen) < 3:
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(asyncio.wait_for(reports(), 60))
+    assert tab.progress.maximum() == 35_040 and "run" in tab.progress.format()
+    tab.cancel_button.click()
+    loop.run_until_complete(asyncio.sleep(0.5))
+    assert tab._task is None and tab.run is None and "cancelled" in tab.status.text()
+    assert seen[-1] == 0  # the bar went back to rest, and no report came after it
+    tab.run_button.click()  # a run after a cancelled one goes through
+    loop.run_until_complete(tab._task)
+    assert tab.run is not None and seen[-2] == 35_040
     loop.run_until_complete(tab.controller.shutdown())

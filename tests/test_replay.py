@@ -152,3 +152,27 @@ def test_exports(spot_run, perp_run, tmp_path):
     assert "<svg" in page and page.count("<polyline") == 2 and "geo" in page and "perp" in page
     assert f"{run.run_metrics()['fills']:,}" in page
     assert "<script" not in html_report(Replay.from_result(run.candles, run.result, "<script>x</script>"))
+
+
+@pytest.mark.parametrize("strategy", ["spot-grid", "adaptive-grid"])
+def test_a_run_in_chunks_reports_progress_equals_the_whole_run_and_stops_when_cancelled(btc5m, monkeypatch, strategy):
+    import engine.backtest as bt
+    from engine.strategies.registry import CONFIGS, run_backtest
+
+    c = btc5m.slice(0, 20_000)
+    cfg = CONFIGS[strategy]()
+    whole = run_backtest(strategy, c, cfg)
+    monkeypatch.setattr(bt, "CHUNK_BARS", 3000)
+    seen = []
+    chunked = run_backtest(strategy, c, cfg, progress=lambda done, n: seen.append((done, n)))
+    assert seen == [(k, 20_000) for k in (3000, 6000, 9000, 12_000, 15_000, 18_000, 20_000)]
+    assert np.array_equal(chunked.trades, whole.trades) and np.array_equal(chunked.equity, whole.equity)
+    if strategy == "spot-grid":
+        assert np.array_equal(chunked.orders, whole.orders)
+
+    def stop(done, n):
+        if done >= 6000:
+            raise bt.Cancelled
+
+    with pytest.raises(bt.Cancelled):
+        run_backtest(strategy, c, cfg, progress=stop)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -47,7 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.data import TIMEFRAMES_MS, DataError
-from engine.replay import BAR_METRICS, RUN_METRICS, Replay, format_metric
+from engine.replay import BAR_METRICS, OVERLAYS, RUN_METRICS, Replay, format_metric
 from engine.runtime.config import SystemConfig
 from engine.strategies.registry import CONFIGS, FUNDED
 from engine.strategies.spot_grid import ParamError
@@ -246,13 +247,24 @@ class BacktestTab(QWidget):
                            if self.run else None)
         self.follow_button = self._tool("replayFollow", "Follow", "Follow the current bar again")
         self.follow_button.clicked.connect(self.chart.follow_bar)
+        self.overlay_button = self._tool("replayOverlays", "Overlays", "Indicators over the candles")
+        self.overlay_button.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self.overlay_button)
+        self.overlay_actions = {}
+        for name, label in OVERLAYS.items():
+            act = menu.addAction(label)
+            act.setCheckable(True)
+            act.setObjectName(f"overlay_{name}")
+            act.toggled.connect(self._overlays_changed)
+            self.overlay_actions[name] = act
+        self.overlay_button.setMenu(menu)
         self.bar_label = QLabel(objectName="replayBar")
         transport = QHBoxLayout()
         for w in (self.back_button, self.play_button, self.forward_button, self.prev_trade, self.next_trade,
                   self.speed):
             transport.addWidget(w)
         transport.addWidget(self.scrubber, 1)
-        for w in (self.date, go, self.follow_button):
+        for w in (self.date, go, self.follow_button, self.overlay_button):
             transport.addWidget(w)
         center = QWidget()
         cl = QVBoxLayout(center)
@@ -330,6 +342,16 @@ class BacktestTab(QWidget):
             sc.activated.connect(slot)
         self._enable_replay(False)
 
+    def _overlays_changed(self) -> None:
+        self.chart.set_overlays(name for name, act in self.overlay_actions.items() if act.isChecked())
+        if self.run is not None:
+            self.chart.show_bar(self.bar)
+
+    def set_overlays(self, names) -> None:
+        """Check exactly the overlays ``names`` (engine.replay.OVERLAYS)."""
+        for name, act in self.overlay_actions.items():
+            act.setChecked(name in set(names))
+
     def _tool(self, name, text, tip, checkable=False) -> QToolButton:
         b = QToolButton(objectName=name, text=text, toolTip=tip, checkable=checkable)
         b.setFocusPolicy(Qt.NoFocus)
@@ -360,14 +382,9 @@ class BacktestTab(QWidget):
     def download(self, exchange: str, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> asyncio.Task:
         key = f"{exchange}:{symbol}:{timeframe}:{_utc(since_ms)}..{_utc(until_ms)}"
 
-        def progress(done: int, total: int) -> None:
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-            self.progress.setFormat("download %v / %m bars")
-
         async def work():
             candles = await self.controller.download_candles(exchange, symbol, timeframe, since_ms, until_ms,
-                                                             progress)
+                                                             self._progress("download"))
             self.loaded[key] = candles
             if self.data.findText(key) < 0:
                 self.data.addItem(key)
@@ -391,6 +408,17 @@ class BacktestTab(QWidget):
         return self.loaded[source]
 
     # -- running --------------------------------------------------------------------------------
+    def _progress(self, what: str):
+        """A ``progress(done, total)`` for the bar under the controls."""
+        def progress(done: int, total: int) -> None:
+            if self._task is None:
+                return  # a report that arrived after the work ended
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+            self.progress.setFormat(f"{what} %v / %m bars")
+
+        return progress
+
     def _busy(self, coro, what: str) -> asyncio.Task:
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -448,7 +476,7 @@ class BacktestTab(QWidget):
                 funding = await self.controller.load_funding(funding_path)
             name = f"#{len(self.runs) + 1} {strategy}{self._changes(strategy, cfg)}"
             t = time.perf_counter()
-            run = await self.controller.backtest(candles, strategy, cfg, funding, name)
+            run = await self.controller.backtest(candles, strategy, cfg, funding, name, self._progress("run"))
             run.source = self.data.currentText().strip()  # where "create system" takes its candles from
             self.add_run(run)
             m = run.run_metrics()
@@ -466,7 +494,7 @@ class BacktestTab(QWidget):
         return (": " + " ".join(diff[:4]) + (" …" if len(diff) > 4 else "")) if diff else ""
 
     def cancel(self) -> None:
-        """Stop waiting: a download stops at once; a numba run finishes in its worker and is dropped."""
+        """Stop the download or the run: a download at once, a run after its current chunk of bars."""
         if self._task is not None:
             self._task.cancel()
 

@@ -12,6 +12,7 @@ UP, DOWN = (38, 166, 91), (214, 48, 49)
 
 
 def _rects_path(x, y0, y1, w) -> QPainterPath:
+    """Rectangles centred on ``x``, ``w`` wide (one width or one each), from y0 to y1."""
     n = len(x)
     xs = np.empty((n, 5))
     ys = np.empty((n, 5))
@@ -60,6 +61,37 @@ class CandleBatch(pg.GraphicsObject):
             painter.drawPath(wicks)
             painter.setBrush(self._brushes[color])
             painter.drawPath(bodies)
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+
+class BandItem(pg.GraphicsObject):
+    """Runs of states as filled rectangles between two heights, one path per state (the
+    regime band under the replay's candles)."""
+
+    def __init__(self, colors: dict[int, tuple]):
+        super().__init__()
+        self._brushes = {k: pg.mkBrush(*c) for k, c in colors.items()}
+        self._paths: list[tuple[QPainterPath, int]] = []
+        self._bounds = QRectF()
+
+    def set_runs(self, x0, x1, states, y0: float, y1: float) -> None:
+        self.prepareGeometryChange()
+        self._paths = []
+        for state in self._brushes:
+            sel = states == state
+            if sel.any():
+                a, b = x0[sel], x1[sel]
+                self._paths.append((_rects_path((a + b) / 2, np.full(len(a), y0), np.full(len(a), y1), b - a), state))
+        self._bounds = QRectF(float(x0[0]), y0, float(x1[-1] - x0[0]), y1 - y0) if len(x0) else QRectF()
+        self.update()
+
+    def paint(self, painter, *args) -> None:
+        painter.setPen(Qt.NoPen)
+        for path, state in self._paths:
+            painter.setBrush(self._brushes[state])
+            painter.drawPath(path)
 
     def boundingRect(self) -> QRectF:
         return self._bounds

@@ -1,7 +1,8 @@
-"""The replay chart: price (candles, resting orders, fills, average entry), equity with its
-drawdown shaded, and position, in three panes sharing the time axis. It draws a run as it
-stood at one bar, from a :class:`~engine.replay.Replay`; only what is in view is drawn, and
-zoomed out the candles, curves and markers are merged so a repaint stays cheap."""
+"""The replay chart: price (candles, resting orders, fills, average entry; for perpetuals each
+side's entry, liquidation price and stop; optional indicator overlays and the regime band),
+equity with its drawdown shaded, and position, in three panes sharing the time axis. It draws
+a run as it stood at one bar, from a :class:`~engine.replay.Replay`; only what is in view is
+drawn, and zoomed out the candles, curves and markers are merged so a repaint stays cheap."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGraphicsPathItem
 
-from engine.replay import MARKER_KINDS, Replay
-from widgets.candles import DOWN, UP, CandleBatch
+from engine.replay import MARKER_KINDS, OVERLAYS, Replay
+from widgets.candles import DOWN, UP, BandItem, CandleBatch
 
 COMPARE = (239, 108, 0)
 MAX_CANDLES = 1200
@@ -30,6 +31,25 @@ MARKER_STYLE = {
     "hedge": ("s", 9, (30, 136, 229), None),
     "halt": ("h", 12, (120, 144, 156), None),
 }
+# Lines over the candles: series name -> (pen color, width, style, legend label).
+LINES = {
+    "avg_entry": ((33, 150, 243), 1.5, Qt.DashLine, "average entry"),
+    "avg_short": ((142, 36, 170), 1.5, Qt.DashLine, "short average entry"),
+    "liq_long": ((183, 28, 28), 2.0, Qt.DashDotLine, "liquidation (long)"),
+    "liq_short": ((183, 28, 28), 2.0, Qt.DashDotLine, "liquidation (short)"),
+    "stop_long": ((255, 143, 0), 1.2, Qt.DotLine, "stop (long)"),
+    "stop_short": ((255, 143, 0), 1.2, Qt.DotLine, "stop (short)"),
+    "ema": ((251, 192, 45), 1.4, Qt.SolidLine, None),
+    "kama": ((0, 137, 123), 1.4, Qt.SolidLine, None),
+    "atr_upper": ((120, 144, 156), 1.0, Qt.DashLine, None),
+    "atr_lower": ((120, 144, 156), 1.0, Qt.DashLine, None),
+}
+OVERLAY_LINES = {"ema": ("ema",), "kama": ("kama",), "atr_bands": ("atr_upper", "atr_lower")}
+LINE_OVERLAY = {line: o for o, lines in OVERLAY_LINES.items() for line in lines}
+# Regime band colors, by state (engine.kernels.indicators: NOISE, UPTREND, DOWNTREND, BREAKOUT_UP, BREAKOUT_DOWN).
+REGIME_COLORS = {0: (158, 158, 158, 110), 1: (102, 187, 106, 150), 2: (239, 83, 80, 150), 3: (27, 94, 32, 190),
+                 4: (183, 28, 28, 190)}
+REGIME_BAND = 0.035  # of the price pane's height, at its bottom
 
 
 class ReplayChart(pg.GraphicsLayoutWidget):
@@ -43,6 +63,7 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         self.setObjectName("replayChart")
         self.run: Replay | None = None
         self.compare: Replay | None = None
+        self.overlays: set[str] = set()
         self.bar = 0
         self.follow = True
         self.window_bars = 240
@@ -68,17 +89,26 @@ class ReplayChart(pg.GraphicsLayoutWidget):
                 p.setXLink(self.price)
         self.candles = CandleBatch()
         self.price.addItem(self.candles)
-        self.buy_orders = pg.PlotCurveItem(pen=pg.mkPen((*UP, 200), width=1.5), connect="pairs")
-        self.sell_orders = pg.PlotCurveItem(pen=pg.mkPen((*DOWN, 200), width=1.5), connect="pairs")
-        self.avg_entry = pg.PlotCurveItem(pen=pg.mkPen((33, 150, 243), width=1.5, style=Qt.DashLine),
-                                          connect="finite")
-        for item in (self.buy_orders, self.sell_orders, self.avg_entry):
+        self.regime_band = BandItem(REGIME_COLORS)
+        self.price.addItem(self.regime_band, ignoreBounds=True)
+        self._regime_keys = {k: pg.ScatterPlotItem(symbol="s", size=10, brush=pg.mkBrush(*c), pen=pg.mkPen(None))
+                             for k, c in REGIME_COLORS.items()}  # the legend's samples
+        self.buy_orders = pg.PlotCurveItem(pen=pg.mkPen((*UP, 200), width=1.5), connect="pairs", name="buy orders")
+        self.sell_orders = pg.PlotCurveItem(pen=pg.mkPen((*DOWN, 200), width=1.5), connect="pairs",
+                                            name="sell orders")
+        self.price.addItem(self.buy_orders)
+        self.price.addItem(self.sell_orders)
+        self.lines: dict[str, pg.PlotCurveItem] = {}
+        for name, (color, width, style, label) in LINES.items():
+            self.lines[name] = item = pg.PlotCurveItem(pen=pg.mkPen(color, width=width, style=style),
+                                                       connect="finite", name=label or name)
             self.price.addItem(item)
         self.markers: dict[str, pg.ScatterPlotItem] = {}
         for kind in MARKER_KINDS:
             symbol, size, fill, outline = MARKER_STYLE[kind]
             pen = pg.mkPen(outline, width=1.2) if outline else pg.mkPen((40, 40, 40), width=0.5)
-            item = pg.ScatterPlotItem(symbol=symbol, size=size, brush=pg.mkBrush(*fill), pen=pen, name=kind)
+            item = pg.ScatterPlotItem(symbol=symbol, size=size, brush=pg.mkBrush(*fill), pen=pen,
+                                      name=kind.replace("_", " "))
             self.markers[kind] = item
             self.price.addItem(item)
         self.equity_curve = pg.PlotCurveItem(pen=pg.mkPen((21, 101, 192), width=1.5))
@@ -102,6 +132,9 @@ class ReplayChart(pg.GraphicsLayoutWidget):
             line = pg.PlotCurveItem(pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DotLine))
             p.addItem(line, ignoreBounds=True)
             self.cursors.append((p, line))
+        self.legend = pg.LegendItem(offset=(4, 2), labelTextSize="7pt", brush=pg.mkBrush(0, 0, 0, 150),
+                                    labelTextColor=(220, 220, 220), colCount=6)
+        self.legend.setParentItem(self.price.getViewBox())
         self.price.scene().sigMouseMoved.connect(self._mouse)
         self._redraw = QTimer(self, singleShot=True, interval=0)
         self._redraw.timeout.connect(lambda: self.show_bar(self.bar))
@@ -112,6 +145,43 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         """The run to draw (and one to overlay); drawn by the next ``show_bar``."""
         self.run, self.compare = run, compare
         self.follow = True
+        self._legend()
+
+    def set_overlays(self, names) -> None:
+        """The indicator overlays to draw (engine.replay.OVERLAYS); drawn by the next ``show_bar``."""
+        self.overlays = set(names) & set(OVERLAYS)
+        if self.overlays and self.run is not None:
+            self.run.indicators()
+        self._legend()
+
+    def _legend(self) -> None:
+        """What the run draws, named once: its kinds of fill, its lines, the overlays."""
+        self.legend.clear()
+        r = self.run
+        if r is None:
+            return
+        kinds = set(np.unique(r.trades["marker"]).tolist())
+        for k, kind in enumerate(MARKER_KINDS):
+            if k in kinds:
+                self.legend.addItem(self.markers[kind], kind.replace("_", " "))
+        if r.orders_at(r.n_bars - 1) is not None:
+            self.legend.addItem(self.buy_orders, "buy orders")
+            self.legend.addItem(self.sell_orders, "sell orders")
+        for name in self._line_names():
+            if name != "atr_lower":
+                self.legend.addItem(self.lines[name], LINES[name][3] or r.indicators()[LINE_OVERLAY[name]])
+        if "regime" in self.overlays:
+            for state, name in enumerate(r.regime_names if hasattr(r, "regime_names") else ()):
+                self.legend.addItem(self._regime_keys[state], name.lower().replace("_", " "))
+
+    def _line_names(self) -> list[str]:
+        """The lines of the price pane this run has, overlays included."""
+        r = self.run
+        if self.overlays - {"regime"}:
+            r.indicators()
+        wanted = [n for n in LINES if LINES[n][3] is not None] + \
+            [n for o in sorted(self.overlays) for n in OVERLAY_LINES.get(o, ())]
+        return [n for n in wanted if r.series(n) is not None]
 
     def follow_bar(self) -> None:
         self.follow = True
@@ -169,10 +239,12 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         orders = self._draw_orders(bar, float(r.x[i0]) if i1 > i0 else x_now, x_edge)
         self._draw_markers(i0, i1)
         perp = r.long_qty is not None
-        for item, name in ((self.avg_entry, "avg_entry"), (self.equity_curve, "equity"), (self.peak_curve, "peak"),
-                           (self.position_curve, None if perp else "position"),
-                           (self.long_curve, "long_qty" if perp else None),
-                           (self.short_curve, "short_down" if perp else None)):
+        drawn = set(self._line_names())
+        for item, name in ((*((self.lines[n], n if n in drawn else None) for n in LINES),
+                            (self.equity_curve, "equity"), (self.peak_curve, "peak"),
+                            (self.position_curve, None if perp else "position"),
+                            (self.long_curve, "long_qty" if perp else None),
+                            (self.short_curve, "short_down" if perp else None))):
             if name is not None and r.series(name) is not None:
                 item.setData(*r.series_in(name, i0, i1))
             elif item.xData is not None and len(item.xData):
@@ -192,9 +264,15 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         for plot, line in self.cursors:
             y0, y1 = plot.getViewBox().viewRange()[1]
             line.setData([x_cursor, x_cursor], [y0, y1])
+        if "regime" in self.overlays:
+            y0, y1 = self.price.getViewBox().viewRange()[1]
+            self.regime_band.set_runs(*r.regime_runs(i0, i1), y0, y0 + REGIME_BAND * (y1 - y0))
+        elif self.regime_band.boundingRect().width():
+            self.regime_band.set_runs(np.zeros(0), np.zeros(0), np.zeros(0), 0.0, 0.0)
 
     def _draw_orders(self, bar: int, x_left: float, x_edge: float):
-        """Each resting order as a segment from when it was placed to the current bar."""
+        """Each resting order as a segment from when it was placed through the current bar, and
+        a little beyond it: the ladder of prices the next bar can fill."""
         r = self.run
         orders = r.orders_at(bar)
         for side, item in ((1, self.buy_orders), (-1, self.sell_orders)):
@@ -203,7 +281,8 @@ class ReplayChart(pg.GraphicsLayoutWidget):
                 continue
             sel = orders[orders["side"] == side]
             start = r.x[np.minimum(sel["placed"] + 1, bar)]
-            xs = np.column_stack((np.maximum(start, x_left), np.full(len(sel), x_edge))).ravel()
+            ahead = x_edge + r.timeframe_s * max(2, self.window_bars // 40)
+            xs = np.column_stack((np.maximum(start, x_left), np.full(len(sel), ahead))).ravel()
             item.setData(xs, np.repeat(sel["price"], 2))
         return orders
 

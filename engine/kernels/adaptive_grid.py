@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from engine.kernels.grid import floor_lot_nb, round_tick_nb
+from engine.kernels.grid import OPEN_END, floor_lot_nb, round_tick_nb
 from engine.kernels.indicators import BREAKOUT_DOWN, BREAKOUT_UP, DOWNTREND, NOISE, UPTREND
 from engine.kernels.perp import liquidation_price_nb
 
@@ -115,10 +115,40 @@ ORDER_DTYPE = np.dtype([("side", np.int8), ("kind", np.int8), ("price", np.float
                         ("ref", np.int64), ("book", np.int8)])
 OPEN_ORDER, TAKE_PROFIT_ORDER, STOP_ORDER, MARKET_ORDER = 0, 1, 2, 3
 
+# The replay's order log (kept only when asked for): every grid opening and take-profit with the
+# close it was placed at and the bar it last rested in (filled or cancelled; OPEN_END while it
+# still rests). A lot's take-profit is known by the lot's open time and entry.
+ORDER_LOG_DTYPE = np.dtype([("placed", np.int64), ("end", np.int64), ("side", np.int8), ("kind", np.int8),
+                            ("book", np.int8), ("price", np.float64), ("qty", np.float64),
+                            ("lot_time", np.float64), ("entry", np.float64)])
+# Per-bar marks at each close (kept with the order log): average entry, liquidation price and
+# the next stop trigger of each side; NaN while the side is flat.
+MARK_NAMES = ("avg_long", "avg_short", "liq_long", "liq_short", "stop_long", "stop_short")
+N_MARKS = len(MARK_NAMES)
+
 
 def spread_const(gamma: float, kappa: float) -> float:
     """The Avellaneda-Stoikov spread's constant part, (2 / gamma) ln(1 + gamma / kappa)."""
     return float((2.0 / gamma) * np.log1p(gamma / kappa))
+
+
+def new_order_log(p: AdaptiveGridParams, n_bars: int, capacity: int = 4096):
+    """(log, refs, marks) for ``adaptive_grid_log_nb``: the order log, the open rows it is
+    matched against (row count, one per grid level, the take-profits, scratch), per-bar marks."""
+    refs = np.full(2 + 2 * p.levels + 4 * p.max_lots, -1, dtype=np.int64)
+    refs[0] = 0
+    refs[1 + 2 * p.levels] = 0
+    return np.empty(capacity, dtype=ORDER_LOG_DTYPE), refs, np.full((n_bars, N_MARKS), np.nan)
+
+
+def order_log_room(p: AdaptiveGridParams) -> int:
+    """Rows the order log must have free before a bar: every level and take-profit replaced."""
+    return 2 * p.levels + 2 * p.max_lots
+
+
+def trade_log_room(p: AdaptiveGridParams) -> int:
+    """Rows the trade log must have free before a bar: its worst case."""
+    return 3 * p.max_lots + 2 * p.levels + 8
 
 
 def new_state(p: AdaptiveGridParams):
@@ -570,6 +600,99 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
     return ok
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _new_order_row(olog, oref, bar, side, kind, book, price, qty, lot_time, entry):
+    row = oref[0]
+    o = olog[row]
+    o["placed"] = bar
+    o["end"] = OPEN_END
+    o["side"] = side
+    o["kind"] = kind
+    o["book"] = book
+    o["price"] = price
+    o["qty"] = qty
+    o["lot_time"] = lot_time
+    o["entry"] = entry
+    oref[0] = row + 1
+    return row
+
+
+@njit(cache=True, nogil=True)
+def _log_orders(i, p, L, G, I, olog, oref):
+    """At the close of bar ``i``, after a change: end the logged orders that no longer rest (filled
+    or cancelled: they rested during bar i at most) and log the new ones as placed at bar i."""
+    lv = p.levels
+    nm = p.max_lots
+    n_tp = 1 + 2 * lv  # refs: [0] rows used, [1 + s*lv + j] level rows, [n_tp] open take-profits,
+    tp0 = n_tp + 1     # [tp0 ...] their rows, [seen ...] which lots matched one
+    seen = tp0 + 2 * nm
+    for s in range(2):
+        for j in range(lv):
+            k = 1 + s * lv + j
+            row = oref[k]
+            active = G[s, j, _GA] > 0.0
+            if row >= 0:
+                if active and olog[row]["price"] == G[s, j, _GP] and olog[row]["qty"] == G[s, j, _GQ]:
+                    continue
+                olog[row]["end"] = i
+                oref[k] = -1
+            if active:
+                oref[k] = _new_order_row(olog, oref, i, 1 if s == LONG else -1, OPEN_ORDER, s, G[s, j, _GP],
+                                         G[s, j, _GQ], -1.0, 0.0)
+    for s in range(2):
+        for m in range(nm):
+            oref[seen + s * nm + m] = 0
+    keep = 0
+    for r in range(oref[n_tp]):
+        row = oref[tp0 + r]
+        s = olog[row]["book"]
+        found = False
+        for m in range(I[_NLOT_L + s]):
+            if oref[seen + s * nm + m] == 0 and L[s, m, _LT] == olog[row]["lot_time"] \
+                    and L[s, m, _LE] == olog[row]["entry"] and L[s, m, _LTP] == olog[row]["price"] \
+                    and L[s, m, _LQ] == olog[row]["qty"]:
+                oref[seen + s * nm + m] = 1
+                found = True
+                break
+        if found:
+            oref[tp0 + keep] = row
+            keep += 1
+        else:
+            olog[row]["end"] = i
+    for s in range(2):
+        for m in range(I[_NLOT_L + s]):
+            if oref[seen + s * nm + m] == 0:
+                oref[tp0 + keep] = _new_order_row(olog, oref, i, -1 if s == LONG else 1, TAKE_PROFIT_ORDER, s,
+                                                  L[s, m, _LTP], L[s, m, _LQ], L[s, m, _LT], L[s, m, _LE])
+                keep += 1
+    oref[n_tp] = keep
+
+
+@njit(cache=True, nogil=True)
+def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
+                         funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
+                         short_qty, counters, money, first, olog, oref, marks):
+    """``adaptive_grid_nb`` that also keeps the order log and per-bar marks for the replay
+    (``new_order_log``); returns early, like a full trade log, when the order log has less than
+    ``order_log_room`` rows free."""
+    L = np.zeros((2, p.max_lots, 8))
+    G = np.zeros((2, p.levels, 3))
+    F = np.zeros(N_F)
+    I = np.zeros(N_I, dtype=np.int64)
+    L[:] = L_io
+    G[:] = G_io
+    F[:] = F_io
+    I[:] = I_io
+    nxt = _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime, funding,
+               funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first,
+               olog, oref, marks)
+    L_io[:] = L
+    G_io[:] = G
+    F_io[:] = F
+    I_io[:] = I
+    return nxt
+
+
 @njit(cache=True, nogil=True)
 def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
                      funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty, short_qty,
@@ -585,7 +708,8 @@ def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, si
     F[:] = F_io
     I[:] = I_io
     nxt = _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime, funding,
-               funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first)
+               funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first,
+               np.empty(0, dtype=ORDER_LOG_DTYPE), np.empty(0, dtype=np.int64), np.empty((0, N_MARKS)))
     L_io[:] = L
     G_io[:] = G
     F_io[:] = F
@@ -596,13 +720,15 @@ def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, si
 @njit(cache=True, nogil=True, inline="always")
 def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
          funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
-         counters, money, first):
+         counters, money, first, olog, oref, marks):
     """Run the adaptive grid from bar ``first`` (0 for a new run, state from ``new_state``).
     Indicator arrays are aligned with the bars; ``funding[i]`` is the rate settled at the open
     of bar i (``funding_count[i]`` settlements). Returns the bar to go on from: ``len(close)``
     when done, earlier when ``trades`` has no room for one more bar, -1 on overflow (a bug)."""
     n = len(close)
     need = 3 * p.max_lots + 2 * p.levels + 8
+    rec = len(oref) > 0  # keeping the replay's order log and marks
+    room = 2 * p.levels + 2 * p.max_lots
     B = np.empty(4)
     start = p.start_bar
     if first <= start:
@@ -622,6 +748,8 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
             budget = (len(trades) - I[_NTR]) // need - 1
             if budget < 0:
                 return i
+        if rec and len(olog) - oref[0] < room:
+            return i
         n_records = I[_NTR]
         t = time[i]
         o = open_[i]
@@ -732,9 +860,20 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
             _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
         if changed:
             _bests(p, L, G, F, I, B)
+            if rec:
+                _log_orders(i, p, L, G, I, olog, oref)
         if not ok:
             return -1
         equity[i] = F[_CASH] + F[_MARGIN_L] + F[_MARGIN_S] + upnl
         long_qty[i] = F[_QTY_L]
         short_qty[i] = F[_QTY_S]
+        if rec:
+            for s in range(2):
+                q = F[_QTY_L + s]
+                held = q > 0.0
+                marks[i, s] = F[_COST_L + s] / q if held else np.nan
+                marks[i, 2 + s] = F[_LIQ_L + s] if held and 0.0 < F[_LIQ_L + s] < np.inf else np.nan
+                stage = I[_STAGE_L + s]
+                marks[i, 4 + s] = np.nan if not held or stage >= 2 else F[(_TRIG1_L if s == LONG else _TRIG1_S)
+                                                                          + stage]
     return n

@@ -12,6 +12,7 @@ from numba import njit
 ARITHMETIC, GEOMETRIC, ATR = 0, 1, 2
 SPACING_NAMES = ("arithmetic", "geometric", "atr")
 EQUAL_QUOTE, EQUAL_BASE = 0, 1
+OPEN_END = 1 << 62  # the "last bar" of an order log row while the order still rests
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from engine.kernels.grid import ATR, GEOMETRIC, floor_lot_nb, lattice_price_nb
+from engine.kernels.grid import ATR, GEOMETRIC, OPEN_END, floor_lot_nb, lattice_price_nb
 from engine.kernels.perp import liquidation_price_nb
 
 RANGE, LOWER_ONLY = 0, 1
@@ -184,7 +184,7 @@ def _hold_back(k, flag, counter, SI, I, counters):
 
 
 @njit(cache=True, nogil=True)
-def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
+def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters):
     """Decide the order slot k wants (buy when flat, sell when holding) and place it.
     Returns 1 placed, 0 not placed (deferred, refused or nothing to do), -1 order log full."""
     st = SI[k, _STATE]
@@ -227,7 +227,7 @@ def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars):
     else:
         o["role"] = GRID_SELL
     o["placed"] = bar
-    o["end"] = n_bars
+    o["end"] = OPEN_END
     o["status"] = ORDER_OPEN
     I[_NOR] = oid + 1
     counters[C_ORDERS] += 1
@@ -356,7 +356,7 @@ def _stop_grid(bar, t, price, reason, p, S, SI, F, I, orders, trades, counters, 
 
 
 @njit(cache=True, nogil=True)
-def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, counters, money, n_bars):
+def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, counters, money):
     """(Re)build the grid at the close of ``bar``: cancel every order, pool the inventory,
     lay out the window, give the pooled inventory to the slots above the price (lowest first),
     mark what is left as dust to sell at market, and place every slot's order.
@@ -459,7 +459,7 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
     sellable = floor_lot_nb(pool_q, p.lot)
     F[_MKTQ] = sellable if (sellable > 0.0 and sellable * close >= p.min_notional) else 0.0
     for k in range(ns):
-        if _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters, n_bars) < 0:
+        if _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters) < 0:
             return False
     I[_KB] = _find_kb(SI, ns - 1)
     I[_KS] = _find_ks(SI, 0, ns)
@@ -554,7 +554,7 @@ def _decide_regeneration(close, p, S, SI, F, I):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money, n):
+def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money):
     """decide, at the close of bar i: trail or recenter the grid, or else place the follow-ups of
     the slots in ``touched[:nt]`` (those that filled) and retry the orders that had to wait
     (dead zone, balance). The backtest loop and the live runtime both call it. False when the
@@ -564,7 +564,7 @@ def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counter
     if what != 0:
         if what == 2:
             counters[C_TRAIL_UP if j_new > I[_J0] else C_TRAIL_DOWN] += 1
-        return _regenerate(i, c, atr_now, what, j_new, p, S, SI, F, I, orders, counters, money, n)
+        return _regenerate(i, c, atr_now, what, j_new, p, S, SI, F, I, orders, counters, money)
     kb = I[_KB]
     ks = I[_KS]
     n_wait = ns if I[_WAIT] > 0 else 0
@@ -572,7 +572,7 @@ def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counter
         k = touched[m] if m < nt else m - nt
         if m >= nt and (SI[k, _ORDER] >= 0 or not (SI[k, _FLAG] == _FLAG_RETRY or SI[k, _FLAG] == _FLAG_DEFER)):
             continue
-        r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters, n)
+        r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters)
         if r < 0:
             return False
         if r > 0:
@@ -611,13 +611,11 @@ def _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money):
 # ---- the strategy as the live runtime drives it (ARCHITECTURE.md: decide / on_fill) ------------
 # The backtest loop above runs the same functions; here the fills come from an exchange.
 
-LIVE_END = 1 << 62  # the "end" of an order that rests until further notice
-
 
 @njit(cache=True, nogil=True)
 def start_nb(bar, close, atr_now, p, S, SI, F, I, orders, counters, money):
     """decide, for the first time: lay the grid at the close of ``bar``."""
-    return _regenerate(bar, close, atr_now, 0, 0, p, S, SI, F, I, orders, counters, money, LIVE_END)
+    return _regenerate(bar, close, atr_now, 0, 0, p, S, SI, F, I, orders, counters, money)
 
 
 @njit(cache=True, nogil=True)
@@ -654,7 +652,7 @@ def decide_nb(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters
     wants resting are then the open rows of the order log (and ``market_qty`` to sell)."""
     if I[_STOPPED] != 0:
         return True
-    return _decide_at_close(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money, LIVE_END)
+    return _decide_at_close(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money)
 
 
 def market_qty(F) -> float:
@@ -885,7 +883,7 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
             return n
         if len(orders) < need_orders or len(trades) < need_trades:
             return 0
-        if not _regenerate(start, close[start], atr[start], 0, 0, p, S, SI, F, I, orders, counters, money, n):
+        if not _regenerate(start, close[start], atr[start], 0, 0, p, S, SI, F, I, orders, counters, money):
             return -1
         equity[start] = F[_CASH] + F[_POS] * close[start]
         cash_out[start] = F[_CASH]
@@ -977,7 +975,7 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
             return -1
         # The decision at the close of bar i: its orders rest from bar i + 1.
         if I[_STOPPED] == 0 and not _decide_at_close(i, c, atr[i], touched, nt, p, S, SI, F, I, orders, counters,
-                                                     money, n):
+                                                     money):
             return -1
         if p.hedge_ratio > 0.0:
             _hedge_decide(c, atr[i], ema[i], p, F, I, H)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from numba import njit
 
+from engine.backtest import drive
 from engine.data import Candles, FundingRates
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
@@ -155,6 +156,14 @@ class PerpResult:
     timings: dict = field(default_factory=dict)
     start_bar: int = 0
     funding_rate: np.ndarray | None = None  # per bar: the rate settled at the bar's open (0: none)
+    orders: np.ndarray | None = None  # the order log (ag.ORDER_LOG_DTYPE), when the run kept it
+    marks: np.ndarray | None = None  # per bar x ag.MARK_NAMES, with the order log
+
+    def orders_at(self, bar: int) -> np.ndarray | None:
+        """The grid openings and take-profits resting during ``bar`` (placed at an earlier close,
+        not filled or cancelled before it), or None when the run kept no order log."""
+        o = self.orders
+        return None if o is None else o[(o["placed"] < bar) & (o["end"] >= bar)]
 
     def trades_frame(self):
         import pandas as pd
@@ -215,8 +224,10 @@ def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> ag.AdaptiveGridPara
 
 
 def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, funding: FundingRates | None = None,
-                      *, log_capacity: int | None = None) -> PerpResult:
-    """Backtest the adaptive long/short grid on a USDT-margined perpetual."""
+                      *, log_capacity: int | None = None, orders: bool = False, progress=None) -> PerpResult:
+    """Backtest the adaptive long/short grid on a USDT-margined perpetual. ``orders``: also keep
+    the order log and per-bar marks (average entry, liquidation, stop per side) a replay shows;
+    ``progress``: see ``engine.backtest.drive``."""
     cfg = cfg or AdaptiveGridConfig()
     timings = {}
     t0 = _time.perf_counter()
@@ -229,24 +240,33 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     tiers = load_tiers(cfg.tiers)
     t1 = _time.perf_counter()
     L, G, F, I = ag.new_state(p)
-    trades = np.empty(log_capacity or 1024 + n // 16, dtype=ag.TRADE_DTYPE)
+    logs = {"trades": np.empty(log_capacity or 1024 + n // 16, dtype=ag.TRADE_DTYPE)}
     equity, long_qty, short_qty = np.empty(n), np.empty(n), np.empty(n)
     counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
     money = np.zeros(ag.N_MONEY)
-    bar = 0
-    while True:
-        bar = ag.adaptive_grid_nb(candles.time, candles.open, candles.high, candles.low, candles.close, a["atr"],
-                                  a["kama"], a["er"], a["std"], a["sigma"], a["z"], a["regime"], a["funding"],
-                                  a["funding_count"], tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
-                                  counters, money, bar)
-        if bar < 0:
-            raise RuntimeError("adaptive-grid kernel: the trade log overflowed (a bug: please report it)")
-        if bar >= n:
-            break
-        used = int(I[ag._NTR])
-        bigger = np.empty(2 * len(trades), dtype=trades.dtype)
-        bigger[:used] = trades[:used]
-        trades = bigger
+    if orders:
+        logs["orders"], refs, marks = ag.new_order_log(p, n)
+    c = candles
+
+    def kernel(end, first):
+        args = (c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], a["atr"][:end],
+                a["kama"][:end], a["er"][:end], a["std"][:end], a["sigma"][:end], a["z"][:end], a["regime"][:end],
+                a["funding"][:end], a["funding_count"][:end], tiers, p, L, G, F, I, logs["trades"], equity,
+                long_qty, short_qty, counters, money, first)
+        if orders:
+            return ag.adaptive_grid_log_nb(*args, logs["orders"], refs, marks)
+        return ag.adaptive_grid_nb(*args)
+
+    def grow():  # a log is full: double it, go on
+        used = {"trades": int(I[ag._NTR]), "orders": int(refs[0]) if orders else 0}
+        for name, log in logs.items():
+            if len(log) - used[name] <= (ag.order_log_room(p) if name == "orders" else ag.trade_log_room(p)):
+                bigger = np.empty(2 * len(log), dtype=log.dtype)
+                bigger[:used[name]] = log[:used[name]]
+                logs[name] = bigger
+
+    drive(kernel, n, grow, progress, "adaptive-grid kernel")
+    trades = logs["trades"]
     timings["kernel"] = _time.perf_counter() - t1
     nt = int(I[ag._NTR])
     r = PerpResult(
@@ -258,6 +278,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
                "liquidated_margin": float(money[ag.M_LIQUIDATED])},
         start_bar=int(a["start"]),
         funding_rate=np.where(a["funding_count"] > 0, a["funding"], 0.0),
+        orders=logs["orders"][:refs[0]].copy() if orders else None, marks=marks if orders else None,
     )
     perf = met.performance(equity[a["start"]:], candles.timeframe_ms)
     last = float(candles.close[-1])
