@@ -106,6 +106,7 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
                 break
             await asyncio.sleep(0.2)
         if bt.run is not None:
+            bt.set_overlays(["ema", "regime"])
             bt.seek(bt.run.n_bars * 2 // 5)
             bt.jump_trade(1)
         window.grid.system.setCurrentIndex(0)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from app.controller import ROOT, Controller
 from app.main_window import MainWindow
+from widgets.params_editor import ParamsEditor
 from widgets.system_dialog import SystemDialog
 
 
@@ -181,3 +182,34 @@ def test_add_system_imports_the_optimizers_best_settings(qtbot, tmp_path):
     with pytest.raises(ParamError, match="settings of adaptive-grid, not of spot-grid"):
         dlg.import_settings(path)
     assert dlg.levels.value() == 17  # nothing half-applied
+
+
+def test_add_system_presets_and_every_setting_in_the_backtest_editor(qtbot):
+    from PySide6.QtCore import QTimer
+
+    dlg = SystemDialog(existing=set())
+    qtbot.addWidget(dlg)
+    dlg.name.setText("preset")
+    dlg.symbol.setText("BTC/USDT")
+    dlg.preset.setCurrentText("Lower-only, ATR")
+    dlg.preset.activated.emit(dlg.preset.currentIndex())
+    assert dlg.preset.currentText() == "Lower-only, ATR"
+    cfg = dlg.build()
+    assert cfg.params["mode"] == "lower-only" and cfg.params["spacing"] == "atr" and cfg.params["levels"] == 15
+    dlg.levels.setValue(16)
+    assert dlg.preset.currentIndex() == 0  # edited: no longer the preset
+
+    def edit():  # "All settings…": a setting the form does not show, in the Backtest tab's editor
+        editor = dlg.settings_dialog.findChild(ParamsEditor)
+        assert editor.widgets["levels"].value() == 16
+        editor.widgets["atr_period"].setValue(21)
+        editor.widgets["fee"].setText("oops")
+        dlg.settings_dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+        assert dlg.settings_dialog.isVisible() and "fee" in editor.error.text()  # refused by name, kept open
+        editor.widgets["fee"].setText("0.00075")
+        dlg.settings_dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+
+    QTimer.singleShot(0, edit)
+    assert dlg.edit_all()
+    cfg = dlg.build()
+    assert cfg.params["atr_period"] == 21 and cfg.params["fee"] == 0.00075 and cfg.params["levels"] == 16

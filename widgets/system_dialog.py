@@ -1,5 +1,7 @@
 """Add / edit a system: exchange, symbol, market, strategy parameters with a live preview of
-the net profit per grid after fees and the capital per level; refused field by field."""
+the net profit per grid after fees and the capital per level; refused field by field. The
+grid's main settings are on the form; presets, a settings file and "All settings…" (the
+Backtest tab's editor, every setting of the strategy) set the rest."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from PySide6.QtWidgets import (
 from engine.data import TIMEFRAMES_MS
 from engine.kernels.grid import grid_levels, profit_range
 from engine.runtime.config import ConfigError, SystemConfig
-from engine.strategies.registry import read_settings
+from engine.strategies.registry import PRESETS, read_settings
 from engine.strategies.spot_grid import ParamError, SpotGridConfig, build_params
+from widgets.params_editor import ParamsEditor
 
 EXCHANGES = ("binance", "binanceusdm", "bybit", "okx", "kraken", "kucoin", "coinbase", "bitget", "gate", "mexc")
 
@@ -67,6 +70,9 @@ class SystemDialog(QDialog):
         self.timeframe.setCurrentText(cfg.timeframe)
         self.strategy = QComboBox(objectName="systemStrategy")
         self.strategy.addItems(["spot-grid"])
+        self.preset = QComboBox(objectName="systemPreset")
+        self.preset.addItems(["(as set)", *PRESETS["spot-grid"]])
+        self.preset.activated.connect(self._preset_chosen)
         self.grid_mode = QComboBox(objectName="gridMode")
         self.grid_mode.addItems(["range", "lower-only"])
         self.grid_mode.setCurrentText(p.mode)
@@ -107,7 +113,8 @@ class SystemDialog(QDialog):
         }
         for label, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
                          ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
-                         ("Grid", self.grid_mode), ("Spacing", self.spacing), ("Lower (0: from the price)", self.lower),
+                         ("Preset", self.preset), ("Grid", self.grid_mode), ("Spacing", self.spacing),
+                         ("Lower (0: from the price)", self.lower),
                          ("Upper (0: from the price)", self.upper), ("Levels", self.levels),
                          ("Range around the price", self.range_pct), ("Trailing", self.trailing),
                          ("Fee (fraction)", self.fee), ("Capital", self.capital), ("Mode", self.mode),
@@ -121,6 +128,10 @@ class SystemDialog(QDialog):
         importer.setToolTip("a settings file: exported by the Backtest tab's editor or written by the optimizer")
         importer.clicked.connect(self._import)
         self.buttons.addButton(importer, QDialogButtonBox.ResetRole)
+        every = QPushButton("All settings…", objectName="systemAllSettings")
+        every.setToolTip("every setting of the strategy, in the Backtest tab's editor")
+        every.clicked.connect(self.edit_all)
+        self.buttons.addButton(every, QDialogButtonBox.ResetRole)
         lay = QVBoxLayout(self)
         lay.addLayout(f)
         lay.addWidget(self.error)
@@ -135,8 +146,12 @@ class SystemDialog(QDialog):
     def import_settings(self, path) -> None:
         """The grid's settings from a settings file (the optimizer's best, an editor export);
         refused whole, by the setting's name, when one is wrong."""
-        params = read_settings(path, "spot-grid")[1]  # the runtime trades spot grids
-        p = SpotGridConfig.from_dict(params)
+        self.set_params(read_settings(path, "spot-grid")[1])  # the runtime trades spot grids
+
+    def set_params(self, params: dict) -> None:
+        """Take the grid's settings ``params`` (the capital too, when given); refused whole, by
+        the setting's name, before anything changes."""
+        p = SpotGridConfig.from_dict({**self.params(), **params})
         build_params(p, self.reference_price)
         self.base_params.update({k: v for k, v in params.items() if k != "capital"})
         self.grid_mode.setCurrentText(p.mode)
@@ -149,6 +164,36 @@ class SystemDialog(QDialog):
         self.fee.setValue(p.fee)
         if "capital" in params:
             self.capital.setValue(p.capital)
+
+    def _preset_chosen(self, index: int) -> None:
+        if index > 0:
+            self.set_params({**SpotGridConfig().to_dict(), **PRESETS["spot-grid"][self.preset.currentText()],
+                             "capital": self.capital.value()})
+            self.preset.setCurrentIndex(index)  # the changes it made do not count as the user's
+
+    def edit_all(self) -> bool:
+        """Every setting of the grid in the Backtest tab's editor; taken back on OK."""
+        dlg = QDialog(self, objectName="systemSettingsDialog", windowTitle="All settings")
+        editor = ParamsEditor(dlg, strategies=("spot-grid",))
+        editor.set_values({**self.params(), "capital": self.capital.value()})
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(editor, 1)
+        lay.addWidget(buttons)
+        dlg.resize(420, 640)
+        self.settings_dialog = dlg  # for a test to drive
+
+        def take() -> None:
+            try:
+                self.set_params(editor.config().to_dict())
+            except ParamError as exc:
+                editor.show_error(exc)
+                return
+            dlg.accept()
+
+        buttons.accepted.connect(take)
+        buttons.rejected.connect(dlg.reject)
+        return bool(dlg.exec())
 
     def _import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import settings", "", "JSON (*.json)")
@@ -184,6 +229,7 @@ class SystemDialog(QDialog):
             w.setStyleSheet("border: 1px solid #c62828" if name == field else "")
 
     def update_preview(self, *_) -> bool:
+        self.preset.setCurrentIndex(0)  # a setting changed: the form no longer is the preset
         try:
             cfg = self.build()
         except (ConfigError, ParamError) as exc:
