@@ -21,13 +21,15 @@ def gui_thread_gc():
 
 def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None) -> int:
     import qasync
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from app.controller import Controller
+    from app.controller import ROOT, Controller
     from app.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("GridDesk")
+    app.setWindowIcon(QIcon(str(ROOT / "resources" / "icons" / "griddesk.svg")))
     app.setQuitOnLastWindowClosed(False)  # the loop ends after the systems have stopped cleanly
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -4,10 +4,11 @@ bar, geometry, last tab, splitters and column widths restored."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QActionGroup, QIcon
 from PySide6.QtWidgets import QLabel, QMainWindow, QTableView, QTabWidget
 
 from app.controller import ROOT
+from app.theme import DEFAULT_THEME, THEMES, apply_theme
 from widgets.backtest import BacktestTab
 from widgets.grid_chart import GridTab
 from widgets.logs import LogsTab
@@ -25,9 +26,9 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.controller = controller
         self.setWindowTitle("GridDesk")
-        icon = ROOT / "resources" / "icons" / "griddesk.svg"
-        if icon.exists():
-            self.setWindowIcon(QIcon(str(icon)))
+        self.setWindowIcon(QIcon(str(ROOT / "resources" / "icons" / "griddesk.svg")))
+        self.settings = QSettings(str(controller.data_dir / "window.ini"), QSettings.IniFormat)
+        self.theme = apply_theme(str(self.settings.value("theme", DEFAULT_THEME)))  # before the charts exist
         self.tabs = QTabWidget(objectName="mainTabs")
         self.market = MarketTab(controller)
         self.risk = RiskTab(controller)
@@ -45,7 +46,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.badge)
         controller.riskChanged.connect(self._badge)
         controller.tick.connect(self._status)
-        self.settings = QSettings(str(controller.data_dir / "window.ini"), QSettings.IniFormat)
+        self._theme_menu()
         geometry = self.settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -54,6 +55,25 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(int(self.settings.value("tab", 0)))
         self._layout_restored = False
         self._badge()
+
+    def _theme_menu(self) -> None:
+        menu = self.menuBar().addMenu("&View").addMenu("&Theme")
+        menu.setObjectName("themeMenu")
+        group = QActionGroup(self)
+        self.theme_actions = {}
+        for name in THEMES:
+            act = menu.addAction(name.capitalize(), lambda n=name: self.set_theme(n))
+            act.setCheckable(True)
+            act.setChecked(name == self.theme)
+            act.setObjectName(f"theme_{name}")
+            group.addAction(act)
+            self.theme_actions[name] = act
+
+    def set_theme(self, name: str) -> None:
+        """Switch the theme now (charts included) and keep it for the next start."""
+        self.theme = apply_theme(name)
+        self.theme_actions[self.theme].setChecked(True)
+        self.settings.setValue("theme", self.theme)
 
     def _replay_best(self, strategy, cfg, candles, funding, label) -> None:
         self.tabs.setCurrentWidget(self.backtest)

@@ -213,3 +213,27 @@ def test_add_system_presets_and_every_setting_in_the_backtest_editor(qtbot):
     assert dlg.edit_all()
     cfg = dlg.build()
     assert cfg.params["atr_period"] == 21 and cfg.params["fee"] == 0.00075 and cfg.params["levels"] == 16
+
+
+def test_themes_switch_everything_and_are_kept_with_a_proper_icon(qtbot, tmp_path):
+    from PySide6.QtGui import QPalette
+
+    from app.theme import THEMES
+
+    data_dir = tmp_path / "data"
+    window = MainWindow(Controller(data_dir))
+    qtbot.addWidget(window)
+    assert not window.windowIcon().isNull() and window.windowIcon().availableSizes() == []  # SVG: any size
+    assert window.theme == "dark" and window.theme_actions["dark"].isChecked()
+    app = QApplication.instance()
+    assert app.palette().color(QPalette.Window).name() == THEMES["dark"]["window"]
+    window.theme_actions["light"].trigger()
+    assert window.theme == "light" and app.palette().color(QPalette.Window).name() == THEMES["light"]["window"]
+    for chart in (window.backtest.chart, window.grid.plot):
+        assert chart.backgroundBrush().color().name() == THEMES["light"]["chart_bg"]
+    assert "QTabBar::tab" in app.styleSheet()
+    window.close()
+    again = MainWindow(Controller(data_dir))
+    qtbot.addWidget(again)
+    assert again.theme == "light" and again.theme_actions["light"].isChecked()
+    again.set_theme("dark")  # leave the default for the tests after this one

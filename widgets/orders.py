@@ -18,12 +18,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from widgets.roles import BACKGROUND, DISPLAY, FOREGROUND, HORIZONTAL
+from widgets.roles import BACKGROUND, DISPLAY, HORIZONTAL
 
 COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price", "Price"), ("qty", "Qty"),
            ("filled", "Filled"), ("state", "Status"), ("cid", "Client order id")]
-COLORS = {"filled": "#c8e6c9", "open": "#fff9c4", "partially_filled": "#fff9c4", "submitted": "#fff9c4",
-          "new": "#fff9c4", "rejected": "#ffcdd2", "expired": "#ffcdd2", "cancelled": "#eeeeee"}
+# Row tints by status, translucent so the text keeps the theme's color on a light or dark base.
+_GREEN, _YELLOW, _RED, _GREY = (QColor(76, 175, 80, 70), QColor(255, 214, 0, 70), QColor(244, 67, 54, 80),
+                                QColor(158, 158, 158, 45))
+COLORS = {"filled": _GREEN, "open": _YELLOW, "partially_filled": _YELLOW, "submitted": _YELLOW, "new": _YELLOW,
+          "rejected": _RED, "expired": _RED, "cancelled": _GREY}
 
 
 class OrdersModel(QAbstractTableModel):
@@ -59,9 +62,7 @@ class OrdersModel(QAbstractTableModel):
                 return f"{v:.8g}"
             return str(v)
         if role == BACKGROUND:
-            return QColor(COLORS.get(r["state"], "#ffffff"))
-        if role == FOREGROUND:
-            return QColor("#111111")
+            return COLORS.get(r["state"])
         if role == Qt.UserRole:
             return r
         return None
