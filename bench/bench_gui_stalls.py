@@ -1,7 +1,8 @@
 """Does the app's GUI thread stay responsive? Offscreen, with N paper systems trading (a
 candle every --candle-seconds each) and spot-grid backtests of one year of 1-minute candles
 running back to back in the worker pool, a 10 ms QTimer measures how late each tick fires:
-the longest stall is the longest the GUI thread was blocked.
+the longest stall is the longest the GUI thread was blocked. Also prints the process's memory
+(with --no-backtest: what the app takes with the systems alone).
 
     QT_QPA_PLATFORM=offscreen python bench/bench_gui_stalls.py [--systems 10] [--seconds 20]
 """
@@ -97,10 +98,12 @@ def main() -> None:
     with loop:
         runs, fills = loop.run_until_complete(scenario())
     late = np.array(lateness) * 1000
+    status = Path("/proc/self/status").read_text()
+    rss, peak = (int(status.split(f"{k}:")[1].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
     print(f"{args.systems} paper systems (a candle every {args.candle_seconds} s each, {fills} fills) and "
           f"{runs} backtests of 525,600 bars x 200 levels in {args.seconds:.0f} s: GUI timer late by median "
           f"{np.median(late):.1f} ms, p99 {np.percentile(late, 99):.1f} ms, worst {late.max():.1f} ms "
-          f"({len(late)} ticks)")
+          f"({len(late)} ticks); memory {rss:.0f} MB (peak {peak:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -237,3 +238,21 @@ def test_themes_switch_everything_and_are_kept_with_a_proper_icon(qtbot, tmp_pat
     qtbot.addWidget(again)
     assert again.theme == "light" and again.theme_actions["light"].isChecked()
     again.set_theme("dark")  # leave the default for the tests after this one
+
+
+def test_grid_chart_draws_the_candles_in_view_merged_when_too_many():
+    from widgets.grid_chart import merged_candles
+
+    rng = np.random.default_rng(3)
+    n = 10_007
+    c = np.cumsum(rng.normal(0, 1, n)) + 1000
+    o = np.r_[c[0], c[:-1]]
+    h, lo = np.maximum(o, c) + rng.random(n), np.minimum(o, c) - rng.random(n)
+    t = np.arange(n, dtype=float) * 60
+    x, mo, mh, ml, mc, w = merged_candles(t, o, h, lo, c, 60.0, 5, n, most=1000)
+    k = 11  # ceil(10,002 / 1,000)
+    assert w == 60.0 * k and len(x) == -(-(n - 5) // k)
+    assert mo[0] == o[5] and mh[0] == h[5:5 + k].max() and ml[0] == lo[5:5 + k].min() and mc[0] == c[5 + k - 1]
+    assert mc[-1] == c[-1] and mh.max() == h[5:].max() and ml.min() == lo[5:].min()  # no extreme lost
+    same = merged_candles(t, o, h, lo, c, 60.0, 100, 300)
+    assert np.array_equal(same[1], o[100:300]) and same[5] == 60.0

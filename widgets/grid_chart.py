@@ -1,6 +1,7 @@
 """Grid tab: a live pyqtgraph chart of one system: candles (one batch of bodies, one of wicks),
 grid levels, resting orders, fills, average entry; crosshair readout; follows the newest candle
-unless the user has scrolled back."""
+unless the user has scrolled back. Only the candles in view are drawn, merged when there are
+more than the chart can show, so a new candle costs the same with 100 or 100,000 loaded."""
 
 from __future__ import annotations
 
@@ -8,9 +9,26 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from widgets.candles import DOWN, UP, CandleBatch
+
+FOLLOW_BARS = 150  # candles in view while following the newest
+MAX_CANDLES = 1200  # drawn at most; beyond, neighbours are merged into one candle
+
+
+def merged_candles(t, o, h, lo, c, width: float, i0: int, i1: int, most: int = MAX_CANDLES):
+    """Candles ``[i0, i1)``, every k merged into one (first open, highest high, lowest low, last
+    close) when there are more than ``most``: (time, open, high, low, close, width)."""
+    i0, i1 = max(0, i0), min(len(t), i1)
+    k = max(1, -(-(i1 - i0) // most))
+    if k == 1:
+        return t[i0:i1], o[i0:i1], h[i0:i1], lo[i0:i1], c[i0:i1], width
+    starts = np.arange(i0, i1, k)
+    ends = np.minimum(starts + k, i1) - 1
+    return (t[starts], o[starts], np.maximum.reduceat(h[i0:i1], starts - i0),
+            np.minimum.reduceat(lo[i0:i1], starts - i0), c[ends], width * k)
 
 
 class GridTab(QWidget):
@@ -22,7 +40,8 @@ class GridTab(QWidget):
         self.system.currentTextChanged.connect(lambda _: self.refresh(force=True))
         self.readout = QLabel(objectName="gridReadout")
         self.plot = pg.PlotWidget(objectName="gridChart", axisItems={"bottom": pg.DateAxisItem()})
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        # no axis grid: pyqtgraph paints it through the axes at two thirds of a redraw's cost; the
+        # grid's own levels are the guide lines
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.candles = CandleBatch()
         self.plot.addItem(self.candles)
@@ -45,6 +64,12 @@ class GridTab(QWidget):
         self.plot.getViewBox().sigRangeChangedManually.connect(self._user_moved)
         self.follow = True
         self._last = None
+        self._data = None
+        self._setting_range = False
+        self._redraw = QTimer(self, singleShot=True, interval=0)  # what came into view, once it settles
+        self._redraw.timeout.connect(self._draw_candles)
+        self.plot.getViewBox().sigXRangeChanged.connect(
+            lambda *_: None if self._setting_range or self.follow else self._redraw.start())
         bar = QHBoxLayout()
         bar.addWidget(QLabel("System"))
         bar.addWidget(self.system)
@@ -87,8 +112,8 @@ class GridTab(QWidget):
         if key == self._last and not force:
             return
         self._last = key
+        self._data = d
         t = d["time"]
-        self.candles.set_data(t, d["open"], d["high"], d["low"], d["close"], d["timeframe_s"])
         lv = np.asarray(d["levels"], dtype=float)
         if len(lv):
             x0, x1 = float(t[0]), float(t[-1]) + d["timeframe_s"] * 5
@@ -106,9 +131,26 @@ class GridTab(QWidget):
         else:
             self.entry.hide()
         if self.follow or force:
-            n = min(len(t), 150)
+            n = min(len(t), FOLLOW_BARS)
             lo = float(np.min(d["low"][-n:]))
             hi = float(np.max(d["high"][-n:]))
-            self.plot.setXRange(float(t[-n]), x_edge + d["timeframe_s"] * 3, padding=0)
-            self.plot.setYRange(lo, hi, padding=0.08)
+            self._setting_range = True
+            try:
+                self.plot.setXRange(float(t[-n]), x_edge + d["timeframe_s"] * 3, padding=0)
+                self.plot.setYRange(lo, hi, padding=0.08)
+            finally:
+                self._setting_range = False
             self.follow = True
+        self._draw_candles()
+
+    def _draw_candles(self) -> None:
+        """The candles in view (a little either side), merged when there are too many."""
+        d = self._data
+        if d is None:
+            return
+        t = d["time"]
+        (xa, xb), _ = self.plot.getViewBox().viewRange()
+        i0 = int(np.searchsorted(t, xa)) - 2
+        i1 = int(np.searchsorted(t, xb)) + 2
+        self.candles.set_data(*merged_candles(t, d["open"], d["high"], d["low"], d["close"], d["timeframe_s"],
+                                              i0, i1))
