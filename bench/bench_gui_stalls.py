@@ -56,7 +56,7 @@ def main() -> None:
     controller = Controller(d, refresh_ms=250)
     window = MainWindow(controller)
     window.show()
-    candles = gbm_candles(525_600)
+    candles = None if args.no_backtest else gbm_candles(525_600)
     cfg = SpotGridConfig(levels=200, spacing="arithmetic", lower=24_000.0, upper=36_000.0, capital=100_000.0)
     lateness: list[float] = []
     last = [time.perf_counter()]
@@ -78,7 +78,8 @@ def main() -> None:
             if len(ts) == args.systems and all(t.strategy is not None and t.strategy.started for t in ts):
                 break
         window.tabs.setCurrentWidget(window.grid)
-        await controller.backtest(candles, "spot-grid", cfg)  # numba compiled / cache loaded before measuring
+        if not args.no_backtest:
+            await controller.backtest(candles, "spot-grid", cfg)  # numba compiled / cache loaded before measuring
         lateness.clear()
         last[0] = time.perf_counter()
         timer.start()
