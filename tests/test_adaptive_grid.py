@@ -324,14 +324,11 @@ def test_real_btc_at_1x_finishes_without_liquidation(name):
 # bar by bar: what the runtime does with closed candles
 
 
-def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
-    """Feeding the kernel one closed candle at a time (state kept outside, as paper trading
-    does) gives exactly the backtest's trades and equity."""
+def closes(c, cfg):
+    """The kernel fed one closed candle at a time, its state kept outside, as paper trading
+    does: yields (bar, params, state L, G, F, I, trade log, equity) after each close."""
     from engine.strategies.adaptive_grid import build_params, prepare
 
-    c = btc5m.slice(0, 3000)
-    cfg = AdaptiveGridConfig()
-    whole = run_adaptive_grid(c, cfg)
     a = prepare(c, cfg)
     p = build_params(cfg, a["start"])
     L, G, F, I = ag.new_state(p)
@@ -348,6 +345,15 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
                                   a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, p, L, G, F, I,
                                   trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
         assert bar == k
+        yield i, p, (L, G, F, I), trades, eq
+
+
+def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
+    """Feeding the kernel one closed candle at a time gives exactly the backtest's trades and equity."""
+    c = btc5m.slice(0, 3000)
+    cfg = AdaptiveGridConfig()
+    whole = run_adaptive_grid(c, cfg)
+    *_, (_, _, (_, _, _, I), trades, eq) = closes(c, cfg)  # the state after the last close
     assert np.array_equal(trades[:I[ag._NTR]], whole.trades)
     assert np.array_equal(eq, whole.equity)
 
@@ -357,29 +363,14 @@ def test_order_log_and_marks_equal_what_the_state_wanted_at_each_close(btc5m):
     run bar by bar and asked after each close what it wants resting (``desired_orders_nb``, what
     the runtime sends). Orders resting during bar k + 1 are those wanted at the close of k; the
     marks are the state's entries, liquidation prices and stop triggers at that close."""
-    from engine.strategies.adaptive_grid import build_params, prepare
-
     c = btc5m.slice(0, 2500)
     cfg = AdaptiveGridConfig(leverage=5.0, stop_m=2.5)
     logged = run_adaptive_grid(c, cfg, orders=True, log_capacity=16)  # the logs grow from almost nothing
     assert np.array_equal(logged.equity, run_adaptive_grid(c, cfg).equity)  # keeping them changes nothing
-    a = prepare(c, cfg)
-    p = build_params(cfg, a["start"])
-    L, G, F, I = ag.new_state(p)
-    n = len(c)
-    trades = np.empty(20_000, dtype=ag.TRADE_DTYPE)
-    eq, lq, sq = np.empty(n), np.empty(n), np.empty(n)
-    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(ag.N_MONEY)
     want = np.empty(500, dtype=ag.ORDER_DTYPE)
-    bar, checked, stops = 0, 0, 0
-    for i in range(n - 1):
-        k = i + 1
-        bar = ag.adaptive_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], a["atr"][:k],
-                                  a["kama"][:k], a["er"][:k], a["std"][:k], a["sigma"][:k], a["z"][:k],
-                                  a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, p, L, G, F, I,
-                                  trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
-        if i < a["start"]:
+    checked, stops = 0, 0
+    for i, p, (L, G, F, I), _, _ in closes(c.slice(0, len(c) - 1), cfg):
+        if i < logged.start_bar:
             continue
         m = ag.desired_orders_nb(p, L, G, F, I, want)
         w = want[:m]

@@ -672,9 +672,10 @@ def _log_orders(i, p, L, G, I, olog, oref):
 def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
                          funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
                          short_qty, counters, money, first, olog, oref, marks):
-    """``adaptive_grid_nb`` that also keeps the order log and per-bar marks for the replay
-    (``new_order_log``); returns early, like a full trade log, when the order log has less than
-    ``order_log_room`` rows free."""
+    """``_run`` keeping the order log and per-bar marks for the replay (``new_order_log``; empty
+    arrays: none kept); returns early, like a full trade log, when the order log has less than
+    ``order_log_room`` rows free. The state is worked on in arrays of constant shape allocated
+    here and written back on return, so LLVM can keep it apart from the logs (and in registers)."""
     L = np.zeros((2, p.max_lots, 8))
     G = np.zeros((2, p.levels, 3))
     F = np.zeros(N_F)
@@ -697,24 +698,11 @@ def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price
 def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
                      funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty, short_qty,
                      counters, money, first):
-    """See ``_run``. The state is worked on in arrays of constant shape allocated here and
-    written back on return, so LLVM can keep it apart from the logs (and in registers)."""
-    L = np.zeros((2, p.max_lots, 8))
-    G = np.zeros((2, p.levels, 3))
-    F = np.zeros(N_F)
-    I = np.zeros(N_I, dtype=np.int64)
-    L[:] = L_io
-    G[:] = G_io
-    F[:] = F_io
-    I[:] = I_io
-    nxt = _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime, funding,
-               funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first,
-               np.empty(0, dtype=ORDER_LOG_DTYPE), np.empty(0, dtype=np.int64), np.empty((0, N_MARKS)))
-    L_io[:] = L
-    G_io[:] = G
-    F_io[:] = F
-    I_io[:] = I
-    return nxt
+    """See ``_run``: the run without the replay's order log and marks."""
+    return adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
+                                funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
+                                short_qty, counters, money, first, np.empty(0, dtype=ORDER_LOG_DTYPE),
+                                np.empty(0, dtype=np.int64), np.empty((0, N_MARKS)))
 
 
 @njit(cache=True, nogil=True, inline="always")
