@@ -23,7 +23,7 @@ from widgets.roles import BACKGROUND, DISPLAY, HORIZONTAL
 COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price", "Price"), ("qty", "Qty"),
            ("filled", "Filled"), ("state", "Status"), ("cid", "Client order id")]
 # Row tints by status, translucent so the text keeps the theme's color on a light or dark base.
-_GREEN, _YELLOW, _RED, _GREY = (QColor(76, 175, 80, 70), QColor(255, 214, 0, 70), QColor(244, 67, 54, 80),
+_GREEN, _YELLOW, _RED, _GREY = (QColor(76, 175, 80, 70), QColor(255, 214, 0, 40), QColor(244, 67, 54, 80),
                                 QColor(158, 158, 158, 45))
 COLORS = {"filled": _GREEN, "open": _YELLOW, "partially_filled": _YELLOW, "submitted": _YELLOW, "new": _YELLOW,
           "rejected": _RED, "expired": _RED, "cancelled": _GREY}
