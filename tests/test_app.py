@@ -228,9 +228,12 @@ def test_themes_switch_everything_and_are_kept_with_a_proper_icon(qtbot, tmp_pat
     assert window.theme == "dark" and window.theme_actions["dark"].isChecked()
     app = QApplication.instance()
     assert app.palette().color(QPalette.Window).name() == THEMES["dark"]["window"]
+    charts = (window.backtest.chart, window.grid.plot, window.optimizer.history, window.optimizer.scatter)
+    for chart in charts:  # every chart built after the theme takes it
+        assert chart.backgroundBrush().color().name() == THEMES["dark"]["chart_bg"]
     window.theme_actions["light"].trigger()
     assert window.theme == "light" and app.palette().color(QPalette.Window).name() == THEMES["light"]["window"]
-    for chart in (window.backtest.chart, window.grid.plot):
+    for chart in charts:
         assert chart.backgroundBrush().color().name() == THEMES["light"]["chart_bg"]
     assert "QTabBar::tab" in app.styleSheet()
     window.close()

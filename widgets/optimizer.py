@@ -152,7 +152,7 @@ class OptimizerTab(QWidget):
         ll.addWidget(self.status)
 
         # results: best score over trials, score over two settings, the trials, the winner
-        self.history = pg.PlotWidget(objectName="optimizeHistory", background="w")
+        self.history = pg.PlotWidget(objectName="optimizeHistory")
         self.history.setLabel("bottom", "trial")
         self.history.setLabel("left", "in-sample score")
         self.history.addLegend(offset=(-5, -5))  # bottom right: the scores climb to the top
@@ -162,7 +162,7 @@ class OptimizerTab(QWidget):
         self.best_line = pg.PlotCurveItem(pen=pg.mkPen(21, 101, 192, width=2), stepMode="right", name="best so far")
         for item in (self.trial_dots, self.oos_dots, self.best_line):
             self.history.addItem(item)
-        self.scatter = pg.PlotWidget(objectName="optimizeScatter", background="w")
+        self.scatter = pg.PlotWidget(objectName="optimizeScatter")
         self.scatter_dots = pg.ScatterPlotItem(size=9, pen=pg.mkPen(60, 60, 60, 120))
         self.scatter.addItem(self.scatter_dots)
         self.x_param = QComboBox(objectName="optimizeX")
