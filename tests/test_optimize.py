@@ -253,6 +253,22 @@ def test_ctrl_c_stops_cleanly_keeping_finished_trials(tmp_path):
     assert json.loads((tmp_path / "best.json").read_text())["params"]
 
 
+def test_a_trial_whose_worker_died_before_naming_itself_is_failed(btc5m, tmp_path, monkeypatch):
+    """A worker killed between asking for a trial and naming itself leaves a running trial no
+    heartbeat will ever make stale: it is failed once old enough, not waited for."""
+    from engine.optimize import study as st
+
+    search = Search(Setup("spot-grid", [DataSet("BTC", btc5m)], windows=2), storage=f"sqlite:///{tmp_path / 's.db'}")
+    orphan = search.study.ask()  # and then the worker died
+    search._fail_dead_workers()
+    assert search.study.trials[orphan.number].state.name == "RUNNING"  # young: its worker may be naming it
+    monkeypatch.setattr(st, "ORPHAN_S", 0)
+    search._fail_dead_workers()
+    t = search.study.trials[orphan.number]
+    assert t.state.name == "FAIL" and t.user_attrs["error"] == "its worker died"
+    assert search.run(4) == 4  # and the study goes on
+
+
 def test_resume_after_kill(tmp_path):
     proc = subprocess.Popen(_cli(tmp_path, trials=32), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for(lambda: _count(tmp_path, "COMPLETE", "PRUNED") >= 8 and _count(tmp_path, "RUNNING"), proc)

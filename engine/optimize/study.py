@@ -36,6 +36,7 @@ from engine.strategies.spot_grid import ParamError
 DAY_MS = 86_400_000
 HEARTBEAT_S = 30  # a running trial's heartbeat; one silent for GRACE_S is failed by any worker
 GRACE_S = 300
+ORPHAN_S = 60  # a running trial that never got its worker's name (killed between ask and naming)
 
 
 @dataclass
@@ -176,7 +177,12 @@ class Search:
 
     def _fail_dead_workers(self) -> None:
         """Running trials left by a killed worker: those of this machine whose process is gone
-        now, the others once their heartbeat is older than the grace period."""
+        now, the others once their heartbeat is older than the grace period, and any that never
+        got its worker's name (killed between asking for the trial and naming itself) once it
+        is ORPHAN_S old: without it, no heartbeat would ever make it stale, and the study would
+        wait for it for ever."""
+        import datetime as dt
+
         import optuna
         from optuna.trial import TrialState
 
@@ -184,7 +190,9 @@ class Search:
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             who = t.user_attrs.get("worker", "")
             name, _, pid = who.rpartition(":")
-            if name == host and pid.isdigit() and not _alive(int(pid)):
+            orphan = not who and t.datetime_start is not None \
+                and (dt.datetime.now() - t.datetime_start).total_seconds() >= ORPHAN_S
+            if orphan or (name == host and pid.isdigit() and not _alive(int(pid))):
                 self.storage.set_trial_user_attr(t._trial_id, "error", "its worker died")
                 self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         if isinstance(self.storage, optuna.storages.RDBStorage):
