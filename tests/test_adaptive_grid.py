@@ -150,9 +150,15 @@ def test_two_stage_stop():
     assert labels(r)[:2] == ["BUY_OPEN_LONG", "BUY_OPEN_LONG"] and np.allclose(t["qty"][:2], 3.0)
     assert len(stage1) == 2 and np.allclose(stage1["price"], 97.4 * 0.999) and np.allclose(stage1["qty"], 1.5)
     # the close of bar 2 drifted more than a spacing: a new grid buys at 97.4 on bar 3 before the
-    # price falls to stage 2 (96.4, set from the remaining average entry 99.4), which closes all
-    assert np.allclose(stage2["price"], 96.4 * 0.999) and stage2["long_qty"][-1] == 0
+    # price falls to stage 2 (96.4, set from the remaining average entry 99.4), which closes the
+    # rest of the lots held at that close, as the stop order placed then holds; the lots bought
+    # during bar 3 stay, their stops are laid at its close
+    assert len(stage2) == 2 and np.allclose(stage2["price"], 96.4 * 0.999) and np.allclose(stage2["qty"], 1.5)
+    new = t[(t["bar"] == 3) & (t["label"] == ag.BUY_OPEN_LONG)]
+    assert len(new) > 0 and np.isclose(stage2["long_qty"][-1], new["qty"].sum())
     assert r["counters"]["stops_long"] == 2
+    avg_new = (new["price"] * new["qty"]).sum() / new["qty"].sum()  # their stop, laid at the close of bar 3
+    assert abs(r["F"][ag._TRIG1_L] - (avg_new - 2.0)) <= r["p"].tick / 2 + 1e-9
     # one lot only: the first stage closes it all
     one = run(bars(flat(100), (100, 100, 99.5, 99.8), (99.8, 99.8, 97.0, 97.5)), levels=1, no_short=1, stop_m=2.0)
     assert labels(one) == ["BUY_OPEN_LONG", "STOP_LONG"] and np.isclose(one["trades"]["qty"][1], 3.0)
@@ -408,10 +414,13 @@ def test_desired_orders_and_fills_from_outside():
     kinds = sorted((int(o["kind"]), round(float(o["price"]), 4)) for o in out[:k])
     ep = (99.9 + 98.9) / 2
     assert (ag.TAKE_PROFIT_ORDER, 100.9) in kinds and (ag.TAKE_PROFIT_ORDER, 99.9) in kinds
-    assert (ag.STOP_ORDER, round(ep - 2.0, 4)) in kinds
+    # both stop stages rest, stage 1 for half of each lot, stage 2 for the rest
+    stops = sorted((int(o["ref"]), round(float(o["price"]), 4), float(o["qty"])) for o in out[:k]
+                   if o["kind"] == ag.STOP_ORDER)
+    assert stops == [(1, round(ep - 2.0, 4), 3.0), (2, round(ep - 3.0, 4), 3.0)]
     # a take-profit fill reported from outside closes the lot and re-arms nothing (the grid
     # was laid again at the close of bar 1)
     before = F[ag._QTY_L]
-    assert ag.on_close_fill_nb(0, 0, 1.0, 2, int(c.time[-1]) + TF, float(L[0, 0, ag._LTP]), 0.0, ag.SELL_CLOSE_LONG,
-                               p, L, G, F, I, trades, counters, money, TIERS)
+    assert ag.on_close_fill_nb(0, 0, float(L[0, 0, ag._LQ]), 2, int(c.time[-1]) + TF, float(L[0, 0, ag._LTP]), 0.0,
+                               ag.SELL_CLOSE_LONG, p, L, G, F, I, trades, counters, money, TIERS)
     assert np.isclose(F[ag._QTY_L], before - 3.0) and I[ag._NLOT_L] == 1

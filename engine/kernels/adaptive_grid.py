@@ -260,11 +260,12 @@ def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _close_lot(s, m, frac, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
-    """on_fill of a closing order: ``frac`` of lot m closed at ``price``; its margin share and
-    PnL go back to the wallet. A take-profit re-arms the grid level the lot came from."""
+def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill of a closing order: ``qty`` of lot m (at most all of it) closed at ``price``; its
+    margin share and PnL go back to the wallet. A take-profit re-arms the grid level the lot
+    came from."""
     sign = 1.0 if s == LONG else -1.0
-    qty = L[s, m, _LQ] * frac
+    frac = min(qty / L[s, m, _LQ], 1.0) if L[s, m, _LQ] > 0.0 else 1.0
     if frac >= 1.0:
         qty = L[s, m, _LQ]
     entry = L[s, m, _LE]
@@ -322,9 +323,53 @@ def on_open_fill_nb(s, j, bar, t, price, qty, fee_rate, p, L, G, F, I, trades, c
 
 
 @njit(cache=True, nogil=True)
-def on_close_fill_nb(s, m, frac, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
-    """on_fill for an order closing ``frac`` of lot m of side s (take-profit, stop or prune)."""
-    return _close_lot(s, m, frac, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers)
+def on_close_fill_nb(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill for an order closing ``qty`` of lot m of side s (a take-profit or a prune)."""
+    return _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prune_fill(s, m, label, bar, t, fill, p, L, G, F, I, trades, counters, money, tiers):
+    """Lot m of side s closed by a prune's market order at ``fill`` (taker), counted by its label."""
+    if label == PRUNE_OFFSET:
+        sign = 1.0 if s == LONG else -1.0
+        money[M_OFFSET_USED] += max(0.0, sign * (L[s, m, _LE] - fill) * L[s, m, _LQ])
+    counters[C_PRUNE_DEVIANCE + label - PRUNE_DEVIANCE] += 1
+    return _close_lot(s, m, L[s, m, _LQ], bar, t, fill, p.taker_fee, label, p, L, G, F, I, trades, counters, money,
+                      tiers)
+
+
+@njit(cache=True, nogil=True)
+def on_prune_fill_nb(s, m, label, bar, t, fill, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill for the prune's market order (``_prune_fill``); the prune is then done."""
+    I[_PRUNE_LOT] = -1
+    return _prune_fill(s, m, label, bar, t, fill, p, L, G, F, I, trades, counters, money, tiers)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pay_funding(o, rate, count, p, L, F, I, counters, money, tiers):
+    """Funding at a bar's open ``o`` (``count`` settlements, summed ``rate``), on the position
+    held into it, from each side's isolated margin."""
+    counters[C_FUNDING_EVENTS] += count
+    for s in range(2):
+        q = F[_QTY_L] if s == LONG else F[_QTY_S]
+        if q == 0.0 or rate == 0.0:
+            continue
+        pay = rate * q * o * (1.0 if s == LONG else -1.0)  # > 0: paid
+        if s == LONG:
+            F[_MARGIN_L] -= pay
+        else:
+            F[_MARGIN_S] -= pay
+        money[M_FUNDING] -= pay
+        for m in range(I[_NLOT_L + s]):
+            L[s, m, _LF] += pay * L[s, m, _LQ] / q
+        _refresh_side(s, p, L, F, I, tiers)
+
+
+@njit(cache=True, nogil=True)
+def pay_funding_nb(o, rate, count, p, L, F, I, counters, money, tiers):
+    """The runtime's funding at a bar's open: what the backtest does (``_pay_funding``)."""
+    _pay_funding(o, rate, count, p, L, F, I, counters, money, tiers)
 
 
 @njit(cache=True, nogil=True)
@@ -346,16 +391,22 @@ def desired_orders_nb(p, L, G, F, I, out):
                 out[n]["price"] = L[s, m, _LTP]
                 out[n]["qty"], out[n]["ref"], out[n]["book"] = L[s, m, _LQ], m, s
                 n += 1
+        # both stop stages rest (both can trigger in one bar): stage 1 for half of every lot,
+        # stage 2 for what stage 1 leaves; only stage 2, for all, once stage 1 has fired
         q = F[_QTY_L] if s == LONG else F[_QTY_S]
         stage = I[_STAGE_L] if s == LONG else I[_STAGE_S]
-        if q > 0.0 and stage < 2 and n < len(out):
-            if s == LONG:
-                trig = F[_TRIG1_L] if stage == 0 else F[_TRIG2_L]
-            else:
-                trig = F[_TRIG1_S] if stage == 0 else F[_TRIG2_S]
-            out[n]["side"], out[n]["kind"], out[n]["price"] = (-1 if s == LONG else 1), STOP_ORDER, trig
-            out[n]["qty"], out[n]["ref"], out[n]["book"] = q, stage + 1, s
-            n += 1
+        if q > 0.0:
+            first_q = stop_qty_nb(s, 1, p, L, I) if stage == 0 else 0.0
+            for st in range(stage + 1, 3):
+                qty = first_q if st == 1 else q - first_q
+                if qty > 1e-12 and n < len(out):
+                    if s == LONG:
+                        trig = F[_TRIG1_L] if st == 1 else F[_TRIG2_L]
+                    else:
+                        trig = F[_TRIG1_S] if st == 1 else F[_TRIG2_S]
+                    out[n]["side"], out[n]["kind"], out[n]["price"] = (-1 if s == LONG else 1), STOP_ORDER, trig
+                    out[n]["qty"], out[n]["ref"], out[n]["book"] = qty, st, s
+                    n += 1
     if I[_PRUNE_LOT] >= 0 and n < len(out):
         s = I[_PRUNE_SIDE]
         m = I[_PRUNE_LOT]
@@ -388,26 +439,57 @@ def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
     return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, 0.0, LIQUIDATION, -lost, F)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _stop_lot_qty(s, m, stage, n_held, p, L):
+    """What stop ``stage`` (1 or 2) closes of lot m when the side held ``n_held`` lots at the
+    last close: half of it (to the lot size) at stage 1, all of it at stage 2 or when it is the
+    only lot or too small to halve."""
+    q = L[s, m, _LQ]
+    if stage == 2 or n_held <= 1:
+        return q
+    half = floor_lot_nb(0.5 * q, p.lot)
+    return half if half > 0.0 else q
+
+
 @njit(cache=True, nogil=True)
-def _stop_side(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
-    """Stage 1 closes half of every lot (all of a single-lot position), stage 2 the rest."""
+def stop_qty_nb(s, stage, p, L, I):
+    """The quantity of side s's stop order for ``stage``, placed at a close: what ``_stop_side``
+    will close (every lot is then one held at the last close)."""
+    n = I[_NLOT_L + s]
+    q = 0.0
+    for m in range(n):
+        q += _stop_lot_qty(s, m, stage, n, p, L)
+    return q
+
+
+@njit(cache=True, nogil=True)
+def on_stop_fill_nb(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill for side s's stop order of ``stage`` (1 or 2), filled at ``price``.
+    Stage 1 closes half of every lot held at the last close (all of a single lot), stage 2
+    the rest: what the stop order placed at that close holds. Lots opened in the stop's own bar
+    are not in it; they stay, with the next stop stage computed for them at this close."""
     n_lots = I[_NLOT_L + s]
-    frac = 1.0 if (stage == 2 or n_lots <= 1) else 0.5
+    n_held = 0
+    for m in range(n_lots):
+        if L[s, m, _LT] != t:
+            n_held += 1
+    full = stage == 2 or n_held <= 1
     label = STOP_LONG if s == LONG else STOP_SHORT
     ok = True
     for m in range(n_lots - 1, -1, -1):  # backwards: a closed lot's place is taken by one already done
-        ok = _close_lot(s, m, frac, bar, t, price, p.taker_fee, label, p, L, G, F, I, trades, counters,
-                        money, tiers) and ok
+        if L[s, m, _LT] != t:
+            ok = _close_lot(s, m, _stop_lot_qty(s, m, stage, n_held, p, L), bar, t, price, p.taker_fee, label, p,
+                            L, G, F, I, trades, counters, money, tiers) and ok
     if s == LONG:
         counters[C_STOPS_LONG] += 1
-        I[_STAGE_L] = 2 if frac >= 1.0 else 1
-        if F[_QTY_L] == 0.0:
-            I[_STAGE_L] = 0
+        I[_STAGE_L] = 0 if full or F[_QTY_L] == 0.0 else 1
+        if full:  # what is left was opened in this bar: its stops come with this close
+            F[_TRIG1_L] = F[_TRIG2_L] = -np.inf
     else:
         counters[C_STOPS_SHORT] += 1
-        I[_STAGE_S] = 2 if frac >= 1.0 else 1
-        if F[_QTY_S] == 0.0:
-            I[_STAGE_S] = 0
+        I[_STAGE_S] = 0 if full or F[_QTY_S] == 0.0 else 1
+        if full:
+            F[_TRIG1_S] = F[_TRIG2_S] = np.inf
     return ok
 
 
@@ -571,7 +653,7 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
                     best, kind, idx = sign * px, 1, m
         stage = I[_STAGE_L] if s == LONG else I[_STAGE_S]
         qty_side = F[_QTY_L] if s == LONG else F[_QTY_S]
-        if qty_side > 0.0 and stage < 2:
+        if qty_side > 0.0:
             trig = (F[_TRIG1_L] if stage == 0 else F[_TRIG2_L]) if s == LONG else \
                 (F[_TRIG1_S] if stage == 0 else F[_TRIG2_S])
             if sign * (trig - extreme) >= 0.0 and sign * trig > best:
@@ -588,12 +670,12 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
                            money, tiers) and ok
         elif kind == 1:
             fill = min(o, px) if s == LONG else max(o, px)
-            ok = _close_lot(other, idx, 1.0, i, t, fill, p.maker_fee,
+            ok = _close_lot(other, idx, L[other, idx, _LQ], i, t, fill, p.maker_fee,
                             BUY_CLOSE_SHORT if s == LONG else SELL_CLOSE_LONG, p, L, G, F, I, trades, counters,
                             money, tiers) and ok
         else:
             fill = (min(o, px) * (1.0 - p.slippage)) if s == LONG else (max(o, px) * (1.0 + p.slippage))
-            ok = _stop_side(s, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
+            ok = on_stop_fill_nb(s, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
     liq = F[_LIQ_L] if s == LONG else F[_LIQ_S]
     if (F[_QTY_L] if s == LONG else F[_QTY_S]) > 0.0 and sign * (liq - extreme) >= 0.0:
         ok = _liquidate(s, i, t, p, L, G, F, I, trades, counters, money, tiers) and ok
@@ -705,6 +787,24 @@ def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, si
                                 np.empty(0, dtype=np.int64), np.empty((0, N_MARKS)))
 
 
+@njit(cache=True, nogil=True)
+def decide_nb(bar, t, close, atr, kama, er, std_price, sigma, zscore, regime, p, L, G, F, I, trades, counters,
+              money):
+    """The runtime's ``decide`` at the close of ``bar`` (time ``t``): the backtest's decisions at
+    a close (``_run`` without the bar's events), on the state as the exchange's fills left it.
+    ``p.start_bar`` must be 0. Trades it records (a circuit-breaker halt) carry ``bar``."""
+    one = np.empty(1)
+    n0 = I[_NTR]
+    nxt = _run(np.array([t]), one, one, one, np.array([close]), np.array([atr]), np.array([kama]), np.array([er]),
+               np.array([std_price]), np.array([sigma]), np.array([zscore]), np.array([regime]), np.empty(0),
+               np.empty(0, dtype=np.int64), np.zeros((1, 3)), p, L, G, F, I, trades, np.empty(1), np.empty(1),
+               np.empty(1), counters, money, 0, np.empty(0, dtype=ORDER_LOG_DTYPE), np.empty(0, dtype=np.int64),
+               np.empty((0, N_MARKS)))
+    for k in range(n0, I[_NTR]):
+        trades[k]["bar"] = bar
+    return nxt == 1
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
          funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
@@ -712,10 +812,14 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
     """Run the adaptive grid from bar ``first`` (0 for a new run, state from ``new_state``).
     Indicator arrays are aligned with the bars; ``funding[i]`` is the rate settled at the open
     of bar i (``funding_count[i]`` settlements). Returns the bar to go on from: ``len(close)``
-    when done, earlier when ``trades`` has no room for one more bar, -1 on overflow (a bug)."""
+    when done, earlier when ``trades`` has no room for one more bar, -1 on overflow (a bug).
+    Empty ``funding`` arrays: the decisions at each close only, no funding and no fills (the
+    runtime's ``decide_nb``, whose fills come from the exchange). (No more arguments: numba
+    cannot inline a function of more than 30.)"""
     n = len(close)
     need = 3 * p.max_lots + 2 * p.levels + 8
     rec = len(oref) > 0  # keeping the replay's order log and marks
+    events = len(funding_count) == n
     room = 2 * p.levels + 2 * p.max_lots
     B = np.empty(4)
     start = p.start_bar
@@ -743,24 +847,9 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
         o = open_[i]
         c = close[i]
         ok = True
-        if I[_STARTED] == 1:
-            # funding at the open, on the position held into it; from the side's isolated margin
+        if events and I[_STARTED] == 1:
             if funding_count[i] > 0:
-                counters[C_FUNDING_EVENTS] += funding_count[i]
-                rate = funding[i]
-                for s in range(2):
-                    q = F[_QTY_L] if s == LONG else F[_QTY_S]
-                    if q == 0.0 or rate == 0.0:
-                        continue
-                    pay = rate * q * o * (1.0 if s == LONG else -1.0)  # > 0: paid
-                    if s == LONG:
-                        F[_MARGIN_L] -= pay
-                    else:
-                        F[_MARGIN_S] -= pay
-                    money[M_FUNDING] -= pay
-                    for m in range(I[_NLOT_L + s]):
-                        L[s, m, _LF] += pay * L[s, m, _LQ] / q
-                    _refresh_side(s, p, L, F, I, tiers)
+                _pay_funding(o, funding[i], funding_count[i], p, L, F, I, counters, money, tiers)
             # a prune decided at the last close: a market close at this open
             if I[_PRUNE_LOT] >= 0:
                 s = I[_PRUNE_SIDE]
@@ -768,19 +857,14 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                 label = I[_PRUNE_LABEL]
                 if m < I[_NLOT_L + s]:
                     fill = o * (1.0 - p.slippage) if s == LONG else o * (1.0 + p.slippage)
-                    if label == PRUNE_OFFSET:
-                        sign = 1.0 if s == LONG else -1.0
-                        money[M_OFFSET_USED] += max(0.0, sign * (L[s, m, _LE] - fill) * L[s, m, _LQ])
-                    counters[C_PRUNE_DEVIANCE + label - PRUNE_DEVIANCE] += 1
-                    ok = _close_lot(s, m, 1.0, i, t, fill, p.taker_fee, label, p, L, G, F, I, trades, counters,
-                                    money, tiers) and ok
+                    ok = _prune_fill(s, m, label, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
                 I[_PRUNE_LOT] = -1
             # the bar: both legs in path order, skipped when nothing is within reach
             lo_band = max(B[0], B[2], F[_LIQ_L])
             hi_band = min(B[1], B[3], F[_LIQ_S])
-            if F[_QTY_L] > 0.0 and I[_STAGE_L] < 2:
+            if F[_QTY_L] > 0.0:
                 lo_band = max(lo_band, F[_TRIG1_L] if I[_STAGE_L] == 0 else F[_TRIG2_L])
-            if F[_QTY_S] > 0.0 and I[_STAGE_S] < 2:
+            if F[_QTY_S] > 0.0:
                 hi_band = min(hi_band, F[_TRIG1_S] if I[_STAGE_S] == 0 else F[_TRIG2_S])
             if not (low[i] > lo_band and high[i] < hi_band):
                 counters[C_ACTIVE_BARS] += 1
@@ -838,12 +922,12 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
         stop_d = p.stop_m * atr[i]
         if F[_QTY_L] > 0.0:
             ep = F[_COST_L] / F[_QTY_L]
-            F[_TRIG1_L] = ep - stop_d
-            F[_TRIG2_L] = ep - 1.5 * stop_d
+            F[_TRIG1_L] = round_tick_nb(ep - stop_d, p.tick)
+            F[_TRIG2_L] = round_tick_nb(ep - 1.5 * stop_d, p.tick)
         if F[_QTY_S] > 0.0:
             ep = F[_COST_S] / F[_QTY_S]
-            F[_TRIG1_S] = ep + stop_d
-            F[_TRIG2_S] = ep + 1.5 * stop_d
+            F[_TRIG1_S] = round_tick_nb(ep + stop_d, p.tick)
+            F[_TRIG2_S] = round_tick_nb(ep + 1.5 * stop_d, p.tick)
         if F[_QTY_L] > 0.0 or F[_QTY_S] > 0.0:
             _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
         if changed:
@@ -862,6 +946,6 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                 marks[i, s] = F[_COST_L + s] / q if held else np.nan
                 marks[i, 2 + s] = F[_LIQ_L + s] if held and 0.0 < F[_LIQ_L + s] < np.inf else np.nan
                 stage = I[_STAGE_L + s]
-                marks[i, 4 + s] = np.nan if not held or stage >= 2 else F[(_TRIG1_L if s == LONG else _TRIG1_S)
+                marks[i, 4 + s] = np.nan if not held else F[(_TRIG1_L if s == LONG else _TRIG1_S)
                                                                           + stage]
     return n
