@@ -175,7 +175,7 @@ def test_take_profit_one_spacing_away_and_no_round_trip_in_one_bar():
 
 def test_prune_priority():
     """Each prune on its own, then all together: the highest priority wins."""
-    L = np.zeros((2, 4, 8))
+    L = np.zeros((2, 4, ag.N_L))
     F = np.zeros(ag.N_F)
     I = np.zeros(ag.N_I, dtype=np.int64)
     money = np.zeros(ag.N_MONEY)
@@ -184,7 +184,7 @@ def test_prune_priority():
                               offset_min_spacings=2.0, max_lots=4)
 
     def lot(s, m, qty, entry, opened, funding):
-        L[s, m] = (qty, entry, opened, funding, 0, 0, 0, 1)
+        L[s, m] = (qty, entry, opened, funding, 0, 0, 0, 1, qty)
 
     def choose(close, kama=100.0, std=1.0, t=50.0):
         I[ag._NLOT_L] = int((L[0, :, ag._LA] > 0).sum())

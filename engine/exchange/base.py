@@ -84,10 +84,11 @@ class MarketRules:
 class OrderRequest:
     symbol: str
     side: str  # buy | sell
-    type: str  # limit | market
+    type: str  # limit | market | stop (stop-market, triggered at ``price``)
     qty: float
-    price: float  # limit price; for market orders the price the risk gate judged
+    price: float  # limit price or stop trigger; for market orders the price the risk gate judged
     client_order_id: str
+    position: str = ""  # perpetuals in hedge mode: long | short (the position it opens or reduces)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class OrderReport:
     fee: float  # in quote currency
     status: str  # open | closed | canceled | rejected | expired
     timestamp: int = 0  # ms
+    position: str = ""  # hedge mode: long | short
 
     @property
     def remaining(self) -> float:
@@ -139,5 +141,12 @@ class Adapter(Protocol):
     async def open_orders(self, symbol: str) -> list[OrderReport]: ...
 
     async def balance(self) -> Balance: ...
+
+    # perpetuals (adapters that trade them)
+    async def positions(self, symbol: str) -> dict[str, float]:
+        """Hedge mode: the quantity held long and short, {"long": q, "short": q}."""
+
+    async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
+        """(settlement time ms, rate) of the funding settlements in [since, until]."""
 
     async def close(self) -> None: ...

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 
-from engine.data import Candles
+from engine.data import Candles, FundingRates
 
 
 class ReplaySource:
     def __init__(self, candles: Candles, *, seconds_per_candle: float = 1.0, warmup: int = 100,
-                 clock=time.monotonic):
+                 clock=time.monotonic, funding: FundingRates | None = None):
         if len(candles) < 2:
             raise ValueError("a replay needs at least 2 candles")
         self.data = candles
@@ -21,6 +21,7 @@ class ReplaySource:
         self.clock = clock
         self.started = clock()
         self.name = "replay"
+        self.funding = funding
 
     def forming_index(self) -> int:
         """Index of the candle now forming (the one after the last closed)."""
@@ -42,6 +43,14 @@ class ReplaySource:
             end = min(end, start + limit)
         return [[int(c.time[i]), float(c.open[i]), float(c.high[i]), float(c.low[i]), float(c.close[i]),
                  float(c.volume[i])] for i in range(start, end)]
+
+    async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
+        """The recorded funding settlements in [since, until] (none without a funding file)."""
+        f = self.funding
+        if f is None:
+            return []
+        i, j = f.time.searchsorted(since), f.time.searchsorted(until, side="right")
+        return [(int(f.time[k]), float(f.rate[k])) for k in range(i, j)]
 
     async def close(self) -> None:
         return None

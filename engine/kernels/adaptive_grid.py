@@ -64,13 +64,15 @@ M_REALIZED, M_GRID_PROFIT, M_FUNDING, M_FEES, M_LIQUIDATED, M_OFFSET_USED = rang
 N_MONEY = 6
 
 # Lot fields L[side, m, .] and grid fields G[side, j, .].
-_LQ, _LE, _LT, _LF, _LTP, _LJ, _LG, _LA = range(8)
+_LQ, _LE, _LT, _LF, _LTP, _LJ, _LG, _LA, _LTQ = range(9)  # _LTQ: what its take-profit order holds
+N_L = 9
 _GP, _GQ, _GA = range(3)
 # Scalars F[.] and I[.].
 (_CASH, _MARGIN_L, _MARGIN_S, _QTY_L, _QTY_S, _COST_L, _COST_S, _CENTER, _SPACING, _TRIG1_L, _TRIG2_L,
  _TRIG1_S, _TRIG2_S, _LIQ_L, _LIQ_S, _ORDER_QTY, _MINT_L, _MINT_S, _WORST_L, _WORST_S, _FUND_L,
- _FUND_S) = range(22)
-N_F = 22  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid
+ _FUND_S, _SQ1_L, _SQ1_S, _SQ2_L, _SQ2_S) = range(26)
+N_F = 26  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid,
+# _SQ1 / _SQ2: what each stop stage's order holds (set at each close, with the triggers)
 (_STAGE_L, _STAGE_S, _HALTED, _GEN, _GEN_REGIME, _VAR_BLOCK, _PRUNE_SIDE, _PRUNE_LOT, _PRUNE_LABEL,
  _NTR, _STARTED, _NLOT_L, _NLOT_S) = range(13)
 N_I = 13  # lots of a side are kept packed in L[side, :I[_NLOT_L + side]]
@@ -152,7 +154,7 @@ def trade_log_room(p: AdaptiveGridParams) -> int:
 
 
 def new_state(p: AdaptiveGridParams):
-    L = np.zeros((2, p.max_lots, 8))
+    L = np.zeros((2, p.max_lots, N_L))
     G = np.zeros((2, p.levels, 3))
     F = np.zeros(N_F)
     I = np.zeros(N_I, dtype=np.int64)
@@ -254,6 +256,7 @@ def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, 
     L[s, m, _LJ] = j
     L[s, m, _LG] = I[_GEN]
     L[s, m, _LA] = 1.0
+    L[s, m, _LTQ] = qty
     I[_NLOT_L + s] = m + 1
     _refresh_side(s, p, L, F, I, tiers)
     return _record(trades, I, bar, t, 1 if s == LONG else -1, price, qty, fee, label, 0.0, F)
@@ -288,7 +291,7 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
         money[M_GRID_PROFIT] += pnl - fee
         j = int(L[s, m, _LJ])
         if L[s, m, _LG] == I[_GEN] and j >= 0:
-            G[s, j, _GA] = 1.0
+            G[s, j, _GA] = 2.0  # armed again: its order rests from this bar's close
     remaining = L[s, m, _LQ] - qty
     if remaining <= 1e-12 or frac >= 1.0:
         last = I[_NLOT_L + s] - 1  # keep the lots packed: the last one takes this place
@@ -389,24 +392,17 @@ def desired_orders_nb(p, L, G, F, I, out):
             if n < len(out):
                 out[n]["side"], out[n]["kind"] = (-1 if s == LONG else 1), TAKE_PROFIT_ORDER
                 out[n]["price"] = L[s, m, _LTP]
-                out[n]["qty"], out[n]["ref"], out[n]["book"] = L[s, m, _LQ], m, s
+                out[n]["qty"], out[n]["ref"], out[n]["book"] = L[s, m, _LTQ], m, s
                 n += 1
         # both stop stages rest (both can trigger in one bar): stage 1 for half of every lot,
         # stage 2 for what stage 1 leaves; only stage 2, for all, once stage 1 has fired
-        q = F[_QTY_L] if s == LONG else F[_QTY_S]
-        stage = I[_STAGE_L] if s == LONG else I[_STAGE_S]
-        if q > 0.0:
-            first_q = stop_qty_nb(s, 1, p, L, I) if stage == 0 else 0.0
-            for st in range(stage + 1, 3):
-                qty = first_q if st == 1 else q - first_q
-                if qty > 1e-12 and n < len(out):
-                    if s == LONG:
-                        trig = F[_TRIG1_L] if st == 1 else F[_TRIG2_L]
-                    else:
-                        trig = F[_TRIG1_S] if st == 1 else F[_TRIG2_S]
-                    out[n]["side"], out[n]["kind"], out[n]["price"] = (-1 if s == LONG else 1), STOP_ORDER, trig
-                    out[n]["qty"], out[n]["ref"], out[n]["book"] = qty, st, s
-                    n += 1
+        for st in range(1, 3):
+            qty = F[(_SQ1_L if st == 1 else _SQ2_L) + s]
+            if qty > 1e-12 and n < len(out):
+                trig = F[(_TRIG1_L if st == 1 else _TRIG2_L) + 2 * s]
+                out[n]["side"], out[n]["kind"], out[n]["price"] = (-1 if s == LONG else 1), STOP_ORDER, trig
+                out[n]["qty"], out[n]["ref"], out[n]["book"] = qty, st, s
+                n += 1
     if I[_PRUNE_LOT] >= 0 and n < len(out):
         s = I[_PRUNE_SIDE]
         m = I[_PRUNE_LOT]
@@ -441,9 +437,9 @@ def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
 
 @njit(cache=True, nogil=True, inline="always")
 def _stop_lot_qty(s, m, stage, n_held, p, L):
-    """What stop ``stage`` (1 or 2) closes of lot m when the side held ``n_held`` lots at the
-    last close: half of it (to the lot size) at stage 1, all of it at stage 2 or when it is the
-    only lot or too small to halve."""
+    """What stop ``stage`` (1 or 2) plans to close of lot m when the side holds ``n_held`` lots:
+    half of it (to the lot size) at stage 1, all of it at stage 2 or when it is the only lot or
+    too small to halve."""
     q = L[s, m, _LQ]
     if stage == 2 or n_held <= 1:
         return q
@@ -453,8 +449,7 @@ def _stop_lot_qty(s, m, stage, n_held, p, L):
 
 @njit(cache=True, nogil=True)
 def stop_qty_nb(s, stage, p, L, I):
-    """The quantity of side s's stop order for ``stage``, placed at a close: what ``_stop_side``
-    will close (every lot is then one held at the last close)."""
+    """The quantity of side s's stop order for ``stage`` at a close: the lots' planned shares."""
     n = I[_NLOT_L + s]
     q = 0.0
     for m in range(n):
@@ -462,34 +457,70 @@ def stop_qty_nb(s, stage, p, L, I):
     return q
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _close_rest(s, rest, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
+    """Close ``rest`` more of side s from its newest lots: an order sized at the last close
+    reduces the position by all it holds (as the exchange does), though a lot it was meant for
+    is smaller or gone since."""
+    ok = True
+    while rest > 1e-12 and I[_NLOT_L + s] > 0:
+        k = I[_NLOT_L + s] - 1
+        q = min(rest, L[s, k, _LQ])
+        rest -= q
+        ok = _close_lot(s, k, q, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money,
+                        tiers) and ok
+    return ok
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _take_profit(s, m, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
+    """Lot m's take-profit filled: it closes what the order holds (the lot as it was at the last
+    close), the lot first."""
+    label = SELL_CLOSE_LONG if s == LONG else BUY_CLOSE_SHORT
+    q_order = min(L[s, m, _LTQ], F[_QTY_L + s])
+    q = min(q_order, L[s, m, _LQ])
+    ok = _close_lot(s, m, q, bar, t, price, p.maker_fee, label, p, L, G, F, I, trades, counters, money, tiers)
+    return _close_rest(s, q_order - q, bar, t, price, p.maker_fee, label, p, L, G, F, I, trades, counters, money,
+                       tiers) and ok
+
+
+@njit(cache=True, nogil=True)
+def on_take_profit_fill_nb(s, m, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
+    """on_fill for lot m's take-profit order (``_take_profit``)."""
+    return _take_profit(s, m, bar, t, price, p, L, G, F, I, trades, counters, money, tiers)
+
+
 @njit(cache=True, nogil=True)
 def on_stop_fill_nb(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
-    """on_fill for side s's stop order of ``stage`` (1 or 2), filled at ``price``.
-    Stage 1 closes half of every lot held at the last close (all of a single lot), stage 2
-    the rest: what the stop order placed at that close holds. Lots opened in the stop's own bar
-    are not in it; they stay, with the next stop stage computed for them at this close."""
+    """on_fill for side s's stop order of ``stage`` (1 or 2), filled at ``price`` (taker).
+    The order, sized at the last close, reduces the position by all it holds: stage 1 half of
+    every lot held then (all of a single lot), stage 2 the rest. The lots held at that close
+    give their planned share first, the newest lots whatever a lot closed since leaves over.
+    After the last stage, lots opened in the stop's own bar are left with no stop until this
+    bar's close lays theirs."""
     n_lots = I[_NLOT_L + s]
     n_held = 0
     for m in range(n_lots):
         if L[s, m, _LT] != t:
             n_held += 1
-    full = stage == 2 or n_held <= 1
     label = STOP_LONG if s == LONG else STOP_SHORT
+    rest = min(F[(_SQ1_L if stage == 1 else _SQ2_L) + s], F[_QTY_L + s])
     ok = True
     for m in range(n_lots - 1, -1, -1):  # backwards: a closed lot's place is taken by one already done
-        if L[s, m, _LT] != t:
-            ok = _close_lot(s, m, _stop_lot_qty(s, m, stage, n_held, p, L), bar, t, price, p.taker_fee, label, p,
-                            L, G, F, I, trades, counters, money, tiers) and ok
-    if s == LONG:
-        counters[C_STOPS_LONG] += 1
-        I[_STAGE_L] = 0 if full or F[_QTY_L] == 0.0 else 1
-        if full:  # what is left was opened in this bar: its stops come with this close
-            F[_TRIG1_L] = F[_TRIG2_L] = -np.inf
+        if L[s, m, _LT] != t and rest > 1e-12:
+            q = min(_stop_lot_qty(s, m, stage, n_held, p, L), rest)
+            rest -= q
+            ok = _close_lot(s, m, q, bar, t, price, p.taker_fee, label, p, L, G, F, I, trades, counters, money,
+                            tiers) and ok
+    ok = _close_rest(s, rest, bar, t, price, p.taker_fee, label, p, L, G, F, I, trades, counters, money, tiers) and ok
+    full = stage == 2 or F[_SQ2_L + s] <= 0.0
+    counters[C_STOPS_LONG + s] += 1
+    I[_STAGE_L + s] = 0 if full or F[_QTY_L + s] == 0.0 else 1
+    if full:  # what is left was opened in this bar: its stops come with this close
+        F[_TRIG1_L + 2 * s] = F[_TRIG2_L + 2 * s] = -np.inf if s == LONG else np.inf
+        F[_SQ1_L + s] = F[_SQ2_L + s] = 0.0
     else:
-        counters[C_STOPS_SHORT] += 1
-        I[_STAGE_S] = 0 if full or F[_QTY_S] == 0.0 else 1
-        if full:
-            F[_TRIG1_S] = F[_TRIG2_S] = np.inf
+        F[_SQ1_L + s] = 0.0
     return ok
 
 
@@ -602,6 +633,23 @@ def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _at_close(p, L, G, F, I):
+    """After a change, the orders placed at this close: levels armed again during the bar rest
+    from now, each lot's take-profit holds its quantity, each side's stop stages their shares."""
+    for s in range(2):
+        for j in range(p.levels):
+            if G[s, j, _GA] > 1.0:
+                G[s, j, _GA] = 1.0
+        n = I[_NLOT_L + s]
+        for m in range(n):
+            L[s, m, _LTQ] = L[s, m, _LQ]
+        q = F[_QTY_L + s]
+        first = stop_qty_nb(s, 1, p, L, I) if I[_STAGE_L + s] == 0 else 0.0
+        F[_SQ1_L + s] = first if q > 0.0 else 0.0
+        F[_SQ2_L + s] = q - first if q > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _bests(p, L, G, F, I, B):
     """Cache of the nearest order prices: B = (highest long buy, lowest short sell, highest
     short take-profit, lowest long take-profit)."""
@@ -641,7 +689,7 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
         kind = -1
         idx = -1
         for j in range(done_j + 1, p.levels):
-            if G[s, j, _GA] > 0.0:
+            if G[s, j, _GA] == 1.0:  # (2.0: armed again in this bar, not resting yet)
                 px = G[s, j, _GP]
                 if sign * (px - extreme) >= 0.0 and sign * px > best:
                     best, kind, idx = sign * px, 0, j
@@ -670,9 +718,7 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
                            money, tiers) and ok
         elif kind == 1:
             fill = min(o, px) if s == LONG else max(o, px)
-            ok = _close_lot(other, idx, L[other, idx, _LQ], i, t, fill, p.maker_fee,
-                            BUY_CLOSE_SHORT if s == LONG else SELL_CLOSE_LONG, p, L, G, F, I, trades, counters,
-                            money, tiers) and ok
+            ok = _take_profit(other, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
         else:
             fill = (min(o, px) * (1.0 - p.slippage)) if s == LONG else (max(o, px) * (1.0 + p.slippage))
             ok = on_stop_fill_nb(s, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
@@ -732,7 +778,7 @@ def _log_orders(i, p, L, G, I, olog, oref):
         for m in range(I[_NLOT_L + s]):
             if oref[seen + s * nm + m] == 0 and L[s, m, _LT] == olog[row]["lot_time"] \
                     and L[s, m, _LE] == olog[row]["entry"] and L[s, m, _LTP] == olog[row]["price"] \
-                    and L[s, m, _LQ] == olog[row]["qty"]:
+                    and L[s, m, _LTQ] == olog[row]["qty"]:
                 oref[seen + s * nm + m] = 1
                 found = True
                 break
@@ -745,7 +791,7 @@ def _log_orders(i, p, L, G, I, olog, oref):
         for m in range(I[_NLOT_L + s]):
             if oref[seen + s * nm + m] == 0:
                 oref[tp0 + keep] = _new_order_row(olog, oref, i, -1 if s == LONG else 1, TAKE_PROFIT_ORDER, s,
-                                                  L[s, m, _LTP], L[s, m, _LQ], L[s, m, _LT], L[s, m, _LE])
+                                                  L[s, m, _LTP], L[s, m, _LTQ], L[s, m, _LT], L[s, m, _LE])
                 keep += 1
     oref[n_tp] = keep
 
@@ -758,7 +804,7 @@ def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price
     arrays: none kept); returns early, like a full trade log, when the order log has less than
     ``order_log_room`` rows free. The state is worked on in arrays of constant shape allocated
     here and written back on return, so LLVM can keep it apart from the logs (and in registers)."""
-    L = np.zeros((2, p.max_lots, 8))
+    L = np.zeros((2, p.max_lots, N_L))
     G = np.zeros((2, p.levels, 3))
     F = np.zeros(N_F)
     I = np.zeros(N_I, dtype=np.int64)
@@ -917,7 +963,7 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
         if regen:
             _regenerate(base, atr[i], sigma[i], reg, p, G, F, I, counters)
             I[_STARTED] = 1
-        changed = regen or I[_NTR] != n_records
+        changed = regen or I[_NTR] != n_records or not events  # (the runtime's fills came from outside)
         # stop triggers for the next bar, from the entries and ATR now
         stop_d = p.stop_m * atr[i]
         if F[_QTY_L] > 0.0:
@@ -931,6 +977,7 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
         if F[_QTY_L] > 0.0 or F[_QTY_S] > 0.0:
             _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
         if changed:
+            _at_close(p, L, G, F, I)
             _bests(p, L, G, F, I, B)
             if rec:
                 _log_orders(i, p, L, G, I, olog, oref)

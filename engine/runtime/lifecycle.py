@@ -70,12 +70,16 @@ class TrackedOrder:
     bar: int = -1  # the bar whose close decided it
     note: str = ""  # why it is in its state (the journal holds the whole lifecycle)
     ts: int = 0  # when it entered the book (ms)
+    position: str = ""  # perpetuals in hedge mode: long | short
+    reduces: bool = False  # closes (part of) a position: adds no exposure
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrackedOrder:
+        d = dict(d)
+        d.setdefault("reduces", d.get("side") == "sell" and not d.get("position"))  # a spot sell (older states)
         return cls(**d)
 
 

@@ -23,14 +23,18 @@ import numpy as np
 
 from engine.data import TIMEFRAMES_MS
 from engine.exchange import base as xb
+from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
+from engine.kernels.perp import FUNDING_PERIOD_MS, funding_rates_on_bars_nb
 from engine.risk import DENY, SIMULATE, Market, OrderIntent, RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
+from engine.strategies.adaptive_grid import AdaptiveGridConfig, AdaptiveGridRunner
 from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
+RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
 
 
 class Trader:
@@ -48,7 +52,8 @@ class Trader:
         self.book = lc.OrderBook(self.journal, cfg.name)
         self.tf = TIMEFRAMES_MS[cfg.timeframe]
         self.rules: xb.MarketRules | None = None
-        self.strategy: SpotGridRunner | None = None
+        self.strategy: SpotGridRunner | AdaptiveGridRunner | None = None
+        self.perpetual = cfg.strategy == "adaptive-grid"
         self.epoch = -1  # time of bar 0
         self.last_time = -1  # the last candle processed
         self.hist = np.zeros((0, 5))  # time, high, low, close, open of recent candles
@@ -97,7 +102,7 @@ class Trader:
         self.epoch = int(d["epoch"])
         self.last_time = int(d["last_time"])
         if d.get("strategy"):
-            self.strategy = SpotGridRunner.from_state(self._strategy_config(), d["strategy"])
+            self.strategy = RUNNERS[self.cfg.strategy][1].from_state(self._strategy_config(), d["strategy"])
         for od in d.get("orders", []):
             o = lc.TrackedOrder.from_dict(od)
             self.book.orders[o.cid] = o
@@ -105,12 +110,12 @@ class Trader:
             self.adapter.restore(d["paper"])
         return True
 
-    def _strategy_config(self) -> SpotGridConfig:
+    def _strategy_config(self) -> SpotGridConfig | AdaptiveGridConfig:
         params = dict(self.cfg.params)
         params["capital"] = float(self.cfg.capital)
         if self.rules is not None:  # the exchange's rules, not the user's guess
             params.update(tick=self.rules.tick, lot=self.rules.lot, min_notional=self.rules.min_notional)
-        return SpotGridConfig.from_dict(params)
+        return RUNNERS[self.cfg.strategy][0].from_dict(params)
 
     def _read_journal(self) -> None:
         records, problems = read_jsonl(self.journal_path)
@@ -127,7 +132,7 @@ class Trader:
         self._read_journal()
         resumed = self._load()
         if self.strategy is None:
-            self.strategy = SpotGridRunner(self._strategy_config())
+            self.strategy = RUNNERS[self.cfg.strategy][1](self._strategy_config())
         if self.last_time >= 0:  # indicators need the candles before the last one processed
             need = 1000  # one page; Wilder's ATR forgets its start after that to the last bit
             rows = await self.adapter.candles(self.cfg.symbol, self.cfg.timeframe,
@@ -148,7 +153,8 @@ class Trader:
                 unknown.append(r.client_order_id)
                 continue
             self.book.add(lc.TrackedOrder(r.client_order_id, d.key, d.side, d.type, d.price, d.qty, d.level, d.role,
-                                          lc.SUBMITTED, note="adopted on start"))
+                                          lc.SUBMITTED, note="adopted on start", position=d.position,
+                                          reduces=d.reduces))
             adopted.append(r.client_order_id)
         # Everything in the book (orders sent just before a crash included) against the
         # exchange: fills since the last save go to the strategy; orders that never arrived
@@ -194,23 +200,46 @@ class Trader:
     async def on_candle(self, row) -> None:
         t0 = time.perf_counter()
         t, o, h, lo, c = int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4])
+        prev = self.last_time
         self._extend([row])
         bar = (t - self.epoch) // self.tf
-        if self.paper:
+        if self.perpetual:
+            rate, count = await self._funding(prev, t)
+            self.strategy.on_open(bar, t, o, rate, count)
+            if self.paper:
+                self.adapter.on_candle(t, o, h, lo, c, rate, count)
+        elif self.paper:
             self.adapter.on_candle(t, o, h, lo, c)
         await self.sync(bar)
-        atr = self.strategy.indicators(self.hist[:, 1], self.hist[:, 2], self.hist[:, 3])
+        now = self.strategy.indicators(self.hist)
+        atr = now["atr"]
         self.risk.on_candle(self.cfg.name, 0.0 if math.isnan(atr) else atr, self._trend())
         if not self.strategy.started:
-            if len(self.hist) < self.strategy.warmup_bars() or math.isnan(atr):
+            if not now["ready"]:
                 self.last_time = t
                 return
-            self.strategy.start(bar, c, atr)
+            self.strategy.start(bar, c, now)
             self._log("grid_generated", bar=bar, price=c, levels=self.strategy.levels().tolist())
         else:
-            self.strategy.decide(bar, c, atr)
+            self.strategy.decide(bar, c, now)
+        for event in getattr(self.strategy, "last_events", ()):
+            self._log("strategy_event", bar=bar, label=event, price=c)
         self.last_time = t
         await self.converge(bar, c, t0)
+
+    async def _funding(self, prev: int, t: int) -> tuple[float, int]:
+        """The funding rate summed over the settlements in (prev, t] and how many there were:
+        the exchange's (or the paper source's) rates, the strategy's default where it has none."""
+        if prev < 0 or (prev // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS > t:
+            return 0.0, 0
+        rates = []
+        if hasattr(self.adapter, "funding_rates"):
+            rates = await self.adapter.funding_rates(self.cfg.symbol, prev + 1, t)
+        rt = np.array([r[0] for r in rates], dtype=np.int64)
+        rv = np.array([r[1] for r in rates], dtype=float)
+        out, count = funding_rates_on_bars_nb(np.array([prev, t], dtype=np.int64), self.tf, rt, rv,
+                                              float(self.strategy.cfg.funding_rate))
+        return float(out[1]), int(count[1])
 
     def _trend(self) -> str:
         """UP / DOWN when the close is more than one ATR(14) away from its EMA(50)."""
@@ -254,39 +283,53 @@ class Trader:
         if trade is not None:
             rec.update(pnl=float(trade["pnl"]), cash=float(trade["cash"]), position=float(trade["position"]),
                        grid_fee=float(trade["fee"]))
+            if "trades" in trade:  # perpetual: the lots it closed (a stop closes several), by label
+                rec["label"] = trade["label"]
+                rec["trades"] = [[ag.LABELS[x["label"]], float(x["price"]), float(x["qty"]), float(x["fee"]),
+                                  float(x["pnl"])] for x in trade["trades"]]
         self.journal.append(rec)
         self.journaled.add(o.cid)
         self._log("order_filled", cid=o.cid, side=o.side, price=r.average, qty=r.filled)
 
     async def sync(self, bar: int) -> int:
         """Ask the exchange about every order we have out; feed full fills to the strategy in
-        the order they happened. Returns the number of fills."""
+        the order they happened. A perpetual's positions are asked first: a side the exchange
+        holds nothing of after every fill is applied was liquidated. Returns the number of fills."""
         live = self.book.in_state(lc.SUBMITTED, lc.OPEN, lc.PARTIAL)
-        if not live:
-            return 0
-        on_book = {r.client_order_id: r for r in await self.adapter.open_orders(self.cfg.symbol)}
+        held = await self.adapter.positions(self.cfg.symbol) if self.perpetual and self.strategy.started else None
         fills = []
-        for o in live:
-            r = on_book.get(o.cid)
-            if r is None:
-                try:
-                    r = await self.adapter.order(self.cfg.symbol, o.cid)
-                except xb.OrderNotFound:
-                    if o.state == lc.SUBMITTED:
-                        self.book.move(o.cid, lc.NEW, "never reached the exchange: will be sent again")
-                    else:
-                        self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
-                        self._log("order_missing", cid=o.cid)
-                    continue
-            if self._apply_report(o, r):
-                fills.append((r.timestamp, o, r))
+        if live:
+            on_book = {r.client_order_id: r for r in await self.adapter.open_orders(self.cfg.symbol)}
+            for o in live:
+                r = on_book.get(o.cid)
+                if r is None:
+                    try:
+                        r = await self.adapter.order(self.cfg.symbol, o.cid)
+                    except xb.OrderNotFound:
+                        if o.state == lc.SUBMITTED:
+                            self.book.move(o.cid, lc.NEW, "never reached the exchange: will be sent again")
+                        else:
+                            self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
+                            self._log("order_missing", cid=o.cid)
+                        continue
+                if self._apply_report(o, r):
+                    fills.append((r.timestamp, o, r))
         fills.sort(key=lambda f: f[0])
         for ts, o, r in fills:
             t = ts - ts % self.tf if ts else self.last_time + self.tf
-            trade = self.strategy.on_fill(o.key, bar, t, r.average)
+            trade = self.strategy.on_fill(o.key, bar, t, r.average, r.filled)
             if trade is None:
                 self._log("fill_outside_grid", cid=o.cid, note="the grid had moved on; kept outside its books")
             self._journal_fill(o, r, bar, trade)
+        if held is not None:
+            for s, (side, q) in enumerate(zip(("long", "short"), self.strategy.positions(), strict=True)):
+                if q > 0 and held.get(side, 0.0) <= 0:
+                    t = self.last_time + self.tf
+                    trade = self.strategy.liquidated(s, bar, t)
+                    self.journal.append({"type": "liquidation", "system": self.cfg.name, "position": side,
+                                         "qty": q, "bar": bar, "time": t, "pnl": trade["pnl"] if trade else 0.0})
+                    self._log("liquidation", position=side, qty=q, lost=-(trade["pnl"] if trade else 0.0))
+                    self.status_note = f"the {side} position was liquidated"
         return len(fills)
 
     # -- decide -> orders ------------------------------------------------------------------------
@@ -313,7 +356,7 @@ class Trader:
             o = self.book.orders.get(cid)
             if o is not None and o.state != lc.NEW:
                 continue
-            price = self.rules.round_price(d.price, d.side) if d.type == "limit" else d.price
+            price = self.rules.round_price(d.price, d.side) if d.type in ("limit", "stop") else d.price
             qty = self.rules.round_qty(d.qty)
             intent = OrderIntent(self.cfg.name, sym, d.side, price, qty, reduces=d.reduces, client_order_id=cid,
                                  type=d.type)
@@ -331,13 +374,14 @@ class Trader:
                 exposure += intent.notional
                 self.risk.set_exposure(sym, exposure, self.cfg.name)
             if o is None:
-                o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar))
+                o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar,
+                                                  position=d.position, reduces=d.reduces))
             batch.append(o)
         if batch:
             for o in batch:
                 self.book.move(o.cid, lc.SUBMITTED, "sending")
             await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
-            reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid) for o in batch]
+            reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
             results = await self._place_all(reqs)
             if t0 is not None:
                 self.latency.append(time.perf_counter() - t0)
@@ -355,9 +399,9 @@ class Trader:
         await self._save()
 
     def _report_exposure(self, close: float) -> float:
-        """Tell the risk gate what this system holds and has resting to buy, in quote."""
-        held = self.strategy.books(close)["position"] * close
-        resting = sum(o.price * (o.qty - o.filled) for o in self.book.live() if o.side == "buy")
+        """Tell the risk gate what this system holds and has resting to add to it, in quote."""
+        held = self.strategy.books(close)["exposure"] if self.strategy.started else 0.0
+        resting = sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
         self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
         return held + resting
 
@@ -376,7 +420,8 @@ class Trader:
         o.note = note
         try:
             r = await self.adapter.cancel(self.cfg.symbol, xb.OrderReport(
-                o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, xb.OPEN))
+                o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, xb.OPEN,
+                position=o.position))
         except xb.OrderNotFound:
             self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
             return

@@ -15,7 +15,7 @@ from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels.perp import DEFAULT_TIERS, funding_rates_on_bars_nb, load_tiers
 from engine.strategies.space import FloatRange, IntRange
-from engine.strategies.spot_grid import ParamError
+from engine.strategies.spot_grid import DesiredOrder, ParamError
 
 
 @dataclass
@@ -182,26 +182,32 @@ class PerpResult:
                 "metrics": self.metrics, "counters": self.counters, "money": self.money, "timings": self.timings}
 
 
+def indicator_arrays(high: np.ndarray, low: np.ndarray, close: np.ndarray, cfg: AdaptiveGridConfig) -> dict:
+    """The strategy's indicators per bar (each from data up to its bar) and ``start``, the first
+    bar they all exist for (regime needs one KAMA bar more)."""
+    atr = ind.atr_nb(high, low, close, int(cfg.atr_period))
+    kama, er = ind.kama_er_nb(close, int(cfg.kama_period))
+    sma = ind.sma_nb(close, 20)
+    std = ind.stddev_nb(close, 20, 1.0)
+    z = ind.zscore_nb(close, sma, atr)
+    regime = ind.regime_nb(kama, er, atr, cfg.theta, cfg.er_threshold, 1).astype(np.int64)
+    sigma = log_return_std(close, int(cfg.sigma_window))
+    arrays = dict(atr=atr, kama=kama, er=er, std=std, sigma=sigma, z=z, regime=regime)
+    warm = max(int(np.argmax(np.isfinite(a))) if np.isfinite(a).any() else len(close)
+               for a in (atr, kama, er, std, sigma, z))
+    arrays["start"] = warm + 1
+    return arrays
+
+
 def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | None = None) -> dict:
     """Indicators and per-bar funding, aligned with the bars (all from data up to each bar)."""
-    h, l, c = candles.high, candles.low, candles.close
-    atr = ind.atr_nb(h, l, c, int(cfg.atr_period))
-    kama, er = ind.kama_er_nb(c, int(cfg.kama_period))
-    sma = ind.sma_nb(c, 20)
-    std = ind.stddev_nb(c, 20, 1.0)
-    z = ind.zscore_nb(c, sma, atr)
-    regime = ind.regime_nb(kama, er, atr, cfg.theta, cfg.er_threshold, 1).astype(np.int64)
-    sigma = log_return_std(c, int(cfg.sigma_window))
+    arrays = indicator_arrays(candles.high, candles.low, candles.close, cfg)
     if funding is not None:
         rate_time, rate = funding.time, funding.rate
     else:
         rate_time, rate = np.zeros(0, dtype=np.int64), np.zeros(0)
-    per_bar, count = funding_rates_on_bars_nb(candles.time, candles.timeframe_ms, rate_time, rate, cfg.funding_rate)
-    arrays = dict(atr=atr, kama=kama, er=er, std=std, sigma=sigma, z=z, regime=regime, funding=per_bar,
-                  funding_count=count)
-    warm = max(int(np.argmax(np.isfinite(a))) if np.isfinite(a).any() else len(c)
-               for a in (atr, kama, er, std, sigma, z))
-    arrays["start"] = warm + 1  # regime needs one KAMA bar more
+    arrays["funding"], arrays["funding_count"] = funding_rates_on_bars_nb(
+        candles.time, candles.timeframe_ms, rate_time, rate, cfg.funding_rate)
     return arrays
 
 
@@ -300,3 +306,223 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     }
     r.timings = timings
     return r
+
+
+# ---- the adaptive grid as the runtime drives it, candle by candle -------------------------------
+
+_KINDS = {ag.OPEN_ORDER: "open", ag.TAKE_PROFIT_ORDER: "tp", ag.STOP_ORDER: "stop", ag.MARKET_ORDER: "prune"}
+_SIDES = ("long", "short")
+
+
+class AdaptiveGridRunner:
+    """The adaptive grid's numba kernels held with their state, for the paper and live runtime:
+    at each close ``decide_nb`` (the backtest's decisions, fills left to the exchange); each fill
+    the exchange reports goes to the backtest's own ``on_open_fill_nb`` / ``on_take_profit_fill_nb``
+    / ``on_stop_fill_nb`` / ``on_prune_fill_nb``, funding to ``pay_funding_nb``, a liquidation the
+    exchange made to ``_liquidate``. On the same candles and fills it makes the backtest's trades.
+
+    Orders are known by keys unique for the system's life (they go into client order ids): an
+    order keeps its key while the state wants it; one wanted anew (a level armed again, a
+    take-profit resized by a stop, a stop moved with the ATR) gets the next key. Opening orders
+    rest in the position's side (hedge mode); take-profits, stops and prunes reduce it."""
+
+    strategy = "adaptive-grid"
+    perpetual = True
+
+    def __init__(self, cfg: AdaptiveGridConfig, params: ag.AdaptiveGridParams | None = None):
+        self.cfg = cfg
+        self.params = params or build_params(cfg, 0)
+        p = self.params
+        self.tiers = load_tiers(cfg.tiers)
+        self.L, self.G, self.F, self.I = ag.new_state(p)
+        self.counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
+        self.money = np.zeros(ag.N_MONEY)
+        self._trades = np.empty(2 * ag.trade_log_room(p) + 8, dtype=ag.TRADE_DTYPE)
+        self._want = np.empty(2 * p.levels + 2 * p.max_lots + 8, dtype=ag.ORDER_DTYPE)
+        self.keys: dict[tuple, int] = {}  # identity of an order wanted now -> its key
+        self.by_key: dict[int, tuple] = {}
+        self.next_key = 0
+        self.bar = -1
+        self.last_events: list[str] = []  # labels the last decision recorded (a circuit-breaker halt)
+
+    # -- setup -------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return bool(self.I[ag._STARTED])
+
+    def warmup_bars(self) -> int:
+        c = self.cfg
+        return max(int(c.atr_period), int(c.kama_period) + 1, 20, int(c.sigma_window) + 1) + 2
+
+    def indicators(self, hist: np.ndarray) -> dict:
+        """The indicators at the last of ``hist`` (rows: time, high, low, close, open)."""
+        a = indicator_arrays(hist[:, 1], hist[:, 2], hist[:, 3], self.cfg)
+        out = {k: float(a[k][-1]) for k in ("atr", "kama", "er", "std", "sigma", "z")}
+        out.update(time=int(hist[-1, 0]), regime=int(a["regime"][-1]), ready=len(hist) - 1 >= a["start"])
+        return out
+
+    def start(self, bar: int, close: float, ind: dict) -> None:
+        self.decide(bar, close, ind)
+
+    # -- the strategy calls ----------------------------------------------------------------------
+    def on_open(self, bar: int, t: int, open_: float, rate: float, count: int) -> None:
+        """A bar opened at ``open_`` after ``count`` funding settlements (summed ``rate``)."""
+        if self.started and count:
+            ag.pay_funding_nb(open_, rate, count, self.params, self.L, self.F, self.I, self.counters, self.money,
+                              self.tiers)
+
+    def decide(self, bar: int, close: float, ind: dict) -> None:
+        self.I[ag._NTR] = 0
+        if not ag.decide_nb(bar, ind["time"], close, ind["atr"], ind["kama"], ind["er"], ind["std"], ind["sigma"],
+                            ind["z"], ind["regime"], self.params, self.L, self.G, self.F, self.I, self._trades,
+                            self.counters, self.money):
+            raise RuntimeError("adaptive grid: trade log full (a bug)")
+        self.last_events = [ag.LABELS[x] for x in self._trades["label"][:self.I[ag._NTR]]]
+        self.bar = bar
+        self._assign_keys()
+
+    def on_fill(self, key: int, bar: int, t: int, price: float, qty: float | None = None) -> dict | None:
+        """The order of ``key`` filled at ``price``; returns what it did to the books, or None
+        when the state no longer has what it was for (kept outside the grid's books)."""
+        ident = self.by_key.get(key)
+        if ident is None:
+            return None
+        kind, s = ident[0], ident[1]
+        args = (self.params, self.L, self.G, self.F, self.I, self._trades, self.counters, self.money, self.tiers)
+        self.I[ag._NTR] = 0
+        if kind == "open":
+            j = ident[2]
+            if self.G[s, j, ag._GA] <= 0 or self.I[ag._GEN] != ident[3]:
+                return None
+            ok = ag.on_open_fill_nb(s, j, bar, t, price, self.G[s, j, ag._GQ], self.params.maker_fee, *args)
+        elif kind == "stop":
+            if self.I[ag._STAGE_L + s] != ident[2] - 1 or self.F[ag._QTY_L + s] <= 0:
+                return None
+            ok = ag.on_stop_fill_nb(s, ident[2], bar, t, price, *args)
+        else:
+            m = self._lot(s, ident[2:6])
+            if m < 0:
+                return None
+            if kind == "tp":
+                ok = ag.on_take_profit_fill_nb(s, m, bar, t, price, *args)
+            else:
+                ok = ag.on_prune_fill_nb(s, m, ident[6], bar, t, price, *args)
+        if not ok:
+            raise RuntimeError("adaptive grid: trade log full (a bug)")
+        return self._summary()
+
+    def liquidated(self, s: int, bar: int, t: int) -> dict:
+        """The exchange liquidated side ``s`` (0 long, 1 short): its isolated margin is lost."""
+        self.I[ag._NTR] = 0
+        ag._liquidate(s, bar, t, self.params, self.L, self.G, self.F, self.I, self._trades, self.counters,
+                      self.money, self.tiers)
+        self._assign_keys()
+        return self._summary()
+
+    def _summary(self) -> dict | None:
+        t = self._trades[:self.I[ag._NTR]]
+        if not len(t):
+            return None  # refused (no lot room, no balance): counted, nothing changed
+        return {"pnl": float(t["pnl"].sum()), "fee": float(t["fee"].sum()), "cash": float(self.F[ag._CASH]),
+                "position": float(self.F[ag._QTY_L] - self.F[ag._QTY_S]), "label": ag.LABELS[t["label"][0]],
+                "long_qty": float(self.F[ag._QTY_L]), "short_qty": float(self.F[ag._QTY_S]), "trades": t.copy()}
+
+    def _lot(self, s: int, ident: tuple) -> int:
+        L = self.L
+        for m in range(int(self.I[ag._NLOT_L + s])):
+            if (float(L[s, m, ag._LT]), float(L[s, m, ag._LE]), int(L[s, m, ag._LJ]), int(L[s, m, ag._LG])) == ident:
+                return m
+        return -1
+
+    # -- desired orders ------------------------------------------------------------------------
+    def _rows(self) -> np.ndarray:
+        n = ag.desired_orders_nb(self.params, self.L, self.G, self.F, self.I, self._want)
+        return self._want[:n]
+
+    def _identity(self, row) -> tuple:
+        kind, s, ref = _KINDS[int(row["kind"])], int(row["book"]), int(row["ref"])
+        price, qty = float(row["price"]), float(row["qty"])
+        if kind == "open":
+            return kind, s, ref, int(self.I[ag._GEN]), price, qty
+        if kind == "stop":
+            return kind, s, ref, price, qty
+        lot = self.L[s, ref]
+        lot_id = (float(lot[ag._LT]), float(lot[ag._LE]), int(lot[ag._LJ]), int(lot[ag._LG]))
+        if kind == "tp":
+            return (kind, s, *lot_id, price, qty)
+        return (kind, s, *lot_id, int(self.I[ag._PRUNE_LABEL]))
+
+    def _assign_keys(self) -> list[tuple]:
+        keys, out = {}, []
+        for row in self._rows():
+            ident = self._identity(row)
+            if ident not in keys:
+                if ident in self.keys:
+                    keys[ident] = self.keys[ident]
+                else:
+                    keys[ident] = self.next_key
+                    self.next_key += 1
+            out.append((keys[ident], ident, row))
+        self.keys = keys
+        self.by_key = {k: ident for ident, k in keys.items()}
+        return out
+
+    def desired(self, close: float) -> list[DesiredOrder]:
+        out = []
+        for key, ident, row in self._assign_keys():
+            kind, s = ident[0], ident[1]
+            side = "buy" if row["side"] == 1 else "sell"
+            otype = {"open": "limit", "tp": "limit", "stop": "stop", "prune": "market"}[kind]
+            role = ag.LABELS[ident[-1]] if kind == "prune" else \
+                {"open": "OPEN", "tp": "TAKE_PROFIT", "stop": f"STOP{ident[2]}"}[kind] + "_" + _SIDES[s].upper()
+            price = float(close) if kind == "prune" else float(row["price"])
+            level = int(row["ref"]) if kind == "open" else -1
+            out.append(DesiredOrder(key, side, otype, price, float(row["qty"]), level, role, kind != "open", _SIDES[s]))
+        return out
+
+    def is_live_key(self, key: int) -> bool:
+        return key in self.by_key
+
+    def positions(self) -> tuple[float, float]:
+        return float(self.F[ag._QTY_L]), float(self.F[ag._QTY_S])
+
+    # -- books ---------------------------------------------------------------------------------
+    def books(self, price: float) -> dict:
+        F, money, c = self.F, self.money, self.counters
+        ql, qs = float(F[ag._QTY_L]), float(F[ag._QTY_S])
+        upnl = price * ql - F[ag._COST_L] + F[ag._COST_S] - price * qs
+        margin = float(F[ag._MARGIN_L] + F[ag._MARGIN_S])
+        return {"cash": float(F[ag._CASH]), "margin": margin, "position": ql - qs, "long": ql, "short": qs,
+                "equity": float(F[ag._CASH]) + margin + float(upnl), "floating": float(upnl),
+                "avg_long": float(F[ag._COST_L] / ql) if ql else None,
+                "avg_short": float(F[ag._COST_S] / qs) if qs else None,
+                "liq_long": float(F[ag._LIQ_L]) if ql else None, "liq_short": float(F[ag._LIQ_S]) if qs else None,
+                "grid_profit": float(money[ag.M_GRID_PROFIT]), "realized": float(money[ag.M_REALIZED]),
+                "fees": float(money[ag.M_FEES]), "funding": float(money[ag.M_FUNDING]),
+                "fills": int(c[ag.C_LONGS_OPENED] + c[ag.C_LONGS_CLOSED] + c[ag.C_SHORTS_OPENED]
+                             + c[ag.C_SHORTS_CLOSED]),
+                "exposure": (ql + qs) * price}
+
+    def levels(self) -> np.ndarray:
+        """The opening orders' prices of both grids."""
+        G = self.G
+        return np.sort(G[:, :, ag._GP][G[:, :, ag._GA] > 0])
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "strategy": self.strategy, "params": self.params._asdict(),
+            "arrays": {name: getattr(self, name).tolist() for name in ("L", "G", "F", "I", "counters", "money")},
+            "keys": [[list(ident), k] for ident, k in self.keys.items()], "next_key": self.next_key, "bar": self.bar,
+        }
+
+    @classmethod
+    def from_state(cls, cfg: AdaptiveGridConfig, state: dict) -> AdaptiveGridRunner:
+        self = cls(cfg, ag.AdaptiveGridParams(**state["params"]))
+        for name, v in state["arrays"].items():
+            setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
+        self.keys = {tuple(ident): int(k) for ident, k in state["keys"]}
+        self.by_key = {k: ident for ident, k in self.keys.items()}
+        self.next_key = int(state["next_key"])
+        self.bar = int(state["bar"])
+        return self

@@ -206,7 +206,8 @@ RUNTIME_UNSUPPORTED = ("stop_loss", "take_profit")  # stops need resting stop or
 class DesiredOrder:
     """An order the strategy wants resting. ``key`` is its row in the strategy's order log
     (unique for the life of the system, so it goes into the client order id); the market sell
-    of leftover inventory has key -n for the system's n-th such sell."""
+    of leftover inventory has key -n for the system's n-th such sell. ``type`` "stop" is a
+    stop-market order triggered at ``price``."""
 
     key: int
     side: str  # buy | sell
@@ -216,6 +217,7 @@ class DesiredOrder:
     level: int
     role: str
     reduces: bool
+    position: str = ""  # perpetuals in hedge mode: the position it opens or reduces (long | short)
 
 
 class SpotGridRunner:
@@ -254,13 +256,15 @@ class SpotGridRunner:
     def warmup_bars(self) -> int:
         return int(self.cfg.atr_period) + 1 if self.cfg.spacing == "atr" else 1
 
-    def indicators(self, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> float:
-        """ATR of the last bar (0 when the grid does not use it)."""
-        if self.cfg.spacing != "atr":
-            return 0.0
-        from engine.kernels.indicators import atr_nb
+    def indicators(self, hist: np.ndarray) -> dict:
+        """ATR at the last of ``hist`` (rows: time, high, low, close, open; 0 when the grid does
+        not use it) and whether there is history enough to start."""
+        atr = 0.0
+        if self.cfg.spacing == "atr":
+            from engine.kernels.indicators import atr_nb
 
-        return float(atr_nb(high, low, close, int(self.cfg.atr_period))[-1])
+            atr = float(atr_nb(hist[:, 1], hist[:, 2], hist[:, 3], int(self.cfg.atr_period))[-1])
+        return {"atr": atr, "ready": len(hist) >= self.warmup_bars() and not np.isnan(atr)}
 
     def _allocate(self) -> None:
         p = self.params
@@ -274,7 +278,8 @@ class SpotGridRunner:
         if len(self._trades) < need_trades:
             self._trades = np.zeros(need_trades, dtype=k.TRADE_DTYPE)
 
-    def start(self, bar: int, close: float, atr: float) -> None:
+    def start(self, bar: int, close: float, ind: dict) -> None:
+        atr = ind["atr"]
         if self.params is None:
             self.params = build_params(self.cfg, close, 0)
         S, SI, F, I, H = k.new_state(self.params, close)
@@ -289,9 +294,10 @@ class SpotGridRunner:
         self._after_decide()
 
     # -- the two strategy calls ----------------------------------------------------------------
-    def on_fill(self, key: int, bar: int, t: int, price: float) -> np.void | None:
-        """One resting order filled in full at ``price``; returns the trade (TRADE_DTYPE) or
-        None when ``key`` is not a resting order of this grid."""
+    def on_fill(self, key: int, bar: int, t: int, price: float, qty: float | None = None) -> np.void | None:
+        """One resting order filled in full at ``price`` (its quantity is the order's: ``qty``
+        is not needed); returns the trade (TRADE_DTYPE) or None when ``key`` is not a resting
+        order of this grid."""
         a = self.arrays
         a["I"][k._NTR] = 0
         if key < 0:
@@ -305,10 +311,10 @@ class SpotGridRunner:
         self._nt = nt
         return self._trades[0].copy()
 
-    def decide(self, bar: int, close: float, atr: float) -> None:
+    def decide(self, bar: int, close: float, ind: dict) -> None:
         self._allocate()
         a = self.arrays
-        if not k.decide_nb(bar, close, atr, self._touched, self._nt, self.params, a["S"], a["SI"], a["F"],
+        if not k.decide_nb(bar, close, ind["atr"], self._touched, self._nt, self.params, a["S"], a["SI"], a["F"],
                            a["I"], self.orders, a["counters"], a["money"]):
             raise RuntimeError("spot grid: order log full (a bug)")
         self._nt = 0
@@ -348,6 +354,7 @@ class SpotGridRunner:
         F, money = self.arrays["F"], self.arrays["money"]
         cash, pos, cost = float(F[k._CASH]), float(F[k._POS]), float(F[k._COSTT])
         return {"cash": cash, "position": pos, "equity": cash + pos * price, "cost": cost,
+                "avg_long": cost / pos if pos > 0 else None, "exposure": pos * price,
                 "grid_profit": float(money[k.M_GRID_PROFIT]), "realized": float(money[k.M_REALIZED]),
                 "floating": pos * price - cost, "fees": float(money[k.M_FEES]), "funding": 0.0,
                 "fills": int(self.arrays["counters"][k.C_FILLS])}
