@@ -111,8 +111,7 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_p
         from engine.kernels.indicators import atr_nb
 
         full = atr_nb(candles.high, candles.low, candles.close, 14)[700]
-        assert again.strategy.indicators(again.hist[:, 1], again.hist[:, 2], again.hist[:, 3]) == \
-            pytest.approx(full, rel=1e-12)
+        assert again.strategy.indicators(again.hist)["atr"] == pytest.approx(full, rel=1e-12)
     asyncio.run(drive(again, clock, end))
     a, b = journal_fills(straight), journal_fills(again)
     assert [(f["cid"], f["price"]) for f in a] == [(f["cid"], f["price"]) for f in b]

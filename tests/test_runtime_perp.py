@@ -85,3 +85,43 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(c)}
     assert set(resting) == set(wanted) == {o.cid for o in trader.book.live()}
     assert all(resting[k].position == d.position and resting[k].type == d.type for k, d in wanted.items())
+
+
+def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, funding, tmp_path):
+    params = PERPS[0]
+    n = 1_500
+    candles = btc5m.slice(0, n)
+    end = int(candles.time[-1])
+    start = run_adaptive_grid(btc5m.slice(0, 300), AdaptiveGridConfig.from_dict(dict(params))).start_bar
+    straight, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "a", funding, warmup=start + 1)
+    asyncio.run(drive(straight, clock, end))
+
+    first, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", funding, warmup=start + 1)
+    asyncio.run(drive(first, clock, int(candles.time[700])))
+    assert first.strategy.positions() != (0.0, 0.0)  # stopped holding a position, orders resting
+    first.journal.close()
+    again, _ = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", funding, warmup=start + 1)
+    again.adapter.source = first.adapter.source  # the same market, going on
+    again.adapter.restore(first.adapter.state())  # the exchange kept its orders and positions
+    report = asyncio.run(again.boot())
+    assert report["resumed"] and report["unknown"] == [] and report["missing"] == []
+    asyncio.run(drive(again, clock, end))
+    a, b = journal_fills(straight), journal_fills(again)
+    assert len(a) > 300
+    assert [(f["cid"], f["price"], f["trades"]) for f in a] == [(f["cid"], f["price"], f["trades"]) for f in b]
+    assert again.strategy.books(1.0) == straight.strategy.books(1.0)
+
+
+def test_a_perpetual_system_trades_on_a_paper_perpetual_and_refuses_live_for_now(tmp_path):
+    from engine.runtime.config import ConfigError
+    from engine.runtime.runner import build_adapter
+
+    cfg = SystemConfig(name="perp", symbol="BTC/USDT:USDT", market="perpetual", strategy="adaptive-grid",
+                       params={"leverage": 3.0}, data="sample")
+    x = build_adapter(cfg)
+    assert isinstance(x, PaperPerpExchange) and x.leverage == 3.0 and x.rules.quote == "USDT"
+    with pytest.raises(ConfigError, match="live perpetual"):
+        build_adapter(SystemConfig(name="perp", symbol="BTC/USDT:USDT", market="perpetual", strategy="adaptive-grid",
+                                   mode="live", dry_run=False), keys=lambda _: ("k", "s"))
+    with pytest.raises(ConfigError, match="market: adaptive-grid trades the perpetual market"):
+        SystemConfig(name="perp", market="spot", strategy="adaptive-grid").validate()

@@ -13,7 +13,7 @@ from engine.store import read_json, write_json_atomic
 
 MODES = ("paper", "live")
 MARKETS = ("spot", "perpetual")
-RUNTIME_STRATEGIES = ("spot-grid",)
+RUNTIME_STRATEGIES = {"spot-grid": "spot", "adaptive-grid": "perpetual"}  # strategy -> the market it trades
 
 
 class ConfigError(ValueError):
@@ -60,6 +60,10 @@ class SystemConfig:
             bad("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
         if self.market not in MARKETS:
             bad("market", f"{self.market!r} is not one of {', '.join(MARKETS)}")
+        if self.strategy not in RUNTIME_STRATEGIES:
+            bad("strategy", f"{self.strategy!r} is not one of {', '.join(RUNTIME_STRATEGIES)}")
+        if RUNTIME_STRATEGIES[self.strategy] != self.market:
+            bad("market", f"{self.strategy} trades the {RUNTIME_STRATEGIES[self.strategy]} market, not {self.market}")
         if self.timeframe not in TIMEFRAMES_MS:
             bad("timeframe", f"{self.timeframe!r} is not one of {', '.join(TIMEFRAMES_MS)}")
         if not isinstance(self.capital, int | float) or not self.capital > 0:

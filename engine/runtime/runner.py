@@ -18,12 +18,14 @@ from pathlib import Path
 from engine.data import load_candles
 from engine.exchange.base import MarketRules
 from engine.exchange.live import CcxtExchange
-from engine.exchange.paper import PaperExchange
+from engine.exchange.paper import PaperExchange, PaperPerpExchange
 from engine.exchange.replay import ReplaySource
+from engine.kernels.perp import load_tiers
 from engine.risk import RiskGate
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import EventLog, read_json, write_json_atomic
+from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.spot_grid import SpotGridConfig
 
 Keys = Callable[[str], tuple[str, str]]
@@ -48,31 +50,37 @@ def _replay(cfg: SystemConfig, sample_path: Path) -> ReplaySource:
 
 
 def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path | None = None):
-    """The adapter a system trades through: a PaperExchange for paper and dry-run systems (on
-    a replay of recorded candles, or on the exchange's live candles), else a CcxtExchange."""
+    """The adapter a system trades through: a PaperExchange (PaperPerpExchange for perpetuals)
+    for paper and dry-run systems (on a replay of recorded candles, or on the exchange's live
+    candles), else a CcxtExchange."""
     url = cfg.exchange_url or None
-    if cfg.market != "spot":
-        raise ConfigError(f"system {cfg.name!r}: market: the runtime trades spot grids for now (got {cfg.market})")
-    sg = SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
+    perp = cfg.market == "perpetual"
+    sc = (AdaptiveGridConfig if perp else SpotGridConfig).from_dict(dict(cfg.params, capital=cfg.capital))
     if cfg.mode == "paper" or cfg.dry_run:
         if cfg.data:
             from engine.sample import SAMPLE_PATH
 
             source = _replay(cfg, sample_path or SAMPLE_PATH)
-            base, quote = cfg.symbol.split("/")
-            rules = MarketRules(cfg.symbol, sg.tick, sg.lot, 0.0, sg.min_notional, base, quote)
+            base, quote = cfg.symbol.split(":")[0].split("/")
+            rules = MarketRules(cfg.symbol, sc.tick, sc.lot, 0.0, sc.min_notional, base, quote)
         else:
-            source = CcxtExchange(cfg.exchange, base_url=url, sandbox=cfg.sandbox)
+            source = CcxtExchange(cfg.exchange, market=cfg.market, base_url=url, sandbox=cfg.sandbox)
             rules = None
-        taker = sg.fee if sg.taker_fee is None else sg.taker_fee
-        return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sg.fee, taker_fee=taker,
-                             slippage=sg.slippage, fill_through=sg.fill_rule == "through")
+        if perp:
+            return PaperPerpExchange(source, rules, quote=cfg.capital, leverage=sc.leverage, tiers=load_tiers(sc.tiers),
+                                     maker_fee=sc.maker_fee, taker_fee=sc.taker_fee, slippage=sc.slippage)
+        taker = sc.fee if sc.taker_fee is None else sc.taker_fee
+        return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sc.fee, taker_fee=taker,
+                             slippage=sc.slippage, fill_through=sc.fill_rule == "through")
+    if perp:
+        raise ConfigError(f"system {cfg.name!r}: live perpetual trading is not available yet (paper and dry-run "
+                          "are): the USDT-M futures adapter is still being built")
     key, secret = keys(cfg.exchange)
     if not key or not secret:
         n = cfg.exchange.upper()
         raise ConfigError(f"system {cfg.name!r}: live trading needs API keys for {cfg.exchange}: store them in "
                           f"the app (OS keyring) or set GRIDDESK_{n}_API_KEY and GRIDDESK_{n}_SECRET")
-    return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sg.fee)
+    return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sc.fee)
 
 
 class Runner:

@@ -334,7 +334,7 @@ class SpotGridRunner:
         rows = self.orders[:no]
         out = [
             DesiredOrder(int(oid), "buy" if r["side"] == 1 else "sell", "limit", float(r["price"]), float(r["qty"]),
-                         int(r["level"]), k.ROLE_NAMES[r["role"]], r["side"] == -1)
+                         int(r["level"]), k.ROLE_NAMES[r["role"]], bool(r["side"] == -1))
             for oid in np.flatnonzero(rows["status"] == k.ORDER_OPEN)
             for r in (rows[oid],)
         ]
