@@ -536,7 +536,8 @@ def cmd_status(args) -> int:
         orders = d.get("orders", [])
         print(f"  {len(orders)} open order(s)")
         for o in sorted(orders, key=lambda o: -o["price"]):
-            print(f"    {o['side']:4} {o['qty']:.8g} @ {o['price']:,.2f}  {o['state']:16} {o['cid']}")
+            kind = o.get("role", "").replace("_", " ").lower()  # "take profit long", "stop1 short"...
+            print(f"    {o['side']:4} {o['qty']:.8g} @ {o['price']:,.2f}  {o['state']:16} {kind:18} {o['cid']}")
         if loaded.problem:
             print(f"  warning: {loaded.problem}")
     return 0

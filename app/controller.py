@@ -321,7 +321,7 @@ class Controller(QObject):
             "levels": t.strategy.levels() if t.strategy.started else [],
             "orders": [(o.side, o.price) for o in t.book.live()],
             "fills": [(r["time"] / 1000.0, r["price"], r["side"]) for r in fills],
-            "avg_entry": (books["cost"] / books["position"]) if books.get("position") else None,
+            "avg_entry": books.get("avg_long"),
             "timeframe_s": t.tf / 1000.0,
         }
 
