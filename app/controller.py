@@ -23,6 +23,7 @@ from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig, load_systems, save_systems
 from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, read_jsonl
+from engine.strategies.registry import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -254,7 +255,7 @@ class Controller(QObject):
             label = "ERROR" if err else (status.label if on else "OFF")
             rows.append({
                 "name": s.name, "exchange": s.exchange, "symbol": s.symbol, "market": s.market,
-                "strategy": s.strategy, "levels": s.params.get("levels", 20), "mode": s.mode,
+                "strategy": s.strategy, "levels": s.params.get("levels", CONFIGS[s.strategy].levels), "mode": s.mode,
                 "dry_run": s.dry_run, "status": label, "reason": err or status.reason or summary.get("note", ""),
                 "position": summary.get("position", 0.0), "grid_profit": summary.get("grid_profit", 0.0),
                 "floating": summary.get("floating", 0.0), "funding": summary.get("funding", 0.0),
