@@ -421,6 +421,6 @@ def test_desired_orders_and_fills_from_outside():
     # a take-profit fill reported from outside closes the lot and re-arms nothing (the grid
     # was laid again at the close of bar 1)
     before = F[ag._QTY_L]
-    assert ag.on_close_fill_nb(0, 0, float(L[0, 0, ag._LQ]), 2, int(c.time[-1]) + TF, float(L[0, 0, ag._LTP]), 0.0,
-                               ag.SELL_CLOSE_LONG, p, L, G, F, I, trades, counters, money, TIERS)
+    assert ag.on_take_profit_fill_nb(0, 0, 2, int(c.time[-1]) + TF, float(L[0, 0, ag._LTP]), p, L, G, F, I, trades,
+                                     counters, money, TIERS)
     assert np.isclose(F[ag._QTY_L], before - 3.0) and I[ag._NLOT_L] == 1

@@ -194,8 +194,6 @@ class PaperPerpExchange(PaperExchange):
         self.leverage = float(leverage)
         self.tiers = tiers
         self.pos = {"long": [0.0, 0.0, 0.0], "short": [0.0, 0.0, 0.0]}  # qty, average entry, isolated margin
-        self.liquidations: list[tuple[int, str, float]] = []  # (time, position, margin lost)
-        self.funding_paid = 0.0
 
     @staticmethod
     def _opens(o) -> bool:
@@ -245,7 +243,6 @@ class PaperPerpExchange(PaperExchange):
                 if p[0] > 0:
                     pay = funding_rate * p[0] * o * (1.0 if side == "long" else -1.0)
                     p[2] -= pay
-                    self.funding_paid += pay
         out: list[OrderReport] = []
         for x in [x for x in self.orders.values() if x.status == OPEN and x.type == "market"]:
             self._fill(x, o * (1 - self.slippage) if x.side == "sell" else o * (1 + self.slippage), t, out)
@@ -302,7 +299,6 @@ class PaperPerpExchange(PaperExchange):
     def _liquidate(self, side: str, t: int) -> None:
         """The position is closed by the exchange, its isolated margin lost, the orders that
         would have reduced it cancelled."""
-        self.liquidations.append((t, side, self.pos[side][2]))
         self.pos[side] = [0.0, 0.0, 0.0]
         for x in self.orders.values():
             if x.status == OPEN and x.position == side and not self._opens(x):
@@ -310,9 +306,8 @@ class PaperPerpExchange(PaperExchange):
 
     # -- persistence -------------------------------------------------------------------------
     def state(self) -> dict:
-        return {**super().state(), "positions": self.pos, "funding_paid": self.funding_paid}
+        return {**super().state(), "positions": self.pos}
 
     def restore(self, state: dict) -> None:
         super().restore(state)
         self.pos = {k: [float(v) for v in p] for k, p in state["positions"].items()}
-        self.funding_paid = float(state.get("funding_paid", 0.0))

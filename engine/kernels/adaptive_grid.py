@@ -325,12 +325,6 @@ def on_open_fill_nb(s, j, bar, t, price, qty, fee_rate, p, L, G, F, I, trades, c
                      F, I, trades, counters, money, tiers)
 
 
-@njit(cache=True, nogil=True)
-def on_close_fill_nb(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
-    """on_fill for an order closing ``qty`` of lot m of side s (a take-profit or a prune)."""
-    return _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers)
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _prune_fill(s, m, label, bar, t, fill, p, L, G, F, I, trades, counters, money, tiers):
     """Lot m of side s closed by a prune's market order at ``fill`` (taker), counted by its label."""

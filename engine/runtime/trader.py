@@ -53,7 +53,7 @@ class Trader:
         self.tf = TIMEFRAMES_MS[cfg.timeframe]
         self.rules: xb.MarketRules | None = None
         self.strategy: SpotGridRunner | AdaptiveGridRunner | None = None
-        self.perpetual = cfg.strategy == "adaptive-grid"
+        self.perpetual = cfg.market == "perpetual"
         self.epoch = -1  # time of bar 0
         self.last_time = -1  # the last candle processed
         self.hist = np.zeros((0, 5))  # time, high, low, close, open of recent candles
@@ -317,7 +317,7 @@ class Trader:
         fills.sort(key=lambda f: f[0])
         for ts, o, r in fills:
             t = ts - ts % self.tf if ts else self.last_time + self.tf
-            trade = self.strategy.on_fill(o.key, bar, t, r.average, r.filled)
+            trade = self.strategy.on_fill(o.key, bar, t, r.average)
             if trade is None:
                 self._log("fill_outside_grid", cid=o.cid, note="the grid had moved on; kept outside its books")
             self._journal_fill(o, r, bar, trade)

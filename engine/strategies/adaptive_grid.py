@@ -381,9 +381,10 @@ class AdaptiveGridRunner:
         self.bar = bar
         self._assign_keys()
 
-    def on_fill(self, key: int, bar: int, t: int, price: float, qty: float | None = None) -> dict | None:
-        """The order of ``key`` filled at ``price``; returns what it did to the books, or None
-        when the state no longer has what it was for (kept outside the grid's books)."""
+    def on_fill(self, key: int, bar: int, t: int, price: float) -> dict | None:
+        """The order of ``key`` filled (all it holds) at ``price``; returns what it did to the
+        books, or None when the state no longer has what it was for (kept outside the grid's
+        books)."""
         ident = self.by_key.get(key)
         if ident is None:
             return None
@@ -425,7 +426,7 @@ class AdaptiveGridRunner:
             return None  # refused (no lot room, no balance): counted, nothing changed
         return {"pnl": float(t["pnl"].sum()), "fee": float(t["fee"].sum()), "cash": float(self.F[ag._CASH]),
                 "position": float(self.F[ag._QTY_L] - self.F[ag._QTY_S]), "label": ag.LABELS[t["label"][0]],
-                "long_qty": float(self.F[ag._QTY_L]), "short_qty": float(self.F[ag._QTY_S]), "trades": t.copy()}
+                "trades": t.copy()}
 
     def _lot(self, s: int, ident: tuple) -> int:
         L = self.L

@@ -294,10 +294,9 @@ class SpotGridRunner:
         self._after_decide()
 
     # -- the two strategy calls ----------------------------------------------------------------
-    def on_fill(self, key: int, bar: int, t: int, price: float, qty: float | None = None) -> np.void | None:
-        """One resting order filled in full at ``price`` (its quantity is the order's: ``qty``
-        is not needed); returns the trade (TRADE_DTYPE) or None when ``key`` is not a resting
-        order of this grid."""
+    def on_fill(self, key: int, bar: int, t: int, price: float) -> np.void | None:
+        """One resting order filled in full at ``price``; returns the trade (TRADE_DTYPE) or
+        None when ``key`` is not a resting order of this grid."""
         a = self.arrays
         a["I"][k._NTR] = 0
         if key < 0:
