@@ -322,7 +322,8 @@ class Controller(QObject):
             "levels": t.strategy.levels() if t.strategy.started else [],
             "orders": [(o.side, o.price) for o in t.book.live()],
             "fills": [(r["time"] / 1000.0, r["price"], r["side"]) for r in fills],
-            "avg_entry": books.get("avg_long"),
+            "marks": {"avg_entry": books.get("avg_long"), "avg_short": books.get("avg_short"),
+                      "liq_long": books.get("liq_long"), "liq_short": books.get("liq_short")},
             "timeframe_s": t.tf / 1000.0,
         }
 

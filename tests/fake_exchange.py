@@ -315,17 +315,23 @@ class FakeBinance:
         })
 
     # -- server ------------------------------------------------------------------------------
+    def routes(self) -> list[tuple]:
+        """(method, path, handler, signed) of every endpoint served."""
+        return [
+            ("GET", "/api/v3/exchangeInfo", self._exchange_info, False),
+            ("GET", "/api/v3/klines", self._klines, False),
+            ("GET", "/api/v3/time", self._time, False),
+            ("POST", "/api/v3/order", self._place, True),
+            ("GET", "/api/v3/order", self._query, True),
+            ("DELETE", "/api/v3/order", self._cancel, True),
+            ("GET", "/api/v3/openOrders", self._open_orders, True),
+            ("GET", "/api/v3/account", self._account, True),
+        ]
+
     async def _serve(self, ready: threading.Event, candle_seconds: float | None) -> None:
         app = web.Application()
-        r = app.router
-        r.add_get("/api/v3/exchangeInfo", self._wrap(self._exchange_info, False))
-        r.add_get("/api/v3/klines", self._wrap(self._klines, False))
-        r.add_get("/api/v3/time", self._wrap(self._time, False))
-        r.add_post("/api/v3/order", self._wrap(self._place, True))
-        r.add_get("/api/v3/order", self._wrap(self._query, True))
-        r.add_delete("/api/v3/order", self._wrap(self._cancel, True))
-        r.add_get("/api/v3/openOrders", self._wrap(self._open_orders, True))
-        r.add_get("/api/v3/account", self._wrap(self._account, True))
+        for method, path, handler, signed in self.routes():
+            app.router.add_route(method, path, self._wrap(handler, signed))
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -89,6 +89,42 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
     assert len(list((data_dir / "logs").glob("trading_*.jsonl"))) == 1  # one event log per run
 
 
+def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation(loop, data_dir, qtbot):
+    controller = Controller(data_dir, refresh_ms=100)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    name = next(s.name for s in controller.systems if s.market == "perpetual")
+
+    async def scenario():
+        controller.start()
+        controller.set_on(name, True)
+        for _ in range(300):
+            await asyncio.sleep(0.05)
+            t = controller.runner.traders.get(name)
+            if t is not None and t.strategy.started and max(t.strategy.positions()) > 0:
+                break
+        t = controller.runner.traders[name]
+        window.tabs.setCurrentWidget(window.grid)
+        window.grid.system.setCurrentText(name)
+        window.grid.refresh(force=True)
+        books = t.strategy.books(float(t.hist[-1, 3]))
+        row = next(r for r in window.market.model.rows if r["name"] == name)
+        assert row["market"] == "perpetual" and row["strategy"] == "adaptive-grid"
+        shown = 0
+        for side, avg, liq in (("long", "avg_entry", "liq_long"), ("short", "avg_short", "liq_short")):
+            held = books[side] > 0
+            assert window.grid.marks[avg].isVisible() == held and window.grid.marks[liq].isVisible() == held
+            if held:
+                shown += 1
+                assert window.grid.marks[avg].value() == pytest.approx(books[f"avg_{side}"])
+                assert window.grid.marks[liq].value() == pytest.approx(books[f"liq_{side}"])
+        assert shown, "no position yet: a weaker test"
+        await controller.shutdown()
+
+    loop.run_until_complete(scenario())
+
+
 def test_add_system_dialog_refuses_field_by_field(qtbot):
     dlg = SystemDialog(existing={"taken"})
     qtbot.addWidget(dlg)
@@ -113,6 +149,43 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     ok.click()
     cfg = dlg.result_config
     assert cfg.name == "ETH grid" and cfg.params["lower"] == 3000 and cfg.dry_run is True
+
+
+def test_add_system_dialog_makes_a_perpetual_system(qtbot):
+    dlg = SystemDialog(existing=set())
+    qtbot.addWidget(dlg)
+    dlg.show()
+    ok = dlg.buttons.button(QDialogButtonBox.Ok)
+    dlg.name.setText("BTC perp")
+    dlg.symbol.setText("BTC/USDT")
+    dlg.market.setCurrentText("perpetual")
+    # the perpetual's strategy, its settings on the form, the spot grid's hidden
+    assert dlg.strategy.currentText() == "adaptive-grid" and dlg.symbol.text() == "BTC/USDT:USDT"
+    assert dlg.leverage.isVisible() and dlg.order_frac.isVisible() and not dlg.spacing.isVisible()
+    assert dlg.levels.value() == 10 and dlg.form.labelForField(dlg.levels).text() == "Levels a side"
+    dlg.leverage.setValue(3)
+    dlg.order_frac.setValue(0.02)
+    assert ok.isEnabled(), dlg.error.text()
+    assert "200.00 an order (10 a side), margin 66.67 at 3x" in dlg.preview.text()
+    assert "net profit per grid after fees at least 0.510%" in dlg.preview.text()  # 0.5% + two maker rebates
+    dlg.stop_m.setValue(0.1)
+    dlg.atr_k.setValue(0.0)
+    assert ok.isEnabled()  # spacing falls back on its floor
+    dlg.preset.setCurrentText("Long only")
+    dlg._preset_chosen(dlg.preset.currentIndex())
+    assert dlg.no_short.isChecked() and dlg.leverage.value() == 1  # a preset starts from the defaults
+    ok.click()
+    cfg = dlg.result_config
+    assert (cfg.market, cfg.strategy, cfg.symbol) == ("perpetual", "adaptive-grid", "BTC/USDT:USDT")
+    assert cfg.params["no_short"] is True and "spacing" not in cfg.params
+    # and back: the spot grid, its settings
+    again = SystemDialog(None, cfg, existing=set())
+    qtbot.addWidget(again)
+    again.show()
+    assert again.market.currentText() == "perpetual" and again.no_short.isChecked() and again.leverage.value() == 1
+    again.market.setCurrentText("spot")
+    assert again.strategy.currentText() == "spot-grid" and again.symbol.text() == "BTC/USDT"
+    assert again.spacing.isVisible() and not again.leverage.isVisible() and "no_short" not in again.params()
 
 
 def test_app_window_uses_no_exchange_client():

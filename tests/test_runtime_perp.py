@@ -112,7 +112,8 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, fundi
     assert again.strategy.books(1.0) == straight.strategy.books(1.0)
 
 
-def test_a_perpetual_system_trades_on_a_paper_perpetual_and_refuses_live_for_now(tmp_path):
+def test_a_perpetual_system_trades_on_a_paper_perpetual_or_live_on_the_futures_market(tmp_path):
+    from engine.exchange.live import CcxtExchange
     from engine.runtime.config import ConfigError
     from engine.runtime.runner import build_adapter
 
@@ -120,8 +121,15 @@ def test_a_perpetual_system_trades_on_a_paper_perpetual_and_refuses_live_for_now
                        params={"leverage": 3.0}, data="sample")
     x = build_adapter(cfg)
     assert isinstance(x, PaperPerpExchange) and x.leverage == 3.0 and x.rules.quote == "USDT"
-    with pytest.raises(ConfigError, match="live perpetual"):
-        build_adapter(SystemConfig(name="perp", symbol="BTC/USDT:USDT", market="perpetual", strategy="adaptive-grid",
-                                   mode="live", dry_run=False), keys=lambda _: ("k", "s"))
+    live = dict(name="perp", symbol="BTC/USDT:USDT", market="perpetual", strategy="adaptive-grid", mode="live",
+                dry_run=False)
+    x = build_adapter(SystemConfig(**live, params={"leverage": 3.0}), keys=lambda _: ("k", "s"))
+    try:
+        assert isinstance(x, CcxtExchange) and x.perpetual and x.client.options["defaultType"] == "swap"
+        assert (x.fee_rate, x.taker_rate) == (AdaptiveGridConfig.maker_fee, AdaptiveGridConfig.taker_fee)
+    finally:
+        asyncio.run(x.close())
+    with pytest.raises(ConfigError, match=r"params\.leverage: 2\.5: live perpetual leverage is a whole number"):
+        build_adapter(SystemConfig(**live, params={"leverage": 2.5}), keys=lambda _: ("k", "s"))
     with pytest.raises(ConfigError, match="market: adaptive-grid trades the perpetual market"):
         SystemConfig(name="perp", market="spot", strategy="adaptive-grid").validate()

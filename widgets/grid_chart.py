@@ -1,7 +1,8 @@
 """Grid tab: a live pyqtgraph chart of one system: candles (one batch of bodies, one of wicks),
-grid levels, resting orders, fills, average entry; crosshair readout; follows the newest candle
-unless the user has scrolled back. Only the candles in view are drawn, merged when there are
-more than the chart can show, so a new candle costs the same with 100 or 100,000 loaded."""
+grid levels, resting orders, fills, average entries and (perpetuals) liquidation prices;
+crosshair readout; follows the newest candle unless the user has scrolled back. Only the
+candles in view are drawn, merged when there are more than the chart can show, so a new candle
+costs the same with 100 or 100,000 loaded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from widgets.candles import DOWN, UP, CandleBatch
+from widgets.replay_chart import LINES
+
+MARKS = ("avg_entry", "avg_short", "liq_long", "liq_short")  # lines drawn where the books have them
 
 FOLLOW_BARS = 150  # candles in view while following the newest
 MAX_CANDLES = 1200  # drawn at most; beyond, neighbours are merged into one candle
@@ -53,9 +57,12 @@ class GridTab(QWidget):
         self.fill_sells = pg.ScatterPlotItem(symbol="o", size=7, brush=pg.mkBrush(*DOWN), pen=pg.mkPen("w"))
         for item in (self.buys, self.sells, self.fill_buys, self.fill_sells):
             self.plot.addItem(item)
-        self.entry = pg.InfiniteLine(angle=0, pen=pg.mkPen((33, 150, 243), width=1.5), label="avg entry",
-                                     labelOpts={"position": 0.05})
-        self.plot.addItem(self.entry)
+        self.marks = {}  # average entries and liquidation prices, styled as on the replay chart
+        for i, name in enumerate(MARKS):
+            color, width, style, label = LINES[name]
+            self.marks[name] = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, width=width, style=style), label=label,
+                                               labelOpts={"position": 0.05 + 0.2 * i, "color": color})
+            self.plot.addItem(self.marks[name])
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
         self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
         self.plot.addItem(self.vline, ignoreBounds=True)
@@ -125,11 +132,11 @@ class GridTab(QWidget):
         for side, item in (("buy", self.fill_buys), ("sell", self.fill_sells)):
             pts = [(x, y) for x, y, s in d["fills"] if s == side and x >= t[0]]
             item.setData([x for x, _ in pts], [y for _, y in pts])
-        if d["avg_entry"]:
-            self.entry.setPos(d["avg_entry"])
-            self.entry.show()
-        else:
-            self.entry.hide()
+        for name, line in self.marks.items():
+            y = d["marks"].get(name)
+            line.setVisible(bool(y and np.isfinite(y)))
+            if line.isVisible():
+                line.setPos(y)
         if self.follow or force:
             n = min(len(t), FOLLOW_BARS)
             lo = float(np.min(d["low"][-n:]))

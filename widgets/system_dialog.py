@@ -1,7 +1,7 @@
-"""Add / edit a system: exchange, symbol, market, strategy parameters with a live preview of
-the net profit per grid after fees and the capital per level; refused field by field. The
-grid's main settings are on the form; presets, a settings file and "All settings…" (the
-Backtest tab's editor, every setting of the strategy) set the rest."""
+"""Add / edit a system: exchange, symbol, market (spot: the spot grid; perpetual: the adaptive
+long/short grid), the strategy's main settings with a live preview of the net profit per grid
+after fees and the capital per level; refused field by field. Presets, a settings file and
+"All settings…" (the Backtest tab's editor, every setting of the strategy) set the rest."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ from PySide6.QtWidgets import (
 
 from engine.data import TIMEFRAMES_MS
 from engine.kernels.grid import grid_levels, profit_range
-from engine.runtime.config import ConfigError, SystemConfig
-from engine.strategies.registry import PRESETS, read_settings
+from engine.runtime.config import RUNTIME_STRATEGIES, ConfigError, SystemConfig
+from engine.strategies import adaptive_grid
+from engine.strategies.adaptive_grid import AdaptiveGridConfig
+from engine.strategies.registry import CONFIGS, PRESETS, read_settings
 from engine.strategies.spot_grid import ParamError, SpotGridConfig, build_params
 from widgets.params_editor import ParamsEditor
 
@@ -54,8 +56,11 @@ class SystemDialog(QDialog):
         self.was_live = cfg is not None and cfg.mode == "live" and not cfg.dry_run
         cfg = cfg or SystemConfig(name="", params={"levels": 20, "spacing": "geometric", "trailing": "both"},
                                   data="sample")
-        p = SpotGridConfig.from_dict({k: v for k, v in cfg.params.items()})
-        self.base_params = dict(cfg.params)  # settings this form does not show are kept as they were
+        # settings this form does not show are kept as they were, per strategy
+        self.base = {name: {} for name in RUNTIME_STRATEGIES}
+        self.base[cfg.strategy] = dict(cfg.params)
+        p = SpotGridConfig.from_dict(cfg.params if cfg.strategy == "spot-grid" else {})
+        a = AdaptiveGridConfig.from_dict(cfg.params if cfg.strategy == "adaptive-grid" else {})
         f = QFormLayout()
         self.name = QLineEdit(cfg.name, objectName="systemName")
         self.exchange = QComboBox(objectName="systemExchange")
@@ -64,14 +69,12 @@ class SystemDialog(QDialog):
         self.exchange.setCurrentText(cfg.exchange)
         self.symbol = QLineEdit(cfg.symbol, objectName="systemSymbol")
         self.market = QComboBox(objectName="systemMarket")
-        self.market.addItems(["spot"])
+        self.market.addItems(sorted(set(RUNTIME_STRATEGIES.values()), key=("spot", "perpetual").index))
         self.timeframe = QComboBox(objectName="systemTimeframe")
         self.timeframe.addItems(list(TIMEFRAMES_MS))
         self.timeframe.setCurrentText(cfg.timeframe)
         self.strategy = QComboBox(objectName="systemStrategy")
-        self.strategy.addItems(["spot-grid"])
         self.preset = QComboBox(objectName="systemPreset")
-        self.preset.addItems(["(as set)", *PRESETS["spot-grid"]])
         self.preset.activated.connect(self._preset_chosen)
         self.grid_mode = QComboBox(objectName="gridMode")
         self.grid_mode.addItems(["range", "lower-only"])
@@ -89,6 +92,16 @@ class SystemDialog(QDialog):
         self.trailing.addItems(["none", "up", "down", "both"])
         self.trailing.setCurrentText(p.trailing)
         self.fee = _spin(0, 0.099, 5, p.fee, 0.0001, "gridFee")
+        # the perpetual grid's
+        self.leverage = QSpinBox(objectName="perpLeverage")
+        self.leverage.setRange(1, 125)
+        self.leverage.setValue(max(1, round(a.leverage)))
+        self.leverage.setToolTip("isolated margin, hedge mode; a whole number (the exchange's setting)")
+        self.order_frac = _spin(0.001, 0.5, 3, a.order_frac, 0.005, "perpOrderFrac")
+        self.atr_k = _spin(0, 20, 2, a.atr_k, 0.1, "perpAtrK")
+        self.stop_m = _spin(0.1, 50, 2, a.stop_m, 0.5, "perpStopM")
+        self.no_short = QCheckBox("Long only (no short grid)", objectName="perpNoShort")
+        self.no_short.setChecked(a.no_short)
         self.capital = _spin(1, 1e12, 2, cfg.capital, 100, "systemCapital")
         self.mode = QComboBox(objectName="systemMode")
         self.mode.addItems(["paper", "live"])
@@ -101,6 +114,7 @@ class SystemDialog(QDialog):
         self.data.setCurrentText(cfg.data)
         self.data.setToolTip("paper on recorded candles: 'sample' or a file; empty: the exchange's live candles")
         self.preview = QLabel(objectName="gridPreview")
+        self.preview.setWordWrap(True)
         self.error = QLabel(objectName="systemError")
         self.error.setStyleSheet("color: #c62828")
         self.error.setWordWrap(True)
@@ -109,17 +123,27 @@ class SystemDialog(QDialog):
             "timeframe": self.timeframe, "strategy": self.strategy, "mode": self.grid_mode, "spacing": self.spacing,
             "lower": self.lower, "upper": self.upper, "levels": self.levels, "range_pct": self.range_pct,
             "trailing": self.trailing, "fee": self.fee, "capital": self.capital, "system_mode": self.mode,
-            "dry_run": self.dry_run, "data": self.data,
+            "dry_run": self.dry_run, "data": self.data, "leverage": self.leverage, "order_frac": self.order_frac,
+            "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short,
         }
+        self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.trailing, self.fee)
+        self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.no_short)
+        self.form = f
         for label, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
                          ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
                          ("Preset", self.preset), ("Grid", self.grid_mode), ("Spacing", self.spacing),
                          ("Lower (0: from the price)", self.lower),
                          ("Upper (0: from the price)", self.upper), ("Levels", self.levels),
                          ("Range around the price", self.range_pct), ("Trailing", self.trailing),
-                         ("Fee (fraction)", self.fee), ("Capital", self.capital), ("Mode", self.mode),
+                         ("Fee (fraction)", self.fee), ("Leverage", self.leverage),
+                         ("Order size (fraction of capital)", self.order_frac),
+                         ("Spacing (× ATR, 0.5% floor)", self.atr_k), ("Stop (× ATR from the entry)", self.stop_m),
+                         ("", self.no_short), ("Capital", self.capital), ("Mode", self.mode),
                          ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
             f.addRow(label, w)
+        self.market.setCurrentText(cfg.market)
+        self._show_market(cfg.market)
+        self.market.currentTextChanged.connect(self._market_changed)
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         self.buttons.button(QDialogButtonBox.Ok).setObjectName("systemOk")
         self.buttons.accepted.connect(self.accept)
@@ -143,17 +167,67 @@ class SystemDialog(QDialog):
                     break
         self.update_preview()
 
+    @property
+    def perpetual(self) -> bool:
+        return self.market.currentText() == "perpetual"
+
+    def _show_market(self, market: str) -> None:
+        """The strategy of ``market`` and its rows (the other market's rows hidden)."""
+        strategy = next(s for s, m in RUNTIME_STRATEGIES.items() if m == market)
+        self.strategy.blockSignals(True)
+        self.strategy.clear()
+        self.strategy.addItem(strategy)
+        self.strategy.blockSignals(False)
+        self.preset.clear()
+        self.preset.addItems(["(as set)", *PRESETS[strategy]])
+        for w in self.spot_rows:
+            self.form.setRowVisible(w, market == "spot")
+        for w in self.perp_rows:
+            self.form.setRowVisible(w, market == "perpetual")
+        self.form.labelForField(self.levels).setText("Levels a side" if market == "perpetual" else "Levels")
+
+    def _market_changed(self, market: str) -> None:
+        """Another market: its strategy with its defaults, the symbol as that market writes it."""
+        self._show_market(market)
+        cfg = CONFIGS[self.strategy.currentText()]()
+        self.levels.setValue(int(cfg.levels) if market == "perpetual" else 20)
+        sym = self.symbol.text().strip()
+        if market == "perpetual" and sym.count("/") == 1 and ":" not in sym:
+            self.symbol.setText(f"{sym}:{sym.split('/')[1]}")  # BTC/USDT -> BTC/USDT:USDT
+        elif market == "spot" and ":" in sym:
+            self.symbol.setText(sym.split(":")[0])
+        self.update_preview()
+
     def import_settings(self, path) -> None:
-        """The grid's settings from a settings file (the optimizer's best, an editor export);
+        """The strategy's settings from a settings file (the optimizer's best, an editor export);
         refused whole, by the setting's name, when one is wrong."""
-        self.set_params(read_settings(path, "spot-grid")[1])  # the runtime trades spot grids
+        self.set_params(read_settings(path, self.strategy.currentText())[1])
+
+    def _check(self, params: dict):
+        """The strategy's settings, validated (ParamError names the one that is wrong)."""
+        if self.perpetual:
+            cfg = AdaptiveGridConfig.from_dict(params)
+            adaptive_grid.build_params(cfg, 0)
+            return cfg
+        cfg = SpotGridConfig.from_dict(params)
+        build_params(cfg, self.reference_price)
+        return cfg
 
     def set_params(self, params: dict) -> None:
-        """Take the grid's settings ``params`` (the capital too, when given); refused whole, by
-        the setting's name, before anything changes."""
-        p = SpotGridConfig.from_dict({**self.params(), **params})
-        build_params(p, self.reference_price)
-        self.base_params.update({k: v for k, v in params.items() if k != "capital"})
+        """Take the strategy's settings ``params`` (the capital too, when given); refused whole,
+        by the setting's name, before anything changes."""
+        p = self._check({**self.params(), **params})
+        self.base[self.strategy.currentText()].update({k: v for k, v in params.items() if k != "capital"})
+        if "capital" in params:
+            self.capital.setValue(p.capital)
+        self.levels.setValue(int(p.levels))
+        if self.perpetual:
+            self.leverage.setValue(max(1, round(p.leverage)))
+            self.order_frac.setValue(p.order_frac)
+            self.atr_k.setValue(p.atr_k)
+            self.stop_m.setValue(p.stop_m)
+            self.no_short.setChecked(p.no_short)
+            return
         self.grid_mode.setCurrentText(p.mode)
         self.spacing.setCurrentText(p.spacing)
         self.lower.setValue(p.lower)
@@ -162,19 +236,18 @@ class SystemDialog(QDialog):
         self.range_pct.setValue(p.range_pct)
         self.trailing.setCurrentText(p.trailing)
         self.fee.setValue(p.fee)
-        if "capital" in params:
-            self.capital.setValue(p.capital)
 
     def _preset_chosen(self, index: int) -> None:
         if index > 0:
-            self.set_params({**SpotGridConfig().to_dict(), **PRESETS["spot-grid"][self.preset.currentText()],
+            strategy = self.strategy.currentText()
+            self.set_params({**CONFIGS[strategy]().to_dict(), **PRESETS[strategy][self.preset.currentText()],
                              "capital": self.capital.value()})
             self.preset.setCurrentIndex(index)  # the changes it made do not count as the user's
 
     def edit_all(self) -> bool:
         """Every setting of the grid in the Backtest tab's editor; taken back on OK."""
         dlg = QDialog(self, objectName="systemSettingsDialog", windowTitle="All settings")
-        editor = ParamsEditor(dlg, strategies=("spot-grid",))
+        editor = ParamsEditor(dlg, strategies=(self.strategy.currentText(),))
         editor.set_values({**self.params(), "capital": self.capital.value()})
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         lay = QVBoxLayout(dlg)
@@ -204,7 +277,12 @@ class SystemDialog(QDialog):
                 self.error.setText(str(exc))
 
     def params(self) -> dict:
-        return {**self.base_params, "mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
+        base = self.base[self.strategy.currentText()]
+        if self.perpetual:
+            return {**base, "leverage": float(self.leverage.value()), "levels": self.levels.value(),
+                    "order_frac": self.order_frac.value(), "atr_k": self.atr_k.value(), "stop_m": self.stop_m.value(),
+                    "no_short": self.no_short.isChecked()}
+        return {**base, "mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
                 "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
                 "range_pct": self.range_pct.value(), "trailing": self.trailing.currentText(), "fee": self.fee.value()}
 
@@ -221,7 +299,7 @@ class SystemDialog(QDialog):
                            mode=self.mode.currentText(), dry_run=self.dry_run.isChecked(),
                            data=self.data.currentText().strip())
         cfg.validate("system")
-        build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
+        self._check(dict(cfg.params, capital=cfg.capital))
         return cfg
 
     def _mark(self, field: str | None) -> None:
@@ -244,6 +322,15 @@ class SystemDialog(QDialog):
         self._mark(None)
         self.error.setText("")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+        if self.perpetual:
+            a = AdaptiveGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
+            order = a.order_frac * a.capital
+            sides = "long only" if a.no_short else "long and short"
+            self.preview.setText(
+                f"{sides}; {order:,.2f} an order ({a.levels} a side), margin {order / a.leverage:,.2f} at "
+                f"{a.leverage:g}x; spacing {a.atr_k:g} × ATR, at least {a.atr_floor:.2%}: net profit per grid "
+                f"after fees at least {a.atr_floor - 2 * a.maker_fee:.3%}")
+            return True
         p = build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
         per_level = cfg.capital / p.levels
         if self.spacing.currentText() == "atr":

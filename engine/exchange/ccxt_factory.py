@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-# Options that keep a spot-only Binance client away from futures and margin endpoints.
-SPOT_ONLY_OPTIONS = {
-    "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
+# Options that keep a Binance client to the one market a system trades: a spot client away
+# from futures and margin endpoints, a perpetual one on USDT-M futures (fapi) only.
+MARKET_OPTIONS = {
+    "spot": {"binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}},
+    "perpetual": {"binance": {"defaultType": "swap", "fetchMarkets": {"types": ["linear"]},
+                              "fetchCurrencies": False, "fetchMargins": False}},
 }
 
 
@@ -29,7 +32,7 @@ def make_exchange(exchange_id: str, *, base_url: str | None = None, market: str 
 
     if exchange_id not in ccxt_async.exchanges:
         raise ValueError(f"--exchange: ccxt has no exchange {exchange_id!r}")
-    options = dict(SPOT_ONLY_OPTIONS.get(exchange_id, {})) if market == "spot" else {}
+    options = dict(MARKET_OPTIONS.get(market, {}).get(exchange_id, {}))
     cfg = {"enableRateLimit": True, **(config or {})}
     cfg["options"] = {**options, **cfg.get("options", {})}
     exchange = getattr(ccxt_async, exchange_id)(cfg)

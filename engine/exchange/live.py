@@ -17,12 +17,14 @@ import random
 import re
 import time
 from collections import deque
+from dataclasses import replace
 
 from engine.exchange import base as b
 from engine.exchange.ccxt_factory import make_exchange
 
-# Orders per window, by exchange id (the most restrictive published limit).
-ORDER_BUDGETS = {"binance": (50, 10.0), "binanceusdm": (300, 10.0)}
+# Orders per window, by exchange id and market (the most restrictive published limit).
+ORDER_BUDGETS = {("binance", "spot"): (50, 10.0), ("binance", "perpetual"): (300, 10.0),
+                 ("binanceusdm", "perpetual"): (300, 10.0)}
 DEFAULT_BUDGET = (10, 1.0)
 _SECRET_PARAMS = re.compile(r"(signature|apiKey|api_key|secret|X-MBX-APIKEY)([=:]\s*)[^&\s\"',}]+", re.I)
 
@@ -75,11 +77,14 @@ def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> b.ExchangeError:
     return b.ExchangeError(msg)
 
 
+_STOP_MARKET = "STOP_MARKET"  # Binance futures' stop-market order: our "stop"
+_POSITIONS = {"LONG": "long", "SHORT": "short"}
 _STATUS = {"open": b.OPEN, "closed": b.CLOSED, "canceled": b.CANCELED, "cancelled": b.CANCELED,
            "rejected": b.REJECTED, "expired": b.EXPIRED}
 
 
 def report_from_ccxt(o: dict, fee_rate: float = 0.0) -> b.OrderReport:
+    info = o.get("info") or {}
     filled = float(o.get("filled") or 0.0)
     average = float(o.get("average") or 0.0) or (float(o.get("price") or 0.0) if filled else 0.0)
     fee = o.get("fee") or {}
@@ -88,10 +93,13 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0) -> b.OrderReport:
         fee_cost = filled * average * fee_rate  # the exchange did not say: our schedule
     return b.OrderReport(
         id=str(o.get("id") or ""), client_order_id=str(o.get("clientOrderId") or ""), symbol=o.get("symbol", ""),
-        side=o.get("side", ""), type=o.get("type", ""), price=float(o.get("price") or 0.0),
+        side=o.get("side", ""), type="stop" if _STOP_MARKET in (info.get("orderType"), info.get("origType"))
+        else str(o.get("type") or ""),
+        price=float(o.get("price") or o.get("triggerPrice") or 0.0),
         qty=float(o.get("amount") or 0.0), filled=filled, average=average, fee=fee_cost,
         status=_STATUS.get(o.get("status") or "", b.OPEN),
         timestamp=int(o.get("lastTradeTimestamp") or o.get("timestamp") or 0),
+        position=_POSITIONS.get(str(info.get("positionSide", "")), ""),
     )
 
 
@@ -99,20 +107,25 @@ class CcxtExchange:
     def __init__(self, exchange_id: str, *, market: str = "spot", base_url: str | None = None,
                  api_key: str = "", secret: str = "", retries: int = 5, backoff: float = 0.5,
                  max_backoff: float = 10.0, timeout_ms: int = 10_000, fee_rate: float = 0.001,
-                 sandbox: bool = False, budget: tuple[int, float] | None = None):
-        config = {"timeout": timeout_ms}
+                 sandbox: bool = False, budget: tuple[int, float] | None = None, taker_rate: float | None = None,
+                 throttle: bool = True):
+        # throttle: ccxt's own request pacing (the exchange's weights); off only against a local
+        # simulator. Our order budget applies either way.
+        config = {"timeout": timeout_ms, "enableRateLimit": throttle}
         if api_key:
             config.update(apiKey=api_key, secret=secret)
         self.client = make_exchange(exchange_id, base_url=base_url, market=market, config=config)
         if sandbox:
             self.client.set_sandbox_mode(True)
         self.name = exchange_id
+        self.perpetual = market == "perpetual"
         self._secrets = (api_key, secret)
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.fee_rate = fee_rate
-        self.budget = RateBudget(*(budget or ORDER_BUDGETS.get(exchange_id, DEFAULT_BUDGET)))
+        self.fee_rate = fee_rate  # the fee schedule, for reports that carry no fee: maker (limit orders)
+        self.taker_rate = fee_rate if taker_rate is None else taker_rate  # market and stop orders
+        self.budget = RateBudget(*(budget or ORDER_BUDGETS.get((exchange_id, market), DEFAULT_BUDGET)))
         self.retried = 0  # temporary errors met (for tests and the status line)
         self._markets_loaded = False
         if base_url and exchange_id.startswith("binance"):
@@ -174,10 +187,8 @@ class CcxtExchange:
         while True:
             await self.budget.acquire()
             try:
-                o = await self.client.create_order(r.symbol, r.type, r.side, r.qty,
-                                                   r.price if r.type == "limit" else None,
-                                                   {"clientOrderId": r.client_order_id})
-                return report_from_ccxt(o, self.fee_rate)
+                o = await self.client.create_order(r.symbol, *self._order_args(r))
+                return self._report(o)
             except Exception as exc:
                 err = map_error(exc, self._secrets)
                 if not isinstance(err, b.TemporaryError) or attempt >= self.retries:
@@ -193,6 +204,22 @@ class CcxtExchange:
                 found = await self._lookup(r)
                 if found is not None:
                     return found
+
+    @staticmethod
+    def _order_args(r: b.OrderRequest) -> tuple:
+        """ccxt's (type, side, amount, price, params) for our request. In hedge mode each order
+        names its position (LONG or SHORT: it opens or reduces that one, never the other); a stop
+        is a stop-market order triggered at its price (Binance futures keep those on the algo
+        service, where ccxt sends an order with a trigger price)."""
+        params = {"clientOrderId": r.client_order_id}
+        if r.position:
+            params["positionSide"] = r.position.upper()
+        if r.type == "stop":
+            return "market", r.side, r.qty, None, {**params, "stopPrice": r.price}
+        return r.type, r.side, r.qty, (r.price if r.type == "limit" else None), params
+
+    def _report(self, o: dict) -> b.OrderReport:
+        return report_from_ccxt(o, self.fee_rate if o.get("type") == "limit" else self.taker_rate)
 
     async def _lookup(self, r: b.OrderRequest) -> b.OrderReport | None:
         try:
@@ -212,26 +239,91 @@ class CcxtExchange:
 
     async def cancel(self, symbol: str, report: b.OrderReport) -> b.OrderReport:
         await self._load()
+        stop = self.perpetual and report.type == "stop"  # on the algo service, by our id
+        if stop:
+            args = (None, symbol, {"clientOrderId": report.client_order_id, "trigger": True})
+        else:
+            args = (report.id or None, symbol, {} if report.id else {"clientOrderId": report.client_order_id})
+        look = self._stop_order if stop else self.order
         try:
-            o = await self._call("cancel_order", self.client.cancel_order, report.id or None, symbol,
-                                 {} if report.id else {"clientOrderId": report.client_order_id})
+            o = await self._call("cancel_order", self.client.cancel_order, *args)
+            if stop and str((o.get("info") or {}).get("code")) == "200":  # a stop cancelled before it triggered
+                return replace(report, status=b.CANCELED, filled=0.0, average=0.0)
             if o.get("status") is None or not o.get("clientOrderId"):
-                return await self.order(symbol, report.client_order_id)
-            return report_from_ccxt(o, self.fee_rate)
+                return await look(symbol, report.client_order_id)
+            return self._report(o)
         except b.OrderNotFound:
             # Gone already (filled, or a re-sent DELETE that succeeded the first time): ask.
-            return await self.order(symbol, report.client_order_id)
+            return await look(symbol, report.client_order_id)
 
     async def order(self, symbol: str, client_order_id: str) -> b.OrderReport:
         await self._load()
-        o = await self._call("fetch_order", self.client.fetch_order, None, symbol,
-                             {"clientOrderId": client_order_id})
-        return report_from_ccxt(o, self.fee_rate)
+        try:
+            o = await self._call("fetch_order", self.client.fetch_order, None, symbol,
+                                 {"clientOrderId": client_order_id})
+        except b.OrderNotFound:
+            if not self.perpetual:
+                raise
+            return await self._stop_order(symbol, client_order_id)
+        return self._report(o)
+
+    async def _stop_order(self, symbol: str, client_order_id: str) -> b.OrderReport:
+        """A stop on the exchange's conditional-order service (Binance futures: the algo
+        service). Once triggered it names the market order it placed, whose fill is the stop's;
+        until that order exists the stop is still open."""
+        a = await self._call("fetch_order", self.client.fetch_order, None, symbol,
+                             {"clientOrderId": client_order_id, "trigger": True})
+        stop = self._report(a)
+        info = a.get("info") or {}
+        status, actual = str(info.get("algoStatus", "")), str(info.get("actualOrderId") or "")
+        if actual and status in ("TRIGGERED", "FINISHED"):
+            fill = self._report(await self._call("fetch_order", self.client.fetch_order, actual, symbol))
+            return replace(fill, id=stop.id, client_order_id=client_order_id, type="stop", price=stop.price)
+        if status in ("TRIGGERING", "TRIGGERED"):
+            return replace(stop, status=b.OPEN)
+        if status == "FINISHED":  # finished without an order: nothing was filled
+            return replace(stop, status=b.EXPIRED, filled=0.0, average=0.0)
+        return stop
 
     async def open_orders(self, symbol: str) -> list[b.OrderReport]:
         await self._load()
         rows = await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol)
-        return [report_from_ccxt(o, self.fee_rate) for o in rows]
+        if self.perpetual:  # and the stops, kept apart
+            rows += await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol, None, None,
+                                     {"trigger": True})
+        return [self._report(o) for o in rows]
+
+    # -- perpetuals ----------------------------------------------------------------------------
+    async def prepare(self, symbol: str, leverage: float) -> None:
+        """Set the account up for a hedge-mode grid on ``symbol``: hedge (dual-side) position
+        mode, isolated margin, the system's leverage. What is already so is left alone; the
+        exchange refuses a mode change while positions or orders are open (the error says so)."""
+        await self._load()
+        mode = await self._call("fetch_position_mode", self.client.fetch_position_mode, symbol)
+        if not mode.get("hedged"):
+            await self._call("set_position_mode", self.client.set_position_mode, True, symbol)
+        try:
+            await self._call("set_margin_mode", self.client.set_margin_mode, "isolated", symbol)
+        except b.ExchangeError as e:
+            if "-4046" not in str(e):  # "No need to change margin type."
+                raise
+        if leverage != int(leverage) or leverage < 1:
+            raise b.OrderRejected(f"leverage {leverage:g}: the exchange takes a whole number from 1")
+        await self._call("set_leverage", self.client.set_leverage, int(leverage), symbol)
+
+    async def positions(self, symbol: str) -> dict[str, float]:
+        await self._load()
+        out = {"long": 0.0, "short": 0.0}
+        for p in await self._call("fetch_positions", self.client.fetch_positions, [symbol]):
+            if p.get("symbol") == symbol and p.get("side") in out:
+                out[p["side"]] += abs(float(p.get("contracts") or 0.0))
+        return out
+
+    async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
+        await self._load()
+        rows = await self._call("fetch_funding_rate_history", self.client.fetch_funding_rate_history, symbol,
+                                since, 1000, {"endTime": until})
+        return [(int(r["timestamp"]), float(r["fundingRate"])) for r in rows if since <= r["timestamp"] <= until]
 
     async def balance(self) -> b.Balance:
         await self._load()

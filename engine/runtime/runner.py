@@ -72,14 +72,17 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
         taker = sc.fee if sc.taker_fee is None else sc.taker_fee
         return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sc.fee, taker_fee=taker,
                              slippage=sc.slippage, fill_through=sc.fill_rule == "through")
-    if perp:
-        raise ConfigError(f"system {cfg.name!r}: live perpetual trading is not available yet (paper and dry-run "
-                          "are): the USDT-M futures adapter is still being built")
+    if perp and sc.leverage != int(sc.leverage):
+        raise ConfigError(f"system {cfg.name!r}: params.leverage: {sc.leverage:g}: live perpetual leverage is a "
+                          "whole number (the exchange's setting)")
     key, secret = keys(cfg.exchange)
     if not key or not secret:
         n = cfg.exchange.upper()
         raise ConfigError(f"system {cfg.name!r}: live trading needs API keys for {cfg.exchange}: store them in "
                           f"the app (OS keyring) or set GRIDDESK_{n}_API_KEY and GRIDDESK_{n}_SECRET")
+    if perp:
+        return CcxtExchange(cfg.exchange, market=cfg.market, base_url=url, api_key=key, secret=secret,
+                            sandbox=cfg.sandbox, fee_rate=sc.maker_fee, taker_rate=sc.taker_fee)
     return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sc.fee)
 
 

@@ -128,6 +128,8 @@ class Trader:
         """Rebuild from the state file and the exchange, cancelling nothing. Returns a report:
         orders adopted, found missing, and ours-by-prefix but unknown (left alone)."""
         self.rules = await self.adapter.market(self.cfg.symbol)
+        if self.perpetual and hasattr(self.adapter, "prepare"):  # hedge mode, isolated margin, leverage
+            await self.adapter.prepare(self.cfg.symbol, self._strategy_config().leverage)
         self.risk.system(self.cfg.name).on = True
         self._read_journal()
         resumed = self._load()
