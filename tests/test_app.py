@@ -125,6 +125,43 @@ def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation
     loop.run_until_complete(scenario())
 
 
+def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot):
+    from widgets.logs import LogsTab
+
+    controller = Controller(data_dir)
+    tab = LogsTab(controller)
+    qtbot.addWidget(tab)
+    a, b = (s.name for s in controller.systems)
+    controller.events.log("order_placed", system=a, cid="gd1-one")
+    controller.events.log("order_rejected", system=b, cid="gd2-two", reason="Margin is insufficient.")
+    controller.events.log("risk_denied", system=a, cid="gd1-three", rule="exposure_symbol")
+    assert tab.view.toPlainText() == ""  # shown in batches
+    tab.flush()
+    shown = tab.view.toPlainText
+
+    def cids():
+        return [c for c in ("gd1-one", "gd2-two", "gd1-three") if c in shown()]
+
+    assert cids() == ["gd1-one", "gd2-two", "gd1-three"] and "error    order_rejected" in shown()
+    tab.level.setCurrentText("errors")
+    assert cids() == ["gd2-two"]
+    tab.level.setCurrentText("warnings and errors")
+    tab.system.setCurrentText(a)
+    assert cids() == ["gd1-three"]
+    tab.level.setCurrentText("all levels")
+    assert cids() == ["gd1-one", "gd1-three"]
+    tab.filter.setText("THREE")
+    assert cids() == ["gd1-three"]
+    tab.filter.setText("")
+    tab.pause.setChecked(True)
+    assert tab.pause.text() == "Resume"
+    controller.events.log("grid_generated", system=a, cid="gd1-four")
+    tab.flush()
+    assert "gd1-four" not in shown()  # paused: recorded, not shown
+    tab.pause.setChecked(False)
+    assert "gd1-four" in shown() and tab.pause.text() == "Pause"
+
+
 def test_add_system_dialog_refuses_field_by_field(qtbot):
     dlg = SystemDialog(existing={"taken"})
     qtbot.addWidget(dlg)

@@ -37,6 +37,13 @@ HISTORY = 2_000  # candles kept for indicators
 RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
 
 
+async def _breathe(i: int, every: int = 8) -> None:
+    """Let the event loop run other work every few orders: a paper exchange answers without
+    waiting, and a grid of 40 orders laid in one go would hold the loop (and the GUI on it)."""
+    if i % every == every - 1:
+        await asyncio.sleep(0)
+
+
 class Trader:
     def __init__(self, cfg: SystemConfig, adapter, risk: RiskGate, data_dir: str | Path, *, event_log=None,
                  paper: bool | None = None):
@@ -302,7 +309,8 @@ class Trader:
         fills = []
         if live:
             on_book = {r.client_order_id: r for r in await self.adapter.open_orders(self.cfg.symbol)}
-            for o in live:
+            for i, o in enumerate(live):
+                await _breathe(i)
                 r = on_book.get(o.cid)
                 if r is None:
                     try:
@@ -317,7 +325,8 @@ class Trader:
                 if self._apply_report(o, r):
                     fills.append((r.timestamp, o, r))
         fills.sort(key=lambda f: f[0])
-        for ts, o, r in fills:
+        for i, (ts, o, r) in enumerate(fills):
+            await _breathe(i)
             t = ts - ts % self.tf if ts else self.last_time + self.tf
             trade = self.strategy.on_fill(o.key, bar, t, r.average)
             if trade is None:
@@ -349,12 +358,14 @@ class Trader:
         for o in self.book.in_state(lc.NEW):
             if o.cid not in want:
                 self.book.move(o.cid, lc.REJECTED, "no longer wanted")
-        for o in to_cancel:  # first: what they hold is what the new orders need
+        for i, o in enumerate(to_cancel):  # first: what they hold is what the new orders need
+            await _breathe(i)
             await self.cancel(o, "cancel: the grid no longer wants it")
         market = Market(last=close, min_notional=self.rules.min_notional)
         exposure = self._report_exposure(close)
         batch: list[lc.TrackedOrder] = []
-        for cid, d in want.items():
+        for i, (cid, d) in enumerate(want.items()):
+            await _breathe(i)
             o = self.book.orders.get(cid)
             if o is not None and o.state != lc.NEW:
                 continue
@@ -387,7 +398,8 @@ class Trader:
             results = await self._place_all(reqs)
             if t0 is not None:
                 self.latency.append(time.perf_counter() - t0)
-            for o, res in zip(batch, results, strict=True):
+            for i, (o, res) in enumerate(zip(batch, results, strict=True)):
+                await _breathe(i)
                 if isinstance(res, xb.OrderRejected):
                     self.book.move(o.cid, lc.REJECTED, str(res))
                     self._log("order_rejected", cid=o.cid, reason=str(res))
@@ -411,7 +423,8 @@ class Trader:
         if hasattr(self.adapter, "place_many"):
             return await self.adapter.place_many(reqs)
         out = []
-        for r in reqs:
+        for i, r in enumerate(reqs):
+            await _breathe(i)
             try:
                 out.append(await self.adapter.place(r))
             except xb.ExchangeError as e:
