@@ -383,3 +383,27 @@ def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+async def trade_through_faults(trader, fake, endpoints, *, steps: int, every: int, seed: int) -> None:
+    """Boot ``trader`` and poll it candle by candle for ``steps`` candles, a random fault on a
+    random endpoint every ``every`` candles (an error the trader lets through must be one of
+    ours, never ccxt's); then a quiet market for three candles, and the client closed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    await trader.boot()
+    await trader.poll()
+    for step in range(steps):
+        if step % every == every - 1:
+            fake.inject(endpoints[rng.integers(len(endpoints))], FAULTS[rng.integers(len(FAULTS))])
+        fake.advance()
+        try:
+            await trader.poll()
+        except Exception as e:
+            assert type(e).__module__.startswith("engine.exchange"), e
+    fake.faults.clear()
+    for _ in range(3):  # a quiet market: everything settles
+        fake.advance()
+        await trader.poll()
+    await trader.adapter.close()

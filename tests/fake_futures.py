@@ -284,14 +284,6 @@ class FakeBinanceFutures(FakeBinance):
         self.by_cid[cid] = oid
         return web.json_response(self._order_json(order))
 
-    def _find(self, q) -> dict | None:
-        if "origClientOrderId" in q:
-            oid = self.by_cid.get(q["origClientOrderId"])
-        else:
-            oid = int(q.get("orderId", -1))
-        o = self.orders.get(oid)
-        return o if o is not None and o["symbol"] == q.get("symbol") else None
-
     def _cancel(self, q) -> web.Response:
         o = self._find(q)
         if o is None or o["status"] != "NEW":

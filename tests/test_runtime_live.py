@@ -8,7 +8,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, FakeBinance
+from fake_exchange import FAULTS, FakeBinance, trade_through_faults
 
 from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
@@ -43,26 +43,7 @@ def live_trader(fake, tmp_path, **risk_limits):
 
 def test_a_run_through_every_fault_ends_with_exactly_the_wanted_orders(fake, tmp_path):
     trader = live_trader(fake, tmp_path)
-    rng = np.random.default_rng(5)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        for step in range(150):
-            if step % 5 == 0:
-                fake.inject(ENDPOINTS[rng.integers(len(ENDPOINTS))], FAULTS[rng.integers(len(FAULTS))])
-            fake.advance()
-            try:
-                await trader.poll()
-            except Exception as e:
-                assert type(e).__module__.startswith("engine.exchange"), e
-        fake.faults.clear()
-        for _ in range(3):  # a quiet market: everything settles
-            fake.advance()
-            await trader.poll()
-        await trader.adapter.close()
-
-    asyncio.run(go())
+    asyncio.run(trade_through_faults(trader, fake, ENDPOINTS, steps=150, every=5, seed=5))
     assert len(fake.faults_served) >= 25 and {k for _, k in fake.faults_served} == set(FAULTS)
     assert fake.duplicate_attempts == []
     wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}

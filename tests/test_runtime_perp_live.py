@@ -11,7 +11,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS
+from fake_exchange import FAULTS, trade_through_faults
 from fake_futures import FakeBinanceFutures
 
 from engine.data import load_funding
@@ -113,26 +113,7 @@ def live_trader(fake, tmp_path):
 
 def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_wants(fake, tmp_path):
     trader = live_trader(fake, tmp_path)
-    rng = np.random.default_rng(11)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        for step in range(250):
-            if step % 4 == 3:
-                fake.inject(ENDPOINTS[rng.integers(len(ENDPOINTS))], FAULTS[rng.integers(len(FAULTS))])
-            fake.advance()
-            try:
-                await trader.poll()
-            except Exception as e:
-                assert type(e).__module__.startswith("engine.exchange"), e
-        fake.faults.clear()
-        for _ in range(3):
-            fake.advance()
-            await trader.poll()
-        await trader.adapter.close()
-
-    asyncio.run(go())
+    asyncio.run(trade_through_faults(trader, fake, ENDPOINTS, steps=250, every=4, seed=11))
     assert len(fake.faults_served) >= 55 and {k for _, k in fake.faults_served} == set(FAULTS)
     assert fake.duplicate_attempts == [] and fake.liquidations == []
     # the exchange holds the strategy's positions, and rests exactly what it wants
