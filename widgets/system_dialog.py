@@ -115,6 +115,7 @@ class SystemDialog(QDialog):
         self.data.setToolTip("paper on recorded candles: 'sample' or a file; empty: the exchange's live candles")
         self.preview = QLabel(objectName="gridPreview")
         self.preview.setWordWrap(True)
+        self.preview.setMinimumHeight(self.preview.fontMetrics().lineSpacing() * 4)  # room for the longest preview
         self.error = QLabel(objectName="systemError")
         self.error.setStyleSheet("color: #c62828")
         self.error.setWordWrap(True)
@@ -190,7 +191,7 @@ class SystemDialog(QDialog):
         """Another market: its strategy with its defaults, the symbol as that market writes it."""
         self._show_market(market)
         cfg = CONFIGS[self.strategy.currentText()]()
-        self.levels.setValue(int(cfg.levels) if market == "perpetual" else 20)
+        self.levels.setValue(int(cfg.levels))
         sym = self.symbol.text().strip()
         if market == "perpetual" and sym.count("/") == 1 and ":" not in sym:
             self.symbol.setText(f"{sym}:{sym.split('/')[1]}")  # BTC/USDT -> BTC/USDT:USDT
