@@ -141,3 +141,46 @@ def test_a_withdrawal_pauses_the_live_systems_with_the_reason(fake, tmp_path):
     status = trader.risk.status("live")
     assert status.paused and status.reason.startswith("solvency: the account holds")
     runner.events.close()
+
+
+def test_a_system_behind_replays_what_it_missed_and_sends_orders_for_now_only(fake, tmp_path):
+    """Down for ten hours: the exchange filled what rested meanwhile. On return the trader reads
+    those fills, replays the 120 candles through the strategy and sends one grid, priced for the
+    market of now: nothing sent for an old candle and cancelled a moment later."""
+    first = live_trader(fake, tmp_path)
+
+    async def run_first():
+        await first.boot()
+        await first.poll()
+        for _ in range(5):
+            fake.advance()
+            await first.poll()
+        await first.adapter.close()
+
+    asyncio.run(run_first())
+    first.journal.close()
+    filled = {o["cid"] for o in fake.orders.values() if o["status"] == "FILLED"}
+    sent_before = set(fake.orders)
+    fake.advance(120)
+    filled_while_down = {o["cid"] for o in fake.orders.values() if o["status"] == "FILLED"} - filled
+    assert filled_while_down
+
+    second = live_trader(fake, tmp_path)
+
+    async def run_second():
+        await second.boot()
+        n = await second.poll()
+        await second.adapter.close()
+        return n
+
+    assert asyncio.run(run_second()) == 120
+    close = float(fake.candles["BTCUSDT"][fake.cursor - 1, 4])
+    sent = [o for oid, o in fake.orders.items() if oid not in sent_before]
+    assert sent and all(o["status"] == "NEW" for o in sent)  # none cancelled again at once
+    limits = [o for o in sent if o["type"] == "LIMIT"]  # (the recentred grid sells its stock at market)
+    assert limits and all(o["price"] < close if o["side"] == "BUY" else o["price"] > close for o in limits)
+    wanted = {lc.client_order_id(second.cfg.id, d.level, d.key) for d in second.strategy.desired(close)}
+    assert {o["cid"] for o in fake.open_orders_of()} == wanted == {o.cid for o in second.book.live()}
+    records, _problems = read_jsonl(second.journal_path)
+    journaled = [r["cid"] for r in records if r["type"] == "fill"]
+    assert len(journaled) == len(set(journaled)) and filled_while_down <= set(journaled)

@@ -190,11 +190,19 @@ class Trader:
             self.epoch = int(rows[0][0])
             self._extend(rows[:-1])  # history; the newest closed candle starts the grid
             rows = rows[-1:]
+        # A live system that is behind (after a restart, a stalled feed) replays the candles it
+        # missed through the strategy but sends orders only on the newest: the exchange cannot
+        # trade the past, and an order priced for an old candle would cross the market of now.
+        # The fills made meanwhile are read first. A paper exchange replays each candle in full.
+        replay = not self.paper and len(rows) > 1
+        if replay:
+            self._log("catch_up", candles=len(rows), since=int(rows[0][0]))
         done = 0
-        for r in rows:
+        for k, r in enumerate(rows):
             if self.last_time >= 0 and r[0] > self.last_time + self.tf:
                 self._log("feed_gap", after=self.last_time, next=int(r[0]))  # the exchange has no candles there
-            await self.on_candle(r)
+            newest = k == len(rows) - 1
+            await self.on_candle(r, send=newest or not replay, sync=k == 0 or newest or not replay)
             done += 1
         if done:
             self.last_candle_wall = time.monotonic()
@@ -206,7 +214,8 @@ class Trader:
         a = np.array([[r[0], r[2], r[3], r[4], r[1]] for r in rows], dtype=float)
         self.hist = np.concatenate([self.hist, a])[-HISTORY:]
 
-    async def on_candle(self, row) -> None:
+    async def on_candle(self, row, send: bool = True, sync: bool = True) -> None:
+        """One closed candle: fills in (``sync``), the strategy decides, orders out (``send``)."""
         t0 = time.perf_counter()
         t, o, h, lo, c = int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4])
         prev = self.last_time
@@ -219,7 +228,8 @@ class Trader:
                 self.adapter.on_candle(t, o, h, lo, c, rate, count)
         elif self.paper:
             self.adapter.on_candle(t, o, h, lo, c)
-        await self.sync(bar)
+        if sync:
+            await self.sync(bar)
         now = self.strategy.indicators(self.hist)
         atr = now["atr"]
         self.risk.on_candle(self.cfg.name, 0.0 if math.isnan(atr) else atr, self._trend())
@@ -234,7 +244,10 @@ class Trader:
         for event in getattr(self.strategy, "last_events", ()):
             self._log("strategy_event", bar=bar, label=event, price=c)
         self.last_time = t
-        await self.converge(bar, c, t0)
+        if send:
+            await self.converge(bar, c, t0)
+        else:
+            await _breathe(bar, 4)
 
     async def _funding(self, prev: int, t: int) -> tuple[float, int]:
         """The funding rate summed over the settlements in (prev, t] and how many there were:
