@@ -76,7 +76,9 @@ class Controller(QObject):
         gc.freeze()
         QTimer.singleShot(10_000, gc.freeze)
         self._views_stop = asyncio.Event()
-        self._views_task = asyncio.ensure_future(self.runner._views(self._views_stop))
+        self._views_task = asyncio.ensure_future(self.runner.keep_views(self._views_stop))
+        # live accounts measured every minute: the solvency haircut and the portfolio shares
+        self._solvency_task = asyncio.ensure_future(self.runner.watch_solvency(self._views_stop))
         for s in self.systems:
             if s.enabled:
                 self.runner.start(s)
@@ -334,4 +336,5 @@ class Controller(QObject):
         if getattr(self, "_views_stop", None) is not None:
             self._views_stop.set()
             await self._views_task
+            await self._solvency_task
         self.runner.write_views()

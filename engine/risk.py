@@ -12,7 +12,11 @@ Rules, in the order they are checked:
    ``max_spread``; a market order's expected price against the last trade (``max_deviation``:
    slippage). Limit orders rest where the grid designed them (their distance from the price is
    the point; the exchange's own price band bounds them).
-4. Exposure: per symbol and in total, position plus resting orders plus this order, in quote.
+4. Exposure: per symbol and in total, position plus resting orders plus this order, in quote:
+   against fixed amounts (over every system) and against shares of the portfolio of the
+   account the system trades in (20% per symbol, 80% in total by default). A live account's
+   portfolio is what the exchange holds (quote plus the traded coins at their last price),
+   measured by the runtime; paper systems share one paper account of ``paper_portfolio``.
    An order that only reduces a position always passes 2 and 4.
 5. Dry-run, global or per system (the default for a new system): the order passes every check
    but is simulated, not sent.
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 SEND, SIMULATE, DENY = "send", "simulate", "deny"
+PAPER = "paper"  # the account of every paper system
 
 
 class Decision(NamedTuple):
@@ -66,13 +71,17 @@ class Market:
 class RiskLimits:
     max_symbol_notional: float = float("inf")  # per symbol, all systems together
     max_total_notional: float = float("inf")
+    max_symbol_share: float = 0.20  # of the account's portfolio, per symbol, its systems together
+    max_total_share: float = 0.80  # of the account's portfolio, everything its systems hold or bid
+    paper_portfolio: float = 100_000.0  # the paper account, in quote
     max_spread: float = 0.005  # (ask - bid) / mid
     max_deviation: float = 0.05  # market orders: |expected price - last| / last
     atr_jump: float = 0.30  # ATR change in one candle that pauses a system
     calm_candles: int = 3  # candles with ATR changes under half the jump before resuming
 
     def validate(self) -> None:
-        for name in ("max_symbol_notional", "max_total_notional", "max_spread", "max_deviation", "atr_jump"):
+        for name in ("max_symbol_notional", "max_total_notional", "max_symbol_share", "max_total_share",
+                     "paper_portfolio", "max_spread", "max_deviation", "atr_jump"):
             v = getattr(self, name)
             if not v > 0:
                 raise ValueError(f"{name}: must be > 0, got {v}")
@@ -132,6 +141,8 @@ class RiskGate:
         self.audit: deque[Denial] = deque(maxlen=audit_size)
         self._systems: dict[str, _SystemRisk] = {}
         self._exposure: dict[tuple[str, str], float] = {}  # (system, symbol) -> notional
+        self._accounts: dict[str, str] = {}  # system -> the account it trades in (PAPER by default)
+        self._portfolio: dict[str, float] = {}  # live account -> its value in quote, as last measured
         self._denied: dict[tuple[str, str], tuple[str, str]] = {}  # (system, order id) -> (rule, reason)
 
     # --- systems ------------------------------------------------------------------------------
@@ -169,8 +180,25 @@ class RiskGate:
         The limits apply to the sum over systems (per symbol) and over everything (total)."""
         self._exposure[(system, symbol)] = abs(notional)
 
-    def exposure(self, symbol: str | None = None) -> float:
-        return sum(v for (_, sym), v in self._exposure.items() if symbol is None or sym == symbol)
+    def exposure(self, symbol: str | None = None, account: str | None = None) -> float:
+        return sum(v for (system, sym), v in self._exposure.items()
+                   if (symbol is None or sym == symbol) and (account is None or self.account(system) == account))
+
+    def set_account(self, system: str, account: str) -> None:
+        """The account a system trades in: PAPER, or a live one (exchange, market, URL)."""
+        self._accounts[system] = account
+
+    def account(self, system: str) -> str:
+        return self._accounts.get(system, PAPER)
+
+    def set_portfolio(self, account: str, value: float) -> None:
+        """A live account's value in quote (what the exchange holds), as measured now."""
+        self._portfolio[account] = float(value)
+
+    def portfolio(self, account: str) -> float | None:
+        """The value the shares are of: the paper account's setting, a live one's last measure
+        (None before the first)."""
+        return self.limits.paper_portfolio if account == PAPER else self._portfolio.get(account)
 
     # --- the gate -----------------------------------------------------------------------------
     def check(self, order: OrderIntent, market: Market) -> Decision:
@@ -223,9 +251,29 @@ class RiskGate:
             if total > lim.max_total_notional:
                 return Decision(DENY, "exposure_total",
                                 f"total exposure would be {total:,.2f}, over the limit {lim.max_total_notional:,.2f}")
+            if lim.max_symbol_share != float("inf") or lim.max_total_share != float("inf"):
+                d = self._share_check(o)
+                if d is not None:
+                    return d
         if self.dry_run_all or sysr.dry_run:
             return Decision(SIMULATE, "dry_run", "dry-run: checked, not sent")
         return Decision(SEND, "ok", "")
+
+    def _share_check(self, o: OrderIntent) -> Decision | None:
+        account = self.account(o.system)
+        value = self.portfolio(account)
+        where = "the paper account" if account == PAPER else f"the account {account}"
+        if value is None:
+            return Decision(DENY, "exposure_unknown", f"the value of {where} is not known yet")
+        lim = self.limits
+        for rule, used, share, what in (
+                ("exposure_symbol", self.exposure(o.symbol, account), lim.max_symbol_share, f"{o.symbol} exposure"),
+                ("exposure_total", self.exposure(None, account), lim.max_total_share, "total exposure")):
+            after = used + o.notional
+            if after > share * value:
+                return Decision(DENY, rule, f"{what} would be {after:,.2f}, over {share:.0%} of {where} "
+                                            f"({share * value:,.2f} of {value:,.2f})")
+        return None
 
     # --- circuit breakers and solvency ---------------------------------------------------------
     def on_candle(self, system: str, atr: float, trend: str = "NEUTRAL") -> SystemStatus:

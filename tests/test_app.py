@@ -369,3 +369,23 @@ def test_grid_chart_draws_the_candles_in_view_merged_when_too_many():
     assert mc[-1] == c[-1] and mh.max() == h[5:].max() and ml.min() == lo[5:].min()  # no extreme lost
     same = merged_candles(t, o, h, lo, c, 60.0, 100, 300)
     assert np.array_equal(same[1], o[100:300]) and same[5] == 60.0
+
+
+def test_risk_tab_edits_the_portfolio_shares_and_they_survive_a_restart(data_dir, qtbot):
+    window = MainWindow(Controller(data_dir))
+    qtbot.addWidget(window)
+    tab = window.risk
+    lim = window.controller.risk.limits
+    assert (lim.max_symbol_share, lim.max_total_share, lim.paper_portfolio) == (0.2, 0.8, 100_000.0)
+    tab.refresh_audit()
+    assert tab.portfolio.text() == "paper: 100,000.00"
+    for name, value in (("max_symbol_share", 0.0), ("max_total_share", 0.5), ("paper_portfolio", 25_000.0)):
+        field = tab.limit_fields[name]
+        field.setValue(value)
+        field.editingFinished.emit()
+    assert (lim.max_symbol_share, lim.max_total_share, lim.paper_portfolio) == (float("inf"), 0.5, 25_000.0)
+    window.controller.runner.write_views()
+    window.close()
+    again = Controller(data_dir)  # "none" is kept as none, not the 20% default again
+    lim = again.risk.limits
+    assert (lim.max_symbol_share, lim.max_total_share, lim.paper_portfolio) == (float("inf"), 0.5, 25_000.0)

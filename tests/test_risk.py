@@ -72,6 +72,48 @@ def test_exposure_limits_per_symbol_and_total_but_reducing_orders_pass():
     assert d.rule == "exposure_total" and "1,550.00" in d.reason
 
 
+def test_portfolio_shares_per_account_20_and_80_percent_by_default():
+    """Paper systems share the paper account (100,000 by default); a live account's value is
+    measured by the runtime, and until it is no order adds exposure there."""
+    g = live_gate()
+    g.set_exposure("BTC/USDT", 19_950.0, "btc")
+    d = g.check(order(), MKT)  # 100 more
+    assert d.rule == "exposure_symbol"
+    assert "BTC/USDT exposure would be 20,050.00, over 20% of the paper account (20,000.00 of 100,000.00)" in d.reason
+    g.set_exposure("BTC/USDT", 19_900.0, "btc")
+    assert g.check(order(), MKT).action == SEND  # exactly 20%
+    for i, sym in enumerate(("ETH/USDT", "SOL/USDT", "XRP/USDT")):
+        g.set_exposure(sym, 20_050.0, f"other{i}")
+    d = g.check(order(), MKT)
+    assert d.rule == "exposure_total"
+    assert "total exposure would be 80,150.00, over 80% of the paper account (80,000.00 of 100,000.00)" in d.reason
+    assert g.check(order(reduces=True, side="sell"), MKT).action == SEND
+    g.limits.paper_portfolio = 200_000.0  # the Risk tab's setting
+    assert g.check(order(), MKT).action == SEND
+
+    # a live account: its own systems only, against its own value
+    g.set_account("live", "binance spot")
+    live = order(system="live")
+    g.set_dry_run("live", False)
+    d = g.check(live, MKT)
+    assert d.rule == "exposure_unknown" and "binance spot" in d.reason
+    g.set_portfolio("binance spot", 1_000.0)
+    assert g.check(live, MKT).action == SEND  # the paper systems' 80,000 are not this account's
+    g.set_exposure("BTC/USDT", 150.0, "live")
+    d = g.check(live, MKT)
+    assert d.rule == "exposure_symbol" and "over 20% of the account binance spot (200.00 of 1,000.00)" in d.reason
+    g.limits.max_symbol_share = float("inf")  # none: the total still holds
+    g.set_exposure("BTC/USDT", 750.0, "live")
+    assert g.check(live, MKT).rule == "exposure_total"
+
+
+def test_share_limits_are_validated():
+    with pytest.raises(ValueError, match="max_symbol_share: must be > 0"):
+        RiskGate(RiskLimits(max_symbol_share=0.0))
+    with pytest.raises(ValueError, match="paper_portfolio: must be > 0"):
+        RiskGate(RiskLimits(paper_portfolio=-1.0))
+
+
 def test_atr_jump_pauses_and_calm_candles_resume():
     g = live_gate(atr_jump=0.3, calm_candles=2)
     g.system("btc").on = True

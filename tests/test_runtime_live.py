@@ -38,7 +38,9 @@ def live_trader(fake, tmp_path, **risk_limits):
                        params={"levels": 16, "spacing": "arithmetic", "range_pct": 0.03, "recenter": 1.0})
     ex = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=500, backoff=0.01,
                       retries=3)
-    return Trader(cfg, ex, RiskGate(RiskLimits(atr_jump=1e9, **risk_limits)), tmp_path)
+    # the account is this system's alone: no share-of-the-portfolio cap (tested on its own below)
+    limits = {"atr_jump": 1e9, "max_symbol_share": float("inf"), "max_total_share": float("inf"), **risk_limits}
+    return Trader(cfg, ex, RiskGate(RiskLimits(**limits)), tmp_path)
 
 
 def test_a_run_through_every_fault_ends_with_exactly_the_wanted_orders(fake, tmp_path):
@@ -184,3 +186,34 @@ def test_a_system_behind_replays_what_it_missed_and_sends_orders_for_now_only(fa
     records, _problems = read_jsonl(second.journal_path)
     journaled = [r["cid"] for r in records if r["type"] == "fill"]
     assert len(journaled) == len(set(journaled)) and filled_while_down <= set(journaled)
+
+
+def test_a_live_grid_holds_to_its_share_of_what_the_account_holds(fake, tmp_path):
+    """The default caps, 20% of the portfolio per symbol: a 10,000 grid in a 10,000 account lays
+    orders up to 2,000 and the rest is denied with the reason; after a deposit the runtime's
+    next measure of the account lets the grid lay more."""
+    from engine.runtime.runner import Runner
+
+    trader = live_trader(fake, tmp_path, max_symbol_share=0.2, max_total_share=0.8)
+    runner = Runner([], tmp_path, risk=trader.risk)
+    runner.traders["live"] = trader
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        first = trader.risk.exposure("BTC/USDT", trader.account)
+        denied = [d for d in trader.risk.audit if d.rule == "exposure_symbol"]
+        fake.free["USDT"] += 40_000.0  # a deposit
+        await runner.check_solvency()
+        fake.advance()
+        await trader.poll()
+        await trader.adapter.close()
+        return first, denied, trader.risk.exposure("BTC/USDT", trader.account)
+
+    first, denied, after = asyncio.run(go())
+    assert trader.account == "binance spot"
+    assert 1_000 < first <= 2_000
+    assert denied and "over 20% of the account binance spot (2,000.00 of 10,000.00)" in denied[0].reason
+    assert trader.risk.portfolio(trader.account) == pytest.approx(50_000.0, rel=0.01)
+    assert after > 4_000  # the whole grid: about half of it in resting buys
+    runner.events.close()

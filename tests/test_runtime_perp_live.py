@@ -108,7 +108,8 @@ def live_trader(fake, tmp_path):
     params = {"leverage": 3.0, "stop_m": 2.0, "prune_age_hours": 4.0, "levels": 8}
     cfg = SystemConfig(name="live perp", symbol=SYM, market="perpetual", strategy="adaptive-grid", timeframe="5m",
                        mode="live", dry_run=False, capital=10_000.0, params=params)
-    return Trader(cfg, client(fake), RiskGate(RiskLimits(atr_jump=1e9)), tmp_path)
+    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))  # its own account
+    return Trader(cfg, client(fake), RiskGate(limits), tmp_path)
 
 
 def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_wants(fake, tmp_path):

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.risk import PAPER
+
 KILL_ON_STYLE = "QPushButton { background: #c62828; color: white; font-size: 20px; font-weight: bold; padding: 18px; }"
 KILL_OFF_STYLE = "QPushButton { background: #2e7d32; color: white; font-size: 20px; font-weight: bold; padding: 18px; }"
 
@@ -55,6 +57,9 @@ class RiskTab(QWidget):
         for name, label, lo, hi, dec in (
                 ("max_symbol_notional", "Exposure per symbol (quote, 0 = none)", 0, 1e12, 2),
                 ("max_total_notional", "Total exposure (quote, 0 = none)", 0, 1e12, 2),
+                ("max_symbol_share", "Exposure per symbol (share of the account, 0 = none)", 0, 100, 2),
+                ("max_total_share", "Total exposure (share of the account, 0 = none)", 0, 100, 2),
+                ("paper_portfolio", "Paper account (quote)", 1, 1e12, 2),
                 ("max_spread", "Widest spread (fraction)", 0.0001, 1, 4),
                 ("max_deviation", "Market order slippage limit (fraction)", 0.0001, 1, 4),
                 ("atr_jump", "ATR jump that pauses a grid (fraction)", 0.01, 10, 2)):
@@ -66,6 +71,11 @@ class RiskTab(QWidget):
             w.editingFinished.connect(lambda n=name, w=w: self._set_limit(n, w.value()))
             form.addRow(label, w)
             self.limit_fields[name] = w
+
+        self.portfolio = QLabel(objectName="portfolioLabel")
+        self.portfolio.setToolTip("What the shares are of: the paper account, and each live account's holdings "
+                                  "(quote plus the traded coins at their last price), measured every minute")
+        form.addRow("Accounts", self.portfolio)
 
         self.audit = QTableWidget(0, 5, objectName="auditTable")
         self.audit.setHorizontalHeaderLabels(["Time (UTC)", "System", "Order", "Rule", "Reason"])
@@ -114,7 +124,13 @@ class RiskTab(QWidget):
         self.dry_run_all.blockSignals(False)
 
     def refresh_audit(self) -> None:
-        rows = list(self.controller.risk.audit)
+        risk = self.controller.risk
+        accounts = [PAPER, *sorted({risk.account(n) for n in self.controller.runner.traders} - {PAPER})]
+        text = " · ".join(f"{a}: {'not measured yet' if v is None else f'{v:,.2f}'}"
+                          for a, v in ((a, risk.portfolio(a)) for a in accounts))
+        if text != self.portfolio.text():
+            self.portfolio.setText(text)
+        rows = list(risk.audit)
         if len(rows) == self._audit_len:
             return
         self._audit_len = len(rows)

@@ -23,7 +23,7 @@ from engine.exchange.replay import ReplaySource
 from engine.kernels.perp import load_tiers
 from engine.risk import RiskGate
 from engine.runtime.config import ConfigError, SystemConfig
-from engine.runtime.trader import Trader
+from engine.runtime.trader import Trader, account_value
 from engine.store import EventLog, read_json, write_json_atomic
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.spot_grid import SpotGridConfig
@@ -120,7 +120,7 @@ class Runner:
         for name, value in limits.items():
             if not hasattr(self.risk.limits, name):
                 raise ConfigError(f"{self.bot_state_path}: limits.{name}: unknown risk limit")
-            setattr(self.risk.limits, name, value)
+            setattr(self.risk.limits, name, float("inf") if value is None else value)  # null: none
         try:
             self.risk.limits.validate()
         except ValueError as exc:
@@ -138,7 +138,7 @@ class Runner:
             "bot_state.json": {
                 "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
                 "killed": self.risk.killed_systems(),
-                "limits": {k: v for k, v in vars(self.risk.limits).items() if v != float("inf")},
+                "limits": {k: None if v == float("inf") else v for k, v in vars(self.risk.limits).items()},
                 "systems": {name: t.summary() for name, t in self.traders.items()},
                 "errors": dict(self.errors),
             },
@@ -198,7 +198,7 @@ class Runner:
         return (self.risk.kill_all, self.risk.dry_run_all, tuple(sorted(self.errors)),
                 tuple((n, t.last_time, len(t.book.orders), t.risk.status(n).label) for n, t in self.traders.items()))
 
-    async def _views(self, stop: asyncio.Event) -> None:
+    async def keep_views(self, stop: asyncio.Event) -> None:
         """Rewrite the views when something changed, at most every 2 s."""
         seen = None
         while not stop.is_set():
@@ -212,20 +212,21 @@ class Runner:
 
     async def check_solvency(self) -> str:
         """Live systems per account: what the exchange holds (quote plus each traded base at
-        its last price) against the equity of the systems trading there. On a deficit (a
+        its last price; also the portfolio the risk gate's shares are of) against the equity
+        of the systems trading there. On a deficit (a
         withdrawal, a loss elsewhere) the gate cuts every allocation in proportion; a grid
         cannot shrink safely mid-run, so each cut system is paused with the reason, for the user
         to decide. Returns the message ('' when the account covers the systems)."""
-        groups: dict[tuple, list[Trader]] = {}
+        groups: dict[str, list[Trader]] = {}
         for t in self.traders.values():
             if not t.paper and t.strategy is not None and t.strategy.started and len(t.hist):
-                groups.setdefault((t.cfg.exchange, t.cfg.exchange_url), []).append(t)
+                groups.setdefault(t.account, []).append(t)
         messages = []
-        for traders in groups.values():
+        for account, traders in groups.items():
             balance = await traders[0].adapter.balance()
             prices = {t.rules.base: float(t.hist[-1, 3]) for t in traders}
-            quote = traders[0].rules.quote
-            held = balance.total.get(quote, 0.0) + sum(balance.total.get(b, 0.0) * p for b, p in prices.items())
+            held = account_value(balance, traders[0].rules.quote, prices)
+            self.risk.set_portfolio(account, held)  # what the exposure shares are of
             equity = {t.cfg.name: t.strategy.books(float(t.hist[-1, 3]))["equity"] for t in traders}
             _, msg = self.risk.solvency(held, equity)
             if msg:
@@ -234,7 +235,7 @@ class Runner:
                 messages.append(msg)
         return "; ".join(messages)
 
-    async def _solvency(self, stop: asyncio.Event, every: float = 60.0) -> None:
+    async def watch_solvency(self, stop: asyncio.Event, every: float = 60.0) -> None:
         while not stop.is_set():
             try:
                 await self.check_solvency()
@@ -248,8 +249,8 @@ class Runner:
         self.events.log("runner_started", systems=[s.name for s in self.systems])
         for s in self.systems:
             self.start(s)
-        views = asyncio.create_task(self._views(stop))
-        solvency = asyncio.create_task(self._solvency(stop))
+        views = asyncio.create_task(self.keep_views(stop))
+        solvency = asyncio.create_task(self.watch_solvency(stop))
         all_done = asyncio.ensure_future(asyncio.gather(*self._tasks.values()))
         await asyncio.wait([all_done, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         for name in list(self._tasks):

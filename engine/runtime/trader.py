@@ -26,7 +26,7 @@ from engine.exchange import base as xb
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
 from engine.kernels.perp import FUNDING_PERIOD_MS, funding_rates_on_bars_nb
-from engine.risk import DENY, SIMULATE, Market, OrderIntent, RiskGate
+from engine.risk import DENY, PAPER, SIMULATE, Market, OrderIntent, RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
@@ -42,6 +42,11 @@ async def _breathe(i: int, every: int = 8) -> None:
     waiting, and a grid of 40 orders laid in one go would hold the loop (and the GUI on it)."""
     if i % every == every - 1:
         await asyncio.sleep(0)
+
+
+def account_value(balance: xb.Balance, quote: str, prices: dict[str, float]) -> float:
+    """What an account holds, in quote: the quote plus each traded coin at its last price."""
+    return balance.total.get(quote, 0.0) + sum(balance.total.get(b, 0.0) * p for b, p in prices.items())
 
 
 class Trader:
@@ -71,6 +76,10 @@ class Trader:
         self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
         self._save_lock = asyncio.Lock()
         risk.set_dry_run(cfg.name, cfg.dry_run)
+        # the account the portfolio shares are of: one paper account, or this exchange's (testnet) wallet
+        self.account = PAPER if self.paper else " ".join(
+            x for x in (cfg.exchange, cfg.market, "testnet" if cfg.sandbox else "", cfg.exchange_url) if x)
+        risk.set_account(cfg.name, self.account)
 
     # -- journal and state -----------------------------------------------------------------------
     def _log(self, event: str, **fields) -> None:
@@ -375,6 +384,9 @@ class Trader:
             await _breathe(i)
             await self.cancel(o, "cancel: the grid no longer wants it")
         market = Market(last=close, min_notional=self.rules.min_notional)
+        if self.risk.portfolio(self.account) is None:  # the first orders in a live account: value it
+            balance = await self.adapter.balance()
+            self.risk.set_portfolio(self.account, account_value(balance, self.rules.quote, {self.rules.base: close}))
         exposure = self._report_exposure(close)
         batch: list[lc.TrackedOrder] = []
         for i, (cid, d) in enumerate(want.items()):
