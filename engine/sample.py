@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where the file is made: the app reads the sample without pandas
+    import pandas as pd
 
 # (days, drift per year, base volatility per year)
 REGIMES = (
@@ -32,6 +35,8 @@ SAMPLE_PATH = Path(__file__).resolve().parents[1] / "resources" / "sample" / "SA
 
 def generate(seed: int = 7, timeframe_min: int = 15, start: str = "2024-01-01",
              price: float = 42_000.0, substeps: int = 8) -> pd.DataFrame:
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     bars_per_day = 24 * 60 // timeframe_min
     dt = timeframe_min / (365 * 24 * 60) / substeps

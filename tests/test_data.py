@@ -85,6 +85,28 @@ def test_freqtrade_json_and_parquet_match_the_csv(tmp_path, btc5m):
         assert got.gaps == part.gaps
 
 
+def test_a_plain_csv_is_read_without_pandas_to_the_same_candles(tmp_path):
+    """(The app's paper systems read the sample this way: pandas is ~90 MB it need not load.)"""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys; from engine.data import load_candles; from engine.sample import SAMPLE_PATH; "
+            "c = load_candles(SAMPLE_PATH); import numpy as np; "
+            "np.save(sys.argv[1], np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]); "
+            "assert 'pandas' not in sys.modules, 'pandas was imported'")
+    out = tmp_path / "fast.npy"
+    subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, check=True)
+    import pandas as pd
+
+    from engine.data import candles_from_frame
+    from engine.sample import SAMPLE_PATH
+
+    slow = candles_from_frame(pd.read_csv(SAMPLE_PATH, dtype=str), str(SAMPLE_PATH), line_offset=2)
+    assert np.array_equal(np.load(out), np.c_[slow.time, slow.open, slow.high, slow.low, slow.close, slow.volume])
+
+
 @pytest.mark.parametrize("bad_line,message", [
     ("1600000600,102,104,abc,103,12", "row 3 (line 4): unparsable value 'abc' in column low"),
     ("1600000600,102,104,,103,12", "row 3 (line 4): missing value (NaN) in column low"),
