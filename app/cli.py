@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
+    gu.add_argument("--exchange-url", help="send every exchange request to this base URL (testnet, proxy, simulator)")
     gu.add_argument("--quit-after", type=_float("quit_after"), help=argparse.SUPPRESS)
     gu.add_argument("--screenshot", type=Path, help=argparse.SUPPRESS)
 
@@ -546,7 +547,8 @@ def cmd_status(args) -> int:
 def cmd_gui(args) -> int:
     from app.gui import main as gui_main
 
-    return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot)
+    return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot,
+                    exchange_url=args.exchange_url)
 
 
 def cmd_screenshot(args) -> int:

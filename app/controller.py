@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import json
 import os
 import shutil
@@ -46,9 +47,13 @@ class Controller(QObject):
     logEvent = Signal(str, dict)  # event, fields
     tick = Signal()  # a refresh of everything that moves (orders, chart, statuses)
 
-    def __init__(self, data_dir: str | Path | None = None, *, keys=load_keys, refresh_ms: int = 500):
+    def __init__(self, data_dir: str | Path | None = None, *, keys=load_keys, refresh_ms: int = 500,
+                 exchange_url: str | None = None):
         super().__init__()
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.keys = keys
+        self.exchange_url = exchange_url or None  # every exchange request to this host (testnet, simulator)
+        self._symbols: dict[tuple[str, str], list[str]] = {}
         self.config_path = self.data_dir / "cryptos.json"
         if not self.config_path.exists():  # first launch: the bundled default systems
             self.config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +63,8 @@ class Controller(QObject):
         if problem:
             self.events.log("state_problem", file=str(self.config_path), problem=problem)
         self.risk = RiskGate(event_log=self.events)
-        self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25, event_log=self.events)
+        self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25, event_log=self.events,
+                             exchange_url=self.exchange_url)
         self._tasks: set[asyncio.Task] = set()
         self._journals: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
@@ -143,6 +149,54 @@ class Controller(QObject):
         """Into the OS keyring (app.secrets); raises SecretsError with what to do."""
         store_keys(exchange, api_key, secret)
         self.events.log("keys_stored", exchange=exchange)  # never the keys themselves
+
+    def has_keys(self, exchange: str) -> bool:
+        return all(self.keys(exchange))
+
+    # -- the exchange, for the dialogs (widgets never hold a client) ---------------------------------
+    async def _client(self, exchange: str, market: str = "spot", api_key: str = "", secret: str = ""):
+        if exchange not in self.exchanges():
+            raise ValueError(f"ccxt has no exchange {exchange!r}")
+        # ccxt takes half a second to import: not on the GUI thread
+        await asyncio.get_running_loop().run_in_executor(self._pool, importlib.import_module, "ccxt.async_support")
+        from engine.exchange.live import CcxtExchange
+
+        return CcxtExchange(exchange, market=market, base_url=self.exchange_url, api_key=api_key, secret=secret,
+                            retries=1, timeout_ms=8_000)
+
+    @staticmethod
+    def exchanges() -> list[str]:
+        """The exchanges ccxt knows, by id."""
+        from engine.exchange.ccxt_factory import exchange_ids
+
+        return exchange_ids()
+
+    async def symbols(self, exchange: str, market: str) -> list[str]:
+        """The exchange's active markets of that kind (asked once per app run)."""
+        key = (exchange, market)
+        if key not in self._symbols:
+            client = await self._client(exchange, market)
+            try:
+                self._symbols[key] = await client.symbols()
+            finally:
+                await client.close()
+        return self._symbols[key]
+
+    async def test_connection(self, exchange: str, market: str = "spot", api_key: str = "", secret: str = "") -> str:
+        """Fetch the balance with these keys (the stored ones when none are given): what the
+        account holds, or raises with the exchange's answer (never the keys)."""
+        if not (api_key and secret):
+            api_key, secret = self.keys(exchange)
+        if not (api_key and secret):
+            raise ValueError(f"no API keys for {exchange}: enter them, or store them first")
+        client = await self._client(exchange, market, api_key, secret)
+        try:
+            bal = await client.balance()
+        finally:
+            await client.close()
+        held = sorted(((v, k) for k, v in bal.total.items() if v > 0), reverse=True)
+        top = ", ".join(f"{k} {v:,.8g}" for v, k in held[:4]) or "nothing yet"
+        return f"connected to {exchange} {market}: the account holds {top}"
 
     # -- risk ----------------------------------------------------------------------------------
     def set_kill(self, on: bool, system: str | None = None) -> None:

@@ -19,7 +19,8 @@ def gui_thread_gc():
     return GarbageCollector(interval=1.0)
 
 
-def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None) -> int:
+def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None,
+         exchange_url: str | None = None) -> int:
     import qasync
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -34,7 +35,7 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     collector = gui_thread_gc()  # noqa: F841 (kept alive for the app's life)
-    controller = Controller(data_dir)
+    controller = Controller(data_dir, exchange_url=exchange_url)
     window = MainWindow(controller)
     window.show()
     closed = asyncio.Event()

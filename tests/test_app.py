@@ -389,3 +389,74 @@ def test_risk_tab_edits_the_portfolio_shares_and_they_survive_a_restart(data_dir
     again = Controller(data_dir)  # "none" is kept as none, not the 20% default again
     lim = again.risk.limits
     assert (lim.max_symbol_share, lim.max_total_share, lim.paper_portfolio) == (float("inf"), 0.5, 25_000.0)
+
+
+def test_add_system_offers_the_exchanges_markets_and_the_keys_dialog_tests_the_connection(loop, data_dir, btc5m,
+                                                                                         qtbot):
+    """Against the local fake Binance (the real ccxt client): the symbol completes from the
+    exchange's markets and a symbol it does not list is refused with the nearest one; an
+    exchange that cannot be asked leaves the symbol free. The keys dialog says whether a key is
+    stored and tests the connection by the account's balance, never showing a secret."""
+    from fake_exchange import FakeBinance
+
+    from widgets.market import KeysDialog
+
+    c = btc5m.slice(0, 100)
+    rows = np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]
+    fake = FakeBinance({"BTCUSDT": rows, "ETHUSDT": rows}, c.timeframe_ms, keys={"k1": "s1"},
+                       balances={"USDT": 1234.5, "BTC": 0.25})
+    fake.start()
+    stored: dict[str, tuple[str, str]] = {}
+    controller = Controller(data_dir, exchange_url=fake.url, keys=lambda ex: stored.get(ex, ("", "")))
+
+    async def until(cond):
+        for _ in range(200):
+            if cond():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def go():
+        dlg = SystemDialog(None, symbols=controller.symbols)
+        qtbot.addWidget(dlg)
+        assert await until(lambda: dlg.known is not None), dlg.symbol_note.text()
+        assert dlg.known == {"BTC/USDT", "ETH/USDT"}
+        assert dlg.symbol_note.text() == "2 spot markets on binance: type to search"
+        assert dlg.symbol.completer().model().stringList() == ["BTC/USDT", "ETH/USDT"]
+        dlg.name.setText("eth grid")
+        dlg.symbol.setText("BTC/USDX")
+        assert not dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
+        assert dlg.error.text() == "symbol: binance has no spot market 'BTC/USDX': did you mean BTC/USDT?"
+        dlg.symbol.setText("ETH/USDT")
+        assert dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
+        dlg.exchange.setCurrentText("nosuchexchange")
+        assert await until(lambda: "could not be read" in dlg.symbol_note.text())
+        assert "any symbol is accepted" in dlg.symbol_note.text() and dlg.known is None
+        dlg.symbol.setText("ANY/THING")
+        assert dlg.error.text() == ""
+
+        keys = KeysDialog(controller)
+        qtbot.addWidget(keys)
+        assert keys.stored.text() == "no key stored for binance"
+        keys.test_connection()
+        assert await until(keys.test_button.isEnabled)
+        assert keys.result.text() == "failed: no API keys for binance: enter them, or store them first"
+        keys.key.setText("k1")
+        keys.secret.setText("wrong-secret")
+        keys.test_connection()
+        assert await until(keys.test_button.isEnabled)
+        assert keys.result.text().startswith("failed: AuthenticationError") and "not valid" in keys.result.text()
+        assert "wrong-secret" not in keys.result.text()
+        stored["binance"] = ("k1", "s1")
+        keys.key.clear()
+        keys.secret.clear()
+        keys.show_stored()
+        assert keys.stored.text().startswith("a key for binance is stored")
+        keys.test_connection()  # with the stored keys
+        assert await until(keys.test_button.isEnabled)
+        assert keys.result.text() == "connected to binance spot: the account holds USDT 1,234.5, BTC 0.25"
+
+    try:
+        loop.run_until_complete(go())
+    finally:
+        fake.stop()

@@ -175,3 +175,13 @@ def test_the_rate_budget_never_lets_more_than_its_count_through_a_window():
     run(go())
     for i in range(5, len(times)):
         assert times[i] - times[i - 5] >= 0.2 - 1e-3
+
+
+def test_the_exchange_list_is_ccxts_without_importing_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.exchange.ccxt_factory import exchange_ids; ids = exchange_ids(); "
+            "assert 'ccxt' not in sys.modules; import ccxt.async_support as c; assert ids == sorted(c.exchanges); "
+            "assert 'binance' in ids and len(ids) > 50")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -55,6 +55,7 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
         await ex.prepare(SYM, 3)
         assert fake.hedge and fake.margin_type["BTCUSDT"] == "ISOLATED" and fake.leverage["BTCUSDT"] == 3
         await ex.prepare(SYM, 3)  # already so: nothing to change, no error
+        assert await ex.symbols() == [SYM]  # (the Add System dialog's list for this market)
         with pytest.raises(b.OrderRejected, match="whole number"):
             await ex.prepare(SYM, 2.5)
         rules = await ex.market(SYM)

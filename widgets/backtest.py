@@ -55,7 +55,7 @@ from engine.strategies.spot_grid import ParamError
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
-from widgets.system_dialog import EXCHANGES, SystemDialog
+from widgets.system_dialog import SystemDialog
 
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
@@ -134,12 +134,13 @@ class TradesModel(QAbstractTableModel):
 
 
 class DownloadDialog(QDialog):
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, exchanges=("binance",)):
         super().__init__(parent)
         self.setObjectName("downloadDialog")
         self.setWindowTitle("Download candles")
         self.exchange = QComboBox(objectName="downloadExchange", editable=True)
-        self.exchange.addItems(list(EXCHANGES))
+        self.exchange.addItems(list(exchanges))
+        self.exchange.setCurrentText("binance")
         self.symbol = QLineEdit("BTC/USDT", objectName="downloadSymbol")
         self.timeframe = QComboBox(objectName="downloadTimeframe")
         self.timeframe.addItems(list(TIMEFRAMES_MS))
@@ -375,7 +376,7 @@ class BacktestTab(QWidget):
             self.funding.setText(path)
 
     def _download(self) -> None:
-        dlg = DownloadDialog(self)
+        dlg = DownloadDialog(self, self.controller.exchanges())
         if dlg.exec():
             self.download(*dlg.request())
 
@@ -694,7 +695,8 @@ class BacktestTab(QWidget):
             QMessageBox.warning(self, "Create system", str(exc))
             return
         dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems},
-                           reference_price=float(self.run.candles.close[-1]), title="Create system from backtest")
+                           reference_price=float(self.run.candles.close[-1]), title="Create system from backtest",
+                           symbols=self.controller.symbols, exchanges=self.controller.exchanges())
         if dlg.exec():
             self.controller.add_system(dlg.result_config)
             self.status.setText(f"system {dlg.result_config.name} added (paper, dry-run): see the Market tab")

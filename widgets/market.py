@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
@@ -23,7 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL, TOOLTIP
-from widgets.system_dialog import EXCHANGES, SystemDialog
+from widgets.system_dialog import SystemDialog
+from widgets.tasks import when_done
 
 COLUMNS = [
     ("name", "Name"), ("exchange", "Exchange"), ("symbol", "Symbol"), ("market", "Market"),
@@ -126,7 +128,8 @@ class MarketTab(QWidget):
         return self.model.rows[rows[0].row()]["name"] if rows else None
 
     def add_system(self) -> None:
-        dlg = SystemDialog(self, existing={s.name for s in self.controller.systems})
+        dlg = SystemDialog(self, existing={s.name for s in self.controller.systems}, symbols=self.controller.symbols,
+                           exchanges=self.controller.exchanges())
         if dlg.exec():
             self.controller.add_system(dlg.result_config)
             self.table.selectRow(len(self.model.rows) - 1)
@@ -145,7 +148,9 @@ class MarketTab(QWidget):
             QMessageBox.information(self, "Edit system", f"{name} is running. Switch it OFF first, then edit it.")
             return
         cfg = self.controller.system(name)
-        dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems} - {name})
+        dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems} - {name},
+                           symbols=self.controller.symbols,
+                           exchanges=self.controller.exchanges())
         if dlg.exec():
             self.controller.replace_system(name, dlg.result_config)
 
@@ -164,7 +169,7 @@ class MarketTab(QWidget):
         self.controller.add_system(copy)
 
     def api_keys(self) -> None:
-        dlg = KeysDialog(self)
+        dlg = KeysDialog(self.controller, self)
         if dlg.exec():
             try:
                 self.controller.store_keys(dlg.exchange.currentText(), dlg.key.text().strip(),
@@ -189,24 +194,60 @@ class MarketTab(QWidget):
 
 
 class KeysDialog(QDialog):
-    """API key and secret for an exchange, stored in the OS keyring (never shown again)."""
+    """API key and secret for an exchange, stored in the OS keyring (never shown again): whether
+    a key is stored, and a test of the connection (the account's balance) with the keys typed,
+    or the stored ones."""
 
-    def __init__(self, parent=None):
+    def __init__(self, controller, parent=None):
         super().__init__(parent)
+        self.controller = controller
         self.setObjectName("keysDialog")
         self.setWindowTitle("API keys")
         self.exchange = QComboBox(objectName="keysExchange")
         self.exchange.setEditable(True)
-        self.exchange.addItems(list(EXCHANGES))
+        self.exchange.addItems(controller.exchanges())
+        self.exchange.setCurrentText("binance")
+        self.market = QComboBox(objectName="keysMarket")
+        self.market.addItems(["spot", "perpetual"])
+        self.market.setToolTip("the account to test: spot, or USDT-M futures")
+        self.stored = QLabel(objectName="keysStored")
         self.key = QLineEdit(objectName="keysApiKey")
         self.secret = QLineEdit(objectName="keysSecret")
         for w in (self.key, self.secret):
             w.setEchoMode(QLineEdit.Password)
+        self.test_button = QPushButton("Test connection", objectName="keysTest")
+        self.test_button.clicked.connect(self.test_connection)
+        self.result = QLabel(objectName="keysResult")
+        self.result.setWordWrap(True)
         form = QFormLayout(self)
         form.addRow("Exchange", self.exchange)
+        form.addRow("", self.stored)
         form.addRow("API key", self.key)
         form.addRow("Secret", self.secret)
+        form.addRow("Account", self.market)
+        form.addRow(self.test_button, self.result)
         buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+        self.exchange.currentTextChanged.connect(self.show_stored)
+        self.show_stored()
+
+    def show_stored(self, *_) -> None:
+        ex = self.exchange.currentText().strip()
+        self.stored.setText(f"a key for {ex} is stored (typing new ones replaces it)" if self.controller.has_keys(ex)
+                            else f"no key stored for {ex}")
+
+    def test_connection(self) -> None:
+        ex, market = self.exchange.currentText().strip(), self.market.currentText()
+        coro = self.controller.test_connection(ex, market, self.key.text().strip(), self.secret.text().strip())
+        if when_done(self, coro, self._tested, lambda exc: self._tested(f"failed: {exc}", ok=False)):
+            self.test_button.setEnabled(False)
+            self.result.setText(f"asking {ex} for the account's balance…")
+        else:
+            self.result.setText("the app's loop is not running")
+
+    def _tested(self, text: str, ok: bool = True) -> None:
+        self.test_button.setEnabled(True)
+        self.result.setStyleSheet("" if ok else "color: #c62828")
+        self.result.setText(text)

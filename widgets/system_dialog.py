@@ -5,9 +5,13 @@ after fees and the capital per level; refused field by field. Presets, a setting
 
 from __future__ import annotations
 
+import difflib
+
+from PySide6.QtCore import QStringListModel, Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -30,8 +34,7 @@ from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings
 from engine.strategies.spot_grid import ParamError, SpotGridConfig, build_params
 from widgets.params_editor import ParamsEditor
-
-EXCHANGES = ("binance", "binanceusdm", "bybit", "okx", "kraken", "kucoin", "coinbase", "bitget", "gate", "mexc")
+from widgets.tasks import when_done
 
 
 def _spin(lo, hi, decimals, value, step=None, name=""):
@@ -46,7 +49,7 @@ def _spin(lo, hi, decimals, value, step=None, name=""):
 
 class SystemDialog(QDialog):
     def __init__(self, parent=None, cfg: SystemConfig | None = None, *, existing: set[str] = frozenset(),
-                 reference_price: float = 42_000.0, exchanges=EXCHANGES, title: str | None = None):
+                 reference_price: float = 42_000.0, exchanges=("binance",), title: str | None = None, symbols=None):
         super().__init__(parent)
         self.setObjectName("systemDialog")
         self.setWindowTitle(title or ("Edit system" if cfg else "Add system"))
@@ -68,6 +71,19 @@ class SystemDialog(QDialog):
         self.exchange.addItems(list(exchanges))
         self.exchange.setCurrentText(cfg.exchange)
         self.symbol = QLineEdit(cfg.symbol, objectName="systemSymbol")
+        # the exchange's markets, when it answers (``symbols``: the controller's lookup)
+        self.symbols_source = symbols
+        self.known: set[str] | None = None  # None: not known, any symbol is accepted
+        self._asked: tuple[str, str] | None = None
+        self.symbol_model = QStringListModel(self)
+        completer = QCompleter(self.symbol_model, self)
+        completer.setCaseSensitivity(Qt.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchContains)
+        self.symbol.setCompleter(completer)
+        self.symbol_note = QLabel(objectName="symbolNote")
+        self.symbol_note.setWordWrap(True)
+        self._lookup_timer = QTimer(self, singleShot=True, interval=400)
+        self._lookup_timer.timeout.connect(self.look_up_symbols)
         self.market = QComboBox(objectName="systemMarket")
         self.market.addItems(sorted(set(RUNTIME_STRATEGIES.values()), key=("spot", "perpetual").index))
         self.timeframe = QComboBox(objectName="systemTimeframe")
@@ -131,6 +147,7 @@ class SystemDialog(QDialog):
         self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.no_short)
         self.form = f
         for label, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
+                         ("", self.symbol_note),
                          ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
                          ("Preset", self.preset), ("Grid", self.grid_mode), ("Spacing", self.spacing),
                          ("Lower (0: from the price)", self.lower),
@@ -145,6 +162,8 @@ class SystemDialog(QDialog):
         self.market.setCurrentText(cfg.market)
         self._show_market(cfg.market)
         self.market.currentTextChanged.connect(self._market_changed)
+        self.exchange.currentTextChanged.connect(lambda _: self._lookup_timer.start())  # typed: once it rests
+        self.market.currentTextChanged.connect(lambda _: self.look_up_symbols())
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         self.buttons.button(QDialogButtonBox.Ok).setObjectName("systemOk")
         self.buttons.accepted.connect(self.accept)
@@ -167,6 +186,7 @@ class SystemDialog(QDialog):
                     getattr(w, sig).connect(self.update_preview)
                     break
         self.update_preview()
+        self.look_up_symbols()
 
     @property
     def perpetual(self) -> bool:
@@ -198,6 +218,31 @@ class SystemDialog(QDialog):
         elif market == "spot" and ":" in sym:
             self.symbol.setText(sym.split(":")[0])
         self.update_preview()
+
+    def look_up_symbols(self) -> None:
+        """Ask the exchange for its markets of the chosen kind: a completer and a check when it
+        answers; free text, said so, when it cannot be reached."""
+        key = (self.exchange.currentText().strip(), self.market.currentText())
+        if self.symbols_source is None or key == self._asked:
+            return
+        self._asked, self.known = key, None
+        self.symbol_model.setStringList([])
+        if when_done(self, self.symbols_source(*key), lambda found: self._found(key, found),
+                     lambda exc: self._not_found(key, exc)):
+            self.symbol_note.setText(f"asking {key[0]} for its {key[1]} markets…")
+
+    def _found(self, key: tuple[str, str], found: list[str]) -> None:
+        if key != self._asked:
+            return  # the user has chosen another exchange or market meanwhile
+        self.known = set(found)
+        self.symbol_model.setStringList(found)
+        self.symbol_note.setText(f"{len(found):,} {key[1]} markets on {key[0]}: type to search")
+        self.update_preview()
+
+    def _not_found(self, key: tuple[str, str], exc: Exception) -> None:
+        if key == self._asked:
+            reason = str(exc).split("\n")[0][:160]
+            self.symbol_note.setText(f"{key[0]}'s markets could not be read ({reason}): any symbol is accepted")
 
     def import_settings(self, path) -> None:
         """The strategy's settings from a settings file (the optimizer's best, an editor export);
@@ -300,6 +345,10 @@ class SystemDialog(QDialog):
                            mode=self.mode.currentText(), dry_run=self.dry_run.isChecked(),
                            data=self.data.currentText().strip())
         cfg.validate("system")
+        if self.known is not None and cfg.symbol not in self.known:
+            near = difflib.get_close_matches(cfg.symbol.upper(), self.known, n=1)
+            hint = f": did you mean {near[0]}?" if near else ""
+            raise ConfigError(f"symbol: {cfg.exchange} has no {cfg.market} market {cfg.symbol!r}{hint}")
         self._check(dict(cfg.params, capital=cfg.capital))
         return cfg
 

@@ -176,6 +176,13 @@ class CcxtExchange:
                              min_notional=float((lim.get("cost") or {}).get("min") or 0.0),
                              base=m.get("base", ""), quote=m.get("quote", ""))
 
+    async def symbols(self) -> list[str]:
+        """The exchange's active markets of this adapter's kind (spot, or linear perpetuals)."""
+        await self._load()
+        kind = "swap" if self.perpetual else "spot"
+        return sorted(s for s, m in self.client.markets.items()
+                      if m.get("type") == kind and m.get("active") is not False and (kind == "spot" or m.get("linear")))
+
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
         await self._load()
         return await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe, since, limit)
