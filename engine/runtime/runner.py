@@ -213,8 +213,8 @@ class Runner:
     async def check_solvency(self) -> str:
         """Live systems per account: what the exchange holds (quote plus each traded base at
         its last price; also the portfolio the risk gate's shares are of) against the equity
-        of the systems trading there. On a deficit (a
-        withdrawal, a loss elsewhere) the gate cuts every allocation in proportion; a grid
+        of the systems trading there. On a deficit (a withdrawal, a loss elsewhere) the gate
+        cuts every allocation in proportion; a grid
         cannot shrink safely mid-run, so each cut system is paused with the reason, for the user
         to decide. Returns the message ('' when the account covers the systems)."""
         groups: dict[str, list[Trader]] = {}
