@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -178,7 +179,8 @@ def _read_csv(path: Path) -> Mapping:
     not load for its sample); anything else (ISO times, gaps in a row, stray text) through
     pandas, whose text columns the checks read to name the bad row."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": pandas names it below
             header = [h.strip() for h in fh.readline().split(",")]
             table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
         if table.shape[1] == len(header) and len(table) and len(set(header)) == len(header):
