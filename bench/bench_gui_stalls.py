@@ -54,6 +54,8 @@ def main() -> None:
 
     collector = gui_thread_gc()  # as the app does  # noqa: F841
     controller = Controller(d, refresh_ms=250)
+    # ten 10,000 systems on one symbol: within the default 20% per symbol of a 1,000,000 paper account
+    controller.risk.limits.paper_portfolio = 1_000_000.0
     window = MainWindow(controller)
     window.show()
     candles = None if args.no_backtest else gbm_candles(525_600)
