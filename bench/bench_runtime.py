@@ -36,6 +36,7 @@ from engine.risk import RiskGate  # noqa: E402
 from engine.runtime.config import SystemConfig  # noqa: E402
 from engine.runtime.trader import Trader  # noqa: E402
 from engine.sample import SAMPLE_PATH  # noqa: E402
+from engine.store import write_json_atomic  # noqa: E402
 
 PARAMS = {"levels": 40, "spacing": "geometric", "trailing": "both", "fee": 0.001}
 
@@ -87,6 +88,9 @@ def many_systems(n: int, seconds: float, candle_seconds: float) -> dict:
                     "capital": 10_000, "mode": "paper", "dry_run": True, "enabled": True, "data": "sample",
                     "replay_seconds": candle_seconds} for i in range(n)]
         config.write_text(json.dumps({"schema_version": 1, "systems": systems}))
+        # n systems of 10,000 on one symbol: a paper account they fit in under the default 20% per symbol
+        write_json_atomic(Path(d) / "data" / "state" / "bot_state.json",
+                          {"limits": {"paper_portfolio": n * 10_000 / 0.2}})
         p = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config), "--data-dir",
                               str(Path(d) / "data"), "--poll", "1"], cwd=ROOT, stdout=subprocess.DEVNULL)
         time.sleep(8)  # start-up: imports, kernel cache, history
