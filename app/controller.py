@@ -155,9 +155,8 @@ class Controller(QObject):
 
     # -- the exchange, for the dialogs (widgets never hold a client) ---------------------------------
     async def _client(self, exchange: str, market: str = "spot", api_key: str = "", secret: str = ""):
-        if exchange not in self.exchanges():
-            raise ValueError(f"ccxt has no exchange {exchange!r}")
-        # ccxt takes half a second to import: not on the GUI thread
+        # ccxt takes half a second to import: not on the GUI thread (a name it lacks is refused by
+        # make_exchange)
         await asyncio.get_running_loop().run_in_executor(self._pool, importlib.import_module, "ccxt.async_support")
         from engine.exchange.live import CcxtExchange
 

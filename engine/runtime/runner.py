@@ -214,9 +214,9 @@ class Runner:
         """Live systems per account: what the exchange holds (quote plus each traded base at
         its last price; also the portfolio the risk gate's shares are of) against the equity
         of the systems trading there. On a deficit (a withdrawal, a loss elsewhere) the gate
-        cuts every allocation in proportion; a grid
-        cannot shrink safely mid-run, so each cut system is paused with the reason, for the user
-        to decide. Returns the message ('' when the account covers the systems)."""
+        cuts every allocation in proportion; a grid cannot shrink safely mid-run, so each cut
+        system is paused with the reason, for the user to decide. Returns the message ('' when
+        the account covers the systems)."""
         groups: dict[str, list[Trader]] = {}
         for t in self.traders.values():
             if not t.paper and t.strategy is not None and t.strategy.started and len(t.hist):
