@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 from app.controller import ROOT, Controller
 from app.main_window import MainWindow
 from widgets.params_editor import ParamsEditor
+from widgets.replay_chart import LINES
 from widgets.system_dialog import SystemDialog
 
 
@@ -119,6 +120,10 @@ def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation
                 shown += 1
                 assert window.grid.marks[avg].value() == pytest.approx(books[f"avg_{side}"])
                 assert window.grid.marks[liq].value() == pytest.approx(books[f"liq_{side}"])
+                # in sight even when the chart's price range does not reach it
+                close = float(t.hist[-1, 3])
+                assert f"{LINES[liq][3]} {books[f'liq_{side}']:,.2f} " in window.grid.books.text()
+                assert f"({(books[f'liq_{side}'] / close - 1) * 100:+.1f}%)" in window.grid.books.text()
         assert shown, "no position yet: a weaker test"
         await controller.shutdown()
 

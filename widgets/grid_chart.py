@@ -35,6 +35,17 @@ def merged_candles(t, o, h, lo, c, width: float, i0: int, i1: int, most: int = M
             np.minimum.reduceat(lo[i0:i1], starts - i0), c[ends], width * k)
 
 
+def marks_text(marks: dict, close: float) -> str:
+    """The entries and liquidation prices with their distance from the close: a liquidation far
+    from the price is off the chart but must still be in sight."""
+    parts = []
+    for name in MARKS:
+        y = marks.get(name)
+        if y and np.isfinite(y):
+            parts.append(f"{LINES[name][3]} {y:,.2f} ({(y / close - 1) * 100:+.1f}%)")
+    return "   ".join(parts)
+
+
 class GridTab(QWidget):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
@@ -43,6 +54,7 @@ class GridTab(QWidget):
         self.system = QComboBox(objectName="gridSystem")
         self.system.currentTextChanged.connect(lambda _: self.refresh(force=True))
         self.readout = QLabel(objectName="gridReadout")
+        self.books = QLabel(objectName="gridBooks")  # entries and liquidation prices, also when off the chart
         self.plot = pg.PlotWidget(objectName="gridChart", axisItems={"bottom": pg.DateAxisItem()})
         # no axis grid: pyqtgraph paints it through the axes at two thirds of a redraw's cost; the
         # grid's own levels are the guide lines
@@ -80,6 +92,7 @@ class GridTab(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("System"))
         bar.addWidget(self.system)
+        bar.addWidget(self.books)
         bar.addStretch(1)
         bar.addWidget(self.readout)
         lay = QVBoxLayout(self)
@@ -137,6 +150,7 @@ class GridTab(QWidget):
             line.setVisible(bool(y and np.isfinite(y)))
             if line.isVisible():
                 line.setPos(y)
+        self.books.setText(marks_text(d["marks"], float(d["close"][-1])))
         if self.follow or force:
             n = min(len(t), FOLLOW_BARS)
             lo = float(np.min(d["low"][-n:]))
