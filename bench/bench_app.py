@@ -101,7 +101,7 @@ def main() -> int:
                     "orders": [("buy" if p < last else "sell", float(p)) for p in levels],
                     "fills": [(float(c.time[i] / 1000.0), float(c.close[i]), "buy" if i % 2 else "sell")
                               for i in range(0, n, 50)],
-                    "avg_entry": last}
+                    "marks": {"avg_entry": last, "liq_long": last * 0.5}}
 
     app = QApplication.instance() or QApplication([])
     feed = Feed(args.candles)
@@ -118,7 +118,7 @@ def main() -> int:
         app.processEvents()  # Qt paints it
         times.append((time.perf_counter() - t) * 1000)
     a = np.asarray(times)
-    print(f"grid chart, a new candle with {args.candles:,} loaded (40 levels, orders, fills): redraw + paint median "
+    print(f"grid chart, a new candle with {args.candles:,} loaded (40 levels, orders, fills, entry and liquidation): redraw + paint median "
           f"{np.median(a):.1f} ms, p99 {np.percentile(a, 99):.1f} ms, worst {a.max():.1f} ms (n={len(a)})")
     return 0
 
