@@ -9,6 +9,14 @@ reaches it, at min(open, price); sell limit when the high does, at max(open, pri
 orders at the open). ``advance()`` closes the forming candle; ``start(candle_seconds=...)``
 also closes one every so often on its own.
 
+Websocket streams as Binance serves them, where ccxt's pro client looks for them: candles
+(``/ws/<n>``, futures ``/market/ws/<n>``: SUBSCRIBE to ``btcusdt@kline_1m``; the forming candle
+on subscribing, then at each close the closed candle, final, and the new one) and the user's
+order updates (spot: the WebSocket API's ``userDataStream.subscribe.signature`` on
+``/ws-api/v3``, signature checked; futures: a listenKey from ``POST /fapi/v1/listenKey`` and
+``/private/ws?listenKey=``), sent for every change of an order's status or filled quantity.
+``drop_streams()`` closes every websocket (a network fault); ``streams = False`` serves none.
+
 Faults can be queued per endpoint (``inject("POST /api/v3/order", "lost")``): ``timeout``
 (answer after the client gave up, having done nothing), ``lost`` (do it, then answer too
 late), ``drop`` (close the connection, having done nothing), ``drop-after`` (do it, then close
@@ -21,13 +29,16 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+import json
 import threading
 import time
 from urllib.parse import parse_qsl
 
 import numpy as np
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
+STREAM_INTERVALS = {60_000: "1m", 300_000: "5m", 900_000: "15m", 3_600_000: "1h", 14_400_000: "4h",
+                    86_400_000: "1d"}
 FAULTS = ("timeout", "lost", "drop", "drop-after", "500", "429")
 
 
@@ -87,6 +98,13 @@ class FakeBinance:
         self._ticker: asyncio.Task | None = None
         self.url = ""
         self.stop_at = 1 << 62  # the ticker closes no candle beyond this index
+        self.streams = True  # serve websocket streams
+        self.stream_messages = 0  # sent on every stream
+        self._sockets: list[web.WebSocketResponse] = []
+        self._kline_subs: list[tuple[asyncio.Queue, set[str]]] = []  # candle streams and what each asked for
+        self._user_subs: list[asyncio.Queue] = []  # order-update streams
+        self._seen: dict[int, tuple] = {}  # each order's (status, executed) as last sent
+        self.listen_keys: set[str] = set()
 
     # -- test controls (thread-safe) -------------------------------------------------------------
     def inject(self, endpoint: str, kind: str, times: int = 1) -> None:
@@ -95,13 +113,26 @@ class FakeBinance:
             self.faults.extend([(endpoint, kind)] * times)
 
     def advance(self, n: int = 1) -> None:
-        """Close the forming candle (n times): match resting orders against it."""
+        """Close the forming candle (n times): match resting orders against it; the streams get
+        the order updates, then the closed candle and the new one forming."""
         with self._lock:
             for _ in range(n):
                 for symbol, rows in self.candles.items():
                     if self.cursor < len(rows):
                         self._match(symbol, rows[self.cursor])
+                self._publish_orders()
+                for symbol in self.candles:
+                    self._publish_kline(symbol, self.cursor, closed=True)
                 self.cursor += 1
+                for symbol in self.candles:
+                    self._publish_kline(symbol, self.cursor, closed=False)
+
+    def drop_streams(self) -> None:
+        """Close every websocket connection, as a network fault would."""
+        async def close_all():
+            for ws in list(self._sockets):
+                await ws.close()
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
 
     def open_orders_of(self, symbol: str = "BTCUSDT") -> list[dict]:
         with self._lock:
@@ -136,6 +167,119 @@ class FakeBinance:
             self.free[quote] = self.free.get(quote, 0.0) + value - fee
         order.update(status="FILLED", executed=qty, quote_qty=value, update=t + self.timeframe_ms - 1, locked=0.0)
         self.fills.append({"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "time": t})
+
+    # -- streams -------------------------------------------------------------------------------
+    def _send(self, queue: asyncio.Queue, message: dict) -> None:
+        self._loop.call_soon_threadsafe(queue.put_nowait, message)
+
+    def _publish_kline(self, symbol: str, i: int, closed: bool) -> None:
+        rows = self.candles[symbol]
+        if i >= len(rows):
+            return
+        stream = f"{symbol.lower()}@kline_{STREAM_INTERVALS[self.timeframe_ms]}"
+        for queue, subs in self._kline_subs:
+            if stream in subs:
+                self._send(queue, self._kline_msg(symbol, rows[i], closed))
+
+    def _kline_msg(self, symbol: str, r, closed: bool) -> dict:
+        t = int(r[0])
+        return {"e": "kline", "E": t + (self.timeframe_ms if closed else 0), "s": symbol, "k": {
+            "t": t, "T": t + self.timeframe_ms - 1, "s": symbol, "i": STREAM_INTERVALS[self.timeframe_ms],
+            "o": f"{r[1]:.8f}", "h": f"{r[2]:.8f}", "l": f"{r[3]:.8f}", "c": f"{r[4]:.8f}", "v": f"{r[5]:.8f}",
+            "n": 1, "x": closed}}
+
+    def _publish_orders(self) -> None:
+        """An update for every order whose status or filled quantity changed since the last."""
+        for oid, o in self.orders.items():
+            now = (o["status"], o["executed"])
+            if self._seen.get(oid) != now:
+                self._seen[oid] = now
+                for queue in self._user_subs:
+                    self._send(queue, self._order_update(o))
+
+    def _order_update(self, o: dict) -> dict:
+        """Binance spot's executionReport, as the WebSocket API's user-data subscription sends it."""
+        execution = {"NEW": "NEW", "FILLED": "TRADE", "CANCELED": "CANCELED"}.get(o["status"], o["status"])
+        done = o["executed"] if execution == "TRADE" else 0.0
+        cancel = o["status"] == "CANCELED"
+        return {"subscriptionId": 0, "event": {
+            "e": "executionReport", "E": o["update"], "s": o["symbol"], "c": f"cancel-{o['id']}" if cancel else o["cid"],
+            "S": o["side"], "o": o["type"], "f": "GTC", "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
+            "P": "0.00000000", "x": execution, "X": o["status"], "r": "NONE", "i": o["id"], "l": f"{done:.8f}",
+            "z": f"{o['executed']:.8f}", "L": f"{(o['quote_qty'] / o['executed']) if done else 0.0:.8f}",
+            "n": f"{o['quote_qty'] * self.maker_fee if done else 0.0:.8f}", "N": o["quote"] if done else None,
+            "T": o["update"], "t": -1, "w": o["status"] == "NEW", "m": True, "O": o["time"],
+            "Z": f"{o['quote_qty']:.8f}", "C": o["cid"] if cancel else ""}}
+
+    async def _socket(self, request: web.Request, on_text) -> web.WebSocketResponse:
+        """A websocket connection: what is queued for it goes out in order; ``on_text(message,
+        queue)`` answers what the client sends."""
+        if not self.streams:
+            raise web.HTTPNotFound()
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._sockets.append(ws)
+
+        async def write():
+            while True:
+                message = await queue.get()
+                self.stream_messages += 1
+                await ws.send_str(json.dumps(message))
+        writer = asyncio.get_running_loop().create_task(write())
+        try:
+            await on_text(None, queue)
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await on_text(json.loads(msg.data), queue)
+        finally:
+            writer.cancel()
+            self._sockets.remove(ws)
+            with self._lock:
+                self._kline_subs = [x for x in self._kline_subs if x[0] is not queue]
+                self._user_subs = [x for x in self._user_subs if x is not queue]
+        return ws
+
+    async def _ws_market(self, request: web.Request) -> web.WebSocketResponse:
+        async def on_text(message, queue):
+            if not message or message.get("method") != "SUBSCRIBE":
+                return
+            with self._lock:
+                subs = next((s for q, s in self._kline_subs if q is queue), None)
+                if subs is None:
+                    subs = set()
+                    self._kline_subs.append((queue, subs))
+                subs.update(message["params"])
+                queue.put_nowait({"result": None, "id": message["id"]})
+                for symbol in self.candles:  # the candle forming now
+                    if f"{symbol.lower()}@kline_{STREAM_INTERVALS[self.timeframe_ms]}" in message["params"]:
+                        queue.put_nowait(self._kline_msg(symbol, self.candles[symbol][self.cursor], False))
+        return await self._socket(request, on_text)
+
+    async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
+        """Spot's WebSocket API: the signed user-data subscription."""
+        async def on_text(message, queue):
+            if not message:
+                return
+            if message.get("method") != "userDataStream.subscribe.signature":
+                queue.put_nowait({"id": message.get("id"), "status": 400,
+                                  "error": {"code": -1100, "msg": "Unknown method."}})
+                return
+            params = dict(message.get("params") or {})
+            sig = params.pop("signature", "")
+            secret = self.keys.get(params.get("apiKey", ""))
+            payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+            if secret is None or not hmac.compare_digest(
+                    hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest(), sig):
+                queue.put_nowait({"id": message["id"], "status": 401,
+                                  "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+                return
+            with self._lock:
+                self._user_subs.append(queue)
+                for o in self.orders.values():  # what is known now needs no update
+                    self._seen.setdefault(o["id"], (o["status"], o["executed"]))
+            queue.put_nowait({"id": message["id"], "status": 200, "result": {"subscriptionId": 0}})
+        return await self._socket(request, on_text)
 
     # -- plumbing ----------------------------------------------------------------------------
     def _signed(self, request: web.Request, body: str) -> dict | web.Response:
@@ -182,6 +326,7 @@ class FakeBinance:
                 return params
             with self._lock:
                 response = handler(params)
+                self._publish_orders()
             if fault == "lost":
                 await asyncio.sleep(self.slow_seconds)
             elif fault == "drop-after":
@@ -328,10 +473,15 @@ class FakeBinance:
             ("GET", "/api/v3/account", self._account, True),
         ]
 
+    def stream_routes(self) -> list[tuple]:
+        return [("/ws/{stream}", self._ws_market), ("/ws-api/v3", self._ws_api)]
+
     async def _serve(self, ready: threading.Event, candle_seconds: float | None) -> None:
         app = web.Application()
         for method, path, handler, signed in self.routes():
             app.router.add_route(method, path, self._wrap(handler, signed))
+        for path, handler in self.stream_routes():
+            app.router.add_get(path, handler)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -24,6 +24,7 @@ Its own model of the exchange, written apart from the paper exchange it checks:
 from __future__ import annotations
 
 import itertools
+import secrets
 
 from aiohttp import web
 from fake_exchange import FakeBinance, _err
@@ -421,8 +422,48 @@ class FakeBinanceFutures(FakeBinance):
         return web.json_response([{"symbol": q.get("symbol", ""), "fundingTime": t, "fundingRate": f"{r:.8f}",
                                    "markPrice": ""} for t, r in rows])
 
+    def _order_update(self, o: dict) -> dict:
+        """Binance futures' ORDER_TRADE_UPDATE, as the listenKey user-data stream sends it."""
+        execution = {"NEW": "NEW", "FILLED": "TRADE", "CANCELED": "CANCELED"}.get(o["status"], o["status"])
+        done = o["executed"] if execution == "TRADE" else 0.0
+        fee = o["quote_qty"] * (self.maker_fee if o["type"] == "LIMIT" else self.taker_fee) if done else 0.0
+        return {"e": "ORDER_TRADE_UPDATE", "E": o["update"], "T": o["update"], "o": {
+            "s": o["symbol"], "c": o["cid"], "S": o["side"], "o": o["type"], "f": "GTC", "q": f"{o['qty']:.3f}",
+            "p": f"{o['price']:.2f}", "ap": f"{o.get('avg', 0.0):.8f}", "sp": f"{o.get('stop', 0.0):.2f}",
+            "x": execution, "X": o["status"], "i": o["id"], "l": f"{done:.3f}", "z": f"{o['executed']:.3f}",
+            "L": f"{o.get('avg', 0.0) if done else 0.0:.8f}", "N": "USDT", "n": f"{fee:.8f}", "T": o["update"],
+            "t": 0, "b": "0", "a": "0", "m": o["type"] == "LIMIT", "R": not self._opens(o), "wt": "CONTRACT_PRICE",
+            "ot": o.get("orig_type", o["type"]), "ps": o["position"], "cp": False, "rp": "0", "pP": False,
+            "si": 0, "ss": 0, "V": "NONE", "pm": "NONE", "gtd": 0}}
+
+    def _new_listen_key(self, q) -> web.Response:
+        key = secrets.token_hex(16)
+        self.listen_keys.add(key)
+        return web.json_response({"listenKey": key})
+
+    def _keep_listen_key(self, q) -> web.Response:
+        return web.json_response({})
+
+    async def _ws_user(self, request: web.Request) -> web.WebSocketResponse:
+        """The user-data stream of a listenKey."""
+        if request.query.get("listenKey") not in self.listen_keys:
+            return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)
+
+        async def on_text(message, queue):
+            if message is None:
+                with self._lock:
+                    self._user_subs.append(queue)
+                    for o in self.orders.values():
+                        self._seen.setdefault(o["id"], (o["status"], o["executed"]))
+        return await self._socket(request, on_text)
+
+    def stream_routes(self) -> list[tuple]:
+        return [("/market/ws/{stream}", self._ws_market), ("/private/ws", self._ws_user)]
+
     def routes(self) -> list[tuple]:
         return [
+            ("POST", "/fapi/v1/listenKey", self._new_listen_key, False),
+            ("PUT", "/fapi/v1/listenKey", self._keep_listen_key, False),
             ("GET", "/fapi/v1/exchangeInfo", self._exchange_info, False),
             ("GET", "/fapi/v1/klines", self._klines, False),
             ("GET", "/fapi/v1/time", self._time, False),

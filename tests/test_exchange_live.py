@@ -185,3 +185,68 @@ def test_the_exchange_list_is_ccxts_without_importing_it():
             "assert 'ccxt' not in sys.modules; import ccxt.async_support as c; assert ids == sorted(c.exchanges); "
             "assert 'binance' in ids and len(ids) > 50")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_candles_and_our_order_updates_come_on_the_streams(fake):
+    """ccxt's pro client on the fake's websockets: the forming candle on subscribing, the closed
+    one (final) and the next at each close; our order's updates (accepted, filled, cancelled)
+    with its client order id, the fill's price and fee. (A stream is read by a loop that never
+    stops watching: ccxt signals only the updates someone is waiting for.)"""
+    async def go():
+        ex = adapter(fake, websocket=True)
+        assert ex.streams and ex.order_stream
+        rows = fake.candles["BTCUSDT"]
+        updates, candles = [], []
+
+        async def read(watch, into):
+            while True:
+                into.append(await watch())
+
+        readers = [asyncio.ensure_future(read(lambda: ex.watch_orders("BTC/USDT"), updates)),
+                   asyncio.ensure_future(read(lambda: ex.watch_candles("BTC/USDT", "5m", 0), candles))]
+
+        async def until(check):
+            while not check():
+                await asyncio.sleep(0.01)
+
+        def seen(cid, status):
+            return next((r for batch in updates for r in batch if r.client_order_id == cid and r.status == status),
+                        None)
+
+        await until(lambda: candles)
+        assert [r[0] for r in candles[-1]] == [rows[100, 0]]  # the candle forming
+        low = float(rows[101, 3])
+        far = await ex.place(req("gd1-ws-far", price=low * 0.8, qty=0.002))
+        await ex.place(req("gd1-ws-buy", price=low + 1, qty=0.002))
+        await until(lambda: seen("gd1-ws-buy", xb.OPEN) and seen("gd1-ws-far", xb.OPEN))
+        fake.advance()  # candle 100 closes (nothing fills), 101 forms
+        await until(lambda: candles[-1][-1][0] == rows[101, 0])
+        assert candles[-1][-2] == pytest.approx(list(rows[100, :6])) and not seen("gd1-ws-buy", xb.CLOSED)
+        fake.advance()  # 101 closes: the buy fills
+        await until(lambda: seen("gd1-ws-buy", xb.CLOSED))
+        fill, want = seen("gd1-ws-buy", xb.CLOSED), fake.fills[-1]
+        assert fill.filled == pytest.approx(0.002) and want["cid"] == "gd1-ws-buy"
+        assert fill.average == pytest.approx(want["price"]) and fill.fee == pytest.approx(want["fee"])
+        await ex.cancel("BTC/USDT", far)
+        await until(lambda: seen("gd1-ws-far", xb.CANCELED))
+        for r in readers:
+            r.cancel()
+        await ex.close()
+
+    run(asyncio.wait_for(go(), 20))
+
+
+def test_a_stream_that_drops_raises_our_temporary_error(fake):
+    async def go():
+        ex = adapter(fake, websocket=True)
+        await ex.watch_candles("BTC/USDT", "5m", 0)
+        pending = asyncio.ensure_future(ex.watch_candles("BTC/USDT", "5m", 0))
+        await asyncio.sleep(0.2)
+        await asyncio.get_running_loop().run_in_executor(None, fake.drop_streams)
+        with pytest.raises(xb.TemporaryError):
+            await pending
+        got = await ex.watch_candles("BTC/USDT", "5m", 0)  # a new connection: the candle forming
+        assert got[-1][0] == fake.candles["BTCUSDT"][100, 0]
+        await ex.close()
+
+    run(asyncio.wait_for(go(), 20))

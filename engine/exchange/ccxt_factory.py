@@ -18,13 +18,16 @@ MARKET_OPTIONS = {
 
 def rewrite_api_urls(urls, base_url: str):
     """Every URL in ccxt's ``urls["api"]`` (a string or nested dict) moved to ``base_url``,
-    keeping its path: https://api.binance.com/api/v3 -> http://127.0.0.1:8080/api/v3."""
+    keeping its path: https://api.binance.com/api/v3 -> http://127.0.0.1:8080/api/v3, and the
+    websocket ones likewise (wss://stream.binance.com:9443/ws -> ws://127.0.0.1:8080/ws; wss
+    when the base is https)."""
     base = urlsplit(base_url.rstrip("/"))
     if isinstance(urls, dict):
         return {k: rewrite_api_urls(v, base_url) for k, v in urls.items()}
-    if isinstance(urls, str) and urls.startswith("http"):
+    if isinstance(urls, str) and urls.startswith(("http", "ws")):
         u = urlsplit(urls)
-        return urlunsplit((base.scheme, base.netloc, base.path + u.path, u.query, u.fragment))
+        scheme = base.scheme if u.scheme.startswith("http") else "wss" if base.scheme == "https" else "ws"
+        return urlunsplit((scheme, base.netloc, base.path + u.path, u.query, u.fragment))
     return urls
 
 
@@ -37,16 +40,23 @@ def exchange_ids() -> list[str]:
 
 
 def make_exchange(exchange_id: str, *, base_url: str | None = None, market: str = "spot",
-                  config: dict | None = None):
-    """An async ccxt client for ``exchange_id`` (closing it is the caller's job)."""
+                  config: dict | None = None, websocket: bool = False):
+    """An async ccxt client for ``exchange_id`` (closing it is the caller's job). With
+    ``websocket``, ccxt's pro client where ccxt has one for the exchange: the same REST calls
+    plus its ``watch_*`` streams."""
     if exchange_id not in exchange_ids():  # (before the import: a typo costs no 90 MB)
         raise ValueError(f"exchange {exchange_id!r}: ccxt has no such exchange")
     import ccxt.async_support as ccxt_async
 
+    module = ccxt_async
+    if websocket:
+        import ccxt.pro
+
+        module = ccxt.pro if exchange_id in ccxt.pro.exchanges else ccxt_async
     options = dict(MARKET_OPTIONS.get(market, {}).get(exchange_id, {}))
     cfg = {"enableRateLimit": True, **(config or {})}
     cfg["options"] = {**options, **cfg.get("options", {})}
-    exchange = getattr(ccxt_async, exchange_id)(cfg)
+    exchange = getattr(module, exchange_id)(cfg)
     if base_url:
         exchange.urls["api"] = rewrite_api_urls(exchange.urls["api"], base_url)
     return exchange

@@ -7,6 +7,10 @@
   a retry never places it twice.
 - An order-rate budget (Binance spot: 50 orders per 10 s) paces placements; ``place_many``
   sends a batch concurrently within it.
+- With ``websocket``, candles and order updates also come pushed on the exchange's streams
+  (ccxt's pro client, where it has one for the exchange): ``watch_candles`` and
+  ``watch_orders`` return at the next update. A stream's failure is raised as ours, not
+  retried here: the runtime polls meanwhile and opens the stream again.
 - Messages never carry keys or request signatures.
 """
 
@@ -108,17 +112,21 @@ class CcxtExchange:
                  api_key: str = "", secret: str = "", retries: int = 5, backoff: float = 0.5,
                  max_backoff: float = 10.0, timeout_ms: int = 10_000, fee_rate: float = 0.001,
                  sandbox: bool = False, budget: tuple[int, float] | None = None, taker_rate: float | None = None,
-                 throttle: bool = True):
+                 throttle: bool = True, websocket: bool = False):
         # throttle: ccxt's own request pacing (the exchange's weights); off only against a local
         # simulator. Our order budget applies either way.
         config = {"timeout": timeout_ms, "enableRateLimit": throttle}
         if api_key:
             config.update(apiKey=api_key, secret=secret)
-        self.client = make_exchange(exchange_id, base_url=base_url, market=market, config=config)
+        self.client = make_exchange(exchange_id, base_url=base_url, market=market, config=config,
+                                    websocket=websocket)
         if sandbox:
             self.client.set_sandbox_mode(True)
         self.name = exchange_id
         self.perpetual = market == "perpetual"
+        has = self.client.has if type(self.client).__module__.startswith("ccxt.pro.") else {}
+        self.streams = bool(has.get("watchOHLCV"))  # candles pushed (else polled)
+        self.order_stream = bool(has.get("watchOrders")) and bool(api_key)  # our order updates pushed
         self._secrets = (api_key, secret)
         self.retries = retries
         self.backoff = backoff
@@ -130,6 +138,9 @@ class CcxtExchange:
         self._markets_loaded = False
         if base_url and exchange_id.startswith("binance"):
             _errors_by_path(self.client)
+            # a stream's market kind is told by Binance's host names (stream.binance.com is spot),
+            # gone from a rewritten URL: this client trades one kind
+            self.client.is_spot_url = lambda client: not self.perpetual
 
     # -- plumbing ------------------------------------------------------------------------------
     async def _call(self, what: str, fn, *args, **kwargs):
@@ -186,6 +197,31 @@ class CcxtExchange:
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
         await self._load()
         return await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe, since, limit)
+
+    async def watch_candles(self, symbol: str, timeframe: str, since: int) -> list[list[float]]:
+        """At the stream's next update, the candles it holds from ``since`` on, oldest first
+        (the last one forming). Needs ``streams``."""
+        await self._load()
+        try:
+            await self.client.watch_ohlcv(symbol, timeframe)
+        except Exception as exc:
+            raise map_error(exc, self._secrets) from None
+        held = self.client.ohlcvs.get(self.client.market(symbol)["symbol"], {}).get(timeframe, [])
+        out = []
+        for r in reversed(held):
+            if r[0] < since:
+                break
+            out.append(list(r))
+        return out[::-1]
+
+    async def watch_orders(self, symbol: str) -> list[b.OrderReport]:
+        """At the stream's next update, the orders it reported. Needs ``order_stream``."""
+        await self._load()
+        try:
+            rows = await self.client.watch_orders(symbol)
+        except Exception as exc:
+            raise map_error(exc, self._secrets) from None
+        return [self._report(o) for o in rows]
 
     # -- orders --------------------------------------------------------------------------------
     async def place(self, r: b.OrderRequest) -> b.OrderReport:
