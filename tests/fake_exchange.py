@@ -15,7 +15,8 @@ on subscribing, then at each close the closed candle, final, and the new one) an
 order updates (spot: the WebSocket API's ``userDataStream.subscribe.signature`` on
 ``/ws-api/v3``, signature checked; futures: a listenKey from ``POST /fapi/v1/listenKey`` and
 ``/private/ws?listenKey=``), sent for every change of an order's status or filled quantity.
-``drop_streams()`` closes every websocket (a network fault); ``streams = False`` serves none.
+``drop_streams()`` closes every websocket (a network fault); ``streams = False`` serves none;
+``mute_klines = n``: the candle streams stay connected but miss the next n closes.
 
 Faults can be queued per endpoint (``inject("POST /api/v3/order", "lost")``): ``timeout``
 (answer after the client gave up, having done nothing), ``lost`` (do it, then answer too
@@ -99,6 +100,7 @@ class FakeBinance:
         self.url = ""
         self.stop_at = 1 << 62  # the ticker closes no candle beyond this index
         self.streams = True  # serve websocket streams
+        self.mute_klines = 0  # the candle streams miss the messages of this many closes (still connected)
         self.stream_messages = 0  # sent on every stream
         self._sockets: list[web.WebSocketResponse] = []
         self._kline_subs: list[tuple[asyncio.Queue, set[str]]] = []  # candle streams and what each asked for
@@ -121,11 +123,15 @@ class FakeBinance:
                     if self.cursor < len(rows):
                         self._match(symbol, rows[self.cursor])
                 self._publish_orders()
+                muted = self.mute_klines > 0
+                self.mute_klines -= muted
                 for symbol in self.candles:
-                    self._publish_kline(symbol, self.cursor, closed=True)
+                    if not muted:
+                        self._publish_kline(symbol, self.cursor, closed=True)
                 self.cursor += 1
                 for symbol in self.candles:
-                    self._publish_kline(symbol, self.cursor, closed=False)
+                    if not muted:
+                        self._publish_kline(symbol, self.cursor, closed=False)
 
     def drop_streams(self) -> None:
         """Close every websocket connection, as a network fault would."""
@@ -203,8 +209,8 @@ class FakeBinance:
         done = o["executed"] if execution == "TRADE" else 0.0
         cancel = o["status"] == "CANCELED"
         return {"subscriptionId": 0, "event": {
-            "e": "executionReport", "E": o["update"], "s": o["symbol"], "c": f"cancel-{o['id']}" if cancel else o["cid"],
-            "S": o["side"], "o": o["type"], "f": "GTC", "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
+            "e": "executionReport", "E": o["update"], "s": o["symbol"],
+            "c": f"cancel-{o['id']}" if cancel else o["cid"], "S": o["side"], "o": o["type"], "f": "GTC", "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
             "P": "0.00000000", "x": execution, "X": o["status"], "r": "NONE", "i": o["id"], "l": f"{done:.8f}",
             "z": f"{o['executed']:.8f}", "L": f"{(o['quote_qty'] / o['executed']) if done else 0.0:.8f}",
             "n": f"{o['quote_qty'] * self.maker_fee if done else 0.0:.8f}", "N": o["quote"] if done else None,

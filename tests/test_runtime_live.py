@@ -15,7 +15,7 @@ from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
-from engine.store import read_jsonl
+from engine.store import EventLog, read_jsonl
 
 KEY, SECRET = "live-key", "live-secret"
 ENDPOINTS = ("POST /api/v3/order", "DELETE /api/v3/order", "GET /api/v3/openOrders", "GET /api/v3/order",
@@ -217,3 +217,85 @@ def test_a_live_grid_holds_to_its_share_of_what_the_account_holds(fake, tmp_path
     assert trader.risk.portfolio(trader.account) == pytest.approx(50_000.0, rel=0.01)
     assert after > 4_000  # the whole grid: about half of it in resting buys
     runner.events.close()
+
+
+def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_path):
+    """With the exchange's websockets, a candle is processed as soon as the stream shows it
+    closed, with no REST poll for candles; fills are reported from the order stream as they
+    happen. The stream misses three closes (no REST poll meanwhile: the safety poll is a
+    minute away): the candles it never carried are fetched, none is skipped. The stream drops
+    and cannot reconnect for a while: the candles are polled meanwhile, and it reopens."""
+    cfg = SystemConfig(name="live", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
+                       params={"levels": 16, "spacing": "arithmetic", "range_pct": 0.03, "recenter": 1.0})
+    ex = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=2000, websocket=True)
+    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
+    events = EventLog(tmp_path / "logs")
+    trader = Trader(cfg, ex, RiskGate(limits), tmp_path, event_log=events)
+    times = fake.candles["BTCUSDT"][:, 0]
+
+    def klines():
+        return sum(r == "GET /api/v3/klines" for r in fake.requests)
+
+    async def until(check, seconds=10.0):
+        for _ in range(int(seconds / 0.01)):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    def logged(event):
+        return [r for r in read_jsonl(events.path)[0] if r["event"] == event]
+
+    async def advance(n=1):
+        await asyncio.get_running_loop().run_in_executor(None, fake.advance, n)
+
+    def caught_up():
+        return trader.last_time == times[fake.cursor - 1]
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(trader.run(stop, poll_seconds=1.0))
+        await until(lambda: trader.strategy is not None and trader.strategy.started and trader.streaming.get("candles")
+                    and trader.streaming.get("orders"))
+        before = klines()
+        for _ in range(25):
+            await advance()
+            await until(caught_up)
+        assert klines() == before  # every candle from the stream
+        ours = [f for f in fake.fills if f["cid"].startswith(f"gd{cfg.id}-")]
+        assert ours, "no fill: a weaker test"
+        seen = {r["cid"] for r in logged("order_update") if r["filled"] > 0}
+        assert {f["cid"] for f in ours} <= seen  # each fill reported from the stream
+
+        fake.mute_klines = 3
+        last = trader.last_time
+        await advance(3)
+        await asyncio.sleep(0.5)
+        assert trader.last_time == last  # the stream said nothing; the REST poll is a minute away
+        await advance()
+        await until(caught_up)
+        assert logged("stream_gap") and klines() == before + 1  # the three refetched, at once
+
+        fake.streams = False
+        await asyncio.get_running_loop().run_in_executor(None, fake.drop_streams)
+        await until(lambda: not trader.streaming.get("candles"))
+        for _ in range(3):
+            await advance()
+            await until(caught_up, 5)  # polled while the stream is down
+        fake.streams = True
+        await until(lambda: trader.streaming.get("candles"), 20)
+        polled = klines()
+        for _ in range(3):
+            await advance()
+            await until(caught_up)
+        assert klines() == polled  # from the stream again
+        assert logged("stream_error") and len(logged("stream_open")) >= 4  # candles and orders, twice
+        stop.set()
+        await task
+        await ex.close()
+
+    asyncio.run(asyncio.wait_for(go(), 90))
+    records, _ = read_jsonl(trader.journal_path)
+    fills = [r["cid"] for r in records if r["type"] == "fill"]
+    assert set(fills) == {f["cid"] for f in fake.fills} and len(fills) == len(set(fills))
+    assert (np.diff(trader.hist[:, 0]) == trader.tf).all()  # no candle skipped, none twice

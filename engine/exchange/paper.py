@@ -54,6 +54,14 @@ class PaperExchange:
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
         return await self.source.candles(symbol, timeframe, since, limit)
 
+    @property
+    def streams(self) -> bool:
+        """Candles pushed by the source (an exchange's websocket), else polled."""
+        return getattr(self.source, "streams", False)
+
+    async def watch_candles(self, symbol: str, timeframe: str, since: int) -> list[list[float]]:
+        return await self.source.watch_candles(symbol, timeframe, since)
+
     async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
         if hasattr(self.source, "funding_rates"):
             return await self.source.funding_rates(symbol, since, until)

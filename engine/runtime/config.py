@@ -36,6 +36,7 @@ class SystemConfig:
     data: str = ""  # paper on recorded candles: "sample" or a file; "" = the exchange's live candles
     exchange_url: str = ""  # every ccxt endpoint at another host (testnet, proxy, simulator)
     sandbox: bool = False  # the exchange's testnet / demo trading, where ccxt has one
+    streams: bool = True  # candles and order updates on the exchange's websockets where it has them; else polled
     replay_seconds: float = 1.0  # paper on recorded candles: wall seconds per candle
     id: str = ""  # short id in client order ids; from the name when empty
 
@@ -74,6 +75,9 @@ class SystemConfig:
             bad("symbol", f"{self.symbol!r} is not a BASE/QUOTE pair")
         if not re.fullmatch(r"[a-z0-9]{1,12}", self.id):
             bad("id", f"{self.id!r}: 1 to 12 lower-case letters or digits")
+        for flag in ("dry_run", "enabled", "sandbox", "streams"):
+            if not isinstance(getattr(self, flag), bool):
+                bad(flag, f"must be true or false, got {getattr(self, flag)!r}")
         if not self.replay_seconds >= 0:
             bad("replay_seconds", "must be >= 0")
         return self

@@ -64,7 +64,8 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
             base, quote = cfg.symbol.split(":")[0].split("/")
             rules = MarketRules(cfg.symbol, sc.tick, sc.lot, 0.0, sc.min_notional, base, quote)
         else:
-            source = CcxtExchange(cfg.exchange, market=cfg.market, base_url=url, sandbox=cfg.sandbox)
+            source = CcxtExchange(cfg.exchange, market=cfg.market, base_url=url, sandbox=cfg.sandbox,
+                                  websocket=cfg.streams)
             rules = None
         if perp:
             return PaperPerpExchange(source, rules, quote=cfg.capital, leverage=sc.leverage, tiers=load_tiers(sc.tiers),
@@ -82,8 +83,10 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
                           f"the app (OS keyring) or set GRIDDESK_{n}_API_KEY and GRIDDESK_{n}_SECRET")
     if perp:
         return CcxtExchange(cfg.exchange, market=cfg.market, base_url=url, api_key=key, secret=secret,
-                            sandbox=cfg.sandbox, fee_rate=sc.maker_fee, taker_rate=sc.taker_fee)
-    return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sc.fee)
+                            sandbox=cfg.sandbox, fee_rate=sc.maker_fee, taker_rate=sc.taker_fee,
+                            websocket=cfg.streams)
+    return CcxtExchange(cfg.exchange, base_url=url, api_key=key, secret=secret, sandbox=cfg.sandbox, fee_rate=sc.fee,
+                        websocket=cfg.streams)
 
 
 class Runner:

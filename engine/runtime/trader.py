@@ -14,7 +14,6 @@ Crash safety rests on three things:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from engine.strategies.adaptive_grid import AdaptiveGridConfig, AdaptiveGridRunn
 from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
+STREAM_REST_SECONDS = 60.0  # while candles come on a stream, the REST poll is only a safety net
 RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
 
 
@@ -74,6 +74,10 @@ class Trader:
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
         self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
+        self.streaming: dict[str, bool] = {}  # "candles" / "orders": the stream is up
+        self._streamed: list | None = None  # candles from the stream, a closed one not yet processed
+        self._stream_from = 0  # the stream's candles from this time on came on its current connection
+        self._wake = asyncio.Event()
         self._save_lock = asyncio.Lock()
         risk.set_dry_run(cfg.name, cfg.dry_run)
         # the account the portfolio shares are of: one paper account, or this exchange's (testnet) wallet
@@ -189,12 +193,24 @@ class Trader:
         return self.report
 
     # -- one poll ------------------------------------------------------------------------------
-    async def poll(self) -> int:
-        """Process every candle closed since the last one; returns how many."""
-        since = self.last_time + self.tf if self.last_time >= 0 else None
-        limit = 1000 if since is not None else max(self.strategy.warmup_bars() + 1, 50)
-        rows = await self.adapter.candles(self.cfg.symbol, self.cfg.timeframe, since, limit)
-        rows = [r for r in rows[:-1] if r[0] > self.last_time]  # the last row is still forming
+    async def poll(self, streamed: list | None = None) -> int:
+        """Process every candle closed since the last one; returns how many. The candles come
+        from ``streamed`` (a stream's, the last one forming) when they follow on from the last
+        processed without a gap, else from the exchange's REST history."""
+        rows = None
+        if streamed is not None and self.last_time >= 0:
+            rows = [r for r in streamed[:-1] if r[0] > self.last_time]
+            times = [self.last_time] + [r[0] for r in rows]
+            if rows and (rows[0][0] < self._stream_from or any(b - a != self.tf for a, b in zip(times, times[1:]))):
+                # candles the stream missed, or held from before it was last opened (their final
+                # update may have been lost with the connection): refetched, never skipped
+                self._log("stream_gap", after=self.last_time, held=[int(r[0]) for r in rows])
+                rows = None
+        if rows is None:
+            since = self.last_time + self.tf if self.last_time >= 0 else None
+            limit = 1000 if since is not None else max(self.strategy.warmup_bars() + 1, 50)
+            rows = await self.adapter.candles(self.cfg.symbol, self.cfg.timeframe, since, limit)
+            rows = [r for r in rows[:-1] if r[0] > self.last_time]  # the last row is still forming
         if self.last_time < 0 and rows:
             self.epoch = int(rows[0][0])
             self._extend(rows[:-1])  # history; the newest closed candle starts the grid
@@ -485,21 +501,85 @@ class Trader:
 
     # -- run -----------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
+        """Boot, then process candles until ``stop``: at once when the candle stream shows one
+        closed, else by polling every ``poll_seconds`` (every minute or so while the stream is
+        up, as a safety net)."""
         await self.boot()
+        streams = []
+        if getattr(self.adapter, "streams", False):
+            streams.append(asyncio.ensure_future(self._keep_reading("candles", self._read_candles)))
+        if getattr(self.adapter, "order_stream", False):
+            streams.append(asyncio.ensure_future(self._keep_reading("orders", self._read_orders)))
         silent_after = max(3 * self.tf / 1000, 30 * poll_seconds)
-        while not stop.is_set():
-            try:
-                await self.poll()
-            except xb.TemporaryError as e:
-                self._log("feed_error", reason=str(e))
-            if time.monotonic() - self.last_candle_wall > silent_after:
-                self._log("feed_silent", seconds=round(time.monotonic() - self.last_candle_wall))
-                self.status_note = "feed silent: polling again"
-                self.last_candle_wall = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_seconds)
+        try:
+            while not stop.is_set():
+                streamed, self._streamed = self._streamed, None
+                try:
+                    await self.poll(streamed)
+                except xb.TemporaryError as e:
+                    self._log("feed_error", reason=str(e))
+                if time.monotonic() - self.last_candle_wall > silent_after:
+                    self._log("feed_silent", seconds=round(time.monotonic() - self.last_candle_wall))
+                    self.status_note = "feed silent: polling again"
+                    self.last_candle_wall = time.monotonic()
+                if self._streamed is None:
+                    wait = max(poll_seconds, STREAM_REST_SECONDS) if self.streaming.get("candles") else poll_seconds
+                    await self._sleep(stop, wait)
+        finally:
+            for task in streams:
+                task.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
         self.risk.system(self.cfg.name).on = False
         await self._save()
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until ``stop``, a wake-up from a stream, or ``seconds``."""
+        self._wake.clear()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    async def _keep_reading(self, name: str, read) -> None:
+        """Read a stream for as long as the system runs. When it fails: report it, poll by REST
+        meanwhile, and open it again after a backoff (1 s doubling to a minute)."""
+        delay = 1.0
+        while True:
+            try:
+                await read()
+                if not self.streaming.get(name):
+                    self._log("stream_open", stream=name)
+                self.streaming[name] = True
+                delay = 1.0
+            except xb.ExchangeError as e:
+                self.streaming[name] = False
+                self._log("stream_error", stream=name, reason=str(e), retry_seconds=delay)
+                self._wake.set()  # poll now
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 60.0)
+
+    async def _read_candles(self) -> None:
+        """One update of the candle stream: wake the loop when a candle past the last processed
+        has closed (a newer one is forming)."""
+        rows = await self.adapter.watch_candles(self.cfg.symbol, self.cfg.timeframe, max(self.last_time, 0))
+        if not self.streaming.get("candles") and rows:  # (re)opened: what it held before is not to be trusted
+            self._stream_from = rows[-1][0]
+        if self.last_time >= 0 and len(rows) > 1 and rows[-1][0] > self.last_time + self.tf:
+            self._streamed = rows
+            self._wake.set()
+
+    async def _read_orders(self) -> None:
+        """One update of our order stream. A fill (or an order the exchange ended) is reported
+        at once; it is applied, through the exchange's REST answer, at the candle close, where
+        the grid's decisions are made (GRID_SEMANTICS.md)."""
+        for r in await self.adapter.watch_orders(self.cfg.symbol):
+            o = self.book.orders.get(r.client_order_id)
+            if o is None or o.state not in (lc.SUBMITTED, lc.OPEN, lc.PARTIAL):
+                continue
+            if r.filled > o.filled or (r.status != xb.OPEN and not o.note.startswith("cancel")):
+                self._log("order_update", cid=o.cid, status=r.status, filled=r.filled, price=r.average)
+                if r.filled > 0:
+                    o.note = f"{r.filled:g} filled at {r.average:,.2f} (stream): applied at the candle close"
 
     def summary(self) -> dict:
         s = self.strategy
