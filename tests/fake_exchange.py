@@ -133,6 +133,11 @@ class FakeBinance:
                     if not muted:
                         self._publish_kline(symbol, self.cursor, closed=False)
 
+    @property
+    def user_streams(self) -> int:
+        """Order-update streams subscribed now."""
+        return len(self._user_subs)
+
     def drop_streams(self) -> None:
         """Close every websocket connection, as a network fault would."""
         async def close_all():

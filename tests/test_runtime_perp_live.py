@@ -21,7 +21,7 @@ from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
-from engine.store import read_jsonl
+from engine.store import EventLog, read_jsonl
 from tests.conftest import FUNDING, shared_file
 
 KEY, SECRET = "perp-key", "perp-secret"
@@ -105,12 +105,12 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
     asyncio.run(go())
 
 
-def live_trader(fake, tmp_path):
+def live_trader(fake, tmp_path, **kw):
     params = {"leverage": 3.0, "stop_m": 2.0, "prune_age_hours": 4.0, "levels": 8}
     cfg = SystemConfig(name="live perp", symbol=SYM, market="perpetual", strategy="adaptive-grid", timeframe="5m",
                        mode="live", dry_run=False, capital=10_000.0, params=params)
     limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))  # its own account
-    return Trader(cfg, client(fake), RiskGate(limits), tmp_path)
+    return Trader(cfg, client(fake, **kw.pop("client", {})), RiskGate(limits), tmp_path, **kw)
 
 
 def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_wants(fake, tmp_path):
@@ -144,3 +144,43 @@ def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_w
     upnl = sum((1 if side == "LONG" else -1) * (c - p[1]) * p[0] for (_, side), p in fake.pos.items())
     assert fake.wallet + upnl == pytest.approx(trader.strategy.books(c)["equity"], rel=1e-9)
     assert trader.strategy.books(c)["funding"] == pytest.approx(-fake.funding_paid, rel=1e-9)
+
+
+def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):
+    """USDT-M futures' websockets: candles from the market stream, our order updates from the
+    listenKey user-data stream; no candle polled, every fill reported as it happens and
+    journaled once."""
+    events = EventLog(tmp_path / "logs")
+    trader = live_trader(fake, tmp_path, event_log=events, client={"websocket": True})
+    times = fake.candles["BTCUSDT"][:, 0]
+
+    async def until(check, seconds=10.0):
+        for _ in range(int(seconds / 0.01)):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(trader.run(stop, poll_seconds=1.0))
+        await until(lambda: trader.strategy is not None and trader.strategy.started and trader.streaming.get("candles")
+                    and fake.user_streams)
+        polled = sum(r == "GET /fapi/v1/klines" for r in fake.requests)
+        for _ in range(60):
+            await asyncio.get_running_loop().run_in_executor(None, fake.advance)
+            await until(lambda: trader.last_time == times[fake.cursor - 1])
+        assert sum(r == "GET /fapi/v1/klines" for r in fake.requests) == polled
+        stop.set()
+        await task
+        await trader.adapter.close()
+
+    asyncio.run(asyncio.wait_for(go(), 90))
+    assert fake.listen_keys
+    records, _ = read_jsonl(trader.journal_path)
+    fills = {r["cid"] for r in records if r["type"] == "fill"}
+    assert len(fills) > 5, "few fills: a weaker test"
+    limits = {o["cid"] for o in fake.orders.values() if o["status"] == "FILLED" and not o["cid"].startswith("algo")}
+    assert fills == limits | {a["cid"] for a in fake.algos.values() if a["status"] == "FINISHED"}
+    seen = {r["cid"] for r in read_jsonl(events.path)[0] if r["event"] == "order_update" and r["filled"] > 0}
+    assert limits <= seen  # (a stop's fill is the market order it placed, under the exchange's id)

@@ -74,7 +74,7 @@ class Trader:
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
         self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
-        self.streaming: dict[str, bool] = {}  # "candles" / "orders": the stream is up
+        self.streaming: dict[str, bool] = {}  # "candles" / "orders": the stream has delivered since it (re)opened
         self._streamed: list | None = None  # candles from the stream, a closed one not yet processed
         self._stream_from = 0  # the stream's candles from this time on came on its current connection
         self._wake = asyncio.Event()
