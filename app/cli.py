@@ -529,7 +529,8 @@ def cmd_status(args) -> int:
         s = d.get("summary") or {}
         when = utc_text(d["last_time"]) if d.get("last_time", -1) >= 0 else "-"
         status = (bot.get("systems", {}).get(d.get("system"), {}) or {}).get("status", "OFF")
-        print(f"{d.get('system')}: {status}, last candle {when}, price {s.get('price', 0):,.2f}")
+        feed = f", candles by {s['feed']}" if s.get("feed") else ""
+        print(f"{d.get('system')}: {status}, last candle {when}{feed}, price {s.get('price', 0):,.2f}")
         if s.get("equity") is not None:
             print(f"  equity {s['equity']:,.2f}  cash {s['cash']:,.2f}  position {s['position']:.8g}  "
                   f"grid profit {s['grid_profit']:,.2f}  floating {s['floating']:,.2f}  fees {s['fees']:,.2f}  "

@@ -299,3 +299,41 @@ def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_pa
     fills = [r["cid"] for r in records if r["type"] == "fill"]
     assert set(fills) == {f["cid"] for f in fake.fills} and len(fills) == len(set(fills))
     assert (np.diff(trader.hist[:, 0]) == trader.tf).all()  # no candle skipped, none twice
+
+
+@pytest.mark.parametrize("streams", [True, False])
+def test_paper_on_the_exchanges_candles_takes_them_from_the_stream_unless_told_not_to(fake, tmp_path, streams):
+    """A paper system on live candles reads them from the exchange's public stream; with
+    ``streams: false`` in its config it polls them."""
+    from engine.runtime.runner import build_adapter
+
+    cfg = SystemConfig(name="paper", timeframe="5m", exchange_url=fake.url, streams=streams, capital=10_000.0,
+                       params={"levels": 16, "spacing": "arithmetic", "range_pct": 0.03, "recenter": 1.0})
+    adapter = build_adapter(cfg)
+    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
+    trader = Trader(cfg, adapter, RiskGate(limits), tmp_path)
+    times = fake.candles["BTCUSDT"][:, 0]
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(trader.run(stop, poll_seconds=0.05))
+        for _ in range(1000):
+            if trader.strategy is not None and trader.strategy.started and (trader.streaming.get("candles")
+                                                                             or not streams):
+                break
+            await asyncio.sleep(0.01)
+        before = fake.requests.count("GET /api/v3/klines")
+        for _ in range(10):
+            await asyncio.get_running_loop().run_in_executor(None, fake.advance)
+            for _ in range(1000):
+                if trader.last_time == times[fake.cursor - 1]:
+                    break
+                await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        await adapter.close()
+        return fake.requests.count("GET /api/v3/klines") - before
+
+    polled = asyncio.run(asyncio.wait_for(go(), 60))
+    assert trader.last_time == times[fake.cursor - 1] and trader.strategy.books(1.0)["fills"] > 0
+    assert (polled == 0) if streams else (polled >= 10)

@@ -26,6 +26,7 @@ from engine.store import export_logs
 ERRORS = {"error", "system_error", "order_rejected", "cancel_failed", "feed_error", "state_problem", "journal_problem",
           "solvency_check_failed", "liquidation", "order_missing"}
 WARNINGS = {"risk_denied", "order_refused", "order_unknown", "fill_outside_grid", "feed_gap", "feed_silent",
+            "stream_error", "stream_gap",
             "solvency_haircut", "kill_switch", "paused", "circuit_breaker", "cancel_all"}
 LEVELS = {"all levels": ("info", "warning", "error"), "warnings and errors": ("warning", "error"),
           "errors": ("error",)}

@@ -587,4 +587,5 @@ class Trader:
         books = s.books(close) if s and s.started else {}
         return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
                 "open_orders": len(self.book.in_state(lc.OPEN, lc.PARTIAL)),
+                "feed": "stream" if self.streaming.get("candles") else "polling",
                 "status": self.risk.status(self.cfg.name).label, "note": self.status_note}
