@@ -90,9 +90,13 @@ def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path, params):
     assert resting == wanted == {o.cid for o in trader.book.live()}
 
 
+@pytest.mark.parametrize("stop", ["clean", "killed"])
 @pytest.mark.parametrize("params", [GRIDS[0], GRIDS[2]], ids=["geometric", "lower-only-atr"])
-def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_path, params):
-    """(The ATR-spaced grid needs its indicator history back after a restart.)"""
+def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_path, params, stop):
+    """A clean stop saves the state; a killed process left the state of the last candle that
+    changed an order (candles that changed none are not saved one by one): the candles since
+    are replayed on start, to the same trades. (The ATR-spaced grid needs its indicator
+    history back after a restart.)"""
     n = 2_000
     candles = btc5m.slice(0, n)
     end = int(candles.time[-1])
@@ -102,11 +106,15 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_p
 
     first, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", warmup=warmup)
     asyncio.run(drive(first, clock, int(candles.time[700])))
+    if stop == "clean":
+        asyncio.run(first._save())  # what Trader.run does on its way out
     first.journal.close()
     again, _ = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", warmup=warmup)
     again.adapter.source = first.adapter.source  # the same market, going on
     report = asyncio.run(again.boot())
     assert report["resumed"] and report["unknown"] == [] and report["missing"] == []
+    replayed = asyncio.run(again.poll())  # the candles closed since the state was saved
+    assert again.last_time == int(candles.time[700]) and (replayed == 0 if stop == "clean" else replayed > 0)
     if params["spacing"] == "atr":  # the indicator history is back, not restarted from one candle
         from engine.kernels.indicators import atr_nb
 

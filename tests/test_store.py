@@ -115,3 +115,15 @@ def test_event_logs_export_to_one_file(tmp_path):
     data = json.loads((tmp_path / "export.json").read_text())
     assert n == 2 and not problems
     assert [e["event"] for e in data["events"]] == ["order_placed", "order_filled"]
+
+
+def test_the_backup_keeps_the_old_content_when_the_new_replaces_it(tmp_path):
+    """(The backup is a second name for the old file, not a copy: the new content goes to a new
+    file, so the backup's does not change under it.)"""
+    p = tmp_path / "state.json"
+    for n in range(3):
+        write_json_atomic(p, {"n": n}, durable=n != 1)
+        assert read_json(p).data["n"] == n
+        if n:
+            assert read_json(tmp_path / "state.json.bak").data["n"] == n - 1
+    assert sorted(os.listdir(tmp_path)) == ["state.json", "state.json.bak"]

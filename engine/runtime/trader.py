@@ -34,6 +34,7 @@ from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
 STREAM_REST_SECONDS = 60.0  # while candles come on a stream, the REST poll is only a safety net
+SAVE_EVERY_SECONDS = 60.0  # a candle that changed no order is saved with the next that does, or after this
 RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
 
 
@@ -79,6 +80,7 @@ class Trader:
         self._stream_from = 0  # the stream's candles from this time on came on its current connection
         self._wake = asyncio.Event()
         self._save_lock = asyncio.Lock()
+        self._saved = (-1, 0.0)  # the book's changes and the time at the last save
         risk.set_dry_run(cfg.name, cfg.dry_run)
         # the account the portfolio shares are of: one paper account, or this exchange's (testnet) wallet
         self.account = PAPER if self.paper else " ".join(
@@ -95,12 +97,18 @@ class Trader:
         fsync run in a worker thread (a slow disk must not stall the loop, or the GUI on it),
         one at a time, and the caller waits for them: the write-ahead order is kept."""
         state = self._state()
+        self._saved = (self.book.changes, time.monotonic())
         async with self._save_lock:
             await asyncio.get_running_loop().run_in_executor(None, self._write_state, state)
 
     def _write_state(self, state: dict) -> None:
-        self.journal.sync()  # the fills this state has applied are on disk before it is
-        write_json_atomic(self.state_path, state)
+        # Live, the fills this state has applied are on disk before it is, and it is on disk
+        # before an order goes out (a power cut loses nothing). Paper skips the fsyncs: a killed
+        # process still loses nothing, and twenty paper systems would spend most of their time
+        # waiting on the disk.
+        if not self.paper:
+            self.journal.sync()
+        write_json_atomic(self.state_path, state, durable=not self.paper)
 
     def _state(self) -> dict:
         return {
@@ -434,7 +442,8 @@ class Trader:
         if batch:
             for o in batch:
                 self.book.move(o.cid, lc.SUBMITTED, "sending")
-            await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
+            if not self.paper:  # (a paper exchange's orders are saved in the same file as ours)
+                await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
             reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
             results = await self._place_all(reqs)
             if t0 is not None:
@@ -451,7 +460,11 @@ class Trader:
                     self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
         self.book.prune()
         self._report_exposure(close)
-        await self._save()
+        # A candle that changed no order (no fill, nothing sent or cancelled) is saved with the
+        # next one that does, or within a minute: after a crash the candles since are replayed
+        # through the strategy, which makes the same decisions on them.
+        if self.book.changes != self._saved[0] or time.monotonic() - self._saved[1] > SAVE_EVERY_SECONDS:
+            await self._save()
 
     def _report_exposure(self, close: float) -> float:
         """Tell the risk gate what this system holds and has resting to add to it, in quote."""
