@@ -118,7 +118,8 @@ def main() -> int:
         app.processEvents()  # Qt paints it
         times.append((time.perf_counter() - t) * 1000)
     a = np.asarray(times)
-    print(f"grid chart, a new candle with {args.candles:,} loaded (40 levels, orders, fills, entry and liquidation): redraw + paint median "
+    print(f"grid chart, a new candle with {args.candles:,} loaded (40 levels, orders, fills, entry and "
+          f"liquidation): redraw + paint median "
           f"{np.median(a):.1f} ms, p99 {np.percentile(a, 99):.1f} ms, worst {a.max():.1f} ms (n={len(a)})")
     return 0
 

@@ -215,7 +215,8 @@ class FakeBinance:
         cancel = o["status"] == "CANCELED"
         return {"subscriptionId": 0, "event": {
             "e": "executionReport", "E": o["update"], "s": o["symbol"],
-            "c": f"cancel-{o['id']}" if cancel else o["cid"], "S": o["side"], "o": o["type"], "f": "GTC", "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
+            "c": f"cancel-{o['id']}" if cancel else o["cid"], "S": o["side"], "o": o["type"], "f": "GTC",
+            "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
             "P": "0.00000000", "x": execution, "X": o["status"], "r": "NONE", "i": o["id"], "l": f"{done:.8f}",
             "z": f"{o['executed']:.8f}", "L": f"{(o['quote_qty'] / o['executed']) if done else 0.0:.8f}",
             "n": f"{o['quote_qty'] * self.maker_fee if done else 0.0:.8f}", "N": o["quote"] if done else None,

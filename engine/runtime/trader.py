@@ -208,8 +208,8 @@ class Trader:
         rows = None
         if streamed is not None and self.last_time >= 0:
             rows = [r for r in streamed[:-1] if r[0] > self.last_time]
-            times = [self.last_time] + [r[0] for r in rows]
-            if rows and (rows[0][0] < self._stream_from or any(b - a != self.tf for a, b in zip(times, times[1:]))):
+            steps = np.diff([self.last_time] + [r[0] for r in rows])
+            if rows and (rows[0][0] < self._stream_from or (steps != self.tf).any()):
                 # candles the stream missed, or held from before it was last opened (their final
                 # update may have been lost with the connection): refetched, never skipped
                 self._log("stream_gap", after=self.last_time, held=[int(r[0]) for r in rows])
