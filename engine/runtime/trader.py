@@ -535,6 +535,8 @@ class Trader:
                     self._log("feed_silent", seconds=round(time.monotonic() - self.last_candle_wall))
                     self.status_note = "feed silent: polling again"
                     self.last_candle_wall = time.monotonic()
+                    # a stream that says nothing is not trusted until it speaks again: poll meanwhile
+                    self.streaming["candles"] = False
                 if self._streamed is None:
                     wait = max(poll_seconds, STREAM_REST_SECONDS) if self.streaming.get("candles") else poll_seconds
                     await self._sleep(stop, wait)
