@@ -547,6 +547,15 @@ def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
     return predicate()
 
 
+async def until(check, seconds: float = 10.0) -> None:
+    """Wait on the event loop until ``check()`` holds (AssertionError after ``seconds``)."""
+    for _ in range(int(seconds / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
 async def trade_through_faults(trader, fake, endpoints, *, steps: int, every: int, seed: int) -> None:
     """Boot ``trader`` and poll it candle by candle for ``steps`` candles, a random fault on a
     random endpoint every ``every`` candles (an error the trader lets through must be one of

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from fake_exchange import FakeBinance
+from fake_exchange import FakeBinance, until
 
 from engine.exchange import base as xb
 from engine.exchange.live import CcxtExchange, RateBudget
@@ -204,10 +204,6 @@ def test_candles_and_our_order_updates_come_on_the_streams(fake):
 
         readers = [asyncio.ensure_future(read(lambda: ex.watch_orders("BTC/USDT"), updates)),
                    asyncio.ensure_future(read(lambda: ex.watch_candles("BTC/USDT", "5m", 0), candles))]
-
-        async def until(check):
-            while not check():
-                await asyncio.sleep(0.01)
 
         def seen(cid, status):
             return next((r for batch in updates for r in batch if r.client_order_id == cid and r.status == status),

@@ -8,7 +8,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, FakeBinance, trade_through_faults
+from fake_exchange import FAULTS, FakeBinance, trade_through_faults, until
 
 from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
@@ -237,13 +237,6 @@ def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_pa
 
     def klines():
         return sum(r == "GET /api/v3/klines" for r in fake.requests)
-
-    async def until(check, seconds=10.0):
-        for _ in range(int(seconds / 0.01)):
-            if check():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("timed out")
 
     def logged(event):
         return [r for r in read_jsonl(events.path)[0] if r["event"] == event]

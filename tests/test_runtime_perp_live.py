@@ -11,7 +11,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, trade_through_faults
+from fake_exchange import FAULTS, trade_through_faults, until
 from fake_futures import FakeBinanceFutures
 
 from engine.data import load_funding
@@ -153,13 +153,6 @@ def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):
     events = EventLog(tmp_path / "logs")
     trader = live_trader(fake, tmp_path, event_log=events, client={"websocket": True})
     times = fake.candles["BTCUSDT"][:, 0]
-
-    async def until(check, seconds=10.0):
-        for _ in range(int(seconds / 0.01)):
-            if check():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("timed out")
 
     async def go():
         stop = asyncio.Event()
