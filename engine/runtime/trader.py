@@ -591,10 +591,10 @@ class Trader:
             o = self.book.orders.get(r.client_order_id)
             if o is None or o.state not in (lc.SUBMITTED, lc.OPEN, lc.PARTIAL):
                 continue
-            if r.filled > o.filled or (r.status != xb.OPEN and not o.note.startswith("cancel")):
+            seen = f"{r.status}: {r.filled:g} filled at {r.average:,.2f} (stream), applied at the candle close"
+            if o.note != seen and (r.filled > o.filled or (r.status != xb.OPEN and not o.note.startswith("cancel"))):
                 self._log("order_update", cid=o.cid, status=r.status, filled=r.filled, price=r.average)
-                if r.filled > 0:
-                    o.note = f"{r.filled:g} filled at {r.average:,.2f} (stream): applied at the candle close"
+                o.note = seen  # (shown in the Orders tab until the close applies it)
 
     def summary(self) -> dict:
         s = self.strategy
