@@ -252,6 +252,13 @@ class FakeBinance:
                 self._user_subs = [x for x in self._user_subs if x is not queue]
         return ws
 
+    def _subscribe_user(self, queue: asyncio.Queue) -> None:
+        """Order updates from now on go to ``queue`` (what is known now needs none)."""
+        with self._lock:
+            self._user_subs.append(queue)
+            for o in self.orders.values():
+                self._seen.setdefault(o["id"], (o["status"], o["executed"]))
+
     async def _ws_market(self, request: web.Request) -> web.WebSocketResponse:
         async def on_text(message, queue):
             if not message or message.get("method") != "SUBSCRIBE":
@@ -286,10 +293,7 @@ class FakeBinance:
                 queue.put_nowait({"id": message["id"], "status": 401,
                                   "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
                 return
-            with self._lock:
-                self._user_subs.append(queue)
-                for o in self.orders.values():  # what is known now needs no update
-                    self._seen.setdefault(o["id"], (o["status"], o["executed"]))
+            self._subscribe_user(queue)
             queue.put_nowait({"id": message["id"], "status": 200, "result": {"subscriptionId": 0}})
         return await self._socket(request, on_text)
 

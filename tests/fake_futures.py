@@ -451,10 +451,7 @@ class FakeBinanceFutures(FakeBinance):
 
         async def on_text(message, queue):
             if message is None:
-                with self._lock:
-                    self._user_subs.append(queue)
-                    for o in self.orders.values():
-                        self._seen.setdefault(o["id"], (o["status"], o["executed"]))
+                self._subscribe_user(queue)
         return await self._socket(request, on_text)
 
     def stream_routes(self) -> list[tuple]:
