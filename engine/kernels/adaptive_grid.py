@@ -29,6 +29,7 @@ from numba import njit
 
 from engine.kernels.grid import OPEN_END, floor_lot_nb, round_tick_nb
 from engine.kernels.indicators import BREAKOUT_DOWN, BREAKOUT_UP, DOWNTREND, NOISE, UPTREND
+from engine.kernels.jit import hot_njit
 from engine.kernels.perp import liquidation_price_nb
 
 LONG, SHORT = 0, 1  # side index; sign +1 / -1
@@ -296,7 +297,8 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
     if remaining <= 1e-12 or frac >= 1.0:
         last = I[_NLOT_L + s] - 1  # keep the lots packed: the last one takes this place
         if m != last:
-            L[s, m, :] = L[s, last, :]
+            for k in range(N_L):
+                L[s, m, k] = L[s, last, k]
         L[s, last, _LA] = 0.0
         L[s, last, _LQ] = 0.0
         I[_NLOT_L + s] = last
@@ -406,7 +408,7 @@ def desired_orders_nb(p, L, G, F, I, out):
     return n
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
     """The side's isolated margin is lost; the position is gone."""
     price = F[_LIQ_L] if s == LONG else F[_LIQ_S]
@@ -441,7 +443,7 @@ def _stop_lot_qty(s, m, stage, n_held, p, L):
     return half if half > 0.0 else q
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def stop_qty_nb(s, stage, p, L, I):
     """The quantity of side s's stop order for ``stage`` at a close: the lots' planned shares."""
     n = I[_NLOT_L + s]
@@ -484,7 +486,7 @@ def on_take_profit_fill_nb(s, m, bar, t, price, p, L, G, F, I, trades, counters,
     return _take_profit(s, m, bar, t, price, p, L, G, F, I, trades, counters, money, tiers)
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def on_stop_fill_nb(s, stage, bar, t, price, p, L, G, F, I, trades, counters, money, tiers):
     """on_fill for side s's stop order of ``stage`` (1 or 2), filled at ``price`` (taker).
     The order, sized at the last close, reduces the position by all it holds: stage 1 half of
@@ -644,27 +646,24 @@ def _at_close(p, L, G, F, I):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bests(p, L, G, F, I, B):
-    """Cache of the nearest order prices: B = (highest long buy, lowest short sell, highest
-    short take-profit, lowest long take-profit)."""
-    B[0] = -np.inf
-    B[1] = np.inf
+def _bests(p, L, G, I):
+    """The nearest order prices: (the highest of the long buys and the short take-profits, the
+    lowest of the short sells and the long take-profits)."""
+    lo = -np.inf
+    hi = np.inf
     for j in range(p.levels):  # levels run away from the price: the first active one is nearest
         if G[LONG, j, _GA] > 0.0:
-            B[0] = G[LONG, j, _GP]
+            lo = G[LONG, j, _GP]
             break
     for j in range(p.levels):
         if G[SHORT, j, _GA] > 0.0:
-            B[1] = G[SHORT, j, _GP]
+            hi = G[SHORT, j, _GP]
             break
-    B[2] = -np.inf
-    B[3] = np.inf
     for m in range(I[_NLOT_S]):
-        if L[SHORT, m, _LTP] > B[2]:
-            B[2] = L[SHORT, m, _LTP]
+        lo = max(lo, L[SHORT, m, _LTP])
     for m in range(I[_NLOT_L]):
-        if L[LONG, m, _LTP] < B[3]:
-            B[3] = L[LONG, m, _LTP]
+        hi = min(hi, L[LONG, m, _LTP])
+    return lo, hi
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -739,7 +738,7 @@ def _new_order_row(olog, oref, bar, side, kind, book, price, qty, lot_time, entr
     return row
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _log_orders(i, p, L, G, I, olog, oref):
     """At the close of bar ``i``, after a change: end the logged orders that no longer rest (filled
     or cancelled: they rested during bar i at most) and log the new ones as placed at bar i."""
@@ -845,7 +844,7 @@ def decide_nb(bar, t, close, atr, kama, er, std_price, sigma, zscore, regime, p,
     return nxt == 1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@hot_njit
 def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
          funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
          counters, money, first, olog, oref, marks):
@@ -854,14 +853,13 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
     of bar i (``funding_count[i]`` settlements). Returns the bar to go on from: ``len(close)``
     when done, earlier when ``trades`` has no room for one more bar, -1 on overflow (a bug).
     Empty ``funding`` arrays: the decisions at each close only, no funding and no fills (the
-    runtime's ``decide_nb``, whose fills come from the exchange). (No more arguments: numba
-    cannot inline a function of more than 30.)"""
+    runtime's ``decide_nb``, whose fills come from the exchange)."""
     n = len(close)
     need = 3 * p.max_lots + 2 * p.levels + 8
     rec = len(oref) > 0  # keeping the replay's order log and marks
     events = len(funding_count) == n
     room = 2 * p.levels + 2 * p.max_lots
-    B = np.empty(4)
+    near_lo, near_hi = -np.inf, np.inf
     start = p.start_bar
     if first <= start:
         for i in range(min(start, n)):
@@ -872,7 +870,7 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
             return n
         first = start
     else:
-        _bests(p, L, G, F, I, B)
+        near_lo, near_hi = _bests(p, L, G, I)
     budget = 0  # bars that surely fit in the trade log; counted down, then recounted
     for i in range(first, n):
         budget -= 1
@@ -900,8 +898,8 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                     ok = _prune_fill(s, m, label, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
                 I[_PRUNE_LOT] = -1
             # the bar: both legs in path order, skipped when nothing is within reach
-            lo_band = max(B[0], B[2], F[_LIQ_L])
-            hi_band = min(B[1], B[3], F[_LIQ_S])
+            lo_band = max(near_lo, F[_LIQ_L])
+            hi_band = min(near_hi, F[_LIQ_S])
             if F[_QTY_L] > 0.0:
                 lo_band = max(lo_band, F[_TRIG1_L] if I[_STAGE_L] == 0 else F[_TRIG2_L])
             if F[_QTY_S] > 0.0:
@@ -972,7 +970,7 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
             _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
         if changed:
             _at_close(p, L, G, F, I)
-            _bests(p, L, G, F, I, B)
+            near_lo, near_hi = _bests(p, L, G, I)
             if rec:
                 _log_orders(i, p, L, G, I, olog, oref)
         if not ok:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from engine.kernels.jit import hot_njit
+
 TIERS_DIR = Path(__file__).resolve().parents[2] / "resources" / "tiers"
 DEFAULT_TIERS = TIERS_DIR / "binance-usdm-btcusdt.json"
 FUNDING_PERIOD_MS = 8 * 3600 * 1000  # settlements at 00:00, 08:00 and 16:00 UTC
@@ -39,7 +41,7 @@ def load_tiers(path: str | Path = DEFAULT_TIERS) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def tier_of_nb(tiers, notional):
     """Index of the tier whose notional bracket holds ``notional``."""
     t = 0
@@ -48,7 +50,7 @@ def tier_of_nb(tiers, notional):
     return t
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def liquidation_price_nb(tiers, side, qty, entry, wallet):
     """Isolated liquidation price of one position: long ``(Q*EP - WB - cum) / (Q*(1 - MMR))``,
     short ``(Q*EP + WB + cum) / (Q*(1 + MMR))``, with the tier taken at the notional the price
