@@ -443,16 +443,6 @@ def _stop_lot_qty(s, m, stage, n_held, p, L):
     return half if half > 0.0 else q
 
 
-@hot_njit
-def stop_qty_nb(s, stage, p, L, I):
-    """The quantity of side s's stop order for ``stage`` at a close: the lots' planned shares."""
-    n = I[_NLOT_L + s]
-    q = 0.0
-    for m in range(n):
-        q += _stop_lot_qty(s, m, stage, n, p, L)
-    return q
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _close_rest(s, rest, bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
     """Close ``rest`` more of side s from its newest lots: an order sized at the last close
@@ -637,10 +627,13 @@ def _at_close(p, L, G, F, I):
             if G[s, j, _GA] > 1.0:
                 G[s, j, _GA] = 1.0
         n = I[_NLOT_L + s]
+        staged = I[_STAGE_L + s] == 0
+        first = 0.0  # stage 1's order: the lots' planned shares (none once it has fired)
         for m in range(n):
             L[s, m, _LTQ] = L[s, m, _LQ]
+            if staged:
+                first += _stop_lot_qty(s, m, 1, n, p, L)
         q = F[_QTY_L + s]
-        first = stop_qty_nb(s, 1, p, L, I) if I[_STAGE_L + s] == 0 else 0.0
         F[_SQ1_L + s] = first if q > 0.0 else 0.0
         F[_SQ2_L + s] = q - first if q > 0.0 else 0.0
 
