@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.grid import ATR, GEOMETRIC, OPEN_END, floor_lot_nb, lattice_price_nb
+from engine.kernels.jit import hot_njit
 from engine.kernels.perp import liquidation_price_nb
 
 RANGE, LOWER_ONLY = 0, 1
@@ -136,14 +137,14 @@ def _price(F, I, j, tick):
     return lattice_price_nb(I[_KIND], F[_BASE], F[_STEP], j, I[_TOPJ], F[_TOPP], tick)
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _slot_qty(p, F, price):
     if p.qty_mode == 0:
         return floor_lot_nb(F[_QUOTE] / price, p.lot)
     return F[_BASEQ]
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _record_trade(trades, I, bar, t, side, price, qty, fee, level, role, pnl, F):
     n = I[_NTR]
     if n >= len(trades):
@@ -164,7 +165,7 @@ def _record_trade(trades, I, bar, t, side, price, qty, fee, level, role, pnl, F)
     return True
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _cancel_order(orders, oid, bar):
     if oid >= 0:
         orders[oid]["end"] = bar
@@ -183,7 +184,7 @@ def _hold_back(k, flag, counter, SI, I, counters):
         SI[k, _FLAG] = flag
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters):
     """Decide the order slot k wants (buy when flat, sell when holding) and place it.
     Returns 1 placed, 0 not placed (deferred, refused or nothing to do), -1 order log full."""
@@ -238,7 +239,7 @@ def _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters):
     return 1
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _find_kb(SI, start):
     k = start
     while k >= 0 and not (SI[k, _STATE] == _FLAT and SI[k, _ORDER] >= 0):
@@ -246,7 +247,7 @@ def _find_kb(SI, start):
     return k
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _find_ks(SI, start, ns):
     k = start if start > 0 else 0
     while k < ns and not (SI[k, _STATE] == _HOLD and SI[k, _ORDER] >= 0):
@@ -254,7 +255,7 @@ def _find_ks(SI, start, ns):
     return k
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _fill_buy(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money):
     q = S[k, _QTY]
     oid = SI[k, _ORDER]
@@ -279,7 +280,7 @@ def _fill_buy(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, m
     return _record_trade(trades, I, bar, t, 1, fill_price, q, fee, I[_J0] + k, role, 0.0, F)
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _fill_sell(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money):
     q = S[k, _QTY]
     oid = SI[k, _ORDER]
@@ -308,7 +309,7 @@ def _fill_sell(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, 
     return _record_trade(trades, I, bar, t, -1, fill_price, q, fee, I[_J0] + k, GRID_SELL, pnl, F)
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _sell_everything(bar, t, price, role, p, S, SI, F, I, orders, trades, counters, money):
     """Stop: cancel every order and sell the whole position (slots and dust) as one taker fill."""
     ns = I[_NS]
@@ -339,7 +340,7 @@ def _sell_everything(bar, t, price, role, p, S, SI, F, I, orders, trades, counte
     return ok
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _stop_grid(bar, t, price, reason, p, S, SI, F, I, orders, trades, counters, money):
     I[_STOPPED] = 1
     counters[C_STOP] = reason
@@ -355,7 +356,7 @@ def _stop_grid(bar, t, price, reason, p, S, SI, F, I, orders, trades, counters, 
     return True
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, counters, money):
     """(Re)build the grid at the close of ``bar``: cancel every order, pool the inventory,
     lay out the window, give the pooled inventory to the slots above the price (lowest first),
@@ -467,7 +468,7 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
     return True
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _quiet_band(p, S, SI, F, I, H):
     """(qlo, qhi): a bar with low > qlo and high < qhi fills nothing and triggers nothing."""
     inf = np.inf
@@ -515,7 +516,7 @@ def _quiet_band(p, S, SI, F, I, H):
     return qlo, qhi
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _decide_regeneration(close, p, S, SI, F, I):
     """At the close: 0 keep the grid, 1 recenter, 2 trail (new j0 in the second value)."""
     ns = I[_NS]
@@ -585,7 +586,7 @@ def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counter
     return True
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money):
     """The market sell of leftover inventory (F[_MKTQ]) decided at the last close, filled."""
     q = F[_MKTQ]
@@ -612,13 +613,13 @@ def _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money):
 # The backtest loop above runs the same functions; here the fills come from an exchange.
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def start_nb(bar, close, atr_now, p, S, SI, F, I, orders, counters, money):
     """decide, for the first time: lay the grid at the close of ``bar``."""
     return _regenerate(bar, close, atr_now, 0, 0, p, S, SI, F, I, orders, counters, money)
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def on_fill_nb(oid, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, money, touched, nt):
     """on_fill: order ``oid`` (its row in the order log) filled in full at ``fill_price``.
     Returns the new count of slots touched since the last decide, or -1 when the order is not
@@ -638,7 +639,7 @@ def on_fill_nb(oid, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters
     return nt + 1
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def on_market_fill_nb(bar, t, fill_price, p, F, I, trades, counters, money):
     """on_fill of the market sell of leftover inventory (``market_qty``)."""
     if F[_MKTQ] <= 0.0:
@@ -646,7 +647,7 @@ def on_market_fill_nb(bar, t, fill_price, p, F, I, trades, counters, money):
     return _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money)
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def decide_nb(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money):
     """decide at the close of ``bar`` after the fills given to ``on_fill_nb``: the orders it
     wants resting are then the open rows of the order log (and ``market_qty`` to sell)."""
@@ -665,7 +666,7 @@ def order_capacity_needed(p: SpotGridParams) -> int:
     return 2 * (p.levels + 1) + 4
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, counters, money, touched, nt):
     """At the open of bar i: funding on the short, then the hedge order decided at the last
     close (a market order: taker fee, adverse slippage). Closing in profit spends the profit
@@ -749,7 +750,7 @@ def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, c
     return ok, nt
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _hedge_liquidation(i, t, hi, p, F, I, H, trades, counters, money):
     """A bar whose high reaches the short's liquidation price loses its isolated margin."""
     if H[_HQ] > 0.0 and hi >= H[_HLIQ]:
@@ -768,7 +769,7 @@ def _hedge_liquidation(i, t, hi, p, F, I, H, trades, counters, money):
     return True
 
 
-@njit(cache=True, nogil=True)
+@hot_njit
 def _hedge_decide(c, atr_now, ema_now, p, F, I, H):
     """At the close: open the hedge below the grid's lowest level, scale it a step for each
     further spacing down, close it at its profit target or on a reversal."""
@@ -855,7 +856,7 @@ def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_i
     I[:] = I_io
     H[:] = H_io
     nxt = _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
-               cash_out, position_out, cost_out, counters, money, first)
+               cash_out, position_out, cost_out, counters, money, first, np.empty(ns_cap, dtype=np.int64))
     S_io[:] = S
     SI_io[:] = SI
     F_io[:] = F
@@ -864,14 +865,13 @@ def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_i
     return nxt
 
 
-@njit(cache=True, nogil=True, inline="always")
+@hot_njit
 def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
-         cash_out, position_out, cost_out, counters, money, first):
+         cash_out, position_out, cost_out, counters, money, first, touched):
     n = len(close)
     ns_cap = p.levels + 1
     need_trades = 2 * ns_cap + 8  # each slot fills once a bar (and may be sold down), market orders, stops
     need_orders = 2 * ns_cap + 4  # a new grid, or follow-ups and retries, one per slot
-    touched = np.empty(ns_cap, dtype=np.int64)
     start = p.start_bar
     if first <= start:
         for i in range(min(start, n)):
