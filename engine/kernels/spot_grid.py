@@ -468,7 +468,7 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
     return True
 
 
-@hot_njit
+@njit(cache=True, nogil=True, inline="always")
 def _quiet_band(p, S, SI, F, I, H):
     """(qlo, qhi): a bar with low > qlo and high < qhi fills nothing and triggers nothing."""
     inf = np.inf
@@ -516,7 +516,7 @@ def _quiet_band(p, S, SI, F, I, H):
     return qlo, qhi
 
 
-@hot_njit
+@njit(cache=True, nogil=True, inline="always")
 def _decide_regeneration(close, p, S, SI, F, I):
     """At the close: 0 keep the grid, 1 recenter, 2 trail (new j0 in the second value)."""
     ns = I[_NS]
