@@ -1,0 +1,50 @@
+"""The kernels' hot loops run without numba's reference counting (engine/kernels/jit.py)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# numba shows the code it compiled, not code loaded from its cache: the loops (and the kernels
+# that call them) are compiled afresh here, without the cache; the functions they call that are
+# not inlined in them are checked where they are compiled.
+CHECK = r"""
+import json, re
+import numpy as np
+from numba.core.caching import NullCache
+from engine.backtest import run_spot_grid
+from engine.data import Candles
+from engine.kernels import adaptive_grid as ag, spot_grid as sg
+from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
+from engine.strategies.spot_grid import SpotGridConfig
+
+n = 400
+rng = np.random.default_rng(3)
+close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, n)))
+open_ = np.concatenate([[100.0], close[:-1]])
+c = Candles(time=np.arange(n, dtype=np.int64) * 900_000, open=open_, high=np.maximum(open_, close) * 1.002,
+            low=np.minimum(open_, close) * 0.998, close=close, volume=np.ones(n), timeframe_ms=900_000)
+for kernel in (ag.adaptive_grid_nb, ag.adaptive_grid_log_nb, ag._run, sg.spot_grid_nb, sg._run):
+    kernel._cache = NullCache()
+run_adaptive_grid(c, AdaptiveGridConfig())
+run_spot_grid(c, SpotGridConfig(lower=90.0, upper=110.0, levels=20, capital=10_000.0))
+out = {}
+for name, kernel in (("adaptive", ag._run), ("spot", sg._run)):
+    ir = "".join(kernel.inspect_llvm(sig) for sig in kernel.signatures)
+    out[name] = {"nrt": kernel.targetoptions.get("_nrt"), "compiled": len(kernel.signatures), "ir": len(ir),
+                 "refcounts": len(re.findall(r"call void @NRT_(?:incref|decref)\(", ir))}
+print(json.dumps(out))
+"""
+
+
+def test_the_hot_loops_count_no_references():
+    done = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in ("adaptive", "spot"):
+        loop = out[name]
+        assert loop["nrt"] is False and loop["compiled"] == 1 and loop["ir"] > 10_000, (name, loop)
+        # the loop and every function compiled into it: no atomic reference count left
+        assert loop["refcounts"] == 0, (name, loop)
