@@ -510,6 +510,24 @@ def on_stop_fill_nb(s, stage, bar, t, price, p, L, G, F, I, trades, counters, mo
     return ok
 
 
+@njit(cache=True, nogil=True)
+def on_stray_fill_nb(s, opening, label, qty, bar, t, price, fee_rate, p, L, G, F, I, trades, counters, money,
+                     tiers):
+    """on_fill for an order the state no longer has (the grid moved on, or the lot it was for
+    is gone: it filled while being cancelled): the books follow the exchange. An opening fill
+    opens a lot of ``qty`` on side s that belongs to no grid level; a closing one (``label``)
+    closes ``qty`` of the side, its newest lots first."""
+    if opening:
+        return _open_lot(s, -1, bar, t, price, qty, fee_rate, BUY_OPEN_LONG if s == LONG else SELL_OPEN_SHORT, p, L,
+                         G, F, I, trades, counters, money, tiers)
+    if label == STOP_LONG or label == STOP_SHORT:
+        counters[C_STOPS_LONG + s] += 1
+    elif label >= PRUNE_DEVIANCE and label <= PRUNE_OFFSET:
+        counters[C_PRUNE_DEVIANCE + label - PRUNE_DEVIANCE] += 1
+    return _close_rest(s, min(qty, F[_QTY_L + s]), bar, t, price, fee_rate, label, p, L, G, F, I, trades, counters,
+                       money, tiers)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
     """Lay out both grids around the reservation price; the regime, the halt and the VaR gate

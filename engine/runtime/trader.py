@@ -329,6 +329,22 @@ class Trader:
         self.book.move(o.cid, state, note, filled=r.filled, average=r.average)
         return False
 
+    def _apply_fill(self, o: lc.TrackedOrder, r: xb.OrderReport, bar: int, why: str) -> None:
+        """A full fill to the strategy's books, then the journal. One the grid cannot place (it
+        has moved on from the order) is still the exchange's: a strategy that can (a perpetual,
+        whose positions the exchange holds) books it apart from the grid; else it is kept
+        outside the books."""
+        ts = r.timestamp
+        t = ts - ts % self.tf if ts else self.last_time + self.tf
+        trade = self.strategy.on_fill(o.key, bar, t, r.average) if self.strategy is not None else None
+        if trade is None and hasattr(self.strategy, "on_stray_fill"):
+            trade = self.strategy.on_stray_fill(o.position, o.role, o.type, o.reduces, r.filled, bar, t, r.average)
+            if trade is not None:
+                self._log("fill_apart_from_grid", cid=o.cid, note=f"{why}; booked apart from its levels")
+        if trade is None:
+            self._log("fill_outside_grid", cid=o.cid, note=f"{why}; kept outside its books")
+        self._journal_fill(o, r, bar, trade)
+
     def _journal_fill(self, o, r: xb.OrderReport, bar: int, trade, partial: bool = False) -> None:
         if o.cid in self.journaled:
             return
@@ -371,23 +387,41 @@ class Trader:
                 if self._apply_report(o, r):
                     fills.append((r.timestamp, o, r))
         fills.sort(key=lambda f: f[0])
-        for i, (ts, o, r) in enumerate(fills):
+        for i, (_, o, r) in enumerate(fills):
             await _breathe(i)
-            t = ts - ts % self.tf if ts else self.last_time + self.tf
-            trade = self.strategy.on_fill(o.key, bar, t, r.average)
-            if trade is None:
-                self._log("fill_outside_grid", cid=o.cid, note="the grid had moved on; kept outside its books")
-            self._journal_fill(o, r, bar, trade)
-        if held is not None:
-            for s, (side, q) in enumerate(zip(("long", "short"), self.strategy.positions(), strict=True)):
-                if q > 0 and held.get(side, 0.0) <= 0:
-                    t = self.last_time + self.tf
-                    trade = self.strategy.liquidated(s, bar, t)
-                    self.journal.append({"type": "liquidation", "system": self.cfg.name, "position": side,
-                                         "qty": q, "bar": bar, "time": t, "pnl": trade["pnl"] if trade else 0.0})
-                    self._log("liquidation", position=side, qty=q, lost=-(trade["pnl"] if trade else 0.0))
-                    self.status_note = f"the {side} position was liquidated"
+            self._apply_fill(o, r, bar, "the grid had moved on")
+        if held is not None and len(self.hist):
+            self._check_positions(held, bar)
         return len(fills)
+
+    def _check_positions(self, held: dict, bar: int) -> None:
+        """After the fills: a side the exchange holds nothing of, whose liquidation price the
+        last candle reached, was liquidated. Any other difference (a fill the trader never saw)
+        is reported, and the strategy's books follow the exchange at the last close."""
+        t = self.last_time + self.tf
+        books = self.strategy.books(float(self.hist[-1, 3]))
+        high, low, close = (float(x) for x in self.hist[-1, 1:4])
+        tolerance = 0.5 * self.rules.lot if self.rules.lot else 1e-12
+        for s, (side, q) in enumerate(zip(("long", "short"), self.strategy.positions(), strict=True)):
+            there = held.get(side, 0.0)
+            if abs(there - q) <= tolerance:
+                continue
+            liq = books[f"liq_{side}"]
+            reached = liq is not None and (low <= liq if side == "long" else high >= liq)
+            if there <= 0 and reached:
+                trade = self.strategy.liquidated(s, bar, t)
+                self.journal.append({"type": "liquidation", "system": self.cfg.name, "position": side,
+                                     "qty": q, "bar": bar, "time": t, "pnl": trade["pnl"] if trade else 0.0})
+                self._log("liquidation", position=side, qty=q, lost=-(trade["pnl"] if trade else 0.0))
+                self.status_note = f"the {side} position was liquidated"
+                continue
+            more = there > q  # the exchange holds more: an opening fill; less: a closing one
+            trade = self.strategy.on_stray_fill(side, "", "market", not more, abs(there - q), bar, t, close)
+            self._log("position_mismatch", position=side, exchange=there, books=q, price=close,
+                      note="the books follow the exchange at the last close")
+            self.journal.append({"type": "position_sync", "system": self.cfg.name, "position": side,
+                                 "exchange": there, "books": q, "price": close, "bar": bar, "time": t,
+                                 "pnl": trade["pnl"] if trade else 0.0})
 
     # -- decide -> orders ------------------------------------------------------------------------
     async def converge(self, bar: int, close: float, t0: float | None = None) -> None:
@@ -498,8 +532,9 @@ class Trader:
             self._log("cancel_failed", cid=o.cid, reason=str(e))
             return
         if self._apply_report(o, r):  # it filled before the cancel reached it
-            self._journal_fill(o, r, -1, None)
-            self._log("fill_outside_grid", cid=o.cid, note="filled while being cancelled")
+            self._apply_fill(o, r, self.strategy.bar if self.strategy is not None else -1,
+                             "filled while being cancelled")
+            return
         self._log("order_cancelled", cid=o.cid, reason=note)
 
     async def cancel_all(self) -> int:

@@ -410,6 +410,32 @@ class AdaptiveGridRunner:
                 ok = ag.on_prune_fill_nb(s, m, ident[6], bar, t, price, *args)
         if not ok:
             raise RuntimeError("adaptive grid: trade log full (a bug)")
+        # the order is done: the same order wanted again (its level re-armed by a take-profit
+        # before the next decision) is a new order, with a new key and client order id
+        self.keys.pop(ident, None)
+        return self._summary()
+
+    def on_stray_fill(self, position: str, role: str, otype: str, reduces: bool, qty: float, bar: int, t: int,
+                      price: float) -> dict | None:
+        """A fill ``on_fill`` could not place: the order was for a state the grid has moved on
+        from (it filled while being cancelled, or the lot it was to close is gone). The books
+        follow the exchange, which holds the fill: an opening fill is a lot of no grid level, a
+        closing one closes ``qty`` of its side, newest lots first. None when nothing changed."""
+        s = _SIDES.index(position)
+        if not reduces:
+            label = 0
+        elif role.startswith("STOP"):
+            label = ag.STOP_LONG if s == 0 else ag.STOP_SHORT
+        elif role in ag.LABELS:
+            label = ag.LABELS.index(role)
+        else:
+            label = ag.SELL_CLOSE_LONG if s == 0 else ag.BUY_CLOSE_SHORT
+        p = self.params
+        self.I[ag._NTR] = 0
+        if not ag.on_stray_fill_nb(s, not reduces, label, qty, bar, t, price,
+                                   p.maker_fee if otype == "limit" else p.taker_fee, p, self.L, self.G, self.F,
+                                   self.I, self._trades, self.counters, self.money, self.tiers):
+            raise RuntimeError("adaptive grid: trade log full (a bug)")
         return self._summary()
 
     def liquidated(self, s: int, bar: int, t: int) -> dict:
