@@ -19,6 +19,7 @@ from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
+from engine.store import read_jsonl
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from tests.conftest import FUNDING, shared_file
 from tests.test_runtime_paper import Clock, drive, journal_fills
@@ -110,6 +111,43 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, fundi
     assert len(a) > 300
     assert [(f["cid"], f["price"], f["trades"]) for f in a] == [(f["cid"], f["price"], f["trades"]) for f in b]
     assert again.strategy.books(1.0) == straight.strategy.books(1.0)
+
+
+def test_a_side_gone_from_the_exchange_is_liquidated_only_where_the_price_reached_its_liquidation(
+        btc5m, funding, tmp_path):
+    params = PERPS[0]
+    start = run_adaptive_grid(btc5m.slice(0, 300), AdaptiveGridConfig.from_dict(dict(params))).start_bar
+    trader, clock = make_trader(btc5m.slice(0, 801), params, tmp_path, funding, warmup=start + 1)
+    asyncio.run(drive(trader, clock, int(btc5m.time[700])))
+    s = trader.strategy
+    long_q, short_q = s.positions()
+    assert long_q > 0.01, "no long held: a weaker test"
+    bar, low, close = s.bar, float(trader.hist[-1, 2]), float(trader.hist[-1, 3])
+    liq = s.books(close)["liq_long"]
+    assert 0 < liq < low  # the candle did not reach it
+
+    def records(kind):
+        return [r for r in read_jsonl(trader.journal_path)[0] if r["type"] == kind]
+
+    # a fill the trader never saw took 0.01 off the long: the books follow the exchange at the close
+    cash = s.books(close)["cash"]
+    trader._check_positions({"long": long_q - 0.01, "short": short_q}, bar)
+    assert s.positions() == (pytest.approx(long_q - 0.01, abs=1e-12), short_q)
+    (sync,) = records("position_sync")
+    assert (sync["position"], sync["exchange"], sync["books"], sync["price"]) == ("long", long_q - 0.01, long_q, close)
+    assert s.books(close)["cash"] > cash  # the closed part's margin and PnL back in the wallet
+    # the exchange holds no long, but the price never reached the liquidation: not a liquidation
+    trader._check_positions({"long": 0.0, "short": short_q}, bar)
+    assert s.positions()[0] == 0.0 and records("liquidation") == [] and len(records("position_sync")) == 2
+    # a long again, gone from the exchange after a candle whose low went through its liquidation price
+    trader._check_positions({"long": 0.05, "short": short_q}, bar)
+    liq = s.books(close)["liq_long"]
+    margin = s.books(close)["margin"]
+    trader.hist[-1, 2] = liq - 1.0
+    trader._check_positions({"long": 0.0, "short": short_q}, bar)
+    (gone,) = records("liquidation")
+    assert (gone["position"], gone["qty"]) == ("long", pytest.approx(0.05))
+    assert s.positions()[0] == 0.0 and s.books(close)["margin"] < margin and gone["pnl"] < 0
 
 
 def test_a_perpetual_system_trades_on_a_paper_perpetual_or_live_on_the_futures_market(tmp_path):
