@@ -398,15 +398,14 @@ class Trader:
         """After the fills: a side the exchange holds nothing of, whose liquidation price the
         last candle reached, was liquidated. Any other difference (a fill the trader never saw)
         is reported, and the strategy's books follow the exchange at the last close."""
-        t = self.last_time + self.tf
-        books = self.strategy.books(float(self.hist[-1, 3]))
-        high, low, close = (float(x) for x in self.hist[-1, 1:4])
         tolerance = 0.5 * self.rules.lot if self.rules.lot else 1e-12
         for s, (side, q) in enumerate(zip(("long", "short"), self.strategy.positions(), strict=True)):
             there = held.get(side, 0.0)
             if abs(there - q) <= tolerance:
-                continue
-            liq = books[f"liq_{side}"]
+                continue  # (every candle, both sides: nothing more is worked out unless they differ)
+            t = self.last_time + self.tf
+            high, low, close = (float(x) for x in self.hist[-1, 1:4])
+            liq = self.strategy.books(close)[f"liq_{side}"]
             reached = liq is not None and (low <= liq if side == "long" else high >= liq)
             if there <= 0 and reached:
                 trade = self.strategy.liquidated(s, bar, t)
