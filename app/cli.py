@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("screenshot", help="render the app on each tab to PNG files (offscreen works)")
     sh.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
-    sh.add_argument("--data-dir", type=Path, help="use these systems (default: the bundled ones, in a scratch folder)")
+    sh.add_argument("--data-dir", type=Path, help="show this folder's paper systems on recorded candles (a copy: "
+                    "the folder is not touched; default: the bundled ones)")
     sh.add_argument("--warmup", type=_float("warmup"), default=4.0, help="seconds the sample system trades first")
 
     op = sub.add_parser("optimize", help="walk-forward parameter search (Optuna), resumable and distributable")
@@ -490,7 +491,10 @@ def cmd_run(args) -> int:
         systems = [s for s in systems if s.enabled]
         if not systems:
             raise ValueError(f"--system: no system in {args.config} is enabled; name one with --system")
+    from engine.store import FolderLock
+
     data_dir = args.data_dir or default_data_dir()
+    lock = FolderLock(data_dir, "griddesk run").acquire()  # before anything is read for trading
     runner = Runner(systems, data_dir, exchange_url=args.exchange_url, poll_seconds=args.poll)
 
     async def main_loop():
@@ -502,7 +506,10 @@ def cmd_run(args) -> int:
               flush=True)
         await runner.run(stop)
 
-    asyncio.run(main_loop())
+    try:
+        asyncio.run(main_loop())
+    finally:
+        lock.release()
     for name, err in runner.errors.items():
         print(f"griddesk run: {name}: {err}", file=sys.stderr)
     print("griddesk run: stopped; resting orders left in place", flush=True)

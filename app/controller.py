@@ -21,12 +21,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.secrets import load_keys, store_keys
 from engine.risk import RiskGate
 from engine.runtime import lifecycle as lc
-from engine.runtime.config import SystemConfig, load_systems, save_systems
+from engine.runtime.config import SystemConfig, check_unique, load_systems, save_systems
 from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, read_jsonl
 from engine.strategies.registry import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
+PAUSED_BY_CANCEL_ALL = "orders cancelled by you (switch the system off and on to resume)"
 
 
 class _EmittingLog(EventLog):
@@ -109,6 +110,7 @@ class Controller(QObject):
         cfg.validate(f"system {cfg.name!r}")
         if any(s.name == cfg.name for s in self.systems):
             raise ValueError(f"name: a system called {cfg.name!r} exists already")
+        check_unique([*self.systems, cfg], "name")
         self.systems.append(cfg)
         self._save()
 
@@ -116,7 +118,9 @@ class Controller(QObject):
         if self.runner.running(name):
             raise RuntimeError(f"{name} is running: switch it off before editing it")
         cfg.validate(f"system {cfg.name!r}")
-        self.systems = [cfg if s.name == name else s for s in self.systems]
+        systems = [cfg if s.name == name else s for s in self.systems]
+        check_unique(systems, "name")
+        self.systems = systems
         self._save()
 
     async def remove_system(self, name: str, cancel_orders: bool) -> int:
@@ -134,8 +138,13 @@ class Controller(QObject):
         self.systemsChanged.emit()
 
     def set_on(self, name: str, on: bool) -> None:
+        """The user's ON / OFF. ON also lifts a pause (cancel all, refusals, solvency): turning
+        a system on is the user's decision to let it trade."""
         cfg = self.system(name)
         if on:
+            if self.risk.status(name).paused:
+                self.risk.resume(name)
+                self.riskChanged.emit()
             self.runner.start(cfg)
         else:
             self.spawn(self.runner.stop(name))
@@ -214,11 +223,23 @@ class Controller(QObject):
             self._save()
         self.riskChanged.emit()
 
+    def open_order_count(self, system: str | None = None) -> int:
+        """Our orders working on the exchange now (one system, or all): what cancel all cancels."""
+        return sum(len(t.book.in_state(lc.OPEN, lc.PARTIAL, lc.SUBMITTED))
+                   for name, t in self.runner.traders.items() if system in (None, name))
+
     async def cancel_all(self, system: str | None = None) -> int:
-        """The confirmed action: cancel every order of ours (one system, or all)."""
+        """The confirmed action: first pause every system concerned (no order at all, closing
+        ones included, until the user switches it on again: a grid would lay its orders again at
+        the next candle), then cancel every order of ours."""
+        names = [s.name for s in self.systems if system in (None, s.name)]
+        for name in names:
+            self.risk.pause(name, PAUSED_BY_CANCEL_ALL, hold=True)
+        self.runner.write_views()  # (the pause survives a restart)
+        self.riskChanged.emit()
         n = 0
         for name, t in list(self.runner.traders.items()):
-            if system in (None, name):
+            if name in names:
                 n += await t.cancel_all()
         self.events.log("cancel_all", system=system or "*", cancelled=n)
         return n

@@ -27,8 +27,19 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
 
     from app.controller import ROOT, Controller
     from app.main_window import MainWindow
+    from engine.runtime.runner import default_data_dir
+    from engine.store import FolderBusy, FolderLock
 
     app = QApplication.instance() or QApplication(sys.argv)
+    try:  # one process trades a data folder: a second app (or griddesk run) there is refused at once
+        lock = FolderLock(data_dir or default_data_dir(), "griddesk gui").acquire()
+    except FolderBusy as exc:
+        print(f"griddesk gui: error: {exc}", file=sys.stderr)
+        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            from PySide6.QtWidgets import QMessageBox
+
+            QMessageBox.critical(None, "GridDesk", str(exc))
+        return 2
     app.setApplicationName("GridDesk")
     app.setWindowIcon(QIcon(str(ROOT / "resources" / "icons" / "griddesk.svg")))
     app.setQuitOnLastWindowClosed(False)  # the loop ends after the systems have stopped cleanly
@@ -51,8 +62,11 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
         await closed.wait()
         await controller.shutdown()
 
-    with loop:
-        loop.run_until_complete(run())
+    try:
+        with loop:
+            loop.run_until_complete(run())
+    finally:
+        lock.release()
     return 0
 
 
@@ -62,10 +76,14 @@ if __name__ == "__main__":
 
 def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 4.0) -> list[Path]:
     """Render the main window on each tab to ``out_dir/NN-tab.png`` (offscreen works): the
-    first sample system switched ON for ``warmup`` seconds, the Backtest tab mid-replay of a run
-    on the sample, and the Optimizer tab after a small study on the sample. Without ``data_dir``
-    it works in a throwaway folder, so the user's systems are not touched."""
+    first system switched ON for ``warmup`` seconds, the Backtest tab mid-replay of a run on the
+    sample, and the Optimizer tab after a small study on the sample. It always works in a
+    throwaway folder, so no user's system is touched: with ``data_dir``, a copy of that folder's
+    paper systems on recorded candles only (none of them ON; a live system, or one on the
+    exchange's candles, is left out), else the bundled samples."""
     import tempfile
+
+    from engine.runtime.config import load_systems, save_systems
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -82,9 +100,16 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     collector = gui_thread_gc()  # noqa: F841
-    scratch = tempfile.TemporaryDirectory(prefix="griddesk-shots-") if data_dir is None else None
+    scratch = tempfile.TemporaryDirectory(prefix="griddesk-shots-")
+    if data_dir is not None and (Path(data_dir) / "cryptos.json").exists():  # (read only: nothing written there)
+        systems, _ = load_systems(Path(data_dir) / "cryptos.json")
+        paper = [s for s in systems if s.mode == "paper" and s.data]
+        for s in paper:
+            s.enabled = False
+        if paper:
+            save_systems(Path(scratch.name) / "cryptos.json", paper)
     study_dir = tempfile.TemporaryDirectory(prefix="griddesk-study-")
-    controller = Controller(data_dir or scratch.name)
+    controller = Controller(scratch.name)
     window = MainWindow(controller)
     window.resize(1500, 900)
     window.show()
@@ -129,6 +154,5 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
             loop.run_until_complete(run())
     finally:
         study_dir.cleanup()
-        if scratch is not None:
-            scratch.cleanup()
+        scratch.cleanup()
     return saved

@@ -3,8 +3,8 @@ bar, geometry, last tab, splitters and column widths restored."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, Signal
-from PySide6.QtGui import QActionGroup, QIcon
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QTableView, QTabWidget
 
 from app.controller import ROOT
@@ -46,6 +46,12 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.badge)
         controller.riskChanged.connect(self._badge)
         controller.tick.connect(self._status)
+        # The kill switch from anywhere in the app, whatever tab or dialog has the focus
+        self.kill_action = QAction("Kill switch: stop every new order", self, objectName="killAction")
+        self.kill_action.setShortcut(QKeySequence("Ctrl+K"))
+        self.kill_action.setShortcutContext(Qt.ApplicationShortcut)
+        self.kill_action.triggered.connect(lambda: controller.set_kill(True))
+        self.addAction(self.kill_action)
         self._theme_menu()
         geometry = self.settings.value("geometry")
         if geometry is not None:

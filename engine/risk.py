@@ -124,6 +124,7 @@ class _SystemRisk:
     killed: bool = False
     dry_run: bool = True  # every new system starts in dry-run
     paused_reason: str = ""
+    held: bool = False  # paused by the user (cancel all): no order at all, closing ones included
     calm: int = 0
     last_atr: float = 0.0
     vol_spike: bool = False
@@ -227,6 +228,8 @@ class RiskGate:
             return Decision(DENY, "kill_switch", f"the kill switch of {o.system} is on")
         if not o.qty > 0 or not o.price > 0:
             return Decision(DENY, "invalid", f"price {o.price} and quantity {o.qty} must be > 0")
+        if sysr.held:
+            return Decision(DENY, "held", f"{o.system} is paused: {sysr.paused_reason}")
         if sysr.paused_reason and not o.reduces:
             return Decision(DENY, "paused", f"{o.system} is paused: {sysr.paused_reason}")
         if m.min_notional and o.notional < m.min_notional:
@@ -300,14 +303,23 @@ class RiskGate:
             s.last_atr = atr
         return self.status(system)
 
-    def pause(self, system: str, reason: str) -> None:
-        """Pause from elsewhere (a strategy's own breaker, the solvency monitor)."""
-        self.system(system).paused_reason = reason
+    def pause(self, system: str, reason: str, *, hold: bool = False) -> None:
+        """Pause from elsewhere (a strategy's own breaker, the solvency monitor, refusals):
+        no new openings. ``hold`` (the user's cancel-all): no order at all, until resumed."""
+        s = self.system(system)
+        s.paused_reason = reason
+        s.held = s.held or hold
         self._log("paused", system=system, reason=reason)
+
+    def paused_systems(self) -> dict[str, list]:
+        """[reason, held] of each paused system (what bot_state.json keeps across a restart)."""
+        return {n: [s.paused_reason, s.held] for n, s in self._systems.items() if s.paused_reason and not
+                s.paused_reason.startswith("volatility spike")}
 
     def resume(self, system: str) -> None:
         s = self.system(system)
         s.paused_reason = ""
+        s.held = False
         s.vol_spike = False
         self._log("resumed", system=system)
 

@@ -294,3 +294,49 @@ def export_logs(log_dir: str | os.PathLike, out: str | os.PathLike) -> tuple[int
     events.sort(key=lambda r: (r.get("ts", 0), r["file"]))
     write_json_atomic(out, {"events": events, "problems": problems}, backup=False)
     return len(events), problems
+
+
+class FolderBusy(StoreError):
+    """Another process trades this data folder."""
+
+
+class FolderLock:
+    """One process trades a data folder at a time (ARCHITECTURE.md, State and recovery): an OS
+    lock (``fcntl.flock``, let go by the kernel when the process dies, however it dies) on
+    ``<folder>/griddesk.lock``, which also names the process holding it. ``griddesk run`` and the
+    app hold it while they run; a read-only command (``griddesk status``) never takes it."""
+
+    NAME = "griddesk.lock"
+
+    def __init__(self, folder: str | os.PathLike, what: str):
+        self.path = Path(folder) / self.NAME
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise FolderBusy(self.path.parent, f"is being traded by {holder}: one process per data folder "
+                                               "(stop it first, or use another --data-dir)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({self.what})\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # (the content is left: it names the last holder, and no lock is held)
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -41,6 +41,10 @@ from aiohttp import WSMsgType, web
 STREAM_INTERVALS = {60_000: "1m", 300_000: "5m", 900_000: "15m", 3_600_000: "1h", 14_400_000: "4h",
                     86_400_000: "1d"}
 FAULTS = ("timeout", "lost", "drop", "drop-after", "500", "429")
+LIVE = ("NEW", "PARTIALLY_FILLED")  # an order still working on the book
+
+
+SPOT_ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 
 
 def _symbol_info(symbol: str, base: str, quote: str) -> dict:
@@ -48,7 +52,7 @@ def _symbol_info(symbol: str, base: str, quote: str) -> dict:
         "symbol": symbol, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
         "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "orderTypes": list(SPOT_ORDER_TYPES),
         "icebergAllowed": True, "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
@@ -75,7 +79,8 @@ class FakeBinance:
 
     def __init__(self, candles: dict[str, np.ndarray], timeframe_ms: int, page_limit: int = 1000, *,
                  keys: dict[str, str] | None = None, balances: dict[str, float] | None = None, cursor: int = 0,
-                 maker_fee: float = 0.001, slow_seconds: float = 3.0):
+                 maker_fee: float = 0.001, taker_fee: float | None = None, slow_seconds: float = 3.0,
+                 taker_depth: float | None = None, order_limit: int | None = None):
         self.candles = candles
         self.timeframe_ms = timeframe_ms
         self.page_limit = page_limit
@@ -83,6 +88,11 @@ class FakeBinance:
         self.free = dict(balances or {})
         self.cursor = cursor if cursor else max(len(r) for r in candles.values()) - 1
         self.maker_fee = maker_fee
+        self.taker_fee = maker_fee if taker_fee is None else taker_fee
+        self.taker_depth = taker_depth
+        self.order_limit = order_limit
+        self._order_times: list[float] = []
+        self.sent_cids: list[str] = []  # every newClientOrderId that reached the order endpoint
         self.slow_seconds = slow_seconds
         self.requests: list[str] = []
         self.orders: dict[int, dict] = {}  # every order ever accepted, by orderId
@@ -147,37 +157,86 @@ class FakeBinance:
 
     def open_orders_of(self, symbol: str = "BTCUSDT") -> list[dict]:
         with self._lock:
-            return [dict(o) for o in self.orders.values() if o["symbol"] == symbol and o["status"] == "NEW"]
+            return [dict(o) for o in self.orders.values() if o["symbol"] == symbol and o["status"] in LIVE]
 
     # -- matching ----------------------------------------------------------------------------
     def _match(self, symbol: str, row) -> None:
         t, o, h, lo = int(row[0]), float(row[1]), float(row[2]), float(row[3])
         for order in list(self.orders.values()):
-            if order["symbol"] != symbol or order["status"] != "NEW":
+            if order["symbol"] != symbol or order["status"] not in LIVE:
                 continue
             price = order["price"]
-            if order["type"] == "MARKET":
-                fill = o
-            elif order["side"] == "BUY" and lo <= price:
+            if order["side"] == "BUY" and lo <= price:
                 fill = min(o, price)
             elif order["side"] == "SELL" and h >= price:
                 fill = max(o, price)
             else:
                 continue
-            self._fill(order, fill, t)
+            self._fill(order, fill, t + self.timeframe_ms - 1, order["qty"] - order["executed"], self.maker_fee)
 
-    def _fill(self, order: dict, price: float, t: int) -> None:
+    def _fill(self, order: dict, price: float, t: int, qty: float, fee_rate: float) -> dict:
+        """``qty`` of the order trades at ``price``: balances move, the order's executed
+        quantity grows (FILLED when nothing is left), the trade is recorded and returned."""
         base, quote = order["base"], order["quote"]
-        qty = order["qty"]
+        remaining = order["qty"] - order["executed"]
         value = qty * price
-        fee = value * self.maker_fee
+        fee = value * fee_rate
         if order["side"] == "BUY":
-            self.free[quote] = self.free.get(quote, 0.0) + order["locked"] - value - fee
+            share = order["locked"] * qty / remaining  # the funds held back for this part
+            order["locked"] -= share
+            self.free[quote] = self.free.get(quote, 0.0) + share - value - fee
             self.free[base] = self.free.get(base, 0.0) + qty
         else:
             self.free[quote] = self.free.get(quote, 0.0) + value - fee
-        order.update(status="FILLED", executed=qty, quote_qty=value, update=t + self.timeframe_ms - 1, locked=0.0)
-        self.fills.append({"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "time": t})
+        order["executed"] = round(order["executed"] + qty, 12)
+        order["quote_qty"] += value
+        order["fee"] = order.get("fee", 0.0) + fee
+        order["update"] = t
+        if order["executed"] >= order["qty"] - 1e-12:
+            order.update(status="FILLED", locked=0.0)
+        else:
+            order["status"] = "PARTIALLY_FILLED"
+        trade = {"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "time": t, "id": next(self._ids)}
+        self.fills.append(trade)
+        return trade
+
+    def _price_now(self, symbol: str) -> float:
+        """The market now: the open of the candle forming."""
+        rows = self.candles[symbol]
+        return float(rows[min(self.cursor, len(rows) - 1), 1])
+
+    def _take(self, order: dict) -> list[dict]:
+        """An order arriving: what of it would immediately match trades now, as taker (up to
+        ``taker_depth``); IOC and MARKET orders expire for the rest, FOK fills all or nothing."""
+        now = self._price_now(order["symbol"])
+        crosses = order["type"] == "MARKET" or (now <= order["price"] if order["side"] == "BUY"
+                                                else now >= order["price"])
+        if not crosses:
+            if order["tif"] in ("IOC", "FOK"):
+                self._expire(order)
+            return []
+        depth = order["qty"] if self.taker_depth is None else min(order["qty"], self.taker_depth)
+        if order["tif"] == "FOK" and depth < order["qty"]:
+            self._expire(order)
+            return []
+        price = now if order["type"] == "MARKET" else (min(now, order["price"]) if order["side"] == "BUY"
+                                                          else max(now, order["price"]))
+        trades = [self._fill(order, price, self._now(), depth, self.taker_fee)] if depth > 0 else []
+        if order["status"] in LIVE and (order["type"] == "MARKET" or order["tif"] == "IOC"):
+            self._expire(order)
+        return trades
+
+    def _expire(self, order: dict) -> None:
+        self._release(order)
+        order.update(status="EXPIRED", update=self._now())
+
+    def _release(self, order: dict) -> None:
+        """What a working order held back goes back to the free balance."""
+        if order["side"] == "BUY":
+            self.free[order["quote"]] += order["locked"]
+        else:
+            self.free[order["base"]] += order["qty"] - order["executed"]
+        order["locked"] = 0.0
 
     # -- streams -------------------------------------------------------------------------------
     def _send(self, queue: asyncio.Queue, message: dict) -> None:
@@ -210,7 +269,8 @@ class FakeBinance:
 
     def _order_update(self, o: dict) -> dict:
         """Binance spot's executionReport, as the WebSocket API's user-data subscription sends it."""
-        execution = {"NEW": "NEW", "FILLED": "TRADE", "CANCELED": "CANCELED"}.get(o["status"], o["status"])
+        execution = {"NEW": "NEW", "FILLED": "TRADE", "PARTIALLY_FILLED": "TRADE",
+                     "CANCELED": "CANCELED"}.get(o["status"], o["status"])
         done = o["executed"] if execution == "TRADE" else 0.0
         cancel = o["status"] == "CANCELED"
         return {"subscriptionId": 0, "event": {
@@ -219,8 +279,8 @@ class FakeBinance:
             "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
             "P": "0.00000000", "x": execution, "X": o["status"], "r": "NONE", "i": o["id"], "l": f"{done:.8f}",
             "z": f"{o['executed']:.8f}", "L": f"{(o['quote_qty'] / o['executed']) if done else 0.0:.8f}",
-            "n": f"{o['quote_qty'] * self.maker_fee if done else 0.0:.8f}", "N": o["quote"] if done else None,
-            "T": o["update"], "t": -1, "w": o["status"] == "NEW", "m": True, "O": o["time"],
+            "n": f"{o.get('fee', 0.0) if done else 0.0:.8f}", "N": o["quote"] if done else None,
+            "T": o["update"], "t": -1, "w": o["status"] in LIVE, "m": True, "O": o["time"],
             "Z": f"{o['quote_qty']:.8f}", "C": o["cid"] if cancel else ""}}
 
     async def _socket(self, request: web.Request, on_text) -> web.WebSocketResponse:
@@ -384,36 +444,61 @@ class FakeBinance:
         return web.json_response({"serverTime": self._now()})
 
     # -- trading -------------------------------------------------------------------------------
-    def _order_json(self, o: dict) -> dict:
-        return {
+    def _order_json(self, o: dict, fills: list[dict] | None = None) -> dict:
+        out = {
             "symbol": o["symbol"], "orderId": o["id"], "orderListId": -1, "clientOrderId": o["cid"],
             "transactTime": o["time"], "time": o["time"], "updateTime": o["update"],
-            "price": f"{o['price']:.8f}", "origQty": f"{o['qty']:.8f}", "executedQty": f"{o['executed']:.8f}",
-            "cummulativeQuoteQty": f"{o['quote_qty']:.8f}", "status": o["status"], "timeInForce": "GTC",
+            "price": f"{0.0 if o['type'] == 'MARKET' else o['price']:.8f}", "origQty": f"{o['qty']:.8f}",
+            "executedQty": f"{o['executed']:.8f}",
+            "cummulativeQuoteQty": f"{o['quote_qty']:.8f}", "status": o["status"], "timeInForce": o["tif"],
             "type": o["type"], "side": o["side"], "stopPrice": "0.00000000", "icebergQty": "0.00000000",
             "isWorking": True, "workingTime": o["time"], "origQuoteOrderQty": "0.00000000",
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
+        if fills is not None:  # newOrderRespType FULL: the trades the order made on arrival
+            out["fills"] = [{"price": f"{f['price']:.8f}", "qty": f"{f['qty']:.8f}",
+                             "commission": f"{f['fee']:.8f}", "commissionAsset": o["quote"], "tradeId": f["id"]}
+                            for f in fills]
+        return out
+
+    def _rate_limited(self) -> bool:
+        """The ORDERS rate limit: at most ``order_limit`` new orders in any 10 s."""
+        if self.order_limit is None:
+            return False
+        now = time.monotonic()
+        self._order_times = [x for x in self._order_times if now - x < 10.0]
+        if len(self._order_times) >= self.order_limit:
+            return True
+        self._order_times.append(now)
+        return False
 
     def _place(self, q) -> web.Response:
         symbol = q.get("symbol", "")
         if symbol not in self.candles:
             return _err(-1121, "Invalid symbol.")
         cid = q.get("newClientOrderId") or f"x-{next(self._ids)}"
+        self.sent_cids.append(cid)
+        if self._rate_limited():
+            return _err(-1015, f"Too many new orders; current limit is {self.order_limit} orders per 10 SECOND.", 429)
         if cid in self.by_cid:
             self.duplicate_attempts.append(cid)
             return _err(-2010, "Duplicate order sent.")
         side, typ = q["side"], q["type"]
+        if typ not in SPOT_ORDER_TYPES:
+            return _err(-1116, "Invalid orderType.")
         qty = float(q["quantity"])
-        rows = self.candles[symbol]
-        last = float(rows[max(self.cursor - 1, 0), 4])
-        price = float(q.get("price", 0) or 0) if typ == "LIMIT" else last
-        if qty < 1e-5 or price * qty < 5.0:
+        now_price = self._price_now(symbol)
+        price = float(q.get("price", 0) or 0) if typ != "MARKET" else now_price
+        if qty < 1e-5 or round(qty / 1e-5, 6) % 1:
+            return _err(-1013, "Filter failure: LOT_SIZE")
+        if price * qty < 5.0:
             return _err(-1013, "Filter failure: NOTIONAL")
+        if typ == "LIMIT_MAKER" and (now_price <= price if side == "BUY" else now_price >= price):
+            return _err(-2010, "Order would immediately match and take.")
         base, quote = symbol[:-4], symbol[-4:]
         locked = 0.0
         if side == "BUY":
-            locked = price * qty * (1 + self.maker_fee)
+            locked = price * qty * (1 + max(self.maker_fee, self.taker_fee))
             if self.free.get(quote, 0.0) < locked - 1e-9:
                 return _err(-2010, "Account has insufficient balance for requested action.")
             self.free[quote] -= locked
@@ -423,12 +508,14 @@ class FakeBinance:
             self.free[base] -= qty
         now = self._now()
         oid = next(self._ids)
-        o = {"id": oid, "cid": cid, "symbol": symbol, "side": side, "type": typ, "price": price, "qty": qty,
-             "executed": 0.0, "quote_qty": 0.0, "status": "NEW", "time": now, "update": now, "locked": locked,
-             "base": base, "quote": quote}
+        o = {"id": oid, "cid": cid, "symbol": symbol, "side": side, "type": "LIMIT" if typ == "LIMIT_MAKER" else typ,
+             "price": price, "qty": qty, "executed": 0.0, "quote_qty": 0.0,
+             "status": "NEW", "time": now, "update": now, "locked": locked, "base": base, "quote": quote,
+             "tif": q.get("timeInForce", "GTC") if typ == "LIMIT" else "GTC"}
         self.orders[oid] = o
         self.by_cid[cid] = oid
-        return web.json_response(self._order_json(o))
+        trades = self._take(o)
+        return web.json_response(self._order_json(o, trades))
 
     def _find(self, q) -> dict | None:
         if "origClientOrderId" in q:
@@ -446,25 +533,23 @@ class FakeBinance:
 
     def _cancel(self, q) -> web.Response:
         o = self._find(q)
-        if o is None or o["status"] != "NEW":
+        if o is None or o["status"] not in LIVE:
             return _err(-2011, "Unknown order sent.")
-        if o["side"] == "BUY":
-            self.free[o["quote"]] += o["locked"]
-        else:
-            self.free[o["base"]] += o["qty"] - o["executed"]
-        o.update(status="CANCELED", locked=0.0, update=self._now())
+        self._release(o)
+        o.update(status="CANCELED", update=self._now())
         return web.json_response(self._order_json(o))
 
     def _open_orders(self, q) -> web.Response:
         sym = q.get("symbol")
         return web.json_response([self._order_json(o) for o in self.orders.values()
-                                  if o["status"] == "NEW" and (sym is None or o["symbol"] == sym)])
+                                  if o["status"] in LIVE and (sym is None or o["symbol"] == sym)])
 
     def _account(self, q) -> web.Response:
         locked: dict[str, float] = {}
         for o in self.orders.values():
-            if o["status"] == "NEW":
-                asset, amount = (o["quote"], o["locked"]) if o["side"] == "BUY" else (o["base"], o["qty"])
+            if o["status"] in LIVE:
+                asset, amount = (o["quote"], o["locked"]) if o["side"] == "BUY" else (o["base"],
+                                                                                     o["qty"] - o["executed"])
                 locked[asset] = locked.get(asset, 0.0) + amount
         assets = set(self.free) | set(locked)
         return web.json_response({
@@ -582,3 +667,43 @@ async def trade_through_faults(trader, fake, endpoints, *, steps: int, every: in
         fake.advance()
         await trader.poll()
     await trader.adapter.close()
+
+
+def assert_invariants(trader, fake, *, position_tolerance: float | None = None) -> None:
+    """What every live test ends with: each exchange fill journaled once (the journal's quantity
+    of each of our orders is what the exchange executed of it), no client order id of ours sent
+    twice, no order of ours on the exchange that the trader does not know, and the books equal
+    to the exchange: cash within a cent and the position within a lot (this account is the
+    system's alone)."""
+    from engine.store import read_jsonl
+
+    prefix = f"gd{trader.cfg.id}-"
+    records, _ = read_jsonl(trader.journal_path)
+    journaled = [r for r in records if r["type"] == "fill"]
+    cids = [r["cid"] for r in journaled]
+    assert len(cids) == len(set(cids)), "a fill journaled twice"
+    with fake._lock:
+        orders = [dict(o) for o in fake.orders.values() if str(o["cid"]).startswith(prefix)]
+        sent = [c for c in fake.sent_cids if c.startswith(prefix)]
+    done = {o["cid"]: o["executed"] for o in orders if o["executed"] > 0 and o["status"] not in LIVE}
+    qty = {r["cid"]: r["qty"] for r in journaled}
+    assert set(qty) == set(done), (f"exchange fills not journaled: {sorted(set(done) - set(qty))[:5]}; "
+                                   f"journaled, not on the exchange: {sorted(set(qty) - set(done))[:5]}")
+    assert all(abs(qty[c] - done[c]) < 1e-9 for c in done), "a journaled quantity differs from the exchange's"
+    assert len(sent) == len(set(sent)) and fake.duplicate_attempts == [], "a client order id sent twice"
+    orphans = {o["cid"] for o in orders if o["status"] in LIVE} - {o.cid for o in trader.book.live()}
+    assert not orphans, f"orders of ours the trader does not know: {sorted(orphans)}"
+    books = trader.strategy.books(1.0)
+    lot = position_tolerance if position_tolerance is not None else (trader.rules.lot or 1e-8)
+    if trader.perpetual:
+        held = fake.positions_of()
+        for side, q in zip(("long", "short"), trader.strategy.positions(), strict=True):
+            assert abs(held[side] - q) <= lot * 1.0001, f"{side}: exchange {held[side]}, books {q}"
+    else:
+        with fake._lock:
+            base, quote = trader.rules.base, trader.rules.quote
+            usdt = fake.free.get(quote, 0.0) + sum(o["locked"] for o in orders if o["status"] in LIVE)
+            btc = fake.free.get(base, 0.0) + sum(o["qty"] - o["executed"] for o in orders
+                                                 if o["status"] in LIVE and o["side"] == "SELL")
+        assert abs(books["cash"] - usdt) <= 0.01, f"cash: exchange {usdt:.4f}, books {books['cash']:.4f}"
+        assert abs(books["position"] - btc) <= lot * 1.0001, f"position: exchange {btc}, books {books['position']}"

@@ -8,7 +8,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, FakeBinance, trade_through_faults, until
+from fake_exchange import FAULTS, FakeBinance, assert_invariants, trade_through_faults, until
 
 from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
@@ -180,14 +180,16 @@ def test_a_system_behind_replays_what_it_missed_and_sends_orders_for_now_only(fa
     assert behind >= 120 and asyncio.run(run_second()) == behind
     close = float(fake.candles["BTCUSDT"][fake.cursor - 1, 4])
     sent = [o for oid, o in fake.orders.items() if oid not in sent_before]
-    assert sent and all(o["status"] == "NEW" for o in sent)  # none cancelled again at once
     limits = [o for o in sent if o["type"] == "LIMIT"]  # (the recentred grid sells its stock at market)
+    assert limits and all(o["status"] == "NEW" for o in limits)  # none cancelled again at once
+    assert all(o["status"] == "FILLED" for o in sent if o["type"] == "MARKET")  # (at once, booked below)
     assert limits and all(o["price"] < close if o["side"] == "BUY" else o["price"] > close for o in limits)
     wanted = {lc.client_order_id(second.cfg.id, d.level, d.key) for d in second.strategy.desired(close)}
     assert {o["cid"] for o in fake.open_orders_of()} == wanted == {o.cid for o in second.book.live()}
     records, _problems = read_jsonl(second.journal_path)
     journaled = [r["cid"] for r in records if r["type"] == "fill"]
     assert len(journaled) == len(set(journaled)) and filled_while_down <= set(journaled)
+    assert {o["cid"] for o in sent if o["status"] == "FILLED"} <= set(journaled)
 
 
 def test_a_live_grid_holds_to_its_share_of_what_the_account_holds(fake, tmp_path):
@@ -332,3 +334,45 @@ def test_paper_on_the_exchanges_candles_takes_them_from_the_stream_unless_told_n
     polled = asyncio.run(asyncio.wait_for(go(), 60))
     assert trader.last_time == times[fake.cursor - 1] and trader.strategy.books(1.0)["fills"] > 0
     assert (polled == 0) if streams else (polled >= 10)
+
+
+@pytest.mark.parametrize("depth", [None, 0.004])
+def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(btc5m, tmp_path, depth):
+    """A grid's first layout holds buys above the market: the exchange fills them at once as
+    taker and says so in its answer (with ``depth``, only in part: the rest rests, and what a
+    re-lay cancels is booked too). Every such fill is booked when it happens, nothing is sent
+    again, and after 80 candles the books equal the exchange and each fill is journaled once.
+    (Before: the answer's fills were never booked, and each level was sent again, new id and
+    all, at the next candle: the account spent several times the grid's capital.)"""
+    c = btc5m.slice(0, 800)
+    rows = np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]
+    fake = FakeBinance({"BTCUSDT": rows}, c.timeframe_ms, keys={KEY: SECRET}, balances={"USDT": 10_000.0},
+                       cursor=60, slow_seconds=1.0, taker_depth=depth)
+    fake.start()
+    cfg = SystemConfig(name="cross", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
+                       params={"levels": 20, "spacing": "arithmetic", "range_pct": 0.03, "trailing": "both"})
+    ex = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=2000, backoff=0.01)
+    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
+    trader = Trader(cfg, ex, RiskGate(limits), tmp_path)
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        at_once = [f for f in fake.fills if f["time"] == fake._now()]
+        for _ in range(80):
+            fake.advance()
+            await trader.poll()
+        await ex.close()
+        return at_once
+
+    try:
+        at_once = asyncio.run(go())
+    finally:
+        fake.stop()
+    assert len(at_once) >= 5  # the layout's buys above the market, filled on arrival
+    assert_invariants(trader, fake)
+    spent = sum(f["price"] * f["qty"] for f in fake.fills if f["cid"].startswith("gd"))
+    assert trader.strategy.books(1.0)["fills"] > 20 and spent < 20 * cfg.capital
+    if depth:  # orders filled in parts: some of it on arrival, the rest later
+        parts = [f["cid"] for f in fake.fills]
+        assert any(parts.count(cid) > 1 for cid in set(parts))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -37,8 +35,6 @@ class RiskTab(QWidget):
         self.kill_button.setCheckable(True)
         self.kill_button.setToolTip("Stop every new order at once (Ctrl+K). Resting orders stay.")
         self.kill_button.clicked.connect(self._kill_clicked)
-        QShortcut(QKeySequence("Ctrl+K"), self.window() or self, activated=self.kill_now,
-                  context=Qt.ApplicationShortcut)
         self.cancel_all_button = QPushButton("Cancel all our orders…", objectName="cancelAllButton")
         self.cancel_all_button.clicked.connect(self.cancel_all)
         self.dry_run_all = QCheckBox("Dry-run for every system", objectName="dryRunAll")
@@ -93,9 +89,6 @@ class RiskTab(QWidget):
     def _set_limit(self, name: str, value: float) -> None:
         setattr(self.controller.risk.limits, name, value if value > 0 else float("inf"))
 
-    def kill_now(self) -> None:
-        self.controller.set_kill(True)
-
     def _kill_clicked(self, checked: bool) -> None:
         if checked:
             self.controller.set_kill(True)
@@ -107,7 +100,10 @@ class RiskTab(QWidget):
         self.refresh()
 
     def cancel_all(self) -> None:
-        ok = QMessageBox.question(self, "Cancel all our orders", "Cancel every resting order of every system? "
+        n = self.controller.open_order_count()
+        ok = QMessageBox.question(self, "Cancel all our orders",
+                                  f"Pause every system, then cancel our {n:,} resting order{'s' if n != 1 else ''}? "
+                                  "The systems stay paused (no order at all) until you switch them off and on. "
                                   "(Orders that are not ours are never touched.)", QMessageBox.Yes | QMessageBox.No,
                                   QMessageBox.No)
         if ok == QMessageBox.Yes:

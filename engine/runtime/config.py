@@ -113,15 +113,28 @@ def load_systems(path: str | Path) -> tuple[list[SystemConfig], str]:
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: systems[{i}]: must be an object")
         out.append(SystemConfig.from_dict(d, f"{path}: system {name!r}"))
-    names = [s.name for s in out]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ConfigError(f"{path}: system {sorted(dup)[0]!r}: name used twice")
-    ids = [s.id for s in out]
-    dup_ids = {i for i in ids if ids.count(i) > 1}
-    if dup_ids:
-        raise ConfigError(f"{path}: id {sorted(dup_ids)[0]!r} used by two systems")
+    check_unique(out, str(path))
     return out, loaded.problem or ""
+
+
+def check_unique(systems: list[SystemConfig], where: str) -> None:
+    """Each system's files are its own: two systems may not share a name, an id (the prefix of
+    their client order ids) or a file name (``slug``: "a/b" and "a b" are both ``a_b``; file
+    systems that ignore case make "A" and "a" one file)."""
+    names = [s.name for s in systems]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{where}: system {dup[0]!r}: name used twice")
+    ids: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for s in systems:
+        other = ids.setdefault(s.id, s.name)
+        if other != s.name:
+            raise ConfigError(f"{where}: id {s.id!r} used by two systems ({other!r} and {s.name!r})")
+        other = files.setdefault(s.slug.lower(), s.name)
+        if other != s.name:
+            raise ConfigError(f"{where}: systems {other!r} and {s.name!r} would share the state file "
+                              f"{s.slug}.json: rename one")
 
 
 def save_systems(path: str | Path, systems: list[SystemConfig]) -> None:

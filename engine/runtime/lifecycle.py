@@ -4,7 +4,9 @@ Every transition is checked against the table and journaled; a transition the ta
 allow raises (it would mean we lost track of an order). Client order ids are
 ``gd<system id>-<level>-<key>``: the prefix proves an order is this system's, the key is the
 order's row in the strategy's order log (unique for the system's life), so the same decision
-always carries the same id and a retry or a restart can never place it twice.
+always carries the same id and a retry or a restart can never place it twice. An order the
+strategy still wants after its first id ended unfilled (cancelled by the user, refused,
+expired) goes out again as ``...-<key>.<attempt>``: no client order id is ever sent twice.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     EXPIRED: frozenset(),
 }
 
-_CID = re.compile(r"^gd([a-z0-9]{1,12})-(m|-?\d+)-(-?\d+)$")
+_CID = re.compile(r"^gd([a-z0-9]{1,12})-(m|-?\d+)-(-?\d+)(?:\.(\d+))?$")
 MAX_CID = 36  # Binance's limit, the tightest of the exchanges we target
 
 
@@ -39,11 +41,17 @@ class LifecycleError(RuntimeError):
     pass
 
 
-def client_order_id(system_id: str, level: int, key: int) -> str:
-    cid = f"gd{system_id}-{'m' if level < 0 and key < 0 else level}-{key}"
+def client_order_id(system_id: str, level: int, key: int, attempt: int = 0) -> str:
+    cid = f"gd{system_id}-{'m' if level < 0 and key < 0 else level}-{key}{f'.{attempt}' if attempt else ''}"
     if len(cid) > MAX_CID or not _CID.match(cid):
         raise ValueError(f"client order id {cid!r} is malformed or longer than {MAX_CID}")
     return cid
+
+
+def attempt_of(cid: str) -> int:
+    """Which attempt of its order a client order id of ours is (0: the first)."""
+    m = _CID.match(cid or "")
+    return int(m.group(4) or 0) if m else 0
 
 
 def parse_client_order_id(cid: str) -> tuple[str, int] | None:

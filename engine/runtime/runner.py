@@ -134,6 +134,11 @@ class Runner:
             self.risk.set_dry_run(None, True)
         for name in d.get("killed", []):
             self.risk.kill(name)
+        paused = d.get("paused") or {}
+        if not isinstance(paused, dict) or not all(isinstance(v, list) and len(v) == 2 for v in paused.values()):
+            raise ConfigError(f"{self.bot_state_path}: paused: must map each system to [reason, held]")
+        for name, (reason, held) in paused.items():  # a pause is the user's to lift, restart or not
+            self.risk.pause(name, str(reason), hold=bool(held))
 
     def views(self) -> dict[str, dict]:
         """bot_state.json, open_orders.json and grid_config.json as of now (a snapshot)."""
@@ -141,6 +146,7 @@ class Runner:
             "bot_state.json": {
                 "kill_all": self.risk.kill_all, "dry_run_all": self.risk.dry_run_all,
                 "killed": self.risk.killed_systems(),
+                "paused": self.risk.paused_systems(),
                 "limits": {k: None if v == float("inf") else v for k, v in vars(self.risk.limits).items()},
                 "systems": {name: t.summary() for name, t in self.traders.items()},
                 "errors": dict(self.errors),

@@ -33,9 +33,17 @@ from engine.strategies.adaptive_grid import AdaptiveGridConfig, AdaptiveGridRunn
 from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
+NEVER_REACHED = "never reached the exchange"
+ENDED = "ended"  # an order that ended (cancelled, expired) with part of it filled
+BACKOFF_CAP = 64  # candles: the longest wait before a refused order is tried again
+REFUSALS_TO_PAUSE = 4  # refusals in a row of one order that pause the system
 STREAM_REST_SECONDS = 60.0  # while candles come on a stream, the REST poll is only a safety net
 SAVE_EVERY_SECONDS = 60.0  # a candle that changed no order is saved with the next that does, or after this
 RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
+
+
+class StateNotOurs(RuntimeError):
+    """A state file that names another system: never resumed, never overwritten."""
 
 
 async def _breathe(i: int, every: int = 8) -> None:
@@ -71,6 +79,8 @@ class Trader:
         self.last_time = -1  # the last candle processed
         self.hist = np.zeros((0, 5))  # time, high, low, close, open of recent candles
         self.journaled: set[str] = set()
+        self.attempts: dict[int, int] = {}  # order key -> its next attempt: an id once sent is never sent again
+        self.refusals: dict[int, list] = {}  # order key -> [refused in a row, the bar it may go again, reason]
         self.report: dict = {}  # what the hot boot adopted / found missing / does not own
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
@@ -112,9 +122,11 @@ class Trader:
 
     def _state(self) -> dict:
         return {
-            "system": self.cfg.name, "epoch": self.epoch, "last_time": self.last_time,
+            "system": self.cfg.name, "id": self.cfg.id, "epoch": self.epoch, "last_time": self.last_time,
             "strategy": self.strategy.state() if self.strategy and self.strategy.started else None,
             "orders": [o.to_dict() for o in self.book.live()],
+            "attempts": {str(k): v for k, v in self.attempts.items()},
+            "refusals": {str(k): v for k, v in self.refusals.items()},
             "paper": self.adapter.state() if self.paper else None,
             "summary": self.summary(),
         }
@@ -127,6 +139,9 @@ class Trader:
         d = loaded.data
         if not d:
             return False
+        if d.get("system", self.cfg.name) != self.cfg.name or d.get("id", self.cfg.id) != self.cfg.id:
+            raise StateNotOurs(f"{self.state_path}: the state of system {d.get('system')!r} (id {d.get('id')!r}), "
+                               f"not of {self.cfg.name!r} (id {self.cfg.id!r}): left untouched")
         self.epoch = int(d["epoch"])
         self.last_time = int(d["last_time"])
         if d.get("strategy"):
@@ -134,6 +149,8 @@ class Trader:
         for od in d.get("orders", []):
             o = lc.TrackedOrder.from_dict(od)
             self.book.orders[o.cid] = o
+        self.attempts = {int(k): int(v) for k, v in d.get("attempts", {}).items()}
+        self.refusals = {int(k): list(v) for k, v in d.get("refusals", {}).items()}
         if self.paper and d.get("paper"):
             self.adapter.restore(d["paper"])
         return True
@@ -189,9 +206,8 @@ class Trader:
         # Everything in the book (orders sent just before a crash included) against the
         # exchange: fills since the last save go to the strategy; orders that never arrived
         # go back to NEW and are sent with the next decision.
-        submitted = {o.cid for o in self.book.in_state(lc.SUBMITTED)}
         fills = await self.sync(self.strategy.bar) if self.strategy.started else 0
-        missing = [o.cid for o in self.book.in_state(lc.NEW) if o.cid in submitted]
+        missing = [cid for cid, o in self.book.orders.items() if o.note == NEVER_REACHED]
         lost = [cid for cid, o in self.book.orders.items() if o.note.startswith("gone from the exchange")]
         self.book.prune()
         self.report.update(resumed=resumed, adopted=adopted, missing=missing, unknown=unknown, lost=lost,
@@ -306,47 +322,59 @@ class Trader:
         return "UP" if gap > atr else "DOWN" if gap < -atr else "NEUTRAL"
 
     # -- fills ---------------------------------------------------------------------------------
-    def _apply_report(self, o: lc.TrackedOrder, r: xb.OrderReport) -> bool:
-        """Move ``o`` along what the exchange reports; True when it is now filled in full."""
+    def _apply_report(self, o: lc.TrackedOrder, r: xb.OrderReport) -> str:
+        """Move ``o`` along what the exchange reports. Returns FILLED when it is now filled in
+        full, ENDED when it ended (cancelled, expired, rejected) with part of it filled, else ''.
+        The caller books either through ``_book``."""
         if r.id and not o.exchange_id:
             o.exchange_id = r.id
         if r.status == xb.CLOSED or (r.status == xb.OPEN and r.filled >= o.qty * (1 - 1e-9) and r.filled > 0):
             self.book.move(o.cid, lc.FILLED, "", filled=r.filled, average=r.average, fee=r.fee)
-            return True
+            return lc.FILLED
         if r.status == xb.OPEN:
             if o.state == lc.SUBMITTED:
                 self.book.move(o.cid, lc.OPEN, "accepted")
             if r.filled > o.filled:
-                self.book.move(o.cid, lc.PARTIAL, f"{r.filled:g} of {o.qty:g}", filled=r.filled, average=r.average)
-            return False
+                self.book.move(o.cid, lc.PARTIAL, f"{r.filled:g} of {o.qty:g}", filled=r.filled, average=r.average,
+                               fee=r.fee)
+            return ""
         state = {xb.CANCELED: lc.CANCELLED, xb.EXPIRED: lc.EXPIRED, xb.REJECTED: lc.REJECTED}[r.status]
         if o.state == lc.NEW:
             self.book.move(o.cid, lc.SUBMITTED, "")
         note = o.note if o.note.startswith("cancel") else f"{r.status} by the exchange"
         if r.filled > 0:
-            note += f"; {r.filled:g} of {o.qty:g} filled before (kept outside the grid's books)"
-            self._journal_fill(o, r, -1, None, partial=True)
-        self.book.move(o.cid, state, note, filled=r.filled, average=r.average)
-        return False
+            note += f"; {r.filled:g} of {o.qty:g} filled before (booked apart from the grid's levels)"
+        self.book.move(o.cid, state, note, filled=r.filled, average=r.average, fee=r.fee)
+        return ENDED if r.filled > 0 else ""
 
-    def _apply_fill(self, o: lc.TrackedOrder, r: xb.OrderReport, bar: int, why: str) -> None:
-        """A full fill to the strategy's books, then the journal. One the grid cannot place (it
-        has moved on from the order) is still the exchange's: a strategy that can (a perpetual,
-        whose positions the exchange holds) books it apart from the grid; else it is kept
-        outside the books."""
+    def _book(self, o: lc.TrackedOrder, r: xb.OrderReport, bar: int, why: str) -> bool:
+        """The one place a report of the exchange is booked, whatever path brought it (the
+        answer to a placement, a sync, a cancel, a lookup after a lost response): the order's
+        state moves, and what it filled goes to the strategy and the journal, once. True when
+        it filled (in full or in part before it ended)."""
+        kind = self._apply_report(o, r)
+        if kind:
+            self._apply_fill(o, r, bar, why, full=kind == lc.FILLED)
+        return bool(kind)
+
+    def _apply_fill(self, o: lc.TrackedOrder, r: xb.OrderReport, bar: int, why: str, full: bool = True) -> None:
+        """A fill to the strategy's books, then the journal. A full fill goes to the grid's
+        level; one the grid cannot place (it has moved on from the order), or the part filled of
+        an order that then ended, is still the exchange's: the strategy books it apart from its
+        levels; a strategy that cannot is told in the log (kept outside its books)."""
         ts = r.timestamp
         t = ts - ts % self.tf if ts else self.last_time + self.tf
-        trade = self.strategy.on_fill(o.key, bar, t, r.average) if self.strategy is not None else None
+        trade = self.strategy.on_fill(o.key, bar, t, r.average) if self.strategy is not None and full else None
         if trade is None and hasattr(self.strategy, "on_stray_fill"):
             trade = self.strategy.on_stray_fill(o.position, o.role, o.type, o.reduces, r.filled, bar, t, r.average)
             if trade is not None:
                 self._log("fill_apart_from_grid", cid=o.cid, note=f"{why}; booked apart from its levels")
         if trade is None:
             self._log("fill_outside_grid", cid=o.cid, note=f"{why}; kept outside its books")
-        self._journal_fill(o, r, bar, trade)
+        self._journal_fill(o, r, bar, trade, partial=not full)
 
     def _journal_fill(self, o, r: xb.OrderReport, bar: int, trade, partial: bool = False) -> None:
-        if o.cid in self.journaled:
+        if o.cid in self.journaled:  # (a fill journaled before a crash, booked again into the older state)
             return
         rec = {"type": "fill", "system": self.cfg.name, "cid": o.cid, "side": o.side, "role": o.role,
                "level": o.level, "price": r.average, "qty": r.filled, "fee": r.fee, "bar": bar,
@@ -378,18 +406,19 @@ class Trader:
                     try:
                         r = await self.adapter.order(self.cfg.symbol, o.cid)
                     except xb.OrderNotFound:
-                        if o.state == lc.SUBMITTED:
-                            self.book.move(o.cid, lc.NEW, "never reached the exchange: will be sent again")
+                        if o.state == lc.SUBMITTED:  # (its id is spent: a new one goes out if still wanted)
+                            self.book.move(o.cid, lc.REJECTED, NEVER_REACHED)
                         else:
                             self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
                             self._log("order_missing", cid=o.cid)
                         continue
-                if self._apply_report(o, r):
-                    fills.append((r.timestamp, o, r))
+                kind = self._apply_report(o, r)
+                if kind:
+                    fills.append((r.timestamp, o, r, kind))
         fills.sort(key=lambda f: f[0])
-        for i, (_, o, r) in enumerate(fills):
+        for i, (_, o, r, kind) in enumerate(fills):  # in the order they happened
             await _breathe(i)
-            self._apply_fill(o, r, bar, "the grid had moved on")
+            self._apply_fill(o, r, bar, "the grid had moved on", full=kind == lc.FILLED)
         if held is not None and len(self.hist):
             self._check_positions(held, bar)
         return len(fills)
@@ -429,10 +458,15 @@ class Trader:
         that the funds they free are there for the new orders."""
         sym = self.cfg.symbol
         desired = self.strategy.desired(close)
+        live = {o.key: o for o in self.book.live()}
         want = {}
-        for d in desired:
-            cid = lc.client_order_id(self.cfg.id, d.level, d.key)
-            want[cid] = d
+        for d in desired:  # an order keeps its id while it works; a new one takes the key's next attempt
+            o = live.get(d.key)
+            want[o.cid if o is not None else lc.client_order_id(self.cfg.id, d.level, d.key,
+                                                                self.attempts.get(d.key, 0))] = d
+        keys = {d.key for d in desired}
+        self.attempts = {k: v for k, v in self.attempts.items() if k in keys}
+        self.refusals = {k: v for k, v in self.refusals.items() if k in keys}
         to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lc.OPEN, lc.PARTIAL)]
         for o in self.book.in_state(lc.NEW):
             if o.cid not in want:
@@ -451,19 +485,22 @@ class Trader:
             o = self.book.orders.get(cid)
             if o is not None and o.state != lc.NEW:
                 continue
+            refused = self.refusals.get(d.key)
+            if refused and bar < refused[1]:
+                continue  # refused before: waits out its backoff
             price = self.rules.round_price(d.price, d.side) if d.type in ("limit", "stop") else d.price
             qty = self.rules.round_qty(d.qty)
             intent = OrderIntent(self.cfg.name, sym, d.side, price, qty, reduces=d.reduces, client_order_id=cid,
                                  type=d.type)
             decision = self.risk.check(intent, market)
             if decision.action == DENY or (decision.action == SIMULATE and not self.paper):
-                if decision.rule in ("kill_switch", "paused", "dry_run"):
+                if decision.rule in ("kill_switch", "paused", "held", "dry_run"):
                     self.status_note = decision.reason
                     break  # the same answer for every order: ask once a candle
                 continue
             why = self.rules.check(price, qty)
             if why:
-                self._log("order_refused", cid=cid, reason=why)
+                self._refused(d.key, cid, f"not sent: {why}", bar)
                 continue
             if not d.reduces:  # the next order is judged with this one counted
                 exposure += intent.notional
@@ -475,6 +512,7 @@ class Trader:
         if batch:
             for o in batch:
                 self.book.move(o.cid, lc.SUBMITTED, "sending")
+                self.attempts[o.key] = max(self.attempts.get(o.key, 0), lc.attempt_of(o.cid) + 1)  # this id is spent
             if not self.paper:  # (a paper exchange's orders are saved in the same file as ours)
                 await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
             reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
@@ -485,12 +523,15 @@ class Trader:
                 await _breathe(i)
                 if isinstance(res, xb.OrderRejected):
                     self.book.move(o.cid, lc.REJECTED, str(res))
-                    self._log("order_rejected", cid=o.cid, reason=str(res))
+                    self._refused(o.key, o.cid, str(res), bar)
                 elif isinstance(res, xb.ExchangeError):
                     self._log("order_unknown", cid=o.cid, reason=str(res))  # resolved by the next sync
                 else:
-                    self._apply_report(o, res)
+                    self.refusals.pop(o.key, None)
                     self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
+                    # an order that would immediately match trades at once (a buy above the market):
+                    # its fill is booked now, as of the candle forming
+                    self._book(o, res, bar + 1, "filled on arrival")
         self.book.prune()
         self._report_exposure(close)
         # A candle that changed no order (no fill, nothing sent or cancelled) is saved with the
@@ -498,6 +539,21 @@ class Trader:
         # through the strategy, which makes the same decisions on them.
         if self.book.changes != self._saved[0] or time.monotonic() - self._saved[1] > SAVE_EVERY_SECONDS:
             await self._save()
+
+    def _refused(self, key: int, cid: str, reason: str, bar: int) -> None:
+        """An order refused (by the exchange, or by the market's rules before sending) is not
+        tried again at the next candle: it waits 1, 2, 4... candles (up to BACKOFF_CAP), the
+        reason in the system's status; refused REFUSALS_TO_PAUSE times in a row, it pauses the
+        system's openings, in red, until the user switches it off and on."""
+        n = (self.refusals.get(key) or (0,))[0] + 1
+        wait = min(2 ** (n - 1), BACKOFF_CAP)
+        self.refusals[key] = [n, bar + wait, reason]
+        self._log("order_refused", cid=cid, reason=reason, times=n, retry_in_candles=wait)
+        self.status_note = f"order refused ({reason}); tried again in {wait} candle(s)"
+        if n >= REFUSALS_TO_PAUSE and not self.risk.status(self.cfg.name).paused:
+            self.risk.pause(self.cfg.name, f"orders refused {n} times in a row: {reason} (switch the system off and "
+                                           "on to resume)")
+            self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
 
     def _report_exposure(self, close: float) -> float:
         """Tell the risk gate what this system holds and has resting to add to it, in quote."""
@@ -530,9 +586,7 @@ class Trader:
         except xb.ExchangeError as e:
             self._log("cancel_failed", cid=o.cid, reason=str(e))
             return
-        if self._apply_report(o, r):  # it filled before the cancel reached it
-            self._apply_fill(o, r, self.strategy.bar if self.strategy is not None else -1,
-                             "filled while being cancelled")
+        if self._book(o, r, self.strategy.bar if self.strategy is not None else -1, "filled while being cancelled"):
             return
         self._log("order_cancelled", cid=o.cid, reason=note)
 

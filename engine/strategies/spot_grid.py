@@ -310,6 +310,42 @@ class SpotGridRunner:
         self._nt = nt
         return self._trades[0].copy()
 
+    def on_stray_fill(self, position: str, role: str, otype: str, reduces: bool, qty: float, bar: int, t: int,
+                      price: float) -> dict | None:
+        """A fill ``on_fill`` could not place (the part filled of an order that then ended:
+        cancelled while partly filled, an IOC's remainder expired). The books follow the
+        exchange, which holds the fill: a buy adds to the leftover inventory (sold at market
+        with the next re-lay, like any inventory no slot holds), a sell takes from it (at its
+        average cost) and, beyond it, from the position at the books' average cost."""
+        if qty <= 0:
+            return None
+        F, money = self.arrays["F"], self.arrays["money"]
+        value = price * qty
+        fee = value * (self.params.fee if otype == "limit" else self.params.taker_fee)
+        pnl = -fee
+        if not reduces:
+            F[k._CASH] -= value + fee
+            F[k._POS] += qty
+            F[k._COSTT] += value + fee
+            money[k.M_DUST_QTY] += qty
+            money[k.M_DUST_COST] += value + fee
+        else:
+            pos = float(F[k._POS])
+            cost = float(F[k._COSTT]) * min(qty / pos, 1.0) if pos > 0 else 0.0
+            dq = float(money[k.M_DUST_QTY])
+            take = min(qty, dq)
+            if take > 0:
+                money[k.M_DUST_COST] -= money[k.M_DUST_COST] * take / dq
+                money[k.M_DUST_QTY] = dq - take
+            pnl = value - fee - cost
+            F[k._CASH] += value - fee
+            F[k._POS] = pos - qty
+            F[k._COSTT] -= cost
+            money[k.M_REALIZED] += pnl
+        money[k.M_FEES] += fee
+        money[k.M_TURNOVER] += value
+        return {"pnl": pnl, "cash": float(F[k._CASH]), "position": float(F[k._POS]), "fee": fee}
+
     def decide(self, bar: int, close: float, ind: dict) -> None:
         self._allocate()
         a = self.arrays
