@@ -201,9 +201,10 @@ class FakeBinance:
         return trade
 
     def _price_now(self, symbol: str) -> float:
-        """The market now: the open of the candle forming."""
+        """The market now: the last trade, the close of the last closed candle (a trader acts
+        the moment a candle closes)."""
         rows = self.candles[symbol]
-        return float(rows[min(self.cursor, len(rows) - 1), 1])
+        return float(rows[max(min(self.cursor, len(rows)) - 1, 0), 4])
 
     def _take(self, order: dict) -> list[dict]:
         """An order arriving: what of it would immediately match trades now, as taker (up to

@@ -17,8 +17,20 @@ Its own model of the exchange, written apart from the paper exchange it checks:
 - opening orders need their margin free in the wallet (-2019 otherwise);
 - each closed candle is walked open -> the nearer extreme -> the other one; orders fill in the
   order the price reaches them: limits at their price (at the open when it is already through),
-  market orders at the open, a stop at its trigger (at the open when the candle opens through
-  it), as a taker; funding is settled at 00:00, 08:00 and 16:00 UTC on the notional at the open.
+  a stop at its trigger (at the open when the candle opens through it), as a taker; funding is
+  settled at 00:00, 08:00 and 16:00 UTC on the notional at the open.
+
+What an order meets when it arrives, as Binance documents it (USDT-M Futures API, "New Order
+(TRADE)", "Error Codes"; "the market" is the last trade, the close of the last closed candle):
+- a MARKET order, or a LIMIT order that would immediately match, trades at once as taker at the
+  market's price; the answer is ``newOrderRespType`` ACK by default, which says NEW with nothing
+  executed (the fill shows when the order is queried), RESULT gives the final state;
+- GTX (post only) that would immediately match: -5022 "Due to the order could not be executed as
+  maker, the Post Only order will be rejected.";
+- a type the symbol does not list in exchangeInfo ``orderTypes`` (``order_types``): -4120;
+  ``algo_service = False``: the algo-order endpoints answer 404 (an account or venue without the
+  conditional-order service);
+- -4116 for a duplicate client order id, -2019 margin insufficient, -4164 notional below 5.
 """
 
 from __future__ import annotations
@@ -33,7 +45,11 @@ FUNDING_MS = 8 * 3_600_000
 MMR = 0.004
 
 
-def _contract_info(symbol: str, base: str, quote: str) -> dict:
+FUTURES_ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                       "TRAILING_STOP_MARKET")
+
+
+def _contract_info(symbol: str, base: str, quote: str, order_types=FUTURES_ORDER_TYPES) -> dict:
     return {
         "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
         "onboardDate": 1569398400000, "status": "TRADING", "maintMarginPercent": "2.5000",
@@ -51,8 +67,7 @@ def _contract_info(symbol: str, base: str, quote: str) -> dict:
             {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
              "multiplierDecimal": "4"},
         ],
-        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
-                       "TRAILING_STOP_MARKET"],
+        "orderTypes": list(order_types),
         "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
     }
 
@@ -76,6 +91,9 @@ class FakeBinanceFutures(FakeBinance):
         self.funding_paid = 0.0  # what the account paid (received: negative)
         self.liquidations: list[tuple[str, str, int]] = []
         self._algo_ids = itertools.count(5000)
+        self.order_types = FUTURES_ORDER_TYPES  # what exchangeInfo lists for each symbol
+        self.algo_service = True
+        self.account_changes: list[str] = []  # position mode, margin type, leverage: each change made
 
     @property
     def wallet(self) -> float:
@@ -101,9 +119,6 @@ class FakeBinanceFutures(FakeBinance):
         t, o, h, lo = int(row[0]), float(row[1]), float(row[2]), float(row[3])
         if t % FUNDING_MS == 0:
             self._settle_funding(symbol, t, o)
-        for order in [x for x in self.orders.values() if x["symbol"] == symbol and x["status"] == "NEW"]:
-            if order["type"] == "MARKET":
-                self._fill(order, o, t)
         legs = [(o, lo), (lo, h)] if o - lo <= h - o else [(o, h), (h, lo)]
         for start, end in legs:
             down = end < start
@@ -144,10 +159,10 @@ class FakeBinanceFutures(FakeBinance):
         self._fill(order, price, t)
         a.update(status="FINISHED", actual=oid, update=t + self.timeframe_ms - 1, trigger_time=t)
 
-    def _fill(self, order: dict, price: float, t: int) -> None:
+    def _fill(self, order: dict, price: float, t: int, taker: bool = False) -> None:
         key = (order["symbol"], order["position"])
         qty, entry, margin = self.pos[key]
-        fee_rate = self.maker_fee if order["type"] == "LIMIT" else self.taker_fee
+        fee_rate = self.maker_fee if order["type"] == "LIMIT" and not taker else self.taker_fee
         lev = self.leverage[order["symbol"]]
         if self._opens(order):
             q = order["qty"]
@@ -163,8 +178,8 @@ class FakeBinanceFutures(FakeBinance):
             self.pos[key] = [left, entry, margin * left / qty] if left > 0 else [0.0, 0.0, 0.0]
         fee = q * price * fee_rate
         self._add_wallet(-fee)
-        order.update(status="FILLED", executed=q, quote_qty=q * price,
-                     avg=price, update=t + self.timeframe_ms - 1)
+        order.update(status="FILLED", executed=q, quote_qty=q * price, fee=fee,
+                     avg=price, update=t if taker else t + self.timeframe_ms - 1)
         self.fills.append({"cid": order["cid"], "price": price, "qty": q, "fee": fee, "time": t,
                            "position": order["position"], "side": order["side"]})
 
@@ -275,15 +290,25 @@ class FakeBinanceFutures(FakeBinance):
         order, error = self._check_new(q, trigger=False)
         if error is not None:
             return error
-        if q["type"] not in ("LIMIT", "MARKET"):
+        if q["type"] not in ("LIMIT", "MARKET") or q["type"] not in self.order_types:
             return _err(-4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints.")
+        market = self._price_now(order["symbol"])
+        crosses = q["type"] == "MARKET" or (market <= order["price"] if order["side"] == "BUY"
+                                            else market >= order["price"])
+        if crosses and q.get("timeInForce") == "GTX":
+            return _err(-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected.")
         now = self._now()
         oid = next(self._ids)
         order.update(id=oid, cid=cid, type=q["type"], executed=0.0, quote_qty=0.0, status="NEW", time=now,
                      update=now)
         self.orders[oid] = order
         self.by_cid[cid] = oid
-        return web.json_response(self._order_json(order))
+        accepted = self._order_json(order)  # (ACK: as accepted, before it trades)
+        if crosses:
+            px = market if q["type"] == "MARKET" else (min(market, order["price"]) if order["side"] == "BUY"
+                                                       else max(market, order["price"]))
+            self._fill(order, px, now, taker=True)
+        return web.json_response(self._order_json(order) if q.get("newOrderRespType") == "RESULT" else accepted)
 
     def _cancel(self, q) -> web.Response:
         o = self._find(q)
@@ -293,6 +318,8 @@ class FakeBinanceFutures(FakeBinance):
         return web.json_response(self._order_json(o))
 
     def _place_algo(self, q) -> web.Response:
+        if not self.algo_service:
+            return web.Response(status=404, text="Not Found")
         cid = q.get("clientAlgoId") or f"a-{next(self._algo_ids)}"
         if cid in self.by_algo_cid:
             self.duplicate_attempts.append(cid)
@@ -328,6 +355,8 @@ class FakeBinanceFutures(FakeBinance):
         return web.json_response({"algoId": a["id"], "clientAlgoId": a["cid"], "code": "200", "msg": "success"})
 
     def _open_algos(self, q) -> web.Response:
+        if not self.algo_service:
+            return web.Response(status=404, text="Not Found")
         sym = q.get("symbol")
         return web.json_response([self._algo_json(a) for a in self.algos.values()
                                   if a["status"] == "NEW" and (sym is None or a["symbol"] == sym)])
@@ -388,6 +417,7 @@ class FakeBinanceFutures(FakeBinance):
         if busy or any(p[0] > 0 for p in self.pos.values()):
             return _err(-4068, "Position side cannot be changed if there exists position.")
         self.hedge = want
+        self.account_changes.append("position mode")
         return web.json_response({"code": 200, "msg": "success"})
 
     def _set_margin_type(self, q) -> web.Response:
@@ -397,6 +427,7 @@ class FakeBinanceFutures(FakeBinance):
         if self.margin_type[sym] == want:
             return _err(-4046, "No need to change margin type.")
         self.margin_type[sym] = want
+        self.account_changes.append("margin type")
         return web.json_response({"code": 200, "msg": "success"})
 
     def _set_leverage(self, q) -> web.Response:
@@ -404,11 +435,12 @@ class FakeBinanceFutures(FakeBinance):
         if sym not in self.candles:
             return _err(-1121, "Invalid symbol.")
         self.leverage[sym] = int(q["leverage"])
+        self.account_changes.append("leverage")
         return web.json_response({"leverage": self.leverage[sym], "maxNotionalValue": "1000000", "symbol": sym})
 
     # -- market data ---------------------------------------------------------------------------
     def _exchange_info(self, q) -> web.Response:
-        symbols = [_contract_info(s, s[:-4], s[-4:]) for s in self.candles]
+        symbols = [_contract_info(s, s[:-4], s[-4:], self.order_types) for s in self.candles]
         return web.json_response({"timezone": "UTC", "serverTime": self._now(), "futuresType": "U_MARGINED",
                                   "rateLimits": [], "exchangeFilters": [],
                                   "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],

@@ -64,7 +64,7 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
         await asyncio.sleep(0.2)
         shoot(window, tmp_path / "grid.png")
         # kill switch: everything stops sending at once
-        window.risk.kill_now()
+        window.kill_action.trigger()
         assert controller.risk.kill_all and "KILL SWITCH ON" in window.badge.text()
         placed = len(controller.runner.traders[name].book.orders)
         await asyncio.sleep(0.5)
@@ -465,3 +465,87 @@ def test_add_system_offers_the_exchanges_markets_and_the_keys_dialog_tests_the_c
         loop.run_until_complete(go())
     finally:
         fake.stop()
+
+
+def test_ctrl_k_engages_the_kill_switch_from_every_tab(data_dir, qtbot):
+    """Ctrl+K is the main window's: it works whatever tab is shown (before: only on the Risk
+    tab, the shortcut being made on it before it had a window)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    controller = Controller(data_dir)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    for i in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(i)
+        controller.set_kill(False)
+        QTest.keyClick(window.tabs.currentWidget(), Qt.Key_K, Qt.ControlModifier)
+        assert controller.risk.kill_all, f"Ctrl+K did nothing on the {window.tabs.tabText(i)} tab"
+        assert "KILL SWITCH ON" in window.badge.text()
+
+
+def test_cancel_all_pauses_the_running_grid_then_cancels_and_nothing_is_sent_again(loop, data_dir, qtbot,
+                                                                                     monkeypatch):
+    """Risk > Cancel all on the running sample grid: the confirmation says how many orders it
+    will cancel; the system is paused first (no order at all, closing ones included), its orders
+    cancelled, and it stays so: no order sent again, no client order id twice, the status says
+    why. Switched off and on by the user, it lays its grid again with new ids. (Before: the
+    grid sent its levels again at once with the ids it had used, 1,934 rejections in 10 s.)"""
+    from PySide6.QtWidgets import QMessageBox
+
+    controller = Controller(data_dir, refresh_ms=100)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    name = controller.systems[0].name
+    asked = []
+
+    def confirm(parent, title, text, *args):
+        asked.append(text)
+        return QMessageBox.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", confirm)
+
+    async def wait_for(cond, steps=200):
+        for _ in range(steps):
+            if cond():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def scenario():
+        controller.start()
+        controller.set_on(name, True)
+        t = None
+        assert await wait_for(lambda: (controller.runner.traders.get(name) is not None
+                                       and controller.runner.traders[name].strategy.started
+                                       and len(controller.runner.traders[name].book.live()) > 10))
+        t = controller.runner.traders[name]
+        working = controller.open_order_count()
+        window.risk.cancel_all()
+        assert f"cancel our {working:,} resting orders" in asked[0]
+        assert await wait_for(lambda: not t.book.live())
+        candle = t.last_time
+        sent = len(t.adapter.orders)
+        assert await wait_for(lambda: t.last_time > candle + 5 * t.tf)  # several candles later
+        assert len(t.adapter.orders) == sent and not t.book.live()  # nothing sent again
+        status = controller.risk.status(name)
+        assert status.paused and "orders cancelled by you" in status.reason
+        row = next(r for r in window.market.model.rows if r["name"] == name)
+        assert row["status"] == "PAUSED"
+        # the user switches it off and on: it trades again, with new ids
+        controller.set_on(name, False)
+        assert await wait_for(lambda: not controller.is_on(name))
+        controller.set_on(name, True)
+        assert await wait_for(lambda: len(controller.runner.traders[name].book.live()) > 10)
+        await controller.shutdown()
+
+    loop.run_until_complete(scenario())
+    records, _ = __import__("engine.store", fromlist=["read_jsonl"]).read_jsonl(
+        data_dir / "journal" / f"{controller.system(name).slug}.jsonl")
+    sent = [r["cid"] for r in records if r["type"] == "order" and r["state"] == "submitted"]
+    assert len(sent) == len(set(sent)) and any("." in cid for cid in sent)  # re-laid under new ids
+    logs = " ".join(p.read_text() for p in (data_dir / "logs").glob("*.jsonl"))
+    assert "duplicate client order id" not in logs and '"order_refused"' not in logs

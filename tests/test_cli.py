@@ -125,11 +125,63 @@ def test_strategy_settings_are_checked_by_name(args, needle):
     assert out.returncode == 2 and needle in out.stderr, out.stderr
 
 
-def test_screenshot_renders_every_tab(tmp_path):
-    out = griddesk("screenshot", "--out", str(tmp_path), "--warmup", "1")
+def _folder_with(tmp_path: Path, systems: list[dict]) -> tuple[Path, Path]:
+    config = tmp_path / "cryptos.json"
+    config.write_text(json.dumps({"schema_version": 1, "systems": systems}))
+    return config, tmp_path / "data"
+
+
+SAMPLE_SYSTEM = {"name": "paper sample", "data": "sample", "replay_seconds": 0.05, "enabled": True,
+                 "params": {"levels": 10, "spacing": "geometric"}}
+
+
+def test_two_processes_cannot_trade_one_folder(tmp_path):
+    """A second ``griddesk run`` (or the app) on a folder being traded exits at once, naming the
+    folder and the process that holds it; ``griddesk status`` still reads it. (Before: both
+    traded the same systems, each fill journaled twice, each cancelling the other's orders.)"""
+    import subprocess as sp
+    import time
+
+    config, data = _folder_with(tmp_path, [SAMPLE_SYSTEM])
+    first = sp.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config), "--data-dir", str(data)],
+                     cwd=ROOT, stdout=sp.PIPE, stderr=sp.STDOUT, text=True)
+    try:
+        lock = data / "griddesk.lock"
+        for _ in range(300):
+            if lock.exists() and f"pid {first.pid}" in lock.read_text() and (data / "state" / "systems").exists():
+                break
+            time.sleep(0.05)
+        second = griddesk("run", "--config", str(config), "--data-dir", str(data))
+        assert second.returncode == 2
+        assert str(data) in second.stderr and f"pid {first.pid} (griddesk run)" in second.stderr, second.stderr
+        gui = griddesk("gui", "--data-dir", str(data), "--quit-after", "0.1")
+        assert gui.returncode == 2 and f"pid {first.pid}" in gui.stderr, gui.stderr
+        status = griddesk("status", "--data-dir", str(data))
+        assert status.returncode == 0 and "paper sample" in status.stdout, status.stderr
+    finally:
+        first.terminate()
+        first.wait(30)
+    assert first.returncode == 0
+    again = griddesk("status", "--data-dir", str(data))  # the lock is gone with its process
+    assert again.returncode == 0
+
+
+def test_screenshot_of_a_users_folder_touches_none_of_its_systems(tmp_path):
+    """``screenshot --data-dir`` renders from a throwaway copy holding the folder's paper
+    systems on recorded candles only: a live system is never booted, and nothing in the folder
+    changes. (Before: it switched the folder's first system ON, booted it live against the
+    exchange, and wrote ``enabled: true`` into its cryptos.json.)"""
+    live = {"name": "my live grid", "mode": "live", "dry_run": False, "exchange_url": "http://127.0.0.1:9"}
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "cryptos.json").write_text(json.dumps({"schema_version": 1,
+                                                  "systems": [live, dict(SAMPLE_SYSTEM, enabled=False)]}))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    out = griddesk("screenshot", "--out", str(tmp_path / "shots"), "--data-dir", str(folder), "--warmup", "1")
     assert out.returncode == 0, out.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no state, no log, no edit
     names = [Path(p).name for p in out.stdout.split()]
     assert names == ["01-market.png", "02-risk.png", "03-orders.png", "04-grid.png", "05-logs.png", "06-backtest.png",
                      "07-optimizer.png"]
     for name in names:
-        assert (tmp_path / name).stat().st_size > 10_000
+        assert (tmp_path / "shots" / name).stat().st_size > 10_000

@@ -61,10 +61,11 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
         rules = await ex.market(SYM)
         assert (rules.tick, rules.lot, rules.min_notional) == (0.1, 0.001, 5.0)
         last = (await ex.candles(SYM, "5m", None, 2))[0][4]
-        # a market long and a market short: two positions, not a net of zero
+        # a market long and a market short: two positions, not a net of zero; they trade at once
+        # (ccxt asks for the RESULT answer of a market order: filled, with its price)
         for cid, side, pos in (("gd1-ml", "buy", "long"), ("gd1-ms", "sell", "short")):
             r = await ex.place(b.OrderRequest(SYM, side, "market", 0.01, last, cid, pos))
-            assert r.position == pos and r.status == b.OPEN
+            assert r.position == pos and r.status == b.CLOSED and r.filled == 0.01 and r.average > 0
         fake.advance()
         assert await ex.positions(SYM) == {"long": 0.01, "short": 0.01}
         # stops for both, on the algo service; one far away is cancelled
@@ -176,7 +177,9 @@ def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):
     limits = {o["cid"] for o in fake.orders.values() if o["status"] == "FILLED" and not o["cid"].startswith("algo")}
     assert fills == limits | {a["cid"] for a in fake.algos.values() if a["status"] == "FINISHED"}
     seen = {r["cid"] for r in read_jsonl(events.path)[0] if r["event"] == "order_update" and r["filled"] > 0}
-    assert limits <= seen  # (a stop's fill is the market order it placed, under the exchange's id)
+    rested = {o["cid"] for o in fake.orders.values() if o["status"] == "FILLED" and o["update"] != o["time"]
+              and not o["cid"].startswith("algo")}  # (not those that traded on arrival: booked from the answer)
+    assert rested and rested <= seen  # (a stop's fill is the market order it placed, under the exchange's id)
     # the exchange moved on while the trader was still placing and cancelling (it does not wait
     # for the trader): an order that filled while being cancelled is booked apart from the grid's
     # levels, so the strategy holds what the exchange holds and no side is taken for liquidated
@@ -184,3 +187,29 @@ def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):
     assert held["long"] == pytest.approx(books["long"], abs=1e-9)
     assert held["short"] == pytest.approx(books["short"], abs=1e-9)
     assert [r for r in records if r["type"] == "liquidation"] == [] and fake.liquidations == []
+
+
+@pytest.mark.parametrize("missing", ["algo service", "stop orders"])
+def test_an_account_that_cannot_hold_the_grids_stops_is_refused_before_it_is_changed(fake, missing):
+    """Without the conditional-order service (or where the symbol offers no stop-market
+    orders) the grid's stops would be refused: the boot says so in one line and leaves the
+    account's position mode, margin type and leverage as they were. (Before: it set them all,
+    then failed with "ExchangeError: ExchangeError: ...".)"""
+    from fake_futures import FUTURES_ORDER_TYPES
+
+    if missing == "algo service":
+        fake.algo_service = False
+    else:
+        fake.order_types = tuple(t for t in FUTURES_ORDER_TYPES if "STOP" not in t)
+
+    async def go():
+        ex = client(fake)
+        try:
+            await ex.prepare(SYM, 3)
+        finally:
+            await ex.close()
+
+    with pytest.raises(b.OrderRejected, match="nothing was changed") as err:
+        asyncio.run(go())
+    assert fake.account_changes == [] and not fake.hedge and fake.margin_type["BTCUSDT"] == "CROSSED"
+    assert str(err.value).count("ExchangeError") <= 1

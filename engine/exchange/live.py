@@ -339,9 +339,26 @@ class CcxtExchange:
     # -- perpetuals ----------------------------------------------------------------------------
     async def prepare(self, symbol: str, leverage: float) -> None:
         """Set the account up for a hedge-mode grid on ``symbol``: hedge (dual-side) position
-        mode, isolated margin, the system's leverage. What is already so is left alone; the
-        exchange refuses a mode change while positions or orders are open (the error says so)."""
+        mode, isolated margin, the system's leverage. First, changing nothing, that the account
+        can run the grid at all: the symbol offers stop-market orders (exchangeInfo
+        ``orderTypes``) and the conditional-order service answers (a read of our open stops);
+        a grid whose stops would be refused is refused before the account is touched. What is
+        already so is left alone; the exchange refuses a mode change while positions or orders
+        are open (the error says so)."""
         await self._load()
+        if leverage != int(leverage) or leverage < 1:
+            raise b.OrderRejected(f"leverage {leverage:g}: the exchange takes a whole number from 1")
+        types = (self.client.market(symbol).get("info") or {}).get("orderTypes")
+        if types is not None and _STOP_MARKET not in types:
+            raise b.OrderRejected(f"{symbol}: the exchange offers no stop-market orders here (order types: "
+                                  f"{', '.join(types)}): the grid's stops would be refused; nothing was changed")
+        try:
+            await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol, None, None, {"trigger": True})
+        except b.TemporaryError:
+            raise
+        except b.ExchangeError as e:
+            raise b.OrderRejected(f"{symbol}: the exchange's conditional-order service refused us ({e}): the grid's "
+                                  "stops could not be placed; nothing was changed on the account") from None
         mode = await self._call("fetch_position_mode", self.client.fetch_position_mode, symbol)
         if not mode.get("hedged"):
             await self._call("set_position_mode", self.client.set_position_mode, True, symbol)
@@ -350,8 +367,6 @@ class CcxtExchange:
         except b.ExchangeError as e:
             if "-4046" not in str(e):  # "No need to change margin type."
                 raise
-        if leverage != int(leverage) or leverage < 1:
-            raise b.OrderRejected(f"leverage {leverage:g}: the exchange takes a whole number from 1")
         await self._call("set_leverage", self.client.set_leverage, int(leverage), symbol)
 
     async def positions(self, symbol: str) -> dict[str, float]:

@@ -80,6 +80,7 @@ class TrackedOrder:
     ts: int = 0  # when it entered the book (ms)
     position: str = ""  # perpetuals in hedge mode: long | short
     reduces: bool = False  # closes (part of) a position: adds no exposure
+    taker: bool = False  # a limit that crossed the market when sent: it trades at once, as taker
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)  # flat fields: dataclasses.asdict deep-copies each (60 us an order)

@@ -197,7 +197,8 @@ class Runner:
             self.traders[cfg.name] = trader
             await trader.run(stop, self.poll_seconds)
         except Exception as exc:
-            self.errors[cfg.name] = f"{type(exc).__name__}: {exc}"
+            text = str(exc)  # (our exchange errors already start with the exchange's error kind)
+            self.errors[cfg.name] = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
             self.events.log("system_error", system=cfg.name, error=self.errors[cfg.name])
         finally:
             if adapter is not None:

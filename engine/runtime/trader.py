@@ -34,6 +34,7 @@ from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
 NEVER_REACHED = "never reached the exchange"
+STOP_REFUSED = "a stop was refused: no new openings until it is placed"
 ENDED = "ended"  # an order that ended (cancelled, expired) with part of it filled
 BACKOFF_CAP = 64  # candles: the longest wait before a refused order is tried again
 REFUSALS_TO_PAUSE = 4  # refusals in a row of one order that pause the system
@@ -90,6 +91,7 @@ class Trader:
         self._stream_from = 0  # the stream's candles from this time on came on its current connection
         self._wake = asyncio.Event()
         self._save_lock = asyncio.Lock()
+        self._orders_lock = asyncio.Lock()  # converge and cancel-all, one at a time
         self._saved = (-1, 0.0)  # the book's changes and the time at the last save
         risk.set_dry_run(cfg.name, cfg.dry_run)
         # the account the portfolio shares are of: one paper account, or this exchange's (testnet) wallet
@@ -365,8 +367,11 @@ class Trader:
         ts = r.timestamp
         t = ts - ts % self.tf if ts else self.last_time + self.tf
         trade = self.strategy.on_fill(o.key, bar, t, r.average) if self.strategy is not None and full else None
+        if trade is not None and o.taker:
+            self.strategy.as_taker(r.filled * r.average)  # (the level's fill is booked as a maker's)
         if trade is None and hasattr(self.strategy, "on_stray_fill"):
-            trade = self.strategy.on_stray_fill(o.position, o.role, o.type, o.reduces, r.filled, bar, t, r.average)
+            trade = self.strategy.on_stray_fill(o.position, o.role, "market" if o.taker else o.type, o.reduces,
+                                                r.filled, bar, t, r.average)
             if trade is not None:
                 self._log("fill_apart_from_grid", cid=o.cid, note=f"{why}; booked apart from its levels")
         if trade is None:
@@ -455,7 +460,12 @@ class Trader:
     async def converge(self, bar: int, close: float, t0: float | None = None) -> None:
         """Make the exchange hold what the strategy wants: cancel ours it no longer wants,
         send (through the risk gate) what it wants and we have not sent. Cancels go first so
-        that the funds they free are there for the new orders."""
+        that the funds they free are there for the new orders. One at a time with cancel-all:
+        the user's cancel waits for orders already on their way, and cancels them too."""
+        async with self._orders_lock:
+            await self._converge(bar, close, t0)
+
+    async def _converge(self, bar: int, close: float, t0: float | None) -> None:
         sym = self.cfg.symbol
         desired = self.strategy.desired(close)
         live = {o.key: o for o in self.book.live()}
@@ -500,14 +510,16 @@ class Trader:
                 continue
             why = self.rules.check(price, qty)
             if why:
-                self._refused(d.key, cid, f"not sent: {why}", bar)
+                self._refused(d.key, cid, f"not sent: {why}", bar, d.type == "stop")
                 continue
             if not d.reduces:  # the next order is judged with this one counted
                 exposure += intent.notional
                 self.risk.set_exposure(sym, exposure, self.cfg.name)
             if o is None:
                 o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar,
-                                                  position=d.position, reduces=d.reduces))
+                                                  position=d.position, reduces=d.reduces,
+                                                  taker=d.type == "limit" and (price >= close if d.side == "buy"
+                                                                              else price <= close)))
             batch.append(o)
         if batch:
             for o in batch:
@@ -523,7 +535,7 @@ class Trader:
                 await _breathe(i)
                 if isinstance(res, xb.OrderRejected):
                     self.book.move(o.cid, lc.REJECTED, str(res))
-                    self._refused(o.key, o.cid, str(res), bar)
+                    self._refused(o.key, o.cid, str(res), bar, o.type == "stop")
                 elif isinstance(res, xb.ExchangeError):
                     self._log("order_unknown", cid=o.cid, reason=str(res))  # resolved by the next sync
                 else:
@@ -532,6 +544,9 @@ class Trader:
                     # an order that would immediately match trades at once (a buy above the market):
                     # its fill is booked now, as of the candle forming
                     self._book(o, res, bar + 1, "filled on arrival")
+        status = self.risk.status(self.cfg.name)
+        if status.reason.startswith(STOP_REFUSED) and not any(v[3] for v in self.refusals.values() if len(v) > 3):
+            self.risk.resume(self.cfg.name)  # every stop the grid wants is placed again (or no longer wanted)
         self.book.prune()
         self._report_exposure(close)
         # A candle that changed no order (no fill, nothing sent or cancelled) is saved with the
@@ -540,19 +555,25 @@ class Trader:
         if self.book.changes != self._saved[0] or time.monotonic() - self._saved[1] > SAVE_EVERY_SECONDS:
             await self._save()
 
-    def _refused(self, key: int, cid: str, reason: str, bar: int) -> None:
+    def _refused(self, key: int, cid: str, reason: str, bar: int, stop: bool = False) -> None:
         """An order refused (by the exchange, or by the market's rules before sending) is not
         tried again at the next candle: it waits 1, 2, 4... candles (up to BACKOFF_CAP), the
         reason in the system's status; refused REFUSALS_TO_PAUSE times in a row, it pauses the
-        system's openings, in red, until the user switches it off and on."""
+        system's openings, in red, until the user switches it off and on. A refused stop pauses
+        them at once, until every stop the grid wants is placed: a position without its stop
+        may not grow."""
         n = (self.refusals.get(key) or (0,))[0] + 1
         wait = min(2 ** (n - 1), BACKOFF_CAP)
-        self.refusals[key] = [n, bar + wait, reason]
+        self.refusals[key] = [n, bar + wait, reason, stop]
         self._log("order_refused", cid=cid, reason=reason, times=n, retry_in_candles=wait)
         self.status_note = f"order refused ({reason}); tried again in {wait} candle(s)"
-        if n >= REFUSALS_TO_PAUSE and not self.risk.status(self.cfg.name).paused:
-            self.risk.pause(self.cfg.name, f"orders refused {n} times in a row: {reason} (switch the system off and "
-                                           "on to resume)")
+        status = self.risk.status(self.cfg.name)
+        if n >= REFUSALS_TO_PAUSE and (not status.paused or status.reason.startswith(STOP_REFUSED)):
+            self.risk.pause(self.cfg.name, f"orders refused {n} times in a row: {reason} (switch the system off "
+                                           "and on to resume)")
+            self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
+        elif stop and not status.paused:
+            self.risk.pause(self.cfg.name, f"{STOP_REFUSED}: {reason}")
             self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
 
     def _report_exposure(self, close: float) -> float:
@@ -593,9 +614,10 @@ class Trader:
     async def cancel_all(self) -> int:
         """The confirmed "cancel all our orders" action: every order of this system."""
         n = 0
-        for o in self.book.in_state(lc.OPEN, lc.PARTIAL, lc.SUBMITTED):
-            await self.cancel(o, "cancel: cancel-all requested")
-            n += 1
+        async with self._orders_lock:
+            for o in self.book.in_state(lc.OPEN, lc.PARTIAL, lc.SUBMITTED):
+                await self.cancel(o, "cancel: cancel-all requested")
+                n += 1
         self.book.prune()
         await self._save()
         return n

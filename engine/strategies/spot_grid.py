@@ -346,6 +346,13 @@ class SpotGridRunner:
         money[k.M_TURNOVER] += value
         return {"pnl": pnl, "cash": float(F[k._CASH]), "position": float(F[k._POS]), "fee": fee}
 
+    def as_taker(self, value: float) -> None:
+        """A limit order of ``value`` booked by ``on_fill`` at the maker fee traded at once when
+        it arrived (it crossed the market): the exchange charged the taker fee."""
+        extra = value * (self.params.taker_fee - self.params.fee)
+        self.arrays["F"][k._CASH] -= extra
+        self.arrays["money"][k.M_FEES] += extra
+
     def decide(self, bar: int, close: float, ind: dict) -> None:
         self._allocate()
         a = self.arrays
