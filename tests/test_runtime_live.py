@@ -5,6 +5,7 @@ and every fill reached the strategy and the journal once."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -376,3 +377,58 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(btc
     if depth:  # orders filled in parts: some of it on arrival, the rest later
         parts = [f["cid"] for f in fake.fills]
         assert any(parts.count(cid) > 1 for cid in set(parts))
+
+
+def test_a_refused_order_backs_off_and_the_system_pauses_itself_with_the_reason(fake, tmp_path):
+    """The account holds 300 USDT for a 10,000 grid: the exchange refuses most buys for want of
+    balance (-2010). Each refused order is tried again after 1, 2, 4 candles (never at every
+    candle), each time under a new client order id, the reason in the status; refused four
+    times in a row, the system pauses its openings, in red, with the reason. (Before: 45
+    re-sends in one run, nothing in the status.)"""
+    fake.free["USDT"] = 300.0
+    trader = live_trader(fake, tmp_path)
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        for _ in range(12):
+            fake.advance()
+            await trader.poll()
+        await trader.adapter.close()
+
+    asyncio.run(go())
+    refused = [c for c in fake.sent_cids if c.split(".")[0] not in {o["cid"] for o in fake.orders.values()}
+               and c not in fake.by_cid]
+    assert refused, "nothing refused: a weaker test"
+    tries: dict[str, int] = {}
+    for cid in refused:  # the same order's attempts: gd<id>-<level>-<key>, then .1, .2 ...
+        key = cid.split(".")[0]
+        tries[key] = tries.get(key, 0) + 1
+    assert max(tries.values()) == 4  # 1 + 3 backed-off tries in 12 candles (1, 2, 4 candles apart), then paused
+    assert len(fake.sent_cids) == len(set(fake.sent_cids)) and fake.duplicate_attempts == []
+    status = trader.risk.status("live")
+    assert status.paused and status.reason.startswith("orders refused 4 times in a row: InsufficientFunds")
+    assert trader.summary()["status"] == "PAUSED"
+
+
+def test_two_systems_never_share_a_state_file_and_a_trader_refuses_anothers(tmp_path):
+    """"a/b" and "a b" would both be a_b.json: refused, naming both. A state file that names
+    another system is never resumed, and never overwritten."""
+    from engine.runtime.config import ConfigError, load_systems
+    from engine.runtime.trader import StateNotOurs
+
+    config = tmp_path / "cryptos.json"
+    for a, b in (("a/b", "a b"), ("网格 grid", "比特 grid"), ("Grid", "grid")):
+        config.write_text(json.dumps({"schema_version": 1, "systems": [{"name": a}, {"name": b}]}))
+        with pytest.raises(ConfigError, match=f"systems {a!r} and {b!r} would share the state file"):
+            load_systems(config)
+    first = Trader(SystemConfig(name="a/b"), None, RiskGate(), tmp_path, paper=True)
+    first.state_path.parent.mkdir(parents=True)
+    first.state_path.write_text(json.dumps({"schema_version": 1, "system": "a/b", "id": first.cfg.id, "epoch": 0,
+                                            "last_time": 0, "orders": []}))
+    before = first.state_path.read_bytes()
+    other = Trader(SystemConfig(name="a b"), None, RiskGate(), tmp_path, paper=True)
+    assert other.state_path == first.state_path  # (what the refusal above prevents)
+    with pytest.raises(StateNotOurs, match="the state of system 'a/b'"):
+        other._load()
+    assert first.state_path.read_bytes() == before

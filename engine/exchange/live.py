@@ -352,10 +352,8 @@ class CcxtExchange:
         if types is not None and _STOP_MARKET not in types:
             raise b.OrderRejected(f"{symbol}: the exchange offers no stop-market orders here (order types: "
                                   f"{', '.join(types)}): the grid's stops would be refused; nothing was changed")
-        try:
+        try:  # (a venue without the service answers 404, which ccxt takes for "not available")
             await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol, None, None, {"trigger": True})
-        except b.TemporaryError:
-            raise
         except b.ExchangeError as e:
             raise b.OrderRejected(f"{symbol}: the exchange's conditional-order service refused us ({e}): the grid's "
                                   "stops could not be placed; nothing was changed on the account") from None

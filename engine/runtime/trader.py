@@ -518,8 +518,7 @@ class Trader:
             if o is None:
                 o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar,
                                                   position=d.position, reduces=d.reduces,
-                                                  taker=d.type == "limit" and (price >= close if d.side == "buy"
-                                                                              else price <= close)))
+                                                  taker=self._crosses(d.type, d.side, price, close)))
             batch.append(o)
         if batch:
             for o in batch:
@@ -554,6 +553,12 @@ class Trader:
         # through the strategy, which makes the same decisions on them.
         if self.book.changes != self._saved[0] or time.monotonic() - self._saved[1] > SAVE_EVERY_SECONDS:
             await self._save()
+
+    def _crosses(self, otype: str, side: str, price: float, close: float) -> bool:
+        """A live limit order priced through the market (a buy at or above the last trade) trades
+        at once as taker. (A paper exchange fills it at the next open at the maker fee, as the
+        backtest does: GRID_SEMANTICS.md.)"""
+        return not self.paper and otype == "limit" and (price >= close if side == "buy" else price <= close)
 
     def _refused(self, key: int, cid: str, reason: str, bar: int, stop: bool = False) -> None:
         """An order refused (by the exchange, or by the market's rules before sending) is not
