@@ -86,6 +86,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path)
     assert fake.duplicate_attempts == []
     cids = [o["cid"] for o in fake.orders.values()]
     assert len(cids) == len(set(cids))
+    assert len(fake.sent_cids) == len(set(fake.sent_cids))  # no id reached the order endpoint twice
     assert len(cids) > 20 + 10  # the first grid of 20 and orders sent after fills (a run spends
     # most of its life starting under load, and replays the candles it missed without sending)
     # every fill journaled exactly once

@@ -58,6 +58,7 @@ def test_a_run_through_every_fault_ends_with_exactly_the_wanted_orders(fake, tmp
     assert trader.strategy.books(1.0)["fills"] == len(filled)
     usdt = fake.free["USDT"] + sum(o["locked"] for o in fake.open_orders_of())
     assert trader.strategy.books(1.0)["cash"] == pytest.approx(usdt, rel=1e-9)
+    assert_invariants(trader, fake)
 
 
 def test_kill_switch_stops_new_orders_and_cancel_all_cancels_only_ours(fake, tmp_path):
@@ -342,7 +343,7 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(btc
     """A grid's first layout holds buys above the market: the exchange fills them at once as
     taker and says so in its answer (with ``depth``, only in part: the rest rests, and what a
     re-lay cancels is booked too). Every such fill is booked when it happens, nothing is sent
-    again, and after 80 candles the books equal the exchange and each fill is journaled once.
+    again, and after 50 candles the books equal the exchange and each fill is journaled once.
     (Before: the answer's fills were never booked, and each level was sent again, new id and
     all, at the next candle: the account spent several times the grid's capital.)"""
     c = btc5m.slice(0, 800)
@@ -360,7 +361,7 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(btc
         await trader.boot()
         await trader.poll()
         at_once = [f for f in fake.fills if f["time"] == fake._now()]
-        for _ in range(80):
+        for _ in range(50):
             fake.advance()
             await trader.poll()
         await ex.close()
