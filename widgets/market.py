@@ -33,7 +33,7 @@ COLUMNS = [
     ("status", "Status"), ("position", "Position"), ("grid_profit", "Grid profit"),
     ("floating", "Floating PnL"), ("funding", "Funding"),
 ]
-STATUS_COLORS = {"OFF": "#888888", "PAUSED": "#d08700", "VOL-SPIKE": "#d08700", "ERROR": "#c62828"}
+STATUS_COLORS = {"OFF": "#888888", "PAUSED": "#c62828", "VOL-SPIKE": "#d08700", "ERROR": "#c62828"}
 
 
 class SystemsModel(QAbstractTableModel):
@@ -76,6 +76,8 @@ class SystemsModel(QAbstractTableModel):
                 return f"{v:.6g}"
             if key in ("grid_profit", "floating", "funding"):
                 return f"{v:,.2f}"
+            if key == "status" and v == "PAUSED" and row["reason"]:
+                return f"PAUSED: {row['reason']}"  # (in red: why it sends nothing, in sight)
             return str(v)
         if role == TOOLTIP and key == "status":
             return row["reason"] or row["status"]
