@@ -334,9 +334,3 @@ class FolderLock:
         if self._fd is not None:
             os.close(self._fd)  # (the content is left: it names the last holder, and no lock is held)
             self._fd = None
-
-    def __enter__(self) -> FolderLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()

@@ -81,7 +81,7 @@ class Trader:
         self.hist = np.zeros((0, 5))  # time, high, low, close, open of recent candles
         self.journaled: set[str] = set()
         self.attempts: dict[int, int] = {}  # order key -> its next attempt: an id once sent is never sent again
-        self.refusals: dict[int, list] = {}  # order key -> [refused in a row, the bar it may go again, reason]
+        self.refusals: dict[int, list] = {}  # order key -> [refused in a row, the bar it may go again, reason, stop]
         self.report: dict = {}  # what the hot boot adopted / found missing / does not own
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
@@ -544,7 +544,7 @@ class Trader:
                     # its fill is booked now, as of the candle forming
                     self._book(o, res, bar + 1, "filled on arrival")
         status = self.risk.status(self.cfg.name)
-        if status.reason.startswith(STOP_REFUSED) and not any(v[3] for v in self.refusals.values() if len(v) > 3):
+        if status.reason.startswith(STOP_REFUSED) and not any(v[3] for v in self.refusals.values()):
             self.risk.resume(self.cfg.name)  # every stop the grid wants is placed again (or no longer wanted)
         self.book.prune()
         self._report_exposure(close)
