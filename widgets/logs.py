@@ -24,7 +24,8 @@ from engine.store import export_logs
 
 # An event's level, by its name (the rest are "info").
 ERRORS = {"error", "system_error", "order_rejected", "cancel_failed", "feed_error", "state_problem", "journal_problem",
-          "solvency_check_failed", "liquidation", "order_missing", "position_mismatch", "system_paused"}
+          "solvency_check_failed", "liquidation", "order_missing", "position_mismatch", "system_paused",
+          "books_mismatch"}
 WARNINGS = {"risk_denied", "order_refused", "order_unknown", "fill_outside_grid", "fill_apart_from_grid", "feed_gap",
             "feed_silent", "stream_error", "stream_gap",
             "solvency_haircut", "kill_switch", "paused", "circuit_breaker", "cancel_all"}

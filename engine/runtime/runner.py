@@ -107,6 +107,7 @@ class Runner:
         self.errors: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._stops: dict[str, asyncio.Event] = {}
+        self._outside: dict[str, tuple] = {}  # account -> (its systems, what is not theirs, moved at the last check)
         self._restore_switches()
 
     @property
@@ -237,6 +238,9 @@ class Runner:
             prices = {t.rules.base: float(t.hist[-1, 3]) for t in traders}
             held = account_value(balance, traders[0].rules.quote, prices)
             self.risk.set_portfolio(account, held)  # what the exposure shares are of
+            books_msg = self._check_books(account, [t for t in traders if not t.perpetual], balance)
+            if books_msg:
+                messages.append(books_msg)
             equity = {t.cfg.name: t.strategy.books(float(t.hist[-1, 3]))["equity"] for t in traders}
             _, msg = self.risk.solvency(held, equity)
             if msg:
@@ -244,6 +248,48 @@ class Runner:
                     self.risk.pause(name, f"solvency: {msg}")
                 messages.append(msg)
         return "; ".join(messages)
+
+    def _check_books(self, account: str, traders: list[Trader], balance) -> str:
+        """The books against the exchange (spot accounts; a perpetual's positions are checked
+        after every sync by its trader): what the account holds of each asset, less what the
+        systems trading there hold by their books, is what is not theirs. It is measured when
+        the account's set of systems starts (or is resumed) and must stay put; a change beyond a
+        cent (quote) or a lot (a coin) seen at two checks in a row (at the first it may be a fill
+        the books apply at the next close) is an error, and pauses the systems' openings until
+        the user switches them off and on. Returns the message ('' when the books agree)."""
+        if not traders:
+            return ""
+        names = tuple(sorted(t.cfg.name for t in traders))
+        if any(self.risk.status(n).paused for n in names):
+            self._outside.pop(account, None)  # measured again once the user resumes them
+            return ""
+        quote = traders[0].rules.quote
+        step = {quote: 0.01}
+        ours = {quote: 0.0}
+        for t in traders:
+            books = t.strategy.books(0.0)
+            ours[quote] += books["cash"]
+            ours[t.rules.base] = ours.get(t.rules.base, 0.0) + books["position"]
+            step[t.rules.base] = max(step.get(t.rules.base, 0.0), t.rules.lot or 1e-8)
+        outside = {a: balance.total.get(a, 0.0) - q for a, q in ours.items()}
+        known = self._outside.get(account)
+        if known is None or known[0] != names:
+            self._outside[account] = (names, outside, {})
+            return ""
+        moved = {a: v - known[1][a] for a, v in outside.items() if a in known[1] and abs(v - known[1][a]) > step[a]}
+        seen_before = dict(known[2])
+        known[2].clear()
+        known[2].update(moved)
+        if not moved or not seen_before.keys() & moved.keys():
+            return ""
+        diff = ", ".join(f"{a} {d:+,.8g}" for a, d in sorted(moved.items()))
+        msg = (f"the books of {', '.join(names)} differ from the exchange: it holds {diff} more than the journal "
+               "says since they started (a fill not booked, or a deposit, withdrawal or trade outside GridDesk)")
+        self.events.log("books_mismatch", account=account, systems=list(names), difference=moved)
+        for n in names:
+            self.risk.pause(n, f"{msg}; switch the system off and on once explained")
+        self._outside.pop(account, None)
+        return msg
 
     async def watch_solvency(self, stop: asyncio.Event, every: float = 60.0) -> None:
         while not stop.is_set():
