@@ -155,6 +155,11 @@ class FakeBinance:
                 await ws.close()
         asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
 
+    def our_orders(self, prefix: str) -> list[dict]:
+        """Every order whose client id starts with ``prefix``."""
+        with self._lock:
+            return [dict(o) for o in self.orders.values() if str(o["cid"]).startswith(prefix)]
+
     def open_orders_of(self, symbol: str = "BTCUSDT") -> list[dict]:
         with self._lock:
             return [dict(o) for o in self.orders.values() if o["symbol"] == symbol and o["status"] in LIVE]
@@ -675,7 +680,7 @@ def assert_invariants(trader, fake, *, position_tolerance: float | None = None) 
     of each of our orders is what the exchange executed of it), no client order id of ours sent
     twice, no order of ours on the exchange that the trader does not know, and the books equal
     to the exchange: cash within a cent and the position within a lot (this account is the
-    system's alone)."""
+    system's alone; a perpetual's positions, each side within a lot)."""
     from engine.store import read_jsonl
 
     prefix = f"gd{trader.cfg.id}-"
@@ -683,8 +688,8 @@ def assert_invariants(trader, fake, *, position_tolerance: float | None = None) 
     journaled = [r for r in records if r["type"] == "fill"]
     cids = [r["cid"] for r in journaled]
     assert len(cids) == len(set(cids)), "a fill journaled twice"
+    orders = fake.our_orders(prefix)
     with fake._lock:
-        orders = [dict(o) for o in fake.orders.values() if str(o["cid"]).startswith(prefix)]
         sent = [c for c in fake.sent_cids if c.startswith(prefix)]
     done = {o["cid"]: o["executed"] for o in orders if o["executed"] > 0 and o["status"] not in LIVE}
     qty = {r["cid"]: r["qty"] for r in journaled}

@@ -106,6 +106,18 @@ class FakeBinanceFutures(FakeBinance):
         with self._lock:
             return {side.lower(): self.pos[(symbol, side)][0] for side in ("LONG", "SHORT")}
 
+    def our_orders(self, prefix: str) -> list[dict]:
+        """Every order and stop whose client id starts with ``prefix``, as orders: a stop that
+        triggered has what its market order executed."""
+        with self._lock:
+            out = [dict(o) for o in self.orders.values() if str(o["cid"]).startswith(prefix)]
+            for a in self.algos.values():
+                if a["cid"].startswith(prefix):
+                    actual = self.orders.get(a.get("actual", -1))
+                    out.append({"cid": a["cid"], "executed": actual["executed"] if actual else 0.0,
+                                "status": "NEW" if a["status"] == "NEW" else "FILLED" if actual else "EXPIRED"})
+            return out
+
     def open_algos_of(self, symbol: str = "BTCUSDT") -> list[dict]:
         with self._lock:
             return [dict(a) for a in self.algos.values() if a["symbol"] == symbol and a["status"] == "NEW"]
@@ -284,6 +296,7 @@ class FakeBinanceFutures(FakeBinance):
 
     def _place(self, q) -> web.Response:
         cid = q.get("newClientOrderId") or f"x-{next(self._ids)}"
+        self.sent_cids.append(cid)
         if cid in self.by_cid:
             self.duplicate_attempts.append(cid)
             return _err(-4116, "ClientOrderId is duplicated.")
@@ -321,6 +334,7 @@ class FakeBinanceFutures(FakeBinance):
         if not self.algo_service:
             return web.Response(status=404, text="Not Found")
         cid = q.get("clientAlgoId") or f"a-{next(self._algo_ids)}"
+        self.sent_cids.append(cid)
         if cid in self.by_algo_cid:
             self.duplicate_attempts.append(cid)
             return _err(-4116, "ClientOrderId is duplicated.")

@@ -11,7 +11,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, trade_through_faults, until
+from fake_exchange import FAULTS, assert_invariants, trade_through_faults, until
 from fake_futures import FakeBinanceFutures
 
 from engine.data import load_funding
@@ -144,6 +144,7 @@ def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_w
     c = float(fake.candles["BTCUSDT"][fake.cursor - 1, 4])
     upnl = sum((1 if side == "LONG" else -1) * (c - p[1]) * p[0] for (_, side), p in fake.pos.items())
     assert fake.wallet + upnl == pytest.approx(trader.strategy.books(c)["equity"], rel=1e-9)
+    assert_invariants(trader, fake)
     assert trader.strategy.books(c)["funding"] == pytest.approx(-fake.funding_paid, rel=1e-9)
 
 
@@ -187,6 +188,7 @@ def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):
     assert held["long"] == pytest.approx(books["long"], abs=1e-9)
     assert held["short"] == pytest.approx(books["short"], abs=1e-9)
     assert [r for r in records if r["type"] == "liquidation"] == [] and fake.liquidations == []
+    assert_invariants(trader, fake)
 
 
 @pytest.mark.parametrize("missing", ["algo service", "stop orders"])
