@@ -98,6 +98,7 @@ class FakeBinance:
         self.orders: dict[int, dict] = {}  # every order ever accepted, by orderId
         self.by_cid: dict[str, int] = {}
         self.duplicate_attempts: list[str] = []
+        self.short_of_funds: list[str] = []  # ids refused for insufficient balance
         self.faults: list[tuple[str, str]] = []
         self.faults_served: list[tuple[str, str]] = []
         self.fills: list[dict] = []
@@ -181,29 +182,42 @@ class FakeBinance:
 
     def _fill(self, order: dict, price: float, t: int, qty: float, fee_rate: float) -> dict:
         """``qty`` of the order trades at ``price``: balances move, the order's executed
-        quantity grows (FILLED when nothing is left), the trade is recorded and returned."""
+        quantity grows (FILLED when nothing is left), the trade is recorded and returned.
+        The commission is taken from what the order receives, as Binance spot does ("Trading
+        fees are always charged in the asset you receive. For example, if you buy ETH/USDT,
+        the fee is paid in ETH. If you sell ETH/USDT, the fee is paid in USDT": Binance FAQ,
+        What is Binance Spot Trading Fee and How to Calculate), to 8 decimals (the
+        ``baseCommissionPrecision`` / ``quoteCommissionPrecision`` of exchangeInfo)."""
         base, quote = order["base"], order["quote"]
         remaining = order["qty"] - order["executed"]
         value = qty * price
-        fee = value * fee_rate
         if order["side"] == "BUY":
+            fee = round(qty * fee_rate, 8)
             share = order["locked"] * qty / remaining  # the funds held back for this part
             order["locked"] -= share
-            self.free[quote] = self.free.get(quote, 0.0) + share - value - fee
-            self.free[base] = self.free.get(base, 0.0) + qty
+            self.free[quote] = self.free.get(quote, 0.0) + share - value
+            self.free[base] = self.free.get(base, 0.0) + qty - fee
         else:
+            fee = round(value * fee_rate, 8)
             self.free[quote] = self.free.get(quote, 0.0) + value - fee
         order["executed"] = round(order["executed"] + qty, 12)
         order["quote_qty"] += value
         order["fee"] = order.get("fee", 0.0) + fee
+        order["last"] = (qty, price, fee)  # the last execution, as the order-update stream tells it
         order["update"] = t
         if order["executed"] >= order["qty"] - 1e-12:
             order.update(status="FILLED", locked=0.0)
         else:
             order["status"] = "PARTIALLY_FILLED"
-        trade = {"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "time": t, "id": next(self._ids)}
+        trade = {"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "asset": self.fee_asset(order),
+                 "time": t, "id": next(self._ids)}
         self.fills.append(trade)
         return trade
+
+    @staticmethod
+    def fee_asset(order: dict) -> str:
+        """The asset an order's commission is taken in: what it receives."""
+        return order["base"] if order["side"] == "BUY" else order["quote"]
 
     def _price_now(self, symbol: str) -> float:
         """The market now: the last trade, the close of the last closed candle (a trader acts
@@ -277,15 +291,15 @@ class FakeBinance:
         """Binance spot's executionReport, as the WebSocket API's user-data subscription sends it."""
         execution = {"NEW": "NEW", "FILLED": "TRADE", "PARTIALLY_FILLED": "TRADE",
                      "CANCELED": "CANCELED"}.get(o["status"], o["status"])
-        done = o["executed"] if execution == "TRADE" else 0.0
+        last_qty, last_price, last_fee = o.get("last", (0.0, 0.0, 0.0)) if execution == "TRADE" else (0.0, 0.0, 0.0)
         cancel = o["status"] == "CANCELED"
         return {"subscriptionId": 0, "event": {
             "e": "executionReport", "E": o["update"], "s": o["symbol"],
             "c": f"cancel-{o['id']}" if cancel else o["cid"], "S": o["side"], "o": o["type"], "f": "GTC",
             "q": f"{o['qty']:.8f}", "p": f"{o['price']:.8f}",
-            "P": "0.00000000", "x": execution, "X": o["status"], "r": "NONE", "i": o["id"], "l": f"{done:.8f}",
-            "z": f"{o['executed']:.8f}", "L": f"{(o['quote_qty'] / o['executed']) if done else 0.0:.8f}",
-            "n": f"{o.get('fee', 0.0) if done else 0.0:.8f}", "N": o["quote"] if done else None,
+            "P": "0.00000000", "x": execution, "X": o["status"], "r": "NONE", "i": o["id"], "l": f"{last_qty:.8f}",
+            "z": f"{o['executed']:.8f}", "L": f"{last_price:.8f}",
+            "n": f"{last_fee:.8f}", "N": self.fee_asset(o) if last_qty else None,
             "T": o["update"], "t": -1, "w": o["status"] in LIVE, "m": True, "O": o["time"],
             "Z": f"{o['quote_qty']:.8f}", "C": o["cid"] if cancel else ""}}
 
@@ -463,7 +477,7 @@ class FakeBinance:
         }
         if fills is not None:  # newOrderRespType FULL: the trades the order made on arrival
             out["fills"] = [{"price": f"{f['price']:.8f}", "qty": f"{f['qty']:.8f}",
-                             "commission": f"{f['fee']:.8f}", "commissionAsset": o["quote"], "tradeId": f["id"]}
+                             "commission": f"{f['fee']:.8f}", "commissionAsset": f["asset"], "tradeId": f["id"]}
                             for f in fills]
         return out
 
@@ -503,13 +517,15 @@ class FakeBinance:
             return _err(-2010, "Order would immediately match and take.")
         base, quote = symbol[:-4], symbol[-4:]
         locked = 0.0
-        if side == "BUY":
-            locked = price * qty * (1 + max(self.maker_fee, self.taker_fee))
+        if side == "BUY":  # holds back what it pays: its commission comes out of the coins bought
+            locked = price * qty
             if self.free.get(quote, 0.0) < locked - 1e-9:
+                self.short_of_funds.append(cid)
                 return _err(-2010, "Account has insufficient balance for requested action.")
             self.free[quote] -= locked
         else:
             if self.free.get(base, 0.0) < qty - 1e-12:
+                self.short_of_funds.append(cid)
                 return _err(-2010, "Account has insufficient balance for requested action.")
             self.free[base] -= qty
         now = self._now()

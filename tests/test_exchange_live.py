@@ -46,12 +46,13 @@ def test_rules_place_query_cancel_and_fills(fake):
         try:
             rules = await ex.market("BTC/USDT")
             assert (rules.tick, rules.lot, rules.min_notional) == (0.01, 1e-05, 5.0)
+            assert rules.fee_in_received  # Binance spot: a buy's commission is taken in the coins bought
             r = await ex.place(req("gdt-1-1"))
             assert r.status == xb.OPEN and r.client_order_id == "gdt-1-1" and r.qty == 0.001
             assert [o.client_order_id for o in await ex.open_orders("BTC/USDT")] == ["gdt-1-1"]
             sell = await ex.place(req("gdt-2-2", price=1.0e6, side="sell"))
             bal = await ex.balance()
-            assert bal.free["USDT"] == pytest.approx(10_000 - 15.0 * 1.001)
+            assert bal.free["USDT"] == pytest.approx(10_000 - 15.0)  # (its commission comes from the coins)
             assert bal.free["BTC"] == pytest.approx(0.099)
             c = await ex.cancel("BTC/USDT", sell)
             assert c.status == xb.CANCELED
@@ -62,6 +63,10 @@ def test_rules_place_query_cancel_and_fills(fake):
             assert got.status == xb.CLOSED and got.filled == 0.001
             assert got.average == pytest.approx(float(fake.candles["BTCUSDT"][100, 1]))
             assert above.id == got.id
+            # the placement's answer (FULL) tells the commission, in BTC; a lookup tells none
+            assert above.fee_told and above.fee == 0.0 and above.fee_base == pytest.approx(1e-6)
+            assert not got.fee_told and got.fee_base == pytest.approx(1e-6)
+            assert (await ex.balance()).free["BTC"] == pytest.approx(0.1 + 0.001 - 1e-6, abs=1e-12)
         finally:
             await ex.close()
     run(go())
@@ -222,7 +227,10 @@ def test_candles_and_our_order_updates_come_on_the_streams(fake):
         await until(lambda: seen("gd1-ws-buy", xb.CLOSED))
         fill, want = seen("gd1-ws-buy", xb.CLOSED), fake.fills[-1]
         assert fill.filled == pytest.approx(0.002) and want["cid"] == "gd1-ws-buy"
-        assert fill.average == pytest.approx(want["price"]) and fill.fee == pytest.approx(want["fee"])
+        assert fill.average == pytest.approx(want["price"])
+        # each message tells its execution's commission (ccxt keeps them as the order's trades):
+        # Binance spot takes a buy's in the coins bought
+        assert fill.fee_told and fill.fee == 0.0 and fill.fee_base == pytest.approx(want["fee"]) and want["fee"] > 0
         await ex.cancel("BTC/USDT", far)
         await until(lambda: seen("gd1-ws-far", xb.CANCELED))
         for r in readers:

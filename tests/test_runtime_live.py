@@ -374,6 +374,39 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(fak
     assert any(parts.count(cid) > 1 for cid in set(parts))
 
 
+def test_a_buys_commission_taken_in_coins_leaves_every_sell_its_coins_and_the_books_exact(fake, tmp_path):
+    """Binance spot takes a buy's commission from the coins bought. The account holds no BTC
+    but the grid's: each buy goes out a lot or so larger, so that what it leaves covers its
+    level's sell; no sell is ever refused for want of coins, the books hold the exchange's
+    balances to the satoshi-lot and the cent, and the journal holds each commission as the
+    exchange took it. (Before: the books took every commission in USDT; each sell asked for
+    coins the account did not have, was refused, and the system paused itself.)"""
+    trader = live_trader(fake, tmp_path)
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        for _ in range(120):
+            fake.advance()
+            await trader.poll()
+        await trader.adapter.close()
+
+    asyncio.run(go())
+    ours = [o for o in fake.our_orders(f"gd{trader.cfg.id}-") if o["executed"] > 0]
+    sells = [o for o in ours if o["side"] == "SELL"]
+    assert len(sells) >= 10 and fake.short_of_funds == [] and not trader.refusals
+    assert not trader.risk.status("live").paused
+    fills, _ = read_jsonl(trader.journal_path)
+    in_coins = sum(r.get("fee_base", 0.0) for r in fills if r["type"] == "fill")
+    assert in_coins == pytest.approx(sum(f["fee"] for f in fake.fills if f["asset"] == "BTC"), rel=1e-9)
+    assert in_coins > 0
+    assert_invariants(trader, fake)
+    books = trader.strategy.books(1.0)
+    held = fake.free.get("BTC", 0.0) + sum(o["qty"] - o["executed"] for o in fake.open_orders_of()
+                                          if o["side"] == "SELL")
+    assert books["position"] == pytest.approx(held, abs=1e-9)  # to the coin, not only within a lot
+
+
 def test_a_refused_order_backs_off_and_the_system_pauses_itself_with_the_reason(fake, tmp_path):
     """The account holds 300 USDT for a 10,000 grid: the exchange refuses most buys for want of
     balance (-2010). Each refused order is tried again after 1, 2, 4 candles (never at every

@@ -57,6 +57,10 @@ class MarketRules:
     min_notional: float = 0.0
     base: str = ""
     quote: str = ""
+    # The commission is taken from what an order receives (Binance spot: "trading fees are always
+    # charged in the asset you receive", a buy pays it in the base asset): a buy of q leaves q less
+    # its fee in the account.
+    fee_in_received: bool = False
 
     def round_price(self, price: float, side: str) -> float:
         """To the tick, never to a worse price for us: buys down, sells up."""
@@ -66,10 +70,11 @@ class MarketRules:
         steps = math.floor(steps + 1e-9) if side == "buy" else math.ceil(steps - 1e-9)
         return round(steps * self.tick, 12)
 
-    def round_qty(self, qty: float) -> float:
+    def round_qty(self, qty: float, up: bool = False) -> float:
         if self.lot <= 0:
             return qty
-        return round(math.floor(qty / self.lot + 1e-9) * self.lot, 12)
+        steps = math.ceil(qty / self.lot - 1e-9) if up else math.floor(qty / self.lot + 1e-9)
+        return round(steps * self.lot, 12)
 
     def check(self, price: float, qty: float) -> str:
         """'' when an order of this price and size is acceptable, else the reason."""
@@ -104,10 +109,12 @@ class OrderReport:
     qty: float
     filled: float
     average: float  # average fill price (0 when nothing filled)
-    fee: float  # in quote currency
+    fee: float  # the commission taken in the quote currency
     status: str  # open | closed | canceled | rejected | expired
     timestamp: int = 0  # ms
     position: str = ""  # hedge mode: long | short
+    fee_base: float = 0.0  # the commission taken in the base asset (a spot buy on Binance), base units
+    fee_told: bool = True  # the exchange said what it charged (False: ``fee`` / ``fee_base`` are our schedule's)
 
     @property
     def remaining(self) -> float:

@@ -87,14 +87,36 @@ _STATUS = {"open": b.OPEN, "closed": b.CLOSED, "canceled": b.CANCELED, "cancelle
            "rejected": b.REJECTED, "expired": b.EXPIRED}
 
 
-def report_from_ccxt(o: dict, fee_rate: float = 0.0) -> b.OrderReport:
+QUOTES = (None, "USDT", "USDC", "BUSD", "FDUSD")
+
+
+def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None = None) -> b.OrderReport:
+    """Our report of a ccxt order. The commission is what the exchange says it took, when its
+    trades in the report cover all the order filled (Binance's answer to a placement, FULL):
+    in the quote, or in the base asset where ``rules.fee_in_received`` and the order bought.
+    (ccxt keeps the executions an order-update stream tells as the order's trades too.)
+    Otherwise (an order lookup carries no commission) it is our schedule's ``fee_rate`` taken
+    where the exchange takes it, marked ``fee_told=False``. A commission in a
+    third asset (BNB) is not ours to book: it leaves the trade's quote untouched."""
     info = o.get("info") or {}
     filled = float(o.get("filled") or 0.0)
     average = float(o.get("average") or 0.0) or (float(o.get("price") or 0.0) if filled else 0.0)
-    fee = o.get("fee") or {}
-    fee_cost = float(fee.get("cost") or 0.0) if fee.get("currency") in (None, "USDT", "USDC", "BUSD") else 0.0
-    if not fee and filled:
-        fee_cost = filled * average * fee_rate  # the exchange did not say: our schedule
+    base = rules.base if rules is not None else ""
+    trades = o.get("trades") or []
+    told = not filled or (bool(trades) and abs(sum(float(x.get("amount") or 0.0) for x in trades) - filled)
+                          <= 1e-9 * filled)
+    fee_cost = fee_base = 0.0
+    for f in (o.get("fees") or ([o["fee"]] if o.get("fee") else [])) if told else ():
+        cost = float(f.get("cost") or 0.0)
+        if base and f.get("currency") == base:
+            fee_base += cost
+        elif f.get("currency") in QUOTES:
+            fee_cost += cost
+    if not told:
+        if rules is not None and rules.fee_in_received and o.get("side") == "buy":
+            fee_base = filled * fee_rate
+        else:
+            fee_cost = filled * average * fee_rate
     return b.OrderReport(
         id=str(o.get("id") or ""), client_order_id=str(o.get("clientOrderId") or ""), symbol=o.get("symbol", ""),
         side=o.get("side", ""), type="stop" if _STOP_MARKET in (info.get("orderType"), info.get("origType"))
@@ -103,7 +125,7 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0) -> b.OrderReport:
         qty=float(o.get("amount") or 0.0), filled=filled, average=average, fee=fee_cost,
         status=_STATUS.get(o.get("status") or "", b.OPEN),
         timestamp=int(o.get("lastTradeTimestamp") or o.get("timestamp") or 0),
-        position=_POSITIONS.get(str(info.get("positionSide", "")), ""),
+        position=_POSITIONS.get(str(info.get("positionSide", "")), ""), fee_base=fee_base, fee_told=told,
     )
 
 
@@ -177,15 +199,19 @@ class CcxtExchange:
     async def market(self, symbol: str) -> b.MarketRules:
         await self._load()
         try:
-            m = self.client.market(symbol)
+            return self._rules(self.client.market(symbol), symbol)
         except Exception as exc:
             raise map_error(exc, self._secrets) from None
+
+    @staticmethod
+    def _rules(m: dict, symbol: str = "") -> b.MarketRules:
         prec, lim = m.get("precision") or {}, m.get("limits") or {}
-        return b.MarketRules(symbol=symbol, tick=float(prec.get("price") or 0.0),
+        return b.MarketRules(symbol=symbol or m["symbol"], tick=float(prec.get("price") or 0.0),
                              lot=float(prec.get("amount") or 0.0),
                              min_qty=float((lim.get("amount") or {}).get("min") or 0.0),
                              min_notional=float((lim.get("cost") or {}).get("min") or 0.0),
-                             base=m.get("base", ""), quote=m.get("quote", ""))
+                             base=m.get("base", ""), quote=m.get("quote", ""),
+                             fee_in_received=bool(m.get("spot")) and m.get("feeSide") == "get")
 
     async def symbols(self) -> list[str]:
         """The exchange's active markets of this adapter's kind (spot, or linear perpetuals)."""
@@ -262,7 +288,9 @@ class CcxtExchange:
         return r.type, r.side, r.qty, (r.price if r.type == "limit" else None), params
 
     def _report(self, o: dict) -> b.OrderReport:
-        return report_from_ccxt(o, self.fee_rate if o.get("type") == "limit" else self.taker_rate)
+        m = self.client.markets.get(o.get("symbol") or "") if self._markets_loaded else None
+        rules = self._rules(m) if m else None
+        return report_from_ccxt(o, self.fee_rate if o.get("type") == "limit" else self.taker_rate, rules)
 
     async def _lookup(self, r: b.OrderRequest) -> b.OrderReport | None:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,11 @@ async def _breathe(i: int, every: int = 8) -> None:
     waiting, and a grid of 40 orders laid in one go would hold the loop (and the GUI on it)."""
     if i % every == every - 1:
         await asyncio.sleep(0)
+
+
+def _as_dict(trade) -> dict:
+    """A trade record (a kernel's TRADE_DTYPE row, or a dict) as a dict."""
+    return {n: trade[n] for n in trade.dtype.names} if hasattr(trade, "dtype") else dict(trade)
 
 
 def account_value(balance: xb.Balance, quote: str, prices: dict[str, float]) -> float:
@@ -367,15 +373,30 @@ class Trader:
         ts = r.timestamp
         t = ts - ts % self.tf if ts else self.last_time + self.tf
         trade = self.strategy.on_fill(o.key, bar, t, r.average) if self.strategy is not None and full else None
-        if trade is not None and o.taker:
-            self.strategy.as_taker(r.filled * r.average)  # (the level's fill is booked as a maker's)
+        booked = None  # (quantity, fee) the strategy booked
+        if trade is not None:
+            # (the level's fill is booked as a maker's)
+            extra = self.strategy.as_taker(r.filled * r.average) if o.taker else 0.0
+            booked = None if self.perpetual else (float(trade["qty"]), float(trade["fee"]) + extra)
         if trade is None and hasattr(self.strategy, "on_stray_fill"):
             trade = self.strategy.on_stray_fill(o.position, o.role, "market" if o.taker else o.type, o.reduces,
                                                 r.filled, bar, t, r.average)
             if trade is not None:
+                booked = (r.filled, trade["fee"]) if not self.perpetual else None
                 self._log("fill_apart_from_grid", cid=o.cid, note=f"{why}; booked apart from its levels")
         if trade is None:
             self._log("fill_outside_grid", cid=o.cid, note=f"{why}; kept outside its books")
+        elif booked is not None:  # a spot account's books follow what the exchange moved
+            rate = booked[1] / (booked[0] * r.average)  # (the books' fee rate: maker, or taker)
+            if r.fee_told:
+                fee, fee_base = r.fee, r.fee_base
+            elif o.side == "buy" and self.rules.fee_in_received:
+                fee, fee_base = 0.0, r.filled * rate
+            else:
+                fee, fee_base = r.filled * r.average * rate, 0.0
+            trade = _as_dict(trade)
+            trade.update(self.strategy.settle(o.side, *booked, trade["pnl"], r.filled, r.average, fee, fee_base))
+            r = replace(r, fee=fee, fee_base=fee_base)
         self._journal_fill(o, r, bar, trade, partial=not full)
 
     def _journal_fill(self, o, r: xb.OrderReport, bar: int, trade, partial: bool = False) -> None:
@@ -384,6 +405,8 @@ class Trader:
         rec = {"type": "fill", "system": self.cfg.name, "cid": o.cid, "side": o.side, "role": o.role,
                "level": o.level, "price": r.average, "qty": r.filled, "fee": r.fee, "bar": bar,
                "time": r.timestamp, "partial": partial}
+        if r.fee_base:
+            rec["fee_base"] = r.fee_base
         if trade is not None:
             rec.update(pnl=float(trade["pnl"]), cash=float(trade["cash"]), position=float(trade["position"]),
                        grid_fee=float(trade["fee"]))
@@ -499,7 +522,8 @@ class Trader:
             if refused and bar < refused[1]:
                 continue  # refused before: waits out its backoff
             price = self.rules.round_price(d.price, d.side) if d.type in ("limit", "stop") else d.price
-            qty = self.rules.round_qty(d.qty)
+            taker = self._crosses(d.type, d.side, price, close)
+            qty = self._order_qty(d, taker)
             intent = OrderIntent(self.cfg.name, sym, d.side, price, qty, reduces=d.reduces, client_order_id=cid,
                                  type=d.type)
             decision = self.risk.check(intent, market)
@@ -517,8 +541,7 @@ class Trader:
                 self.risk.set_exposure(sym, exposure, self.cfg.name)
             if o is None:
                 o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar,
-                                                  position=d.position, reduces=d.reduces,
-                                                  taker=self._crosses(d.type, d.side, price, close)))
+                                                  position=d.position, reduces=d.reduces, taker=taker))
             batch.append(o)
         if batch:
             for o in batch:
@@ -553,6 +576,17 @@ class Trader:
         # through the strategy, which makes the same decisions on them.
         if self.book.changes != self._saved[0] or time.monotonic() - self._saved[1] > SAVE_EVERY_SECONDS:
             await self._save()
+
+    def _order_qty(self, d, taker: bool) -> float:
+        """The quantity to send for the strategy's order ``d``. Where the exchange takes a buy's
+        commission from the coins bought (Binance spot), a spot buy asks for enough more (up to
+        the next lot) that what it leaves in the account covers the level's sell; what it leaves
+        beyond is booked as leftover inventory (``settle``)."""
+        if d.side == "buy" and self.rules.fee_in_received and not self.perpetual and not d.reduces:
+            p = self.strategy.params
+            rate = p.taker_fee if taker or d.type != "limit" else p.fee
+            return self.rules.round_qty(d.qty / (1.0 - rate), up=True)
+        return self.rules.round_qty(d.qty)
 
     def _crosses(self, otype: str, side: str, price: float, close: float) -> bool:
         """A live limit order priced through the market (a buy at or above the last trade) trades

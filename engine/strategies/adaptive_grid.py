@@ -438,12 +438,14 @@ class AdaptiveGridRunner:
             raise RuntimeError("adaptive grid: trade log full (a bug)")
         return self._summary()
 
-    def as_taker(self, value: float) -> None:
+    def as_taker(self, value: float) -> float:
         """A limit order of ``value`` booked at the maker fee traded at once when it arrived
-        (it crossed the market): the exchange charged the taker fee."""
+        (it crossed the market): the exchange charged the taker fee. Returns what more it
+        charged."""
         extra = value * (self.params.taker_fee - self.params.maker_fee)
         self.F[ag._CASH] -= extra
         self.money[ag.M_FEES] += extra
+        return extra
 
     def liquidated(self, s: int, bar: int, t: int) -> dict:
         """The exchange liquidated side ``s`` (0 long, 1 short): its isolated margin is lost."""

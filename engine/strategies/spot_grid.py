@@ -325,33 +325,77 @@ class SpotGridRunner:
         pnl = -fee
         if not reduces:
             F[k._CASH] -= value + fee
-            F[k._POS] += qty
-            F[k._COSTT] += value + fee
-            money[k.M_DUST_QTY] += qty
-            money[k.M_DUST_COST] += value + fee
+            self._to_leftover(qty, value + fee)
         else:
-            pos = float(F[k._POS])
-            cost = float(F[k._COSTT]) * min(qty / pos, 1.0) if pos > 0 else 0.0
-            dq = float(money[k.M_DUST_QTY])
-            take = min(qty, dq)
-            if take > 0:
-                money[k.M_DUST_COST] -= money[k.M_DUST_COST] * take / dq
-                money[k.M_DUST_QTY] = dq - take
-            pnl = value - fee - cost
+            pnl = value - fee - self._from_position(qty)
             F[k._CASH] += value - fee
-            F[k._POS] = pos - qty
-            F[k._COSTT] -= cost
             money[k.M_REALIZED] += pnl
         money[k.M_FEES] += fee
         money[k.M_TURNOVER] += value
         return {"pnl": pnl, "cash": float(F[k._CASH]), "position": float(F[k._POS]), "fee": fee}
 
-    def as_taker(self, value: float) -> None:
+    def settle(self, side: str, booked_qty: float, booked_fee: float, pnl: float, filled: float, price: float,
+               fee: float, fee_base: float) -> dict:
+        """A fill the books took as ``booked_qty`` at ``price`` for ``booked_fee`` (quote), made
+        what the exchange did: it traded ``filled`` and took ``fee`` in the quote and
+        ``fee_base`` in coins. Coins it left beyond the books (a buy sent larger to pay its
+        commission in coins) join the leftover inventory at the fill's price; coins it took
+        beyond them leave the position as if sold at ``price``; the commission's difference is
+        a cost at once. Returns the trade's pnl, fee, cash and position after it."""
+        F, money = self.arrays["F"], self.arrays["money"]
+        sign = 1.0 if side == "buy" else -1.0
+        dq = filled - booked_qty
+        d_fee = fee + fee_base * price - booked_fee
+        if abs(dq) <= 1e-9 * booked_qty:
+            dq = 0.0  # (the same quantity, written another way: a paper exchange's, the books' own)
+        if abs(d_fee) <= 1e-12 * filled * price:
+            d_fee = 0.0
+        if dq == 0.0 and d_fee == 0.0 and fee_base == 0.0:
+            return {"pnl": pnl, "fee": booked_fee, "cash": float(F[k._CASH]), "position": float(F[k._POS])}
+        d_pos = sign * dq - fee_base
+        F[k._CASH] -= sign * dq * price + d_fee - fee_base * price
+        money[k.M_FEES] += d_fee
+        money[k.M_REALIZED] -= d_fee
+        pnl -= d_fee
+        if d_pos > 0:
+            self._to_leftover(d_pos, d_pos * price)
+        elif d_pos < 0:
+            gain = -d_pos * price - self._from_position(-d_pos)
+            money[k.M_REALIZED] += gain
+            pnl += gain
+        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(F[k._CASH]), "position": float(F[k._POS])}
+
+    def _to_leftover(self, qty: float, cost: float) -> None:
+        """``qty`` coins no slot holds join the position and the leftover inventory at ``cost``."""
+        F, money = self.arrays["F"], self.arrays["money"]
+        F[k._POS] += qty
+        F[k._COSTT] += cost
+        money[k.M_DUST_QTY] += qty
+        money[k.M_DUST_COST] += cost
+
+    def _from_position(self, qty: float) -> float:
+        """``qty`` coins leave the books: from the leftover inventory first (its average cost
+        leaves with them), the position at the books' average cost. Returns that cost."""
+        F, money = self.arrays["F"], self.arrays["money"]
+        pos = float(F[k._POS])
+        cost = float(F[k._COSTT]) * min(qty / pos, 1.0) if pos > 0 else 0.0
+        dq = float(money[k.M_DUST_QTY])
+        take = min(qty, dq)
+        if take > 0:
+            money[k.M_DUST_COST] -= money[k.M_DUST_COST] * take / dq
+            money[k.M_DUST_QTY] = dq - take
+        F[k._POS] = pos - qty
+        F[k._COSTT] -= cost
+        return cost
+
+    def as_taker(self, value: float) -> float:
         """A limit order of ``value`` booked by ``on_fill`` at the maker fee traded at once when
-        it arrived (it crossed the market): the exchange charged the taker fee."""
+        it arrived (it crossed the market): the exchange charged the taker fee. Returns what
+        more it charged."""
         extra = value * (self.params.taker_fee - self.params.fee)
         self.arrays["F"][k._CASH] -= extra
         self.arrays["money"][k.M_FEES] += extra
+        return extra
 
     def decide(self, bar: int, close: float, ind: dict) -> None:
         self._allocate()
