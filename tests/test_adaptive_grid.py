@@ -81,6 +81,30 @@ def test_liquidation_at_the_expected_price_and_bar():
     assert r["counters"]["liquidations"] == 1
 
 
+@pytest.mark.parametrize("case", ["stop beyond", "grid buy beyond", "grid buy that would move it past the low"])
+def test_the_liquidation_comes_first_on_the_bars_path(case):
+    """The exchange liquidates as the price reaches the liquidation price: a stop or a grid buy
+    beyond it never fills (the side's orders are cancelled), and a grid buy beyond it cannot
+    move the average and the liquidation price past the bar's low. One lot of 3% x 10,000 at
+    99.9: at 10x 30 BTC, liquidation 90.2711 (the test above); at 50x 150 BTC with 299.7
+    margin, liquidation (150 x 99.9 - 299.7) / (150 x 0.996) = 98.2952. (Before: the stop
+    filled at 89.9 for a loss of 300 > the margin, no liquidation; the buy at 94.9 filled and
+    both margins were lost; the buy at 96.9 moved the liquidation to 96.82, under the low of
+    96.85, and the liquidation was missed.)"""
+    lev, atr, levels, low, kw = {
+        "stop beyond": (10.0, 1.0, 1, 89.0, {"stop_m": 10.0}),  # its stop at 99.9 - 10 x ATR = 89.9
+        "grid buy beyond": (50.0, 5.0, 3, 94.0, {}),  # levels 99.9, 94.9, 89.9
+        "grid buy that would move it past the low": (50.0, 3.0, 3, 96.85, {})}[case]  # levels 99.9, 96.9...
+    c = bars(flat(100), (100, 100, 99.9, 99.95), (99.95, 100, low, 99.0))
+    r = run(c, leverage=lev, levels=levels, no_short=1, atr=atr, **kw)
+    t = r["trades"]
+    qty = 3e-2 * 10_000 * lev / 100
+    liq = (qty * 99.9 - 299.7) / (qty * 0.996)
+    assert labels(r) == ["BUY_OPEN_LONG", "LIQUIDATION"]
+    assert t["bar"].tolist() == [1, 2] and np.isclose(t["price"][1], liq) and np.isclose(t["pnl"][1], -299.7)
+    assert np.isclose(r["equity"][2], 10_000 - 299.7) and r["counters"]["liquidations"] == 1
+
+
 def test_liquidation_price_walks_up_the_tiers():
     # 100 BTC at 50,000 with 500,000 margin: 5M notional is tier 4 (1%, 12,000); the price found
     # there, 45,333, keeps the notional (4.5M) in tier 4

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.data import load_funding
-from engine.exchange.base import MarketRules
+from engine.exchange.base import CANCELED, MarketRules, OrderRequest
 from engine.exchange.paper import PaperPerpExchange
 from engine.exchange.replay import ReplaySource
 from engine.kernels import adaptive_grid as ag
@@ -86,6 +86,34 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(c)}
     assert set(resting) == set(wanted) == {o.cid for o in trader.book.live()}
     assert all(resting[k].position == d.position and resting[k].type == d.type for k, d in wanted.items())
+
+
+@pytest.mark.parametrize("beyond", ["stop", "grid buy"])
+def test_the_paper_perpetual_liquidates_before_any_order_beyond_the_liquidation_price(beyond):
+    """As the backtest walks a bar (test_adaptive_grid: the liquidation first on the bar's
+    path): a long of 150 BTC at 99.9 with 299.7 margin (50x) is liquidated at 98.2952 on the
+    way down to 94; its stop at 96 and a grid buy at 94.9, both beyond it, never fill: the
+    exchange cancels the liquidated position's orders. (Before: both filled, then the
+    liquidation: the buy doubled the margin lost; the stop lost more than the margin.)"""
+    rules = MarketRules("BTC/USDT:USDT", 0.1, 0.001, 0.0, 0.0, "BTC", "USDT")
+    ex = PaperPerpExchange(None, rules, quote=10_000.0, leverage=50.0, tiers=load_tiers(), maker_fee=0.0,
+                           taker_fee=0.0, slippage=0.0)
+
+    async def go():
+        await ex.place(OrderRequest("BTC/USDT:USDT", "buy", "limit", 150.0, 99.9, "open", "long"))
+        first = ex.on_candle(0, 100.0, 100.0, 99.9, 99.95)
+        assert [r.client_order_id for r in first] == ["open"] and ex.pos["long"][0] == 150.0
+        assert ex.liquidation_price("long") == pytest.approx((150 * 99.9 - 299.7) / (150 * 0.996))
+        if beyond == "stop":
+            await ex.place(OrderRequest("BTC/USDT:USDT", "sell", "stop", 150.0, 96.0, "stop", "long"))
+        else:
+            await ex.place(OrderRequest("BTC/USDT:USDT", "buy", "limit", 150.0, 94.9, "buy", "long"))
+        return ex.on_candle(1, 99.95, 100.0, 94.0, 99.0)
+
+    fills = asyncio.run(go())
+    assert fills == [] and ex.pos["long"] == [0.0, 0.0, 0.0]
+    assert ex.quote_total == pytest.approx(10_000.0 - 299.7)  # the margin lost, nothing more
+    assert ex.orders["stop" if beyond == "stop" else "buy"].status == CANCELED
 
 
 def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, funding, tmp_path):

@@ -191,8 +191,8 @@ class PaperPerpExchange(PaperExchange):
 
     The candle is matched the way the adaptive-grid backtest walks it (GRID_SEMANTICS.md):
     funding at the open, market orders at the open, then the leg to the low (long openings,
-    short take-profits and long stops, in price order from the open; then the long position's
-    liquidation) and the leg to the high, mirrored; the leg nearer the open first."""
+    short take-profits, long stops and the long position's liquidation, in price order from
+    the open) and the leg to the high, mirrored; the leg nearer the open first."""
 
     def __init__(self, source, rules: MarketRules | None, *, quote: float, leverage: float, tiers,
                  maker_fee: float = -0.00005, taker_fee: float = 0.0002, slippage: float = 0.0005,
@@ -266,18 +266,24 @@ class PaperPerpExchange(PaperExchange):
                     order = 0 if self._opens(x) else (2 if x.type == "stop" else 1)
                     rank.append(((-x.price if down else x.price), order, x))
             for _, _, x in sorted(rank, key=lambda r: (r[0], r[1])):
+                self._liquidate_before(leg, x.price)
                 if x.status != OPEN:
                     continue  # cancelled by a liquidation, or nothing left to reduce
                 px = min(o, x.price) if down else max(o, x.price)
                 if x.type == "stop":
                     px = px * (1 - self.slippage) if down else px * (1 + self.slippage)
                 self._fill(x, px, t, out)
-            p = self.pos[leg]
-            if p[0] > 0:
-                liq = self.liquidation_price(leg)
-                if (lo <= liq) if down else (h >= liq):
-                    self._liquidate(leg, t)
+            self._liquidate_before(leg, lo if down else h)
         return out
+
+    def _liquidate_before(self, leg: str, price: float) -> None:
+        """On the leg towards ``price`` (the long side's fall, the short side's rise), the
+        exchange liquidates the side as soon as its liquidation price is reached: before any
+        order at that price or beyond (its liquidation price moves with each of its fills)."""
+        if self.pos[leg][0] > 0:
+            liq = self.liquidation_price(leg)
+            if (price <= liq) if leg == "long" else (price >= liq):
+                self._liquidate(leg)
 
     def _fill(self, x: OrderReport, price: float, t: int, out: list) -> None:
         p = self.pos[x.position]
@@ -304,12 +310,13 @@ class PaperPerpExchange(PaperExchange):
         x.filled, x.average, x.fee, x.status, x.timestamp = qty, price, fee, CLOSED, t + len(out)
         out.append(_copy(x))
 
-    def _liquidate(self, side: str, t: int) -> None:
-        """The position is closed by the exchange, its isolated margin lost, the orders that
-        would have reduced it cancelled."""
+    def _liquidate(self, side: str) -> None:
+        """The position is closed by the exchange, its isolated margin lost, and its open
+        orders cancelled ("during the liquidation process, all open orders are immediately
+        canceled": Binance futures, Liquidation Protocol)."""
         self.pos[side] = [0.0, 0.0, 0.0]
         for x in self.orders.values():
-            if x.status == OPEN and x.position == side and not self._opens(x):
+            if x.status == OPEN and x.position == side:
                 x.status = CANCELED
 
     # -- persistence -------------------------------------------------------------------------

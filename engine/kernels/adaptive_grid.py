@@ -680,9 +680,12 @@ def _bests(p, L, G, I):
 @njit(cache=True, nogil=True, inline="always")
 def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
     """One leg of a bar: s = LONG is the fall from the open to ``extreme`` (the low): long
-    buys, short take-profits and long stops in falling price order, then the long side's
-    liquidation; s = SHORT is the rise to the high, mirrored. Lots opened during this bar
-    cannot take profit in it."""
+    buys, short take-profits, long stops and the long side's liquidation, in falling price
+    order (the liquidation first at a price it shares: the exchange liquidates as the mark
+    reaches it); s = SHORT is the rise to the high, mirrored. The liquidation price moves with
+    every fill of the side, so it is looked at again before each event. A liquidated side's
+    orders are cancelled (Binance cancels a liquidated position's open orders): its grid opens
+    nothing more in this leg. Lots opened during this bar cannot take profit in it."""
     other = 1 - s
     sign = 1.0 if s == LONG else -1.0  # prices fall (long leg) or rise (short leg)
     ok = True
@@ -710,10 +713,16 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
                 (F[_TRIG1_S] if stage == 0 else F[_TRIG2_S])
             if sign * (trig - extreme) >= 0.0 and sign * trig > best:
                 best, kind, idx = sign * trig, 2, stage + 1
+            liq = F[_LIQ_L] if s == LONG else F[_LIQ_S]
+            if sign * (liq - extreme) >= 0.0 and sign * liq >= best:
+                best, kind = sign * liq, 3
         if kind < 0:
             break
         px = sign * best
-        if kind == 0:
+        if kind == 3:
+            ok = _liquidate(s, i, t, p, L, G, F, I, trades, counters, money, tiers) and ok
+            done_j = p.levels
+        elif kind == 0:
             fill = min(o, px) if s == LONG else max(o, px)
             G[s, idx, _GA] = 0.0
             done_j = idx
@@ -726,9 +735,6 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
         else:
             fill = (min(o, px) * (1.0 - p.slippage)) if s == LONG else (max(o, px) * (1.0 + p.slippage))
             ok = on_stop_fill_nb(s, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
-    liq = F[_LIQ_L] if s == LONG else F[_LIQ_S]
-    if (F[_QTY_L] if s == LONG else F[_QTY_S]) > 0.0 and sign * (liq - extreme) >= 0.0:
-        ok = _liquidate(s, i, t, p, L, G, F, I, trades, counters, money, tiers) and ok
     return ok
 
 
