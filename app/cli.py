@@ -234,6 +234,8 @@ def format_report(result, candles, load_s: float) -> str:
         f"{c['refused_balance']:,} for balance",
     ]
     if result.strategy == "hedged-grid":
+        lines.append(f"  hedge funding     {c['funding_settlements']:,} settlements, {c['funding_defaulted']:,} "
+                     "without a rate in a funding file (paid at the default)")
         lines.append(f"  hedge             PnL {m['hedge_pnl']:,.2f} (funding {m['hedge_funding']:,.2f}), "
                      f"{c['hedge_opens']} opened, {c['hedge_scales']} scaled, {c['hedge_closes']} closed, "
                      f"{c['hedge_liquidations']} liquidated")
@@ -286,7 +288,7 @@ def format_perp_report(result, candles, load_s: float, funding) -> str:
         f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])} (trading from bar {result.start_bar})",
         f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
         f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
-        f"  funding     {_funding_source(funding, cfg)}",
+        f"  funding     {_funding_source(funding, cfg, c)}",
         "",
         f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
         f"   buy & hold {_pct(m['buy_hold_return'])}",
@@ -309,10 +311,13 @@ def format_perp_report(result, candles, load_s: float, funding) -> str:
     return "\n".join(lines)
 
 
-def _funding_source(funding, cfg) -> str:
+def _funding_source(funding, cfg, c) -> str:
+    """Where the funding came from, and how many settlements had a rate there."""
+    n, missing = c["funding_settlements"], c["funding_defaulted"]
     if funding is not None:
-        return f"from {funding.source}"
-    return f"synthetic {cfg['funding_rate'] * 100:g}% per 8h"
+        told = f"from {funding.source}: {n:,} settlements, {missing:,} defaulted"
+        return told + (f" (paid at the default {cfg['funding_rate'] * 100:g}%: no rate in the file)" if missing else "")
+    return f"synthetic {cfg['funding_rate'] * 100:g}% per 8h: {n:,} settlements"
 
 
 def _timings_line(load_s: float, t: dict) -> str:

@@ -12,7 +12,7 @@ from engine.data import Candles, FundingRates
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels import spot_grid as sg
-from engine.kernels.perp import funding_rates_on_bars_nb, load_tiers
+from engine.kernels.perp import funding_counts, funding_on_bars, load_tiers
 from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import SpotGridConfig, build_params, initial_levels
 
@@ -199,11 +199,11 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     if hedged:
         ema = ind.ema_nb(candles.close, int(cfg.ema_period))
         rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))
-        funding_per_bar, _ = funding_rates_on_bars_nb(candles.time, candles.timeframe_ms, rate_time, rate,
-                                                      float(cfg.funding_rate))
+        funding_per_bar, settled, defaulted = funding_on_bars(candles.time, rate_time, rate, float(cfg.funding_rate))
         tiers = load_tiers(cfg.tiers)
     else:
         ema, funding_per_bar, tiers = atr, np.zeros(n), _NO_TIERS
+        settled = defaulted = np.zeros(n, dtype=np.int64)
     timings["indicators"] = _time.perf_counter() - t0
     params = build_params(cfg, float(candles.close[start]), start)
     t1 = _time.perf_counter()
@@ -244,7 +244,8 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
         cash=cash,
         position=position,
         cost=cost,
-        counters={name: int(v) for name, v in zip(sg.COUNTER_NAMES, counters, strict=True)},
+        counters={**{name: int(v) for name, v in zip(sg.COUNTER_NAMES, counters, strict=True)},
+                  **funding_counts(settled, defaulted, start, funding is not None)},
         money={
             "realized": float(money[sg.M_REALIZED]),
             "grid_profit": float(money[sg.M_GRID_PROFIT]),

@@ -7,10 +7,10 @@ from conftest import FUNDING, shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.data import Candles, load_funding
+from engine.data import Candles, load_candles, load_funding
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
-from engine.kernels.perp import funding_rates_on_bars_nb, liquidation_price_nb, load_tiers
+from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 
 TF = 15 * 60_000
@@ -120,21 +120,53 @@ def test_funding_is_paid_at_the_three_settlements_only():
     t = np.arange(0, day + 1, TF, dtype=np.int64)  # 00:00 .. next 00:00
     rate_time = np.array([0, 8, 16, 24], dtype=np.int64) * 3_600_000
     rate = np.array([0.0001, 0.0002, -0.0003, 0.0004])
-    per_bar, count = funding_rates_on_bars_nb(t, TF, rate_time, rate, 0.0)
+    per_bar, count, _ = funding_on_bars(t, rate_time, rate, 0.0)
     paid_at = (t[count > 0] // 3_600_000).tolist()
     assert paid_at == [8, 16, 24] and per_bar[count > 0].tolist() == [0.0002, -0.0003, 0.0004]
     # a gap over 16:00 pays that settlement at the first bar after it; a missing rate uses the default
     gap_t = np.r_[t[:60], t[70:]]
-    per_bar, count = funding_rates_on_bars_nb(gap_t, TF, rate_time[:3], rate[:3], 0.00007)
+    per_bar, count, _ = funding_on_bars(gap_t, rate_time[:3], rate[:3], 0.00007)
     assert (gap_t[count > 0] // TF).tolist() == [32, 70, 96] and per_bar[count > 0][-1] == 0.00007
     # in the kernel: a long of 30 BTC pays rate x 30 x the open price at each settlement
     n = 4 * 32 + 1
     c = bars(flat(100), (100, 100, 99.9, 99.95), *[flat(99.95)] * (n - 2))
-    fr, fc = funding_rates_on_bars_nb(c.time, TF, rate_time, rate, 0.0)
+    fr, fc, _ = funding_on_bars(c.time, rate_time, rate, 0.0)
     r = run(c, leverage=10.0, levels=1, no_short=1, funding=(fr, fc))
     assert r["counters"]["funding_events"] == 4  # 08:00, 16:00, 00:00 and 08:00 of the next day
     paid = 30 * 99.95 * (0.0002 - 0.0003 + 0.0004 + 0.0)  # the second 08:00 has no rate: default 0
     assert np.isclose(r["money"][ag.M_FUNDING], -paid)
+
+
+def test_each_rate_is_paid_at_its_slot_and_a_settlement_without_one_is_counted():
+    """Binance stamps ``fundingTime`` a few ms after the slot (1606809600003): each rate is paid
+    at its slot all the same. A settlement missing inside the file, or beyond its ends, is paid
+    at the default and counted. A file 4h apart settles every 4h. (Before: a stamp off the
+    slot by 3 ms took the default, silently.)"""
+    h = 3_600_000
+    t = np.arange(0, 2 * 86_400_000 + 1, TF, dtype=np.int64)  # two days of 15m bars
+    rate_time = np.array([0, 8 * h + 3, 16 * h + 1, 32 * h + 7, 40 * h], dtype=np.int64)  # 24h missing
+    rate = np.array([0.0001, 0.0002, -0.0003, 0.0004, 0.0005])
+    per_bar, count, defaulted = funding_on_bars(t, rate_time, rate, 0.00007)
+    paid = count > 0
+    assert (t[paid] // h).tolist() == [8, 16, 24, 32, 40, 48]
+    assert per_bar[paid].tolist() == [0.0002, -0.0003, 0.00007, 0.0004, 0.0005, 0.00007]
+    assert (t[defaulted > 0] // h).tolist() == [24, 48]  # the gap, and the settlement after the file
+    every_4h = np.arange(0, 49, 4, dtype=np.int64) * h + 5
+    per_bar, count, defaulted = funding_on_bars(t, every_4h, np.full(len(every_4h), 0.0001), 0.0)
+    assert (t[count > 0] // h).tolist() == list(range(4, 49, 4)) and defaulted.sum() == 0
+
+
+def test_the_real_funding_file_pays_every_settlement_at_its_rate():
+    """BTCUSDT funding 2020-2023 (../shared/data): about half its stamps are a few ms after the
+    slot. Over the 5m candles of Dec 2020 - Jul 2021 every settlement has its rate."""
+    f = load_funding(shared_file(FUNDING))
+    assert np.count_nonzero(f.time % (8 * 3_600_000)) > len(f) // 3  # the late stamps are there
+    c = load_candles(shared_file("BTCUSDT-5m-binance-2020-2021.csv"))
+    per_bar, count, defaulted = funding_on_bars(c.time, f.time, f.rate, 0.0001)
+    slots = (f.time + 30_000) // 60_000 * 60_000
+    inside = (slots > c.time[0]) & (slots <= c.time[-1])
+    assert count.sum() == inside.sum() == 686 and defaulted.sum() == 0
+    assert np.isclose(per_bar.sum(), f.rate[inside].sum(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("regime,long_ok,short_ok", [
@@ -319,7 +351,7 @@ def test_equity_moves_only_by_price_fills_fees_and_funding(c, cfg):
     move = np.zeros(len(c))
     move[s + 1:] = net[s:-1] * np.diff(close[s:])
     np.add.at(move, fills["bar"], fills["side"] * fills["qty"] * (close[fills["bar"]] - fills["price"]) - fills["fee"])
-    fr, _ = funding_rates_on_bars_nb(c.time, c.timeframe_ms, np.zeros(0, np.int64), np.zeros(0), cfg.funding_rate)
+    fr, _, _ = funding_on_bars(c.time, np.zeros(0, np.int64), np.zeros(0), cfg.funding_rate)
     move[s + 1:] -= fr[s + 1:] * c.open[s + 1:] * net[s:-1]
     assert np.allclose(np.diff(r.equity[s:]), move[s + 1:], rtol=0, atol=1e-7 * cfg.capital)
     assert np.all(r.long_qty >= -1e-12) and np.all(r.short_qty >= -1e-12)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from engine.backtest import run_spot_grid
 from engine.data import Candles, load_funding
 from engine.kernels import spot_grid as sg
-from engine.kernels.perp import funding_rates_on_bars_nb, liquidation_price_nb, load_tiers
+from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers
 from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import build_params
 
@@ -169,7 +169,7 @@ def test_equity_identity_with_the_hedge(c, ratio, fee, slip, rate, spacing):
     move = np.zeros(len(c))
     move[s + 1:] = net[s:-1] * np.diff(c.close[s:])
     np.add.at(move, t["bar"], t["side"] * t["qty"] * (c.close[t["bar"]] - t["price"]) - t["fee"])
-    fr, _ = funding_rates_on_bars_nb(c.time, TF, np.zeros(0, np.int64), np.zeros(0), rate)
+    fr, _, _ = funding_on_bars(c.time, np.zeros(0, np.int64), np.zeros(0), rate)
     move[s + 1:] += fr[s + 1:] * c.open[s + 1:] * hq[s:-1]  # the short receives positive funding
     assert np.allclose(np.diff(r.equity[s:]), move[s + 1:], rtol=0, atol=1e-7 * 1000)
     assert r.cash.min() >= -1e-9 and r.position.min() >= -1e-12
@@ -204,7 +204,7 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest():
     S, SI, F, I, H = sg.new_state(p, float(c.close[p.start_bar]))
     atr = ind.atr_nb(c.high, c.low, c.close, cfg.atr_period)
     ema = ind.ema_nb(c.close, cfg.ema_period)
-    fund, _ = funding_rates_on_bars_nb(c.time, c.timeframe_ms, np.zeros(0, np.int64), np.zeros(0), cfg.funding_rate)
+    fund, _, _ = funding_on_bars(c.time, np.zeros(0, np.int64), np.zeros(0), cfg.funding_rate)
     n = len(c)
     trades = np.empty(20_000, dtype=sg.TRADE_DTYPE)
     orders = np.empty(20_000, dtype=sg.ORDER_DTYPE)

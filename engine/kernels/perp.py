@@ -8,7 +8,6 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 from engine.kernels.jit import hot_njit
 
@@ -75,28 +74,80 @@ def liquidation_price_nb(tiers, side, qty, entry, wallet):
     return price
 
 
-@njit(cache=True, nogil=True)
-def funding_rates_on_bars_nb(bar_time, timeframe_ms, rate_time, rate, default_rate):
+def funding_settlements(start: int, end: int, rate_time: np.ndarray, rate: np.ndarray,
+                        default_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The funding settlements in (start, end] (epoch ms): (times, rates, defaulted).
+
+    A rate is paid at its settlement slot: its time to the nearest minute (Binance stamps
+    ``fundingTime`` a few milliseconds after the slot on much of its history, e.g.
+    1606809600003). The settlements are the file's; its own spacing is the symbol's interval
+    (8h, or 4h and 1h where Binance moved a symbol), so a gap in it (a spacing more than 1.5x
+    both neighbours') and the time before and after it hold settlements at that interval,
+    paid at ``default_rate`` and marked ``defaulted``. Without a file: every 8h, 00:00 UTC on."""
+    slots = (np.asarray(rate_time, dtype=np.int64) + 30_000) // 60_000 * 60_000
+    rate = np.asarray(rate, dtype=float)
+    if len(slots) > 1:
+        keep = np.r_[True, np.diff(slots) > 0]  # (two stamps of one slot: the first)
+        slots, rate = slots[keep], rate[keep]
+    times: list[int] = []
+    rates: list[float] = []
+    defaulted: list[bool] = []
+
+    def fill(first: int, stop: int, step: int) -> None:  # defaulted settlements first, first+step... < stop
+        s = first
+        while s < stop:
+            if start < s <= end:
+                times.append(s)
+                rates.append(default_rate)
+                defaulted.append(True)
+            s += step
+
+    m = len(slots)
+    if m == 0:
+        fill((start // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS, end + 1, FUNDING_PERIOD_MS)
+    else:
+        gaps = np.diff(slots)
+        first_step = int(gaps[0]) if m > 1 else FUNDING_PERIOD_MS
+        fill(int(slots[0]) - max((int(slots[0]) - start) // first_step, 0) * first_step, int(slots[0]), first_step)
+        for j in range(m):
+            if j > 0:
+                d = int(gaps[j - 1])
+                near = [int(gaps[k]) for k in (j - 2, j) if 0 <= k < m - 1]
+                if near and d > 1.5 * max(near):
+                    step = max(near)
+                    fill(int(slots[j - 1]) + step, int(slots[j]) - step // 2, step)
+            if start < slots[j] <= end:
+                times.append(int(slots[j]))
+                rates.append(float(rate[j]))
+                defaulted.append(False)
+        last_step = int(gaps[-1]) if m > 1 else FUNDING_PERIOD_MS
+        fill(int(slots[-1]) + last_step, end + 1, last_step)
+    order = np.argsort(np.asarray(times, dtype=np.int64), kind="stable")
+    return (np.asarray(times, dtype=np.int64)[order], np.asarray(rates, dtype=float)[order],
+            np.asarray(defaulted, dtype=bool)[order])
+
+
+def funding_on_bars(bar_time: np.ndarray, rate_time: np.ndarray, rate: np.ndarray,
+                    default_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each bar, the summed funding rate of the settlements in (previous bar open, this bar
-    open]: a settlement at 08:00 is paid at the open of the bar starting at 08:00, with the
-    position held into it; settlements inside a data gap are paid at the first bar after it.
-    Settlements missing from the rate file use ``default_rate``. Also returns the count."""
+    open], how many there were, and how many of them took ``default_rate`` (no rate in the
+    file: ``funding_settlements``). A settlement at 08:00 is paid at the open of the bar
+    starting at 08:00, with the position held into it; settlements inside a data gap are paid
+    at the first bar after it."""
     n = len(bar_time)
-    out = np.zeros(n)
-    count = np.zeros(n, dtype=np.int64)
-    j = 0
-    m = len(rate_time)
-    for i in range(1, n):
-        lo = bar_time[i - 1]
-        hi = bar_time[i]
-        s = (lo // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
-        while s <= hi:
-            while j < m and rate_time[j] < s:
-                j += 1
-            if j < m and rate_time[j] == s:
-                out[i] += rate[j]
-            else:
-                out[i] += default_rate
-            count[i] += 1
-            s += FUNDING_PERIOD_MS
-    return out, count
+    out, count, defaulted = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    if n < 2:
+        return out, count, defaulted
+    times, rates, missing = funding_settlements(int(bar_time[0]), int(bar_time[-1]), rate_time, rate, default_rate)
+    at = np.searchsorted(bar_time, times, side="left")  # the first bar opening at or after it
+    np.add.at(out, at, rates)
+    np.add.at(count, at, 1)
+    np.add.at(defaulted, at, missing.astype(np.int64))
+    return out, count, defaulted
+
+
+def funding_counts(count: np.ndarray, defaulted: np.ndarray, start: int, from_file: bool) -> dict:
+    """The settlements of the bars traded (from ``start``) and how many had no rate in the
+    funding file (all of them without one), for the report."""
+    n = int(count[start:].sum())
+    return {"funding_settlements": n, "funding_defaulted": int(defaulted[start:].sum()) if from_file else n}

@@ -25,7 +25,7 @@ from engine.data import TIMEFRAMES_MS
 from engine.exchange import base as xb
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
-from engine.kernels.perp import FUNDING_PERIOD_MS, funding_rates_on_bars_nb
+from engine.kernels.perp import funding_settlements
 from engine.risk import DENY, PAPER, SIMULATE, Market, OrderIntent, RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
@@ -34,6 +34,7 @@ from engine.strategies.adaptive_grid import AdaptiveGridConfig, AdaptiveGridRunn
 from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
+HOUR_MS = 3_600_000  # funding settlements fall on whole hours
 NEVER_REACHED = "never reached the exchange"
 STOP_REFUSED = "a stop was refused: no new openings until it is placed"
 ENDED = "ended"  # an order that ended (cancelled, expired) with part of it filled
@@ -308,17 +309,23 @@ class Trader:
 
     async def _funding(self, prev: int, t: int) -> tuple[float, int]:
         """The funding rate summed over the settlements in (prev, t] and how many there were:
-        the exchange's (or the paper source's) rates, the strategy's default where it has none."""
-        if prev < 0 or (prev // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS > t:
+        the exchange's (or the paper source's) rates, each at its slot (the exchange stamps them
+        a few ms late, so a minute either side is asked for), the strategy's default where a
+        settlement has none (logged). Settlements fall on whole hours (8h, 4h or 1h apart):
+        the exchange is asked only when the bars crossed one."""
+        if prev < 0 or (prev // HOUR_MS + 1) * HOUR_MS > t:
             return 0.0, 0
         rates = []
         if hasattr(self.adapter, "funding_rates"):
-            rates = await self.adapter.funding_rates(self.cfg.symbol, prev + 1, t)
+            rates = await self.adapter.funding_rates(self.cfg.symbol, prev + 1 - 60_000, t + 60_000)
         rt = np.array([r[0] for r in rates], dtype=np.int64)
         rv = np.array([r[1] for r in rates], dtype=float)
-        out, count = funding_rates_on_bars_nb(np.array([prev, t], dtype=np.int64), self.tf, rt, rv,
-                                              float(self.strategy.cfg.funding_rate))
-        return float(out[1]), int(count[1])
+        default = float(self.strategy.cfg.funding_rate)
+        times, values, defaulted = funding_settlements(prev, t, rt, rv, default)
+        for s in times[defaulted]:
+            self._log("funding_defaulted", settlement=int(s), rate=default,
+                      note="the exchange gave no rate for this settlement: the strategy's default was paid")
+        return float(values.sum()), len(times)
 
     def _trend(self) -> str:
         """UP / DOWN when the close is more than one ATR(14) away from its EMA(50)."""

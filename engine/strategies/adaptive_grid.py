@@ -13,7 +13,7 @@ from engine.data import Candles, FundingRates
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
-from engine.kernels.perp import DEFAULT_TIERS, funding_rates_on_bars_nb, load_tiers
+from engine.kernels.perp import DEFAULT_TIERS, funding_counts, funding_on_bars, load_tiers
 from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spot_grid import DesiredOrder, ParamError
 
@@ -206,8 +206,8 @@ def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | N
         rate_time, rate = funding.time, funding.rate
     else:
         rate_time, rate = np.zeros(0, dtype=np.int64), np.zeros(0)
-    arrays["funding"], arrays["funding_count"] = funding_rates_on_bars_nb(
-        candles.time, candles.timeframe_ms, rate_time, rate, cfg.funding_rate)
+    arrays["funding"], arrays["funding_count"], arrays["funding_defaulted"] = funding_on_bars(
+        candles.time, rate_time, rate, cfg.funding_rate)
     return arrays
 
 
@@ -278,7 +278,9 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     r = PerpResult(
         strategy="adaptive-grid", config=cfg.to_dict(), time=candles.time, close=candles.close,
         timeframe_ms=candles.timeframe_ms, trades=trades[:nt].copy(), equity=equity, long_qty=long_qty,
-        short_qty=short_qty, counters={k: int(v) for k, v in zip(ag.COUNTER_NAMES, counters, strict=True)},
+        short_qty=short_qty, counters={**{k: int(v) for k, v in zip(ag.COUNTER_NAMES, counters, strict=True)},
+                                       **funding_counts(a["funding_count"], a["funding_defaulted"], int(a["start"]),
+                                                        funding is not None)},
         money={"realized": float(money[ag.M_REALIZED]), "grid_profit": float(money[ag.M_GRID_PROFIT]),
                "funding": float(money[ag.M_FUNDING]), "fees": float(money[ag.M_FEES]),
                "liquidated_margin": float(money[ag.M_LIQUIDATED])},
