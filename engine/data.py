@@ -319,7 +319,9 @@ def _parse_numbers(col, source: str, name: str, line_offset: int | None) -> np.n
     return out
 
 
-def _parse_time(col, source: str, line_offset: int | None) -> np.ndarray:
+def _parse_time(col, source: str, line_offset: int | None, zone_required: bool = False) -> np.ndarray:
+    """Epoch s/ms/us/ns or ISO 8601 text (UTC unless it names a zone) to epoch ms. With
+    ``zone_required``, text must name its zone (a settlement an hour or three off is money)."""
     if isinstance(col, np.ndarray) and col.dtype.kind == "M":
         return col.astype("datetime64[ms]").astype(np.int64)
     numbers = _numeric(col)
@@ -331,6 +333,12 @@ def _parse_time(col, source: str, line_offset: int | None) -> np.ndarray:
         raw = _text(col)
         numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         if np.isnan(numbers).all():  # ISO 8601 text
+            if zone_required:
+                bare = np.flatnonzero(~raw.astype(str).str.strip().str.contains(r"(?:Z|[+-]\d\d:?\d\d)$").to_numpy())
+                if len(bare):
+                    i = int(bare[0])
+                    raise DataError(f"{source}: {_row_label(i, line_offset)}: time {raw.iloc[i]!r} names no time "
+                                    "zone: give funding times in UTC (ending in Z or +00:00) or as epoch ms")
             stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
             bad = np.flatnonzero(stamps.isna().to_numpy())
             if len(bad):
@@ -499,7 +507,7 @@ def load_funding(path: str | os.PathLike) -> FundingRates:
     source = str(path)
     tcol = _find_column(frame, TIME_ALIASES, source, "time")
     rcol = _find_column(frame, ("funding_rate", "fundingrate", "rate", "funding"), source, "funding_rate")
-    time = _parse_time(frame[tcol], source, 2)
+    time = _parse_time(frame[tcol], source, 2, zone_required=True)
     rate = _parse_numbers(frame[rcol], source, str(rcol), 2)
     bad = np.flatnonzero(np.diff(time) <= 0)
     if len(bad):

@@ -175,3 +175,14 @@ def test_funding_rates_load_and_bad_rates_are_named(tmp_path):
     bad = write(tmp_path, "time,funding_rate\n1577836800000,0.0001\n1577865600000,0.9\n", "f.csv")
     with pytest.raises(DataError, match=r"row 2 \(line 3\): funding rate 0.9 is beyond"):
         load_funding(bad)
+
+
+def test_funding_times_as_text_must_name_their_zone(tmp_path):
+    """One real funding file is stamped UTC+3 in zone-less text: such a file is refused, naming
+    the row; text that names its zone (Z, +03:00) is read as that instant."""
+    bare = write(tmp_path, "time,funding_rate\n2020-01-01T00:00:00Z,0.0001\n2020-01-01 08:00:00,0.0002\n", "f.csv")
+    with pytest.raises(DataError, match=r"f.csv: row 2 \(line 3\): time '2020-01-01 08:00:00' names no time zone"):
+        load_funding(bare)
+    zoned = write(tmp_path, "time,funding_rate\n2020-01-01T03:00:00+03:00,0.0001\n2020-01-01T08:00:00Z,0.0002\n",
+                  "g.csv")
+    assert load_funding(zoned).time.tolist() == [1577836800000, 1577865600000]
