@@ -170,6 +170,25 @@ def test_same_seed_same_study(btc5m, tmp_path):
     assert len({json.dumps(p, sort_keys=True) for p, _, _ in a}) == 16
 
 
+def test_two_workers_started_together_with_one_seed_never_ask_the_same_parameters(btc5m, tmp_path):
+    """Both join the study before either has asked for a trial (as two workers started at the
+    same instant do): each draws its own stream all the same. (Before: both seeded from the
+    trials they saw at start, 0, and asked for the same parameters.)"""
+    setup = Setup("spot-grid", [DataSet("BTC", btc5m)], windows=2)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first, second = (Search(setup, storage=url, study="together", seed=7, batch=4) for _ in range(2))
+    first.run(4)
+    second.run(8)
+    trials = optuna_trials(url, "together")
+    assert len(trials) == 8 and len({json.dumps(t.params, sort_keys=True) for t in trials}) == 8
+
+
+def optuna_trials(url, name):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
 def test_a_joining_worker_must_bring_the_same_setup(btc5m, eth5m, tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     Search(Setup("spot-grid", [DataSet("BTC", btc5m)], windows=2), storage=url, study="x")

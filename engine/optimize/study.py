@@ -166,12 +166,19 @@ class Search:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._fail_dead_workers()
         # Each worker, and each resume, draws its own stream: a fixed seed makes a fresh study
-        # repeatable without two workers ever asking for the same parameters.
-        start = len(self.study.get_trials(deepcopy=False))
-        sampler_seed = None if seed is None else seed + start
-        self.study.sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=10)
+        # repeatable without two workers ever asking for the same parameters. The stream is
+        # the seed plus the number of the worker's first trial, which the storage hands out
+        # once (two workers started together both see an empty study, never the same number).
+        self._seed = seed
+        self.study.sampler = self._sampler(None)
         self.study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
         self._pool = ThreadPoolExecutor(self.threads) if setup.strategy != "spot-grid" else None
+
+    @staticmethod
+    def _sampler(seed: int | None):
+        import optuna
+
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -254,6 +261,9 @@ class Search:
         failed = 0
         for _ in range(n):
             trial = self.study.ask()
+            if self._seed is not None:  # (before any parameter is drawn: they are drawn as suggested)
+                self.study.sampler = self._sampler(self._seed + trial.number)
+                self._seed = None
             trial.set_user_attr("worker", self.worker)
             params = suggest(trial, s.space)
             try:
