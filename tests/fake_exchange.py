@@ -178,9 +178,10 @@ class FakeBinance:
                 fill = max(o, price)
             else:
                 continue
-            self._fill(order, fill, t + self.timeframe_ms - 1, order["qty"] - order["executed"], self.maker_fee)
+            self._fill(order, fill, t + self.timeframe_ms - 1, order["qty"] - order["executed"], self.maker_fee,
+                       maker=True)
 
-    def _fill(self, order: dict, price: float, t: int, qty: float, fee_rate: float) -> dict:
+    def _fill(self, order: dict, price: float, t: int, qty: float, fee_rate: float, maker: bool = False) -> dict:
         """``qty`` of the order trades at ``price``: balances move, the order's executed
         quantity grows (FILLED when nothing is left), the trade is recorded and returned.
         The commission is taken from what the order receives, as Binance spot does ("Trading
@@ -210,7 +211,7 @@ class FakeBinance:
         else:
             order["status"] = "PARTIALLY_FILLED"
         trade = {"cid": order["cid"], "price": price, "qty": qty, "fee": fee, "asset": self.fee_asset(order),
-                 "time": t, "id": next(self._ids)}
+                 "time": t, "id": next(self._ids), "order": order["id"], "maker": maker}
         self.fills.append(trade)
         return trade
 
@@ -561,6 +562,18 @@ class FakeBinance:
         o.update(status="CANCELED", update=self._now())
         return web.json_response(self._order_json(o))
 
+    def _my_trades(self, q) -> web.Response:
+        """GET /api/v3/myTrades (Account trade list, USER_DATA): the trades of an account on a
+        symbol, here of one ``orderId``, each with its commission, the asset it was taken in
+        and whether the order was the maker."""
+        symbol, oid = q.get("symbol", ""), int(q.get("orderId", -1))
+        rows = [f for f in self.fills if f.get("order") == oid and self.orders[oid]["symbol"] == symbol]
+        return web.json_response([
+            {"symbol": symbol, "id": f["id"], "orderId": oid, "orderListId": -1, "price": f"{f['price']:.8f}",
+             "qty": f"{f['qty']:.8f}", "quoteQty": f"{f['price'] * f['qty']:.8f}", "commission": f"{f['fee']:.8f}",
+             "commissionAsset": f["asset"], "time": f["time"], "isBuyer": self.orders[oid]["side"] == "BUY",
+             "isMaker": f["maker"], "isBestMatch": True} for f in rows])
+
     def _open_orders(self, q) -> web.Response:
         sym = q.get("symbol")
         return web.json_response([self._order_json(o) for o in self.orders.values()
@@ -593,6 +606,7 @@ class FakeBinance:
             ("GET", "/api/v3/order", self._query, True),
             ("DELETE", "/api/v3/order", self._cancel, True),
             ("GET", "/api/v3/openOrders", self._open_orders, True),
+            ("GET", "/api/v3/myTrades", self._my_trades, True),
             ("GET", "/api/v3/account", self._account, True),
         ]
 
@@ -619,7 +633,9 @@ class FakeBinance:
         rows = max(len(r) for r in self.candles.values())
         while self.cursor < min(rows - 1, self.stop_at):
             await asyncio.sleep(seconds)
-            self.advance()
+            with self._lock:  # (stop_at may have been set while it slept)
+                if self.cursor < min(rows - 1, self.stop_at):
+                    self.advance()
 
     def start(self, candle_seconds: float | None = None) -> str:
         ready = threading.Event()

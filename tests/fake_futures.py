@@ -193,7 +193,8 @@ class FakeBinanceFutures(FakeBinance):
         order.update(status="FILLED", executed=q, quote_qty=q * price, fee=fee,
                      avg=price, update=t if taker else t + self.timeframe_ms - 1)
         self.fills.append({"cid": order["cid"], "price": price, "qty": q, "fee": fee, "time": t,
-                           "position": order["position"], "side": order["side"]})
+                           "position": order["position"], "side": order["side"], "order": order["id"],
+                           "maker": order["type"] == "LIMIT" and not taker, "id": next(self._ids)})
 
     def _settle_funding(self, symbol: str, t: int, mark: float) -> None:
         rate = self._rates.get(t // FUNDING_MS)
@@ -460,6 +461,18 @@ class FakeBinanceFutures(FakeBinance):
                                   "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
                                   "symbols": symbols})
 
+    def _user_trades(self, q) -> web.Response:
+        """GET /fapi/v1/userTrades (Account Trade List, USER_DATA): the trades of one ``orderId``,
+        each with its commission (in USDT) and whether the order was the maker."""
+        symbol, oid = q.get("symbol", ""), int(q.get("orderId", -1))
+        o = self.orders.get(oid)
+        rows = [f for f in self.fills if f.get("order") == oid] if o is not None and o["symbol"] == symbol else []
+        return web.json_response([
+            {"buyer": f["side"] == "BUY", "commission": f"{f['fee']:.8f}", "commissionAsset": "USDT", "id": f["id"],
+             "maker": f["maker"], "orderId": oid, "price": f"{f['price']:.8f}", "qty": f"{f['qty']:.8f}",
+             "quoteQty": f"{f['price'] * f['qty']:.8f}", "realizedPnl": "0", "side": f["side"],
+             "positionSide": f["position"], "symbol": symbol, "time": f["time"]} for f in rows])
+
     def _funding_rate(self, q) -> web.Response:
         lo = int(q.get("startTime", 0))
         hi = int(q.get("endTime", self._now()))
@@ -520,6 +533,7 @@ class FakeBinanceFutures(FakeBinance):
             ("GET", "/fapi/v1/order", self._query, True),
             ("DELETE", "/fapi/v1/order", self._cancel, True),
             ("GET", "/fapi/v1/openOrders", self._open_orders, True),
+            ("GET", "/fapi/v1/userTrades", self._user_trades, True),
             ("POST", "/fapi/v1/algoOrder", self._place_algo, True),
             ("GET", "/fapi/v1/algoOrder", self._query_algo, True),
             ("DELETE", "/fapi/v1/algoOrder", self._cancel_algo, True),

@@ -63,9 +63,11 @@ def test_rules_place_query_cancel_and_fills(fake):
             assert got.status == xb.CLOSED and got.filled == 0.001
             assert got.average == pytest.approx(float(fake.candles["BTCUSDT"][100, 1]))
             assert above.id == got.id
-            # the placement's answer (FULL) tells the commission, in BTC; a lookup tells none
+            # the placement's answer (FULL) tells the commission, in BTC; a lookup with the order's
+            # trades (myTrades) too
             assert above.fee_told and above.fee == 0.0 and above.fee_base == pytest.approx(1e-6)
-            assert not got.fee_told and got.fee_base == pytest.approx(1e-6)
+            assert got.fee_told and got.fee == 0.0 and got.fee_base == pytest.approx(1e-6)
+            assert "GET /api/v3/myTrades" in " ".join(fake.requests)
             assert (await ex.balance()).free["BTC"] == pytest.approx(0.1 + 0.001 - 1e-6, abs=1e-12)
         finally:
             await ex.close()

@@ -257,7 +257,7 @@ class CcxtExchange:
             await self.budget.acquire()
             try:
                 o = await self.client.create_order(r.symbol, *self._order_args(r))
-                return self._report(o)
+                return await self._with_trades(o, r.symbol)
             except Exception as exc:
                 err = map_error(exc, self._secrets)
                 if not isinstance(err, b.TemporaryError) or attempt >= self.retries:
@@ -322,7 +322,7 @@ class CcxtExchange:
                 return replace(report, status=b.CANCELED, filled=0.0, average=0.0)
             if o.get("status") is None or not o.get("clientOrderId"):
                 return await look(symbol, report.client_order_id)
-            return self._report(o)
+            return await self._with_trades(o, symbol)
         except b.OrderNotFound:
             # Gone already (filled, or a re-sent DELETE that succeeded the first time): ask.
             return await look(symbol, report.client_order_id)
@@ -336,7 +336,21 @@ class CcxtExchange:
             if not self.perpetual:
                 raise
             return await self._stop_order(symbol, client_order_id)
-        return self._report(o)
+        return await self._with_trades(o, symbol)
+
+    async def _with_trades(self, o: dict, symbol: str) -> b.OrderReport:
+        """The report of ``o``; one that traded with no word of its commission (an order lookup,
+        a cancel, a futures order's answer) with that of each of its trades, from the account's
+        trade list (Binance GET /api/v3/myTrades, /fapi/v1/userTrades, by orderId)."""
+        report = self._report(o)
+        if report.fee_told or not o.get("id") or not self.client.has.get("fetchMyTrades"):
+            return report
+        try:
+            trades = await self._call("fetch_my_trades", self.client.fetch_my_trades, symbol, None, None,
+                                      {"orderId": o["id"]})
+        except b.ExchangeError:
+            return report  # (what the order did is known: its commission stays our schedule's)
+        return self._report({**o, "trades": trades, "fees": [t["fee"] for t in trades if t.get("fee")], "fee": None})
 
     async def _stop_order(self, symbol: str, client_order_id: str) -> b.OrderReport:
         """A stop on the exchange's conditional-order service (Binance futures: the algo
@@ -348,7 +362,8 @@ class CcxtExchange:
         info = a.get("info") or {}
         status, actual = str(info.get("algoStatus", "")), str(info.get("actualOrderId") or "")
         if actual and status in ("TRIGGERED", "FINISHED"):
-            fill = self._report(await self._call("fetch_order", self.client.fetch_order, actual, symbol))
+            fill = await self._with_trades(await self._call("fetch_order", self.client.fetch_order, actual, symbol),
+                                           symbol)
             return replace(fill, id=stop.id, client_order_id=client_order_id, type="stop", price=stop.price)
         if status in ("TRIGGERING", "TRIGGERED"):
             return replace(stop, status=b.OPEN)

@@ -80,7 +80,7 @@ class TrackedOrder:
     ts: int = 0  # when it entered the book (ms)
     position: str = ""  # perpetuals in hedge mode: long | short
     reduces: bool = False  # closes (part of) a position: adds no exposure
-    taker: bool = False  # a limit that crossed the market when sent: it trades at once, as taker
+    taker: bool = False  # a limit that traded on arrival (its answer said so; else: crossed the market when sent)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)  # flat fields: dataclasses.asdict deep-copies each (60 us an order)

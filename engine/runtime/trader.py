@@ -380,20 +380,19 @@ class Trader:
         ts = r.timestamp
         t = ts - ts % self.tf if ts else self.last_time + self.tf
         trade = self.strategy.on_fill(o.key, bar, t, r.average) if self.strategy is not None and full else None
-        booked = None  # (quantity, fee) the strategy booked
+        booked = (0.0, 0.0)  # (quantity, fee) the strategy booked
         if trade is not None:
-            # (the level's fill is booked as a maker's)
-            extra = self.strategy.as_taker(r.filled * r.average) if o.taker else 0.0
-            booked = None if self.perpetual else (float(trade["qty"]), float(trade["fee"]) + extra)
+            extra = self.strategy.as_taker(r.filled * r.average) if o.taker else 0.0  # (booked as a maker's)
+            booked = (float(trade["qty"]), float(trade["fee"]) + extra)
         if trade is None and hasattr(self.strategy, "on_stray_fill"):
             trade = self.strategy.on_stray_fill(o.position, o.role, "market" if o.taker else o.type, o.reduces,
                                                 r.filled, bar, t, r.average)
             if trade is not None:
-                booked = (r.filled, trade["fee"]) if not self.perpetual else None
+                booked = (r.filled, float(trade["fee"]))
                 self._log("fill_apart_from_grid", cid=o.cid, note=f"{why}; booked apart from its levels")
         if trade is None:
             self._log("fill_outside_grid", cid=o.cid, note=f"{why}; kept outside its books")
-        elif booked is not None:  # a spot account's books follow what the exchange moved
+        else:  # the books follow what the exchange charged, and where it took it
             rate = booked[1] / (booked[0] * r.average)  # (the books' fee rate: maker, or taker)
             if r.fee_told:
                 fee, fee_base = r.fee, r.fee_base
@@ -570,8 +569,11 @@ class Trader:
                 else:
                     self.refusals.pop(o.key, None)
                     self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
-                    # an order that would immediately match trades at once (a buy above the market):
-                    # its fill is booked now, as of the candle forming
+                    # an order that would immediately match trades at once (a buy above the market),
+                    # as taker, and the answer says so; one that rests trades later as maker. Its
+                    # fill is booked now, as of the candle forming
+                    if o.type == "limit":
+                        o.taker = res.filled > 0
                     self._book(o, res, bar + 1, "filled on arrival")
         status = self.risk.status(self.cfg.name)
         if status.reason.startswith(STOP_REFUSED) and not any(v[3] for v in self.refusals.values()):

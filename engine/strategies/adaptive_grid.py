@@ -449,6 +449,21 @@ class AdaptiveGridRunner:
         self.money[ag.M_FEES] += extra
         return extra
 
+    def settle(self, side: str, booked_qty: float, booked_fee: float, pnl: float, filled: float, price: float,
+               fee: float, fee_base: float) -> dict:
+        """A fill the books took for ``booked_fee`` made what the exchange charged: ``fee``, in
+        the quote (a linear perpetual takes no commission in coins; a quantity that differs
+        from the books' is the positions check's, after the sync). Returns the trade's pnl, fee
+        and cash after it."""
+        d_fee = fee - booked_fee
+        if abs(d_fee) > 1e-12 * filled * price:
+            self.F[ag._CASH] -= d_fee
+            self.money[ag.M_FEES] += d_fee
+            pnl -= d_fee
+        else:
+            d_fee = 0.0
+        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(self.F[ag._CASH])}
+
     def liquidated(self, s: int, bar: int, t: int) -> dict:
         """The exchange liquidated side ``s`` (0 long, 1 short): its isolated margin is lost."""
         self.I[ag._NTR] = 0
@@ -461,7 +476,8 @@ class AdaptiveGridRunner:
         t = self._trades[:self.I[ag._NTR]]
         if not len(t):
             return None  # refused (no lot room, no balance): counted, nothing changed
-        return {"pnl": float(t["pnl"].sum()), "fee": float(t["fee"].sum()), "cash": float(self.F[ag._CASH]),
+        return {"pnl": float(t["pnl"].sum()), "fee": float(t["fee"].sum()), "qty": float(t["qty"].sum()),
+                "cash": float(self.F[ag._CASH]),
                 "position": float(self.F[ag._QTY_L] - self.F[ag._QTY_S]), "label": ag.LABELS[t["label"][0]],
                 "trades": t.copy()}
 
