@@ -268,7 +268,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
 
 def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
     """Every metric of a result: returns, risk ratios, trade statistics and PnL split."""
-    perf = met.performance(r.equity[start:], r.timeframe_ms)
+    perf = met.performance(r.equity[start:], r.timeframe_ms, first_bar=start, time=r.time)
     t = r.trades
     closing = t[t["side"] < 0]
     wins = closing["pnl"][closing["pnl"] > 0]

@@ -227,3 +227,15 @@ def test_params_are_checked_with_the_argument_named():
                       (dict(capital=-5), "--capital"), (dict(dead_zone=0.7), "--dead-zone")]:
         with pytest.raises(ParamError, match=name):
             run_spot_grid(c, SpotGridConfig(**bad))
+
+
+def test_the_deepest_drawdown_is_named_by_the_files_bar_and_its_time(btc5m):
+    """An ATR grid trades from the bar its ATR is ready: the drawdown's bottom is still named by
+    the file's bar (and its time), not counted from the first bar traded."""
+    c = btc5m.slice(0, 3000)
+    r = run_spot_grid(c, SpotGridConfig(spacing="atr", atr_period=100, levels=20, capital=10_000.0))
+    start = r.params.start_bar
+    assert start >= 100
+    eq = r.equity[start:]
+    bottom = start + int(np.argmax(1.0 - eq / np.maximum.accumulate(eq)))
+    assert r.metrics["max_drawdown_bar"] == bottom and r.metrics["max_drawdown_time"] == int(c.time[bottom])

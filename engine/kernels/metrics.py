@@ -47,8 +47,11 @@ def return_moments_nb(equity):
     return mean, np.sqrt(ss / n), np.sqrt(down / n)
 
 
-def performance(equity: np.ndarray, timeframe_ms: int) -> dict[str, float]:
-    """Return, drawdown and the annualized ratios (Sharpe, Sortino, Calmar) of an equity curve."""
+def performance(equity: np.ndarray, timeframe_ms: int, *, first_bar: int = 0,
+                time: np.ndarray | None = None) -> dict[str, float]:
+    """Return, drawdown and the annualized ratios (Sharpe, Sortino, Calmar) of an equity curve:
+    ``equity`` from bar ``first_bar`` of the data on (the drawdown's bottom is named by the
+    data's bar, and by its time when ``time``, the data's bar times, is given)."""
     bars_per_year = YEAR_MS / timeframe_ms
     start, end = float(equity[0]), float(equity[-1])
     total = end / start - 1.0 if start > 0 else 0.0
@@ -65,7 +68,8 @@ def performance(equity: np.ndarray, timeframe_ms: int) -> dict[str, float]:
         "total_return": total,
         "cagr": cagr,
         "max_drawdown": float(mdd),
-        "max_drawdown_bar": int(mdd_bar),
+        "max_drawdown_bar": first_bar + int(mdd_bar),
+        **({"max_drawdown_time": int(time[first_bar + int(mdd_bar)])} if time is not None else {}),
         "sharpe": float(mean / std * root) if std > 0 else 0.0,
         "sortino": float(mean / down * root) if down > 0 else 0.0,
         "calmar": float(cagr / mdd) if mdd > 0 and np.isfinite(cagr) else 0.0,

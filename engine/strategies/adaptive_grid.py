@@ -288,7 +288,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         funding_rate=np.where(a["funding_count"] > 0, a["funding"], 0.0),
         orders=logs["orders"][:refs[0]].copy() if orders else None, marks=marks if orders else None,
     )
-    perf = met.performance(equity[a["start"]:], candles.timeframe_ms)
+    perf = met.performance(equity[a["start"]:], candles.timeframe_ms, first_bar=int(a["start"]), time=candles.time)
     last = float(candles.close[-1])
     t = r.trades
     closing = t[(t["pnl"] != 0) | np.isin(t["label"], [ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT])]
