@@ -158,10 +158,15 @@ def load_candles(
     if not path.exists():
         raise DataError(f"{path}: no such file")
     suffix = "".join(path.suffixes[-2:]).lower()
+    kind = ("parquet" if suffix.endswith((".parquet", ".pq")) else
+            "feather" if suffix.endswith((".feather", ".arrow", ".ipc")) else _sniff(path))
     if suffix.endswith(".json") or suffix.endswith(".json.gz"):
         frame, line_offset = _read_freqtrade_json(path), 1
-    elif suffix.endswith(".parquet") or suffix.endswith(".pq"):
-        frame, line_offset = _read_parquet(path), None
+    elif kind in ("parquet", "feather"):
+        frame, line_offset = _read_arrow(path, kind), None
+    elif kind == "binary":
+        raise DataError(f"{path}: not a candle file GridDesk reads ({path.suffix or 'no suffix'}, binary): give "
+                        "CSV, freqtrade JSON (.json, .json.gz), Parquet or Feather")
     else:
         frame, line_offset = _read_csv(path), 2
     candles = candles_from_frame(frame, str(path), line_offset=line_offset)
@@ -221,15 +226,39 @@ def _read_freqtrade_json(path: Path) -> pd.DataFrame:
     return frame.astype(str)
 
 
-def _read_parquet(path: Path) -> dict[str, np.ndarray]:
-    """Columns as numpy arrays (numeric and timestamp columns without going through pandas)."""
+def _sniff(path: Path) -> str:
+    """What the file's first bytes say it is: parquet, feather (Arrow IPC, freqtrade's default
+    format), gzip, binary (another format), or text."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return "text"  # (the reader names the error)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"ARROW1"):
+        return "feather"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    return "binary" if b"\x00" in head else "text"
+
+
+def _read_arrow(path: Path, kind: str) -> dict[str, np.ndarray]:
+    """A Parquet or Feather file's columns as numpy arrays (numeric and timestamp columns
+    without going through pandas)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        table = pq.ParquetFile(path).read(use_pandas_metadata=False)
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.ParquetFile(path).read(use_pandas_metadata=False)
+        else:
+            import pyarrow.feather as pf
+
+            table = pf.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise DataError(f"{path}: not a readable {kind.title()} file ({exc})") from None
     columns: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name)

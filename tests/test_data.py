@@ -64,7 +64,7 @@ def test_time_as_seconds_milliseconds_and_iso_gives_the_same_bars(tmp_path):
     assert secs.time[0] == 1_600_000_000_000
 
 
-def test_freqtrade_json_and_parquet_match_the_csv(tmp_path, btc5m):
+def test_freqtrade_json_parquet_and_feather_match_the_csv(tmp_path, btc5m):
     part = btc5m.slice(0, 3000)
     rows_ = [[int(t), o, h, l, c, v] for t, o, h, l, c, v in zip(
         part.time, part.open, part.high, part.low, part.close, part.volume, strict=True)]
@@ -78,7 +78,12 @@ def test_freqtrade_json_and_parquet_match_the_csv(tmp_path, btc5m):
     ppath = tmp_path / "BTC_USDT-5m.parquet"
     frame.to_parquet(ppath)
     from_parquet = load_candles(ppath)
-    for got in (from_json, from_parquet):
+    fpath = tmp_path / "BTC_USDT-5m.feather"  # freqtrade's default data format
+    frame.reset_index(drop=True).to_feather(fpath)
+    from_feather = load_candles(fpath)
+    unnamed = tmp_path / "BTC_USDT-5m.data"  # a Feather file by its first bytes
+    unnamed.write_bytes(fpath.read_bytes())
+    for got in (from_json, from_parquet, from_feather, load_candles(unnamed)):
         assert np.array_equal(got.time, part.time)
         for col in ("open", "high", "low", "close", "volume"):
             assert np.array_equal(getattr(got, col), getattr(part, col))
@@ -186,3 +191,11 @@ def test_funding_times_as_text_must_name_their_zone(tmp_path):
     zoned = write(tmp_path, "time,funding_rate\n2020-01-01T03:00:00+03:00,0.0001\n2020-01-01T08:00:00Z,0.0002\n",
                   "g.csv")
     assert load_funding(zoned).time.tolist() == [1577836800000, 1577865600000]
+
+
+def test_a_format_it_does_not_read_is_refused_by_name(tmp_path):
+    xlsx = tmp_path / "candles.xlsx"
+    xlsx.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(64))
+    with pytest.raises(DataError, match=r"candles.xlsx: not a candle file GridDesk reads \(.xlsx, binary\)"):
+        load_candles(xlsx)
+    assert xlsx.read_bytes().startswith(b"PK")  # untouched
