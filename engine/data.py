@@ -184,7 +184,7 @@ def _read_csv(path: Path) -> Mapping:
     not load for its sample); anything else (ISO times, gaps in a row, stray text) through
     pandas, whose text columns the checks read to name the bad row."""
     try:
-        with open(path, encoding="utf-8") as fh, warnings.catch_warnings():
+        with open(path, encoding="utf-8-sig") as fh, warnings.catch_warnings():  # (a BOM is no header)
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": pandas names it below
             header = [h.strip() for h in fh.readline().split(",")]
             table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
@@ -195,7 +195,7 @@ def _read_csv(path: Path) -> Mapping:
     import pandas as pd
 
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     except pd.errors.EmptyDataError:

@@ -199,3 +199,14 @@ def test_a_format_it_does_not_read_is_refused_by_name(tmp_path):
     with pytest.raises(DataError, match=r"candles.xlsx: not a candle file GridDesk reads \(.xlsx, binary\)"):
         load_candles(xlsx)
     assert xlsx.read_bytes().startswith(b"PK")  # untouched
+
+
+@pytest.mark.parametrize("times", ["1606780800000\n1606781100000", "2020-12-01T00:00:00Z\n2020-12-01T00:05:00Z"])
+def test_a_utf8_bom_before_the_header_is_read_as_nothing(tmp_path, times):
+    """(Spreadsheets save CSV with a byte-order mark: the header was then 'no time column'.)"""
+    t0, t1 = times.split("\n")
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufefftime,open,high,low,close,volume\n".encode()
+                     + f"{t0},1,2,0.5,1.5,10\n{t1},1.5,2,1,1.2,10\n".encode())
+    c = load_candles(path)
+    assert c.time.tolist() == [1606780800000, 1606781100000] and c.close.tolist() == [1.5, 1.2]
