@@ -119,6 +119,9 @@ def test_adaptive_grid_from_the_command_line(tmp_path, capsys):
     (["--strategy", "adaptive-grid", "--leverage", "500"], "--leverage: must be > 0 and at most 125"),
     (["--strategy", "spot-grid", "--funding", "f.csv"], "--funding: spot grids pay no funding"),
     (["--strategy", "adaptive-grid", "--z-resume", "-5"], "--z-resume: must be above --z-halt"),
+    (["--strategy", "adaptive-grid", "--levels", "10000000"], "--levels: must be a whole number from 1 to 500"),
+    (["--strategy", "adaptive-grid", "--capital", "Infinity"], "--capital: must be > 0 and at most 1e+12"),
+    (["--strategy", "spot-grid", "--capital", "1e308"], "--capital: must be at most 1e+12"),
 ])
 def test_strategy_settings_are_checked_by_name(args, needle):
     out = griddesk("backtest", "--data", "sample", *args)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.data import TIMEFRAMES_MS
 from engine.store import read_json, write_json_atomic
+from engine.strategies.spot_grid import MAX_CAPITAL
 
 MODES = ("paper", "live")
 MARKETS = ("spot", "perpetual")
@@ -67,8 +68,9 @@ class SystemConfig:
             bad("market", f"{self.strategy} trades the {RUNTIME_STRATEGIES[self.strategy]} market, not {self.market}")
         if self.timeframe not in TIMEFRAMES_MS:
             bad("timeframe", f"{self.timeframe!r} is not one of {', '.join(TIMEFRAMES_MS)}")
-        if not isinstance(self.capital, int | float) or not self.capital > 0:
-            bad("capital", f"must be a number > 0, got {self.capital!r}")
+        if isinstance(self.capital, bool) or not isinstance(self.capital, int | float) \
+                or not 0 < self.capital <= MAX_CAPITAL:
+            bad("capital", f"must be an amount > 0 and at most {MAX_CAPITAL:g}, got {self.capital!r}")
         if not isinstance(self.params, dict):
             bad("params", "must be an object")
         if "/" not in self.symbol:

@@ -15,7 +15,7 @@ from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels.perp import DEFAULT_TIERS, funding_counts, funding_on_bars, load_tiers
 from engine.strategies.space import FloatRange, IntRange
-from engine.strategies.spot_grid import DesiredOrder, ParamError
+from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, ParamError
 
 
 @dataclass
@@ -84,10 +84,11 @@ def _check(cfg: AdaptiveGridConfig) -> None:
     def positive(name, zero_ok=False, upper=None):
         v = getattr(cfg, name)
         if not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok) or (upper is not None and v > upper):
-            bound = f" and at most {upper}" if upper is not None else ""
+            bound = f" and at most {upper:g}" if upper is not None else ""
             raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}{bound}, got {v}")
 
-    for name in ("capital", "atr_floor", "gamma", "kappa", "horizon", "stop_m", "prune_sigma",
+    positive("capital", upper=MAX_CAPITAL)
+    for name in ("atr_floor", "gamma", "kappa", "horizon", "stop_m", "prune_sigma",
                  "prune_age_hours", "prune_gap", "var_z", "var_max_dd"):
         positive(name)
     positive("leverage", upper=125)
@@ -101,10 +102,13 @@ def _check(cfg: AdaptiveGridConfig) -> None:
         raise ParamError("maker_fee", f"{cfg.maker_fee} is a fraction (-0.00005 is a 0.005% rebate)")
     if not abs(cfg.funding_rate) < 0.05:
         raise ParamError("funding_rate", f"{cfg.funding_rate} is a fraction per 8 hours")
-    for name, lo in (("levels", 1), ("atr_period", 1), ("kama_period", 2), ("sigma_window", 2), ("max_lots", 1)):
+    # (the upper bounds keep a run's memory and time in reach: 500 levels a side, 10,000 lots,
+    # windows of a year of minutes)
+    for name, lo, hi in (("levels", 1, 500), ("atr_period", 1, 525_600), ("kama_period", 2, 525_600),
+                         ("sigma_window", 2, 525_600), ("max_lots", 1, 10_000)):
         v = getattr(cfg, name)
-        if int(v) != v or v < lo:
-            raise ParamError(name, f"must be a whole number >= {lo}, got {v}")
+        if not np.isfinite(v) or int(v) != v or not lo <= v <= hi:
+            raise ParamError(name, f"must be a whole number from {lo} to {hi:,}, got {v}")
     if not cfg.z_halt < cfg.z_resume:
         raise ParamError("z_resume", f"must be above --z-halt ({cfg.z_halt}), got {cfg.z_resume}")
     if cfg.theta <= 0 or not 0 < cfg.er_threshold <= 1:

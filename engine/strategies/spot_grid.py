@@ -83,6 +83,9 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> int:
     return options.index(value)
 
 
+MAX_CAPITAL = 1e12  # no account holds more: a larger capital is a typo (or Infinity)
+
+
 def _positive(name: str, value: float, *, zero_ok: bool = False) -> float:
     if value is None or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
         raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}, got {value}")
@@ -100,6 +103,8 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) ->
     if not isinstance(cfg.levels, int | np.integer) or cfg.levels < 2 or cfg.levels > 5000:
         raise ParamError("levels", f"must be a whole number from 2 to 5000, got {cfg.levels}")
     capital = _positive("capital", cfg.capital)
+    if capital > MAX_CAPITAL:
+        raise ParamError("capital", f"must be at most {MAX_CAPITAL:g}, got {capital:g}")
     fee = _positive("fee", cfg.fee, zero_ok=True)
     if fee >= 0.1:
         raise ParamError("fee", f"{fee} is a fraction of the notional (0.001 is 0.1%); 10% or more is not a fee")
