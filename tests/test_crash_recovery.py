@@ -73,6 +73,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path,
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261121")))
     fake.start(candle_seconds=0.08 if market == "spot" else 0.4)  # (a perpetual asks more of the exchange a candle)
     log = open(tmp_path / "run.log", "ab")  # noqa: SIM115
+    p = None
     try:
         boots = 0
         for i in range(KILLS):
@@ -102,6 +103,9 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path,
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0, (tmp_path / "run.log").read_text()[-3000:]
     finally:
+        if p is not None and p.poll() is None:  # (a failed wait above: no run may outlive the test)
+            p.kill()
+            p.wait(10)
         log.close()
         fake.stop()
 
