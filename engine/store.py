@@ -15,6 +15,7 @@ Rules (ARCHITECTURE.md, State and recovery):
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -186,7 +187,15 @@ def read_json(path: str | os.PathLike, *, max_schema: int = SCHEMA_VERSION, defa
 
 
 def _keep_aside(path: Path) -> Path | None:
-    """Copy a bad file's bytes to NAME.corrupt-TIMESTAMP (never overwriting an earlier one)."""
+    """Copy a bad file's bytes to NAME.corrupt-TIMESTAMP (never overwriting an earlier one);
+    bytes kept aside already (the same file read again, by each command) are kept once."""
+    try:
+        raw = path.read_bytes()
+        for earlier in sorted(path.parent.glob(f"{glob.escape(path.name)}.corrupt-*")):
+            if earlier.stat().st_size == len(raw) and earlier.read_bytes() == raw:
+                return earlier
+    except OSError:
+        pass
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1

@@ -64,6 +64,22 @@ def test_corrupt_without_a_good_backup_names_the_file(tmp_path):
     assert err.value.kept.read_bytes() == b"\xff\xfe not json"
 
 
+def test_a_corrupt_file_read_again_and_again_is_kept_once(tmp_path):
+    """(Each read, by status and every start, made another copy of the same bytes.) A file
+    corrupt in another way later is kept again."""
+    p = tmp_path / "bot_state.json"
+    p.write_text('{"schema_version": 1, "kill_all": tr')
+    for _ in range(3):
+        with pytest.raises(CorruptFileError) as err:
+            read_json(p)
+    copies = sorted(f for f in os.listdir(tmp_path) if ".corrupt-" in f)
+    assert len(copies) == 1 and err.value.kept.name == copies[0]
+    p.write_text('{"schema_version": 1, "kill_all": fa')
+    with pytest.raises(CorruptFileError):
+        read_json(p)
+    assert len([f for f in os.listdir(tmp_path) if ".corrupt-" in f]) == 2
+
+
 def test_newer_schema_and_missing_version_are_refused(tmp_path):
     p = tmp_path / "bot_state.json"
     p.write_text(json.dumps({"schema_version": 99}))
