@@ -23,7 +23,7 @@ from engine.risk import RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig, check_unique, load_systems, save_systems
 from engine.runtime.runner import Runner, default_data_dir
-from engine.store import EventLog, read_jsonl
+from engine.store import EventLog, private_folder, read_jsonl
 from engine.strategies.registry import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +57,9 @@ class Controller(QObject):
         self._symbols: dict[tuple[str, str], list[str]] = {}
         self.config_path = self.data_dir / "cryptos.json"
         if not self.config_path.exists():  # first launch: the bundled default systems
-            self.config_path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.config_path.parent)
             shutil.copy2(ROOT / "cryptos.json", self.config_path)
+            os.chmod(self.config_path, 0o600)
         self.systems, problem = load_systems(self.config_path)
         self.events = _EmittingLog(self.data_dir / "logs", lambda e, f: self.logEvent.emit(e, f))
         if problem:

@@ -89,7 +89,7 @@ def write_json_atomic(path: str | os.PathLike, data: dict, *, schema_version: in
         raise StoreError(path, "state must be a JSON object")
     payload = {"schema_version": schema_version, **{k: v for k, v in data.items() if k != "schema_version"}}
     text = json.dumps(redact(payload), indent=2, sort_keys=False, default=_json_default)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -209,6 +209,20 @@ def _keep_aside(path: Path) -> Path | None:
     return target
 
 
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` and any missing parents readable by the user only (a data folder holds
+    fills, balances and positions)."""
+    missing = []
+    for d in (folder, *folder.parents):
+        if d.exists():
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+            os.chmod(d, 0o700)
+
+
 class JsonLines:
     """An append-only JSON-lines file: one record a line, flushed to the OS as it is written
     (a killed process loses nothing); with ``fsync`` also forced to disk at once, else when
@@ -216,9 +230,10 @@ class JsonLines:
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         self.fsync = fsync
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for appends
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fh = os.fdopen(fd, "a", encoding="utf-8")  # kept open for appends
         if self._fh.tell() > 0 and not self._ends_with_newline():
             self._fh.write("\n")  # a torn last line stays as it is; the next record starts clean
 
@@ -325,8 +340,8 @@ class FolderLock:
     def acquire(self) -> FolderLock:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_folder(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -143,3 +143,20 @@ def test_the_backup_keeps_the_old_content_when_the_new_replaces_it(tmp_path):
         if n:
             assert read_json(tmp_path / "state.json.bak").data["n"] == n - 1
     assert sorted(os.listdir(tmp_path)) == ["state.json", "state.json.bak"]
+
+
+def test_the_data_folder_and_everything_in_it_is_the_users_alone(tmp_path):
+    """(The journal and logs were 0644 in 0755 folders while state files were 0600.)"""
+    data = tmp_path / "data"
+    log = JsonLines(data / "logs" / "events.jsonl")
+    log.append({"event": "x"})
+    log.close()
+    write_json_atomic(data / "state" / "systems" / "a.json", {"x": 1})
+    for d in (data, data / "logs", data / "state", data / "state" / "systems"):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    for f in (data / "logs" / "events.jsonl", data / "state" / "systems" / "a.json"):
+        assert f.stat().st_mode & 0o777 == 0o600, f
+    again = JsonLines(data / "logs" / "events.jsonl")  # appends after what is there
+    again.append({"event": "y"})
+    again.close()
+    assert [r["event"] for r in read_jsonl(data / "logs" / "events.jsonl")[0]] == ["x", "y"]
