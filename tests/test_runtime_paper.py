@@ -153,3 +153,23 @@ def test_exposure_limits_hold_the_grids_buys_with_a_reason(btc5m, tmp_path):
     assert resting_buys + held <= 3_000.0 * 1.02  # the last order in may overshoot by price moves
     denied = [d for d in trader.risk.audit if d.rule == "exposure_symbol"]
     assert denied and "over its limit 3,000.00" in denied[-1].reason
+
+
+@pytest.mark.parametrize("name,needle", [
+    (5, "cryptos.json: system 5: name: must be a non-empty text, got 5"),
+    ("  ", "name: must be a non-empty text"),
+    ("x" * 10_000, "name: is 10,000 characters long; at most 80"),
+])
+def test_a_bad_system_name_is_one_line_naming_the_field(tmp_path, name, needle):
+    """(name 5 was an AttributeError that stopped run and the app; 10,000 characters 'File name too long'.)"""
+    import json
+
+    from engine.runtime.config import ConfigError, load_systems
+
+    path = tmp_path / "cryptos.json"
+    text = json.dumps({"schema_version": 1, "systems": [{"name": name}]})
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_systems(path)
+    assert needle in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 300
+    assert path.read_text() == text  # nothing rewritten

@@ -13,6 +13,7 @@ from engine.store import read_json, write_json_atomic
 from engine.strategies.spot_grid import MAX_CAPITAL
 
 MODES = ("paper", "live")
+MAX_NAME = 80  # characters of a system's name
 MARKETS = ("spot", "perpetual")
 RUNTIME_STRATEGIES = {"spot-grid": "spot", "adaptive-grid": "perpetual"}  # strategy -> the market it trades
 
@@ -42,7 +43,7 @@ class SystemConfig:
     id: str = ""  # short id in client order ids; from the name when empty
 
     def __post_init__(self):
-        if not self.id:
+        if not self.id and isinstance(self.name, str):  # (any other name is refused by validate)
             self.id = system_id(self.name)
 
     @property
@@ -56,8 +57,10 @@ class SystemConfig:
         def bad(name, msg):
             raise ConfigError(f"{where}: {name}: {msg}")
 
-        if not self.name or not isinstance(self.name, str):
-            bad("name", "is required")
+        if not isinstance(self.name, str) or not self.name.strip():
+            bad("name", f"must be a non-empty text, got {self.name!r}")
+        if len(self.name) > MAX_NAME:
+            bad("name", f"is {len(self.name):,} characters long; at most {MAX_NAME} (it names the system's files)")
         if self.mode not in MODES:
             bad("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
         if self.market not in MARKETS:
@@ -111,10 +114,11 @@ def load_systems(path: str | Path) -> tuple[list[SystemConfig], str]:
         raise ConfigError(f"{path}: systems: must be a list")
     out = []
     for i, d in enumerate(systems):
-        name = d.get("name", f"#{i + 1}") if isinstance(d, dict) else f"#{i + 1}"
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: systems[{i}]: must be an object")
-        out.append(SystemConfig.from_dict(d, f"{path}: system {name!r}"))
+        name = d.get("name", f"#{i + 1}")
+        label = repr(name) if len(repr(name)) <= 42 else repr(name)[:40] + "..."
+        out.append(SystemConfig.from_dict(d, f"{path}: system {label}"))
     check_unique(out, str(path))
     return out, loaded.problem or ""
 
