@@ -159,6 +159,7 @@ def test_exposure_limits_hold_the_grids_buys_with_a_reason(btc5m, tmp_path):
     (5, "cryptos.json: system 5: name: must be a non-empty text, got 5"),
     ("  ", "name: must be a non-empty text"),
     ("x" * 10_000, "name: is 10,000 characters long; at most 80"),
+    ("live", "exchange: 'binanse': ccxt has no such exchange"),  # (was "live trading needs API keys")
 ])
 def test_a_bad_system_name_is_one_line_naming_the_field(tmp_path, name, needle):
     """(name 5 was an AttributeError that stopped run and the app; 10,000 characters 'File name too long'.)"""
@@ -167,7 +168,8 @@ def test_a_bad_system_name_is_one_line_naming_the_field(tmp_path, name, needle):
     from engine.runtime.config import ConfigError, load_systems
 
     path = tmp_path / "cryptos.json"
-    text = json.dumps({"schema_version": 1, "systems": [{"name": name}]})
+    system = {"name": name} if name != "live" else {"name": name, "exchange": "binanse", "mode": "live"}
+    text = json.dumps({"schema_version": 1, "systems": [system]})
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
         load_systems(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import pkgutil
 from pathlib import Path
@@ -31,6 +32,7 @@ def rewrite_api_urls(urls, base_url: str):
     return urls
 
 
+@functools.cache
 def exchange_ids() -> list[str]:
     """ccxt's exchanges (``ccxt.exchanges``), read from its package without importing it:
     ccxt takes ~90 MB and half a second, which a list of names should not cost."""

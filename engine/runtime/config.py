@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.data import TIMEFRAMES_MS
+from engine.exchange.ccxt_factory import exchange_ids
 from engine.store import read_json, write_json_atomic
 from engine.strategies.spot_grid import MAX_CAPITAL
 
@@ -63,6 +64,8 @@ class SystemConfig:
             bad("name", f"is {len(self.name):,} characters long; at most {MAX_NAME} (it names the system's files)")
         if self.mode not in MODES:
             bad("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        if self.exchange not in exchange_ids():
+            bad("exchange", f"{self.exchange!r}: ccxt has no such exchange (e.g. binance, bybit, okx)")
         if self.market not in MARKETS:
             bad("market", f"{self.market!r} is not one of {', '.join(MARKETS)}")
         if self.strategy not in RUNTIME_STRATEGIES:
