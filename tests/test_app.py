@@ -437,8 +437,9 @@ def test_add_system_offers_the_exchanges_markets_and_the_keys_dialog_tests_the_c
         dlg.exchange.setCurrentText("nosuchexchange")
         assert await until(lambda: "could not be read" in dlg.symbol_note.text())
         assert "any symbol is accepted" in dlg.symbol_note.text() and dlg.known is None
-        dlg.symbol.setText("ANY/THING")
-        assert dlg.error.text() == ""
+        dlg.symbol.setText("ANY/THING")  # (any symbol: the exchange is what is wrong)
+        assert dlg.error.text().startswith("system: exchange: 'nosuchexchange': ccxt has no such exchange")
+        assert not dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
 
         keys = KeysDialog(controller)
         qtbot.addWidget(keys)
