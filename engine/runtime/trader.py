@@ -393,7 +393,8 @@ class Trader:
         if trade is None:
             self._log("fill_outside_grid", cid=o.cid, note=f"{why}; kept outside its books")
         else:  # the books follow what the exchange charged, and where it took it
-            rate = booked[1] / (booked[0] * r.average)  # (the books' fee rate: maker, or taker)
+            value = booked[0] * r.average
+            rate = booked[1] / value if value else 0.0  # (the books' fee rate: maker, or taker)
             if r.fee_told:
                 fee, fee_base = r.fee, r.fee_base
             elif o.side == "buy" and self.rules.fee_in_received:
