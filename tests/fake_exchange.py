@@ -683,6 +683,16 @@ async def until(check, seconds: float = 10.0) -> None:
     raise AssertionError("timed out")
 
 
+async def trade_candles(trader, fake, candles: int) -> None:
+    """Boot ``trader``, then poll it at each of ``candles`` closes; the client closed."""
+    await trader.boot()
+    await trader.poll()
+    for _ in range(candles):
+        fake.advance()
+        await trader.poll()
+    await trader.adapter.close()
+
+
 async def trade_through_faults(trader, fake, endpoints, *, steps: int, every: int, seed: int) -> None:
     """Boot ``trader`` and poll it candle by candle for ``steps`` candles, a random fault on a
     random endpoint every ``every`` candles (an error the trader lets through must be one of

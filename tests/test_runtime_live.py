@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, FakeBinance, assert_invariants, trade_through_faults, until
+from fake_exchange import FAULTS, FakeBinance, assert_invariants, trade_candles, trade_through_faults, until
 
 from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
@@ -382,16 +382,7 @@ def test_a_buys_commission_taken_in_coins_leaves_every_sell_its_coins_and_the_bo
     exchange took it. (Before: the books took every commission in USDT; each sell asked for
     coins the account did not have, was refused, and the system paused itself.)"""
     trader = live_trader(fake, tmp_path)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        for _ in range(120):
-            fake.advance()
-            await trader.poll()
-        await trader.adapter.close()
-
-    asyncio.run(go())
+    asyncio.run(trade_candles(trader, fake, 120))
     ours = [o for o in fake.our_orders(f"gd{trader.cfg.id}-") if o["executed"] > 0]
     sells = [o for o in ours if o["side"] == "SELL"]
     assert len(sells) >= 10 and fake.short_of_funds == [] and not trader.refusals
@@ -415,16 +406,7 @@ def test_a_refused_order_backs_off_and_the_system_pauses_itself_with_the_reason(
     re-sends in one run, nothing in the status.)"""
     fake.free["USDT"] = 300.0
     trader = live_trader(fake, tmp_path)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        for _ in range(12):
-            fake.advance()
-            await trader.poll()
-        await trader.adapter.close()
-
-    asyncio.run(go())
+    asyncio.run(trade_candles(trader, fake, 12))
     refused = [c for c in fake.sent_cids if c not in fake.by_cid]  # (the exchange keeps no refused order)
     assert refused, "nothing refused: a weaker test"
     tries: dict[str, int] = {}

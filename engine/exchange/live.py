@@ -87,7 +87,7 @@ _STATUS = {"open": b.OPEN, "closed": b.CLOSED, "canceled": b.CANCELED, "cancelle
            "rejected": b.REJECTED, "expired": b.EXPIRED}
 
 
-QUOTES = (None, "USDT", "USDC", "BUSD", "FDUSD")
+QUOTES = (None, "USDT", "USDC", "BUSD", "FDUSD")  # a commission taken as in the quote when the market is unknown
 
 
 def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None = None) -> b.OrderReport:
@@ -106,11 +106,12 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None
     told = not filled or (bool(trades) and abs(sum(float(x.get("amount") or 0.0) for x in trades) - filled)
                           <= 1e-9 * filled)
     fee_cost = fee_base = 0.0
+    quotes = (None, rules.quote) if rules is not None else QUOTES
     for f in (o.get("fees") or ([o["fee"]] if o.get("fee") else [])) if told else ():
         cost = float(f.get("cost") or 0.0)
         if base and f.get("currency") == base:
             fee_base += cost
-        elif f.get("currency") in QUOTES:
+        elif f.get("currency") in quotes:
             fee_cost += cost
     if not told:
         if rules is not None and rules.fee_in_received and o.get("side") == "buy":
@@ -158,6 +159,7 @@ class CcxtExchange:
         self.budget = RateBudget(*(budget or ORDER_BUDGETS.get((exchange_id, market), DEFAULT_BUDGET)))
         self.retried = 0  # temporary errors met (for tests and the status line)
         self._markets_loaded = False
+        self._rules_by_symbol: dict[str, b.MarketRules] = {}  # (ccxt's symbols) for the reports
         if base_url and exchange_id.startswith("binance"):
             _errors_by_path(self.client)
             # a stream's market kind is told by Binance's host names (stream.binance.com is spot),
@@ -288,8 +290,10 @@ class CcxtExchange:
         return r.type, r.side, r.qty, (r.price if r.type == "limit" else None), params
 
     def _report(self, o: dict) -> b.OrderReport:
-        m = self.client.markets.get(o.get("symbol") or "") if self._markets_loaded else None
-        rules = self._rules(m) if m else None
+        symbol = o.get("symbol") or ""
+        rules = self._rules_by_symbol.get(symbol)
+        if rules is None and self._markets_loaded and symbol in self.client.markets:
+            rules = self._rules_by_symbol[symbol] = self._rules(self.client.markets[symbol])
         return report_from_ccxt(o, self.fee_rate if o.get("type") == "limit" else self.taker_rate, rules)
 
     async def _lookup(self, r: b.OrderRequest) -> b.OrderReport | None:

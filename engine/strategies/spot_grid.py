@@ -355,12 +355,9 @@ class SpotGridRunner:
             dq = 0.0  # (the same quantity, written another way: a paper exchange's, the books' own)
         if abs(d_fee) <= 1e-12 * filled * price:
             d_fee = 0.0
-        if dq == 0.0 and d_fee == 0.0 and fee_base == 0.0:
-            return {"pnl": pnl, "fee": booked_fee, "cash": float(F[k._CASH]), "position": float(F[k._POS])}
         d_pos = sign * dq - fee_base
-        F[k._CASH] -= sign * dq * price + d_fee - fee_base * price
-        money[k.M_FEES] += d_fee
-        money[k.M_REALIZED] -= d_fee
+        F[k._CASH] -= d_pos * price  # (the coins moved at the fill's price; the commission apart)
+        self._charge(d_fee)
         pnl -= d_fee
         if d_pos > 0:
             self._to_leftover(d_pos, d_pos * price)
@@ -398,9 +395,14 @@ class SpotGridRunner:
         it arrived (it crossed the market): the exchange charged the taker fee. Returns what
         more it charged."""
         extra = value * (self.params.taker_fee - self.params.fee)
-        self.arrays["F"][k._CASH] -= extra
-        self.arrays["money"][k.M_FEES] += extra
+        self._charge(extra)
         return extra
+
+    def _charge(self, fee: float) -> None:
+        """A commission beyond what the books took: a cost at once."""
+        self.arrays["F"][k._CASH] -= fee
+        self.arrays["money"][k.M_FEES] += fee
+        self.arrays["money"][k.M_REALIZED] -= fee
 
     def decide(self, bar: int, close: float, ind: dict) -> None:
         self._allocate()
