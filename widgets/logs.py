@@ -28,7 +28,7 @@ ERRORS = {"error", "system_error", "order_rejected", "cancel_failed", "feed_erro
           "books_mismatch"}
 WARNINGS = {"risk_denied", "order_refused", "order_unknown", "fill_outside_grid", "fill_apart_from_grid", "feed_gap",
             "feed_silent", "stream_error", "stream_gap",
-            "solvency_haircut", "kill_switch", "paused", "circuit_breaker", "cancel_all"}
+            "solvency_haircut", "kill_switch", "paused", "circuit_breaker", "cancel_all", "funding_defaulted"}
 LEVELS = {"all levels": ("info", "warning", "error"), "warnings and errors": ("warning", "error"),
           "errors": ("error",)}
 KEEP = 20_000  # events kept (and lines shown) at most
