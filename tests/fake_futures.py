@@ -81,7 +81,7 @@ class FakeBinanceFutures(FakeBinance):
         super().__init__(candles, timeframe_ms, maker_fee=maker_fee, **kw)
         self.taker_fee = taker_fee
         self.funding = sorted((int(t), float(r)) for t, r in funding)
-        self._rates = {round(t / FUNDING_MS): r for t, r in self.funding}  # by settlement (times carry ms of lag)
+        self._rates = {round(t / FUNDING_MS): (t, r) for t, r in self.funding}  # by settlement (times carry ms of lag)
         self.hedge = False
         self.margin_type = {s: "CROSSED" for s in candles}
         self.leverage = {s: leverage for s in candles}
@@ -89,6 +89,7 @@ class FakeBinanceFutures(FakeBinance):
         self.algos: dict[int, dict] = {}
         self.by_algo_cid: dict[str, int] = {}
         self.funding_paid = 0.0  # what the account paid (received: negative)
+        self.income: list[dict] = []  # the account's income history (FUNDING_FEE entries)
         self.liquidations: list[tuple[str, str, int]] = []
         self._algo_ids = itertools.count(5000)
         self.order_types = FUTURES_ORDER_TYPES  # what exchangeInfo lists for each symbol
@@ -197,9 +198,9 @@ class FakeBinanceFutures(FakeBinance):
                            "maker": order["type"] == "LIMIT" and not taker, "id": next(self._ids)})
 
     def _settle_funding(self, symbol: str, t: int, mark: float) -> None:
-        rate = self._rates.get(t // FUNDING_MS)
-        if rate is None:
+        if t // FUNDING_MS not in self._rates:
             return
+        when, rate = self._rates[t // FUNDING_MS]
         for side, sign in (("LONG", 1.0), ("SHORT", -1.0)):
             p = self.pos[(symbol, side)]
             if p[0] > 0:
@@ -207,6 +208,12 @@ class FakeBinanceFutures(FakeBinance):
                 self._add_wallet(-pay)
                 p[2] -= pay  # isolated: from the position's margin
                 self.funding_paid += pay
+                # each position's payment is an entry of the income history, stamped with the
+                # settlement's fundingTime (hedge mode: one per side; Binance's entries carry
+                # no positionSide, so the sign tells the side)
+                self.income.append({"symbol": symbol, "incomeType": "FUNDING_FEE", "income": f"{-pay:.8f}",
+                                    "asset": "USDT", "info": "FUNDING_FEE", "time": when,
+                                    "tranId": next(self._ids), "tradeId": ""})
 
     def _liq_price(self, side: str, qty: float, entry: float, margin: float) -> float:
         if side == "LONG":
@@ -473,6 +480,20 @@ class FakeBinanceFutures(FakeBinance):
              "quoteQty": f"{f['price'] * f['qty']:.8f}", "realizedPnl": "0", "side": f["side"],
              "positionSide": f["position"], "symbol": symbol, "time": f["time"]} for f in rows])
 
+    def _income(self, q) -> web.Response:
+        """GET /fapi/v1/income (Get Income History, USER_DATA): the account's entries of one
+        ``symbol`` and ``incomeType``, ``startTime`` and ``endTime`` inclusive, oldest first,
+        at most ``limit`` (default 100, max 1000) counted from ``startTime``; without either
+        time, the last 7 days."""
+        hi = int(q.get("endTime", self._now()))
+        lo = int(q.get("startTime", hi - 7 * 86_400_000 if "endTime" in q else self._now() - 7 * 86_400_000))
+        limit = min(int(q.get("limit", 100)), 1000)
+        with self._lock:
+            rows = [e for e in self.income if lo <= e["time"] <= hi
+                    and q.get("symbol", e["symbol"]) == e["symbol"]
+                    and q.get("incomeType", e["incomeType"]) == e["incomeType"]]
+        return web.json_response(rows[:limit])
+
     def _funding_rate(self, q) -> web.Response:
         lo = int(q.get("startTime", 0))
         hi = int(q.get("endTime", self._now()))
@@ -534,6 +555,7 @@ class FakeBinanceFutures(FakeBinance):
             ("DELETE", "/fapi/v1/order", self._cancel, True),
             ("GET", "/fapi/v1/openOrders", self._open_orders, True),
             ("GET", "/fapi/v1/userTrades", self._user_trades, True),
+            ("GET", "/fapi/v1/income", self._income, True),
             ("POST", "/fapi/v1/algoOrder", self._place_algo, True),
             ("GET", "/fapi/v1/algoOrder", self._query_algo, True),
             ("DELETE", "/fapi/v1/algoOrder", self._cancel_algo, True),

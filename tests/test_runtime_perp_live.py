@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 import pytest
 from fake_exchange import FAULTS, assert_invariants, trade_through_faults, until
-from fake_futures import FakeBinanceFutures
+from fake_futures import FUNDING_MS, FakeBinanceFutures
 
 from engine.data import load_funding
 from engine.exchange import base as b
@@ -145,7 +145,50 @@ def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_w
     upnl = sum((1 if side == "LONG" else -1) * (c - p[1]) * p[0] for (_, side), p in fake.pos.items())
     assert fake.wallet + upnl == pytest.approx(trader.strategy.books(c)["equity"], rel=1e-9)
     assert_invariants(trader, fake)
-    assert trader.strategy.books(c)["funding"] == pytest.approx(-fake.funding_paid, rel=1e-9)
+    # funding: what the account's income history says it settled (8 decimals), each settlement once
+    assert fake.income and trader.strategy.books(c)["funding"] == pytest.approx(
+        sum(float(e["income"]) for e in fake.income), rel=1e-9)
+    assert abs(trader.strategy.books(c)["funding"] + fake.funding_paid) < 1e-8 * len(fake.income)
+
+
+def test_funding_is_what_the_exchange_settled_when_fills_are_read_late(fake, tmp_path):
+    """The process is away across each funding settlement (a crash, a stalled feed) while
+    its orders fill; it comes back and replays the candles it missed. The exchange settled
+    funding on what it held at each settlement; the books, replaying, booked the fills read on
+    return before the settlements replayed since. The books take each settlement from the
+    account's funding history (Binance GET /fapi/v1/income, FUNDING_FEE) and end equal to it."""
+    events = EventLog(tmp_path / "logs")
+    trader = live_trader(fake, tmp_path, event_log=events)
+    rows = fake.candles["BTCUSDT"]
+    away = 0
+
+    async def go():
+        nonlocal away
+        await trader.boot()
+        await trader.poll()
+        while fake.cursor < len(rows) - 40:
+            forming = int(rows[fake.cursor, 0])
+            if trader.strategy.started and (forming + 2 * fake.timeframe_ms) % FUNDING_MS == 0:
+                before = len(fake.fills)
+                fake.advance(3)  # closes the candle that opens at the settlement: funding settled
+                while len(fake.fills) == before and fake.cursor < len(rows) - 40:
+                    fake.advance()  # away until one of its orders fills after the settlement
+                away += 1
+            fake.advance()
+            await trader.poll()
+        await trader.adapter.close()
+
+    asyncio.run(go())
+    settled = [r for r in read_jsonl(events.path)[0] if r["event"] == "funding_settled"]
+    assert away >= 3 and len(settled) >= 3, (away, settled)
+    assert any(abs(r["correction"]) > 0.01 for r in settled), settled
+    c = float(rows[fake.cursor - 1, 4])
+    books = trader.strategy.books(c)
+    assert books["funding"] == pytest.approx(sum(float(e["income"]) for e in fake.income), abs=1e-6)
+    upnl = sum((1 if side == "LONG" else -1) * (c - p[1]) * p[0] for (_, side), p in fake.pos.items())
+    assert fake.wallet + upnl == pytest.approx(books["equity"], abs=1e-6)
+    assert trader.funding_due == {}
+    assert_invariants(trader, fake)
 
 
 def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):

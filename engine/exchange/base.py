@@ -156,4 +156,8 @@ class Adapter(Protocol):
     async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
         """(settlement time ms, rate) of the funding settlements in [since, until]."""
 
+    async def funding_paid(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
+        """(time ms, amount: < 0 paid, > 0 received) of the funding the account settled on
+        ``symbol`` in [since, until] (live exchanges: the books take it from here)."""
+
     async def close(self) -> None: ...

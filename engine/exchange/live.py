@@ -428,6 +428,20 @@ class CcxtExchange:
                                 since, 1000, {"endTime": until})
         return [(int(r["timestamp"]), float(r["fundingRate"])) for r in rows if since <= r["timestamp"] <= until]
 
+    async def funding_paid(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
+        """(time ms, amount: < 0 paid, > 0 received) of the account's funding on ``symbol`` in
+        [since, until]: Binance's income history, type FUNDING_FEE (GET /fapi/v1/income, by
+        ccxt's fetch_funding_history; kept three months), oldest first."""
+        await self._load()
+        out: list[tuple[int, float]] = []
+        while True:
+            rows = await self._call("fetch_funding_history", self.client.fetch_funding_history, symbol, since,
+                                    1000, {"endTime": until})
+            out += [(int(r["timestamp"]), float(r["amount"])) for r in rows if since <= r["timestamp"] <= until]
+            if len(rows) < 1000:
+                return out
+            since = int(rows[-1]["timestamp"]) + 1  # more than a page: the next from after the last
+
     async def balance(self) -> b.Balance:
         await self._load()
         bal = await self._call("fetch_balance", self.client.fetch_balance)

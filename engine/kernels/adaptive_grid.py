@@ -354,15 +354,31 @@ def _pay_funding(o, rate, count, p, L, F, I, counters, money, tiers):
         q = F[_QTY_L] if s == LONG else F[_QTY_S]
         if q == 0.0 or rate == 0.0:
             continue
-        pay = rate * q * o * (1.0 if s == LONG else -1.0)  # > 0: paid
-        if s == LONG:
-            F[_MARGIN_L] -= pay
-        else:
-            F[_MARGIN_S] -= pay
-        money[M_FUNDING] -= pay
-        for m in range(I[_NLOT_L + s]):
-            L[s, m, _LF] += pay * L[s, m, _LQ] / q
-        _refresh_side(s, p, L, F, I, tiers)
+        _book_funding(s, rate * q * o * (1.0 if s == LONG else -1.0), p, L, F, I, money, tiers)
+
+
+@njit(cache=True, nogil=True)
+def _book_funding(s, pay, p, L, F, I, money, tiers):
+    """Side ``s`` paid ``pay`` of funding (< 0: received): from its isolated margin while it
+    holds a position (spread over its lots), from the cash once it is flat."""
+    q = F[_QTY_L] if s == LONG else F[_QTY_S]
+    money[M_FUNDING] -= pay
+    if q == 0.0:
+        F[_CASH] -= pay
+        return
+    if s == LONG:
+        F[_MARGIN_L] -= pay
+    else:
+        F[_MARGIN_S] -= pay
+    for m in range(I[_NLOT_L + s]):
+        L[s, m, _LF] += pay * L[s, m, _LQ] / q
+    _refresh_side(s, p, L, F, I, tiers)
+
+
+@njit(cache=True, nogil=True)
+def book_funding_nb(s, pay, p, L, F, I, money, tiers):
+    """The runtime's correction of a settlement to what the exchange charged (``_book_funding``)."""
+    _book_funding(s, pay, p, L, F, I, money, tiers)
 
 
 @njit(cache=True, nogil=True)

@@ -35,6 +35,7 @@ from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
 
 HISTORY = 2_000  # candles kept for indicators
 HOUR_MS = 3_600_000  # funding settlements fall on whole hours
+FUNDING_GRACE_MS = 15 * 60_000  # a settlement the exchange's history lacks this long after was not charged
 NEVER_REACHED = "never reached the exchange"
 STOP_REFUSED = "a stop was refused: no new openings until it is placed"
 ENDED = "ended"  # an order that ended (cancelled, expired) with part of it filled
@@ -89,6 +90,7 @@ class Trader:
         self.journaled: set[str] = set()
         self.attempts: dict[int, int] = {}  # order key -> its next attempt: an id once sent is never sent again
         self.refusals: dict[int, list] = {}  # order key -> [refused in a row, the bar it may go again, reason, stop]
+        self.funding_due: dict[int, list[float]] = {}  # settlement ms -> [rate, books' long pay, short pay], live
         self.report: dict = {}  # what the hot boot adopted / found missing / does not own
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
@@ -136,6 +138,7 @@ class Trader:
             "orders": [o.to_dict() for o in self.book.live()],
             "attempts": {str(k): v for k, v in self.attempts.items()},
             "refusals": {str(k): v for k, v in self.refusals.items()},
+            "funding_due": {str(k): v for k, v in self.funding_due.items()},
             "paper": self.adapter.state() if self.paper else None,
             "summary": self.summary(),
         }
@@ -160,6 +163,7 @@ class Trader:
             self.book.orders[o.cid] = o
         self.attempts = {int(k): int(v) for k, v in d.get("attempts", {}).items()}
         self.refusals = {int(k): list(v) for k, v in d.get("refusals", {}).items()}
+        self.funding_due = {int(k): [float(x) for x in v] for k, v in d.get("funding_due", {}).items()}
         if self.paper and d.get("paper"):
             self.adapter.restore(d["paper"])
         return True
@@ -280,7 +284,7 @@ class Trader:
         self._extend([row])
         bar = (t - self.epoch) // self.tf
         if self.perpetual:
-            rate, count = await self._funding(prev, t)
+            rate, count = await self._funding(prev, t, o)
             self.strategy.on_open(bar, t, o, rate, count)
             if self.paper:
                 self.adapter.on_candle(t, o, h, lo, c, rate, count)
@@ -288,6 +292,8 @@ class Trader:
             self.adapter.on_candle(t, o, h, lo, c)
         if sync:
             await self.sync(bar)
+            if self.funding_due:
+                await self._settle_funding(t + self.tf)
         now = self.strategy.indicators(self.hist)
         atr = now["atr"]
         self.risk.on_candle(self.cfg.name, 0.0 if math.isnan(atr) else atr, self._trend())
@@ -307,12 +313,14 @@ class Trader:
         else:
             await _breathe(bar, 4)
 
-    async def _funding(self, prev: int, t: int) -> tuple[float, int]:
+    async def _funding(self, prev: int, t: int, open_: float) -> tuple[float, int]:
         """The funding rate summed over the settlements in (prev, t] and how many there were:
         the exchange's (or the paper source's) rates, each at its slot (the exchange stamps them
         a few ms late, so a minute either side is asked for), the strategy's default where a
         settlement has none (logged). Settlements fall on whole hours (8h, 4h or 1h apart):
-        the exchange is asked only when the bars crossed one."""
+        the exchange is asked only when the bars crossed one. Live, what the books pay for each
+        (on the position they hold, at the bar's ``open_``) awaits the exchange's own figure
+        (``_settle_funding``)."""
         if prev < 0 or (prev // HOUR_MS + 1) * HOUR_MS > t:
             return 0.0, 0
         rates = []
@@ -325,7 +333,37 @@ class Trader:
         for s in times[defaulted]:
             self._log("funding_defaulted", settlement=int(s), rate=default,
                       note="the exchange gave no rate for this settlement: the strategy's default was paid")
+        if not self.paper and self.strategy.started:
+            q_long, q_short = self.strategy.positions()
+            for s, r in zip(times.tolist(), values.tolist(), strict=True):
+                self.funding_due[int(s)] = [r, r * q_long * open_, -r * q_short * open_]
         return float(values.sum()), len(times)
+
+    async def _settle_funding(self, now: int) -> None:
+        """Book each settlement the books paid (``funding_due``) at what the exchange charged,
+        from the account's funding history. The exchange settles on the positions it held at
+        the settlement; the books, on theirs when the bar opened, which differ when a fill is
+        booked late (one made while the process was down is read after the settlements it
+        replays). Each entry goes to the side its sign belongs to (the rate's payer pays); a
+        settlement with no entry ``FUNDING_GRACE_MS`` after it was charged nothing."""
+        due = self.funding_due
+        rows = await self.adapter.funding_paid(self.cfg.symbol, min(due) - 60_000, now)
+        by_slot: dict[int, list[float]] = {}
+        for when, amount in rows:
+            by_slot.setdefault((when + 30_000) // 60_000 * 60_000, []).append(amount)
+        for slot in sorted(due):
+            got = by_slot.get(slot)
+            if got is None and now < slot + FUNDING_GRACE_MS:
+                continue
+            rate, *booked = due.pop(slot)
+            paid = [0.0, 0.0]
+            for amount in got or ():
+                paid[0 if (amount < 0) == (rate > 0) else 1] -= amount
+            for side in (0, 1):
+                if abs(paid[side] - booked[side]) > 1e-9:
+                    self.strategy.correct_funding(side, paid[side] - booked[side])
+            self._log("funding_settled", settlement=slot, rate=rate, paid=sum(paid), booked=sum(booked),
+                      correction=sum(paid) - sum(booked))
 
     def _trend(self) -> str:
         """UP / DOWN when the close is more than one ATR(14) away from its EMA(50)."""

@@ -377,6 +377,11 @@ class AdaptiveGridRunner:
             ag.pay_funding_nb(open_, rate, count, self.params, self.L, self.F, self.I, self.counters, self.money,
                               self.tiers)
 
+    def correct_funding(self, s: int, pay: float) -> None:
+        """Side ``s`` (0 long, 1 short) paid ``pay`` more funding than the books took (< 0: less):
+        the exchange's figure for a settlement, which settles on what it held then."""
+        ag.book_funding_nb(s, pay, self.params, self.L, self.F, self.I, self.money, self.tiers)
+
     def decide(self, bar: int, close: float, ind: dict) -> None:
         self.I[ag._NTR] = 0
         if not ag.decide_nb(bar, ind["time"], close, ind["atr"], ind["kama"], ind["er"], ind["std"], ind["sigma"],
