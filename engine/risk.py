@@ -12,13 +12,18 @@ Rules, in the order they are checked:
    ``max_spread``; a market order's expected price against the last trade (``max_deviation``:
    slippage). Limit orders rest where the grid designed them (their distance from the price is
    the point; the exchange's own price band bounds them).
-4. Exposure: per symbol and in total, position plus resting orders plus this order, in quote:
+4. Capital, live systems: what the system holds on the exchange (measured from it, or from
+   its books when they hold more) and has resting to add to it, plus this order, may not pass
+   what its capital allows (spot: its equity; a perpetual: its equity times its leverage,
+   positions only) by more than ``CAPITAL_SLACK``. Past it the system is paused, in red: a
+   grid never spends more than it was given, whatever a bug or a re-sent order did.
+5. Exposure: per symbol and in total, position plus resting orders plus this order, in quote:
    against fixed amounts (over every system) and against shares of the portfolio of the
    account the system trades in (20% per symbol, 80% in total by default). A live account's
    portfolio is what the exchange holds (quote plus the traded coins at their last price),
    measured by the runtime; paper systems share one paper account of ``paper_portfolio``.
-   An order that only reduces a position always passes 2 and 4.
-5. Dry-run, global or per system (the default for a new system): the order passes every check
+   An order that only reduces a position always passes 2, 4 and 5.
+6. Dry-run, global or per system (the default for a new system): the order passes every check
    but is simulated, not sent.
 """
 
@@ -31,6 +36,7 @@ from typing import NamedTuple
 
 SEND, SIMULATE, DENY = "send", "simulate", "deny"
 PAPER = "paper"  # the account of every paper system
+CAPITAL_SLACK = 0.02  # the capital rule's margin over a system's allowance (rounding, fees in coins, price moves)
 
 
 class Decision(NamedTuple):
@@ -142,6 +148,7 @@ class RiskGate:
         self.audit: deque[Denial] = deque(maxlen=audit_size)
         self._systems: dict[str, _SystemRisk] = {}
         self._exposure: dict[tuple[str, str], float] = {}  # (system, symbol) -> notional
+        self._capital: dict[str, list[float]] = {}  # live system -> [allowance, committed], in quote
         self._accounts: dict[str, str] = {}  # system -> the account it trades in (PAPER by default)
         self._portfolio: dict[str, float] = {}  # live account -> its value in quote, as last measured
         self._denied: dict[tuple[str, str], tuple[str, str]] = {}  # (system, order id) -> (rule, reason)
@@ -184,6 +191,16 @@ class RiskGate:
     def exposure(self, symbol: str | None = None, account: str | None = None) -> float:
         return sum(v for (system, sym), v in self._exposure.items()
                    if (symbol is None or sym == symbol) and (account is None or self.account(system) == account))
+
+    def set_capital(self, system: str, allowance: float, committed: float) -> None:
+        """A live system's capital rule: the most it may hold on the exchange (quote), and what
+        counts against it now, as measured from the exchange."""
+        self._capital[system] = [float(allowance), float(committed)]
+
+    def commit(self, system: str, notional: float) -> None:
+        """An order sent counts against its system's allowance until the next measure."""
+        if system in self._capital:
+            self._capital[system][1] += notional
 
     def set_account(self, system: str, account: str) -> None:
         """The account a system trades in: PAPER, or a live one (exchange, market, URL)."""
@@ -245,6 +262,16 @@ class RiskGate:
             if dev > lim.max_deviation:
                 return Decision(DENY, "deviation", f"price {o.price:g} is {dev:.2%} from the last trade "
                                                    f"{m.last:g} (limit {lim.max_deviation:.2%})")
+        if not o.reduces and o.system in self._capital:
+            allowance, committed = self._capital[o.system]
+            if committed + o.notional > allowance * (1 + CAPITAL_SLACK):
+                reason = (f"capital guard: {o.system} would hold {committed + o.notional:,.2f} on the exchange, "
+                          f"over what its capital allows ({allowance:,.2f})")
+                if not sysr.paused_reason:
+                    self.pause(o.system, f"{reason}; no new openings until explained (switch it off and on)")
+                    self._log("capital_guard", system=o.system, committed=committed, order=o.notional,
+                              allowance=allowance)
+                return Decision(DENY, "capital", reason)
         if not o.reduces:
             sym = self.exposure(o.symbol) + o.notional
             if sym > lim.max_symbol_notional:

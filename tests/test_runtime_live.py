@@ -488,3 +488,37 @@ def test_books_that_differ_from_the_exchange_stop_the_openings_with_the_differen
     logged = read_jsonl(runner.events.path)[0]
     assert any(r["event"] == "books_mismatch" and r["difference"] == {"BTC": pytest.approx(-0.01)} for r in logged)
     runner.events.close()
+
+
+def test_the_capital_guard_measures_the_exchange_and_stops_a_grid_spending_beyond_its_capital(fake, tmp_path):
+    """The second line behind the books: were a fill ever lost to the books (the bug of a first
+    layout across the market, simulated here by books that take no fill), the strategy would
+    want the same level again and again, and each order would spend more of the account. The
+    capital rule measures what the system holds on the exchange (the account's coins less what
+    was not its own when it started, plus its resting buys) against its equity: past it, the
+    system pauses in red and sends no more openings. (Before: the account spent several times
+    the grid's capital.)"""
+    fake.free["USDT"] = 50_000.0  # an account with more in it than this grid was given
+    cfg = SystemConfig(name="cross", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
+                       params={"levels": 20, "spacing": "arithmetic", "range_pct": 0.03, "trailing": "both"})
+    ex = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=2000, backoff=0.01)
+    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
+    trader = Trader(cfg, ex, RiskGate(limits), tmp_path)
+    trader._apply_fill = lambda *a, **k: None  # a booking bug: the books never hear of a fill
+
+    async def go():
+        await trader.boot()
+        for _ in range(40):
+            await trader.poll()
+            fake.advance()
+        await ex.close()
+
+    asyncio.run(go())
+    status = trader.risk.status("cross")
+    assert status.paused and status.reason.startswith("capital guard: cross would hold"), status.reason
+    price = float(fake.candles["BTCUSDT"][fake.cursor - 1, 4])
+    spent = sum(o["quote_qty"] for o in fake.our_orders("gd") if o["side"] == "BUY")
+    one_order = max(o["price"] * o["qty"] for o in fake.our_orders("gd"))
+    # at most what the capital allows, and the order in flight when it was measured
+    assert spent <= cfg.capital * 1.02 + 2 * one_order, spent
+    assert fake.free.get("BTC", 0.0) * price + sum(o["locked"] for o in fake.open_orders_of()) < 1.1 * cfg.capital

@@ -90,6 +90,7 @@ class Trader:
         self.journaled: set[str] = set()
         self.attempts: dict[int, int] = {}  # order key -> its next attempt: an id once sent is never sent again
         self.refusals: dict[int, list] = {}  # order key -> [refused in a row, the bar it may go again, reason, stop]
+        self._not_ours: float | None = None  # live spot: the account's coins that are not this system's
         self.funding_due: dict[int, list[float]] = {}  # settlement ms -> [rate, books' long pay, short pay], live
         self.report: dict = {}  # what the hot boot adopted / found missing / does not own
         self.last_candle_wall = time.monotonic()
@@ -557,6 +558,9 @@ class Trader:
             balance = await self.adapter.balance()
             self.risk.set_portfolio(self.account, account_value(balance, self.rules.quote, {self.rules.base: close}))
         exposure = self._report_exposure(close)
+        unsent = [d for cid, d in want.items() if cid not in self.book.orders or self.book.orders[cid].state == lc.NEW]
+        if not self.paper and any(not d.reduces for d in unsent):
+            await self._measure_capital(close)  # (only when an opening may go out)
         batch: list[lc.TrackedOrder] = []
         for i, (cid, d) in enumerate(want.items()):
             await _breathe(i)
@@ -584,6 +588,8 @@ class Trader:
             if not d.reduces:  # the next order is judged with this one counted
                 exposure += intent.notional
                 self.risk.set_exposure(sym, exposure, self.cfg.name)
+                if not self.perpetual:
+                    self.risk.commit(self.cfg.name, intent.notional)
             if o is None:
                 o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar,
                                                   position=d.position, reduces=d.reduces, taker=taker))
@@ -662,6 +668,25 @@ class Trader:
         elif stop and not status.paused:
             self.risk.pause(self.cfg.name, f"{STOP_REFUSED}: {reason}")
             self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
+
+    async def _measure_capital(self, close: float) -> None:
+        """The capital rule's measure, from the exchange: a spot system holds the account's coins
+        less what was not its own when this process first looked (its books' position then
+        aside), plus its resting buys, against its equity; a perpetual, the positions the
+        exchange reported at the last sync (the books follow them), against its equity times
+        its leverage. Where the books hold more, the books count."""
+        books = self.strategy.books(close)
+        if self.perpetual:
+            allowance = books["equity"] * float(self.strategy.cfg.leverage)
+            committed = books["exposure"]
+        else:
+            coins = (await self.adapter.balance()).total.get(self.rules.base, 0.0)
+            if self._not_ours is None:
+                self._not_ours = coins - books["position"]
+            held = max(coins - self._not_ours, books["position"]) * close
+            resting = sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
+            allowance, committed = books["equity"], held + resting
+        self.risk.set_capital(self.cfg.name, allowance, committed)
 
     def _report_exposure(self, close: float) -> float:
         """Tell the risk gate what this system holds and has resting to add to it, in quote."""
