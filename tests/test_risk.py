@@ -72,6 +72,23 @@ def test_exposure_limits_per_symbol_and_total_but_reducing_orders_pass():
     assert d.rule == "exposure_total" and "1,550.00" in d.reason
 
 
+def test_the_capital_guard_holds_a_live_system_to_what_its_capital_allows():
+    g = live_gate(max_symbol_share=float("inf"), max_total_share=float("inf"))
+    assert g.check(order(qty=500.0), MKT).action == SEND  # a paper system, or not measured yet: no rule
+    g.set_capital("btc", 1_000.0, 900.0)  # holds (on the exchange) and rests 900 of its 1,000
+    assert g.check(order(qty=1.2), MKT).action == SEND  # 1,020: within the 2% slack
+    g.commit("btc", 120.0)  # sent: counted until the next measure
+    d = g.check(order(qty=1.0), MKT)
+    assert d.action == DENY and d.rule == "capital" and "would hold 1,120.00" in d.reason and "1,000.00" in d.reason
+    status = g.status("btc")  # and the system pauses, in red, with the reason
+    assert status.paused and status.reason.startswith("capital guard: btc would hold 1,120.00")
+    assert g.check(order(side="sell", reduces=True), MKT).action == SEND  # closing always passes
+    assert g.check(order(system="eth", symbol="ETH/USDT"), MKT).allowed  # the rule is per system
+    g.resume("btc")
+    g.set_capital("btc", 1_000.0, 100.0)  # measured again after the user's look
+    assert g.check(order(), MKT).action == SEND
+
+
 def test_portfolio_shares_per_account_20_and_80_percent_by_default():
     """Paper systems share the paper account (100,000 by default); a live account's value is
     measured by the runtime, and until it is no order adds exposure there."""
