@@ -50,10 +50,46 @@ def _float(name):
     return parse
 
 
+def _number(name, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False):
+    """An argument that is a number from ``lo`` to ``hi`` (above ``lo`` with ``lo_open``)."""
+    def parse(text):
+        try:
+            v = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if integer else 'number'}") from None
+        if not (lo < v if lo_open else lo <= v) or not v <= hi:
+            def fmt(x):
+                return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+            where = f"{'above' if lo_open else 'from'} {fmt(lo)} to {fmt(hi)}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {where}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
+def _out_file(text: str) -> Path:
+    """A file to write: not a folder, in a folder that exists (checked before any work)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: its folder {path.parent} does not exist")
+    return path
+
+
+def _out_dir(text: str) -> Path:
+    """A folder to write into (made if missing): not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a file; give a folder")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.strategies.registry import STRATEGIES
 
     ap = OneLineParser(prog="griddesk", description="GridDesk: crypto grid trading workstation")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     bt = sub.add_parser("backtest", help="backtest a strategy on candles and print a report")
@@ -62,12 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--params", type=Path, help="JSON file of strategy settings (flags override it)")
     bt.add_argument("--funding", type=Path, help="funding-rate CSV (time,funding_rate) for perpetual strategies")
     _add_setting_args(bt)
-    bt.add_argument("--json", type=Path, help="write every metric and the timings to this file")
-    bt.add_argument("--trades", type=Path, help="write the trades to this CSV file")
+    bt.add_argument("--json", type=_out_file, help="write every metric and the timings to this file")
+    bt.add_argument("--trades", type=_out_file, help="write the trades to this CSV file")
 
     ind = sub.add_parser("indicators", help="compute the indicator set and write it as CSV")
     _add_data_args(ind)
-    ind.add_argument("--out", type=Path, required=True)
+    ind.add_argument("--out", type=_out_file, required=True)
 
     fe = sub.add_parser("fetch", help="download candles through ccxt into the cache (and a file)")
     fe.add_argument("--exchange", default="binance")
@@ -77,10 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--until", help="end, ISO 8601 (UTC) or epoch ms (default: now)")
     fe.add_argument("--exchange-url", help="send every request to this base URL (testnet, proxy, simulator)")
     fe.add_argument("--cache-dir", type=Path)
-    fe.add_argument("--out", type=Path, help="also write the candles to this CSV or Parquet file")
+    fe.add_argument("--out", type=_out_file, help="also write the candles to this CSV or Parquet file")
 
     sm = sub.add_parser("sample", help="write the bundled sample candles again from their seed")
-    sm.add_argument("--out", type=Path)
+    sm.add_argument("--out", type=_out_file)
     sm.add_argument("--seed", type=int, default=7)
 
     ru = sub.add_parser("run", help="run trading systems without the GUI until Ctrl-C or SIGTERM")
@@ -88,19 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--system", action="append", help="a system to run (repeat; default: the enabled ones)")
     ru.add_argument("--exchange-url", help="send every exchange request to this base URL")
     ru.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
-    ru.add_argument("--poll", type=_float("poll"), default=1.0, help="seconds between polls of the exchange")
+    ru.add_argument("--poll", type=_number("poll", 0, 3600, lo_open=True), default=1.0,
+                    help="seconds between polls of the exchange")
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
     gu.add_argument("--exchange-url", help="send every exchange request to this base URL (testnet, proxy, simulator)")
-    gu.add_argument("--quit-after", type=_float("quit_after"), help=argparse.SUPPRESS)
+    gu.add_argument("--quit-after", type=_number("quit_after", 0, 86_400, lo_open=True), help=argparse.SUPPRESS)
     gu.add_argument("--screenshot", type=Path, help=argparse.SUPPRESS)
 
     sh = sub.add_parser("screenshot", help="render the app on each tab to PNG files (offscreen works)")
-    sh.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    sh.add_argument("--out", type=_out_dir, required=True, help="folder for the PNG files")
     sh.add_argument("--data-dir", type=Path, help="show this folder's paper systems on recorded candles (a copy: "
                     "the folder is not touched; default: the bundled ones)")
-    sh.add_argument("--warmup", type=_float("warmup"), default=4.0, help="seconds the sample system trades first")
+    sh.add_argument("--warmup", type=_number("warmup", 0, 600), default=4.0,
+                    help="seconds the sample system trades first")
 
     op = sub.add_parser("optimize", help="walk-forward parameter search (Optuna), resumable and distributable")
     op.add_argument("--strategy", default="spot-grid", choices=tuple(STRATEGIES))
@@ -112,17 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="search NAME over RANGE instead of the strategy's default space: 10..60, 0.05..0.4, "
                          "0.001..0.1:log, or a|b|c (repeat; 'NAME=' drops it)")
     op.add_argument("--only-search", action="store_true", help="search only the --search names")
-    op.add_argument("--trials", type=int, default=100, help="finished trials the study should have (all workers)")
-    op.add_argument("--windows", type=int, default=3, help="walk-forward windows")
+    op.add_argument("--trials", type=_number("trials", 1, 1_000_000, integer=True), default=100,
+                    help="finished trials the study should have (all workers)")
+    op.add_argument("--windows", type=_number("windows", 1, 100, integer=True), default=3, help="walk-forward windows")
     op.add_argument("--train-frac", type=_float("train_frac"), default=0.7, help="training share of a window")
     op.add_argument("--tail", type=_float("tail"), default=0.15, help="held-out share at the end of each data set")
     op.add_argument("--storage", help="Optuna storage URL (default: SQLite in the app's data folder)")
     op.add_argument("--study", help="study name (default: from the strategy and settings); same name joins or resumes")
     op.add_argument("--seed", type=int, help="sampler seed: the same seed gives the same fresh study")
-    op.add_argument("--timeout", type=_float("timeout"), help="stop adding trials after this many seconds")
-    op.add_argument("--batch", type=int, help="trials asked at once (default: 16 for spot grids, else the cores)")
-    op.add_argument("--out", type=Path, help="best settings JSON (default: best-<study>.json)")
-    op.add_argument("--table", type=Path, help="write every trial to this CSV file")
+    op.add_argument("--timeout", type=_number("timeout", 0, 1e9, lo_open=True),
+                    help="stop adding trials after this many seconds")
+    op.add_argument("--batch", type=_number("batch", 1, 4096, integer=True),
+                    help="trials asked at once (default: 16 for spot grids, else the cores)")
+    op.add_argument("--out", type=_out_file, help="best settings JSON (default: best-<study>.json)")
+    op.add_argument("--table", type=_out_file, help="write every trial to this CSV file")
     for name, default in (("dd_floor", 0.02), ("max_fills_per_day", 50.0), ("overtrade_weight", 1.0),
                           ("stability_weight", 0.5)):
         op.add_argument("--" + name.replace("_", "-"), type=_float(name), default=default,
@@ -524,7 +565,7 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from engine.data import utc_text
     from engine.runtime.runner import default_data_dir
-    from engine.store import read_json
+    from engine.store import StoreError, read_json
 
     data_dir = args.data_dir or default_data_dir()
     folder = data_dir / "state" / "systems"
@@ -532,29 +573,49 @@ def cmd_status(args) -> int:
     if not files:
         print(f"no system has run yet (no state in {folder})")
         return 0
-    bot = read_json(data_dir / "state" / "bot_state.json", default={}).data
+    # (only reads: a corrupt file is named, not kept aside; one bad file does not hide the others)
+    try:
+        bot = read_json(data_dir / "state" / "bot_state.json", default={}, keep=False).data
+    except StoreError as exc:
+        print(f"warning: {exc}")
+        bot = {}
     if bot.get("kill_all"):
         print("KILL SWITCH ON: no new orders")
+    systems = bot.get("systems") if isinstance(bot.get("systems"), dict) else {}
+    bad = 0
     for path in files:
-        loaded = read_json(path)
-        d = loaded.data
-        s = d.get("summary") or {}
-        when = utc_text(d["last_time"]) if d.get("last_time", -1) >= 0 else "-"
-        status = (bot.get("systems", {}).get(d.get("system"), {}) or {}).get("status", "OFF")
-        feed = f", candles by {s['feed']}" if s.get("feed") else ""
-        print(f"{d.get('system')}: {status}, last candle {when}{feed}, price {s.get('price', 0):,.2f}")
-        if s.get("equity") is not None:
-            print(f"  equity {s['equity']:,.2f}  cash {s['cash']:,.2f}  position {s['position']:.8g}  "
-                  f"grid profit {s['grid_profit']:,.2f}  floating {s['floating']:,.2f}  fees {s['fees']:,.2f}  "
-                  f"fills {s['fills']}")
-        orders = d.get("orders", [])
-        print(f"  {len(orders)} open order(s)")
-        for o in sorted(orders, key=lambda o: -o["price"]):
-            kind = o.get("role", "").replace("_", " ").lower()  # "take profit long", "stop1 short"...
-            print(f"    {o['side']:4} {o['qty']:.8g} @ {o['price']:,.2f}  {o['state']:16} {kind:18} {o['cid']}")
+        try:
+            loaded = read_json(path, keep=False)
+            _print_state(loaded.data, systems, utc_text)
+        except StoreError as exc:
+            print(f"{path.name}: unreadable: {exc}")
+            bad += 1
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            why = f"{exc.args[0]}: missing" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            print(f"{path}: not a system state GridDesk can read ({why}); left untouched")
+            bad += 1
+            continue
         if loaded.problem:
             print(f"  warning: {loaded.problem}")
-    return 0
+    return 2 if bad else 0
+
+
+def _print_state(d: dict, systems: dict, utc_text) -> None:
+    s = d.get("summary") or {}
+    when = utc_text(d["last_time"]) if d.get("last_time", -1) >= 0 else "-"
+    status = (systems.get(d.get("system"), {}) or {}).get("status", "OFF")
+    feed = f", candles by {s['feed']}" if s.get("feed") else ""
+    print(f"{d['system']}: {status}, last candle {when}{feed}, price {s.get('price', 0):,.2f}")
+    if s.get("equity") is not None:
+        print(f"  equity {s['equity']:,.2f}  cash {s['cash']:,.2f}  position {s['position']:.8g}  "
+              f"grid profit {s['grid_profit']:,.2f}  floating {s['floating']:,.2f}  fees {s['fees']:,.2f}  "
+              f"fills {s['fills']}")
+    orders = d.get("orders", [])
+    print(f"  {len(orders)} open order(s)")
+    for o in sorted(orders, key=lambda o: -o["price"]):
+        kind = o.get("role", "").replace("_", " ").lower()  # "take profit long", "stop1 short"...
+        print(f"    {o['side']:4} {o['qty']:.8g} @ {o['price']:,.2f}  {o['state']:16} {kind:18} {o['cid']}")
 
 
 def cmd_gui(args) -> int:
@@ -585,11 +646,19 @@ def main(argv: list[str] | None = None) -> int:
                 "optimize": cmd_optimize}
     try:
         return handlers[args.command](args)
-    except (DataError, ParamError, StoreError) as exc:
-        print(f"griddesk {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"griddesk {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # (the output piped into a reader that stopped: `griddesk status | head`)
+        sys.stderr.close()
+        return 0
+    except (DataError, ParamError, StoreError, ValueError, OSError) as exc:
+        # what a user can cause (a bad file, setting or path, a full or read-only disk): one
+        # line, exit 2; anything else is a bug and keeps its traceback. --debug: always.
+        if args.debug:
+            raise
+        if isinstance(exc, OSError) and not isinstance(exc, DataError | StoreError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"griddesk {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        else:
+            print(f"griddesk {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"griddesk {args.command}: interrupted", file=sys.stderr)

@@ -142,6 +142,18 @@ def format_duration(ms: int) -> str:
 # Loading
 
 
+def _readable(path: str | os.PathLike) -> Path:
+    """A data file that is there, a file, and readable; else one line naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot be read (permission denied)")
+    return path
+
+
 def load_candles(
     path: str | os.PathLike,
     *,
@@ -154,9 +166,7 @@ def load_candles(
     """
     if gaps not in GAP_POLICIES:
         raise ValueError(f"gaps must be one of {GAP_POLICIES}, not {gaps!r}")
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
+    path = _readable(path)
     suffix = "".join(path.suffixes[-2:]).lower()
     kind = ("parquet" if suffix.endswith((".parquet", ".pq")) else
             "feather" if suffix.endswith((".feather", ".arrow", ".ipc")) else _sniff(path))
@@ -529,9 +539,7 @@ class FundingRates:
 
 def load_funding(path: str | os.PathLike) -> FundingRates:
     """Funding-rate CSV with ``time,funding_rate`` (any case; time as epoch s/ms or ISO 8601)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
+    path = _readable(path)
     frame = _read_csv(path)
     source = str(path)
     tcol = _find_column(frame, TIME_ALIASES, source, "time")

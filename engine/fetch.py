@@ -118,11 +118,20 @@ async def fetch_candles(
             from engine.exchange.ccxt_factory import make_exchange
 
             exchange = make_exchange(exchange_id, base_url=base_url)
+        import ccxt
+
         try:
             done = total - sum((b - a) // tf_ms for a, b in wanted)
             for a, b in wanted:
                 rows += await _fetch_range(exchange, symbol, timeframe, tf_ms, a, b, limit, progress, done, total)
                 done += (b - a) // tf_ms
+        except ccxt.BadSymbol:
+            raise DataError(f"{exchange_id} {symbol}: the exchange has no such symbol") from None
+        except ccxt.NetworkError as exc:  # unreachable, timed out, refused: nothing was written
+            raise DataError(f"{exchange_id}: the exchange could not be reached ({type(exc).__name__}); check the "
+                            "connection (or --exchange-url); nothing was written") from None
+        except ccxt.ExchangeError as exc:
+            raise DataError(f"{exchange_id} {symbol} {timeframe}: the exchange refused: {exc}") from None
         finally:
             if own:
                 await exchange.close()

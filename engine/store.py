@@ -161,9 +161,11 @@ def _parse(path: Path, max_schema: int) -> dict:
     return data
 
 
-def read_json(path: str | os.PathLike, *, max_schema: int = SCHEMA_VERSION, default: dict | None = None) -> Loaded:
+def read_json(path: str | os.PathLike, *, max_schema: int = SCHEMA_VERSION, default: dict | None = None,
+              keep: bool = True) -> Loaded:
     """Read a state file. Missing: ``default`` (or an error when None). Corrupt: its bytes are
-    kept aside, and the backup is used if it is good; otherwise CorruptFileError."""
+    kept aside (``keep`` False, for a command that only reads: nothing is written), and the
+    backup is used if it is good; otherwise CorruptFileError."""
     path = Path(path)
     if not path.exists():
         if default is not None:
@@ -175,12 +177,12 @@ def read_json(path: str | os.PathLike, *, max_schema: int = SCHEMA_VERSION, defa
         if "newer GridDesk" in str(exc):
             raise  # not corrupt: leave it alone for the newer version
         problem = str(exc)
-    kept = _keep_aside(path)
+    kept = _keep_aside(path) if keep else None
     bak = path.with_name(path.name + ".bak")
     if bak.exists():
         try:
             return Loaded(_parse(bak, max_schema), from_backup=True,
-                          problem=f"{problem}; kept as {kept.name if kept else '?'}, using {bak.name}")
+                          problem=f"{problem}; " + (f"kept as {kept.name}, " if kept else "") + f"using {bak.name}")
         except StoreError as bexc:
             problem += f"; the backup {bak.name} is no good either ({bexc})"
     raise CorruptFileError(path, problem.split(": ", 1)[-1], kept)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -110,8 +111,9 @@ def _open_study(url: str, name: str, attempts: int = 6):
     """(storage, study), created if new. Workers started together on an empty database race
     to create Optuna's tables; the loser retries once the winner is done."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    shown = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)  # (never a password in a message)
     attempt = 0
     while True:
         try:
@@ -120,10 +122,13 @@ def _open_study(url: str, name: str, attempts: int = 6):
                 storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
             study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
             return storage, study
-        except SQLAlchemyError:
+        except ArgumentError as exc:  # no such database kind, a malformed URL
+            raise ValueError(f"--storage {shown}: not a storage Optuna can open: {exc}") from None
+        except SQLAlchemyError as exc:
             attempt += 1
             if attempt >= attempts:
-                raise
+                why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise ValueError(f"--storage {shown}: cannot open it: {why}") from None
             time.sleep(0.5 * attempt)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from engine.data import TIMEFRAMES_MS
 from engine.exchange.ccxt_factory import exchange_ids
 from engine.store import read_json, write_json_atomic
-from engine.strategies.spot_grid import MAX_CAPITAL
+from engine.strategies.registry import check_settings
+from engine.strategies.spot_grid import MAX_CAPITAL, ParamError
 
 MODES = ("paper", "live")
 MAX_NAME = 80  # characters of a system's name
@@ -79,15 +80,23 @@ class SystemConfig:
             bad("capital", f"must be an amount > 0 and at most {MAX_CAPITAL:g}, got {self.capital!r}")
         if not isinstance(self.params, dict):
             bad("params", "must be an object")
-        if "/" not in self.symbol:
+        if not isinstance(self.symbol, str) or "/" not in self.symbol:
             bad("symbol", f"{self.symbol!r} is not a BASE/QUOTE pair")
         if not re.fullmatch(r"[a-z0-9]{1,12}", self.id):
             bad("id", f"{self.id!r}: 1 to 12 lower-case letters or digits")
         for flag in ("dry_run", "enabled", "sandbox", "streams"):
             if not isinstance(getattr(self, flag), bool):
                 bad(flag, f"must be true or false, got {getattr(self, flag)!r}")
-        if not self.replay_seconds >= 0:
-            bad("replay_seconds", "must be >= 0")
+        if isinstance(self.replay_seconds, bool) or not isinstance(self.replay_seconds, int | float) \
+                or not 0 <= self.replay_seconds <= 3600:
+            bad("replay_seconds", f"must be a number of seconds from 0 to 3600, got {self.replay_seconds!r}")
+        for name in ("exchange", "timeframe", "data", "exchange_url", "id"):
+            if not isinstance(getattr(self, name), str):
+                bad(name, f"must be a text, got {getattr(self, name)!r}")
+        try:  # the strategy's settings, as the system will trade them
+            check_settings(self.strategy, {**self.params, "capital": float(self.capital)})
+        except ParamError as exc:
+            bad("capital" if exc.name == "capital" else f"params.{exc.name}", exc.detail)
         return self
 
     @classmethod

@@ -120,24 +120,32 @@ class Runner:
         if loaded.problem:
             self.events.log("state_problem", file=str(self.bot_state_path), problem=loaded.problem)
         d = loaded.data
+        where = self.bot_state_path
         limits = d.get("limits") or {}
+        if not isinstance(limits, dict):
+            raise ConfigError(f"{where}: limits: must map each risk limit to a number, got {limits!r}")
         for name, value in limits.items():
             if not hasattr(self.risk.limits, name):
-                raise ConfigError(f"{self.bot_state_path}: limits.{name}: unknown risk limit")
+                raise ConfigError(f"{where}: limits.{name}: unknown risk limit")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ConfigError(f"{where}: limits.{name}: must be a number (or null: none), got {value!r}")
             setattr(self.risk.limits, name, float("inf") if value is None else value)  # null: none
         try:
             self.risk.limits.validate()
         except ValueError as exc:
-            raise ConfigError(f"{self.bot_state_path}: limits.{exc}") from None
+            raise ConfigError(f"{where}: limits.{exc}") from None
         if d.get("kill_all"):
             self.risk.kill()
         if d.get("dry_run_all"):
             self.risk.set_dry_run(None, True)
-        for name in d.get("killed", []):
+        killed = d.get("killed", [])
+        if not isinstance(killed, list) or not all(isinstance(n, str) for n in killed):
+            raise ConfigError(f"{where}: killed: must be a list of system names, got {killed!r}")
+        for name in killed:
             self.risk.kill(name)
         paused = d.get("paused") or {}
         if not isinstance(paused, dict) or not all(isinstance(v, list) and len(v) == 2 for v in paused.values()):
-            raise ConfigError(f"{self.bot_state_path}: paused: must map each system to [reason, held]")
+            raise ConfigError(f"{where}: paused: must map each system to [reason, held]")
         for name, (reason, held) in paused.items():  # a pause is the user's to lift, restart or not
             self.risk.pause(name, str(reason), hold=bool(held))
 

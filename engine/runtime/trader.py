@@ -50,6 +50,11 @@ class StateNotOurs(RuntimeError):
     """A state file that names another system: never resumed, never overwritten."""
 
 
+class StateUnreadable(StateNotOurs):
+    """A state file that is not a system's state GridDesk wrote (a field missing or of the
+    wrong kind): never resumed, never overwritten."""
+
+
 async def _breathe(i: int, every: int = 8) -> None:
     """Let the event loop run other work every few orders: a paper exchange answers without
     waiting, and a grid of 40 orders laid in one go would hold the loop (and the GUI on it)."""
@@ -150,11 +155,20 @@ class Trader:
             self._log("state_problem", problem=loaded.problem)
             self.report["problem"] = loaded.problem
         d = loaded.data
-        if not d:
+        if not self.state_path.exists():
             return False
         if d.get("system", self.cfg.name) != self.cfg.name or d.get("id", self.cfg.id) != self.cfg.id:
             raise StateNotOurs(f"{self.state_path}: the state of system {d.get('system')!r} (id {d.get('id')!r}), "
                                f"not of {self.cfg.name!r} (id {self.cfg.id!r}): left untouched")
+        try:
+            return self._restore(d)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            field = f"{exc.args[0]}: missing" if isinstance(exc, KeyError) else str(exc)
+            raise StateUnreadable(f"{self.state_path}: not a state GridDesk can resume ({field}); left untouched: "
+                                  "move it away to start the system afresh (its orders on the exchange are "
+                                  "adopted or left alone, never lost)") from None
+
+    def _restore(self, d: dict) -> bool:
         self.epoch = int(d["epoch"])
         self.last_time = int(d["last_time"])
         if d.get("strategy"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time as _time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from numba import njit
@@ -15,7 +15,7 @@ from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels.perp import DEFAULT_TIERS, funding_counts, funding_on_bars, load_tiers
 from engine.strategies.space import FloatRange, IntRange
-from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, ParamError
+from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, ParamError, checked_settings
 
 
 @dataclass
@@ -62,11 +62,7 @@ class AdaptiveGridConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> AdaptiveGridConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ParamError(sorted(unknown)[0], "unknown adaptive-grid setting")
-        return cls(**data)
+        return checked_settings(cls, data, "adaptive-grid")
 
 
 SEARCH_SPACE = {
@@ -80,7 +76,7 @@ SEARCH_SPACE = {
 }
 
 
-def _check(cfg: AdaptiveGridConfig) -> None:
+def check(cfg: AdaptiveGridConfig) -> None:
     def positive(name, zero_ok=False, upper=None):
         v = getattr(cfg, name)
         if not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok) or (upper is not None and v > upper):
@@ -205,6 +201,7 @@ def indicator_arrays(high: np.ndarray, low: np.ndarray, close: np.ndarray, cfg: 
 
 def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | None = None) -> dict:
     """Indicators and per-bar funding, aligned with the bars (all from data up to each bar)."""
+    check(cfg)  # (a window of 0 would divide by zero in the indicators)
     arrays = indicator_arrays(candles.high, candles.low, candles.close, cfg)
     if funding is not None:
         rate_time, rate = funding.time, funding.rate
@@ -216,7 +213,7 @@ def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | N
 
 
 def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> ag.AdaptiveGridParams:
-    _check(cfg)
+    check(cfg)
     return ag.AdaptiveGridParams(
         capital=float(cfg.capital), leverage=float(cfg.leverage), levels=int(cfg.levels),
         order_frac=float(cfg.order_frac), atr_k=float(cfg.atr_k), atr_floor=float(cfg.atr_floor),

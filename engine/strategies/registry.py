@@ -60,10 +60,14 @@ def read_settings(path, strategy: str | None = None) -> tuple[str | None, dict]:
         raise ParamError("params", f"{path}: expected a JSON object")
     if isinstance(data.get("params"), dict):
         named = data.get("strategy", strategy)
-        if strategy is not None and named != strategy:
-            raise ParamError("params", f"{path}: settings of {named}, not of {strategy}")
-        return named, dict(data["params"])
-    return strategy, {k: v for k, v in data.items() if k != "strategy"}
+    else:
+        named = data.get("strategy", strategy)
+        data = {"params": {k: v for k, v in data.items() if k != "strategy"}}
+    if named is not None and named not in CONFIGS:
+        raise ParamError("params", f"{path}: strategy: unknown strategy {named!r} (known: {', '.join(STRATEGIES)})")
+    if strategy is not None and named != strategy:
+        raise ParamError("params", f"{path}: settings of {named}, not of {strategy}")
+    return named, dict(data["params"])
 
 
 def config_from(strategy: str, data: dict):
@@ -71,6 +75,16 @@ def config_from(strategy: str, data: dict):
     if strategy not in CONFIGS:
         raise ParamError("strategy", f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     return CONFIGS[strategy].from_dict(dict(data))
+
+
+def check_settings(strategy: str, data: dict) -> None:
+    """A system's settings checked when they are read, before any candle: ParamError names
+    the setting at fault."""
+    cfg = config_from(strategy, data)
+    if strategy == "adaptive-grid":
+        adaptive_grid.check(cfg)
+    else:
+        spot_grid.check_settings(cfg)
 
 
 FUNDED = ("hedged-grid", "adaptive-grid")  # strategies that hold a perpetual and pay funding

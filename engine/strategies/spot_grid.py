@@ -7,7 +7,7 @@ numbers as a :class:`~engine.kernels.spot_grid.SpotGridParams`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -17,11 +17,47 @@ from engine.strategies.space import Choice, FloatRange, IntRange
 
 
 class ParamError(ValueError):
-    """A strategy setting is out of range; ``name`` is the setting (CLI argument) at fault."""
+    """A strategy setting is out of range; ``name`` is the setting (CLI argument) at fault,
+    ``detail`` what is wrong with it (a settings file names it ``params.<name>``)."""
 
     def __init__(self, name: str, message: str):
         super().__init__(f"--{name.replace('_', '-')}: {message}")
         self.name = name
+        self.detail = message
+
+
+_KINDS = {"float": "a number", "int": "a whole number", "str": "a text", "bool": "true or false"}
+
+
+def checked_settings(cls, data: dict, label: str):
+    """``cls(**data)`` for a settings dataclass, a name it does not have or a value of the wrong
+    kind (text for a number, a fraction for a count) refused by the setting's name; numbers
+    in range are the strategy's own checks."""
+    by_name = {f.name: f for f in fields(cls)}
+    out = {}
+    for name in sorted(data):
+        if name not in by_name:
+            raise ParamError(name, f"unknown {label} setting")
+        v = data[name]
+        kinds = str(by_name[name].type).replace(" ", "").split("|")
+        if v is None and "None" in kinds:
+            out[name] = v
+            continue
+        if "bool" in kinds:
+            ok = isinstance(v, bool)
+        elif "int" in kinds:
+            ok = (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+            v = int(v) if ok else v
+        elif "float" in kinds:
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+        elif "str" in kinds:
+            ok = isinstance(v, str)
+        else:
+            ok = True
+        if not ok:
+            raise ParamError(name, f"must be {_KINDS.get(kinds[0], kinds[0])}, got {v!r}")
+        out[name] = v
+    return cls(**out)
 
 
 @dataclass
@@ -61,11 +97,7 @@ class SpotGridConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SpotGridConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ParamError(sorted(unknown)[0], "unknown spot-grid setting")
-        return cls(**data)
+        return checked_settings(cls, data, "spot-grid")
 
 
 # What the optimizer may vary by default (the rest keep the user's values).
@@ -92,8 +124,29 @@ def _positive(name: str, value: float, *, zero_ok: bool = False) -> float:
     return float(value)
 
 
-def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) -> k.SpotGridParams:
-    """Validate ``cfg`` against the data's first price and turn it into kernel numbers."""
+def check_settings(cfg: SpotGridConfig) -> None:
+    """What ``build_params`` checks without data (settings read from a file, before any
+    candle): each setting's range, an explicit range's order, and what an exchange would make
+    of the grid: a step that earns no more than the fees of its round trip, an order below
+    the minimum notional."""
+    price = (cfg.lower + cfg.upper) / 2 if cfg.lower and cfg.upper else cfg.upper or cfg.lower or 1.0
+    p = build_params(cfg, price, check_price=False)
+    if p.spacing == g.ATR or p.mode != k.RANGE:
+        return
+    step = (p.upper / p.lower) ** (1 / (p.levels - 1)) - 1 if p.spacing == g.GEOMETRIC else \
+        (p.upper - p.lower) / (p.levels - 1) / p.upper  # (the narrowest step, as a share of its price)
+    if step <= 2 * p.fee:
+        raise ParamError("levels", f"{p.levels} levels over the range leave {step:.3%} a step, no more than the fees "
+                                   f"of a round trip ({2 * p.fee:.3%}): each trade would lose money")
+    if p.min_notional and p.capital / p.levels < p.min_notional:
+        raise ParamError("capital", f"{p.capital:g} over {p.levels} levels is {p.capital / p.levels:.2f} an order, "
+                                    f"below the minimum order value {p.min_notional:g}")
+
+
+def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
+                 check_price: bool = True) -> k.SpotGridParams:
+    """Validate ``cfg`` against the data's first price and turn it into kernel numbers
+    (``check_price`` False: no data yet, the price-bound checks are left for the first candle)."""
     mode = _choice("mode", cfg.mode, k.MODE_NAMES)
     spacing = _choice("spacing", cfg.spacing, g.SPACING_NAMES)
     trailing = _choice("trailing", cfg.trailing, k.TRAIL_NAMES)
@@ -142,9 +195,9 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0) ->
         raise ParamError("dead_zone", f"{dead_zone} is a fraction of the price; 0.5 or more leaves no grid")
     stop_loss = _positive("stop_loss", cfg.stop_loss, zero_ok=True)
     take_profit = _positive("take_profit", cfg.take_profit, zero_ok=True)
-    if stop_loss and stop_loss >= first_price:
+    if check_price and stop_loss and stop_loss >= first_price:
         raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
-    if take_profit and take_profit <= first_price:
+    if check_price and take_profit and take_profit <= first_price:
         raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
     if spacing == g.ATR:
         if cfg.atr_period < 1:
