@@ -189,10 +189,31 @@ def load_candles(
     return apply_gap_policy(candles, gaps)
 
 
+MAX_HEADER = 64 * 1024  # bytes: a first line longer than this is no CSV header
+
+
+def _check_size(path: Path) -> None:
+    """A CSV is read into memory: one with no header line, or larger than half the memory
+    free, is refused by name before it is read (not read whole, then a crash)."""
+    with open(path, "rb") as fh:
+        head = fh.read(MAX_HEADER)
+    if len(head) == MAX_HEADER and b"\n" not in head:
+        raise DataError(f"{path}: the first {MAX_HEADER // 1024} KiB hold no line break: not a CSV file")
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # (not on this system)
+        return
+    size = path.stat().st_size
+    if size * 2 > free > 0:  # parsed, a CSV takes about its size again in columns
+        raise DataError(f"{path}: {size / 2**30:.1f} GiB, more than half the memory free ({free / 2**30:.1f} GiB): "
+                        "split it, or convert it to Parquet")
+
+
 def _read_csv(path: Path) -> Mapping:
     """A plain numeric CSV (epoch times) as numpy columns, without pandas (~90 MB the app need
     not load for its sample); anything else (ISO times, gaps in a row, stray text) through
     pandas, whose text columns the checks read to name the bad row."""
+    _check_size(path)
     try:
         with open(path, encoding="utf-8-sig") as fh, warnings.catch_warnings():  # (a BOM is no header)
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": pandas names it below
@@ -349,8 +370,11 @@ def _parse_numbers(col, source: str, name: str, line_offset: int | None) -> np.n
     if len(bad):
         i = int(bad[0])
         text = "" if raw is None else raw.iloc[i]
-        if raw is None or text.lower() in ("nan", "", "null", "none", "inf", "-inf"):
-            what = "missing value (NaN)" if text.lower() not in ("inf", "-inf") else "infinite value"
+        if np.isinf(out[i]):  # "inf", or a number too large for a float (1e400)
+            what = f"value {text!r} out of range" if raw is not None and "inf" not in text.lower() else \
+                "infinite or out-of-range value"
+        elif raw is None or text.lower() in ("nan", "", "null", "none"):
+            what = "missing value (NaN)"
         else:
             what = f"unparsable value {text!r}"
         more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
@@ -390,16 +414,16 @@ def _parse_time(col, source: str, line_offset: int | None, zone_required: bool =
         if len(bad):
             i = int(bad[0])
             raise DataError(f"{source}: {_row_label(i, line_offset)}: unparsable time {raw.iloc[i]!r}")
-    # Epoch numbers: the unit follows from the magnitude (2001..2286 in seconds is 1e9..1e10).
-    first = abs(numbers[0])
-    if first < 1e11:
-        scale = 1000.0
-    elif first < 1e14:
-        scale = 1.0
-    elif first < 1e17:
-        scale = 1e-3
-    else:
-        scale = 1e-6
+    # Epoch numbers: the unit follows from the magnitude (2001..2286 in seconds is 1e9..1e10),
+    # one unit for the whole column: a row in another unit is named, not read as another date.
+    units = np.searchsorted(np.array([1e11, 1e14, 1e17]), np.abs(numbers), side="right")
+    other = np.flatnonzero(units != units[0])
+    if len(other):
+        i = int(other[0])
+        names = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+        raise DataError(f"{source}: {_row_label(i, line_offset)}: time {numbers[i]:.0f} is in "
+                        f"{names[units[i]]}, the rows before it in {names[units[0]]}: one unit per file")
+    scale = (1000.0, 1.0, 1e-3, 1e-6)[int(units[0])]
     return np.round(numbers * scale).astype(np.int64)
 
 

@@ -181,7 +181,8 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     dlg.spacing.setCurrentText("arithmetic")
     dlg.lower.setValue(3000)
     dlg.upper.setValue(2000)
-    assert "--upper" in dlg.error.text() and not ok.isEnabled()
+    assert "params.upper: upper 2000.0 must be above lower 3000.0" in dlg.error.text() and not ok.isEnabled()
+    assert "c62828" in dlg.fields["upper"].styleSheet()  # the field at fault, in red
     dlg.upper.setValue(4000)
     dlg.levels.setValue(11)
     assert ok.isEnabled() and dlg.error.text() == ""

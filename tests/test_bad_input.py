@@ -149,3 +149,56 @@ def test_status_names_each_bad_state_file_shows_the_others_and_writes_nothing(tm
     assert "torn.json: unreadable" in out.stdout and "is not valid JSON" in out.stdout
     assert "good: OFF, last candle -" in out.stdout
     assert snapshot(tmp_path) == before  # (no corrupt copy kept aside by a command that only reads)
+
+
+HEADER = "time,open,high,low,close,volume\n"
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("1600000000000,1,2,0.5,1.5,10\n1600000300000,1,1e400,0.5,1.5,10\n",
+     "row 2 (line 3): infinite or out-of-range value in column high"),
+    ("2020-09-13T12:26:40Z,1,2,0.5,1.5,10\n2020-09-13T12:31:40Z,1,1e400,0.5,1.5,10\n",
+     "row 2 (line 3): value '1e400' out of range in column high"),
+    ("1600000000,1,2,0.5,1.5,10\n1600000300,1,2,0.5,1.5,10\n1600000600000,1,2,0.5,1.5,10\n",
+     "row 3 (line 4): time 1600000600000 is in milliseconds, the rows before it in seconds: one unit per file"),
+    ("x" * 70_000, "the first 64 KiB hold no line break: not a CSV file"),
+])
+def test_bad_candle_values_are_named(tmp_path, body, needle):
+    from engine.data import DataError, load_candles
+
+    path = tmp_path / "c.csv"
+    path.write_text(body if body.startswith("x") else HEADER + body)
+    with pytest.raises(DataError) as e:
+        load_candles(path)
+    assert str(e.value).startswith(str(path)) and needle in str(e.value), str(e.value)
+
+
+def test_a_full_disk_while_running_is_said_once_and_the_status_files_follow_when_it_frees(tmp_path, capsys):
+    import asyncio
+    import errno
+
+    runner = Runner([], tmp_path)
+    written = []
+
+    def full(views):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "state" / "bot_state.json"))
+
+    async def go():
+        stop = asyncio.Event()
+        runner._write = full
+        task = asyncio.ensure_future(runner.keep_views(stop))
+        await asyncio.sleep(0.1)
+        runner.risk.kill()  # a change while the disk is full: tried again, said once
+        await asyncio.sleep(2.3)
+        assert not task.done()  # the runner goes on
+        runner._write = written.append  # space again: the views follow
+        runner.risk.release()
+        await asyncio.sleep(2.3)
+        stop.set()
+        await task
+
+    asyncio.run(go())
+    err = capsys.readouterr().err
+    assert err.count("cannot write the status files") == 1 and "No space left on device" in err
+    assert written and runner.write_problem == ""
+    runner.events.close()

@@ -364,7 +364,7 @@ class SystemDialog(QDialog):
             text = str(exc)
             field = getattr(exc, "name", None) or text.split(":")[0].strip().removeprefix("system").strip() or None
             if text.startswith("system:"):
-                field = text.split(":")[1].strip()
+                field = text.split(":")[1].strip().removeprefix("params.")  # (a strategy setting: its field)
             self._mark(field if field in self.fields else None)
             self.error.setText(text)
             self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,7 @@ class Runner:
         self.errors: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._stops: dict[str, asyncio.Event] = {}
+        self.write_problem = ""  # why the views could not be written, as last seen
         self._outside: dict[str, tuple] = {}  # account -> (its systems, what is not theirs, moved at the last check)
         self._restore_switches()
 
@@ -224,8 +226,17 @@ class Runner:
             sig = self._signature()
             if sig != seen:
                 # snapshot on the loop, write (fsync) in a worker thread
-                await asyncio.get_running_loop().run_in_executor(None, self._write, self.views())
-                seen = sig
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self._write, self.views())
+                    seen = sig
+                    self.write_problem = ""
+                except OSError as exc:  # a full disk, a folder made read-only: said once, tried again
+                    problem = f"{exc.filename or self.data_dir}: {exc.strerror or exc}"
+                    if problem != self.write_problem:
+                        self.write_problem = problem
+                        print(f"griddesk: cannot write the status files: {problem} (the systems that cannot "
+                              "write their state stop; free space or fix the folder, then start them again)",
+                              file=sys.stderr)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
 
