@@ -40,9 +40,13 @@ def start(config: Path, data_dir: Path, url: str, log) -> subprocess.Popen:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def hot_boots(data_dir: Path) -> int:
+def logged(data_dir: Path, text: str) -> int:
     logs = data_dir / "logs"
-    return sum(p.read_text().count('"hot_boot"') for p in logs.glob("*.jsonl")) if logs.exists() else 0
+    return sum(p.read_text().count(text) for p in logs.glob("*.jsonl")) if logs.exists() else 0
+
+
+def hot_boots(data_dir: Path) -> int:
+    return logged(data_dir, '"hot_boot"')
 
 
 SYSTEMS = {
@@ -75,7 +79,14 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path,
     log = open(tmp_path / "run.log", "ab")  # noqa: SIM115
     p = None
     try:
-        boots = 0
+        # a first run, not killed, compiles what the kernels' cache lacks (a fresh clone, an
+        # edited kernel), as a user's first run does: a kill every second or two in a first
+        # compile (longer than that) would leave nothing cached, and no run would ever trade
+        p = start(config, data_dir, fake.url, log)
+        assert wait_until(lambda: logged(data_dir, '"order_filled"'), timeout=180)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        boots = hot_boots(data_dir)
         for i in range(KILLS):
             p = start(config, data_dir, fake.url, log)
             if i % 3 == 0:  # anywhere, start-up included
@@ -125,7 +136,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path,
     journaled = [r["cid"] for r in records if r["type"] == "fill"]
     assert len(journaled) == len(set(journaled))
     filled = {o["cid"] for o in fake.our_orders("gd") if o["status"] == "FILLED"}
-    assert set(journaled) == filled and len(filled) > 10
+    # (the perpetual's grid, 8 levels a side an ATR apart, fills less often in the same time)
+    assert set(journaled) == filled and len(filled) > (10 if market == "spot" else 6)
     # the state file holds exactly what the exchange has open
     state = read_json(data_dir / "state" / "systems" / "crash.json").data
     resting = {o["cid"] for o in fake.our_orders("gd") if o["status"] in ("NEW", "PARTIALLY_FILLED")}

@@ -42,6 +42,7 @@ ENDED = "ended"  # an order that ended (cancelled, expired) with part of it fill
 BACKOFF_CAP = 64  # candles: the longest wait before a refused order is tried again
 REFUSALS_TO_PAUSE = 4  # refusals in a row of one order that pause the system
 STREAM_REST_SECONDS = 60.0  # while candles come on a stream, the REST poll is only a safety net
+CATCH_UP_SAVE_SECONDS = 1.0  # a catch-up saves its progress this often (else repeated crashes never catch up)
 SAVE_EVERY_SECONDS = 60.0  # a candle that changed no order is saved with the next that does, or after this
 RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
 
@@ -281,6 +282,8 @@ class Trader:
             newest = k == len(rows) - 1
             await self.on_candle(r, send=newest or not replay, sync=k == 0 or newest or not replay)
             done += 1
+            if replay and not newest and time.monotonic() - self._saved[1] > CATCH_UP_SAVE_SECONDS:
+                await self._save()  # a long catch-up keeps its progress: a crash in it starts from here
         if done:
             self.last_candle_wall = time.monotonic()
         return done
