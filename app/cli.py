@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
     ru.add_argument("--poll", type=_number("poll", 0, 3600, lo_open=True), default=1.0,
                     help="seconds between polls of the exchange")
+    ru.add_argument("--from", dest="replay_from", default="",
+                    help="paper systems on recorded candles: trade from the candle at this date (the same run "
+                         "every time; default: after 200 candles of history)")
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
@@ -541,7 +544,8 @@ def cmd_run(args) -> int:
 
     data_dir = args.data_dir or default_data_dir()
     lock = FolderLock(data_dir, "griddesk run").acquire()  # before anything is read for trading
-    runner = Runner(systems, data_dir, exchange_url=args.exchange_url, poll_seconds=args.poll)
+    runner = Runner(systems, data_dir, exchange_url=args.exchange_url, poll_seconds=args.poll,
+                    replay_from=args.replay_from)
 
     async def main_loop():
         stop = asyncio.Event()

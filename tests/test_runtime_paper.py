@@ -14,7 +14,7 @@ from engine.exchange.paper import PaperExchange
 from engine.exchange.replay import ReplaySource
 from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle as lc
-from engine.runtime.config import SystemConfig
+from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.spot_grid import SpotGridConfig
@@ -175,3 +175,29 @@ def test_a_bad_system_name_is_one_line_naming_the_field(tmp_path, name, needle):
         load_systems(path)
     assert needle in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 300
     assert path.read_text() == text  # nothing rewritten
+
+
+def test_a_replay_starts_at_the_same_candle_however_late_it_is_first_asked(btc5m, tmp_path):
+    """Two runs of one file trade the same candles: the replay's clock starts at its first
+    request (not when it was made), from the candle after the warm-up or the one at
+    ``replay_from``, whatever the machine did in between."""
+    from engine.runtime.runner import _replay
+
+    c = btc5m.slice(0, 500)
+    firsts = []
+    for late in (0.0, 7.5):
+        clock = Clock()
+        source = ReplaySource(c, seconds_per_candle=1.0, warmup=200, clock=clock)
+        clock.now += late  # booting, compiling, a slow disk
+        rows = asyncio.run(source.candles("BTC/USDT", "5m", None, 50))
+        firsts.append(rows[-1][0])  # the candle forming at the first request
+    assert firsts[0] == firsts[1] == int(c.time[200])
+    path = tmp_path / "c.csv"
+    c.to_frame().to_csv(path, index=False)
+    when = int(c.time[321])
+    cfg = SystemConfig(name="r", data=str(path), replay_from=str(when)).validate()
+    assert _replay(cfg, path).forming_index() == 321
+    with pytest.raises(ConfigError, match=r"replay_from: .* leaves no candle before or after it"):
+        _replay(SystemConfig(name="r", data=str(path), replay_from="2001-01-01"), path)
+    with pytest.raises(ConfigError, match="replay_from: 'soon' is not a date"):
+        SystemConfig(name="r", data=str(path), replay_from="soon").validate()

@@ -30,7 +30,7 @@ def funding():
     return load_funding(shared_file(FUNDING))
 
 
-def make_trader(candles, params, tmp_path, funding, *, warmup):
+def make_trader(candles, params, tmp_path, funding, *, warmup, limits=None):
     clock = Clock()
     source = ReplaySource(candles, seconds_per_candle=1.0, warmup=warmup, clock=clock, funding=funding)
     cfg = AdaptiveGridConfig.from_dict(dict(params, capital=10_000.0))
@@ -39,23 +39,36 @@ def make_trader(candles, params, tmp_path, funding, *, warmup):
                               maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee, slippage=cfg.slippage)
     sys_cfg = SystemConfig(name="perp test", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
                            strategy="adaptive-grid", params=params, capital=10_000.0)
-    return Trader(sys_cfg, paper, RiskGate(RiskLimits(atr_jump=1e9)), tmp_path), clock
+    return Trader(sys_cfg, paper, RiskGate(limits or RiskLimits(atr_jump=1e9)), tmp_path), clock
 
 
 PERPS = [
     dict(leverage=3.0, stop_m=2.5, prune_age_hours=6.0),
     dict(leverage=2.0, levels=6, atr_k=0.5, no_short=True),
+    # margin and lots binding: ten levels a side of 15% of the capital each at 2x (the free
+    # margin holds about six), at most four lots a side
+    dict(leverage=2.0, levels=10, order_frac=0.15, max_lots=4, atr_k=0.3, stop_m=3.0, prune_age_hours=6.0),
 ]
 
 
-@pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-only-2x"])
+@pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-only-2x", "limits-binding"])
 def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, params):
     n = 1_900  # under the runtime's indicator history: the recursive indicators agree to the bit
     candles = btc5m.slice(0, n)
     cfg = AdaptiveGridConfig.from_dict(dict(params, capital=10_000.0))
     bt = run_adaptive_grid(candles, cfg, funding)
-    trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, funding, warmup=bt.start_bar + 1)
+    binding = "max_lots" in params
+    if binding:  # the limits bind in the backtest: orders waited for margin, and for room for a lot
+        assert bt.counters["refused_balance"] > 0 and bt.counters["lots_full"] > 0, bt.counters
+    # the risk gate's defaults (the same gate, but a paper account large enough that its
+    # exposure shares do not bind: they are the runtime's, not the strategy's)
+    limits = RiskLimits(paper_portfolio=1e9, atr_jump=1e9) if binding else None
+    trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, funding, warmup=bt.start_bar + 1,
+                                limits=limits)
     asyncio.run(drive(trader, clock, int(candles.time[-1])))
+    # nothing the exchange refused, nothing it filled that the strategy did not want
+    assert trader.refusals == {} and not trader.risk.status(trader.cfg.name).paused
+    assert not [r for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "position_sync"]
     t = bt.trades
     labels = {ag.LABELS[x] for x in t["label"]}
     assert len(t) > 50 and {"STOP_LONG", "SELL_CLOSE_LONG"} <= labels and any(x.startswith("PRUNE") for x in labels)

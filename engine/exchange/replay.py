@@ -19,12 +19,15 @@ class ReplaySource:
         self.seconds_per_candle = seconds_per_candle
         self.warmup = min(max(warmup, 1), len(candles) - 1)
         self.clock = clock
-        self.started = clock()
+        self.started: float | None = None  # the first request starts the clock: a replay is reproducible
         self.name = "replay"
         self.funding = funding
 
     def forming_index(self) -> int:
-        """Index of the candle now forming (the one after the last closed)."""
+        """Index of the candle now forming (the one after the last closed): ``warmup`` at the
+        first request, one more every ``seconds_per_candle`` after it."""
+        if self.started is None:
+            return self.warmup
         elapsed = self.clock() - self.started
         steps = int(elapsed / self.seconds_per_candle) if self.seconds_per_candle > 0 else len(self.data)
         return min(self.warmup + steps, len(self.data) - 1)
@@ -34,6 +37,8 @@ class ReplaySource:
         return self.forming_index() >= len(self.data) - 1
 
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
+        if self.started is None:
+            self.started = self.clock()
         c = self.data
         end = self.forming_index() + 1
         if since is None:  # like an exchange: the newest ``limit``, or ``limit`` from ``since`` on

@@ -71,9 +71,14 @@ _GP, _GQ, _GA = range(3)
 # Scalars F[.] and I[.].
 (_CASH, _MARGIN_L, _MARGIN_S, _QTY_L, _QTY_S, _COST_L, _COST_S, _CENTER, _SPACING, _TRIG1_L, _TRIG2_L,
  _TRIG1_S, _TRIG2_S, _LIQ_L, _LIQ_S, _ORDER_QTY, _MINT_L, _MINT_S, _WORST_L, _WORST_S, _FUND_L,
- _FUND_S, _SQ1_L, _SQ1_S, _SQ2_L, _SQ2_S) = range(26)
-N_F = 26  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid,
-# _SQ1 / _SQ2: what each stop stage's order holds (set at each close, with the triggers)
+ _FUND_S, _SQ1_L, _SQ1_S, _SQ2_L, _SQ2_S, _XD, _XE_L, _XE_S) = range(29)
+N_F = 29  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid,
+# _SQ1 / _SQ2: what each stop stage's order holds (set at each close, with the triggers);
+# the exchange's books of the wallet: _XE its average entry of each side, _XD what its wallet
+# holds beyond _CASH (it realizes a close against the average entry, the books against the lot)
+# Grid levels' G[., ., _GA]: 0 not wanted, 1 resting (its margin held), 2 armed at this close,
+# 3 wanted but not placed (no free margin for it, or no room for its lot)
+REST, ARMED, UNPLACED = 1.0, 2.0, 3.0
 (_STAGE_L, _STAGE_S, _HALTED, _GEN, _GEN_REGIME, _VAR_BLOCK, _PRUNE_SIDE, _PRUNE_LOT, _PRUNE_LABEL,
  _NTR, _STARTED, _NLOT_L, _NLOT_S) = range(13)
 N_I = 13  # lots of a side are kept packed in L[side, :I[_NLOT_L + side]]
@@ -210,13 +215,8 @@ def _refresh_side(s, p, L, F, I, tiers):
     if q < 1e-12:
         q = 0.0
         cost = 0.0
-        # a flat side has no stop: a stale trigger must not fire on a lot opened later
-        if s == LONG:
-            F[_TRIG1_L] = -np.inf
-            F[_TRIG2_L] = -np.inf
-        else:
-            F[_TRIG1_S] = np.inf
-            F[_TRIG2_S] = np.inf
+        # (a side gone flat keeps its stop order to the close, as the exchange does: it fires on
+        # a lot opened later in the bar; the close clears it, or a liquidation, which cancels it)
     if s == LONG:
         F[_QTY_L] = q
         F[_COST_L] = cost
@@ -225,6 +225,17 @@ def _refresh_side(s, p, L, F, I, tiers):
         F[_QTY_S] = q
         F[_COST_S] = cost
         F[_LIQ_S] = liquidation_price_nb(tiers, -1, q, cost / q, F[_MARGIN_S]) if q > 0.0 else np.inf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _clear_stops(s, F):
+    """Side s has no stop order (it is flat at a close, or was liquidated)."""
+    if s == LONG:
+        F[_TRIG1_L] = -np.inf
+        F[_TRIG2_L] = -np.inf
+    else:
+        F[_TRIG1_S] = np.inf
+        F[_TRIG2_S] = np.inf
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -237,9 +248,11 @@ def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, 
     value = price * qty
     fee = value * fee_rate
     margin = value / p.leverage
-    if F[_CASH] < margin + max(fee, 0.0):
+    if F[_CASH] + F[_XD] < margin + max(fee, 0.0):
         counters[C_REFUSED_BALANCE] += 1
         return True
+    held = F[_QTY_L + s]
+    F[_XE_L + s] = (held * F[_XE_L + s] + qty * price) / (held + qty)
     F[_CASH] -= margin + fee
     if s == LONG:
         F[_MARGIN_L] += margin
@@ -280,6 +293,7 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
     side_qty = F[_QTY_L] if s == LONG else F[_QTY_S]
     margin = side_margin * (qty / side_qty) if side_qty > 0.0 else 0.0
     F[_CASH] += margin + pnl - fee
+    F[_XD] += sign * (entry - F[_XE_L + s]) * qty  # (the exchange's PnL less the books')
     if s == LONG:
         F[_MARGIN_L] -= margin
         counters[C_LONGS_CLOSED] += 1
@@ -292,7 +306,7 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
         money[M_GRID_PROFIT] += pnl - fee
         j = int(L[s, m, _LJ])
         if L[s, m, _LG] == I[_GEN] and j >= 0:
-            G[s, j, _GA] = 2.0  # armed again: its order rests from this bar's close
+            G[s, j, _GA] = ARMED  # armed again: its order rests from this bar's close
     remaining = L[s, m, _LQ] - qty
     if remaining <= 1e-12 or frac >= 1.0:
         last = I[_NLOT_L + s] - 1  # keep the lots packed: the last one takes this place
@@ -316,6 +330,7 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
             F[_CASH] += F[_MARGIN_S]
             F[_MARGIN_S] = 0.0
             I[_STAGE_S] = 0
+        F[_XE_L + s] = 0.0
     return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, fee, label, pnl - fee, F)
 
 
@@ -396,7 +411,7 @@ def desired_orders_nb(p, L, G, F, I, out):
     n = 0
     for s in range(2):
         for j in range(p.levels):
-            if G[s, j, _GA] > 0.0 and n < len(out):
+            if G[s, j, _GA] == REST and n < len(out):
                 out[n]["side"], out[n]["kind"], out[n]["price"] = (1 if s == LONG else -1), OPEN_ORDER, G[s, j, _GP]
                 out[n]["qty"], out[n]["ref"], out[n]["book"] = G[s, j, _GQ], j, s
                 n += 1
@@ -440,10 +455,12 @@ def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
     else:
         F[_MARGIN_S] = 0.0
         I[_STAGE_S] = 0
+    F[_XE_L + s] = 0.0
     money[M_REALIZED] -= lost
     money[M_LIQUIDATED] += lost
     counters[C_LIQUIDATIONS] += 1
     _refresh_side(s, p, L, F, I, tiers)
+    _clear_stops(s, F)  # (the exchange cancels a liquidated position's orders)
     return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, 0.0, LIQUIDATION, -lost, F)
 
 
@@ -576,7 +593,7 @@ def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
             G[LONG, j, _GP] = buy
             G[LONG, j, _GQ] = order_qty
             if order_qty > 0.0 and buy > 0.0 and order_qty * buy >= p.min_notional:
-                G[LONG, j, _GA] = 1.0
+                G[LONG, j, _GA] = ARMED
             else:
                 counters[C_REFUSED_MIN] += 1
         if allow_short and j < n_fit:
@@ -584,7 +601,7 @@ def _regenerate(close, atr_now, sigma, regime, p, G, F, I, counters):
             G[SHORT, j, _GP] = sell
             G[SHORT, j, _GQ] = order_qty
             if order_qty > 0.0 and order_qty * sell >= p.min_notional:
-                G[SHORT, j, _GA] = 1.0
+                G[SHORT, j, _GA] = ARMED
             else:
                 counters[C_REFUSED_MIN] += 1
 
@@ -653,13 +670,12 @@ def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _at_close(p, L, G, F, I):
-    """After a change, the orders placed at this close: levels armed again during the bar rest
-    from now, each lot's take-profit holds its quantity, each side's stop stages their shares."""
+def _at_close(p, L, G, F, I, counters):
+    """After a change, the orders placed at this close: the levels armed (or waiting) rest from
+    now where they fit (``_place_openings``), each lot's take-profit holds its quantity, each
+    side's stop stages their shares."""
+    _place_openings(p, G, F, I, counters)
     for s in range(2):
-        for j in range(p.levels):
-            if G[s, j, _GA] > 1.0:
-                G[s, j, _GA] = 1.0
         n = I[_NLOT_L + s]
         staged = I[_STAGE_L + s] == 0
         first = 0.0  # stage 1's order: the lots' planned shares (none once it has fired)
@@ -673,17 +689,49 @@ def _at_close(p, L, G, F, I):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _place_openings(p, G, F, I, counters):
+    """The exchange's rule for an opening order, Binance's: it rests only with its initial
+    margin (and fee) held from the wallet's free balance, the wallet as the exchange keeps it
+    (closes realized against the average entry). Levels armed at this close (or waiting for
+    margin) are placed in the order the runtime sends them (long levels nearest first, then
+    short), each while the free margin covers it and its side has room for one more lot (a
+    lot the strategy would refuse is never an order); the rest wait, and are counted."""
+    rate = 1.0 / p.leverage + max(p.maker_fee, 0.0)
+    free = F[_CASH] + F[_XD]
+    for s in range(2):
+        for j in range(p.levels):
+            if G[s, j, _GA] == REST:
+                free -= G[s, j, _GP] * G[s, j, _GQ] * rate
+    for s in range(2):
+        room = p.max_lots - I[_NLOT_L + s]
+        for j in range(p.levels):
+            room -= 1 if G[s, j, _GA] == REST else 0
+        for j in range(p.levels):
+            if G[s, j, _GA] < ARMED:
+                continue
+            need = G[s, j, _GP] * G[s, j, _GQ] * rate
+            if room > 0 and free >= need * (1.0 - 1e-12):
+                G[s, j, _GA] = REST
+                free -= need
+                room -= 1
+            else:
+                if G[s, j, _GA] == ARMED:  # (counted once, while it waits)
+                    counters[C_REFUSED_BALANCE if room > 0 else C_LOTS_FULL] += 1
+                G[s, j, _GA] = UNPLACED
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _bests(p, L, G, I):
     """The nearest order prices: (the highest of the long buys and the short take-profits, the
     lowest of the short sells and the long take-profits)."""
     lo = -np.inf
     hi = np.inf
-    for j in range(p.levels):  # levels run away from the price: the first active one is nearest
-        if G[LONG, j, _GA] > 0.0:
+    for j in range(p.levels):  # levels run away from the price: the first resting one is nearest
+        if G[LONG, j, _GA] == REST:
             lo = G[LONG, j, _GP]
             break
     for j in range(p.levels):
-        if G[SHORT, j, _GA] > 0.0:
+        if G[SHORT, j, _GA] == REST:
             hi = G[SHORT, j, _GP]
             break
     for m in range(I[_NLOT_S]):
@@ -712,7 +760,7 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
         kind = -1
         idx = -1
         for j in range(done_j + 1, p.levels):
-            if G[s, j, _GA] == 1.0:  # (2.0: armed again in this bar, not resting yet)
+            if G[s, j, _GA] == REST:  # (ARMED: armed again in this bar, not resting yet)
                 px = G[s, j, _GP]
                 if sign * (px - extreme) >= 0.0 and sign * px > best:
                     best, kind, idx = sign * px, 0, j
@@ -784,7 +832,7 @@ def _log_orders(i, p, L, G, I, olog, oref):
         for j in range(lv):
             k = 1 + s * lv + j
             row = oref[k]
-            active = G[s, j, _GA] > 0.0
+            active = G[s, j, _GA] == REST
             if row >= 0:
                 if active and olog[row]["price"] == G[s, j, _GP] and olog[row]["qty"] == G[s, j, _GQ]:
                     continue
@@ -995,14 +1043,18 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
             ep = F[_COST_L] / F[_QTY_L]
             F[_TRIG1_L] = round_tick_nb(ep - stop_d, p.tick)
             F[_TRIG2_L] = round_tick_nb(ep - 1.5 * stop_d, p.tick)
+        else:  # flat at the close: no stop rests (a stale trigger must not fire on a later lot)
+            _clear_stops(LONG, F)
         if F[_QTY_S] > 0.0:
             ep = F[_COST_S] / F[_QTY_S]
             F[_TRIG1_S] = round_tick_nb(ep + stop_d, p.tick)
             F[_TRIG2_S] = round_tick_nb(ep + 1.5 * stop_d, p.tick)
+        else:
+            _clear_stops(SHORT, F)
         if F[_QTY_L] > 0.0 or F[_QTY_S] > 0.0:
             _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
         if changed:
-            _at_close(p, L, G, F, I)
+            _at_close(p, L, G, F, I, counters)
             near_lo, near_hi = _bests(p, L, G, I)
             if rec:
                 _log_orders(i, p, L, G, I, olog, oref)

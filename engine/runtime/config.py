@@ -42,6 +42,7 @@ class SystemConfig:
     sandbox: bool = False  # the exchange's testnet / demo trading, where ccxt has one
     streams: bool = True  # candles and order updates on the exchange's websockets where it has them; else polled
     replay_seconds: float = 1.0  # paper on recorded candles: wall seconds per candle
+    replay_from: str = ""  # paper on recorded candles: the first candle traded (a date); "" = after the warm-up
     id: str = ""  # short id in client order ids; from the name when empty
 
     def __post_init__(self):
@@ -90,9 +91,16 @@ class SystemConfig:
         if isinstance(self.replay_seconds, bool) or not isinstance(self.replay_seconds, int | float) \
                 or not 0 <= self.replay_seconds <= 3600:
             bad("replay_seconds", f"must be a number of seconds from 0 to 3600, got {self.replay_seconds!r}")
-        for name in ("exchange", "timeframe", "data", "exchange_url", "id"):
+        for name in ("exchange", "timeframe", "data", "exchange_url", "id", "replay_from"):
             if not isinstance(getattr(self, name), str):
                 bad(name, f"must be a text, got {getattr(self, name)!r}")
+        if self.replay_from:
+            try:
+                from engine.fetch import parse_when
+
+                parse_when(self.replay_from)
+            except (ValueError, TypeError):
+                bad("replay_from", f"{self.replay_from!r} is not a date (2021-03-01, 2021-03-01T12:00Z, epoch ms)")
         try:  # the strategy's settings, as the system will trade them
             check_settings(self.strategy, {**self.params, "capital": float(self.capital)})
         except ParamError as exc:

@@ -44,10 +44,23 @@ def env_keys(exchange: str) -> tuple[str, str]:
     return os.environ.get(f"GRIDDESK_{name}_API_KEY", ""), os.environ.get(f"GRIDDESK_{name}_SECRET", "")
 
 
+REPLAY_WARMUP = 200  # candles of history before a replay's first, unless it is given (replay_from)
+
+
 def _replay(cfg: SystemConfig, sample_path: Path) -> ReplaySource:
+    """Recorded candles served as if live, from the candle after the warm-up, or from the one
+    at ``replay_from`` (the candles before it are the history): the same run every time."""
     path = sample_path if cfg.data == "sample" else Path(cfg.data)
     candles = load_candles(path)
-    return ReplaySource(candles, seconds_per_candle=cfg.replay_seconds, warmup=200)
+    first = REPLAY_WARMUP
+    if cfg.replay_from:
+        from engine.fetch import parse_when
+
+        first = int(candles.time.searchsorted(parse_when(cfg.replay_from)))
+        if not 1 <= first < len(candles) - 1:
+            raise ConfigError(f"system {cfg.name!r}: replay_from: {cfg.replay_from} leaves no candle before or "
+                              f"after it in {path}")
+    return ReplaySource(candles, seconds_per_candle=cfg.replay_seconds, warmup=first)
 
 
 def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path | None = None):
@@ -93,7 +106,7 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
 class Runner:
     def __init__(self, systems: list[SystemConfig], data_dir: str | Path, *, keys: Keys = env_keys,
                  exchange_url: str | None = None, poll_seconds: float = 1.0, risk: RiskGate | None = None,
-                 sample_path: Path | None = None, event_log: EventLog | None = None):
+                 sample_path: Path | None = None, event_log: EventLog | None = None, replay_from: str = ""):
         self.data_dir = Path(data_dir)
         self.events = event_log if event_log is not None else EventLog(self.data_dir / "logs")
         self.risk = risk or RiskGate(event_log=self.events)
@@ -102,7 +115,9 @@ class Runner:
         self.poll_seconds = poll_seconds
         self.keys = keys
         self.sample_path = sample_path
-        self.systems = [SystemConfig(**{**s.to_dict(), "exchange_url": exchange_url}) if exchange_url else s
+        over = {**({"exchange_url": exchange_url} if exchange_url else {}),
+                **({"replay_from": replay_from} if replay_from else {})}
+        self.systems = [SystemConfig(**{**s.to_dict(), **over}).validate(f"system {s.name!r}") if over else s
                         for s in systems]
         self.traders: dict[str, Trader] = {}
         self.errors: dict[str, str] = {}

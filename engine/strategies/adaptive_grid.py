@@ -566,7 +566,7 @@ class AdaptiveGridRunner:
     def levels(self) -> np.ndarray:
         """The opening orders' prices of both grids."""
         G = self.G
-        return np.sort(G[:, :, ag._GP][G[:, :, ag._GA] > 0])
+        return np.sort(G[:, :, ag._GP][G[:, :, ag._GA] == ag.REST])
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -581,6 +581,11 @@ class AdaptiveGridRunner:
         self = cls(cfg, ag.AdaptiveGridParams(**state["params"]))
         for name, v in state["arrays"].items():
             setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
+        if len(self.F) < ag.N_F:  # a state from before the exchange's wallet was kept: it starts from the books'
+            self.F = np.r_[self.F, np.zeros(ag.N_F - len(self.F))]
+            for s in range(2):
+                q = self.F[ag._QTY_L + s]
+                self.F[ag._XE_L + s] = self.F[ag._COST_L + s] / q if q > 0 else 0.0
         self.keys = {tuple(ident): int(k) for ident, k in state["keys"]}
         self.by_key = {k: ident for ident, k in self.keys.items()}
         self.next_key = int(state["next_key"])
