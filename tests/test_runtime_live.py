@@ -522,3 +522,7 @@ def test_the_capital_guard_measures_the_exchange_and_stops_a_grid_spending_beyon
     # at most what the capital allows, and the order in flight when it was measured
     assert spent <= cfg.capital * 1.02 + 2 * one_order, spent
     assert fake.free.get("BTC", 0.0) * price + sum(o["locked"] for o in fake.open_orders_of()) < 1.1 * cfg.capital
+    # (the books here are broken on purpose, so of the invariants only these can hold: no id of
+    # ours sent twice, and every order of ours on the exchange one the trader knows)
+    assert fake.duplicate_attempts == [] and len(fake.sent_cids) == len(set(fake.sent_cids))
+    assert {o["cid"] for o in fake.open_orders_of()} <= set(trader.book.orders)

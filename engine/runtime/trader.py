@@ -571,13 +571,16 @@ class Trader:
             await _breathe(i)
             await self.cancel(o, "cancel: the grid no longer wants it")
         market = Market(last=close, min_notional=self.rules.min_notional)
+        unsent = [d for cid, d in want.items() if cid not in self.book.orders or self.book.orders[cid].state == lc.NEW]
+        opening = not self.paper and any(not d.reduces for d in unsent)  # (the capital rule measures only then)
+        balance = None
+        if self.risk.portfolio(self.account) is None or (opening and not self.perpetual):
+            balance = await self.adapter.balance()  # one call for both measures
         if self.risk.portfolio(self.account) is None:  # the first orders in a live account: value it
-            balance = await self.adapter.balance()
             self.risk.set_portfolio(self.account, account_value(balance, self.rules.quote, {self.rules.base: close}))
         exposure = self._report_exposure(close)
-        unsent = [d for cid, d in want.items() if cid not in self.book.orders or self.book.orders[cid].state == lc.NEW]
-        if not self.paper and any(not d.reduces for d in unsent):
-            await self._measure_capital(close)  # (only when an opening may go out)
+        if opening:
+            self._measure_capital(close, balance)
         batch: list[lc.TrackedOrder] = []
         for i, (cid, d) in enumerate(want.items()):
             await _breathe(i)
@@ -686,7 +689,7 @@ class Trader:
             self.risk.pause(self.cfg.name, f"{STOP_REFUSED}: {reason}")
             self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
 
-    async def _measure_capital(self, close: float) -> None:
+    def _measure_capital(self, close: float, balance: xb.Balance | None) -> None:
         """The capital rule's measure, from the exchange: a spot system holds the account's coins
         less what was not its own when this process first looked (its books' position then
         aside), plus its resting buys, against its equity; a perpetual, the positions the
@@ -697,18 +700,21 @@ class Trader:
             allowance = books["equity"] * float(self.strategy.cfg.leverage)
             committed = books["exposure"]
         else:
-            coins = (await self.adapter.balance()).total.get(self.rules.base, 0.0)
+            coins = balance.total.get(self.rules.base, 0.0)
             if self._not_ours is None:
                 self._not_ours = coins - books["position"]
             held = max(coins - self._not_ours, books["position"]) * close
-            resting = sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
-            allowance, committed = books["equity"], held + resting
+            allowance, committed = books["equity"], held + self._resting()
         self.risk.set_capital(self.cfg.name, allowance, committed)
+
+    def _resting(self) -> float:
+        """What this system's resting openings would add to what it holds, in quote."""
+        return sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
 
     def _report_exposure(self, close: float) -> float:
         """Tell the risk gate what this system holds and has resting to add to it, in quote."""
         held = self.strategy.books(close)["exposure"] if self.strategy.started else 0.0
-        resting = sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
+        resting = self._resting()
         self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
         return held + resting
 
