@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--strategy", choices=tuple(STRATEGIES), help="default: the --params file's, else spot-grid")
     bt.add_argument("--params", type=Path, help="JSON file of strategy settings (flags override it)")
     bt.add_argument("--funding", type=Path, help="funding-rate CSV (time,funding_rate) for perpetual strategies")
+    bt.add_argument("--risk", action="store_true",
+                    help="adaptive-grid: apply the runtime's risk gate (its volatility breaker and exposure limits, "
+                         "as a paper system alone in its account meets them), with the limits the systems of "
+                         "--data-dir run with: the backtest a paper system of these settings makes")
+    bt.add_argument("--data-dir", type=Path, help="with --risk: whose risk limits (default: the app's)")
     _add_setting_args(bt)
     bt.add_argument("--json", type=_out_file, help="write every metric and the timings to this file")
     bt.add_argument("--trades", type=_out_file, help="write the trades to this CSV file")
@@ -310,9 +315,17 @@ def cmd_backtest(args) -> int:
     candles, load_s = _load(args)
     cfg = _strategy_config(args)
     funding = load_funding(args.funding) if args.funding else None
-    result = run_backtest(args.strategy, candles, cfg, funding)
+    risk = where = None
+    if args.risk:
+        if args.strategy != "adaptive-grid":
+            raise ValueError(f"--risk: applies to adaptive-grid backtests; the {args.strategy} kernel does not "
+                             "size its orders by the risk gate")
+        from engine.runtime.runner import default_data_dir, saved_limits
+
+        risk, where = saved_limits(args.data_dir or default_data_dir())
+    result = run_backtest(args.strategy, candles, cfg, funding, risk=risk)
     if args.strategy == "adaptive-grid":
-        print(format_perp_report(result, candles, load_s, funding))
+        print(format_perp_report(result, candles, load_s, funding, where))
     else:
         print(format_report(result, candles, load_s))
     if args.json:
@@ -324,8 +337,14 @@ def cmd_backtest(args) -> int:
     return 0
 
 
-def format_perp_report(result, candles, load_s: float, funding) -> str:
+def format_perp_report(result, candles, load_s: float, funding, limits_from=None) -> str:
     m, c, cfg = result.metrics, result.counters, result.config
+    if "risk_paused_bars" in c:
+        gate = (f"the runtime's, with {limits_from or 'the given limits'}\n              "
+                f"{c['risk_paused_bars']:,} bars paused by its volatility breaker, {c['risk_waits']:,} openings "
+                "waited for it")
+    else:
+        gate = "none (--risk applies the runtime's)"
     lines = [
         f"GridDesk backtest: {result.strategy} on {candles.source}",
         f"  data        {len(candles):,} bars of {candles.timeframe}, "
@@ -333,6 +352,7 @@ def format_perp_report(result, candles, load_s: float, funding) -> str:
         f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
         f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
         f"  funding     {_funding_source(funding, cfg, c)}",
+        f"  risk gate   {gate}",
         "",
         f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
         f"   buy & hold {_pct(m['buy_hold_return'])}",

@@ -34,6 +34,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
+from engine.kernels.breaker import CALM, LAST_ATR, ON, atr_breaker_nb
+
 SEND, SIMULATE, DENY = "send", "simulate", "deny"
 PAPER = "paper"  # the account of every paper system
 CAPITAL_SLACK = 0.02  # the capital rule's margin over a system's allowance (rounding, fees in coins, price moves)
@@ -63,6 +67,16 @@ class OrderIntent:
     @property
     def notional(self) -> float:
         return abs(self.price * self.qty)
+
+
+class Gate(NamedTuple):
+    """What the gate lets a system's strategy open at a close: nothing while ``paused``; up to
+    ``room`` held and resting (quote, ``RiskGate.exposure_room``)."""
+    paused: bool = False
+    room: float = float("inf")
+
+
+OPEN_GATE = Gate()
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,7 @@ class RiskGate:
         self._accounts: dict[str, str] = {}  # system -> the account it trades in (PAPER by default)
         self._portfolio: dict[str, float] = {}  # live account -> its value in quote, as last measured
         self._denied: dict[tuple[str, str], tuple[str, str]] = {}  # (system, order id) -> (rule, reason)
+        self._one = np.zeros(1, dtype=np.bool_)
 
     # --- systems ------------------------------------------------------------------------------
     def system(self, name: str) -> _SystemRisk:
@@ -273,62 +288,78 @@ class RiskGate:
                               allowance=allowance)
                 return Decision(DENY, "capital", reason)
         if not o.reduces:
-            sym = self.exposure(o.symbol) + o.notional
-            if sym > lim.max_symbol_notional:
-                return Decision(DENY, "exposure_symbol", f"{o.symbol} exposure would be {sym:,.2f}, "
-                                                         f"over its limit {lim.max_symbol_notional:,.2f}")
-            total = self.exposure() + o.notional
-            if total > lim.max_total_notional:
-                return Decision(DENY, "exposure_total",
-                                f"total exposure would be {total:,.2f}, over the limit {lim.max_total_notional:,.2f}")
-            if lim.max_symbol_share != float("inf") or lim.max_total_share != float("inf"):
-                d = self._share_check(o)
-                if d is not None:
-                    return d
+            limits = self._exposure_limits(o.system, o.symbol)
+            if limits is None:
+                return Decision(DENY, "exposure_unknown", f"the value of {self._where(o.system)} is not known yet")
+            for rule, what, used, over, limit in limits:
+                if used + o.notional > limit:
+                    return Decision(DENY, rule, f"{what} would be {used + o.notional:,.2f}, over {over}")
         if self.dry_run_all or sysr.dry_run:
             return Decision(SIMULATE, "dry_run", "dry-run: checked, not sent")
         return Decision(SEND, "ok", "")
 
-    def _share_check(self, o: OrderIntent) -> Decision | None:
-        account = self.account(o.system)
-        value = self.portfolio(account)
-        where = "the paper account" if account == PAPER else f"the account {account}"
-        if value is None:
-            return Decision(DENY, "exposure_unknown", f"the value of {where} is not known yet")
+    def _where(self, system: str) -> str:
+        account = self.account(system)
+        return "the paper account" if account == PAPER else f"the account {account}"
+
+    def _exposure_limits(self, system: str, symbol: str) -> list[tuple[str, str, float, str, float]] | None:
+        """Rule 5 for an opening of ``system`` on ``symbol``: (rule, what, exposure now, the limit
+        in words, the limit) of each limit; None while the account's value, which the shares are
+        of, is not known."""
         lim = self.limits
-        for rule, used, share, what in (
-                ("exposure_symbol", self.exposure(o.symbol, account), lim.max_symbol_share, f"{o.symbol} exposure"),
-                ("exposure_total", self.exposure(None, account), lim.max_total_share, "total exposure")):
-            after = used + o.notional
-            if after > share * value:
-                return Decision(DENY, rule, f"{what} would be {after:,.2f}, over {share:.0%} of {where} "
-                                            f"({share * value:,.2f} of {value:,.2f})")
-        return None
+        out = [("exposure_symbol", f"{symbol} exposure", self.exposure(symbol),
+                f"its limit {lim.max_symbol_notional:,.2f}", lim.max_symbol_notional),
+               ("exposure_total", "total exposure", self.exposure(), f"the limit {lim.max_total_notional:,.2f}",
+                lim.max_total_notional)]
+        if lim.max_symbol_share != float("inf") or lim.max_total_share != float("inf"):
+            account = self.account(system)
+            value = self.portfolio(account)
+            if value is None:
+                return None
+            where = self._where(system)
+            for rule, what, used, share in (
+                    ("exposure_symbol", f"{symbol} exposure", self.exposure(symbol, account), lim.max_symbol_share),
+                    ("exposure_total", "total exposure", self.exposure(None, account), lim.max_total_share)):
+                out.append((rule, what, used, f"{share:.0%} of {where} ({share * value:,.2f} of {value:,.2f})",
+                            share * value))
+        return out
 
     # --- circuit breakers and solvency ---------------------------------------------------------
     def on_candle(self, system: str, atr: float, trend: str = "NEUTRAL") -> SystemStatus:
-        """Feed each closed candle's ATR: a change of more than ``atr_jump`` pauses the system's
-        grid; ``calm_candles`` candles in a row with changes under half of it resume it."""
+        """Feed each closed candle's ATR to the system's volatility breaker
+        (``engine.kernels.breaker``, the backtest's too): a change of more than ``atr_jump``
+        pauses the system's grid; ``calm_candles`` candles in a row with changes under half of
+        it resume it."""
         s = self.system(system)
         s.trend = trend
-        if s.last_atr > 0 and atr > 0:
-            change = abs(atr / s.last_atr - 1.0)
-            if change > self.limits.atr_jump:
-                s.vol_spike = True
-                s.calm = 0
-                if not s.paused_reason:
-                    s.paused_reason = f"volatility spike: ATR changed {change:.0%} in one candle"
-                    self._log("circuit_breaker", system=system, on=True, reason=s.paused_reason)
-            elif s.vol_spike:
-                s.calm = s.calm + 1 if change < self.limits.atr_jump / 2 else 0
-                if s.calm >= self.limits.calm_candles:
-                    s.vol_spike = False
-                    if s.paused_reason.startswith("volatility spike"):
-                        s.paused_reason = ""
-                        self._log("circuit_breaker", system=system, on=False, reason="volatility normal again")
-        if atr > 0:
-            s.last_atr = atr
+        state = np.array([s.last_atr, float(s.vol_spike), float(s.calm)])
+        was = s.vol_spike
+        change = atr_breaker_nb(np.array([float(atr)]), self.limits.atr_jump, float(self.limits.calm_candles),
+                                state, self._one)
+        s.last_atr, s.vol_spike, s.calm = float(state[LAST_ATR]), bool(state[ON]), int(state[CALM])
+        if s.vol_spike and change > self.limits.atr_jump and not s.paused_reason:
+            s.paused_reason = f"volatility spike: ATR changed {change:.0%} in one candle"
+            self._log("circuit_breaker", system=system, on=True, reason=s.paused_reason)
+        elif was and not s.vol_spike and s.paused_reason.startswith("volatility spike"):
+            s.paused_reason = ""
+            self._log("circuit_breaker", system=system, on=False, reason="volatility normal again")
         return self.status(system)
+
+    def gate(self, system: str, symbol: str) -> Gate:
+        """What ``system``'s strategy may open now (``Gate``)."""
+        s = self.system(system)
+        closed = self.kill_all or s.killed or bool(s.paused_reason)
+        return Gate(closed, self.exposure_room(system, symbol))
+
+    def exposure_room(self, system: str, symbol: str) -> float:
+        """The most ``system`` may hold on ``symbol`` and have resting to add to it (quote) before
+        rule 5 refuses its next opening, beside what the other systems hold: what its strategy
+        is told, so that it never wants an order the gate would refuse (0 while unknown)."""
+        limits = self._exposure_limits(system, symbol)
+        if limits is None:
+            return 0.0
+        mine = self._exposure.get((system, symbol), 0.0)
+        return max(min(limit - used for _, _, used, _, limit in limits) + mine, 0.0)
 
     def pause(self, system: str, reason: str, *, hold: bool = False) -> None:
         """Pause from elsewhere (a strategy's own breaker, the solvency monitor, refusals):

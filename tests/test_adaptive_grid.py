@@ -15,6 +15,7 @@ from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_gri
 
 TF = 15 * 60_000
 TIERS = load_tiers()
+NO_GATE = np.zeros(0, dtype=np.bool_)  # no risk gate: every opening its margin allows
 QUIET = dict(stop_m=1e9, prune_sigma=1e9, prune_age_ms=1e18, prune_gap=1e9, prune_offset=0, z_halt=-1e9,
              z_resume=1e9, var_max_dd=1e9, slippage=0.0, maker_fee=0.0, taker_fee=0.0, tick=0.1, lot=0.001,
              min_notional=0.0, trail_reserve=0.0)
@@ -50,8 +51,8 @@ def run(c, *, atr=1.0, regime=ind.NOISE, z=0.0, sigma=0.0, kama=None, std=0.0, e
     else:
         fr, fc = funding
     out = ag.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, arr(atr), arr(c.close if kama is None else kama),
-                              arr(er), arr(std), arr(sigma), arr(z), arr(regime, np.int64), fr, fc, TIERS, p,
-                              L, G, F, I, trades, eq, lq, sq, counters, money, 0)
+                              arr(er), arr(std), arr(sigma), arr(z), arr(regime, np.int64), fr, fc, TIERS,
+                              NO_GATE, p, L, G, F, I, trades, eq, lq, sq, counters, money, 0)
     assert out == n
     return dict(trades=trades[:I[ag._NTR]], equity=eq, long=lq, short=sq, p=p,
                 counters=dict(zip(ag.COUNTER_NAMES, counters.tolist(), strict=True)), money=money, F=F)
@@ -404,8 +405,8 @@ def closes(c, cfg):
         k = i + 1
         bar = ag.adaptive_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], a["atr"][:k],
                                   a["kama"][:k], a["er"][:k], a["std"][:k], a["sigma"][:k], a["z"][:k],
-                                  a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, p, L, G, F, I,
-                                  trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
+                                  a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, NO_GATE, p, L,
+                                  G, F, I, trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
         assert bar == k
         yield i, p, (L, G, F, I), trades, eq
 
@@ -463,8 +464,8 @@ def test_desired_orders_and_fills_from_outside():
     money = np.zeros(ag.N_MONEY)
     z = np.zeros(n)
     ag.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, np.ones(n), c.close.copy(), z, z, z, z,
-                        np.zeros(n, np.int64), z, np.zeros(n, np.int64), TIERS, p, L, G, F, I, trades, np.empty(n),
-                        np.empty(n), np.empty(n), counters, money, 0)
+                        np.zeros(n, np.int64), z, np.zeros(n, np.int64), TIERS, NO_GATE, p, L, G, F, I, trades,
+                        np.empty(n), np.empty(n), np.empty(n), counters, money, 0)
     out = np.empty(50, dtype=ag.ORDER_DTYPE)
     k = ag.desired_orders_nb(p, L, G, F, I, out)
     kinds = sorted((int(o["kind"]), round(float(o["price"]), 4)) for o in out[:k])

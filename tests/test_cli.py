@@ -114,6 +114,29 @@ def test_adaptive_grid_from_the_command_line(tmp_path, capsys):
     assert m["funding_events"] > 600 and m["funding_pnl"] != 0
 
 
+def test_a_backtest_with_the_runtimes_risk_gate_reads_the_limits_the_systems_run_with(tmp_path, capsys):
+    """--risk: the volatility breaker and exposure limits of the data folder's bot_state.json
+    (the defaults without one), read only; the report says what they held back."""
+    args = ["backtest", "--data", str(shared_file(BTC_5M)), "--strategy", "adaptive-grid", "--leverage", "3",
+            "--risk", "--data-dir", str(tmp_path)]
+    assert main([*args, "--json", str(tmp_path / "d.json")]) == 0
+    text = capsys.readouterr().out
+    assert f"the default limits (none in {tmp_path / 'state' / 'bot_state.json'})" in text
+    default = json.loads((tmp_path / "d.json").read_text())["counters"]
+    assert default["risk_paused_bars"] > 0 and default["risk_waits"] > 0
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "bot_state.json").write_text(json.dumps({"schema_version": 1, "limits": {
+        "atr_jump": 10.0, "max_symbol_share": None, "max_total_share": None}}))
+    before = sorted(p.name for p in state.iterdir())
+    assert main([*args, "--json", str(tmp_path / "s.json")]) == 0
+    assert "the limits of" in capsys.readouterr().out and sorted(p.name for p in state.iterdir()) == before
+    saved = json.loads((tmp_path / "s.json").read_text())["counters"]
+    assert saved["risk_paused_bars"] == 0 and saved["risk_waits"] == 0  # nothing binds at these limits
+    assert main([*args[:3], "--risk", "--data-dir", str(tmp_path)]) == 2  # a spot grid: refused, by name
+    assert "--risk: applies to adaptive-grid backtests" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--strategy", "adaptive-grid", "--trailing", "up"], "--trailing: is not a setting of adaptive-grid"),
     (["--strategy", "adaptive-grid", "--leverage", "500"], "--leverage: must be > 0 and at most 125"),

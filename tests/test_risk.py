@@ -2,8 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine.kernels.breaker import atr_breaker
 from engine.risk import DENY, SEND, SIMULATE, AuditTrail, Market, OrderIntent, RiskGate, RiskLimits
 from engine.store import EventLog, read_jsonl
 
@@ -189,3 +193,47 @@ def test_a_denial_asked_again_is_recorded_once_and_killed_systems_say_so():
     g.kill()
     g.check(order(), MKT)
     assert len([d for d in g.audit if d.rule == "kill_switch"]) == 2  # a new episode is recorded
+
+
+@settings(max_examples=200, deadline=None)
+@given(mine=st.floats(0, 30_000), other_here=st.floats(0, 30_000), other_there=st.floats(0, 90_000),
+       paper=st.floats(1_000, 500_000), fixed=st.sampled_from([float("inf"), 25_000.0, 60_000.0]),
+       total=st.sampled_from([float("inf"), 70_000.0]))
+def test_the_exposure_room_a_strategy_is_told_is_what_the_gate_lets_through(mine, other_here, other_there, paper,
+                                                                             fixed, total):
+    """The room is the largest opening rule 5 passes beside what every system holds: one an
+    hundredth smaller passes, one an hundredth larger is refused (a strategy told the room never
+    wants an order the gate would refuse, nor gives up one it would pass)."""
+    g = live_gate(paper_portfolio=paper, max_symbol_notional=fixed, max_total_notional=total)
+    g.set_exposure("BTC/USDT", mine, "btc")
+    g.set_exposure("BTC/USDT", other_here, "btc2")
+    g.set_exposure("ETH/USDT", other_there, "eth")
+    room = g.exposure_room("btc", "BTC/USDT")
+    space = room - mine  # what one more opening may add
+    if space > 0.02:
+        assert g.check(order(price=1.0, qty=space - 0.01), Market()).action == SEND
+    assert g.check(order(price=1.0, qty=max(space, 0.0) + 0.01), Market()).action == DENY
+
+
+def test_the_gate_tells_a_paused_system_to_open_nothing():
+    g = live_gate()
+    assert g.gate("btc", "BTC/USDT") == (False, 20_000.0)  # 20% of the paper account of 100,000
+    g.pause("btc", "orders refused")
+    assert g.gate("btc", "BTC/USDT").paused
+    g.resume("btc")
+    g.kill()
+    assert g.gate("btc", "BTC/USDT").paused
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.just(float("nan")), st.floats(0.5, 2.0)), min_size=1, max_size=80),
+       st.integers(1, 5))
+def test_the_backtests_breaker_pauses_where_the_runtimes_does(steps, calm):
+    """``atr_breaker`` over a series (the backtest's) pauses at the closes where feeding the gate
+    one candle at a time (the runtime) pauses the system; a user's resume is the runtime's own."""
+    atr = np.cumprod(np.nan_to_num(np.array(steps), nan=1.0)) * 100.0
+    atr[np.isnan(steps)] = np.nan  # warming up: no ATR yet
+    g = RiskGate(RiskLimits(atr_jump=0.3, calm_candles=calm))
+    fed = [g.on_candle("btc", 0.0 if np.isnan(a) else a).paused for a in atr]
+    assert atr_breaker(atr, 0.3, calm).tolist() == fed
+    assert atr_breaker(atr, 0.3, calm, first=3).tolist()[:3] == [False] * min(3, len(atr))

@@ -136,6 +136,17 @@ def test_the_atr_circuit_breaker_pauses_new_buys_and_resumes(btc5m, tmp_path):
     assert status.paused and status.label == "PAUSED" and "volatility spike" in status.reason
     denied = [d for d in trader.risk.audit if d.rule == "paused"]
     assert denied and all(trader.book.orders.get(d.client_order_id) is None for d in denied)
+    sells = 0
+    for row in range(138, 160):  # while paused, every sell the grid wants rests (a buy denied
+        asyncio.run(drive(trader, clock, int(btc5m.time[row])))  # before it stopped none)
+        if not trader.risk.status(trader.cfg.name).paused:
+            break
+        live = {o.cid for o in trader.book.live()}
+        wanted = [lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)
+                  if d.reduces]
+        assert set(wanted) <= live, row
+        sells += len(wanted)
+    assert sells > 0
     asyncio.run(drive(trader, clock, int(btc5m.time[398])))
     assert not trader.risk.status(trader.cfg.name).paused
     wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}

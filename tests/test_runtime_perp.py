@@ -56,13 +56,16 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     n = 1_900  # under the runtime's indicator history: the recursive indicators agree to the bit
     candles = btc5m.slice(0, n)
     cfg = AdaptiveGridConfig.from_dict(dict(params, capital=10_000.0))
-    bt = run_adaptive_grid(candles, cfg, funding)
     binding = "max_lots" in params
-    if binding:  # the limits bind in the backtest: orders waited for margin, and for room for a lot
-        assert bt.counters["refused_balance"] > 0 and bt.counters["lots_full"] > 0, bt.counters
-    # the risk gate's defaults (the same gate, but a paper account large enough that its
-    # exposure shares do not bind: they are the runtime's, not the strategy's)
-    limits = RiskLimits(paper_portfolio=1e9, atr_jump=1e9) if binding else None
+    # the risk gate's default limits, in the backtest as in paper (its volatility breaker, and
+    # exposure up to 20% of the paper account: 20,000 for a grid of 10,000 at 2x)
+    limits = RiskLimits()
+    bt = run_adaptive_grid(candles, cfg, funding, risk=limits)
+    if binding:  # the limits bind in the backtest: orders waited for margin, for room for a lot,
+        # for the gate's exposure room or while its breaker paused the openings
+        c = bt.counters
+        assert c["refused_balance"] > 0 and c["lots_full"] > 0 and c["risk_waits"] > 0, c
+        assert c["risk_paused_bars"] > 0, c
     trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, funding, warmup=bt.start_bar + 1,
                                 limits=limits)
     asyncio.run(drive(trader, clock, int(candles.time[-1])))

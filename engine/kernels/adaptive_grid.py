@@ -52,13 +52,13 @@ TRADE_DTYPE = np.dtype([
 (C_LONGS_OPENED, C_LONGS_CLOSED, C_SHORTS_OPENED, C_SHORTS_CLOSED, C_STOPS_LONG, C_STOPS_SHORT,
  C_PRUNE_DEVIANCE, C_PRUNE_OLDEST, C_PRUNE_GAP, C_PRUNE_FUNDING, C_PRUNE_OFFSET, C_HALTS, C_TRAIL,
  C_VAR_BLOCKS, C_LIQUIDATIONS, C_REGENERATIONS, C_FUNDING_EVENTS, C_LOTS_FULL, C_REFUSED_MIN,
- C_ACTIVE_BARS, C_REFUSED_BALANCE) = range(21)
-N_COUNTERS = 21
+ C_ACTIVE_BARS, C_REFUSED_BALANCE, C_RISK_WAITS) = range(22)
+N_COUNTERS = 22
 COUNTER_NAMES = ("longs_opened", "longs_closed", "shorts_opened", "shorts_closed", "stops_long",
                  "stops_short", "prune_deviance", "prune_oldest", "prune_gap", "prune_funding",
                  "prune_offset", "circuit_breaker_halts", "trailing_shifts", "var_blocks",
                  "liquidations", "regenerations", "funding_events", "lots_full", "refused_min_notional",
-                 "active_bars", "refused_balance")
+                 "active_bars", "refused_balance", "risk_waits")
 
 # Money totals.
 M_REALIZED, M_GRID_PROFIT, M_FUNDING, M_FEES, M_LIQUIDATED, M_OFFSET_USED = range(6)
@@ -117,6 +117,9 @@ class AdaptiveGridParams(NamedTuple):
     min_notional: float = 5.0
     max_lots: int = 40  # per side
     start_bar: int = 0
+    # the runtime's risk gate, for the openings: the most the system may hold and have resting
+    # to add to it (quote, notional), as the gate measures it (``engine.risk``: exposure rules)
+    max_exposure: float = np.inf
 
 
 ORDER_DTYPE = np.dtype([("side", np.int8), ("kind", np.int8), ("price", np.float64), ("qty", np.float64),
@@ -670,11 +673,11 @@ def _choose_prune(close, kama, std_price, t, p, L, F, I, money):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _at_close(p, L, G, F, I, counters):
+def _at_close(close, paused, p, L, G, F, I, counters):
     """After a change, the orders placed at this close: the levels armed (or waiting) rest from
     now where they fit (``_place_openings``), each lot's take-profit holds its quantity, each
-    side's stop stages their shares."""
-    _place_openings(p, G, F, I, counters)
+    side's stop stages their shares. Returns how many openings wait."""
+    waiting = _place_openings(close, paused, p, G, F, I, counters)
     for s in range(2):
         n = I[_NLOT_L + s]
         staged = I[_STAGE_L + s] == 0
@@ -686,22 +689,30 @@ def _at_close(p, L, G, F, I, counters):
         q = F[_QTY_L + s]
         F[_SQ1_L + s] = first if q > 0.0 else 0.0
         F[_SQ2_L + s] = q - first if q > 0.0 else 0.0
+    return waiting
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _place_openings(p, G, F, I, counters):
+def _place_openings(close, paused, p, G, F, I, counters):
     """The exchange's rule for an opening order, Binance's: it rests only with its initial
     margin (and fee) held from the wallet's free balance, the wallet as the exchange keeps it
-    (closes realized against the average entry). Levels armed at this close (or waiting for
-    margin) are placed in the order the runtime sends them (long levels nearest first, then
-    short), each while the free margin covers it and its side has room for one more lot (a
-    lot the strategy would refuse is never an order); the rest wait, and are counted."""
+    (closes realized against the average entry). And the risk gate's (``engine.risk``): no new
+    opening while it pauses the system's openings (``paused``: its volatility breaker, or any
+    pause of the runtime), none that would take what the system holds at the close and has
+    resting to add to it past ``p.max_exposure``. Levels armed at this close (or waiting) are placed in the order the
+    runtime sends them (long levels nearest first, then short), each while the free margin
+    covers it, the gate lets it through and its side has room for one more lot (a lot the
+    strategy would refuse is never an order); the rest wait, and are counted. Returns how many
+    wait."""
     rate = 1.0 / p.leverage + max(p.maker_fee, 0.0)
     free = F[_CASH] + F[_XD]
+    exposure = (F[_QTY_L] + F[_QTY_S]) * close
     for s in range(2):
         for j in range(p.levels):
             if G[s, j, _GA] == REST:
                 free -= G[s, j, _GP] * G[s, j, _GQ] * rate
+                exposure += G[s, j, _GP] * G[s, j, _GQ]
+    waiting = 0
     for s in range(2):
         room = p.max_lots - I[_NLOT_L + s]
         for j in range(p.levels):
@@ -709,15 +720,20 @@ def _place_openings(p, G, F, I, counters):
         for j in range(p.levels):
             if G[s, j, _GA] < ARMED:
                 continue
-            need = G[s, j, _GP] * G[s, j, _GQ] * rate
-            if room > 0 and free >= need * (1.0 - 1e-12):
+            value = G[s, j, _GP] * G[s, j, _GQ]
+            need = value * rate
+            gate = not paused and exposure + value <= p.max_exposure
+            if room > 0 and gate and free >= need * (1.0 - 1e-12):
                 G[s, j, _GA] = REST
                 free -= need
+                exposure += value
                 room -= 1
             else:
                 if G[s, j, _GA] == ARMED:  # (counted once, while it waits)
-                    counters[C_REFUSED_BALANCE if room > 0 else C_LOTS_FULL] += 1
+                    counters[C_LOTS_FULL if room <= 0 else C_RISK_WAITS if not gate else C_REFUSED_BALANCE] += 1
                 G[s, j, _GA] = UNPLACED
+                waiting += 1
+    return waiting
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -872,7 +888,7 @@ def _log_orders(i, p, L, G, I, olog, oref):
 
 @njit(cache=True, nogil=True)
 def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
-                         funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
+                         funding, funding_count, tiers, paused, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
                          short_qty, counters, money, first, olog, oref, marks):
     """``_run`` keeping the order log and per-bar marks for the replay (``new_order_log``; empty
     arrays: none kept); returns early, like a full trade log, when the order log has less than
@@ -887,7 +903,7 @@ def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price
     F[:] = F_io
     I[:] = I_io
     nxt = _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime, funding,
-               funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first,
+               funding_count, tiers, paused, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first,
                olog, oref, marks)
     L_io[:] = L
     G_io[:] = G
@@ -898,26 +914,30 @@ def adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price
 
 @njit(cache=True, nogil=True)
 def adaptive_grid_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
-                     funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty, short_qty,
-                     counters, money, first):
+                     funding, funding_count, tiers, paused, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
+                     short_qty, counters, money, first):
     """See ``_run``: the run without the replay's order log and marks."""
     return adaptive_grid_log_nb(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
-                                funding, funding_count, tiers, p, L_io, G_io, F_io, I_io, trades, equity, long_qty,
+                                funding, funding_count, tiers, paused, p, L_io, G_io, F_io, I_io, trades, equity,
+                                long_qty,
                                 short_qty, counters, money, first, np.empty(0, dtype=ORDER_LOG_DTYPE),
                                 np.empty(0, dtype=np.int64), np.empty((0, N_MARKS)))
 
 
 @njit(cache=True, nogil=True)
-def decide_nb(bar, t, close, atr, kama, er, std_price, sigma, zscore, regime, p, L, G, F, I, trades, counters,
-              money):
+def decide_nb(bar, t, close, atr, kama, er, std_price, sigma, zscore, regime, paused, p, L, G, F, I, trades,
+              counters, money):
     """The runtime's ``decide`` at the close of ``bar`` (time ``t``): the backtest's decisions at
-    a close (``_run`` without the bar's events), on the state as the exchange's fills left it.
-    ``p.start_bar`` must be 0. Trades it records (a circuit-breaker halt) carry ``bar``."""
+    a close (``_run`` without the bar's events), on the state as the exchange's fills left it;
+    ``paused``: the risk gate pauses the system's openings now. ``p.start_bar`` must be 0.
+    Trades it records (a circuit-breaker halt) carry ``bar``."""
     one = np.empty(1)
+    gate = np.zeros(1, dtype=np.bool_)
+    gate[0] = paused
     n0 = I[_NTR]
     nxt = _run(np.array([t]), one, one, one, np.array([close]), np.array([atr]), np.array([kama]), np.array([er]),
                np.array([std_price]), np.array([sigma]), np.array([zscore]), np.array([regime]), np.empty(0),
-               np.empty(0, dtype=np.int64), np.zeros((1, 3)), p, L, G, F, I, trades, np.empty(1), np.empty(1),
+               np.empty(0, dtype=np.int64), np.zeros((1, 3)), gate, p, L, G, F, I, trades, np.empty(1), np.empty(1),
                np.empty(1), counters, money, 0, np.empty(0, dtype=ORDER_LOG_DTYPE), np.empty(0, dtype=np.int64),
                np.empty((0, N_MARKS)))
     for k in range(n0, I[_NTR]):
@@ -927,20 +947,26 @@ def decide_nb(bar, t, close, atr, kama, er, std_price, sigma, zscore, regime, p,
 
 @hot_njit
 def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore, regime,
-         funding, funding_count, tiers, p, L, G, F, I, trades, equity, long_qty, short_qty,
+         funding, funding_count, tiers, paused, p, L, G, F, I, trades, equity, long_qty, short_qty,
          counters, money, first, olog, oref, marks):
     """Run the adaptive grid from bar ``first`` (0 for a new run, state from ``new_state``).
     Indicator arrays are aligned with the bars; ``funding[i]`` is the rate settled at the open
     of bar i (``funding_count[i]`` settlements). Returns the bar to go on from: ``len(close)``
     when done, earlier when ``trades`` has no room for one more bar, -1 on overflow (a bug).
     Empty ``funding`` arrays: the decisions at each close only, no funding and no fills (the
-    runtime's ``decide_nb``, whose fills come from the exchange)."""
+    runtime's ``decide_nb``, whose fills come from the exchange). ``paused[i]`` (bool; empty:
+    never): the risk gate pauses new openings at the close of bar i (``engine.risk``)."""
     n = len(close)
     need = 3 * p.max_lots + 2 * p.levels + 8
     rec = len(oref) > 0  # keeping the replay's order log and marks
     events = len(funding_count) == n
     room = 2 * p.levels + 2 * p.max_lots
     near_lo, near_hi = -np.inf, np.inf
+    gated = len(paused) == n
+    waiting = 0  # openings wanted but not placed: looked at again at every close
+    for s in range(2):
+        for j in range(p.levels):
+            waiting += 1 if G[s, j, _GA] == UNPLACED else 0
     start = p.start_bar
     if first <= start:
         for i in range(min(start, n)):
@@ -1053,8 +1079,8 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
             _clear_stops(SHORT, F)
         if F[_QTY_L] > 0.0 or F[_QTY_S] > 0.0:
             _choose_prune(c, kama[i], std_price[i], t, p, L, F, I, money)
-        if changed:
-            _at_close(p, L, G, F, I, counters)
+        if changed or waiting > 0:
+            waiting = _at_close(c, gated and paused[i], p, L, G, F, I, counters)
             near_lo, near_hi = _bests(p, L, G, I)
             if rec:
                 _log_orders(i, p, L, G, I, olog, oref)

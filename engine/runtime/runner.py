@@ -22,7 +22,7 @@ from engine.exchange.live import CcxtExchange
 from engine.exchange.paper import PaperExchange, PaperPerpExchange
 from engine.exchange.replay import ReplaySource
 from engine.kernels.perp import load_tiers
-from engine.risk import RiskGate
+from engine.risk import RiskGate, RiskLimits
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader, account_value
 from engine.store import EventLog, read_json, write_json_atomic
@@ -103,6 +103,35 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
                         websocket=cfg.streams)
 
 
+def set_limits(limits: RiskLimits, saved, where) -> None:
+    """Set the risk limits bot_state.json keeps (``saved``, its "limits"; null: none) on
+    ``limits``; ConfigError naming the file and the limit at fault."""
+    saved = saved or {}
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{where}: limits: must map each risk limit to a number, got {saved!r}")
+    for name, value in saved.items():
+        if not hasattr(limits, name):
+            raise ConfigError(f"{where}: limits.{name}: unknown risk limit")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"{where}: limits.{name}: must be a number (or null: none), got {value!r}")
+        setattr(limits, name, float("inf") if value is None else value)  # null: none
+    try:
+        limits.validate()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: limits.{exc}") from None
+
+
+def saved_limits(data_dir: Path) -> tuple[RiskLimits, str]:
+    """The risk limits the running systems of ``data_dir`` use (bot_state.json's; the defaults
+    where it has none) and where they came from, in words; read only: nothing is written, a
+    corrupt file is reported."""
+    path = Path(data_dir) / "state" / "bot_state.json"
+    limits = RiskLimits()
+    saved = read_json(path, default={}, keep=False).data.get("limits")
+    set_limits(limits, saved, path)
+    return limits, f"the limits of {path}" if saved else f"the default limits (none in {path})"
+
+
 class Runner:
     def __init__(self, systems: list[SystemConfig], data_dir: str | Path, *, keys: Keys = env_keys,
                  exchange_url: str | None = None, poll_seconds: float = 1.0, risk: RiskGate | None = None,
@@ -138,19 +167,7 @@ class Runner:
             self.events.log("state_problem", file=str(self.bot_state_path), problem=loaded.problem)
         d = loaded.data
         where = self.bot_state_path
-        limits = d.get("limits") or {}
-        if not isinstance(limits, dict):
-            raise ConfigError(f"{where}: limits: must map each risk limit to a number, got {limits!r}")
-        for name, value in limits.items():
-            if not hasattr(self.risk.limits, name):
-                raise ConfigError(f"{where}: limits.{name}: unknown risk limit")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise ConfigError(f"{where}: limits.{name}: must be a number (or null: none), got {value!r}")
-            setattr(self.risk.limits, name, float("inf") if value is None else value)  # null: none
-        try:
-            self.risk.limits.validate()
-        except ValueError as exc:
-            raise ConfigError(f"{where}: limits.{exc}") from None
+        set_limits(self.risk.limits, d.get("limits"), where)
         if d.get("kill_all"):
             self.risk.kill()
         if d.get("dry_run_all"):

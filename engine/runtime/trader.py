@@ -319,10 +319,10 @@ class Trader:
             if not now["ready"]:
                 self.last_time = t
                 return
-            self.strategy.start(bar, c, now)
+            self.strategy.start(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
             self._log("grid_generated", bar=bar, price=c, levels=self.strategy.levels().tolist())
         else:
-            self.strategy.decide(bar, c, now)
+            self.strategy.decide(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
         for event in getattr(self.strategy, "last_events", ()):
             self._log("strategy_event", bar=bar, label=event, price=c)
         self.last_time = t
@@ -582,10 +582,11 @@ class Trader:
         if opening:
             self._measure_capital(close, balance)
         batch: list[lc.TrackedOrder] = []
+        paused = False  # the gate pauses openings: ask once a candle, and send what reduces
         for i, (cid, d) in enumerate(want.items()):
             await _breathe(i)
             o = self.book.orders.get(cid)
-            if o is not None and o.state != lc.NEW:
+            if (o is not None and o.state != lc.NEW) or (paused and not d.reduces):
                 continue
             refused = self.refusals.get(d.key)
             if refused and bar < refused[1]:
@@ -599,7 +600,9 @@ class Trader:
             if decision.action == DENY or (decision.action == SIMULATE and not self.paper):
                 if decision.rule in ("kill_switch", "paused", "held", "dry_run"):
                     self.status_note = decision.reason
-                    break  # the same answer for every order: ask once a candle
+                    if decision.rule != "paused":
+                        break  # the same answer for every order: ask once a candle
+                    paused = True  # (a take-profit or a stop the grid wants still goes out)
                 continue
             why = self.rules.check(price, qty)
             if why:

@@ -13,7 +13,9 @@ from engine.data import Candles, FundingRates
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
+from engine.kernels.breaker import atr_breaker
 from engine.kernels.perp import DEFAULT_TIERS, funding_counts, funding_on_bars, load_tiers
+from engine.risk import OPEN_GATE, Gate, RiskGate, RiskLimits
 from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, ParamError, checked_settings
 
@@ -231,10 +233,14 @@ def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> ag.AdaptiveGridPara
 
 
 def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, funding: FundingRates | None = None,
-                      *, log_capacity: int | None = None, orders: bool = False, progress=None) -> PerpResult:
+                      *, log_capacity: int | None = None, orders: bool = False, progress=None,
+                      risk: RiskLimits | None = None) -> PerpResult:
     """Backtest the adaptive long/short grid on a USDT-margined perpetual. ``orders``: also keep
     the order log and per-bar marks (average entry, liquidation, stop per side) a replay shows;
-    ``progress``: see ``engine.backtest.drive``."""
+    ``progress``: see ``engine.backtest.drive``; ``risk``: the runtime's risk gate with these
+    limits, as a paper system alone in its account meets it (its volatility breaker fed from
+    the first bar traded, its exposure limits): the openings it would refuse wait, as the
+    runtime's strategy is told they would."""
     cfg = cfg or AdaptiveGridConfig()
     timings = {}
     t0 = _time.perf_counter()
@@ -244,6 +250,10 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     if a["start"] >= n - 1:
         raise ParamError("sigma_window", f"the indicators' warm-up ({a['start']} bars) leaves no data to trade")
     p = build_params(cfg, a["start"])
+    paused = np.zeros(0, dtype=np.bool_)
+    if risk is not None:
+        p = p._replace(max_exposure=RiskGate(risk).exposure_room("backtest", "-"))
+        paused = atr_breaker(a["atr"], risk.atr_jump, risk.calm_candles, int(a["start"]))
     tiers = load_tiers(cfg.tiers)
     t1 = _time.perf_counter()
     L, G, F, I = ag.new_state(p)
@@ -258,8 +268,8 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     def kernel(end, first):
         args = (c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], a["atr"][:end],
                 a["kama"][:end], a["er"][:end], a["std"][:end], a["sigma"][:end], a["z"][:end], a["regime"][:end],
-                a["funding"][:end], a["funding_count"][:end], tiers, p, L, G, F, I, logs["trades"], equity,
-                long_qty, short_qty, counters, money, first)
+                a["funding"][:end], a["funding_count"][:end], tiers, paused[:end], p, L, G, F, I, logs["trades"],
+                equity, long_qty, short_qty, counters, money, first)
         if orders:
             return ag.adaptive_grid_log_nb(*args, logs["orders"], refs, marks)
         return ag.adaptive_grid_nb(*args)
@@ -281,7 +291,8 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         timeframe_ms=candles.timeframe_ms, trades=trades[:nt].copy(), equity=equity, long_qty=long_qty,
         short_qty=short_qty, counters={**{k: int(v) for k, v in zip(ag.COUNTER_NAMES, counters, strict=True)},
                                        **funding_counts(a["funding_count"], a["funding_defaulted"], int(a["start"]),
-                                                        funding is not None)},
+                                                        funding is not None),
+                                       **({"risk_paused_bars": int(paused.sum())} if risk is not None else {})},
         money={"realized": float(money[ag.M_REALIZED]), "grid_profit": float(money[ag.M_GRID_PROFIT]),
                "funding": float(money[ag.M_FUNDING]), "fees": float(money[ag.M_FEES]),
                "liquidated_margin": float(money[ag.M_LIQUIDATED])},
@@ -364,8 +375,8 @@ class AdaptiveGridRunner:
         out.update(time=int(hist[-1, 0]), regime=int(a["regime"][-1]), ready=len(hist) - 1 >= a["start"])
         return out
 
-    def start(self, bar: int, close: float, ind: dict) -> None:
-        self.decide(bar, close, ind)
+    def start(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
+        self.decide(bar, close, ind, gate)
 
     # -- the strategy calls ----------------------------------------------------------------------
     def on_open(self, bar: int, t: int, open_: float, rate: float, count: int) -> None:
@@ -379,11 +390,14 @@ class AdaptiveGridRunner:
         the exchange's figure for a settlement, which settles on what it held then."""
         ag.book_funding_nb(s, pay, self.params, self.L, self.F, self.I, self.money, self.tiers)
 
-    def decide(self, bar: int, close: float, ind: dict) -> None:
+    def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
+        """The decisions at the close of ``bar``; ``gate``: what the risk gate lets through now
+        (the backtest's ``risk``): an opening it would refuse waits, it is not an order."""
         self.I[ag._NTR] = 0
+        self.params = self.params._replace(max_exposure=float(gate.room))
         if not ag.decide_nb(bar, ind["time"], close, ind["atr"], ind["kama"], ind["er"], ind["std"], ind["sigma"],
-                            ind["z"], ind["regime"], self.params, self.L, self.G, self.F, self.I, self._trades,
-                            self.counters, self.money):
+                            ind["z"], ind["regime"], bool(gate.paused), self.params, self.L, self.G, self.F, self.I,
+                            self._trades, self.counters, self.money):
             raise RuntimeError("adaptive grid: trade log full (a bug)")
         self.last_events = [ag.LABELS[x] for x in self._trades["label"][:self.I[ag._NTR]]]
         self.bar = bar
@@ -571,7 +585,8 @@ class AdaptiveGridRunner:
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
         return {
-            "strategy": self.strategy, "params": self.params._asdict(),
+            "strategy": self.strategy,  # (the gate's room is the gate's, told at each close)
+            "params": {k: v for k, v in self.params._asdict().items() if k != "max_exposure"},
             "arrays": {name: getattr(self, name).tolist() for name in ("L", "G", "F", "I", "counters", "money")},
             "keys": [[list(ident), k] for ident, k in self.keys.items()], "next_key": self.next_key, "bar": self.bar,
         }
@@ -581,6 +596,8 @@ class AdaptiveGridRunner:
         self = cls(cfg, ag.AdaptiveGridParams(**state["params"]))
         for name, v in state["arrays"].items():
             setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
+        if len(self.counters) < ag.N_COUNTERS:  # a state from before the risk gate's waits were counted
+            self.counters = np.r_[self.counters, np.zeros(ag.N_COUNTERS - len(self.counters), dtype=np.int64)]
         if len(self.F) < ag.N_F:  # a state from before the exchange's wallet was kept: it starts from the books'
             self.F = np.r_[self.F, np.zeros(ag.N_F - len(self.F))]
             for s in range(2):

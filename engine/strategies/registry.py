@@ -95,14 +95,15 @@ def check_funding(strategy: str, given: bool) -> None:
         raise ParamError("funding", "spot grids pay no funding (the hedged grid's short does)")
 
 
-def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = False, progress=None):
+def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
     """Backtest ``strategy`` with settings ``cfg`` on ``candles`` (``funding``: the perpetual's
     funding rates, for the strategies that hold one). ``replay``: keep all a replay shows (the
-    perpetual grid's order log and marks); ``progress``: see ``engine.backtest.drive``."""
+    perpetual grid's order log and marks); ``progress``: see ``engine.backtest.drive``;
+    ``risk``: the runtime's risk limits, for the perpetual grid (``run_adaptive_grid``)."""
     if strategy == "adaptive-grid":
         from engine.strategies.adaptive_grid import run_adaptive_grid
 
-        return run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress)
+        return run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk)
     check_funding(strategy, funding is not None)
     from engine.backtest import run_spot_grid
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.kernels import grid as g
 from engine.kernels import spot_grid as k
+from engine.risk import OPEN_GATE, Gate
 from engine.strategies.space import Choice, FloatRange, IntRange
 
 
@@ -336,7 +337,9 @@ class SpotGridRunner:
         if len(self._trades) < need_trades:
             self._trades = np.zeros(need_trades, dtype=k.TRADE_DTYPE)
 
-    def start(self, bar: int, close: float, ind: dict) -> None:
+    def start(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
+        """Lay the grid at the close of ``bar``. (``gate``: the spot kernel does not size its
+        orders by the risk gate; an order it refuses waits in the runtime, with its backoff.)"""
         atr = ind["atr"]
         if self.params is None:
             self.params = build_params(self.cfg, close, 0)
@@ -457,7 +460,8 @@ class SpotGridRunner:
         self.arrays["money"][k.M_FEES] += fee
         self.arrays["money"][k.M_REALIZED] -= fee
 
-    def decide(self, bar: int, close: float, ind: dict) -> None:
+    def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
+        """The decisions at the close of ``bar`` (``gate``: see ``start``)."""
         self._allocate()
         a = self.arrays
         if not k.decide_nb(bar, close, ind["atr"], self._touched, self._nt, self.params, a["S"], a["SI"], a["F"],
