@@ -338,6 +338,8 @@ def cmd_backtest(args) -> int:
 
 
 def format_perp_report(result, candles, load_s: float, funding, limits_from=None) -> str:
+    from engine.kernels.perp import tier_file
+
     m, c, cfg = result.metrics, result.counters, result.config
     if "risk_paused_bars" in c:
         gate = (f"the runtime's, with {limits_from or 'the given limits'}\n              "
@@ -351,6 +353,7 @@ def format_perp_report(result, candles, load_s: float, funding, limits_from=None
         f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])} (trading from bar {result.start_bar})",
         f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
         f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
+        f"  margin      tiers of {tier_file(cfg['tiers'], candles.symbol)}",
         f"  funding     {_funding_source(funding, cfg, c)}",
         f"  risk gate   {gate}",
         "",

@@ -39,7 +39,7 @@ def gbm_candles(n: int, seed: int = 42, vol: float = 0.60, price: float = 30_000
     low = np.minimum(path.min(axis=1), open_)
     t = 1_704_067_200_000 + np.arange(n, dtype=np.int64) * 60_000
     return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n),
-                   timeframe_ms=60_000, source="gbm")
+                   timeframe_ms=60_000, source="gbm", symbol="BTC/USDT")  # (priced as BTC)
 
 
 COLD = r"""

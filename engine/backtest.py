@@ -12,7 +12,7 @@ from engine.data import Candles, FundingRates
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels import spot_grid as sg
-from engine.kernels.perp import funding_counts, funding_on_bars, load_tiers
+from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
 from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import SpotGridConfig, build_params, initial_levels
 
@@ -200,7 +200,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
         ema = ind.ema_nb(candles.close, int(cfg.ema_period))
         rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))
         funding_per_bar, settled, defaulted = funding_on_bars(candles.time, rate_time, rate, float(cfg.funding_rate))
-        tiers = load_tiers(cfg.tiers)
+        tiers = tiers_for(cfg.tiers, candles.symbol)
     else:
         ema, funding_per_bar, tiers = atr, np.zeros(n), _NO_TIERS
         settled = defaulted = np.zeros(n, dtype=np.int64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -74,6 +75,7 @@ class Candles:
     source: str = ""
     gaps: list[Gap] = field(default_factory=list)
     filled: np.ndarray | None = None  # True where a bar was carried over a gap
+    symbol: str = ""  # the market, e.g. "BTC/USDT", where the file's name says it ("" when not)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -154,6 +156,21 @@ def _readable(path: str | os.PathLike) -> Path:
     return path
 
 
+_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "BTC", "ETH", "BNB", "EUR")
+_SYMBOL_IN_NAME = re.compile(r"^(?P<base>[A-Z0-9]{2,12}?)[_-]?(?P<quote>" + "|".join(_QUOTES) + r")(?:[_.-]|$)")
+
+
+def symbol_of(path: str | os.PathLike) -> str:
+    """The market a candle file's name says, "BASE/QUOTE": Binance's data files
+    (BTCUSDT-5m-2021-01.csv), freqtrade's (BTC_USDT-5m.feather, BTC_USDT_USDT-5m-futures.feather);
+    "" when the name does not say it. The bundled sample is priced as BTC/USDT."""
+    name = Path(path).name
+    if name.startswith("SAMPLE-"):
+        return "BTC/USDT"
+    m = _SYMBOL_IN_NAME.match(name.upper())
+    return f"{m['base']}/{m['quote']}" if m else ""
+
+
 def load_candles(
     path: str | os.PathLike,
     *,
@@ -179,7 +196,7 @@ def load_candles(
                         "CSV, freqtrade JSON (.json, .json.gz), Parquet or Feather")
     else:
         frame, line_offset = _read_csv(path), 2
-    candles = candles_from_frame(frame, str(path), line_offset=line_offset)
+    candles = replace(candles_from_frame(frame, str(path), line_offset=line_offset), symbol=symbol_of(path))
     if timeframe is not None:
         wanted = parse_timeframe(timeframe)
         if wanted != candles.timeframe_ms:
@@ -543,7 +560,7 @@ def resample(candles: Candles, timeframe: str) -> Candles:
         time=time, open=candles.open[starts], high=np.maximum.reduceat(candles.high, starts),
         low=np.minimum.reduceat(candles.low, starts), close=candles.close[ends],
         volume=np.add.reduceat(candles.volume, starts), timeframe_ms=tf, source=f"{candles.source} ({timeframe})",
-        gaps=find_gaps(time, tf),
+        gaps=find_gaps(time, tf), symbol=candles.symbol,
     )
 
 

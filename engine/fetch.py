@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -146,4 +147,5 @@ async def fetch_candles(
     part = frame[(frame["time"] >= since) & (frame["time"] < until)]
     if len(part) < 2:
         raise DataError(f"{exchange_id} {symbol} {timeframe}: the exchange returned {len(part)} bar(s) for that span")
-    return candles_from_frame(part.reset_index(drop=True), f"{exchange_id}:{symbol}:{timeframe}")
+    candles = candles_from_frame(part.reset_index(drop=True), f"{exchange_id}:{symbol}:{timeframe}")
+    return replace(candles, symbol=symbol.split(":")[0])

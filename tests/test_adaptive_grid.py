@@ -25,7 +25,8 @@ def bars(*ohlc, start=0):
     a = np.array(ohlc, dtype=float)
     n = len(a)
     return Candles(time=start + np.arange(n, dtype=np.int64) * TF, open=a[:, 0].copy(), high=a[:, 1].copy(),
-                   low=a[:, 2].copy(), close=a[:, 3].copy(), volume=np.ones(n), timeframe_ms=TF, source="hand")
+                   low=a[:, 2].copy(), close=a[:, 3].copy(), volume=np.ones(n), timeframe_ms=TF, source="hand",
+                   symbol="BTC/USDT")  # (priced as BTC: margined by its tiers)
 
 
 def flat(p):
@@ -104,6 +105,31 @@ def test_the_liquidation_comes_first_on_the_bars_path(case):
     assert labels(r) == ["BUY_OPEN_LONG", "LIQUIDATION"]
     assert t["bar"].tolist() == [1, 2] and np.isclose(t["price"][1], liq) and np.isclose(t["pnl"][1], -299.7)
     assert np.isclose(r["equity"][2], 10_000 - 299.7) and r["counters"]["liquidations"] == 1
+
+
+def test_after_a_partial_close_the_liquidation_is_the_exchanges_and_the_books_hold_its_wallet():
+    """Binance keeps a side at its average entry: a close realizes against it, and the
+    liquidation price follows from it and the isolated margin. Two lots of 30 BTC bought at
+    99.9 and 98.9 (10x: margins 299.7 and 296.7, average 99.4); the 98.9 lot's take-profit at
+    99.9 realizes +30 in the books (per lot) but +15 on the exchange (against 99.4), releasing
+    half the margin (298.2); its level buys again at 98.9: 60 BTC at the exchange's average
+    (99.4 x 30 + 98.9 x 30) / 60 = 99.15 with 594.9 margin, liquidated at
+    (60 x 99.15 - 594.9) / (60 x 0.996) = 89.5934 (the lots' cost, 99.4, would say 89.8444).
+    The wallet is 10,000 - 299.7 - 296.7 + 298.2 + 15 - 296.7 = 9,420.10, and so are the books
+    (before: 9,435.10, the books' +30 kept after the margin was lost; on ETH at 20x over 2021
+    the books ended at -79.92 while the exchange's wallet held 333.60 more)."""
+    c = bars(flat(100), (100, 100, 98.85, 99.0), (99.0, 99.95, 99.0, 99.9), (99.9, 99.9, 80.0, 85.0))
+    r = run(c, leverage=10.0, levels=2, no_short=1)
+    t = r["trades"]
+    assert labels(r) == ["BUY_OPEN_LONG", "BUY_OPEN_LONG", "SELL_CLOSE_LONG", "BUY_OPEN_LONG", "LIQUIDATION"]
+    assert t["price"][:4].tolist() == [99.9, 98.9, 99.9, 98.9] and np.allclose(t["qty"], 30.0 * np.r_[1, 1, 1, 1, 2])
+    liq = (60 * 99.15 - 594.9) / (60 * 0.996)
+    assert np.isclose(liquidation_price_nb(TIERS, 1, 60.0, 99.15, 594.9), liq)
+    assert t["bar"][4] == 3 and np.isclose(t["price"][4], liq, rtol=1e-12)
+    wallet = 10_000 - 299.7 - 296.7 + 298.2 + 15 - 296.7
+    assert np.isclose(r["equity"][3], wallet, rtol=1e-12) and np.isclose(r["F"][ag._XD], 0.0)
+    assert np.isclose(t["pnl"].sum(), wallet - 10_000, rtol=1e-12)  # the trades account for every cent
+    assert np.isclose(t["pnl"][4], -594.9 - 15)  # the margin, and the exchange's 15 less on the close
 
 
 def test_liquidation_price_walks_up_the_tiers():
@@ -317,7 +343,8 @@ def random_bars(draw):
     high = np.maximum(path.max(axis=1), open_)
     low = np.minimum(path.min(axis=1), open_)
     t = np.arange(n, dtype=np.int64) * TF
-    return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n), timeframe_ms=TF, source="r")
+    return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n), timeframe_ms=TF, source="r",
+                   symbol="BTC/USDT")
 
 
 @st.composite

@@ -211,3 +211,26 @@ def test_screenshot_of_a_users_folder_touches_none_of_its_systems(tmp_path):
                      "07-optimizer.png"]
     for name in names:
         assert (tmp_path / "shots" / name).stat().st_size > 10_000
+
+
+def test_a_perpetual_backtest_is_margined_by_its_symbols_tiers_and_refused_without_them(tmp_path, capsys):
+    """ETH candles take Binance's ETHUSDT brackets (not BTC's: its first tier is 10,000 at 0.5%
+    against BTC's 300,000 at 0.4%); a symbol GridDesk has none for is refused by name unless a
+    table is given."""
+    from conftest import ETH_5M
+
+    eth = shared_file(ETH_5M)
+    assert main(["backtest", "--data", str(eth), "--strategy", "adaptive-grid", "--leverage", "20"]) == 0
+    assert "binance-usdm-ethusdt.json" in capsys.readouterr().out
+    sol = tmp_path / "SOLUSDT-5m-2021.csv"
+    sol.write_text(eth.read_text()[:200_000].rsplit("\n", 1)[0] + "\n")
+    assert main(["backtest", "--data", str(sol), "--strategy", "adaptive-grid"]) == 2
+    err = capsys.readouterr().err
+    assert "tiers: GridDesk ships no maintenance-margin tiers for SOL/USDT (only for BTCUSDT, ETHUSDT)" in err
+    assert main(["backtest", "--data", str(sol), "--strategy", "adaptive-grid", "--tiers",
+                 str(ROOT / "resources" / "tiers" / "binance-usdm-ethusdt.json")]) == 0
+    from engine.runtime.config import ConfigError, SystemConfig
+
+    with pytest.raises(ConfigError, match=r"params.tiers: GridDesk ships no maintenance-margin tiers for SOL/USDT"):
+        SystemConfig(name="sol", symbol="SOL/USDT:USDT", market="perpetual", strategy="adaptive-grid").validate()
+    SystemConfig(name="eth", symbol="ETH/USDT:USDT", market="perpetual", strategy="adaptive-grid").validate()

@@ -25,7 +25,8 @@ def bars(*ohlc):
     a = np.array(ohlc, dtype=float)
     n = len(a)
     return Candles(time=np.arange(n, dtype=np.int64) * TF, open=a[:, 0].copy(), high=a[:, 1].copy(),
-                   low=a[:, 2].copy(), close=a[:, 3].copy(), volume=np.ones(n), timeframe_ms=TF, source="hand")
+                   low=a[:, 2].copy(), close=a[:, 3].copy(), volume=np.ones(n), timeframe_ms=TF, source="hand",
+                   symbol="BTC/USDT")  # (priced as BTC: margined by its tiers)
 
 
 def flat(p):
@@ -146,7 +147,7 @@ def random_bars(draw):
     high = np.maximum(np.round(path.max(axis=1), 2), np.maximum(open_, close))
     low = np.minimum(np.round(path.min(axis=1), 2), np.minimum(open_, close))
     return Candles(time=np.arange(n, dtype=np.int64) * TF, open=open_, high=high, low=low, close=close,
-                   volume=np.ones(n), timeframe_ms=TF, source="random")
+                   volume=np.ones(n), timeframe_ms=TF, source="random", symbol="BTC/USDT")
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

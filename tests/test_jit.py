@@ -25,7 +25,8 @@ rng = np.random.default_rng(3)
 close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, n)))
 open_ = np.concatenate([[100.0], close[:-1]])
 c = Candles(time=np.arange(n, dtype=np.int64) * 900_000, open=open_, high=np.maximum(open_, close) * 1.002,
-            low=np.minimum(open_, close) * 0.998, close=close, volume=np.ones(n), timeframe_ms=900_000)
+            low=np.minimum(open_, close) * 0.998, close=close, volume=np.ones(n), timeframe_ms=900_000,
+            symbol="BTC/USDT")
 for kernel in (ag.adaptive_grid_nb, ag.adaptive_grid_log_nb, ag._run, sg.spot_grid_nb, sg._run):
     kernel._cache = NullCache()
 run_adaptive_grid(c, AdaptiveGridConfig())

@@ -29,7 +29,7 @@ def candles(draw, min_bars=30, max_bars=400):
     low = np.minimum(np.round(path.min(axis=1), 2), np.minimum(open_, close))
     t = np.arange(n, dtype=np.int64) * 60_000
     return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n),
-                   timeframe_ms=60_000, source="hypothesis")
+                   timeframe_ms=60_000, source="hypothesis", symbol="BTC/USDT")
 
 
 @st.composite

@@ -14,7 +14,7 @@ from engine.exchange.base import CANCELED, MarketRules, OrderRequest
 from engine.exchange.paper import PaperPerpExchange
 from engine.exchange.replay import ReplaySource
 from engine.kernels import adaptive_grid as ag
-from engine.kernels.perp import load_tiers
+from engine.kernels.perp import load_tiers, tiers_for
 from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
@@ -35,8 +35,9 @@ def make_trader(candles, params, tmp_path, funding, *, warmup, limits=None):
     source = ReplaySource(candles, seconds_per_candle=1.0, warmup=warmup, clock=clock, funding=funding)
     cfg = AdaptiveGridConfig.from_dict(dict(params, capital=10_000.0))
     rules = MarketRules("BTC/USDT:USDT", cfg.tick, cfg.lot, 0.0, cfg.min_notional, "BTC", "USDT")
-    paper = PaperPerpExchange(source, rules, quote=10_000.0, leverage=cfg.leverage, tiers=load_tiers(cfg.tiers),
-                              maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee, slippage=cfg.slippage)
+    paper = PaperPerpExchange(source, rules, quote=10_000.0, leverage=cfg.leverage,
+                              tiers=tiers_for(cfg.tiers, "BTC/USDT:USDT"), maker_fee=cfg.maker_fee,
+                              taker_fee=cfg.taker_fee, slippage=cfg.slippage)
     sys_cfg = SystemConfig(name="perp test", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
                            strategy="adaptive-grid", params=params, capital=10_000.0)
     return Trader(sys_cfg, paper, RiskGate(limits or RiskLimits(atr_jump=1e9)), tmp_path), clock

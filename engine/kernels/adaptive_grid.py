@@ -71,11 +71,13 @@ _GP, _GQ, _GA = range(3)
 # Scalars F[.] and I[.].
 (_CASH, _MARGIN_L, _MARGIN_S, _QTY_L, _QTY_S, _COST_L, _COST_S, _CENTER, _SPACING, _TRIG1_L, _TRIG2_L,
  _TRIG1_S, _TRIG2_S, _LIQ_L, _LIQ_S, _ORDER_QTY, _MINT_L, _MINT_S, _WORST_L, _WORST_S, _FUND_L,
- _FUND_S, _SQ1_L, _SQ1_S, _SQ2_L, _SQ2_S, _XD, _XE_L, _XE_S) = range(29)
-N_F = 29  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid,
+ _FUND_S, _SQ1_L, _SQ1_S, _SQ2_L, _SQ2_S, _XD, _XE_L, _XE_S, _XD_S) = range(30)
+N_F = 30  # _MINT: oldest open time, _WORST: highest long / lowest short entry, _FUND: funding paid,
 # _SQ1 / _SQ2: what each stop stage's order holds (set at each close, with the triggers);
-# the exchange's books of the wallet: _XE its average entry of each side, _XD what its wallet
-# holds beyond _CASH (it realizes a close against the average entry, the books against the lot)
+# the exchange's books of the wallet: _XE its average entry of each side, _XD (long) and _XD_S
+# (short) what its wallet holds beyond _CASH from each side's closes (it realizes a close against
+# the average entry, the books against the lot; the two agree again when the side is closed out,
+# and a liquidation, which loses the margin in both, books the side's difference: _xd)
 # Grid levels' G[., ., _GA]: 0 not wanted, 1 resting (its margin held), 2 armed at this close,
 # 3 wanted but not placed (no free margin for it, or no room for its lot)
 REST, ARMED, UNPLACED = 1.0, 2.0, 3.0
@@ -199,8 +201,9 @@ def _record(trades, I, bar, t, side, price, qty, fee, label, pnl, F):
 
 @njit(cache=True, nogil=True, inline="always")
 def _refresh_side(s, p, L, F, I, tiers):
-    """Aggregates of one side from its lots: quantity, cost, liquidation price, and clear
-    the side when it is flat."""
+    """Aggregates of one side from its lots: quantity, cost, and the liquidation price, the
+    exchange's: from its average entry (``_XE``, which a close leaves where it was, while the
+    lots' cost moves with the lot closed) and the side's isolated margin."""
     q = 0.0
     cost = 0.0
     oldest = np.inf
@@ -223,11 +226,11 @@ def _refresh_side(s, p, L, F, I, tiers):
     if s == LONG:
         F[_QTY_L] = q
         F[_COST_L] = cost
-        F[_LIQ_L] = liquidation_price_nb(tiers, 1, q, cost / q, F[_MARGIN_L]) if q > 0.0 else 0.0
+        F[_LIQ_L] = liquidation_price_nb(tiers, 1, q, F[_XE_L], F[_MARGIN_L]) if q > 0.0 else 0.0
     else:
         F[_QTY_S] = q
         F[_COST_S] = cost
-        F[_LIQ_S] = liquidation_price_nb(tiers, -1, q, cost / q, F[_MARGIN_S]) if q > 0.0 else np.inf
+        F[_LIQ_S] = liquidation_price_nb(tiers, -1, q, F[_XE_S], F[_MARGIN_S]) if q > 0.0 else np.inf
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -242,6 +245,11 @@ def _clear_stops(s, F):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _xd(s):
+    """Where the exchange's wallet keeps side s's realized PnL beyond the books' (F index)."""
+    return _XD if s == LONG else _XD_S
+
+@njit(cache=True, nogil=True, inline="always")
 def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, counters, money, tiers):
     """on_fill of an opening order: margin moves from the wallet to the side's isolated margin."""
     m = I[_NLOT_L + s]
@@ -251,7 +259,7 @@ def _open_lot(s, j, bar, t, price, qty, fee_rate, label, p, L, G, F, I, trades, 
     value = price * qty
     fee = value * fee_rate
     margin = value / p.leverage
-    if F[_CASH] + F[_XD] < margin + max(fee, 0.0):
+    if F[_CASH] + F[_XD] + F[_XD_S] < margin + max(fee, 0.0):
         counters[C_REFUSED_BALANCE] += 1
         return True
     held = F[_QTY_L + s]
@@ -296,7 +304,7 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
     side_qty = F[_QTY_L] if s == LONG else F[_QTY_S]
     margin = side_margin * (qty / side_qty) if side_qty > 0.0 else 0.0
     F[_CASH] += margin + pnl - fee
-    F[_XD] += sign * (entry - F[_XE_L + s]) * qty  # (the exchange's PnL less the books')
+    F[_xd(s)] += sign * (entry - F[_XE_L + s]) * qty  # (the exchange's PnL less the books')
     if s == LONG:
         F[_MARGIN_L] -= margin
         counters[C_LONGS_CLOSED] += 1
@@ -444,10 +452,15 @@ def desired_orders_nb(p, L, G, F, I, out):
 
 @hot_njit
 def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
-    """The side's isolated margin is lost; the position is gone."""
+    """The side's isolated margin is lost; the position is gone. What the exchange realized on
+    the side's earlier closes beyond the books (``_xd``: against its average entry) stays in its
+    wallet: the books take it now, so they hold what the exchange holds."""
     price = F[_LIQ_L] if s == LONG else F[_LIQ_S]
     qty = F[_QTY_L] if s == LONG else F[_QTY_S]
     lost = F[_MARGIN_L] if s == LONG else F[_MARGIN_S]
+    beyond = F[_xd(s)]
+    F[_CASH] += beyond
+    F[_xd(s)] = 0.0
     for m in range(I[_NLOT_L + s]):
         L[s, m, _LA] = 0.0
         L[s, m, _LQ] = 0.0
@@ -459,12 +472,13 @@ def _liquidate(s, bar, t, p, L, G, F, I, trades, counters, money, tiers):
         F[_MARGIN_S] = 0.0
         I[_STAGE_S] = 0
     F[_XE_L + s] = 0.0
-    money[M_REALIZED] -= lost
+    money[M_REALIZED] += beyond - lost
     money[M_LIQUIDATED] += lost
     counters[C_LIQUIDATIONS] += 1
     _refresh_side(s, p, L, F, I, tiers)
     _clear_stops(s, F)  # (the exchange cancels a liquidated position's orders)
-    return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, 0.0, LIQUIDATION, -lost, F)
+    return _record(trades, I, bar, t, -1 if s == LONG else 1, price, qty, 0.0, LIQUIDATION, beyond - lost, F)
+
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -705,7 +719,7 @@ def _place_openings(close, paused, p, G, F, I, counters):
     strategy would refuse is never an order); the rest wait, and are counted. Returns how many
     wait."""
     rate = 1.0 / p.leverage + max(p.maker_fee, 0.0)
-    free = F[_CASH] + F[_XD]
+    free = F[_CASH] + F[_XD] + F[_XD_S]
     exposure = (F[_QTY_L] + F[_QTY_S]) * close
     for s in range(2):
         for j in range(p.levels):

@@ -40,6 +40,30 @@ def load_tiers(path: str | Path = DEFAULT_TIERS) -> np.ndarray:
     return out
 
 
+def tiers_for(tiers: str, symbol: str) -> np.ndarray:
+    """The tier table of ``tier_file``."""
+    return load_tiers(tier_file(tiers, symbol))
+
+
+def tier_file(tiers: str, symbol: str) -> str:
+    """The tier table a perpetual of ``symbol`` (e.g. "ETH/USDT:USDT", "ETHUSDT") is margined by:
+    the file ``tiers`` when given, else the Binance USDT-M brackets GridDesk ships for the symbol
+    (resources/tiers/binance-usdm-<symbol>.json). A symbol without a table, or none known, is
+    refused by name (ValueError): another symbol's brackets would misplace every liquidation
+    price."""
+    if tiers:
+        return tiers
+    shipped = sorted(p.stem.removeprefix("binance-usdm-").upper() for p in TIERS_DIR.glob("binance-usdm-*.json"))
+    market = symbol.split(":")[0].replace("/", "").replace("_", "").upper()
+    if not market:
+        raise ValueError("tiers: the symbol of the data is not known (its file name does not say it): name the "
+                         f"symbol, or give a tier table (GridDesk ships Binance's for {', '.join(shipped)})")
+    if market not in shipped:
+        raise ValueError(f"tiers: GridDesk ships no maintenance-margin tiers for {symbol} (only for "
+                         f"{', '.join(shipped)}): give its Binance leverage brackets as a tier table")
+    return str(TIERS_DIR / f"binance-usdm-{market.lower()}.json")
+
+
 @hot_njit
 def tier_of_nb(tiers, notional):
     """Index of the tier whose notional bracket holds ``notional``."""

@@ -101,6 +101,13 @@ class SystemConfig:
                 parse_when(self.replay_from)
             except (ValueError, TypeError):
                 bad("replay_from", f"{self.replay_from!r} is not a date (2021-03-01, 2021-03-01T12:00Z, epoch ms)")
+        if self.market == "perpetual" and isinstance(self.params.get("tiers", ""), str):
+            from engine.kernels.perp import tiers_for
+
+            try:  # its margin tiers: the file given, or its symbol's
+                tiers_for(self.params.get("tiers", ""), self.symbol)
+            except ValueError as exc:
+                bad("params.tiers", str(exc).removeprefix("tiers: "))
         try:  # the strategy's settings, as the system will trade them
             check_settings(self.strategy, {**self.params, "capital": float(self.capital)})
         except ParamError as exc:

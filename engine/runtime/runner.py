@@ -21,7 +21,7 @@ from engine.exchange.base import MarketRules
 from engine.exchange.live import CcxtExchange
 from engine.exchange.paper import PaperExchange, PaperPerpExchange
 from engine.exchange.replay import ReplaySource
-from engine.kernels.perp import load_tiers
+from engine.kernels.perp import tiers_for
 from engine.risk import RiskGate, RiskLimits
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader, account_value
@@ -82,8 +82,9 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
                                   websocket=cfg.streams)
             rules = None
         if perp:
-            return PaperPerpExchange(source, rules, quote=cfg.capital, leverage=sc.leverage, tiers=load_tiers(sc.tiers),
-                                     maker_fee=sc.maker_fee, taker_fee=sc.taker_fee, slippage=sc.slippage)
+            return PaperPerpExchange(source, rules, quote=cfg.capital, leverage=sc.leverage,
+                                     tiers=tiers_for(sc.tiers, cfg.symbol), maker_fee=sc.maker_fee,
+                                     taker_fee=sc.taker_fee, slippage=sc.slippage)
         taker = sc.fee if sc.taker_fee is None else sc.taker_fee
         return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sc.fee, taker_fee=taker,
                              slippage=sc.slippage, fill_through=sc.fill_rule == "through")

@@ -25,7 +25,7 @@ from engine.data import TIMEFRAMES_MS
 from engine.exchange import base as xb
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
-from engine.kernels.perp import funding_settlements
+from engine.kernels.perp import funding_settlements, tier_file
 from engine.risk import DENY, PAPER, SIMULATE, Market, OrderIntent, RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
@@ -189,6 +189,8 @@ class Trader:
         params["capital"] = float(self.cfg.capital)
         if self.rules is not None:  # the exchange's rules, not the user's guess
             params.update(tick=self.rules.tick, lot=self.rules.lot, min_notional=self.rules.min_notional)
+        if self.cfg.market == "perpetual":  # margined by its symbol's tiers (SystemConfig checked there are)
+            params["tiers"] = tier_file(params.get("tiers", ""), self.cfg.symbol)
         return RUNNERS[self.cfg.strategy][0].from_dict(params)
 
     def _read_journal(self) -> None:

@@ -14,7 +14,7 @@ from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels.breaker import atr_breaker
-from engine.kernels.perp import DEFAULT_TIERS, funding_counts, funding_on_bars, load_tiers
+from engine.kernels.perp import funding_counts, funding_on_bars, load_tiers, tiers_for
 from engine.risk import OPEN_GATE, Gate, RiskGate, RiskLimits
 from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, ParamError, checked_settings
@@ -57,7 +57,7 @@ class AdaptiveGridConfig:
     min_notional: float = 5.0
     max_lots: int = 40
     funding_rate: float = 0.0001  # per 8 h when no funding file covers a settlement
-    tiers: str = str(DEFAULT_TIERS)
+    tiers: str = ""  # a tier table file; "": the symbol's Binance brackets (engine.kernels.perp.tiers_for)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -254,7 +254,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     if risk is not None:
         p = p._replace(max_exposure=RiskGate(risk).exposure_room("backtest", "-"))
         paused = atr_breaker(a["atr"], risk.atr_jump, risk.calm_candles, int(a["start"]))
-    tiers = load_tiers(cfg.tiers)
+    tiers = tiers_for(cfg.tiers, candles.symbol)
     t1 = _time.perf_counter()
     L, G, F, I = ag.new_state(p)
     logs = {"trades": np.empty(log_capacity or 1024 + n // 16, dtype=ag.TRADE_DTYPE)}
@@ -347,7 +347,7 @@ class AdaptiveGridRunner:
         self.cfg = cfg
         self.params = params or build_params(cfg, 0)
         p = self.params
-        self.tiers = load_tiers(cfg.tiers)
+        self.tiers = load_tiers(cfg.tiers)  # (the runtime names the symbol's file: Trader._strategy_config)
         self.L, self.G, self.F, self.I = ag.new_state(p)
         self.counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
         self.money = np.zeros(ag.N_MONEY)
@@ -598,8 +598,10 @@ class AdaptiveGridRunner:
             setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
         if len(self.counters) < ag.N_COUNTERS:  # a state from before the risk gate's waits were counted
             self.counters = np.r_[self.counters, np.zeros(ag.N_COUNTERS - len(self.counters), dtype=np.int64)]
-        if len(self.F) < ag.N_F:  # a state from before the exchange's wallet was kept: it starts from the books'
-            self.F = np.r_[self.F, np.zeros(ag.N_F - len(self.F))]
+        old = len(self.F)
+        if old < ag.N_F:  # (a state from before the short side's wallet difference was kept apart: all long's)
+            self.F = np.r_[self.F, np.zeros(ag.N_F - old)]
+        if old <= ag._XD:  # a state from before the exchange's wallet was kept: it starts from the books'
             for s in range(2):
                 q = self.F[ag._QTY_L + s]
                 self.F[ag._XE_L + s] = self.F[ag._COST_L + s] / q if q > 0 else 0.0

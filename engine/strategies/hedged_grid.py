@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.kernels.perp import DEFAULT_TIERS
 from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spot_grid import SpotGridConfig
 
@@ -31,7 +30,7 @@ class HedgedGridConfig(SpotGridConfig):
     hedge_reversal_k: float = 1.0  # or when the close rises above EMA + k x ATR
     ema_period: int = 50
     funding_rate: float = 0.0001  # per 8 h when no funding file covers a settlement
-    tiers: str = str(DEFAULT_TIERS)
+    tiers: str = ""  # a tier table file; "": the symbol's Binance brackets (engine.kernels.perp.tiers_for)
 
 
 SEARCH_SPACE = {
