@@ -49,10 +49,14 @@ PERPS = [
     # margin and lots binding: ten levels a side of 15% of the capital each at 2x (the free
     # margin holds about six), at most four lots a side
     dict(leverage=2.0, levels=10, order_frac=0.15, max_lots=4, atr_k=0.3, stop_m=3.0, prune_age_hours=6.0),
+    # three liquidations, each after closes of part of its side: the liquidation price and the
+    # wallet are the exchange's (average entry), which the books follow
+    dict(leverage=40.0, order_frac=0.02),
 ]
 
 
-@pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-only-2x", "limits-binding"])
+@pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-only-2x", "limits-binding",
+                                                        "liquidations-40x"])
 def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, params):
     n = 1_900  # under the runtime's indicator history: the recursive indicators agree to the bit
     candles = btc5m.slice(0, n)
@@ -67,6 +71,8 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
         c = bt.counters
         assert c["refused_balance"] > 0 and c["lots_full"] > 0 and c["risk_waits"] > 0, c
         assert c["risk_paused_bars"] > 0, c
+    if params.get("leverage") == 40.0:
+        assert bt.counters["liquidations"] > 0, bt.counters
     trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, funding, warmup=bt.start_bar + 1,
                                 limits=limits)
     asyncio.run(drive(trader, clock, int(candles.time[-1])))
@@ -80,7 +86,9 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     # journal holds each fill once, with the lots it opened or closed)
     fills = journal_fills(trader)
     assert len({f["cid"] for f in fills}) == len(fills)
-    got = sorted((f["bar"], ag.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"])
+    got = [(f["bar"], ag.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
+    got = sorted(got + [(r["bar"], ag.LIQUIDATION, r["price"], r["qty"], r["pnl"])  # (the exchange's, journaled)
+                        for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "liquidation"])
     t = t[t["label"] != ag.CIRCUIT_BREAKER_HALT]  # a decision, not a fill
     want = sorted(zip(t["bar"].tolist(), t["label"].tolist(), t["price"].tolist(), t["qty"].tolist(),
                       t["pnl"].tolist(), strict=True))

@@ -532,7 +532,8 @@ class Trader:
             if there <= 0 and reached:
                 trade = self.strategy.liquidated(s, bar, t)
                 self.journal.append({"type": "liquidation", "system": self.cfg.name, "position": side,
-                                     "qty": q, "bar": bar, "time": t, "pnl": trade["pnl"] if trade else 0.0})
+                                     "qty": q, "bar": bar, "time": t, "pnl": trade["pnl"] if trade else 0.0,
+                                     "price": float(trade["trades"]["price"][0]) if trade else None})
                 self._log("liquidation", position=side, qty=q, lost=-(trade["pnl"] if trade else 0.0))
                 self.status_note = f"the {side} position was liquidated"
                 continue
