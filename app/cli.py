@@ -234,7 +234,7 @@ def _strategy_config(args):
         if value is None:
             continue
         if name in other:
-            from engine.strategies.spot_grid import ParamError
+            from engine.strategies.errors import ParamError
 
             raise ParamError(name, f"is not a setting of {args.strategy}")
         data[name] = value
@@ -247,6 +247,7 @@ def _pct(x: float) -> str:
 
 def format_report(result, candles, load_s: float) -> str:
     from engine.kernels.grid import profit_range
+    from engine.strategies.registry import spec
 
     m, p, c = result.metrics, result.params, result.counters
     lines = [
@@ -282,7 +283,7 @@ def format_report(result, candles, load_s: float) -> str:
         f"  orders refused    {c['refused_min_notional']:>16,} below min notional, "
         f"{c['refused_balance']:,} for balance",
     ]
-    if result.strategy == "hedged-grid":
+    if spec(result.strategy).hedged:
         lines.append(f"  hedge funding     {c['funding_settlements']:,} settlements, {c['funding_defaulted']:,} "
                      "without a rate in a funding file (paid at the default)")
         lines.append(f"  hedge             PnL {m['hedge_pnl']:,.2f} (funding {m['hedge_funding']:,.2f}), "
@@ -307,7 +308,7 @@ def _ts(ms: int) -> str:
 
 def cmd_backtest(args) -> int:
     from engine.data import load_funding
-    from engine.strategies.registry import check_funding, read_settings, run_backtest
+    from engine.strategies.registry import check_funding, read_settings, run_backtest, spec
 
     if args.strategy is None:
         args.strategy = (read_settings(args.params)[0] if args.params else None) or "spot-grid"
@@ -317,14 +318,11 @@ def cmd_backtest(args) -> int:
     funding = load_funding(args.funding) if args.funding else None
     risk = where = None
     if args.risk:
-        if args.strategy != "adaptive-grid":
-            raise ValueError(f"--risk: applies to adaptive-grid backtests; the {args.strategy} kernel does not "
-                             "size its orders by the risk gate")
         from engine.runtime.runner import default_data_dir, saved_limits
 
         risk, where = saved_limits(args.data_dir or default_data_dir())
     result = run_backtest(args.strategy, candles, cfg, funding, risk=risk)
-    if args.strategy == "adaptive-grid":
+    if spec(args.strategy).perpetual:
         print(format_perp_report(result, candles, load_s, funding, where))
     else:
         print(format_report(result, candles, load_s))
@@ -666,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv or ["gui"])
     from engine.data import DataError
     from engine.store import StoreError
-    from engine.strategies.spot_grid import ParamError
+    from engine.strategies.errors import ParamError
 
     handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
                 "run": cmd_run, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,

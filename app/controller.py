@@ -226,7 +226,7 @@ class Controller(QObject):
 
     def open_order_count(self, system: str | None = None) -> int:
         """Our orders working on the exchange now (one system, or all): what cancel all cancels."""
-        return sum(len(t.book.in_state(lc.OPEN, lc.PARTIAL, lc.SUBMITTED))
+        return sum(len(t.book.in_state(*lc.WORKING))
                    for name, t in self.runner.traders.items() if system in (None, name))
 
     async def cancel_all(self, system: str | None = None) -> int:
@@ -294,9 +294,9 @@ class Controller(QObject):
         stops the run at its next chunk of bars."""
         import threading
 
-        from engine.backtest import Cancelled
         from engine.replay import Replay
         from engine.strategies.registry import run_backtest
+        from engine.strategies.spec import Cancelled
 
         loop = asyncio.get_running_loop()
         stop = threading.Event()
@@ -365,17 +365,18 @@ class Controller(QObject):
         return cache["done"], cache["fills"]
 
     def order_rows(self) -> list[dict]:
-        """Open orders, then the recent finished ones, across systems."""
+        """Open orders, then the recent finished ones, across systems; ``working``: on the
+        exchange, or may be (what cancel all cancels)."""
         rows = []
         for name, t in self.runner.traders.items():
             for o in t.book.orders.values():
-                rows.append({"system": name, **o.to_dict()})
+                rows.append({"system": name, **o.to_dict(), "working": o.state in lc.WORKING})
             done, _ = self._journal(name, t.journal_path)
             for r in done.values():
                 if r["cid"] not in t.book.orders:
                     rows.append({"system": name, "cid": r["cid"], "side": r["side"], "price": r["price"],
                                  "qty": r["qty"], "filled": r.get("filled", 0.0), "state": r["state"],
-                                 "note": r.get("note", ""), "ts": r.get("ts", 0)})
+                                 "note": r.get("note", ""), "ts": r.get("ts", 0), "working": False})
         return rows
 
     def order_history(self, system: str, cid: str) -> list[dict]:

@@ -14,38 +14,10 @@ from engine.kernels import metrics as met
 from engine.kernels import spot_grid as sg
 from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
 from engine.strategies.hedged_grid import HedgedGridConfig
+from engine.strategies.spec import drive
 from engine.strategies.spot_grid import SpotGridConfig, build_params, initial_levels
 
 _NO_TIERS = np.zeros((1, 3))
-CHUNK_BARS = 1 << 16  # bars per kernel call when a run reports its progress
-
-
-class Cancelled(Exception):
-    """A run stopped by its progress callback."""
-
-
-def drive(kernel, n: int, grow, progress=None, what: str = "kernel") -> None:
-    """Run a resumable kernel over ``n`` bars: ``kernel(end, first)`` runs bars ``[first, end)``
-    and returns the bar to go on from (``end`` when done, earlier when a log is full: then
-    ``grow()`` makes room, negative on a bug). With ``progress``, bars go in chunks and
-    ``progress(done, n)`` is called after each; it stops the run by raising (``Cancelled``)."""
-    bar = 0
-    while True:
-        end = n if progress is None else min(n, (bar // CHUNK_BARS + 1) * CHUNK_BARS)
-        nxt = kernel(end, bar)
-        if nxt < 0:
-            raise RuntimeError(f"{what}: a record log overflowed (a bug: please report it)")
-        if nxt >= n:
-            break
-        if nxt != end:
-            grow()
-        elif progress is not None:
-            progress(nxt, n)
-        bar = nxt
-    if progress is not None:
-        progress(n, n)
-
-
 @dataclass
 class BacktestResult:
     """Trades and orders as record arrays, per-bar equity/cash/position/cost, counters,

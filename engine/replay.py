@@ -18,6 +18,7 @@ import numpy as np
 from engine.data import Candles
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import spot_grid as sg
+from engine.strategies.registry import spec
 
 # How a fill is drawn: each kind has its own marker in the chart.
 MARKER_KINDS = ("buy_open", "sell_close", "sell_open", "buy_close", "stop", "prune", "liquidation", "hedge", "halt")
@@ -109,7 +110,7 @@ class Replay:
             raise ValueError(f"{name or result.strategy}: the result has {len(result.equity)} bars, "
                              f"the candles {len(candles)}")
         t = result.trades
-        perp = result.strategy == "adaptive-grid"
+        perp = spec(result.strategy).perpetual
         out = np.empty(len(t), dtype=TRADE_DTYPE)
         for f in ("bar", "time", "side", "price", "qty", "fee", "pnl"):
             out[f] = t[f]
@@ -160,7 +161,7 @@ class Replay:
         for j, name in enumerate(ag.MARK_NAMES[1:], start=1):
             self._series[name] = None if marks is None else marks[:, j]
         t = self.trades
-        grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if self.strategy == "adaptive-grid" else (sg.GRID_SELL,)
+        grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if spec(self.strategy).perpetual else (sg.GRID_SELL,)
         grid_close = np.isin(t["label"], grid_labels)
         self._fees_cum = np.cumsum(t["fee"])
         self._grid_cum = np.cumsum(np.where(grid_close, t["pnl"], 0.0))
@@ -213,8 +214,8 @@ class Replay:
         if self.funding_cum is not None:
             funding = float(self.funding_cum[bar])
         else:  # the hedged grid's short pays funding, but its run keeps only the total
-            funding = math.nan if self.strategy == "hedged-grid" else 0.0
-        if self.strategy == "adaptive-grid":
+            funding = math.nan if spec(self.strategy).hedged else 0.0
+        if spec(self.strategy).perpetual:
             realized = float(self._pnl_cum[k - 1]) if k else 0.0
             floating = eq - self.capital - realized - funding
         else:
@@ -235,7 +236,7 @@ class Replay:
     def run_metrics(self) -> dict[str, float]:
         m = self.result.metrics
         out = {**self.metrics_at(self.n_bars - 1), **{k: float(m[k]) for k in RUN_METRICS if k in m}}
-        if self.strategy == "hedged-grid":
+        if spec(self.strategy).hedged:
             out["funding"] = float(self.result.money["hedge_funding"])
         return out
 

@@ -280,7 +280,7 @@ def test_layout_is_restored(data_dir, qtbot):
 
 
 def test_add_system_imports_the_optimizers_best_settings(qtbot, tmp_path):
-    from engine.strategies.spot_grid import ParamError
+    from engine.strategies.errors import ParamError
 
     best = {"strategy": "spot-grid", "params": {"spacing": "arithmetic", "levels": 17, "range_pct": 0.227,
                                                 "trailing": "up", "fee": 0.00075, "atr_period": 21},

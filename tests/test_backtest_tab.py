@@ -226,7 +226,7 @@ def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
 
 
 def test_a_run_reports_progress_and_cancel_stops_it(loop, tab, monkeypatch, qtbot):
-    import engine.backtest as bt
+    import engine.strategies.spec as bt
 
     monkeypatch.setattr(bt, "CHUNK_BARS", 500)
     seen = []

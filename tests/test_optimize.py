@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from engine.backtest import run_spot_grid, sweep_spot_grid
 from engine.optimize.study import Search, Setup
 from engine.optimize.walkforward import DataSet, Fitness, walk_forward
+from engine.strategies.errors import ParamError
 from engine.strategies.registry import read_settings
 from engine.strategies.space import Choice, FloatRange, IntRange, parse_range
-from engine.strategies.spot_grid import ParamError, SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig
 
 GRIDDESK = str(Path(sys.executable).with_name("griddesk"))
 

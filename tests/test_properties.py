@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from engine.backtest import run_spot_grid
 from engine.data import Candles
 from engine.kernels import spot_grid as sg
-from engine.strategies.spot_grid import ParamError, SpotGridConfig
+from engine.strategies.errors import ParamError
+from engine.strategies.spot_grid import SpotGridConfig
 
 
 @st.composite

@@ -156,7 +156,7 @@ def test_exports(spot_run, perp_run, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["spot-grid", "adaptive-grid"])
 def test_a_run_in_chunks_reports_progress_equals_the_whole_run_and_stops_when_cancelled(btc5m, monkeypatch, strategy):
-    import engine.backtest as bt
+    import engine.strategies.spec as bt
     from engine.strategies.registry import CONFIGS, run_backtest
 
     c = btc5m.slice(0, 20_000)

@@ -526,3 +526,34 @@ def test_the_capital_guard_measures_the_exchange_and_stops_a_grid_spending_beyon
     # ours sent twice, and every order of ours on the exchange one the trader knows)
     assert fake.duplicate_attempts == [] and len(fake.sent_cids) == len(set(fake.sent_cids))
     assert {o["cid"] for o in fake.open_orders_of()} <= set(trader.book.orders)
+
+
+def test_a_cancel_the_exchange_did_not_confirm_stays_pending_and_nothing_doubles_its_order(fake, tmp_path):
+    """A cancel that fails (the exchange unreachable through every retry) leaves the order
+    PENDING_CANCEL: it is still on the exchange and may fill, so nothing new goes out for its
+    level; the next candle asks again, and once the exchange confirms it the level goes out
+    with its next id. (Before, the order was told apart by its note only, and a level the
+    grid still wanted was taken as resting.)"""
+    trader = live_trader(fake, tmp_path)
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        o = next(o for o in trader.book.live() if o.side == "buy")
+        fake.inject("DELETE /api/v3/order", "500", times=4)  # the first try and its three retries
+        await trader.cancel(o, "cancel: the user's")
+        assert o.state == lc.PENDING_CANCEL and o.note == "cancel: the user's"
+        assert o.cid in {x["cid"] for x in fake.open_orders_of()}  # still on the exchange
+        same_key = [c for c in fake.sent_cids if lc.parse_client_order_id(c)[1] == o.key]
+        fake.advance()
+        await trader.poll()  # the grid still wants the level; the cancel is asked again, confirmed
+        assert o.state == lc.CANCELLED and o.note == "cancel: the user's"
+        assert [c for c in fake.sent_cids if lc.parse_client_order_id(c)[1] == o.key] == same_key  # nothing new yet
+        fake.advance()
+        await trader.poll()
+        again = [x for x in trader.book.live() if x.key == o.key]
+        assert [x.cid for x in again] == [f"{o.cid}.1"]  # its next id
+        await trader.adapter.close()
+
+    asyncio.run(go())
+    assert_invariants(trader, fake)

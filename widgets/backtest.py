@@ -50,8 +50,8 @@ from PySide6.QtWidgets import (
 from engine.data import TIMEFRAMES_MS, DataError
 from engine.replay import BAR_METRICS, OVERLAYS, RUN_METRICS, Replay, format_metric
 from engine.runtime.config import SystemConfig
-from engine.strategies.registry import CONFIGS, FUNDED
-from engine.strategies.spot_grid import ParamError
+from engine.strategies.errors import ParamError
+from engine.strategies.registry import CONFIGS, spec
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
@@ -472,7 +472,7 @@ class BacktestTab(QWidget):
             candles = await self._candles()
             funding = given_funding
             if funding_path:
-                if strategy not in FUNDED:
+                if not spec(strategy).funded:
                     raise ParamError("funding", f"{strategy} pays no funding: clear the funding file")
                 funding = await self.controller.load_funding(funding_path)
             name = f"#{len(self.runs) + 1} {strategy}{self._changes(strategy, cfg)}"
@@ -671,8 +671,11 @@ class BacktestTab(QWidget):
     def system_from_run(self) -> SystemConfig:
         """A paper, dry-run system with this run's settings (spot grids: what the runtime trades)."""
         r = self.run
-        if r.strategy != "spot-grid":
-            raise ParamError("strategy", f"the trading runtime runs spot grids; {r.strategy} is backtest-only for now")
+        market = spec(r.strategy).market
+        if market != "spot":
+            raise ParamError("strategy", f"a system from a run is a spot grid for now; {r.strategy} "
+                             + ("trades the perpetual market: add it with Add System" if market else
+                                "is backtest-only for now"))
         params = {k: v for k, v in r.config.items() if k != "capital"}
         unsupported = [k for k in ("stop_loss", "take_profit") if params.get(k)]
         if unsupported:

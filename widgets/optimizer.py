@@ -36,9 +36,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.strategies.errors import ParamError
 from engine.strategies.registry import CHOICES, CONFIGS, SPACES, STRATEGIES
 from engine.strategies.space import Choice, parse_range
-from engine.strategies.spot_grid import ParamError
 from widgets.backtest import error_html
 from widgets.roles import DISPLAY
 

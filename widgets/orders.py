@@ -26,7 +26,7 @@ COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price
 _GREEN, _YELLOW, _RED, _GREY = (QColor(76, 175, 80, 70), QColor(255, 214, 0, 40), QColor(244, 67, 54, 80),
                                 QColor(158, 158, 158, 45))
 COLORS = {"filled": _GREEN, "open": _YELLOW, "partially_filled": _YELLOW, "submitted": _YELLOW, "new": _YELLOW,
-          "rejected": _RED, "expired": _RED, "cancelled": _GREY}
+          "pending_cancel": _YELLOW, "rejected": _RED, "expired": _RED, "cancelled": _GREY}
 
 
 class OrdersModel(QAbstractTableModel):
@@ -36,7 +36,7 @@ class OrdersModel(QAbstractTableModel):
 
     def set_rows(self, rows: list[dict]) -> None:
         self.beginResetModel()
-        self.rows = sorted(rows, key=lambda r: (r["state"] not in ("open", "partially_filled", "submitted"),
+        self.rows = sorted(rows, key=lambda r: (not r.get("working"),
                                                 -r.get("ts", 0) or 0, -r["price"]))
         self.endResetModel()
 
@@ -117,7 +117,7 @@ class OrdersTab(QWidget):
         if system not in ("", "all"):
             rows = [r for r in rows if r["system"] == system]
         if status == "open":
-            rows = [r for r in rows if r["state"] in ("open", "partially_filled", "submitted", "new")]
+            rows = [r for r in rows if r.get("working") or r["state"] == "new"]
         elif status != "all":
             rows = [r for r in rows if r["state"] == status]
         sig = [(r["cid"], r["state"], r["filled"]) for r in rows]

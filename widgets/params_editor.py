@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.strategies.errors import ParamError
 from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, STRATEGIES, config_from, read_settings
-from engine.strategies.spot_grid import ParamError
 
 _HIDDEN = {"tiers"}  # a file path with its own default; set through an imported JSON
 

@@ -31,8 +31,9 @@ from engine.kernels.grid import grid_levels, profit_range
 from engine.runtime.config import RUNTIME_STRATEGIES, ConfigError, SystemConfig
 from engine.strategies import adaptive_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
+from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings
-from engine.strategies.spot_grid import ParamError, SpotGridConfig, build_params
+from engine.strategies.spot_grid import SpotGridConfig, build_params
 from widgets.params_editor import ParamsEditor
 from widgets.tasks import when_done
 

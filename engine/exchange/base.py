@@ -8,9 +8,9 @@ not help).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
 
 # Order statuses reported by an adapter (the runtime's lifecycle has more states).
 OPEN, CLOSED, CANCELED, REJECTED, EXPIRED = "open", "closed", "canceled", "rejected", "expired"
@@ -127,37 +127,92 @@ class Balance:
     total: dict[str, float] = field(default_factory=dict)
 
 
-class Adapter(Protocol):
-    """What the runtime needs from an exchange. All calls are coroutines."""
+class Adapter:
+    """What the runtime needs from an exchange, every capability with its explicit default: an
+    adapter overrides what it can do. The runtime asks the capability, never the type."""
 
-    name: str
+    name: str = ""
+    paper: bool = False  # fills by the backtest's rules: the runtime feeds it each candle and keeps its snapshot
+    streams: bool = False  # candles pushed (watch_candles), else polled
+    order_stream: bool = False  # our order updates pushed (watch_orders)
 
-    async def market(self, symbol: str) -> MarketRules: ...
+    async def market(self, symbol: str) -> MarketRules:
+        raise NotImplementedError
 
     async def candles(self, symbol: str, timeframe: str, since: int | None, limit: int) -> list[list[float]]:
         """[time ms, open, high, low, close, volume] rows, oldest first; the last row may be the
         candle still forming."""
+        raise NotImplementedError
 
-    async def place(self, request: OrderRequest) -> OrderReport: ...
+    async def place(self, request: OrderRequest) -> OrderReport:
+        raise NotImplementedError
 
-    async def cancel(self, symbol: str, report: OrderReport) -> OrderReport: ...
+    async def place_many(self, requests: list[OrderRequest]) -> list[OrderReport | ExchangeError]:
+        """Place a batch; each result is the order's report or the error it met (one refusal
+        does not stop the others). By default one after the other, letting the event loop run
+        every few orders (a paper exchange answers without waiting: a grid of 40 laid in one
+        go would hold the loop, and the GUI on it)."""
+        out: list[OrderReport | ExchangeError] = []
+        for i, r in enumerate(requests):
+            if i % 8 == 7:
+                await asyncio.sleep(0)
+            try:
+                out.append(await self.place(r))
+            except ExchangeError as e:
+                out.append(e)
+        return out
+
+    async def cancel(self, symbol: str, report: OrderReport) -> OrderReport:
+        raise NotImplementedError
 
     async def order(self, symbol: str, client_order_id: str) -> OrderReport:
         """Look an order up by its client order id (raises OrderNotFound)."""
+        raise NotImplementedError
 
-    async def open_orders(self, symbol: str) -> list[OrderReport]: ...
+    async def open_orders(self, symbol: str) -> list[OrderReport]:
+        raise NotImplementedError
 
-    async def balance(self) -> Balance: ...
+    async def balance(self) -> Balance:
+        raise NotImplementedError
+
+    async def watch_candles(self, symbol: str, timeframe: str, since: int) -> list[list[float]]:
+        """The candle stream's next rows (adapters whose ``streams`` is true)."""
+        raise NotImplementedError
+
+    async def watch_orders(self, symbol: str) -> list[OrderReport]:
+        """The order stream's next updates (adapters whose ``order_stream`` is true)."""
+        raise NotImplementedError
 
     # perpetuals (adapters that trade them)
+    async def prepare(self, symbol: str, leverage: float) -> None:
+        """Set the account up to trade ``symbol`` (a perpetual: hedge mode, isolated margin,
+        the leverage); nothing by default."""
+
     async def positions(self, symbol: str) -> dict[str, float]:
         """Hedge mode: the quantity held long and short, {"long": q, "short": q}."""
+        raise NotImplementedError
 
     async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
-        """(settlement time ms, rate) of the funding settlements in [since, until]."""
+        """(settlement time ms, rate) of the funding settlements in [since, until]; none by
+        default (the strategy's default rate is paid, and logged)."""
+        return []
 
     async def funding_paid(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
         """(time ms, amount: < 0 paid, > 0 received) of the funding the account settled on
         ``symbol`` in [since, until] (live exchanges: the books take it from here)."""
+        return []
 
-    async def close(self) -> None: ...
+    # paper exchanges (``paper``)
+    def on_candle(self, t: int, o: float, h: float, lo: float, c: float, *funding) -> list[OrderReport]:
+        """A candle closed: match the resting orders against it."""
+        raise NotImplementedError
+
+    def state(self) -> dict | None:
+        """What it holds, for the runtime's state file (None: the exchange keeps it)."""
+        return None
+
+    def restore(self, state: dict) -> None:
+        """Hold again what ``state`` says."""
+
+    async def close(self) -> None:
+        """Let go of connections; nothing by default."""

@@ -130,7 +130,7 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None
     )
 
 
-class CcxtExchange:
+class CcxtExchange(b.Adapter):
     def __init__(self, exchange_id: str, *, market: str = "spot", base_url: str | None = None,
                  api_key: str = "", secret: str = "", retries: int = 5, backoff: float = 0.5,
                  max_backoff: float = 10.0, timeout_ms: int = 10_000, fee_rate: float = 0.001,

@@ -18,6 +18,7 @@ from engine.exchange.base import (
     CLOSED,
     EXPIRED,
     OPEN,
+    Adapter,
     Balance,
     InsufficientFunds,
     MarketRules,
@@ -29,7 +30,8 @@ from engine.exchange.base import (
 from engine.kernels.perp import liquidation_price_nb
 
 
-class PaperExchange:
+class PaperExchange(Adapter):
+    paper = True
     def __init__(self, source, rules: MarketRules | None, *, quote: float, base: float = 0.0, maker_fee: float = 0.001,
                  taker_fee: float = 0.001, slippage: float = 0.0, fill_through: bool = False, name: str = "paper"):
         self.source = source
@@ -57,15 +59,13 @@ class PaperExchange:
     @property
     def streams(self) -> bool:
         """Candles pushed by the source (an exchange's websocket), else polled."""
-        return getattr(self.source, "streams", False)
+        return self.source.streams
 
     async def watch_candles(self, symbol: str, timeframe: str, since: int) -> list[list[float]]:
         return await self.source.watch_candles(symbol, timeframe, since)
 
     async def funding_rates(self, symbol: str, since: int, until: int) -> list[tuple[int, float]]:
-        if hasattr(self.source, "funding_rates"):
-            return await self.source.funding_rates(symbol, since, until)
-        return []
+        return await self.source.funding_rates(symbol, since, until)
 
     # -- orders --------------------------------------------------------------------------------
     def _locked(self) -> tuple[float, float]:

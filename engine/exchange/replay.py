@@ -22,6 +22,7 @@ class ReplaySource:
         self.started: float | None = None  # the first request starts the clock: a replay is reproducible
         self.name = "replay"
         self.funding = funding
+        self.streams = False  # (polled: each request sees the candles its clock has reached)
 
     def forming_index(self) -> int:
         """Index of the candle now forming (the one after the last closed): ``warmup`` at the

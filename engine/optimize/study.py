@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from engine.optimize.walkforward import DataSet, Fitness, walk_forward
-from engine.strategies.registry import SPACES, config_from
+from engine.strategies.errors import ParamError
+from engine.strategies.registry import SPACES, config_from, spec
 from engine.strategies.space import Choice, Dimension, FloatRange, IntRange
-from engine.strategies.spot_grid import ParamError
 
 DAY_MS = 86_400_000
 HEARTBEAT_S = 30  # a running trial's heartbeat; one silent for GRACE_S is failed by any worker
@@ -158,7 +158,8 @@ class Search:
         self.storage_url = storage or default_storage()
         self.study_name = study or setup.default_study_name()
         self.threads = threads or os.cpu_count() or 1
-        self.batch = batch or (16 if setup.strategy == "spot-grid" else self.threads)
+        self.spec = spec(setup.strategy)
+        self.batch = batch or (16 if self.spec.sweep else self.threads)
         self.storage, self.study = _open_study(self.storage_url, self.study_name)
         wanted = json.loads(json.dumps(setup.describe(), default=str))
         have = self.study.user_attrs.get("setup")
@@ -177,7 +178,7 @@ class Search:
         self._seed = seed
         self.study.sampler = self._sampler(None)
         self.study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-        self._pool = ThreadPoolExecutor(self.threads) if setup.strategy != "spot-grid" else None
+        self._pool = ThreadPoolExecutor(self.threads) if not self.spec.sweep else None
 
     @staticmethod
     def _sampler(seed: int | None):
@@ -325,12 +326,8 @@ class Search:
                 self.storage.record_heartbeat(t._trial_id)
 
     def _check(self, cfg) -> None:
-        """Settings refused before any backtest (a spot grid's validation needs a price)."""
-        if self.setup.strategy == "spot-grid":
-            from engine.strategies.spot_grid import build_params
-
-            ds = self.setup.data[0]
-            build_params(cfg, float(ds.candles.close[0]), 0)
+        """Settings refused before any backtest (against the first data set's first price)."""
+        self.spec.check(cfg, float(self.setup.data[0].candles.close[0]))
 
     def _finish(self, trial, ins, oos, state, error: str | None = None) -> None:
         s = self.setup
@@ -350,11 +347,9 @@ class Search:
 
     def measure(self, candles, ds: DataSet, cfgs: list) -> list[dict | None]:
         """What the fitness reads (return, drawdown, fills) of each config on ``candles``; None
-        where its backtest failed. Spot grids run as one parallel sweep, others a thread each."""
-        if self.setup.strategy == "spot-grid":
-            from engine.backtest import sweep_spot_grid
-
-            m = sweep_spot_grid(candles, cfgs)
+        where its backtest failed. A strategy with a sweep runs them side by side, others a thread each."""
+        if self.spec.sweep:
+            m = self.spec.sweep(candles, cfgs)
             return [{k: float(v[j]) for k, v in m.items()} for j in range(len(cfgs))]
         from engine.strategies.registry import run_backtest
 

@@ -11,13 +11,14 @@ from pathlib import Path
 from engine.data import TIMEFRAMES_MS
 from engine.exchange.ccxt_factory import exchange_ids
 from engine.store import read_json, write_json_atomic
-from engine.strategies.registry import check_settings
-from engine.strategies.spot_grid import MAX_CAPITAL, ParamError
+from engine.strategies.errors import ParamError
+from engine.strategies.registry import RUNTIME, check_settings
+from engine.strategies.spot_grid import MAX_CAPITAL
 
 MODES = ("paper", "live")
 MAX_NAME = 80  # characters of a system's name
 MARKETS = ("spot", "perpetual")
-RUNTIME_STRATEGIES = {"spot-grid": "spot", "adaptive-grid": "perpetual"}  # strategy -> the market it trades
+RUNTIME_STRATEGIES = {n: s.market for n, s in RUNTIME.items()}  # strategy -> the market it trades
 
 
 class ConfigError(ValueError):

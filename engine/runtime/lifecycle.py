@@ -15,18 +15,24 @@ import re
 import time
 from dataclasses import dataclass
 
-NEW, SUBMITTED, OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED = (
-    "new", "submitted", "open", "partially_filled", "filled", "cancelled", "rejected", "expired")
-STATES = (NEW, SUBMITTED, OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED)
+NEW, SUBMITTED, OPEN, PARTIAL, PENDING_CANCEL, FILLED, CANCELLED, REJECTED, EXPIRED = (
+    "new", "submitted", "open", "partially_filled", "pending_cancel", "filled", "cancelled", "rejected", "expired")
+STATES = (NEW, SUBMITTED, OPEN, PARTIAL, PENDING_CANCEL, FILLED, CANCELLED, REJECTED, EXPIRED)
 TERMINAL = frozenset({FILLED, CANCELLED, REJECTED, EXPIRED})
+WORKING = (SUBMITTED, OPEN, PARTIAL, PENDING_CANCEL)  # on the exchange, or may be: asked about, cancelled by cancel all
+REPEATED = frozenset({PARTIAL, PENDING_CANCEL})  # states an order moves into again, journaled (a fill more)
 
 # state -> the states it may move to. SUBMITTED may jump to FILLED or CANCELLED: a lost
 # response is resolved by looking the order up, and by then it may have done anything.
+# PENDING_CANCEL: we asked the exchange to cancel it and it has not said it did; it may still
+# fill (in part, or whole) until it does, and nothing new goes out for its level meanwhile
+# (nautilus_trader's order state table has the same state: model/orders/base.pyx).
 TRANSITIONS: dict[str, frozenset[str]] = {
     NEW: frozenset({SUBMITTED, REJECTED}),
-    SUBMITTED: frozenset({OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED, NEW}),
-    OPEN: frozenset({PARTIAL, FILLED, CANCELLED, EXPIRED}),
-    PARTIAL: frozenset({PARTIAL, FILLED, CANCELLED, EXPIRED}),
+    SUBMITTED: frozenset({OPEN, PARTIAL, FILLED, CANCELLED, REJECTED, EXPIRED, NEW, PENDING_CANCEL}),
+    OPEN: frozenset({PARTIAL, FILLED, CANCELLED, EXPIRED, PENDING_CANCEL}),
+    PARTIAL: frozenset({PARTIAL, FILLED, CANCELLED, EXPIRED, PENDING_CANCEL}),
+    PENDING_CANCEL: frozenset({PENDING_CANCEL, FILLED, CANCELLED, EXPIRED, REJECTED}),
     FILLED: frozenset(),
     CANCELLED: frozenset(),
     REJECTED: frozenset(),
@@ -111,11 +117,11 @@ class OrderBook:
 
     def move(self, cid: str, state: str, note: str = "", **fields) -> TrackedOrder:
         o = self.orders[cid]
-        if (state != o.state or state == PARTIAL) and state not in TRANSITIONS[o.state]:
+        if (state != o.state or state in REPEATED) and state not in TRANSITIONS[o.state]:
             raise LifecycleError(f"{cid}: {o.state} -> {state} is not a valid transition")
         for name, value in fields.items():
             setattr(o, name, value)
-        if state == o.state and state != PARTIAL:
+        if state == o.state and state not in REPEATED:
             return o
         o.state = state
         o.note = note

@@ -1,5 +1,5 @@
 """One trader per system: closed candle -> on_fill for the fills -> decide -> diff against our
-orders -> risk gate -> adapter; the strategy code is the backtest's (SpotGridRunner).
+orders -> risk gate -> adapter; the strategy code is the backtest's (its spec's runner).
 
 Crash safety rests on three things:
 - client order ids are a function of the decision (system id, level, the order's row in the
@@ -30,8 +30,8 @@ from engine.risk import DENY, PAPER, SIMULATE, Market, OrderIntent, RiskGate
 from engine.runtime import lifecycle as lc
 from engine.runtime.config import SystemConfig
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
-from engine.strategies.adaptive_grid import AdaptiveGridConfig, AdaptiveGridRunner
-from engine.strategies.spot_grid import SpotGridConfig, SpotGridRunner
+from engine.strategies.registry import RUNTIME
+from engine.strategies.spec import StrategyRunner
 
 HISTORY = 2_000  # candles kept for indicators
 HOUR_MS = 3_600_000  # funding settlements fall on whole hours
@@ -44,7 +44,7 @@ REFUSALS_TO_PAUSE = 4  # refusals in a row of one order that pause the system
 STREAM_REST_SECONDS = 60.0  # while candles come on a stream, the REST poll is only a safety net
 CATCH_UP_SAVE_SECONDS = 1.0  # a catch-up saves its progress this often (else repeated crashes never catch up)
 SAVE_EVERY_SECONDS = 60.0  # a candle that changed no order is saved with the next that does, or after this
-RUNNERS = {"spot-grid": (SpotGridConfig, SpotGridRunner), "adaptive-grid": (AdaptiveGridConfig, AdaptiveGridRunner)}
+
 
 
 class StateNotOurs(RuntimeError):
@@ -78,7 +78,7 @@ class Trader:
                  paper: bool | None = None):
         self.cfg = cfg
         self.adapter = adapter
-        self.paper = hasattr(adapter, "on_candle") if paper is None else paper
+        self.paper = adapter.paper if paper is None else paper
         self.risk = risk
         self.data_dir = Path(data_dir)
         self.state_path = self.data_dir / "state" / "systems" / f"{cfg.slug}.json"
@@ -88,7 +88,7 @@ class Trader:
         self.book = lc.OrderBook(self.journal, cfg.name)
         self.tf = TIMEFRAMES_MS[cfg.timeframe]
         self.rules: xb.MarketRules | None = None
-        self.strategy: SpotGridRunner | AdaptiveGridRunner | None = None
+        self.strategy: StrategyRunner | None = None
         self.perpetual = cfg.market == "perpetual"
         self.epoch = -1  # time of bar 0
         self.last_time = -1  # the last candle processed
@@ -173,7 +173,7 @@ class Trader:
         self.epoch = int(d["epoch"])
         self.last_time = int(d["last_time"])
         if d.get("strategy"):
-            self.strategy = RUNNERS[self.cfg.strategy][1].from_state(self._strategy_config(), d["strategy"])
+            self.strategy = RUNTIME[self.cfg.strategy].runner.from_state(self._strategy_config(), d["strategy"])
         for od in d.get("orders", []):
             o = lc.TrackedOrder.from_dict(od)
             self.book.orders[o.cid] = o
@@ -184,14 +184,14 @@ class Trader:
             self.adapter.restore(d["paper"])
         return True
 
-    def _strategy_config(self) -> SpotGridConfig | AdaptiveGridConfig:
+    def _strategy_config(self):
         params = dict(self.cfg.params)
         params["capital"] = float(self.cfg.capital)
         if self.rules is not None:  # the exchange's rules, not the user's guess
             params.update(tick=self.rules.tick, lot=self.rules.lot, min_notional=self.rules.min_notional)
         if self.cfg.market == "perpetual":  # margined by its symbol's tiers (SystemConfig checked there are)
             params["tiers"] = tier_file(params.get("tiers", ""), self.cfg.symbol)
-        return RUNNERS[self.cfg.strategy][0].from_dict(params)
+        return RUNTIME[self.cfg.strategy].config.from_dict(params)
 
     def _read_journal(self) -> None:
         records, problems = read_jsonl(self.journal_path)
@@ -204,13 +204,13 @@ class Trader:
         """Rebuild from the state file and the exchange, cancelling nothing. Returns a report:
         orders adopted, found missing, and ours-by-prefix but unknown (left alone)."""
         self.rules = await self.adapter.market(self.cfg.symbol)
-        if self.perpetual and hasattr(self.adapter, "prepare"):  # hedge mode, isolated margin, leverage
+        if self.perpetual:  # hedge mode, isolated margin, leverage
             await self.adapter.prepare(self.cfg.symbol, self._strategy_config().leverage)
         self.risk.system(self.cfg.name).on = True
         self._read_journal()
         resumed = self._load()
         if self.strategy is None:
-            self.strategy = RUNNERS[self.cfg.strategy][1](self._strategy_config())
+            self.strategy = RUNTIME[self.cfg.strategy].runner(self._strategy_config())
         if self.last_time >= 0:  # indicators need the candles before the last one processed
             need = 1000  # one page; Wilder's ATR forgets its start after that to the last bit
             rows = await self.adapter.candles(self.cfg.symbol, self.cfg.timeframe,
@@ -325,7 +325,7 @@ class Trader:
             self._log("grid_generated", bar=bar, price=c, levels=self.strategy.levels().tolist())
         else:
             self.strategy.decide(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
-        for event in getattr(self.strategy, "last_events", ()):
+        for event in self.strategy.last_events:
             self._log("strategy_event", bar=bar, label=event, price=c)
         self.last_time = t
         if send:
@@ -343,9 +343,7 @@ class Trader:
         (``_settle_funding``)."""
         if prev < 0 or (prev // HOUR_MS + 1) * HOUR_MS > t:
             return 0.0, 0
-        rates = []
-        if hasattr(self.adapter, "funding_rates"):
-            rates = await self.adapter.funding_rates(self.cfg.symbol, prev + 1 - 60_000, t + 60_000)
+        rates = await self.adapter.funding_rates(self.cfg.symbol, prev + 1 - 60_000, t + 60_000)
         rt = np.array([r[0] for r in rates], dtype=np.int64)
         rv = np.array([r[1] for r in rates], dtype=float)
         default = float(self.strategy.cfg.funding_rate)
@@ -407,14 +405,14 @@ class Trader:
         if r.status == xb.OPEN:
             if o.state == lc.SUBMITTED:
                 self.book.move(o.cid, lc.OPEN, "accepted")
-            if r.filled > o.filled:
-                self.book.move(o.cid, lc.PARTIAL, f"{r.filled:g} of {o.qty:g}", filled=r.filled, average=r.average,
-                               fee=r.fee)
+            if r.filled > o.filled:  # (an order being cancelled stays so: its fill is booked at the end)
+                self.book.move(o.cid, lc.PENDING_CANCEL if o.state == lc.PENDING_CANCEL else lc.PARTIAL,
+                               f"{r.filled:g} of {o.qty:g}", filled=r.filled, average=r.average, fee=r.fee)
             return ""
         state = {xb.CANCELED: lc.CANCELLED, xb.EXPIRED: lc.EXPIRED, xb.REJECTED: lc.REJECTED}[r.status]
         if o.state == lc.NEW:
             self.book.move(o.cid, lc.SUBMITTED, "")
-        note = o.note if o.note.startswith("cancel") else f"{r.status} by the exchange"
+        note = o.note if o.state == lc.PENDING_CANCEL else f"{r.status} by the exchange"
         if r.filled > 0:
             note += f"; {r.filled:g} of {o.qty:g} filled before (booked apart from the grid's levels)"
         self.book.move(o.cid, state, note, filled=r.filled, average=r.average, fee=r.fee)
@@ -442,7 +440,7 @@ class Trader:
         if trade is not None:
             extra = self.strategy.as_taker(r.filled * r.average) if o.taker else 0.0  # (booked as a maker's)
             booked = (float(trade["qty"]), float(trade["fee"]) + extra)
-        if trade is None and hasattr(self.strategy, "on_stray_fill"):
+        if trade is None:
             trade = self.strategy.on_stray_fill(o.position, o.role, "market" if o.taker else o.type, o.reduces,
                                                 r.filled, bar, t, r.average)
             if trade is not None:
@@ -487,7 +485,7 @@ class Trader:
         """Ask the exchange about every order we have out; feed full fills to the strategy in
         the order they happened. A perpetual's positions are asked first: a side the exchange
         holds nothing of after every fill is applied was liquidated. Returns the number of fills."""
-        live = self.book.in_state(lc.SUBMITTED, lc.OPEN, lc.PARTIAL)
+        live = self.book.in_state(*lc.WORKING)
         held = await self.adapter.positions(self.cfg.symbol) if self.perpetual and self.strategy.started else None
         fills = []
         if live:
@@ -561,12 +559,15 @@ class Trader:
         want = {}
         for d in desired:  # an order keeps its id while it works; a new one takes the key's next attempt
             o = live.get(d.key)
+            if o is not None and o.state == lc.PENDING_CANCEL:
+                continue  # its cancel is not confirmed: nothing new for its key until it is (no double order)
             want[o.cid if o is not None else lc.client_order_id(self.cfg.id, d.level, d.key,
                                                                 self.attempts.get(d.key, 0))] = d
         keys = {d.key for d in desired}
         self.attempts = {k: v for k, v in self.attempts.items() if k in keys}
         self.refusals = {k: v for k, v in self.refusals.items() if k in keys}
-        to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lc.OPEN, lc.PARTIAL)]
+        to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lc.OPEN, lc.PARTIAL,
+                                                                                      lc.PENDING_CANCEL)]
         for o in self.book.in_state(lc.NEW):
             if o.cid not in want:
                 self.book.move(o.cid, lc.REJECTED, "no longer wanted")
@@ -627,7 +628,7 @@ class Trader:
             if not self.paper:  # (a paper exchange's orders are saved in the same file as ours)
                 await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
             reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
-            results = await self._place_all(reqs)
+            results = await self.adapter.place_many(reqs)
             if t0 is not None:
                 self.latency.append(time.perf_counter() - t0)
             for i, (o, res) in enumerate(zip(batch, results, strict=True)):
@@ -724,20 +725,11 @@ class Trader:
         self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
         return held + resting
 
-    async def _place_all(self, reqs):
-        if hasattr(self.adapter, "place_many"):
-            return await self.adapter.place_many(reqs)
-        out = []
-        for i, r in enumerate(reqs):
-            await _breathe(i)
-            try:
-                out.append(await self.adapter.place(r))
-            except xb.ExchangeError as e:
-                out.append(e)
-        return out
-
     async def cancel(self, o: lc.TrackedOrder, note: str) -> None:
-        o.note = note
+        """Ask the exchange to cancel ``o`` (PENDING_CANCEL until it answers; an order whose
+        cancel failed stays so and is asked again at the next candle)."""
+        if o.state != lc.PENDING_CANCEL:
+            self.book.move(o.cid, lc.PENDING_CANCEL, note)
         try:
             r = await self.adapter.cancel(self.cfg.symbol, xb.OrderReport(
                 o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, xb.OPEN,
@@ -756,7 +748,7 @@ class Trader:
         """The confirmed "cancel all our orders" action: every order of this system."""
         n = 0
         async with self._orders_lock:
-            for o in self.book.in_state(lc.OPEN, lc.PARTIAL, lc.SUBMITTED):
+            for o in self.book.in_state(*lc.WORKING):
                 await self.cancel(o, "cancel: cancel-all requested")
                 n += 1
         self.book.prune()
@@ -770,9 +762,9 @@ class Trader:
         up, as a safety net)."""
         await self.boot()
         streams = []
-        if getattr(self.adapter, "streams", False):
+        if self.adapter.streams:
             streams.append(asyncio.ensure_future(self._keep_reading("candles", self._read_candles)))
-        if getattr(self.adapter, "order_stream", False):
+        if self.adapter.order_stream:
             streams.append(asyncio.ensure_future(self._keep_reading("orders", self._read_orders)))
         silent_after = max(3 * self.tf / 1000, 30 * poll_seconds)
         try:
@@ -841,9 +833,9 @@ class Trader:
         for r in await self.adapter.watch_orders(self.cfg.symbol):
             o = self.book.orders.get(r.client_order_id)
             if o is None or o.state not in (lc.SUBMITTED, lc.OPEN, lc.PARTIAL):
-                continue
+                continue  # (one being cancelled keeps its reason: the close books what it did)
             seen = f"{r.status}: {r.filled:g} filled at {r.average:,.2f} (stream), applied at the candle close"
-            if o.note != seen and (r.filled > o.filled or (r.status != xb.OPEN and not o.note.startswith("cancel"))):
+            if o.note != seen and (r.filled > o.filled or r.status != xb.OPEN):
                 self._log("order_update", cid=o.cid, status=r.status, filled=r.filled, price=r.average)
                 o.note = seen  # (shown in the Orders tab until the close applies it)
 
@@ -852,6 +844,6 @@ class Trader:
         close = float(self.hist[-1, 3]) if len(self.hist) else 0.0
         books = s.books(close) if s and s.started else {}
         return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
-                "open_orders": len(self.book.in_state(lc.OPEN, lc.PARTIAL)),
+                "open_orders": len(self.book.in_state(lc.OPEN, lc.PARTIAL, lc.PENDING_CANCEL)),
                 "feed": "stream" if self.streaming.get("candles") else "polling",
                 "status": self.risk.status(self.cfg.name).label, "note": self.status_note}

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numba import njit
 
-from engine.backtest import drive
 from engine.data import Candles, FundingRates
 from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
@@ -16,8 +15,10 @@ from engine.kernels import metrics as met
 from engine.kernels.breaker import atr_breaker
 from engine.kernels.perp import funding_counts, funding_on_bars, load_tiers, tiers_for
 from engine.risk import OPEN_GATE, Gate, RiskGate, RiskLimits
+from engine.strategies.errors import ParamError
 from engine.strategies.space import FloatRange, IntRange
-from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, ParamError, checked_settings
+from engine.strategies.spec import StrategyRunner, StrategySpec, drive
+from engine.strategies.spot_grid import MAX_CAPITAL, DesiredOrder, checked_settings
 
 
 @dataclass
@@ -237,7 +238,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
                       risk: RiskLimits | None = None) -> PerpResult:
     """Backtest the adaptive long/short grid on a USDT-margined perpetual. ``orders``: also keep
     the order log and per-bar marks (average entry, liquidation, stop per side) a replay shows;
-    ``progress``: see ``engine.backtest.drive``; ``risk``: the runtime's risk gate with these
+    ``progress``: see ``engine.strategies.spec.drive``; ``risk``: the runtime's risk gate with these
     limits, as a paper system alone in its account meets it (its volatility breaker fed from
     the first bar traded, its exposure limits): the openings it would refuse wait, as the
     runtime's strategy is told they would."""
@@ -328,7 +329,7 @@ _KINDS = {ag.OPEN_ORDER: "open", ag.TAKE_PROFIT_ORDER: "tp", ag.STOP_ORDER: "sto
 _SIDES = ("long", "short")
 
 
-class AdaptiveGridRunner:
+class AdaptiveGridRunner(StrategyRunner):
     """The adaptive grid's numba kernels held with their state, for the paper and live runtime:
     at each close ``decide_nb`` (the backtest's decisions, fills left to the exchange); each fill
     the exchange reports goes to the backtest's own ``on_open_fill_nb`` / ``on_take_profit_fill_nb``
@@ -610,3 +611,22 @@ class AdaptiveGridRunner:
         self.next_key = int(state["next_key"])
         self.bar = int(state["bar"])
         return self
+
+
+def _check(cfg: AdaptiveGridConfig, first_price: float | None = None) -> None:
+    check(cfg)
+
+
+def _backtest(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
+    return run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk)
+
+
+SPEC = StrategySpec(
+    "adaptive-grid", AdaptiveGridConfig, _backtest, SEARCH_SPACE, check=_check, funded=True, perpetual=True,
+    market="perpetual", runner=AdaptiveGridRunner, risk_gate=True,
+    presets={
+        "Defaults (1x, 10 levels a side)": {},
+        "Long only": {"no_short": True},
+        "3x leverage": {"leverage": 3.0, "order_frac": 0.02},
+        "Wide spacing": {"atr_k": 2.0, "levels": 6},
+    })

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.strategies.space import FloatRange, IntRange
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spec import StrategySpec
+from engine.strategies.spot_grid import SpotGridConfig, backtest_spot, check_spot
 
 
 @dataclass
@@ -40,3 +41,12 @@ SEARCH_SPACE = {
     "hedge_tp": FloatRange(0.01, 0.1, log=True),
     "hedge_reversal_k": FloatRange(0.5, 3.0),
 }
+
+
+SPEC = StrategySpec(
+    "hedged-grid", HedgedGridConfig, backtest_spot, SEARCH_SPACE, check=check_spot, funded=True, hedged=True,
+    presets={
+        "Defaults (hedge 50%)": {},
+        "Full hedge": {"hedge_ratio": 1.0, "hedge_step": 0.0},
+        "Light hedge, wide grid": {"hedge_ratio": 0.25, "atr_k": 2.0},
+    })

@@ -1,46 +1,25 @@
-"""Every strategy the backtest knows: its settings class, the choices of its text settings,
-presets, and one call that runs it. The CLI and the Backtest tab both read this."""
+"""Every strategy GridDesk knows, by its spec (engine.strategies.spec): a new strategy is its
+module and one line here. The CLI, the app, the optimizer and the runtime read this."""
 
 from __future__ import annotations
 
 from engine.strategies import adaptive_grid, hedged_grid, spot_grid
-from engine.strategies.adaptive_grid import AdaptiveGridConfig
-from engine.strategies.hedged_grid import HedgedGridConfig
-from engine.strategies.spot_grid import ParamError, SpotGridConfig
+from engine.strategies.errors import ParamError
+from engine.strategies.spec import StrategySpec
 
-CONFIGS = {"spot-grid": SpotGridConfig, "hedged-grid": HedgedGridConfig, "adaptive-grid": AdaptiveGridConfig}
-STRATEGIES = tuple(CONFIGS)
-# What the optimizer varies by default: declared in each strategy's module.
-SPACES = {"spot-grid": spot_grid.SEARCH_SPACE, "hedged-grid": hedged_grid.SEARCH_SPACE,
-          "adaptive-grid": adaptive_grid.SEARCH_SPACE}
+SPECS: dict[str, StrategySpec] = {s.name: s for s in (spot_grid.SPEC, hedged_grid.SPEC, adaptive_grid.SPEC)}
+STRATEGIES = tuple(SPECS)
+CONFIGS = {n: s.config for n, s in SPECS.items()}
+SPACES = {n: s.search_space for n, s in SPECS.items()}  # what the optimizer varies by default
+PRESETS: dict[str, dict[str, dict]] = {n: s.presets for n, s in SPECS.items()}  # changes from the defaults
+CHOICES = spot_grid.CHOICES  # settings that take one of a few words
+RUNTIME = {n: s for n, s in SPECS.items() if s.market}  # what paper and live trading run
 
-# Settings that take one of a few words.
-CHOICES = {
-    "mode": ("range", "lower-only"), "spacing": ("arithmetic", "geometric", "atr"), "qty_mode": ("quote", "base"),
-    "trailing": ("none", "up", "down", "both"), "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
-}
 
-# Starting points offered in the editor, as changes from the strategy's defaults.
-PRESETS: dict[str, dict[str, dict]] = {
-    "spot-grid": {
-        "Defaults (arithmetic, +-20%)": {},
-        "Geometric, trailing both ways": {"spacing": "geometric", "trailing": "both", "levels": 30},
-        "ATR-spaced, recentering": {"spacing": "atr", "atr_k": 1.0, "levels": 20, "recenter": 1.0},
-        "Lower-only, ATR": {"mode": "lower-only", "spacing": "atr", "levels": 15},
-        "Tight and dense (fee check)": {"spacing": "geometric", "range_pct": 0.05, "levels": 60},
-    },
-    "hedged-grid": {
-        "Defaults (hedge 50%)": {},
-        "Full hedge": {"hedge_ratio": 1.0, "hedge_step": 0.0},
-        "Light hedge, wide grid": {"hedge_ratio": 0.25, "atr_k": 2.0},
-    },
-    "adaptive-grid": {
-        "Defaults (1x, 10 levels a side)": {},
-        "Long only": {"no_short": True},
-        "3x leverage": {"leverage": 3.0, "order_frac": 0.02},
-        "Wide spacing": {"atr_k": 2.0, "levels": 6},
-    },
-}
+def spec(strategy: str) -> StrategySpec:
+    if strategy not in SPECS:
+        raise ParamError("strategy", f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    return SPECS[strategy]
 
 
 def read_settings(path, strategy: str | None = None) -> tuple[str | None, dict]:
@@ -72,39 +51,28 @@ def read_settings(path, strategy: str | None = None) -> tuple[str | None, dict]:
 
 def config_from(strategy: str, data: dict):
     """The strategy's settings from a dict (unknown names refused by name)."""
-    if strategy not in CONFIGS:
-        raise ParamError("strategy", f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
-    return CONFIGS[strategy].from_dict(dict(data))
+    return spec(strategy).config.from_dict(dict(data))
 
 
 def check_settings(strategy: str, data: dict) -> None:
     """A system's settings checked when they are read, before any candle: ParamError names
     the setting at fault."""
-    cfg = config_from(strategy, data)
-    if strategy == "adaptive-grid":
-        adaptive_grid.check(cfg)
-    else:
-        spot_grid.check_settings(cfg)
-
-
-FUNDED = ("hedged-grid", "adaptive-grid")  # strategies that hold a perpetual and pay funding
+    spec(strategy).check(config_from(strategy, data))
 
 
 def check_funding(strategy: str, given: bool) -> None:
-    if given and strategy not in FUNDED:
+    if given and not spec(strategy).funded:
         raise ParamError("funding", "spot grids pay no funding (the hedged grid's short does)")
 
 
 def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
     """Backtest ``strategy`` with settings ``cfg`` on ``candles`` (``funding``: the perpetual's
     funding rates, for the strategies that hold one). ``replay``: keep all a replay shows (the
-    perpetual grid's order log and marks); ``progress``: see ``engine.backtest.drive``;
-    ``risk``: the runtime's risk limits, for the perpetual grid (``run_adaptive_grid``)."""
-    if strategy == "adaptive-grid":
-        from engine.strategies.adaptive_grid import run_adaptive_grid
-
-        return run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk)
+    perpetual grid's order log and marks); ``progress``: see ``engine.strategies.spec.drive``;
+    ``risk``: the runtime's risk limits, for the strategies whose kernel is told the gate."""
+    s = spec(strategy)
     check_funding(strategy, funding is not None)
-    from engine.backtest import run_spot_grid
-
-    return run_spot_grid(candles, cfg, funding, progress=progress)
+    if risk is not None and not s.risk_gate:
+        raise ParamError("risk", f"applies to {', '.join(n for n, x in SPECS.items() if x.risk_gate)} backtests; "
+                                 f"the {strategy} kernel does not size its orders by the risk gate")
+    return s.backtest(candles, cfg, funding, replay=replay, progress=progress, risk=risk)

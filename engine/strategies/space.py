@@ -10,11 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
-def ParamError(name: str, message: str):  # the strategies' error, imported late (they import us)
-    from engine.strategies.spot_grid import ParamError as error
-
-    return error(name, message)
+from engine.strategies.errors import ParamError
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,9 @@ import numpy as np
 from engine.kernels import grid as g
 from engine.kernels import spot_grid as k
 from engine.risk import OPEN_GATE, Gate
+from engine.strategies.errors import ParamError
 from engine.strategies.space import Choice, FloatRange, IntRange
-
-
-class ParamError(ValueError):
-    """A strategy setting is out of range; ``name`` is the setting (CLI argument) at fault,
-    ``detail`` what is wrong with it (a settings file names it ``params.<name>``)."""
-
-    def __init__(self, name: str, message: str):
-        super().__init__(f"--{name.replace('_', '-')}: {message}")
-        self.name = name
-        self.detail = message
-
+from engine.strategies.spec import StrategyRunner, StrategySpec
 
 _KINDS = {"float": "a number", "int": "a whole number", "str": "a text", "bool": "true or false"}
 
@@ -101,12 +92,18 @@ class SpotGridConfig:
         return checked_settings(cls, data, "spot-grid")
 
 
+# Settings that take one of a few words (the kernels' names where they have them).
+CHOICES = {
+    "mode": k.MODE_NAMES, "spacing": g.SPACING_NAMES, "qty_mode": ("quote", "base"), "trailing": k.TRAIL_NAMES,
+    "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
+}
+
 # What the optimizer may vary by default (the rest keep the user's values).
 SEARCH_SPACE = {
     "spacing": Choice(("arithmetic", "geometric")),
     "levels": IntRange(5, 100),
     "range_pct": FloatRange(0.03, 0.5, log=True),
-    "trailing": Choice(("none", "up", "down", "both")),
+    "trailing": Choice(CHOICES["trailing"]),
 }
 
 
@@ -148,12 +145,9 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
                  check_price: bool = True) -> k.SpotGridParams:
     """Validate ``cfg`` against the data's first price and turn it into kernel numbers
     (``check_price`` False: no data yet, the price-bound checks are left for the first candle)."""
-    mode = _choice("mode", cfg.mode, k.MODE_NAMES)
-    spacing = _choice("spacing", cfg.spacing, g.SPACING_NAMES)
-    trailing = _choice("trailing", cfg.trailing, k.TRAIL_NAMES)
-    qty_mode = _choice("qty_mode", cfg.qty_mode, ("quote", "base"))
-    stop_action = _choice("stop_action", cfg.stop_action, ("sell", "keep"))
-    fill_through = _choice("fill_rule", cfg.fill_rule, ("touch", "through"))
+    mode, spacing, trailing, qty_mode, stop_action, fill_through = (
+        _choice(name, getattr(cfg, name), CHOICES[name])
+        for name in ("mode", "spacing", "trailing", "qty_mode", "stop_action", "fill_rule"))
     if not isinstance(cfg.levels, int | np.integer) or cfg.levels < 2 or cfg.levels > 5000:
         raise ParamError("levels", f"must be a whole number from 2 to 5000, got {cfg.levels}")
     capital = _positive("capital", cfg.capital)
@@ -279,7 +273,7 @@ class DesiredOrder:
     position: str = ""  # perpetuals in hedge mode: the position it opens or reduces (long | short)
 
 
-class SpotGridRunner:
+class SpotGridRunner(StrategyRunner):
     """The spot grid's numba ``decide`` / ``on_fill`` kernels (engine.kernels.spot_grid) held
     with their state, for the paper and live runtime. The backtest loop runs the same
     functions, so on the same candles and fills it makes the same orders and trades.
@@ -543,3 +537,36 @@ class SpotGridRunner:
         self.market_seq = int(state["market_seq"])
         self._market_pending = float(state.get("market_pending", 0.0))
         return self
+
+
+def check_spot(cfg: SpotGridConfig, first_price: float | None = None) -> None:
+    """The spec's check: without data (``check_settings``), or against the data's first price."""
+    if first_price is None:
+        check_settings(cfg)
+    else:
+        build_params(cfg, first_price, 0)
+
+
+def backtest_spot(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
+    """The spec's backtest: the spot-grid kernel (the hedged grid's too), engine.backtest."""
+    from engine.backtest import run_spot_grid
+
+    return run_spot_grid(candles, cfg, funding, progress=progress)
+
+
+def _sweep(candles, cfgs):
+    from engine.backtest import sweep_spot_grid
+
+    return sweep_spot_grid(candles, cfgs)
+
+
+SPEC = StrategySpec(
+    "spot-grid", SpotGridConfig, backtest_spot, SEARCH_SPACE, check=check_spot, market="spot",
+    runner=SpotGridRunner, sweep=_sweep,
+    presets={
+        "Defaults (arithmetic, +-20%)": {},
+        "Geometric, trailing both ways": {"spacing": "geometric", "trailing": "both", "levels": 30},
+        "ATR-spaced, recentering": {"spacing": "atr", "atr_k": 1.0, "levels": 20, "recenter": 1.0},
+        "Lower-only, ATR": {"mode": "lower-only", "spacing": "atr", "levels": 15},
+        "Tight and dense": {"spacing": "geometric", "range_pct": 0.05, "levels": 20},  # (0.5% a step: over the fees)
+    })

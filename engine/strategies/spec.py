@@ -1,0 +1,82 @@
+"""What a strategy is to the rest of GridDesk: one ``StrategySpec`` per strategy, declared in
+its own module (``SPEC``) and listed in ``engine.strategies.registry``. The CLI, the app, the
+optimizer and the runtime ask the spec, never the strategy's name; adding a strategy is one
+module (its settings, its backtest, its spec) and its tests, plus its line in the registry.
+
+``StrategyRunner`` is what the paper and live runtime drive (``engine.runtime.trader``): the
+strategy's kernels held with their state, decisions at each close, the exchange's fills in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.risk import OPEN_GATE, Gate
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str  # as the user types it: --strategy, cryptos.json's "strategy"
+    config: type  # its settings (a dataclass with from_dict / to_dict)
+    backtest: Callable  # (candles, cfg, funding, *, replay, progress, risk) -> its result
+    search_space: dict  # what the optimizer varies by default
+    presets: dict[str, dict] = field(default_factory=dict)  # starting points: changes from the defaults
+    check: Callable | None = None  # (cfg, first price or None): ParamError names the setting at fault
+    funded: bool = False  # it holds a perpetual and pays funding (--funding)
+    perpetual: bool = False  # it trades a perpetual alone (leverage, liquidation; its report and replay)
+    hedged: bool = False  # a spot grid with a perpetual hedge (its report and replay lines)
+    market: str = ""  # the market the runtime trades it in ("spot", "perpetual"); "": backtest only
+    runner: type | None = None  # the runtime's StrategyRunner (market given)
+    risk_gate: bool = False  # its backtest applies the runtime's risk gate (``risk``), its kernel told it
+    sweep: Callable | None = None  # (candles, cfgs) -> metrics of each, side by side (the optimizer's batches)
+
+
+class StrategyRunner:
+    """The runtime's side of a strategy, every call with its explicit default."""
+
+    strategy = ""
+    perpetual = False
+    last_events: tuple | list = ()  # labels the last decision recorded (a circuit-breaker halt)
+
+    def start(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
+        raise NotImplementedError
+
+    def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
+        raise NotImplementedError
+
+    def on_stray_fill(self, position: str, role: str, otype: str, reduces: bool, qty: float, bar: int, t: int,
+                      price: float):
+        """A fill of an order whose level the state no longer has (filled while being
+        cancelled): booked apart from the levels where the strategy can (returns what it did),
+        else None (kept outside its books)."""
+        return None
+
+
+CHUNK_BARS = 1 << 16  # bars per kernel call when a run reports its progress
+
+
+class Cancelled(Exception):
+    """A run stopped by its progress callback."""
+
+
+def drive(kernel, n: int, grow, progress=None, what: str = "kernel") -> None:
+    """Run a resumable kernel over ``n`` bars: ``kernel(end, first)`` runs bars ``[first, end)``
+    and returns the bar to go on from (``end`` when done, earlier when a log is full: then
+    ``grow()`` makes room, negative on a bug). With ``progress``, bars go in chunks and
+    ``progress(done, n)`` is called after each; it stops the run by raising (``Cancelled``)."""
+    bar = 0
+    while True:
+        end = n if progress is None else min(n, (bar // CHUNK_BARS + 1) * CHUNK_BARS)
+        nxt = kernel(end, bar)
+        if nxt < 0:
+            raise RuntimeError(f"{what}: a record log overflowed (a bug: please report it)")
+        if nxt >= n:
+            break
+        if nxt != end:
+            grow()
+        elif progress is not None:
+            progress(nxt, n)
+        bar = nxt
+    if progress is not None:
+        progress(n, n)
