@@ -191,6 +191,21 @@ class Controller(QObject):
                 await client.close()
         return self._symbols[key]
 
+    async def last_price(self, exchange: str, market: str, symbol: str, data: str = "") -> tuple[float, str]:
+        """The symbol's last price and where it came from: the last close of the candles a paper
+        system trades (``data``: a file or the sample), else of the exchange's last minute."""
+        if data:
+            candles = await self.load_candles(data)
+            return float(candles.close[-1]), f"the last close of {Path(data).name}"
+        client = await self._client(exchange, market)
+        try:
+            rows = await client.candles(symbol, "1m", None, 2)
+        finally:
+            await client.close()
+        if not rows:
+            raise ValueError(f"{exchange} has no candles of {symbol}")
+        return float(rows[-1][4]), f"{exchange}'s last price"
+
     async def test_connection(self, exchange: str, market: str = "spot", api_key: str = "", secret: str = "") -> str:
         """Fetch the balance with these keys (the stored ones when none are given): what the
         account holds, or raises with the exchange's answer (never the keys)."""

@@ -171,17 +171,19 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     dlg = SystemDialog(existing={"taken"})
     qtbot.addWidget(dlg)
     ok = dlg.buttons.button(QDialogButtonBox.Ok)
-    assert not ok.isEnabled() and "name" in dlg.error.text()
+    assert not ok.isEnabled() and dlg.error.text() == "Name: is required" and dlg.preview.text() == ""
     dlg.name.setText("taken")
     assert "exists already" in dlg.error.text() and not ok.isEnabled()
     dlg.name.setText("ETH grid")
     dlg.symbol.setText("ETHUSDT")
-    assert dlg.error.text().startswith("system: symbol") and not ok.isEnabled()
+    assert dlg.error.text() == "Symbol: 'ETHUSDT' is not a BASE/QUOTE pair" and not ok.isEnabled()
     dlg.symbol.setText("ETH/USDT")
     dlg.spacing.setCurrentText("arithmetic")
     dlg.lower.setValue(3000)
     dlg.upper.setValue(2000)
-    assert "params.upper: upper 2000.0 must be above lower 3000.0" in dlg.error.text() and not ok.isEnabled()
+    # in the form's words, not a setting's or a command-line flag's name
+    assert dlg.error.text() == "Upper (0: from the price): upper 2000.0 must be above lower 3000.0"
+    assert not ok.isEnabled()
     assert "c62828" in dlg.fields["upper"].styleSheet()  # the field at fault, in red
     dlg.upper.setValue(4000)
     dlg.levels.setValue(11)
@@ -189,9 +191,17 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     assert "net profit per grid after fees" in dlg.preview.text() and "to" in dlg.preview.text()
     assert "400.00 per level" not in dlg.preview.text()  # 10,000 / 11 levels
     assert "909.09 per level" in dlg.preview.text()
+    assert dlg.preview.text().startswith("at 42,000.00 (assumed: the price of the symbol is not known yet)")
+    dlg.capital.setValue(0)  # refused by name (it was clamped to 1 without a word)
+    assert dlg.error.text() == "Capital: must be an amount > 0 and at most 1e+12, got 0.0" and not ok.isEnabled()
+    assert "c62828" in dlg.fields["capital"].styleSheet()
+    dlg.capital.setValue(10_000)
+    assert dlg.fee.suffix() == " %" and dlg.fee.value() == pytest.approx(0.1)  # Binance spot's 0.1 %
+    dlg.fee.setValue(0.075)  # typed as a percent (0.1 typed into a fraction was 0.00000 shown, 10% meant)
     ok.click()
     cfg = dlg.result_config
     assert cfg.name == "ETH grid" and cfg.params["lower"] == 3000 and cfg.dry_run is True
+    assert cfg.params["fee"] == pytest.approx(0.00075)
 
 
 def test_add_system_dialog_makes_a_perpetual_system(qtbot):
@@ -211,6 +221,12 @@ def test_add_system_dialog_makes_a_perpetual_system(qtbot):
     assert ok.isEnabled(), dlg.error.text()
     assert "200.00 an order (10 a side), margin 66.67 at 3x" in dlg.preview.text()
     assert "net profit per grid after fees at least 0.510%" in dlg.preview.text()  # 0.5% + two maker rebates
+    # at 3x with 10 lots of 200 margin a side at about 42,000 (the assumed price): isolated, BTC's first tier
+    # (0.4%): long (Q x 42,000 - 2,000) / (Q x 0.996) with Q = 6,000 / 42,000
+    q = 6_000 / 42_000
+    liq = (q * 42_000 - 2_000) / (q * 0.996)
+    assert f"liquidation near {liq:,.2f} ({liq / 42_000 - 1:+.1%}) with 10 lots long" in dlg.preview.text()
+    assert dlg.maker_fee.value() == pytest.approx(-0.005) and dlg.maker_fee.isVisible()  # the rebate, shown
     dlg.stop_m.setValue(0.1)
     dlg.atr_k.setValue(0.0)
     assert ok.isEnabled()  # spacing falls back on its floor
@@ -423,7 +439,7 @@ def test_add_system_offers_the_exchanges_markets_and_the_keys_dialog_tests_the_c
         return False
 
     async def go():
-        dlg = SystemDialog(None, symbols=controller.symbols)
+        dlg = SystemDialog(None, symbols=controller.symbols, prices=controller.last_price)
         qtbot.addWidget(dlg)
         assert await until(lambda: dlg.known is not None), dlg.symbol_note.text()
         assert dlg.known == {"BTC/USDT", "ETH/USDT"}
@@ -432,14 +448,22 @@ def test_add_system_offers_the_exchanges_markets_and_the_keys_dialog_tests_the_c
         dlg.name.setText("eth grid")
         dlg.symbol.setText("BTC/USDX")
         assert not dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
-        assert dlg.error.text() == "symbol: binance has no spot market 'BTC/USDX': did you mean BTC/USDT?"
+        assert dlg.error.text() == "Symbol: binance has no spot market 'BTC/USDX': did you mean BTC/USDT?"
         dlg.symbol.setText("ETH/USDT")
         assert dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
+        # the preview at the symbol's price: the candles the paper system trades, else the exchange's
+        sample_close = float((await controller.load_candles("sample")).close[-1])
+        assert await until(lambda: "the last close of sample" in dlg.preview.text()), dlg.preview.text()
+        assert dlg.preview.text().startswith(f"at {sample_close:,.2f} (the last close of sample)")
+        dlg.data.setCurrentText("")
+        last = float(c.close[fake.cursor])
+        assert await until(lambda: "binance's last price" in dlg.preview.text()), dlg.preview.text()
+        assert dlg.preview.text().startswith(f"at {last:,.2f} (binance's last price)")
         dlg.exchange.setCurrentText("nosuchexchange")
         assert await until(lambda: "could not be read" in dlg.symbol_note.text())
         assert "any symbol is accepted" in dlg.symbol_note.text() and dlg.known is None
         dlg.symbol.setText("ANY/THING")  # (any symbol: the exchange is what is wrong)
-        assert dlg.error.text().startswith("system: exchange: 'nosuchexchange': ccxt has no such exchange")
+        assert dlg.error.text().startswith("Exchange: 'nosuchexchange': ccxt has no such exchange")
         assert not dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
 
         keys = KeysDialog(controller)

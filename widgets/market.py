@@ -131,7 +131,7 @@ class MarketTab(QWidget):
 
     def add_system(self) -> None:
         dlg = SystemDialog(self, existing={s.name for s in self.controller.systems}, symbols=self.controller.symbols,
-                           exchanges=self.controller.exchanges())
+                           exchanges=self.controller.exchanges(), prices=self.controller.last_price)
         if dlg.exec():
             self.controller.add_system(dlg.result_config)
             self.table.selectRow(len(self.model.rows) - 1)
@@ -151,7 +151,7 @@ class MarketTab(QWidget):
             return
         cfg = self.controller.system(name)
         dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems} - {name},
-                           symbols=self.controller.symbols,
+                           symbols=self.controller.symbols, prices=self.controller.last_price,
                            exchanges=self.controller.exchanges())
         if dlg.exec():
             self.controller.replace_system(name, dlg.result_config)

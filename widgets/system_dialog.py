@@ -48,14 +48,25 @@ def _spin(lo, hi, decimals, value, step=None, name=""):
     return w
 
 
+ASSUMED_PRICE = 42_000.0  # a preview's price until the symbol's is known (said so on the preview)
+FEE_PERCENT = 100.0  # the form shows fees in percent; the settings keep fractions
+
+
 class SystemDialog(QDialog):
     def __init__(self, parent=None, cfg: SystemConfig | None = None, *, existing: set[str] = frozenset(),
-                 reference_price: float = 42_000.0, exchanges=("binance",), title: str | None = None, symbols=None):
+                 reference_price: float | None = None, exchanges=("binance",), title: str | None = None, symbols=None,
+                 prices=None):
         super().__init__(parent)
         self.setObjectName("systemDialog")
         self.setWindowTitle(title or ("Edit system" if cfg else "Add system"))
         self.existing = set(existing)
-        self.reference_price = reference_price
+        # the price a preview and a range "from the price" are worked out at: given (a backtest's
+        # last close), else the symbol's (``prices``: the controller's lookup, asked as it changes)
+        self.prices_source = prices
+        self.reference_price = reference_price or ASSUMED_PRICE
+        self.price_from = "the backtest's last close" if reference_price else \
+            f"assumed: the price of {cfg.symbol if cfg else 'the symbol'} is not known yet"
+        self._price_asked: tuple | None = None
         self.result_config: SystemConfig | None = None
         self.was_live = cfg is not None and cfg.mode == "live" and not cfg.dry_run
         cfg = cfg or SystemConfig(name="", params={"levels": 20, "spacing": "geometric", "trailing": "both"},
@@ -108,7 +119,9 @@ class SystemDialog(QDialog):
         self.trailing = QComboBox(objectName="gridTrailing")
         self.trailing.addItems(["none", "up", "down", "both"])
         self.trailing.setCurrentText(p.trailing)
-        self.fee = _spin(0, 0.099, 5, p.fee, 0.0001, "gridFee")
+        self.fee = _spin(0, 9.9, 3, p.fee * FEE_PERCENT, 0.01, "gridFee")
+        self.fee.setSuffix(" %")
+        self.fee.setToolTip("the exchange's maker fee, in percent (Binance spot: 0.1 %)")
         # the perpetual grid's
         self.leverage = QSpinBox(objectName="perpLeverage")
         self.leverage.setRange(1, 125)
@@ -117,9 +130,13 @@ class SystemDialog(QDialog):
         self.order_frac = _spin(0.001, 0.5, 3, a.order_frac, 0.005, "perpOrderFrac")
         self.atr_k = _spin(0, 20, 2, a.atr_k, 0.1, "perpAtrK")
         self.stop_m = _spin(0.1, 50, 2, a.stop_m, 0.5, "perpStopM")
+        self.maker_fee = _spin(-0.1, 0.5, 4, a.maker_fee * FEE_PERCENT, 0.001, "perpMakerFee")
+        self.maker_fee.setSuffix(" %")
+        self.maker_fee.setToolTip("the exchange's maker fee on the perpetual, in percent; below 0 a rebate "
+                                  "(Binance USDT-M, VIP 0: 0.02 %)")
         self.no_short = QCheckBox("Long only (no short grid)", objectName="perpNoShort")
         self.no_short.setChecked(a.no_short)
-        self.capital = _spin(1, 1e12, 2, cfg.capital, 100, "systemCapital")
+        self.capital = _spin(0, 1e12, 2, cfg.capital, 100, "systemCapital")  # (0 is refused by name, not clamped)
         self.mode = QComboBox(objectName="systemMode")
         self.mode.addItems(["paper", "live"])
         self.mode.setCurrentText(cfg.mode)
@@ -132,7 +149,7 @@ class SystemDialog(QDialog):
         self.data.setToolTip("paper on recorded candles: 'sample' or a file; empty: the exchange's live candles")
         self.preview = QLabel(objectName="gridPreview")
         self.preview.setWordWrap(True)
-        self.preview.setMinimumHeight(self.preview.fontMetrics().lineSpacing() * 4)  # room for the longest preview
+        self.preview.setMinimumHeight(self.preview.fontMetrics().lineSpacing() * 6)  # room for the longest preview
         self.error = QLabel(objectName="systemError")
         self.error.setStyleSheet("color: #c62828")
         self.error.setWordWrap(True)
@@ -142,10 +159,10 @@ class SystemDialog(QDialog):
             "lower": self.lower, "upper": self.upper, "levels": self.levels, "range_pct": self.range_pct,
             "trailing": self.trailing, "fee": self.fee, "capital": self.capital, "system_mode": self.mode,
             "dry_run": self.dry_run, "data": self.data, "leverage": self.leverage, "order_frac": self.order_frac,
-            "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short,
+            "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short, "maker_fee": self.maker_fee,
         }
         self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.trailing, self.fee)
-        self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.no_short)
+        self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.maker_fee, self.no_short)
         self.form = f
         for label, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
                          ("", self.symbol_note),
@@ -154,9 +171,10 @@ class SystemDialog(QDialog):
                          ("Lower (0: from the price)", self.lower),
                          ("Upper (0: from the price)", self.upper), ("Levels", self.levels),
                          ("Range around the price", self.range_pct), ("Trailing", self.trailing),
-                         ("Fee (fraction)", self.fee), ("Leverage", self.leverage),
+                         ("Fee", self.fee), ("Leverage", self.leverage),
                          ("Order size (fraction of capital)", self.order_frac),
                          ("Spacing (× ATR, 0.5% floor)", self.atr_k), ("Stop (× ATR from the entry)", self.stop_m),
+                         ("Maker fee", self.maker_fee),
                          ("", self.no_short), ("Capital", self.capital), ("Mode", self.mode),
                          ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
             f.addRow(label, w)
@@ -186,8 +204,14 @@ class SystemDialog(QDialog):
                 if hasattr(w, sig):
                     getattr(w, sig).connect(self.update_preview)
                     break
+        self._price_timer = QTimer(self, singleShot=True, interval=400)
+        self._price_timer.timeout.connect(self.look_up_price)
+        for w in (self.exchange, self.symbol, self.market, self.data):
+            (w.currentTextChanged if hasattr(w, "currentTextChanged") else w.textChanged).connect(
+                lambda _: self._price_timer.start())
         self.update_preview()
         self.look_up_symbols()
+        self.look_up_price()
 
     @property
     def perpetual(self) -> bool:
@@ -245,6 +269,43 @@ class SystemDialog(QDialog):
             reason = str(exc).split("\n")[0][:160]
             self.symbol_note.setText(f"{key[0]}'s markets could not be read ({reason}): any symbol is accepted")
 
+    def look_up_price(self) -> None:
+        """The symbol's last price (the candles a paper system trades, else the exchange's),
+        for the preview and a range laid from the price."""
+        key = (self.exchange.currentText().strip(), self.market.currentText(), self.symbol.text().strip(),
+               self.data.currentText().strip())
+        if self.prices_source is None or key == self._price_asked or not key[2]:
+            return
+        self._price_asked = key
+        when_done(self, self.prices_source(*key), lambda found: self._price_found(key, found),
+                  lambda exc: self._price_not_found(key, exc))
+
+    def _price_found(self, key: tuple, found: tuple[float, str]) -> None:
+        if key == self._price_asked:
+            self.reference_price, self.price_from = found
+            self.update_preview()
+
+    def _price_not_found(self, key: tuple, exc: Exception) -> None:
+        if key == self._price_asked:
+            reason = str(exc).split("\n")[0][:120]
+            self.price_from = f"assumed: the price of {key[2]} could not be read ({reason})"
+            self.update_preview()
+
+    def _say(self, exc: Exception) -> tuple[str | None, str]:
+        """(the field at fault, the error in the form's words: its label, not a setting's or a
+        command-line flag's name)."""
+        if isinstance(exc, ParamError):
+            field, detail = exc.name, exc.detail
+        else:
+            text = str(exc).removeprefix("system: ")
+            field, _, detail = text.partition(": ")
+            field = field.removeprefix("params.")
+            if not detail:
+                return None, text
+        w = self.fields.get(field)
+        label = self.form.labelForField(w).text() if w is not None and self.form.labelForField(w) else ""
+        return (field if w is not None else None), f"{label or field}: {detail}"
+
     def import_settings(self, path) -> None:
         """The strategy's settings from a settings file (the optimizer's best, an editor export);
         refused whole, by the setting's name, when one is wrong."""
@@ -273,6 +334,7 @@ class SystemDialog(QDialog):
             self.order_frac.setValue(p.order_frac)
             self.atr_k.setValue(p.atr_k)
             self.stop_m.setValue(p.stop_m)
+            self.maker_fee.setValue(p.maker_fee * FEE_PERCENT)
             self.no_short.setChecked(p.no_short)
             return
         self.grid_mode.setCurrentText(p.mode)
@@ -282,7 +344,7 @@ class SystemDialog(QDialog):
         self.levels.setValue(int(p.levels))
         self.range_pct.setValue(p.range_pct)
         self.trailing.setCurrentText(p.trailing)
-        self.fee.setValue(p.fee)
+        self.fee.setValue(p.fee * FEE_PERCENT)
 
     def _preset_chosen(self, index: int) -> None:
         if index > 0:
@@ -328,10 +390,11 @@ class SystemDialog(QDialog):
         if self.perpetual:
             return {**base, "leverage": float(self.leverage.value()), "levels": self.levels.value(),
                     "order_frac": self.order_frac.value(), "atr_k": self.atr_k.value(), "stop_m": self.stop_m.value(),
-                    "no_short": self.no_short.isChecked()}
+                    "maker_fee": self.maker_fee.value() / FEE_PERCENT, "no_short": self.no_short.isChecked()}
         return {**base, "mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
                 "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
-                "range_pct": self.range_pct.value(), "trailing": self.trailing.currentText(), "fee": self.fee.value()}
+                "range_pct": self.range_pct.value(), "trailing": self.trailing.currentText(),
+                "fee": self.fee.value() / FEE_PERCENT}
 
     def build(self) -> SystemConfig:
         """The system as entered; raises ConfigError / ParamError naming the field."""
@@ -362,12 +425,10 @@ class SystemDialog(QDialog):
         try:
             cfg = self.build()
         except (ConfigError, ParamError) as exc:
-            text = str(exc)
-            field = getattr(exc, "name", None) or text.split(":")[0].strip().removeprefix("system").strip() or None
-            if text.startswith("system:"):
-                field = text.split(":")[1].strip().removeprefix("params.")  # (a strategy setting: its field)
-            self._mark(field if field in self.fields else None)
+            field, text = self._say(exc)
+            self._mark(field)
             self.error.setText(text)
+            self.preview.setText("")  # (a preview of other settings would mislead)
             self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
             return False
         self._mark(None)
@@ -377,22 +438,31 @@ class SystemDialog(QDialog):
             a = AdaptiveGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
             order = a.order_frac * a.capital
             sides = "long only" if a.no_short else "long and short"
+            price = self.reference_price
+            try:
+                lots, liq_long, liq_short = adaptive_grid.estimated_liquidation(a, cfg.symbol, price)
+                liq = (f"; liquidation near {liq_long:,.2f} ({liq_long / price - 1:+.1%}) with {lots} lots long"
+                       + ("" if a.no_short else f", {liq_short:,.2f} ({liq_short / price - 1:+.1%}) short"))
+            except ValueError as exc:
+                liq = f"; liquidation not estimated: {str(exc).removeprefix('tiers: ')}"
             self.preview.setText(
-                f"{sides}; {order:,.2f} an order ({a.levels} a side), margin {order / a.leverage:,.2f} at "
+                f"at {self.reference_price:,.2f} ({self.price_from}): {sides}; {order:,.2f} an order "
+                f"({a.levels} a side), margin {order / a.leverage:,.2f} at "
                 f"{a.leverage:g}x; spacing {a.atr_k:g} × ATR, at least {a.atr_floor:.2%}: net profit per grid "
-                f"after fees at least {a.atr_floor - 2 * a.maker_fee:.3%}")
+                f"after fees at least {a.atr_floor - 2 * a.maker_fee:.3%}{liq}")
             return True
         p = build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
         per_level = cfg.capital / p.levels
+        at = f"at {self.reference_price:,.2f} ({self.price_from}): "
         if self.spacing.currentText() == "atr":
-            self.preview.setText(f"ATR-spaced levels, laid from the price at start; {per_level:,.2f} per level")
+            self.preview.setText(f"{at}ATR-spaced levels, laid from the price at start; {per_level:,.2f} per level")
             return True
         top = p.upper if p.mode == 0 else (p.upper or self.reference_price)
         n = p.levels if p.mode == 0 else p.levels + 1
         lv = grid_levels(p.lower, top, n, self.spacing.currentText())
         lo, hi = profit_range(lv, p.fee)
         per = f"{lo:.3%}" if abs(hi - lo) < 1e-9 else f"{lo:.3%} to {hi:.3%}"
-        self.preview.setText(f"net profit per grid after fees {per}; {per_level:,.2f} per level; "
+        self.preview.setText(f"{at}net profit per grid after fees {per}; {per_level:,.2f} per level; "
                              f"{lv[0]:,.2f} to {lv[-1]:,.2f}")
         return True
 

@@ -13,7 +13,7 @@ from engine.kernels import adaptive_grid as ag
 from engine.kernels import indicators as ind
 from engine.kernels import metrics as met
 from engine.kernels.breaker import atr_breaker
-from engine.kernels.perp import funding_counts, funding_on_bars, load_tiers, tiers_for
+from engine.kernels.perp import funding_counts, funding_on_bars, liquidation_price_nb, load_tiers, tiers_for
 from engine.risk import OPEN_GATE, Gate, RiskGate, RiskLimits
 from engine.strategies.errors import ParamError
 from engine.strategies.space import FloatRange, IntRange
@@ -611,6 +611,20 @@ class AdaptiveGridRunner(StrategyRunner):
         self.next_key = int(state["next_key"])
         self.bar = int(state["bar"])
         return self
+
+
+def estimated_liquidation(cfg: AdaptiveGridConfig, symbol: str, price: float) -> tuple[int, float, float]:
+    """(lots, long, short): where a side holding every lot its grid may open (its levels, at
+    most ``max_lots``), bought or sold at about ``price`` with each lot's margin, is liquidated
+    (isolated, the symbol's tiers): what an exchange's grid bot shows before start. The lots
+    open spread around the price, so the real figure moves with the fills; ValueError when the
+    symbol's tiers are not known."""
+    tiers = tiers_for(cfg.tiers, symbol)
+    lots = min(int(cfg.levels), int(cfg.max_lots))
+    margin = lots * float(cfg.order_frac) * float(cfg.capital)
+    qty = margin * float(cfg.leverage) / price
+    return (lots, float(liquidation_price_nb(tiers, 1, qty, price, margin)),
+            float(liquidation_price_nb(tiers, -1, qty, price, margin)))
 
 
 def _check(cfg: AdaptiveGridConfig, first_price: float | None = None) -> None:
