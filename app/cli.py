@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--cache-dir", type=Path)
     fe.add_argument("--out", type=_out_file, help="also write the candles to this CSV or Parquet file")
 
+    sub.add_parser("warmup", help="compile the engine's kernels into the cache (the first run then loads them)")
+
     sm = sub.add_parser("sample", help="write the bundled sample candles again from their seed")
     sm.add_argument("--out", type=_out_file)
     sm.add_argument("--seed", type=int, default=7)
@@ -304,6 +306,14 @@ def _ts(ms: int) -> str:
     import pandas as pd
 
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_warmup(args) -> int:
+    from engine.warmup import warm
+
+    seconds = warm(lambda line: print(line, flush=True))
+    print(f"griddesk warmup: the engine is ready ({seconds:.1f} s)")
+    return 0
 
 
 def cmd_backtest(args) -> int:
@@ -666,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.store import StoreError
     from engine.strategies.errors import ParamError
 
-    handlers = {"backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
+    handlers = {"warmup": cmd_warmup,
+                "backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
                 "run": cmd_run, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
                 "optimize": cmd_optimize}
     try:

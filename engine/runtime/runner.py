@@ -26,8 +26,7 @@ from engine.risk import RiskGate, RiskLimits
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader, account_value
 from engine.store import EventLog, read_json, write_json_atomic
-from engine.strategies.adaptive_grid import AdaptiveGridConfig
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.registry import RUNTIME
 
 Keys = Callable[[str], tuple[str, str]]
 
@@ -69,7 +68,7 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
     candles), else a CcxtExchange."""
     url = cfg.exchange_url or None
     perp = cfg.market == "perpetual"
-    sc = (AdaptiveGridConfig if perp else SpotGridConfig).from_dict(dict(cfg.params, capital=cfg.capital))
+    sc = RUNTIME[cfg.strategy].config.from_dict(dict(cfg.params, capital=cfg.capital))
     if cfg.mode == "paper" or cfg.dry_run:
         if cfg.data:
             from engine.sample import SAMPLE_PATH

@@ -1,0 +1,73 @@
+"""Compile every numba kernel GridDesk runs, once, into the on-disk cache, so that the first
+backtest, the first ON of a system and each test process load them instead of compiling
+(``griddesk warmup``; ``make test`` runs it before the tests). It runs the real paths on a
+slice of the bundled sample: each strategy's backtest (with and without the replay's logs, the
+perpetual's with the risk gate), the optimizer's sweep, and a paper spot and perpetual system
+trading a few dozen candles through the runtime. A warm cache makes it a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+
+from engine.data import load_candles
+from engine.sample import SAMPLE_PATH
+
+
+def _backtests(candles) -> None:
+    from engine.risk import RiskLimits
+    from engine.strategies.registry import SPECS
+
+    for spec in SPECS.values():
+        for replay in (False, True):
+            spec.backtest(candles, spec.config(), replay=replay)
+        if spec.risk_gate:
+            spec.backtest(candles, spec.config(), risk=RiskLimits())
+        if spec.sweep:
+            spec.sweep(candles, [spec.config(levels=n) for n in (10, 20)])
+    from engine.backtest import run_spot_grid
+    from engine.strategies.spot_grid import SpotGridConfig
+
+    run_spot_grid(candles, SpotGridConfig(spacing="atr", levels=10))  # the ATR-spaced grid's paths
+
+
+async def _trade(candles, strategy: str, market: str, symbol: str, params: dict, folder: str) -> None:
+    from engine.risk import RiskGate, RiskLimits
+    from engine.runtime.config import SystemConfig
+    from engine.runtime.runner import build_adapter
+    from engine.runtime.trader import Trader
+
+    cfg = SystemConfig(name=f"warm-up {strategy}", symbol=symbol, market=market, strategy=strategy, params=params,
+                       timeframe=candles.timeframe, data="sample", replay_seconds=1.0)
+    adapter = build_adapter(cfg)
+    now = [0.0]
+    adapter.source.clock = lambda: now[0]
+    trader = Trader(cfg, adapter, RiskGate(RiskLimits(atr_jump=1e9)), folder)
+    await trader.boot()
+    for _ in range(60):
+        now[0] += adapter.source.seconds_per_candle
+        await trader.poll()
+    trader.journal.close()
+
+
+STEPS: tuple[tuple[str, Callable], ...] = (
+    ("backtests, replay and sweep", lambda c, d: _backtests(c)),
+    ("paper spot trading", lambda c, d: asyncio.run(_trade(c, "spot-grid", "spot", "BTC/USDT",
+                                                            {"levels": 20, "range_pct": 0.03}, d))),
+    ("paper perpetual trading", lambda c, d: asyncio.run(_trade(c, "adaptive-grid", "perpetual", "BTC/USDT:USDT",
+                                                                {"leverage": 3.0}, d))),
+)
+
+
+def warm(say: Callable[[str], None] = print) -> float:
+    """Run every step; ``say`` gets a progress line per step. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    candles = load_candles(SAMPLE_PATH).slice(0, 3_000)
+    with tempfile.TemporaryDirectory(prefix="griddesk-warmup-") as folder:
+        for i, (what, step) in enumerate(STEPS, 1):
+            t = time.perf_counter()
+            step(candles, folder)
+            say(f"preparing the engine {i}/{len(STEPS)}: {what} ({time.perf_counter() - t:.1f} s)")
+    return time.perf_counter() - t0
