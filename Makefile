@@ -35,8 +35,11 @@ sysdeps:
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
+# The kernels compile once (griddesk warmup), then the tests run on every core, each process
+# loading them from the cache.
 test: sysdeps $(VENV)/.installed-test lint
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	QT_QPA_PLATFORM=offscreen $(PY) -m app.cli warmup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n auto
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/bench_spot_grid.py
