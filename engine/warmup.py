@@ -3,11 +3,14 @@ backtest, the first ON of a system and each test process load them instead of co
 (``griddesk warmup``; ``make test`` runs it before the tests). It runs the real paths on a
 slice of the bundled sample: each strategy's backtest (with and without the replay's logs, the
 perpetual's with the risk gate), the optimizer's sweep, and a paper spot and perpetual system
-trading a few dozen candles through the runtime. A warm cache makes it a few seconds."""
+trading a few dozen candles through the runtime. The spot and the perpetual kernels compile
+in two processes side by side; a warm cache makes it a few seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,21 +19,24 @@ from engine.data import load_candles
 from engine.sample import SAMPLE_PATH
 
 
-def _backtests(candles) -> None:
+def _backtests(candles, perpetual: bool) -> None:
     from engine.risk import RiskLimits
     from engine.strategies.registry import SPECS
 
     for spec in SPECS.values():
+        if spec.perpetual != perpetual:
+            continue
         for replay in (False, True):
             spec.backtest(candles, spec.config(), replay=replay)
         if spec.risk_gate:
             spec.backtest(candles, spec.config(), risk=RiskLimits())
         if spec.sweep:
             spec.sweep(candles, [spec.config(levels=n) for n in (10, 20)])
-    from engine.backtest import run_spot_grid
-    from engine.strategies.spot_grid import SpotGridConfig
+    if not perpetual:
+        from engine.backtest import run_spot_grid
+        from engine.strategies.spot_grid import SpotGridConfig
 
-    run_spot_grid(candles, SpotGridConfig(spacing="atr", levels=10))  # the ATR-spaced grid's paths
+        run_spot_grid(candles, SpotGridConfig(spacing="atr", levels=10))  # the ATR-spaced grid's paths
 
 
 async def _trade(candles, strategy: str, market: str, symbol: str, params: dict, folder: str) -> None:
@@ -52,22 +58,45 @@ async def _trade(candles, strategy: str, market: str, symbol: str, params: dict,
     trader.journal.close()
 
 
-STEPS: tuple[tuple[str, Callable], ...] = (
-    ("backtests, replay and sweep", lambda c, d: _backtests(c)),
-    ("paper spot trading", lambda c, d: asyncio.run(_trade(c, "spot-grid", "spot", "BTC/USDT",
-                                                            {"levels": 20, "range_pct": 0.03}, d))),
-    ("paper perpetual trading", lambda c, d: asyncio.run(_trade(c, "adaptive-grid", "perpetual", "BTC/USDT:USDT",
-                                                                {"leverage": 3.0}, d))),
-)
+PARTS: dict[str, tuple[tuple[str, Callable], ...]] = {
+    "spot": (
+        ("spot backtests, replay and sweep", lambda c, d: _backtests(c, False)),
+        ("paper spot trading", lambda c, d: asyncio.run(_trade(c, "spot-grid", "spot", "BTC/USDT",
+                                                                {"levels": 20, "range_pct": 0.03}, d))),
+    ),
+    "perpetual": (
+        ("perpetual backtests and replay", lambda c, d: _backtests(c, True)),
+        ("paper perpetual trading", lambda c, d: asyncio.run(_trade(c, "adaptive-grid", "perpetual",
+                                                                    "BTC/USDT:USDT", {"leverage": 3.0}, d))),
+    ),
+}
+
+
+def warm_part(part: str, say: Callable[[str], None] = print) -> None:
+    candles = load_candles(SAMPLE_PATH).slice(0, 3_000)
+    with tempfile.TemporaryDirectory(prefix="griddesk-warmup-") as folder:
+        for what, step in PARTS[part]:
+            t = time.perf_counter()
+            step(candles, folder)
+            say(f"preparing the engine: {what} ({time.perf_counter() - t:.1f} s)")
 
 
 def warm(say: Callable[[str], None] = print) -> float:
-    """Run every step; ``say`` gets a progress line per step. Returns the seconds it took."""
+    """Every part, each in a process of its own, side by side; ``say`` gets their progress
+    lines as they come. Returns the seconds it took; raises when a part failed."""
     t0 = time.perf_counter()
-    candles = load_candles(SAMPLE_PATH).slice(0, 3_000)
-    with tempfile.TemporaryDirectory(prefix="griddesk-warmup-") as folder:
-        for i, (what, step) in enumerate(STEPS, 1):
-            t = time.perf_counter()
-            step(candles, folder)
-            say(f"preparing the engine {i}/{len(STEPS)}: {what} ({time.perf_counter() - t:.1f} s)")
+    procs = {part: subprocess.Popen([sys.executable, "-m", "engine.warmup", part], stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True) for part in PARTS}
+    failed = []
+    for part, p in procs.items():  # (each part's lines in order; the parts' lines may interleave late)
+        for line in p.stdout:
+            say(line.rstrip())
+        if p.wait() != 0:
+            failed.append(part)
+    if failed:
+        raise RuntimeError(f"griddesk warmup: the {', '.join(failed)} part failed (see above)")
     return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    warm_part(sys.argv[1], lambda line: print(line, flush=True))

@@ -103,6 +103,7 @@ class Trader:
         self.status_note = ""
         self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
         self.streaming: dict[str, bool] = {}  # "candles" / "orders": the stream has delivered since it (re)opened
+        self._stream_seen: dict[str, str] = {}  # client order id -> the last update its stream reported
         self._streamed: list | None = None  # candles from the stream, a closed one not yet processed
         self._stream_from = 0  # the stream's candles from this time on came on its current connection
         self._wake = asyncio.Event()
@@ -832,12 +833,16 @@ class Trader:
         the grid's decisions are made (GRID_SEMANTICS.md)."""
         for r in await self.adapter.watch_orders(self.cfg.symbol):
             o = self.book.orders.get(r.client_order_id)
-            if o is None or o.state not in (lc.SUBMITTED, lc.OPEN, lc.PARTIAL):
-                continue  # (one being cancelled keeps its reason: the close books what it did)
+            if o is None or o.state not in lc.WORKING:
+                continue
             seen = f"{r.status}: {r.filled:g} filled at {r.average:,.2f} (stream), applied at the candle close"
-            if o.note != seen and (r.filled > o.filled or r.status != xb.OPEN):
+            if self._stream_seen.get(o.cid) != seen and (r.filled > o.filled or r.status != xb.OPEN):
+                self._stream_seen[o.cid] = seen
                 self._log("order_update", cid=o.cid, status=r.status, filled=r.filled, price=r.average)
-                o.note = seen  # (shown in the Orders tab until the close applies it)
+                if o.state != lc.PENDING_CANCEL:  # (one being cancelled keeps its reason)
+                    o.note = seen  # (shown in the Orders tab until the close applies it)
+        if len(self._stream_seen) > 10_000:
+            self._stream_seen = {c: v for c, v in self._stream_seen.items() if c in self.book.orders}
 
     def summary(self) -> dict:
         s = self.strategy
