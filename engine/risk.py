@@ -354,10 +354,12 @@ class RiskGate:
     def exposure_room(self, system: str, symbol: str) -> float:
         """The most ``system`` may hold on ``symbol`` and have resting to add to it (quote) before
         rule 5 refuses its next opening, beside what the other systems hold: what its strategy
-        is told, so that it never wants an order the gate would refuse (0 while unknown)."""
+        is told, so that it never wants an order the gate would refuse. While the account's value
+        is not known (a live account before its first orders, which measure it) the strategy is
+        not held back: the gate judges those orders itself."""
         limits = self._exposure_limits(system, symbol)
         if limits is None:
-            return 0.0
+            return float("inf")
         mine = self._exposure.get((system, symbol), 0.0)
         return max(min(limit - used for _, _, used, _, limit in limits) + mine, 0.0)
 

@@ -46,7 +46,6 @@ CATCH_UP_SAVE_SECONDS = 1.0  # a catch-up saves its progress this often (else re
 SAVE_EVERY_SECONDS = 60.0  # a candle that changed no order is saved with the next that does, or after this
 
 
-
 class StateNotOurs(RuntimeError):
     """A state file that names another system: never resumed, never overwritten."""
 
@@ -406,9 +405,11 @@ class Trader:
         if r.status == xb.OPEN:
             if o.state == lc.SUBMITTED:
                 self.book.move(o.cid, lc.OPEN, "accepted")
-            if r.filled > o.filled:  # (an order being cancelled stays so: its fill is booked at the end)
-                self.book.move(o.cid, lc.PENDING_CANCEL if o.state == lc.PENDING_CANCEL else lc.PARTIAL,
-                               f"{r.filled:g} of {o.qty:g}", filled=r.filled, average=r.average, fee=r.fee)
+            if r.filled > o.filled:  # (an order being cancelled stays so, with its reason: booked at the end)
+                pending = o.state == lc.PENDING_CANCEL
+                self.book.move(o.cid, lc.PENDING_CANCEL if pending else lc.PARTIAL,
+                               o.note if pending else f"{r.filled:g} of {o.qty:g}", filled=r.filled,
+                               average=r.average, fee=r.fee)
             return ""
         state = {xb.CANCELED: lc.CANCELLED, xb.EXPIRED: lc.EXPIRED, xb.REJECTED: lc.REJECTED}[r.status]
         if o.state == lc.NEW:
