@@ -35,11 +35,13 @@ sysdeps:
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
-# The kernels compile once (griddesk warmup), then the tests run on every core, each process
-# loading them from the cache.
+# The kernels compile once (griddesk warmup), then the tests run in TEST_WORKERS processes, each
+# loading them from the cache. Four on two cores: many tests wait on a fake exchange or a child
+# process much of the time (2 cores: 390 s with four, 517 s with two, 1,067 s with one).
+TEST_WORKERS ?= 4
 test: sysdeps $(VENV)/.installed-test lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m app.cli warmup
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n auto
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/bench_spot_grid.py
