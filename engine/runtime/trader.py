@@ -512,15 +512,32 @@ class Trader:
         for i, (_, o, r, kind) in enumerate(fills):  # in the order they happened
             await _breathe(i)
             self._apply_fill(o, r, bar, "the grid had moved on", full=kind == lc.FILLED)
-        if held is not None and len(self.hist):
-            self._check_positions(held, bar)
+        if held is not None and len(self.hist) and self._differs(held):
+            # the positions were read before the orders: a fill in between (the exchange does not
+            # wait) shows in the orders but not in them. Only positions that stood still while the
+            # orders were read are compared; moving ones are compared at the next candle
+            again = await self.adapter.positions(self.cfg.symbol)
+            if again == held:
+                self._check_positions(held, bar)
+            else:
+                self._log("positions_moving", note="the exchange's positions changed while its orders were read: "
+                                                   "compared at the next candle")
         return len(fills)
+
+    def _lot_tolerance(self) -> float:
+        return 0.5 * self.rules.lot if self.rules.lot else 1e-12
+
+    def _differs(self, held: dict) -> bool:
+        """The exchange's positions differ from the books' by more than half a lot."""
+        tolerance = self._lot_tolerance()
+        return any(abs(held.get(side, 0.0) - q) > tolerance
+                   for side, q in zip(("long", "short"), self.strategy.positions(), strict=True))
 
     def _check_positions(self, held: dict, bar: int) -> None:
         """After the fills: a side the exchange holds nothing of, whose liquidation price the
         last candle reached, was liquidated. Any other difference (a fill the trader never saw)
         is reported, and the strategy's books follow the exchange at the last close."""
-        tolerance = 0.5 * self.rules.lot if self.rules.lot else 1e-12
+        tolerance = self._lot_tolerance()
         for s, (side, q) in enumerate(zip(("long", "short"), self.strategy.positions(), strict=True)):
             there = held.get(side, 0.0)
             if abs(there - q) <= tolerance:
