@@ -166,15 +166,20 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, fundi
     assert again.strategy.books(1.0) == straight.strategy.books(1.0)
 
 
-def test_a_side_gone_from_the_exchange_is_liquidated_only_where_the_price_reached_its_liquidation(
-        btc5m, funding, tmp_path):
+def holding_a_long(btc5m, funding, tmp_path):
+    """A paper perpetual trader 700 candles in, holding a long: (trader, strategy, long, short)."""
     params = PERPS[0]
     start = run_adaptive_grid(btc5m.slice(0, 300), AdaptiveGridConfig.from_dict(dict(params))).start_bar
     trader, clock = make_trader(btc5m.slice(0, 801), params, tmp_path, funding, warmup=start + 1)
     asyncio.run(drive(trader, clock, int(btc5m.time[700])))
-    s = trader.strategy
-    long_q, short_q = s.positions()
+    long_q, short_q = trader.strategy.positions()
     assert long_q > 0.01, "no long held: a weaker test"
+    return trader, trader.strategy, long_q, short_q
+
+
+def test_a_side_gone_from_the_exchange_is_liquidated_only_where_the_price_reached_its_liquidation(
+        btc5m, funding, tmp_path):
+    trader, s, long_q, short_q = holding_a_long(btc5m, funding, tmp_path)
     bar, low, close = s.bar, float(trader.hist[-1, 2]), float(trader.hist[-1, 3])
     liq = s.books(close)["liq_long"]
     assert 0 < liq < low  # the candle did not reach it
@@ -209,13 +214,7 @@ def test_positions_that_move_while_the_orders_are_read_are_compared_at_the_next_
     lot that was open and opened it again at the close (the perpetual crash test under load
     ended with the books 0.35 below the exchange). A difference the exchange still shows when
     asked again, after the orders, is acted on."""
-    params = PERPS[0]
-    start = run_adaptive_grid(btc5m.slice(0, 300), AdaptiveGridConfig.from_dict(dict(params))).start_bar
-    trader, clock = make_trader(btc5m.slice(0, 801), params, tmp_path, funding, warmup=start + 1)
-    asyncio.run(drive(trader, clock, int(btc5m.time[700])))
-    s = trader.strategy
-    long_q, short_q = s.positions()
-    assert long_q > 0.01, "no long held: a weaker test"
+    trader, s, long_q, short_q = holding_a_long(btc5m, funding, tmp_path)
     real = trader.adapter.positions
     answers = []
 
