@@ -1,12 +1,12 @@
 """PaperExchange: orders rest locally and fill by the backtest's rules against live candles.
 
 Market data (candles, market rules) come from a source adapter: a ccxt exchange's public
-endpoints, or a replay of a candle file. Balances are kept here. The fill rules are those of
-GRID_SEMANTICS.md and the spot-grid kernel: a buy limit fills when the low reaches it, at
-min(open, price); a sell limit when the high reaches it, at max(open, price); market orders
-at the next open with adverse slippage; within a candle that closes at or above its open the
-buys come first (open -> low -> high), otherwise the sells. Each fill's timestamp is the
-candle's time plus its rank, so fills sort in the order they happened.
+endpoints, or a replay of a candle file. Balances are kept here. A candle fills the resting
+orders by the kernels' own rule (engine/kernels/matching.py, GRID_SEMANTICS.md): a buy limit
+when the low reaches it, at min(open, price); a sell limit when the high reaches it, at
+max(open, price); market orders at the open with adverse slippage; the leg nearer the open
+first (open -> low -> high when the candle closes at or above its open). Each fill's
+timestamp is the candle's time plus its rank, so fills sort in the order they happened.
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ from engine.exchange.base import (
     OrderRejected,
     OrderReport,
     OrderRequest,
+)
+from engine.kernels.matching import (
+    KIND_NAMES,
+    down_first_nb,
+    falls_nb,
+    limit_fill_nb,
+    market_fill_nb,
+    match_bar,
+    stop_fill_nb,
 )
 from engine.kernels.perp import liquidation_price_nb
 
@@ -132,36 +141,50 @@ class PaperExchange(Adapter):
             await self.source.close()
 
     # -- the matcher ---------------------------------------------------------------------------
+    @staticmethod
+    def _opens(o) -> bool:
+        return o.side == "buy"
+
     def on_candle(self, t: int, o: float, h: float, lo: float, c: float) -> list[OrderReport]:
-        """Fill what this closed candle reaches (orders placed before it); returns the fills."""
+        """Fill what this closed candle reaches (orders placed before it), by the backtest's
+        matcher (engine/kernels/matching.py); returns the fills."""
         if t <= self.last_candle_time:
             return []
         self.last_candle_time = t
         tick = self.rules.tick if self.fill_through else 0.0
-        resting = [x for x in self.orders.values() if x.status == OPEN]
-        fills: list[tuple[OrderReport, float]] = []
-        for x in resting:
+        reached = match_bar(o, h, lo, c, tick, [x for x in self.orders.values() if x.status == OPEN], self._opens)
+        out: list[OrderReport] = []
+        for x in reached:
             if x.type == "market":
-                fills.append((x, o * (1 - self.slippage) if x.side == "sell" else o * (1 + self.slippage)))
-        buys = sorted((x for x in resting if x.type == "limit" and x.side == "buy"), key=lambda x: -x.price)
-        sells = sorted((x for x in resting if x.type == "limit" and x.side == "sell"), key=lambda x: x.price)
-        down = [(x, min(o, x.price)) for x in buys if (lo < x.price - tick if tick else lo <= x.price)]
-        up = [(x, max(o, x.price)) for x in sells if (h > x.price + tick if tick else h >= x.price)]
-        fills += down + up if c >= o else up + down
-        out = []
-        for rank, (x, price) in enumerate(fills):
-            fee_rate = self.taker_fee if x.type == "market" else self.maker_fee
-            value = price * x.qty
-            fee = value * fee_rate
-            if x.side == "buy":
-                self.quote_total -= value + fee
-                self.base_total += x.qty
-            else:
-                self.quote_total += value - fee
-                self.base_total -= x.qty
-            x.filled, x.average, x.fee, x.status, x.timestamp = x.qty, price, fee, CLOSED, t + rank
-            out.append(_copy(x))
+                self._fill(x, float(market_fill_nb(x.side == "buy", o, self.slippage)), t, out)
+        for down in ((True, False) if down_first_nb(o, c) else (False, True)):
+            for x in reached:
+                if x.type == "market" or falls_nb(x.side == "buy", KIND_NAMES.index(x.type)) != down:
+                    continue
+                self._reach(down, x.price)
+                if x.status != OPEN:
+                    continue  # cancelled by a liquidation
+                px = (stop_fill_nb(down, o, x.price, self.slippage) if x.type == "stop"
+                      else limit_fill_nb(down, o, x.price))
+                self._fill(x, float(px), t, out)
+            self._reach(down, lo if down else h)
         return out
+
+    def _reach(self, down: bool, price: float) -> None:
+        """The leg to the low (``down``) or the high has come to ``price``: a perpetual looks
+        for a liquidation there."""
+
+    def _fill(self, x: OrderReport, price: float, t: int, out: list) -> None:
+        value = price * x.qty
+        fee = value * (self.maker_fee if x.type == "limit" else self.taker_fee)
+        if x.side == "buy":
+            self.quote_total -= value + fee
+            self.base_total += x.qty
+        else:
+            self.quote_total += value - fee
+            self.base_total -= x.qty
+        x.filled, x.average, x.fee, x.status, x.timestamp = x.qty, price, fee, CLOSED, t + len(out)
+        out.append(_copy(x))
 
     # -- persistence -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -245,44 +268,20 @@ class PaperPerpExchange(PaperExchange):
                   funding_count: int = 0) -> list[OrderReport]:
         if t <= self.last_candle_time:
             return []
-        self.last_candle_time = t
-        if funding_count:
+        if funding_count:  # funding at the open, from each side's isolated margin
             for side, p in self.pos.items():
                 if p[0] > 0:
-                    pay = funding_rate * p[0] * o * (1.0 if side == "long" else -1.0)
-                    p[2] -= pay
-        out: list[OrderReport] = []
-        for x in [x for x in self.orders.values() if x.status == OPEN and x.type == "market"]:
-            self._fill(x, o * (1 - self.slippage) if x.side == "sell" else o * (1 + self.slippage), t, out)
-        for leg in (("long", "short") if c >= o else ("short", "long")):
-            down = leg == "long"  # the leg to the low moves the long side's orders, the other to the high
-            rank = []
-            for x in self.orders.values():
-                falls = (x.side == "buy") != (x.type == "stop")  # a buy limit or a sell stop: reached falling
-                if x.status != OPEN or x.type == "market" or falls != down:
-                    continue
-                reach = x.price >= lo if down else x.price <= h
-                if reach:
-                    order = 0 if self._opens(x) else (2 if x.type == "stop" else 1)
-                    rank.append(((-x.price if down else x.price), order, x))
-            for _, _, x in sorted(rank, key=lambda r: (r[0], r[1])):
-                self._liquidate_before(leg, x.price)
-                if x.status != OPEN:
-                    continue  # cancelled by a liquidation, or nothing left to reduce
-                px = min(o, x.price) if down else max(o, x.price)
-                if x.type == "stop":
-                    px = px * (1 - self.slippage) if down else px * (1 + self.slippage)
-                self._fill(x, px, t, out)
-            self._liquidate_before(leg, lo if down else h)
-        return out
+                    p[2] -= funding_rate * p[0] * o * (1.0 if side == "long" else -1.0)
+        return super().on_candle(t, o, h, lo, c)
 
-    def _liquidate_before(self, leg: str, price: float) -> None:
+    def _reach(self, down: bool, price: float) -> None:
         """On the leg towards ``price`` (the long side's fall, the short side's rise), the
         exchange liquidates the side as soon as its liquidation price is reached: before any
         order at that price or beyond (its liquidation price moves with each of its fills)."""
+        leg = "long" if down else "short"
         if self.pos[leg][0] > 0:
             liq = self.liquidation_price(leg)
-            if (price <= liq) if leg == "long" else (price >= liq):
+            if (price <= liq) if down else (price >= liq):
                 self._liquidate(leg)
 
     def _fill(self, x: OrderReport, price: float, t: int, out: list) -> None:

@@ -30,6 +30,7 @@ from numba import njit
 from engine.kernels.grid import OPEN_END, floor_lot_nb, round_tick_nb
 from engine.kernels.indicators import BREAKOUT_DOWN, BREAKOUT_UP, DOWNTREND, NOISE, UPTREND
 from engine.kernels.jit import hot_njit
+from engine.kernels.matching import down_first_nb, limit_fill_nb, market_fill_nb, reached_nb, stop_fill_nb
 from engine.kernels.perp import liquidation_price_nb
 
 LONG, SHORT = 0, 1  # side index; sign +1 / -1
@@ -792,23 +793,23 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
         for j in range(done_j + 1, p.levels):
             if G[s, j, _GA] == REST:  # (ARMED: armed again in this bar, not resting yet)
                 px = G[s, j, _GP]
-                if sign * (px - extreme) >= 0.0 and sign * px > best:
+                if reached_nb(s == LONG, px, extreme, 0.0) and sign * px > best:
                     best, kind, idx = sign * px, 0, j
                 break
         for m in range(I[_NLOT_L + other]):
             if L[other, m, _LT] != t:
                 px = L[other, m, _LTP]
-                if sign * (px - extreme) >= 0.0 and sign * px > best:
+                if reached_nb(s == LONG, px, extreme, 0.0) and sign * px > best:
                     best, kind, idx = sign * px, 1, m
         stage = I[_STAGE_L] if s == LONG else I[_STAGE_S]
         qty_side = F[_QTY_L] if s == LONG else F[_QTY_S]
         if qty_side > 0.0:
             trig = (F[_TRIG1_L] if stage == 0 else F[_TRIG2_L]) if s == LONG else \
                 (F[_TRIG1_S] if stage == 0 else F[_TRIG2_S])
-            if sign * (trig - extreme) >= 0.0 and sign * trig > best:
+            if reached_nb(s == LONG, trig, extreme, 0.0) and sign * trig > best:
                 best, kind, idx = sign * trig, 2, stage + 1
             liq = F[_LIQ_L] if s == LONG else F[_LIQ_S]
-            if sign * (liq - extreme) >= 0.0 and sign * liq >= best:
+            if reached_nb(s == LONG, liq, extreme, 0.0) and sign * liq >= best:
                 best, kind = sign * liq, 3
         if kind < 0:
             break
@@ -817,17 +818,17 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
             ok = _liquidate(s, i, t, p, L, G, F, I, trades, counters, money, tiers) and ok
             done_j = p.levels
         elif kind == 0:
-            fill = min(o, px) if s == LONG else max(o, px)
+            fill = limit_fill_nb(s == LONG, o, px)
             G[s, idx, _GA] = 0.0
             done_j = idx
             ok = _open_lot(s, idx, i, t, fill, G[s, idx, _GQ], p.maker_fee,
                            BUY_OPEN_LONG if s == LONG else SELL_OPEN_SHORT, p, L, G, F, I, trades, counters,
                            money, tiers) and ok
         elif kind == 1:
-            fill = min(o, px) if s == LONG else max(o, px)
+            fill = limit_fill_nb(s == LONG, o, px)
             ok = _take_profit(other, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
         else:
-            fill = (min(o, px) * (1.0 - p.slippage)) if s == LONG else (max(o, px) * (1.0 + p.slippage))
+            fill = stop_fill_nb(s == LONG, o, px, p.slippage)
             ok = on_stop_fill_nb(s, idx, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
     return ok
 
@@ -1015,7 +1016,7 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                 m = I[_PRUNE_LOT]
                 label = I[_PRUNE_LABEL]
                 if m < I[_NLOT_L + s]:
-                    fill = o * (1.0 - p.slippage) if s == LONG else o * (1.0 + p.slippage)
+                    fill = market_fill_nb(s == SHORT, o, p.slippage)  # a long closes with a sell
                     ok = _prune_fill(s, m, label, i, t, fill, p, L, G, F, I, trades, counters, money, tiers) and ok
                 I[_PRUNE_LOT] = -1
             # the bar: both legs in path order, skipped when nothing is within reach
@@ -1027,7 +1028,7 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                 hi_band = min(hi_band, F[_TRIG1_S] if I[_STAGE_S] == 0 else F[_TRIG2_S])
             if not (low[i] > lo_band and high[i] < hi_band):
                 counters[C_ACTIVE_BARS] += 1
-                first_leg = LONG if c >= o else SHORT  # open -> low -> high, or open -> high -> low
+                first_leg = LONG if down_first_nb(o, c) else SHORT  # open -> low -> high, or open -> high -> low
                 for leg in range(2):
                     s = first_leg if leg == 0 else 1 - first_leg
                     ok = _leg(s, i, t, o, low[i] if s == LONG else high[i], p, L, G, F, I, trades, counters, money,

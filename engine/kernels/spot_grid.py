@@ -25,6 +25,7 @@ from numba import njit
 
 from engine.kernels.grid import ATR, GEOMETRIC, OPEN_END, floor_lot_nb, lattice_price_nb
 from engine.kernels.jit import hot_njit
+from engine.kernels.matching import down_first_nb, limit_fill_nb, market_fill_nb, reached_nb, stop_fill_nb
 from engine.kernels.perp import liquidation_price_nb
 
 RANGE, LOWER_ONLY = 0, 1
@@ -681,7 +682,7 @@ def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, c
     pend = H[_HPEND]
     H[_HPEND] = 0.0
     if pend > 0.0:
-        fill = o * (1.0 - p.slippage)
+        fill = market_fill_nb(False, o, p.slippage)  # the hedge's short opens with a market sell
         # as much of the wanted size as the free cash (the reserve included) can margin
         afford = floor_lot_nb((F[_CASH] - F[_LOCKED]) / (fill * (1.0 / p.hedge_leverage + p.hedge_fee)), p.lot)
         if afford < pend:
@@ -703,7 +704,7 @@ def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, c
         ok = _record_trade(trades, I, i, t, -1, fill, pend, fee, -1, HEDGE_OPEN_SHORT, -fee, F)
     elif pend < 0.0 and H[_HQ] > 0.0:
         q = H[_HQ]
-        fill = o * (1.0 + p.slippage)
+        fill = market_fill_nb(True, o, p.slippage)
         fee = fill * q * p.hedge_fee
         gain = (H[_HE] - fill) * q - fee
         F[_CASH] += H[_HM] + gain
@@ -717,7 +718,7 @@ def _hedge_at_open(i, t, o, p, S, SI, F, I, H, funding, tiers, orders, trades, c
         ok = _record_trade(trades, I, i, t, 1, fill, q, fee, -1, HEDGE_CLOSE_SHORT, gain, F) and ok
         # the hedge's net profit so far that no lot has used yet pays for selling the bag down
         avail = money[M_HEDGE_PNL] - money[M_OFFSET_BY_HEDGE]
-        sp = o * (1.0 - p.slippage)
+        sp = market_fill_nb(False, o, p.slippage)
         for k in range(I[_NS] - 1, -1, -1):
             if SI[k, _STATE] != _HOLD:
                 continue
@@ -921,14 +922,14 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         if I[_STOPPED] == 0:
             # A market sell of leftover inventory decided at the last close fills at this open.
             if F[_MKTQ] > 0.0:
-                ok = _sell_dust(i, t, op * (1.0 - p.slippage), p, F, I, trades, counters, money)
+                ok = _sell_dust(i, t, market_fill_nb(False, op, p.slippage), p, F, I, trades, counters, money)
             # a bar that opens beyond a trigger stops the grid at the open
             reason = 1 if (p.stop_loss > 0.0 and op <= p.stop_loss) else (
                 2 if (p.take_profit > 0.0 and op >= p.take_profit) else 0)
             if reason:
-                ok = _stop_grid(i, t, op * (1.0 - p.slippage), reason, p, S, SI, F, I, orders, trades,
+                ok = _stop_grid(i, t, market_fill_nb(False, op, p.slippage), reason, p, S, SI, F, I, orders, trades,
                                 counters, money) and ok
-        down_first = c >= op
+        down_first = down_first_nb(op, c)
         for leg in range(2):
             if I[_STOPPED] != 0:
                 break
@@ -941,15 +942,16 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
                 k = I[_KB]
                 while k >= 0:
                     bp = S[k, _BUY]
-                    if bp < floor_p or not (lo < bp - tick_t or (tick_t == 0.0 and lo <= bp)):
+                    if bp < floor_p or not reached_nb(True, bp, lo, tick_t):
                         break
                     if SI[k, _STATE] == _FLAT and SI[k, _ORDER] >= 0:
-                        ok = _fill_buy(k, i, t, min(op, bp), p, S, SI, F, I, orders, trades, counters, money) and ok
+                        ok = _fill_buy(k, i, t, limit_fill_nb(True, op, bp), p, S, SI, F, I, orders, trades,
+                                       counters, money) and ok
                         touched[nt] = k
                         nt += 1
                     k -= 1
                 if hit_stop:
-                    ok = _stop_grid(i, t, p.stop_loss * (1.0 - p.slippage), 1, p, S, SI, F, I, orders,
+                    ok = _stop_grid(i, t, stop_fill_nb(True, op, p.stop_loss, p.slippage), 1, p, S, SI, F, I, orders,
                                     trades, counters, money) and ok
             else:
                 ceil_p = hi
@@ -959,15 +961,16 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
                 k = I[_KS]
                 while k < ns:
                     sp = S[k, _SELL]
-                    if sp > ceil_p or not (hi > sp + tick_t or (tick_t == 0.0 and hi >= sp)):
+                    if sp > ceil_p or not reached_nb(False, sp, hi, tick_t):
                         break
                     if SI[k, _STATE] == _HOLD and SI[k, _ORDER] >= 0:
-                        ok = _fill_sell(k, i, t, max(op, sp), p, S, SI, F, I, orders, trades, counters, money) and ok
+                        ok = _fill_sell(k, i, t, limit_fill_nb(False, op, sp), p, S, SI, F, I, orders, trades,
+                                        counters, money) and ok
                         touched[nt] = k
                         nt += 1
                     k += 1
                 if hit_tp:
-                    ok = _stop_grid(i, t, p.take_profit * (1.0 - p.slippage), 2, p, S, SI, F, I, orders,
+                    ok = _stop_grid(i, t, market_fill_nb(False, p.take_profit, p.slippage), 2, p, S, SI, F, I, orders,
                                     trades, counters, money) and ok
         if p.hedge_ratio > 0.0:
             ok = _hedge_liquidation(i, t, hi, p, F, I, H, trades, counters, money) and ok
