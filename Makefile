@@ -34,6 +34,7 @@ sysdeps:
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # The kernels compile once (griddesk warmup), then the tests run in TEST_WORKERS processes, each
 # loading them from the cache (2 cores: 517 s with two, 1,067 s with one, 390 s with four).

@@ -243,71 +243,6 @@ def _strategy_config(args):
     return cls.from_dict(data)
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:+.2f}%"
-
-
-def format_report(result, candles, load_s: float) -> str:
-    from engine.kernels.grid import profit_range
-    from engine.strategies.registry import spec
-
-    m, p, c = result.metrics, result.params, result.counters
-    lines = [
-        f"GridDesk backtest: {result.strategy} on {candles.source}",
-        f"  data        {len(candles):,} bars of {candles.timeframe}, "
-        f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])}",
-    ]
-    if candles.gaps:
-        longest = max(candles.gaps, key=lambda g: g.missing)
-        lines.append(f"  gaps        {len(candles.gaps)} gap(s), {candles.missing_bars} missing bars "
-                     f"(longest: {longest.describe(candles.timeframe_ms)}); kept as they are")
-    cfg = result.config
-    grid = f"{cfg['mode']} {cfg['spacing']}, {p.levels} levels"
-    if result.levels is not None:
-        lo, hi = profit_range(result.levels, p.fee)
-        grid += f" {result.levels[0]:,.2f} .. {result.levels[-1]:,.2f}, profit/grid after fees "
-        grid += f"{lo * 100:.3f}%" + ("" if abs(hi - lo) <= 1e-9 * abs(hi) else f" .. {hi * 100:.3f}%")
-    if cfg["trailing"] != "none":
-        grid += f", trailing {cfg['trailing']}"
-    lines += [
-        f"  grid        {grid}",
-        f"  capital     {p.capital:,.2f}  fee {p.fee * 100:.3f}% maker / {p.taker_fee * 100:.3f}% taker",
-        "",
-        f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
-        f"   buy & hold {_pct(m['buy_hold_return'])}",
-        f"  grid profit       {m['grid_profit']:>16,.2f}   floating PnL {m['floating_pnl']:,.2f}"
-        f"   fees {m['fees_paid']:,.2f}",
-        f"  max drawdown      {m['max_drawdown'] * 100:>15.2f}%   Sharpe {m['sharpe']:.2f}"
-        f"   Sortino {m['sortino']:.2f}   Calmar {m['calmar']:.2f}",
-        f"  fills             {m['fills']:>16,}   round trips {m['round_trips']:,}"
-        f"   win rate {m['win_rate'] * 100:.1f}%   profit factor {m['profit_factor']:.2f}",
-        f"  position          {m['final_position']:>16,.8f}   cash {m['final_cash']:,.2f}",
-        f"  orders refused    {c['refused_min_notional']:>16,} below min notional, "
-        f"{c['refused_balance']:,} for balance",
-    ]
-    if spec(result.strategy).hedged:
-        lines.append(f"  hedge funding     {c['funding_settlements']:,} settlements, {c['funding_defaulted']:,} "
-                     "without a rate in a funding file (paid at the default)")
-        lines.append(f"  hedge             PnL {m['hedge_pnl']:,.2f} (funding {m['hedge_funding']:,.2f}), "
-                     f"{c['hedge_opens']} opened, {c['hedge_scales']} scaled, {c['hedge_closes']} closed, "
-                     f"{c['hedge_liquidations']} liquidated")
-        lines.append(f"  bag reduced       {c['bag_reductions']} lots sold with hedge profit, "
-                     f"{m['loss_offset_by_hedge']:,.2f} of loss offset; {m['banked_profit']:,.2f} profit banked")
-    events = [f"{c[k]} {k.replace('_', ' ')}" for k in ("recenters", "trail_up", "trail_down") if c[k]]
-    if c["stop"]:
-        events.append(f"{'stop-loss' if c['stop'] == 1 else 'take-profit'} hit at {_ts(candles.time[c['stop_bar']])}")
-    if events:
-        lines.append(f"  events            {', '.join(events)}")
-    lines.append(_timings_line(load_s, result.timings))
-    return "\n".join(lines)
-
-
-def _ts(ms: int) -> str:
-    import pandas as pd
-
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
-
-
 def cmd_warmup(args) -> int:
     from engine.warmup import warm
 
@@ -318,7 +253,8 @@ def cmd_warmup(args) -> int:
 
 def cmd_backtest(args) -> int:
     from engine.data import load_funding
-    from engine.strategies.registry import check_funding, read_settings, run_backtest, spec
+    from engine.report import backtest_text
+    from engine.strategies.registry import check_funding, read_settings, run_backtest
 
     if args.strategy is None:
         args.strategy = (read_settings(args.params)[0] if args.params else None) or "spot-grid"
@@ -332,10 +268,7 @@ def cmd_backtest(args) -> int:
 
         risk, where = saved_limits(args.data_dir or default_data_dir())
     result = run_backtest(args.strategy, candles, cfg, funding, risk=risk)
-    if spec(args.strategy).perpetual:
-        print(format_perp_report(result, candles, load_s, funding, where))
-    else:
-        print(format_report(result, candles, load_s))
+    print(backtest_text(result, candles, load_s, funding, where))
     if args.json:
         out = result.to_json_dict()
         out["timings"] = {"load": load_s, **result.timings}
@@ -343,60 +276,6 @@ def cmd_backtest(args) -> int:
     if args.trades:
         result.trades_frame().to_csv(args.trades, index=False)
     return 0
-
-
-def format_perp_report(result, candles, load_s: float, funding, limits_from=None) -> str:
-    from engine.kernels.perp import tier_file
-
-    m, c, cfg = result.metrics, result.counters, result.config
-    if "risk_paused_bars" in c:
-        gate = (f"the runtime's, with {limits_from or 'the given limits'}\n              "
-                f"{c['risk_paused_bars']:,} bars paused by its volatility breaker, {c['risk_waits']:,} openings "
-                "waited for it")
-    else:
-        gate = "none (--risk applies the runtime's)"
-    lines = [
-        f"GridDesk backtest: {result.strategy} on {candles.source}",
-        f"  data        {len(candles):,} bars of {candles.timeframe}, "
-        f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])} (trading from bar {result.start_bar})",
-        f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
-        f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
-        f"  margin      tiers of {tier_file(cfg['tiers'], candles.symbol)}",
-        f"  funding     {_funding_source(funding, cfg, c)}",
-        f"  risk gate   {gate}",
-        "",
-        f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
-        f"   buy & hold {_pct(m['buy_hold_return'])}",
-        f"  PnL               {m['final_equity'] - m['start_equity']:>16,.2f} = take-profits {m['grid_profit']:,.2f}"
-        f" + stops, prunes and liquidations {m['stops_prunes_pnl']:,.2f} + funding {m['funding_pnl']:,.2f}"
-        f" + open positions {m['floating_pnl']:,.2f}   (fees {m['fees_paid']:,.2f}, included)",
-        f"  max drawdown      {m['max_drawdown'] * 100:>15.2f}%   Sharpe {m['sharpe']:.2f}"
-        f"   Sortino {m['sortino']:.2f}   Calmar {m['calmar']:.2f}",
-        f"  longs             {c['longs_opened']:>7,} opened {c['longs_closed']:>7,} closed"
-        f"   stops {c['stops_long']:,}",
-        f"  shorts            {c['shorts_opened']:>7,} opened {c['shorts_closed']:>7,} closed"
-        f"   stops {c['stops_short']:,}",
-        f"  prunes            deviance {c['prune_deviance']:,}, oldest {c['prune_oldest']:,}, gap {c['prune_gap']:,}, "
-        f"funding {c['prune_funding']:,}, offset {c['prune_offset']:,}",
-        f"  events            {c['circuit_breaker_halts']:,} circuit-breaker halts, {c['trailing_shifts']:,} trailing "
-        f"shifts, {c['var_blocks']:,} VaR-blocked bars, {c['liquidations']:,} liquidations, "
-        f"{c['regenerations']:,} regenerations",
-    ]
-    lines.append(_timings_line(load_s, result.timings))
-    return "\n".join(lines)
-
-
-def _funding_source(funding, cfg, c) -> str:
-    """Where the funding came from, and how many settlements had a rate there."""
-    n, missing = c["funding_settlements"], c["funding_defaulted"]
-    if funding is not None:
-        told = f"from {funding.source}: {n:,} settlements, {missing:,} defaulted"
-        return told + (f" (paid at the default {cfg['funding_rate'] * 100:g}%: no rate in the file)" if missing else "")
-    return f"synthetic {cfg['funding_rate'] * 100:g}% per 8h: {n:,} settlements"
-
-
-def _timings_line(load_s: float, t: dict) -> str:
-    return f"  timings           load {load_s:.3f}s, indicators {t['indicators']:.4f}s, kernel {t['kernel']:.4f}s"
 
 
 def _search_setup(args):
@@ -436,6 +315,7 @@ def cmd_optimize(args) -> int:
     import threading
 
     from engine.optimize.study import Search
+    from engine.report import search_text
 
     setup = _search_setup(args)
     search = Search(setup, storage=args.storage, study=args.study, seed=args.seed, batch=args.batch)
@@ -475,37 +355,8 @@ def cmd_optimize(args) -> int:
     hold = search.holdout()
     best["optimized"]["holdout"] = hold["score"]
     out.write_text(json.dumps(best, indent=2))
-    print(format_search_report(search, best, hold, table, out))
+    print(search_text(search, best, hold, table, out))
     return 130 if stop.is_set() else 0
-
-
-def format_search_report(search, best, hold, table, out) -> str:
-    o = best["optimized"]
-    counts = table["state"].value_counts().to_dict()
-    lines = [
-        f"GridDesk optimize: {search.setup.strategy}, study {search.study_name}",
-        "  trials       " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()),
-        f"  best         trial {o['trial']}: " + ", ".join(f"{k}={_short(best['params'][k])}" for k in o["searched"]),
-        f"  score        in-sample {o['in_sample']:.4f}   out-of-sample {_num(o['out_of_sample'])}   "
-        f"held-out tail {_num(hold['score'])}",
-    ]
-    for name, h in hold["sets"].items():
-        lines.append(f"  tail {name:<8} {h['period']}: return {_pct(h['total_return'])}, max drawdown "
-                     f"{h['max_drawdown'] * 100:.2f}%, {int(h['fills']):,} fills, score {_num(h['score'])}"
-                     if "total_return" in h else f"  tail {name:<8} {h['period']}: the backtest failed")
-    imp = search.importances()
-    if imp:
-        lines.append("  importance   " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()))
-    lines.append(f"  written      {out} (griddesk backtest --params, Add System, the Backtest tab)")
-    return "\n".join(lines)
-
-
-def _short(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _num(v) -> str:
-    return "n/a" if v is None or v != v else f"{v:.4f}"
 
 
 def cmd_indicators(args) -> int:

@@ -21,6 +21,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.secrets import load_keys, store_keys
 from engine.risk import RiskGate
 from engine.runtime import lifecycle as lc
+from engine.runtime.config import RUNTIME_STRATEGIES as RUNTIME_STRATEGIES  # (the widgets build systems
+from engine.runtime.config import ConfigError as ConfigError  # with these three: they reach the engine here)
 from engine.runtime.config import SystemConfig, check_unique, load_systems, save_systems
 from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, private_folder, read_jsonl

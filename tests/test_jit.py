@@ -49,3 +49,35 @@ def test_the_hot_loops_count_no_references():
         assert loop["nrt"] is False and loop["compiled"] == 1 and loop["ir"] > 10_000, (name, loop)
         # the loop and every function compiled into it: no atomic reference count left
         assert loop["refcounts"] == 0, (name, loop)
+
+
+def test_the_kernel_cache_outlives_new_file_times_and_not_new_content(tmp_path):
+    """A checkout or a copy that gives the sources new file times keeps the compiled kernels;
+    a change to any kernel's source drops them all (a kernel compiles in its callees)."""
+    import os
+    import shutil
+
+    from engine.kernels import drop_stale_numba_cache
+
+    engine = Path(__file__).resolve().parents[1] / "engine"
+    for rel in ("kernels/spot_grid.py", "kernels/matching.py", "strategies/adaptive_grid.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(engine / rel, tmp_path / rel)
+    cached = [tmp_path / "kernels/__pycache__/spot_grid._run-1.py311.nbi",
+              tmp_path / "strategies/__pycache__/adaptive_grid.decide_nb-2.py311.nbc"]
+
+    def compile_all():
+        for f in cached:
+            f.parent.mkdir(exist_ok=True)
+            f.write_bytes(b"compiled")
+
+    drop_stale_numba_cache(tmp_path)  # no stamp yet: whatever is there is of unknown sources
+    compile_all()
+    for f in (tmp_path / "kernels").glob("*.py"):
+        os.utime(f, (1e9, 1e9))
+    drop_stale_numba_cache(tmp_path)
+    assert all(f.exists() for f in cached)
+    with open(tmp_path / "kernels/matching.py", "a") as f:
+        f.write("\n# changed\n")
+    drop_stale_numba_cache(tmp_path)
+    assert not any(f.exists() for f in cached)

@@ -47,9 +47,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.controller import SystemConfig
 from engine.data import TIMEFRAMES_MS, DataError
 from engine.replay import BAR_METRICS, OVERLAYS, RUN_METRICS, Replay, format_metric
-from engine.runtime.config import SystemConfig
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, spec
 from widgets.params_editor import ParamsEditor

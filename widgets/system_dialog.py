@@ -26,14 +26,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.controller import RUNTIME_STRATEGIES, ConfigError, SystemConfig
 from engine.data import TIMEFRAMES_MS
-from engine.kernels.grid import grid_levels, profit_range
-from engine.runtime.config import RUNTIME_STRATEGIES, ConfigError, SystemConfig
 from engine.strategies import adaptive_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings
-from engine.strategies.spot_grid import SpotGridConfig, build_params
+from engine.strategies.spot_grid import SpotGridConfig, build_params, planned_grid
 from widgets.params_editor import ParamsEditor
 from widgets.tasks import when_done
 
@@ -454,13 +453,11 @@ class SystemDialog(QDialog):
         p = build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
         per_level = cfg.capital / p.levels
         at = f"at {self.reference_price:,.2f} ({self.price_from}): "
-        if self.spacing.currentText() == "atr":
+        planned = planned_grid(p, self.reference_price)
+        if planned is None:
             self.preview.setText(f"{at}ATR-spaced levels, laid from the price at start; {per_level:,.2f} per level")
             return True
-        top = p.upper if p.mode == 0 else (p.upper or self.reference_price)
-        n = p.levels if p.mode == 0 else p.levels + 1
-        lv = grid_levels(p.lower, top, n, self.spacing.currentText())
-        lo, hi = profit_range(lv, p.fee)
+        lv, lo, hi = planned
         per = f"{lo:.3%}" if abs(hi - lo) < 1e-9 else f"{lo:.3%} to {hi:.3%}"
         self.preview.setText(f"{at}net profit per grid after fees {per}; {per_level:,.2f} per level; "
                              f"{lv[0]:,.2f} to {lv[-1]:,.2f}")

@@ -1,10 +1,12 @@
 """The numba kernels.
 
-numba's on-disk cache checks only the file of the function it caches: a kernel that calls
-another module's kernel (the sweep calls the spot grid, the spot grid calls the perpetual's
-liquidation price) would keep running the old callee after that file changed. So on import,
-when any source file with numba functions has changed since the cache was written, the
-whole cache of those files is dropped and compiled again.
+numba's on-disk cache checks only the file of the function it caches (by a hash of its
+content, numba 0.68): a kernel that calls another module's kernel (the sweep calls the spot
+grid, both grids call the matcher and the perpetual's liquidation price) would keep running
+the old callee after that file changed. So on import, when the content of any source file
+with numba functions differs from what the cache was compiled from, the whole cache of those
+files is dropped and compiled again. Content, not file times: a checkout, a copy or an
+install that leaves the sources as they were keeps the cache.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ _ENGINE = Path(__file__).resolve().parent.parent
 _NUMBA_SOURCES = ("kernels/*.py", "strategies/adaptive_grid.py")
 
 
-def _drop_stale_numba_cache() -> None:
-    sources = sorted(p for pattern in _NUMBA_SOURCES for p in _ENGINE.glob(pattern))
+def drop_stale_numba_cache(engine: Path = _ENGINE) -> None:
+    sources = sorted(p for pattern in _NUMBA_SOURCES for p in engine.glob(pattern))
     digest = hashlib.sha1()
     for p in sources:
-        st = p.stat()
-        digest.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    stamp = _ENGINE / "kernels" / "__pycache__" / "numba-sources.stamp"
+        digest.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    stamp = engine / "kernels" / "__pycache__" / "numba-sources.stamp"
     with contextlib.suppress(OSError):  # a read-only install: numba caches elsewhere, and so be it
         if stamp.exists() and stamp.read_text() == digest.hexdigest():
             return
@@ -34,4 +35,4 @@ def _drop_stale_numba_cache() -> None:
         stamp.write_text(digest.hexdigest())
 
 
-_drop_stale_numba_cache()
+drop_stale_numba_cache()

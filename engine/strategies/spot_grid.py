@@ -250,6 +250,18 @@ def initial_levels(params: k.SpotGridParams) -> np.ndarray | None:
     return g.grid_levels(params.lower, anchor, params.levels + 1, g.SPACING_NAMES[params.spacing], params.tick)
 
 
+def planned_grid(params: k.SpotGridParams, price: float) -> tuple[np.ndarray, float, float] | None:
+    """The levels of the first grid laid at ``price`` (a lower-only grid without an upper bound
+    anchors at it) and its net profit per grid after fees, lowest and highest; None for ATR
+    spacing (its levels need data)."""
+    if params.mode != k.RANGE and params.upper <= 0:
+        params = params._replace(upper=float(price))
+    levels = initial_levels(params)
+    if levels is None:
+        return None
+    return (levels, *g.profit_range(levels, params.fee))
+
+
 # ---- the spot grid as the runtime drives it, candle by candle -------------------------------
 
 RUNTIME_UNSUPPORTED = ("stop_loss", "take_profit")  # stops need resting stop orders: backtest only
