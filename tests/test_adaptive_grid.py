@@ -365,6 +365,7 @@ def configs(draw):
 SET = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @SET
 @given(random_bars(), configs())
 def test_equity_moves_only_by_price_fills_fees_and_funding(c, cfg):

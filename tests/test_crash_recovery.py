@@ -57,6 +57,7 @@ SYSTEMS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("market", ["spot", "perpetual"])
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(btc5m, tmp_path, market):
     c = btc5m.slice(0, 3000)

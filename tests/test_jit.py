@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # numba shows the code it compiled, not code loaded from its cache: the loops (and the kernels
@@ -40,6 +42,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_the_hot_loops_count_no_references():
     done = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

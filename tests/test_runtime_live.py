@@ -44,6 +44,7 @@ def live_trader(fake, tmp_path, **risk_limits):
     return Trader(cfg, ex, RiskGate(RiskLimits(**limits)), tmp_path)
 
 
+@pytest.mark.slow
 def test_a_run_through_every_fault_ends_with_exactly_the_wanted_orders(fake, tmp_path):
     trader = live_trader(fake, tmp_path)
     asyncio.run(trade_through_faults(trader, fake, ENDPOINTS, steps=150, every=5, seed=5))
@@ -374,6 +375,7 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(fak
     assert any(parts.count(cid) > 1 for cid in set(parts))
 
 
+@pytest.mark.slow
 def test_a_buys_commission_taken_in_coins_leaves_every_sell_its_coins_and_the_books_exact(fake, tmp_path):
     """Binance spot takes a buy's commission from the coins bought. The account holds no BTC
     but the grid's: each buy goes out a lot or so larger, so that what it leaves covers its

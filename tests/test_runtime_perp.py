@@ -57,6 +57,7 @@ PERPS = [
 
 @pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-only-2x", "limits-binding",
                                                         "liquidations-40x"])
+@pytest.mark.slow
 def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, params):
     n = 1_900  # under the runtime's indicator history: the recursive indicators agree to the bit
     candles = btc5m.slice(0, n)
@@ -141,6 +142,7 @@ def test_the_paper_perpetual_liquidates_before_any_order_beyond_the_liquidation_
     assert ex.orders["stop" if beyond == "stop" else "buy"].status == CANCELED
 
 
+@pytest.mark.slow
 def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, funding, tmp_path):
     params = PERPS[0]
     n = 1_500

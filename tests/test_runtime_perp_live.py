@@ -114,6 +114,7 @@ def live_trader(fake, tmp_path, **kw):
     return Trader(cfg, client(fake, **kw.pop("client", {})), RiskGate(limits), tmp_path, **kw)
 
 
+@pytest.mark.slow
 def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_wants(fake, tmp_path):
     trader = live_trader(fake, tmp_path)
     asyncio.run(trade_through_faults(trader, fake, ENDPOINTS, steps=250, every=4, seed=11))
@@ -151,6 +152,7 @@ def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_w
     assert abs(trader.strategy.books(c)["funding"] + fake.funding_paid) < 1e-8 * len(fake.income)
 
 
+@pytest.mark.slow
 def test_funding_is_what_the_exchange_settled_when_fills_are_read_late(fake, tmp_path):
     """The process is away across each funding settlement (a crash, a stalled feed) while
     its orders fill; it comes back and replays the candles it missed. The exchange settled
