@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.secrets import load_keys, store_keys
 from engine.risk import RiskGate
-from engine.runtime import lifecycle as lc
+from engine.runtime import lifecycle
 from engine.runtime.config import RUNTIME_STRATEGIES as RUNTIME_STRATEGIES  # (the widgets build systems
 from engine.runtime.config import ConfigError as ConfigError  # with these three: they reach the engine here)
 from engine.runtime.config import SystemConfig, check_unique, load_systems, save_systems
@@ -243,7 +243,7 @@ class Controller(QObject):
 
     def open_order_count(self, system: str | None = None) -> int:
         """Our orders working on the exchange now (one system, or all): what cancel all cancels."""
-        return sum(len(t.book.in_state(*lc.WORKING))
+        return sum(len(t.book.in_state(*lifecycle.WORKING))
                    for name, t in self.runner.traders.items() if system in (None, name))
 
     async def cancel_all(self, system: str | None = None) -> int:
@@ -372,7 +372,7 @@ class Controller(QObject):
                     r = json.loads(line)
                 except ValueError:
                     continue
-                if r.get("type") == "order" and r.get("state") in lc.TERMINAL:
+                if r.get("type") == "order" and r.get("state") in lifecycle.TERMINAL:
                     cache["done"][r["cid"]] = r
                 elif r.get("type") == "fill":
                     cache["fills"].append(r)
@@ -387,7 +387,7 @@ class Controller(QObject):
         rows = []
         for name, t in self.runner.traders.items():
             for o in t.book.orders.values():
-                rows.append({"system": name, **o.to_dict(), "working": o.state in lc.WORKING})
+                rows.append({"system": name, **o.to_dict(), "working": o.state in lifecycle.WORKING})
             done, _ = self._journal(name, t.journal_path)
             for r in done.values():
                 if r["cid"] not in t.book.orders:

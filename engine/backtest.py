@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.data import Candles, FundingRates
-from engine.kernels import indicators as ind
-from engine.kernels import metrics as met
-from engine.kernels import spot_grid as sg
+from engine.kernels import indicators
+from engine.kernels import metrics as metrics_kernel
+from engine.kernels import spot_grid as spot_kernel
 from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
 from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spec import drive
@@ -26,7 +26,7 @@ class BacktestResult:
 
     strategy: str
     config: dict
-    params: sg.SpotGridParams
+    params: spot_kernel.SpotGridParams
     time: np.ndarray
     close: np.ndarray
     timeframe_ms: int
@@ -71,7 +71,7 @@ class BacktestResult:
             "qty": t["qty"],
             "fee": t["fee"],
             "level": t["level"],
-            "role": [sg.ROLE_NAMES[r] for r in t["role"]],
+            "role": [spot_kernel.ROLE_NAMES[r] for r in t["role"]],
             "pnl": t["pnl"],
             "cash": t["cash"],
             "position": t["position"],
@@ -110,7 +110,7 @@ def _atr_and_start(candles: Candles, cfg: SpotGridConfig, hedged: bool) -> tuple
     n = len(candles)
     if cfg.spacing != "atr" and not hedged:
         return np.zeros(n), 0
-    atr = ind.atr_nb(candles.high, candles.low, candles.close, int(cfg.atr_period))
+    atr = indicators.atr_nb(candles.high, candles.low, candles.close, int(cfg.atr_period))
     start = _first_valid(atr) if cfg.spacing == "atr" else 0
     if start >= n - 1:
         raise ValueError(f"--atr-period: {cfg.atr_period} bars of warm-up leave no data to trade")
@@ -169,7 +169,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     n = len(candles)
     atr, start = _atr_and_start(candles, cfg, hedged)
     if hedged:
-        ema = ind.ema_nb(candles.close, int(cfg.ema_period))
+        ema = indicators.ema_nb(candles.close, int(cfg.ema_period))
         rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))
         funding_per_bar, settled, defaulted = funding_on_bars(candles.time, rate_time, rate, float(cfg.funding_rate))
         tiers = tiers_for(cfg.tiers, candles.symbol)
@@ -180,28 +180,29 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     params = build_params(cfg, float(candles.close[start]), start)
     t1 = _time.perf_counter()
     cap = log_capacity if log_capacity is not None else 1024 + n // 16 + 8 * params.levels
-    logs = {"trades": np.empty(cap, dtype=sg.TRADE_DTYPE), "orders": np.empty(cap, dtype=sg.ORDER_DTYPE)}
+    logs = {"trades": np.empty(cap, dtype=spot_kernel.TRADE_DTYPE),
+            "orders": np.empty(cap, dtype=spot_kernel.ORDER_DTYPE)}
     equity = np.empty(n)
     cash = np.empty(n)
     position = np.empty(n)
     cost = np.empty(n)
-    counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(sg.N_MONEY)
-    S, SI, F, I, H = sg.new_state(params, float(candles.close[start]))
+    counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(spot_kernel.N_MONEY)
+    S, SI, F, I, H = spot_kernel.new_state(params, float(candles.close[start]))
     c = candles
 
     def kernel(end, first):
-        return sg.spot_grid_nb(c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], atr[:end],
+        return spot_kernel.spot_grid_nb(c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], atr[:end],
                                ema[:end], funding_per_bar[:end], tiers, params, S, SI, F, I, H, logs["trades"],
                                logs["orders"], equity, cash, position, cost, counters, money, first)
 
     def grow():  # the logs are full: double them, go on
-        nt, no = sg.record_counts(I)
+        nt, no = spot_kernel.record_counts(I)
         logs["trades"], logs["orders"] = _grown(logs["trades"], nt), _grown(logs["orders"], no)
 
     drive(kernel, n, grow, progress, "spot-grid kernel")
     trades, orders = logs["trades"], logs["orders"]
-    nt, no = sg.record_counts(I)
+    nt, no = spot_kernel.record_counts(I)
     timings["kernel"] = _time.perf_counter() - t1
     result = BacktestResult(
         strategy="hedged-grid" if hedged else "spot-grid",
@@ -216,18 +217,18 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
         cash=cash,
         position=position,
         cost=cost,
-        counters={**{name: int(v) for name, v in zip(sg.COUNTER_NAMES, counters, strict=True)},
+        counters={**{name: int(v) for name, v in zip(spot_kernel.COUNTER_NAMES, counters, strict=True)},
                   **funding_counts(settled, defaulted, start, funding is not None)},
         money={
-            "realized": float(money[sg.M_REALIZED]),
-            "grid_profit": float(money[sg.M_GRID_PROFIT]),
-            "fees": float(money[sg.M_FEES]),
-            "dust_qty": float(money[sg.M_DUST_QTY]),
-            "turnover": float(money[sg.M_TURNOVER]),
-            "hedge_pnl": float(money[sg.M_HEDGE_PNL]),
-            "hedge_funding": float(money[sg.M_HEDGE_FUNDING]),
-            "loss_offset_by_hedge": float(money[sg.M_OFFSET_BY_HEDGE]),
-            "banked": float(money[sg.M_BANKED]),
+            "realized": float(money[spot_kernel.M_REALIZED]),
+            "grid_profit": float(money[spot_kernel.M_GRID_PROFIT]),
+            "fees": float(money[spot_kernel.M_FEES]),
+            "dust_qty": float(money[spot_kernel.M_DUST_QTY]),
+            "turnover": float(money[spot_kernel.M_TURNOVER]),
+            "hedge_pnl": float(money[spot_kernel.M_HEDGE_PNL]),
+            "hedge_funding": float(money[spot_kernel.M_HEDGE_FUNDING]),
+            "loss_offset_by_hedge": float(money[spot_kernel.M_OFFSET_BY_HEDGE]),
+            "banked": float(money[spot_kernel.M_BANKED]),
         },
         levels=initial_levels(params),
     )
@@ -240,7 +241,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
 
 def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
     """Every metric of a result: returns, risk ratios, trade statistics and PnL split."""
-    perf = met.performance(r.equity[start:], r.timeframe_ms, first_bar=start, time=r.time)
+    perf = metrics_kernel.performance(r.equity[start:], r.timeframe_ms, first_bar=start, time=r.time)
     t = r.trades
     closing = t[t["side"] < 0]
     wins = closing["pnl"][closing["pnl"] > 0]
@@ -260,7 +261,7 @@ def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
         "fills": r.counters["fills"],
         "buys": r.counters["buys"],
         "sells": r.counters["sells"],
-        "round_trips": int(np.count_nonzero(closing["role"] == sg.GRID_SELL)),
+        "round_trips": int(np.count_nonzero(closing["role"] == spot_kernel.GRID_SELL)),
         "win_rate": float(len(wins) / len(closing)) if len(closing) else 0.0,
         "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else (float("inf") if len(wins) else 0.0),
         "orders_refused_min_notional": r.counters["refused_min_notional"],

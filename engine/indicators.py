@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from engine.data import Candles
-from engine.kernels import indicators as k
+from engine.kernels import indicators as kernels
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,16 @@ def compute_indicators(candles: Candles, params: IndicatorParams | None = None) 
     out: dict[str, np.ndarray] = {}
     atr_periods = sorted({*p.atr_periods, p.zscore_atr, p.regime_atr})
     for n in atr_periods:
-        out[f"atr{n}"] = k.atr_nb(h, l, c, n)
+        out[f"atr{n}"] = kernels.atr_nb(h, l, c, n)
     for n in p.ema_periods:
-        out[f"ema{n}"] = k.ema_nb(c, n)
-    out[f"sma{p.sma_period}"] = sma = k.sma_nb(c, p.sma_period)
-    out[f"std{p.std_period}"] = k.stddev_nb(c, p.std_period, 1.0)
-    kama, er = k.kama_er_nb(c, p.kama_period)
+        out[f"ema{n}"] = kernels.ema_nb(c, n)
+    out[f"sma{p.sma_period}"] = sma = kernels.sma_nb(c, p.sma_period)
+    out[f"std{p.std_period}"] = kernels.stddev_nb(c, p.std_period, 1.0)
+    kama, er = kernels.kama_er_nb(c, p.kama_period)
     out[f"kama{p.kama_period}"] = kama
     out[f"er{p.kama_period}"] = er
-    out[f"zscore{p.sma_period}"] = k.zscore_nb(c, sma, out[f"atr{p.zscore_atr}"])
-    out["regime"] = k.regime_nb(
+    out[f"zscore{p.sma_period}"] = kernels.zscore_nb(c, sma, out[f"atr{p.zscore_atr}"])
+    out["regime"] = kernels.regime_nb(
         kama, er, out[f"atr{p.regime_atr}"], p.regime_theta, p.regime_er, p.regime_lag
     )
     return out

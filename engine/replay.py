@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import Candles
-from engine.kernels import adaptive_grid as ag
-from engine.kernels import spot_grid as sg
+from engine.kernels import adaptive_grid as perp_kernel
+from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.registry import spec
 
 # How a fill is drawn: each kind has its own marker in the chart.
@@ -25,15 +25,17 @@ MARKER_KINDS = ("buy_open", "sell_close", "sell_open", "buy_close", "stop", "pru
 (BUY_OPEN, SELL_CLOSE, SELL_OPEN, BUY_CLOSE, STOP, PRUNE, LIQUIDATION, HEDGE, HALT) = range(len(MARKER_KINDS))
 
 _SPOT_MARKERS = {
-    sg.GRID_BUY: BUY_OPEN, sg.GRID_SELL: SELL_CLOSE, sg.REBUY: BUY_OPEN, sg.REBALANCE_SELL: SELL_CLOSE,
-    sg.STOP_LOSS: STOP, sg.TAKE_PROFIT: STOP, sg.HEDGE_OPEN_SHORT: HEDGE, sg.HEDGE_CLOSE_SHORT: HEDGE,
-    sg.HEDGE_LIQUIDATION: LIQUIDATION, sg.BAG_REDUCE: PRUNE,
+    spot_kernel.GRID_BUY: BUY_OPEN, spot_kernel.GRID_SELL: SELL_CLOSE, spot_kernel.REBUY: BUY_OPEN,
+    spot_kernel.REBALANCE_SELL: SELL_CLOSE, spot_kernel.STOP_LOSS: STOP, spot_kernel.TAKE_PROFIT: STOP,
+    spot_kernel.HEDGE_OPEN_SHORT: HEDGE, spot_kernel.HEDGE_CLOSE_SHORT: HEDGE,
+    spot_kernel.HEDGE_LIQUIDATION: LIQUIDATION, spot_kernel.BAG_REDUCE: PRUNE,
 }
 _PERP_MARKERS = {
-    ag.BUY_OPEN_LONG: BUY_OPEN, ag.SELL_CLOSE_LONG: SELL_CLOSE, ag.SELL_OPEN_SHORT: SELL_OPEN,
-    ag.BUY_CLOSE_SHORT: BUY_CLOSE, ag.STOP_LONG: STOP, ag.STOP_SHORT: STOP, ag.PRUNE_DEVIANCE: PRUNE,
-    ag.PRUNE_OLDEST: PRUNE, ag.PRUNE_GAP: PRUNE, ag.PRUNE_FUNDING: PRUNE, ag.PRUNE_OFFSET: PRUNE,
-    ag.CIRCUIT_BREAKER_HALT: HALT, ag.LIQUIDATION: LIQUIDATION,
+    perp_kernel.BUY_OPEN_LONG: BUY_OPEN, perp_kernel.SELL_CLOSE_LONG: SELL_CLOSE,
+    perp_kernel.SELL_OPEN_SHORT: SELL_OPEN, perp_kernel.BUY_CLOSE_SHORT: BUY_CLOSE,
+    perp_kernel.STOP_LONG: STOP, perp_kernel.STOP_SHORT: STOP, perp_kernel.PRUNE_DEVIANCE: PRUNE,
+    perp_kernel.PRUNE_OLDEST: PRUNE, perp_kernel.PRUNE_GAP: PRUNE, perp_kernel.PRUNE_FUNDING: PRUNE,
+    perp_kernel.PRUNE_OFFSET: PRUNE, perp_kernel.CIRCUIT_BREAKER_HALT: HALT, perp_kernel.LIQUIDATION: LIQUIDATION,
 }
 
 TRADE_DTYPE = np.dtype([
@@ -116,21 +118,23 @@ class Replay:
             out[f] = t[f]
         if perp:
             out["label"] = t["label"]
-            out["marker"] = np.array([_PERP_MARKERS[int(x)] for x in range(len(ag.LABELS))], np.int8)[t["label"]]
+            out["marker"] = np.array([_PERP_MARKERS[int(x)] for x in range(len(perp_kernel.LABELS))],
+                                     np.int8)[t["label"]]
             out["position"] = t["long_qty"] - t["short_qty"]
-            labels = ag.LABELS
+            labels = perp_kernel.LABELS
             position = result.long_qty - result.short_qty
             rate = result.funding_rate if result.funding_rate is not None else np.zeros(len(candles))
             held = np.r_[0.0, position[:-1]]  # funding at a bar's open is on what was held into it
             funding_cum = np.cumsum(-rate * held * candles.open)
             capital = float(result.config["capital"])
             long_qty, short_qty = result.long_qty, result.short_qty
-            avg_entry = None if result.marks is None else result.marks[:, ag.MARK_NAMES.index("avg_long")]
+            avg_entry = None if result.marks is None else result.marks[:, perp_kernel.MARK_NAMES.index("avg_long")]
         else:
             out["label"] = t["role"]
-            out["marker"] = np.array([_SPOT_MARKERS[int(x)] for x in range(len(sg.ROLE_NAMES))], np.int8)[t["role"]]
+            out["marker"] = np.array([_SPOT_MARKERS[int(x)] for x in range(len(spot_kernel.ROLE_NAMES))],
+                                     np.int8)[t["role"]]
             out["position"] = t["position"]
-            labels = sg.ROLE_NAMES
+            labels = spot_kernel.ROLE_NAMES
             position = result.position
             funding_cum, long_qty, short_qty = None, None, None
             avg_entry = result.avg_entry
@@ -158,10 +162,11 @@ class Replay:
                         "short_down": None if self.short_qty is None else -self.short_qty,
                         "high": c.high, "low": c.low}
         marks = getattr(self.result, "marks", None)  # the perpetual grid's, when its run kept them
-        for j, name in enumerate(ag.MARK_NAMES[1:], start=1):
+        for j, name in enumerate(perp_kernel.MARK_NAMES[1:], start=1):
             self._series[name] = None if marks is None else marks[:, j]
         t = self.trades
-        grid_labels = (ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT) if spec(self.strategy).perpetual else (sg.GRID_SELL,)
+        grid_labels = (perp_kernel.SELL_CLOSE_LONG,
+                       perp_kernel.BUY_CLOSE_SHORT) if spec(self.strategy).perpetual else (spot_kernel.GRID_SELL,)
         grid_close = np.isin(t["label"], grid_labels)
         self._fees_cum = np.cumsum(t["fee"])
         self._grid_cum = np.cumsum(np.where(grid_close, t["pnl"], 0.0))

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.data import Candles, load_candles, load_funding
-from engine.kernels import adaptive_grid as ag
-from engine.kernels import indicators as ind
+from engine.kernels import adaptive_grid as perp_kernel
+from engine.kernels import indicators
 from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 
@@ -33,34 +33,35 @@ def flat(p):
     return (p, p, p, p)
 
 
-def run(c, *, atr=1.0, regime=ind.NOISE, z=0.0, sigma=0.0, kama=None, std=0.0, er=0.0, funding=None, **kw):
+def run(c, *, atr=1.0, regime=indicators.NOISE, z=0.0, sigma=0.0, kama=None, std=0.0, er=0.0, funding=None, **kw):
     """The kernel on hand-set indicators (constants or per-bar arrays)."""
     n = len(c)
 
     def arr(v, dtype=float):
         return np.full(n, v, dtype=dtype) if np.isscalar(v) else np.asarray(v, dtype=dtype)
 
-    kw.setdefault("spread_const", ag.spread_const(kw.get("gamma", 1.0), kw.get("kappa", 1000.0)))
-    p = ag.AdaptiveGridParams(**{**QUIET, **kw})
-    L, G, F, I = ag.new_state(p)
-    trades = np.empty(10_000, dtype=ag.TRADE_DTYPE)
+    kw.setdefault("spread_const", perp_kernel.spread_const(kw.get("gamma", 1.0), kw.get("kappa", 1000.0)))
+    p = perp_kernel.AdaptiveGridParams(**{**QUIET, **kw})
+    L, G, F, I = perp_kernel.new_state(p)
+    trades = np.empty(10_000, dtype=perp_kernel.TRADE_DTYPE)
     eq, lq, sq = np.empty(n), np.empty(n), np.empty(n)
-    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(ag.N_MONEY)
+    counters = np.zeros(perp_kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(perp_kernel.N_MONEY)
     if funding is None:
         fr, fc = np.zeros(n), np.zeros(n, dtype=np.int64)
     else:
         fr, fc = funding
-    out = ag.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, arr(atr), arr(c.close if kama is None else kama),
+    out = perp_kernel.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, arr(atr),
+                                       arr(c.close if kama is None else kama),
                               arr(er), arr(std), arr(sigma), arr(z), arr(regime, np.int64), fr, fc, TIERS,
                               NO_GATE, p, L, G, F, I, trades, eq, lq, sq, counters, money, 0)
     assert out == n
-    return dict(trades=trades[:I[ag._NTR]], equity=eq, long=lq, short=sq, p=p,
-                counters=dict(zip(ag.COUNTER_NAMES, counters.tolist(), strict=True)), money=money, F=F)
+    return dict(trades=trades[:I[perp_kernel._NTR]], equity=eq, long=lq, short=sq, p=p,
+                counters=dict(zip(perp_kernel.COUNTER_NAMES, counters.tolist(), strict=True)), money=money, F=F)
 
 
 def labels(r):
-    return [ag.LABELS[x] for x in r["trades"]["label"]]
+    return [perp_kernel.LABELS[x] for x in r["trades"]["label"]]
 
 
 # Hand arithmetic shared by the cases: close 100, ATR 1 -> spacing max(1, 0.5% x 100) = 1;
@@ -127,7 +128,7 @@ def test_after_a_partial_close_the_liquidation_is_the_exchanges_and_the_books_ho
     assert np.isclose(liquidation_price_nb(TIERS, 1, 60.0, 99.15, 594.9), liq)
     assert t["bar"][4] == 3 and np.isclose(t["price"][4], liq, rtol=1e-12)
     wallet = 10_000 - 299.7 - 296.7 + 298.2 + 15 - 296.7
-    assert np.isclose(r["equity"][3], wallet, rtol=1e-12) and np.isclose(r["F"][ag._XD], 0.0)
+    assert np.isclose(r["equity"][3], wallet, rtol=1e-12) and np.isclose(r["F"][perp_kernel._XD], 0.0)
     assert np.isclose(t["pnl"].sum(), wallet - 10_000, rtol=1e-12)  # the trades account for every cent
     assert np.isclose(t["pnl"][4], -594.9 - 15)  # the margin, and the exchange's 15 less on the close
 
@@ -161,7 +162,7 @@ def test_funding_is_paid_at_the_three_settlements_only():
     r = run(c, leverage=10.0, levels=1, no_short=1, funding=(fr, fc))
     assert r["counters"]["funding_events"] == 4  # 08:00, 16:00, 00:00 and 08:00 of the next day
     paid = 30 * 99.95 * (0.0002 - 0.0003 + 0.0004 + 0.0)  # the second 08:00 has no rate: default 0
-    assert np.isclose(r["money"][ag.M_FUNDING], -paid)
+    assert np.isclose(r["money"][perp_kernel.M_FUNDING], -paid)
 
 
 def test_each_rate_is_paid_at_its_slot_and_a_settlement_without_one_is_counted():
@@ -197,8 +198,8 @@ def test_the_real_funding_file_pays_every_settlement_at_its_rate():
 
 
 @pytest.mark.parametrize("regime,long_ok,short_ok", [
-    (ind.NOISE, True, True), (ind.UPTREND, True, False), (ind.DOWNTREND, False, True),
-    (ind.BREAKOUT_UP, True, False), (ind.BREAKOUT_DOWN, False, True),
+    (indicators.NOISE, True, True), (indicators.UPTREND, True, False), (indicators.DOWNTREND, False, True),
+    (indicators.BREAKOUT_UP, True, False), (indicators.BREAKOUT_DOWN, False, True),
 ])
 def test_each_regime_runs_its_grids(regime, long_ok, short_ok):
     c = bars(flat(100), (100, 100.2, 99.8, 100), flat(100))
@@ -228,7 +229,7 @@ def test_two_stage_stop():
     c = bars(flat(100), (100, 100, 98.5, 99.0), (99.0, 99.0, 97.0, 97.5), (97.5, 97.5, 96.0, 96.5))
     r = run(c, levels=2, no_short=1, stop_m=2.0, slippage=0.001)
     t = r["trades"]
-    stops = t[t["label"] == ag.STOP_LONG]
+    stops = t[t["label"] == perp_kernel.STOP_LONG]
     stage1, stage2 = stops[stops["bar"] == 2], stops[stops["bar"] == 3]
     assert labels(r)[:2] == ["BUY_OPEN_LONG", "BUY_OPEN_LONG"] and np.allclose(t["qty"][:2], 3.0)
     assert len(stage1) == 2 and np.allclose(stage1["price"], 97.4 * 0.999) and np.allclose(stage1["qty"], 1.5)
@@ -237,11 +238,11 @@ def test_two_stage_stop():
     # rest of the lots held at that close, as the stop order placed then holds; the lots bought
     # during bar 3 stay, their stops are laid at its close
     assert len(stage2) == 2 and np.allclose(stage2["price"], 96.4 * 0.999) and np.allclose(stage2["qty"], 1.5)
-    new = t[(t["bar"] == 3) & (t["label"] == ag.BUY_OPEN_LONG)]
+    new = t[(t["bar"] == 3) & (t["label"] == perp_kernel.BUY_OPEN_LONG)]
     assert len(new) > 0 and np.isclose(stage2["long_qty"][-1], new["qty"].sum())
     assert r["counters"]["stops_long"] == 2
     avg_new = (new["price"] * new["qty"]).sum() / new["qty"].sum()  # their stop, laid at the close of bar 3
-    assert abs(r["F"][ag._TRIG1_L] - (avg_new - 2.0)) <= r["p"].tick / 2 + 1e-9
+    assert abs(r["F"][perp_kernel._TRIG1_L] - (avg_new - 2.0)) <= r["p"].tick / 2 + 1e-9
     # one lot only: the first stage closes it all
     one = run(bars(flat(100), (100, 100, 99.5, 99.8), (99.8, 99.8, 97.0, 97.5)), levels=1, no_short=1, stop_m=2.0)
     assert labels(one) == ["BUY_OPEN_LONG", "STOP_LONG"] and np.isclose(one["trades"]["qty"][1], 3.0)
@@ -258,26 +259,27 @@ def test_take_profit_one_spacing_away_and_no_round_trip_in_one_bar():
 
 def test_prune_priority():
     """Each prune on its own, then all together: the highest priority wins."""
-    L = np.zeros((2, 4, ag.N_L))
-    F = np.zeros(ag.N_F)
-    I = np.zeros(ag.N_I, dtype=np.int64)
-    money = np.zeros(ag.N_MONEY)
-    F[ag._SPACING] = 1.0
-    p = ag.AdaptiveGridParams(prune_age_ms=100.0, prune_gap=3.0, prune_funding=0.5, prune_offset=1,
+    L = np.zeros((2, 4, perp_kernel.N_L))
+    F = np.zeros(perp_kernel.N_F)
+    I = np.zeros(perp_kernel.N_I, dtype=np.int64)
+    money = np.zeros(perp_kernel.N_MONEY)
+    F[perp_kernel._SPACING] = 1.0
+    p = perp_kernel.AdaptiveGridParams(prune_age_ms=100.0, prune_gap=3.0, prune_funding=0.5, prune_offset=1,
                               offset_min_spacings=2.0, max_lots=4)
 
     def lot(s, m, qty, entry, opened, funding):
         L[s, m] = (qty, entry, opened, funding, 0, 0, 0, 1, qty)
 
     def choose(close, kama=100.0, std=1.0, t=50.0):
-        I[ag._NLOT_L] = int((L[0, :, ag._LA] > 0).sum())
-        I[ag._NLOT_S] = int((L[1, :, ag._LA] > 0).sum())
-        F[ag._QTY_L] = L[0, :, ag._LQ].sum()
-        F[ag._QTY_S] = L[1, :, ag._LQ].sum()
-        ag._choose_prune(close, kama, std, t, p, L, F, I, money)
-        if I[ag._PRUNE_LOT] < 0:
+        I[perp_kernel._NLOT_L] = int((L[0, :, perp_kernel._LA] > 0).sum())
+        I[perp_kernel._NLOT_S] = int((L[1, :, perp_kernel._LA] > 0).sum())
+        F[perp_kernel._QTY_L] = L[0, :, perp_kernel._LQ].sum()
+        F[perp_kernel._QTY_S] = L[1, :, perp_kernel._LQ].sum()
+        perp_kernel._choose_prune(close, kama, std, t, p, L, F, I, money)
+        if I[perp_kernel._PRUNE_LOT] < 0:
             return None
-        return int(I[ag._PRUNE_SIDE]), int(I[ag._PRUNE_LOT]), ag.LABELS[I[ag._PRUNE_LABEL]]
+        label = perp_kernel.LABELS[I[perp_kernel._PRUNE_LABEL]]
+        return int(I[perp_kernel._PRUNE_SIDE]), int(I[perp_kernel._PRUNE_LOT]), label
 
     lot(0, 0, 1.0, 100.0, 0.0, 0.0)
     lot(0, 1, 1.0, 101.0, 10.0, 0.0)
@@ -286,11 +288,11 @@ def test_prune_priority():
     assert choose(96.0) == (0, 1, "PRUNE_DEVIANCE")  # 4 sigma below KAMA: the worst long (101)
     assert choose(97.5, t=150.0) == (0, 0, "PRUNE_OLDEST")  # held over 100 ms: the oldest
     assert choose(97.5) == (0, 1, "PRUNE_GAP")  # 101 is 3.5 spacings above 97.5
-    money[ag.M_GRID_PROFIT] = 8.0
+    money[perp_kernel.M_GRID_PROFIT] = 8.0
     assert choose(99.5) == (1, 0, "PRUNE_FUNDING")  # funding 5 > 50% of 8: the costliest lot
-    money[ag.M_GRID_PROFIT] = 20.0  # funding 5 < 10; profit covers the worst underwater lot
+    money[perp_kernel.M_GRID_PROFIT] = 20.0  # funding 5 < 10; profit covers the worst underwater lot
     assert choose(98.9) == (0, 1, "PRUNE_OFFSET")  # 101 - 98.9 = 2.1 spacings, loss 2.1 <= 20
-    money[ag.M_OFFSET_USED] = 19.0
+    money[perp_kernel.M_OFFSET_USED] = 19.0
     assert choose(98.9) is None  # only 1.0 of profit left to offset a 2.1 loss
 
 
@@ -309,15 +311,16 @@ def test_trailing_up_moves_the_anchor_by_half_the_gap():
     # the grid's top is 100 + 2.5 spacings = 102.5; a close at 112 moves the anchor to 106 (top
     # 108.5), which the next close of 108 stays under; a close above it would move it again
     c = bars(flat(100), (100, 112, 100, 112), flat(108))
-    r = run(c, levels=3, no_short=1, regime=ind.BREAKOUT_UP, er=0.9, er_threshold=0.5)
+    r = run(c, levels=3, no_short=1, regime=indicators.BREAKOUT_UP, er=0.9, er_threshold=0.5)
     assert r["counters"]["trailing_shifts"] == 1
-    assert np.isclose(r["F"][ag._CENTER], 106.0)
-    again = run(bars(flat(100), (100, 112, 100, 112), flat(112)), levels=3, no_short=1, regime=ind.BREAKOUT_UP,
+    assert np.isclose(r["F"][perp_kernel._CENTER], 106.0)
+    again = run(bars(flat(100), (100, 112, 100, 112), flat(112)), levels=3, no_short=1, regime=indicators.BREAKOUT_UP,
                 er=0.9, er_threshold=0.5)
-    assert again["counters"]["trailing_shifts"] == 2 and np.isclose(again["F"][ag._CENTER], 109.0)
+    assert again["counters"]["trailing_shifts"] == 2 and np.isclose(again["F"][perp_kernel._CENTER], 109.0)
     # a trend without efficiency re-centres on drift instead
-    drift = run(bars(flat(100), (100, 112, 100, 112), flat(108)), levels=3, no_short=1, regime=ind.UPTREND, er=0.1)
-    assert drift["counters"]["trailing_shifts"] == 0 and np.isclose(drift["F"][ag._CENTER], 108.0)
+    drift = run(bars(flat(100), (100, 112, 100, 112), flat(108)), levels=3, no_short=1, regime=indicators.UPTREND,
+                er=0.1)
+    assert drift["counters"]["trailing_shifts"] == 0 and np.isclose(drift["F"][perp_kernel._CENTER], 108.0)
 
 
 def test_var_gate_blocks_new_opening_orders():
@@ -376,7 +379,7 @@ def test_equity_moves_only_by_price_fills_fees_and_funding(c, cfg):
     s = r.start_bar
     net = r.long_qty - r.short_qty
     close = c.close
-    fills = t[t["label"] != ag.CIRCUIT_BREAKER_HALT]
+    fills = t[t["label"] != perp_kernel.CIRCUIT_BREAKER_HALT]
     move = np.zeros(len(c))
     move[s + 1:] = net[s:-1] * np.diff(close[s:])
     np.add.at(move, fills["bar"], fills["side"] * fills["qty"] * (close[fills["bar"]] - fills["price"]) - fills["fee"])
@@ -433,16 +436,16 @@ def closes(c, cfg):
 
     a = prepare(c, cfg)
     p = build_params(cfg, a["start"])
-    L, G, F, I = ag.new_state(p)
+    L, G, F, I = perp_kernel.new_state(p)
     n = len(c)
-    trades = np.empty(20_000, dtype=ag.TRADE_DTYPE)
+    trades = np.empty(20_000, dtype=perp_kernel.TRADE_DTYPE)
     eq, lq, sq = np.empty(n), np.empty(n), np.empty(n)
-    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(ag.N_MONEY)
+    counters = np.zeros(perp_kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(perp_kernel.N_MONEY)
     bar = 0
     for i in range(n):  # only data up to bar i exists when bar i closes
         k = i + 1
-        bar = ag.adaptive_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], a["atr"][:k],
+        bar = perp_kernel.adaptive_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], a["atr"][:k],
                                   a["kama"][:k], a["er"][:k], a["std"][:k], a["sigma"][:k], a["z"][:k],
                                   a["regime"][:k], a["funding"][:k], a["funding_count"][:k], TIERS, NO_GATE, p, L,
                                   G, F, I, trades, eq[:k], lq[:k], sq[:k], counters, money, bar)
@@ -456,7 +459,7 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
     cfg = AdaptiveGridConfig()
     whole = run_adaptive_grid(c, cfg)
     *_, (_, _, (_, _, _, I), trades, eq) = closes(c, cfg)  # the state after the last close
-    assert np.array_equal(trades[:I[ag._NTR]], whole.trades)
+    assert np.array_equal(trades[:I[perp_kernel._NTR]], whole.trades)
     assert np.array_equal(eq, whole.equity)
 
 
@@ -469,23 +472,24 @@ def test_order_log_and_marks_equal_what_the_state_wanted_at_each_close(btc5m):
     cfg = AdaptiveGridConfig(leverage=5.0, stop_m=2.5)
     logged = run_adaptive_grid(c, cfg, orders=True, log_capacity=16)  # the logs grow from almost nothing
     assert np.array_equal(logged.equity, run_adaptive_grid(c, cfg).equity)  # keeping them changes nothing
-    want = np.empty(500, dtype=ag.ORDER_DTYPE)
+    want = np.empty(500, dtype=perp_kernel.ORDER_DTYPE)
     checked, stops = 0, 0
     for i, p, (L, G, F, I), _, _ in closes(c.slice(0, len(c) - 1), cfg):
         if i < logged.start_bar:
             continue
-        m = ag.desired_orders_nb(p, L, G, F, I, want)
+        m = perp_kernel.desired_orders_nb(p, L, G, F, I, want)
         w = want[:m]
-        resting = w[(w["kind"] == ag.OPEN_ORDER) | (w["kind"] == ag.TAKE_PROFIT_ORDER)]
+        resting = w[(w["kind"] == perp_kernel.OPEN_ORDER) | (w["kind"] == perp_kernel.TAKE_PROFIT_ORDER)]
         got = logged.orders_at(i + 1)
         key = lambda o: sorted(zip(o["side"].tolist(), o["kind"].tolist(), o["book"].tolist(),  # noqa: E731
                                    o["price"].round(6).tolist(), o["qty"].round(9).tolist(), strict=True))
         assert key(got) == key(resting), f"bar {i + 1}"
         checked += len(got)
         mk = logged.marks[i]
-        for s, q, cost in ((0, F[ag._QTY_L], F[ag._COST_L]), (1, F[ag._QTY_S], F[ag._COST_S])):
+        for s, q, cost in ((0, F[perp_kernel._QTY_L], F[perp_kernel._COST_L]), (1, F[perp_kernel._QTY_S],
+                                                                                F[perp_kernel._COST_S])):
             assert (np.isnan(mk[s]) if q == 0 else mk[s] == pytest.approx(cost / q)), f"bar {i}"
-            stop = w[(w["kind"] == ag.STOP_ORDER) & (w["book"] == s)]
+            stop = w[(w["kind"] == perp_kernel.STOP_ORDER) & (w["book"] == s)]
             assert (np.isnan(mk[4 + s]) if len(stop) == 0 else mk[4 + s] == stop["price"][0]), f"bar {i}"
             stops += len(stop)
     assert checked > 10_000 and stops > 100
@@ -496,27 +500,28 @@ def test_desired_orders_and_fills_from_outside():
     r = run(c, levels=2, no_short=1, stop_m=2.0)
     # after bar 1 both levels are lots: the runtime should rest two take-profits and a stop
     p = r["p"]
-    L, G, F, I = ag.new_state(p)
+    L, G, F, I = perp_kernel.new_state(p)
     n = len(c)
-    trades = np.empty(1000, dtype=ag.TRADE_DTYPE)  # room for a bar's worst case
-    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(ag.N_MONEY)
+    trades = np.empty(1000, dtype=perp_kernel.TRADE_DTYPE)  # room for a bar's worst case
+    counters = np.zeros(perp_kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(perp_kernel.N_MONEY)
     z = np.zeros(n)
-    ag.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, np.ones(n), c.close.copy(), z, z, z, z,
+    perp_kernel.adaptive_grid_nb(c.time, c.open, c.high, c.low, c.close, np.ones(n), c.close.copy(), z, z, z, z,
                         np.zeros(n, np.int64), z, np.zeros(n, np.int64), TIERS, NO_GATE, p, L, G, F, I, trades,
                         np.empty(n), np.empty(n), np.empty(n), counters, money, 0)
-    out = np.empty(50, dtype=ag.ORDER_DTYPE)
-    k = ag.desired_orders_nb(p, L, G, F, I, out)
+    out = np.empty(50, dtype=perp_kernel.ORDER_DTYPE)
+    k = perp_kernel.desired_orders_nb(p, L, G, F, I, out)
     kinds = sorted((int(o["kind"]), round(float(o["price"]), 4)) for o in out[:k])
     ep = (99.9 + 98.9) / 2
-    assert (ag.TAKE_PROFIT_ORDER, 100.9) in kinds and (ag.TAKE_PROFIT_ORDER, 99.9) in kinds
+    assert (perp_kernel.TAKE_PROFIT_ORDER, 100.9) in kinds and (perp_kernel.TAKE_PROFIT_ORDER, 99.9) in kinds
     # both stop stages rest, stage 1 for half of each lot, stage 2 for the rest
     stops = sorted((int(o["ref"]), round(float(o["price"]), 4), float(o["qty"])) for o in out[:k]
-                   if o["kind"] == ag.STOP_ORDER)
+                   if o["kind"] == perp_kernel.STOP_ORDER)
     assert stops == [(1, round(ep - 2.0, 4), 3.0), (2, round(ep - 3.0, 4), 3.0)]
     # a take-profit fill reported from outside closes the lot and re-arms nothing (the grid
     # was laid again at the close of bar 1)
-    before = F[ag._QTY_L]
-    assert ag.on_take_profit_fill_nb(0, 0, 2, int(c.time[-1]) + TF, float(L[0, 0, ag._LTP]), p, L, G, F, I, trades,
+    before = F[perp_kernel._QTY_L]
+    assert perp_kernel.on_take_profit_fill_nb(0, 0, 2, int(c.time[-1]) + TF, float(L[0, 0, perp_kernel._LTP]), p, L,
+                                              G, F, I, trades,
                                      counters, money, TIERS)
-    assert np.isclose(F[ag._QTY_L], before - 3.0) and I[ag._NLOT_L] == 1
+    assert np.isclose(F[perp_kernel._QTY_L], before - 3.0) and I[perp_kernel._NLOT_L] == 1

@@ -17,7 +17,7 @@ from conftest import BTC_1H, FUNDING, ROOT, shared_file
 from PySide6.QtCore import Qt
 
 from app.controller import Controller
-from engine.kernels import adaptive_grid as ag
+from engine.kernels import adaptive_grid as perp_kernel
 from engine.replay import BAR_METRICS, MARKER_KINDS, format_metric
 from widgets.backtest import SPEEDS, BacktestTab
 
@@ -207,7 +207,7 @@ def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
     assert tab.metrics.item(BAR_METRICS.index("funding"), 0).text() == format_metric("funding", r.funding_cum[bar])
     # each side's entry, liquidation price and stop at the bar, from the run's own marks
     assert len(r.orders_at(bar)) and r.long_qty[bar] + r.short_qty[bar] > 0
-    marks = dict(zip(ag.MARK_NAMES, r.result.marks[bar], strict=True))
+    marks = dict(zip(perp_kernel.MARK_NAMES, r.result.marks[bar], strict=True))
     for line, mark in (("avg_entry", "avg_long"), ("avg_short", "avg_short"), ("liq_long", "liq_long"),
                        ("liq_short", "liq_short"), ("stop_long", "stop_long"), ("stop_short", "stop_short")):
         _, ys = tab.chart.lines[line].getData()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fake_exchange import FakeBinance, until
 
-from engine.exchange import base as xb
+from engine.exchange import base
 from engine.exchange.live import CcxtExchange, RateBudget
 
 KEY, SECRET = "test-key-123", "test-secret-456"
@@ -37,7 +37,7 @@ def run(coro):
 
 
 def req(cid, price=15_000.0, qty=0.001, side="buy", type_="limit"):
-    return xb.OrderRequest("BTC/USDT", side, type_, qty, price, cid)
+    return base.OrderRequest("BTC/USDT", side, type_, qty, price, cid)
 
 
 def test_rules_place_query_cancel_and_fills(fake):
@@ -48,19 +48,19 @@ def test_rules_place_query_cancel_and_fills(fake):
             assert (rules.tick, rules.lot, rules.min_notional) == (0.01, 1e-05, 5.0)
             assert rules.fee_in_received  # Binance spot: a buy's commission is taken in the coins bought
             r = await ex.place(req("gdt-1-1"))
-            assert r.status == xb.OPEN and r.client_order_id == "gdt-1-1" and r.qty == 0.001
+            assert r.status == base.OPEN and r.client_order_id == "gdt-1-1" and r.qty == 0.001
             assert [o.client_order_id for o in await ex.open_orders("BTC/USDT")] == ["gdt-1-1"]
             sell = await ex.place(req("gdt-2-2", price=1.0e6, side="sell"))
             bal = await ex.balance()
             assert bal.free["USDT"] == pytest.approx(10_000 - 15.0)  # (its commission comes from the coins)
             assert bal.free["BTC"] == pytest.approx(0.099)
             c = await ex.cancel("BTC/USDT", sell)
-            assert c.status == xb.CANCELED
+            assert c.status == base.CANCELED
             # a buy far above the price fills when the next candle closes, at its open
             above = await ex.place(req("gdt-3-3", price=30_000.0))
             fake.advance()
             got = await ex.order("BTC/USDT", "gdt-3-3")
-            assert got.status == xb.CLOSED and got.filled == 0.001
+            assert got.status == base.CLOSED and got.filled == 0.001
             assert got.average == pytest.approx(float(fake.candles["BTCUSDT"][100, 1]))
             assert above.id == got.id
             # the placement's answer (FULL) tells the commission, in BTC; a lookup with the order's
@@ -79,13 +79,13 @@ def test_errors_are_ours_and_carry_no_secrets(fake):
         ex = adapter(fake)
         bad = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret="wrong-secret", backoff=0.01)
         try:
-            with pytest.raises(xb.OrderRejected, match="NOTIONAL"):
+            with pytest.raises(base.OrderRejected, match="NOTIONAL"):
                 await ex.place(req("gdt-1-1", qty=0.0001, price=100.0))
-            with pytest.raises(xb.InsufficientFunds):
+            with pytest.raises(base.InsufficientFunds):
                 await ex.place(req("gdt-1-2", qty=5.0))
-            with pytest.raises(xb.OrderNotFound):
+            with pytest.raises(base.OrderNotFound):
                 await ex.order("BTC/USDT", "gdt-9-9")
-            with pytest.raises(xb.AuthError) as info:
+            with pytest.raises(base.AuthError) as info:
                 await bad.balance()
             assert "wrong-secret" not in str(info.value) and "signature=" not in str(info.value).lower().replace(
                 "signature=***", "")
@@ -103,7 +103,7 @@ def test_a_failed_placement_is_retried_without_a_duplicate(fake, fault):
             await ex.market("BTC/USDT")
             fake.inject("POST /api/v3/order", fault)
             r = await ex.place(req("gdt-5-5"))
-            assert r.client_order_id == "gdt-5-5" and r.status == xb.OPEN
+            assert r.client_order_id == "gdt-5-5" and r.status == base.OPEN
         finally:
             await ex.close()
     run(go())
@@ -118,7 +118,7 @@ def test_temporary_errors_give_up_after_the_retry_limit(fake):
         try:
             await ex.market("BTC/USDT")
             fake.inject("GET /api/v3/openOrders", "500", times=3)
-            with pytest.raises(xb.TemporaryError):
+            with pytest.raises(base.TemporaryError):
                 await ex.open_orders("BTC/USDT")
             assert ex.retried == 2
             assert await ex.open_orders("BTC/USDT") == []  # the exchange is back
@@ -134,7 +134,7 @@ def test_cancel_that_already_happened_reports_the_order(fake):
             r = await ex.place(req("gdt-1-1"))
             fake.inject("DELETE /api/v3/order", "drop-after")  # cancelled, the answer lost
             c = await ex.cancel("BTC/USDT", r)
-            assert c.status == xb.CANCELED
+            assert c.status == base.CANCELED
         finally:
             await ex.close()
     run(go())
@@ -165,7 +165,7 @@ def test_the_rate_budget_paces_a_100_order_grid_without_a_rejection(fake):
         return results, sleeps
 
     results, sleeps = run(go())
-    assert all(isinstance(r, xb.OrderReport) for r in results)
+    assert all(isinstance(r, base.OrderReport) for r in results)
     assert len(fake.orders) == 100 and fake.duplicate_attempts == []
     assert clock[0] >= 20.0 - 1e-6  # 100 orders at 50 per 10 s: two full windows of waiting
     assert sum(sleeps) == pytest.approx(clock[0])
@@ -221,20 +221,20 @@ def test_candles_and_our_order_updates_come_on_the_streams(fake):
         low = float(rows[101, 3])
         far = await ex.place(req("gd1-ws-far", price=low * 0.8, qty=0.002))
         await ex.place(req("gd1-ws-buy", price=low + 1, qty=0.002))
-        await until(lambda: seen("gd1-ws-buy", xb.OPEN) and seen("gd1-ws-far", xb.OPEN))
+        await until(lambda: seen("gd1-ws-buy", base.OPEN) and seen("gd1-ws-far", base.OPEN))
         fake.advance()  # candle 100 closes (nothing fills), 101 forms
         await until(lambda: candles[-1][-1][0] == rows[101, 0])
-        assert candles[-1][-2] == pytest.approx(list(rows[100, :6])) and not seen("gd1-ws-buy", xb.CLOSED)
+        assert candles[-1][-2] == pytest.approx(list(rows[100, :6])) and not seen("gd1-ws-buy", base.CLOSED)
         fake.advance()  # 101 closes: the buy fills
-        await until(lambda: seen("gd1-ws-buy", xb.CLOSED))
-        fill, want = seen("gd1-ws-buy", xb.CLOSED), fake.fills[-1]
+        await until(lambda: seen("gd1-ws-buy", base.CLOSED))
+        fill, want = seen("gd1-ws-buy", base.CLOSED), fake.fills[-1]
         assert fill.filled == pytest.approx(0.002) and want["cid"] == "gd1-ws-buy"
         assert fill.average == pytest.approx(want["price"])
         # each message tells its execution's commission (ccxt keeps them as the order's trades):
         # Binance spot takes a buy's in the coins bought
         assert fill.fee_told and fill.fee == 0.0 and fill.fee_base == pytest.approx(want["fee"]) and want["fee"] > 0
         await ex.cancel("BTC/USDT", far)
-        await until(lambda: seen("gd1-ws-far", xb.CANCELED))
+        await until(lambda: seen("gd1-ws-far", base.CANCELED))
         for r in readers:
             r.cancel()
         await ex.close()
@@ -249,7 +249,7 @@ def test_a_stream_that_drops_raises_our_temporary_error(fake):
         pending = asyncio.ensure_future(ex.watch_candles("BTC/USDT", "5m", 0))
         await asyncio.sleep(0.2)
         await asyncio.get_running_loop().run_in_executor(None, fake.drop_streams)
-        with pytest.raises(xb.TemporaryError):
+        with pytest.raises(base.TemporaryError):
             await pending
         got = await ex.watch_candles("BTC/USDT", "5m", 0)  # a new connection: the candle forming
         assert got[-1][0] == fake.candles["BTCUSDT"][100, 0]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from engine.backtest import run_spot_grid
 from engine.data import Candles, load_funding
-from engine.kernels import spot_grid as sg
+from engine.kernels import spot_grid as spot_kernel
 from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers
 from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spot_grid import build_params
@@ -37,22 +37,23 @@ def run(c, ema=95.0, atr=1.0, funding=0.0, **kw):
     """The kernel with hand-set EMA, ATR and funding (constants)."""
     n = len(c)
     p = build_params(HedgedGridConfig(**{**PLAIN, **kw}), float(c.close[0]))
-    S, SI, F, I, H = sg.new_state(p, float(c.close[0]))
-    trades = np.empty(1000, dtype=sg.TRADE_DTYPE)
-    orders = np.empty(1000, dtype=sg.ORDER_DTYPE)
+    S, SI, F, I, H = spot_kernel.new_state(p, float(c.close[0]))
+    trades = np.empty(1000, dtype=spot_kernel.TRADE_DTYPE)
+    orders = np.empty(1000, dtype=spot_kernel.ORDER_DTYPE)
     eq, cash, pos, cost = (np.empty(n) for _ in range(4))
-    counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(sg.N_MONEY)
-    out = sg.spot_grid_nb(c.time, c.open, c.high, c.low, c.close, np.full(n, atr), np.full(n, ema), np.full(n, funding),
+    counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(spot_kernel.N_MONEY)
+    out = spot_kernel.spot_grid_nb(c.time, c.open, c.high, c.low, c.close, np.full(n, atr), np.full(n, ema),
+                                   np.full(n, funding),
                           TIERS, p, S, SI, F, I, H, trades, orders, eq, cash, pos, cost, counters, money, 0)
     assert out == n
-    t = trades[:sg.record_counts(I)[0]]
+    t = trades[:spot_kernel.record_counts(I)[0]]
     return dict(trades=t, equity=eq, cash=cash, position=pos, money=money, H=H,
-                counters=dict(zip(sg.COUNTER_NAMES, counters.tolist(), strict=True)))
+                counters=dict(zip(spot_kernel.COUNTER_NAMES, counters.tolist(), strict=True)))
 
 
 def roles(r):
-    return [sg.ROLE_NAMES[x] for x in r["trades"]["role"]]
+    return [spot_kernel.ROLE_NAMES[x] for x in r["trades"]["role"]]
 
 
 INVENTORY = sum(np.floor(200 / L / 0.001) * 0.001 for L in (90, 92, 94, 96, 98))  # all five levels bought
@@ -64,14 +65,14 @@ def test_hedge_opens_below_the_lowest_level_and_closes_on_reversal():
     c = bars(flat(100), (100, 100, 89, 89.5), (89, 89.5, 88.5, 89.2), (89.2, 97, 89.2, 97), flat(97))
     r = run(c)
     t = r["trades"]
-    hedge = t[np.isin(t["role"], [sg.HEDGE_OPEN_SHORT, sg.HEDGE_CLOSE_SHORT])]
+    hedge = t[np.isin(t["role"], [spot_kernel.HEDGE_OPEN_SHORT, spot_kernel.HEDGE_CLOSE_SHORT])]
     q = np.floor(0.5 * INVENTORY / 0.001) * 0.001
-    assert [sg.ROLE_NAMES[x] for x in hedge["role"]] == ["HEDGE_OPEN_SHORT", "HEDGE_CLOSE_SHORT"]
+    assert [spot_kernel.ROLE_NAMES[x] for x in hedge["role"]] == ["HEDGE_OPEN_SHORT", "HEDGE_CLOSE_SHORT"]
     assert hedge["bar"].tolist() == [2, 4] and hedge["price"].tolist() == [89.0, 97.0]
     assert np.allclose(hedge["qty"], q)
     assert np.isclose(hedge["pnl"][1], (89 - 97) * q)
     assert r["counters"]["hedge_opens"] == 1 and r["counters"]["hedge_closes"] == 1
-    assert np.isclose(r["money"][sg.M_HEDGE_PNL], (89 - 97) * q)
+    assert np.isclose(r["money"][spot_kernel.M_HEDGE_PNL], (89 - 97) * q)
 
 
 def test_hedge_profit_sells_down_the_worst_lots():
@@ -82,13 +83,13 @@ def test_hedge_profit_sells_down_the_worst_lots():
     r = run(c, hedge_ratio=1.0, hedge_tp=0.04)
     t = r["trades"]
     q = np.floor(INVENTORY / 0.001) * 0.001
-    close = t[t["role"] == sg.HEDGE_CLOSE_SHORT]
+    close = t[t["role"] == spot_kernel.HEDGE_CLOSE_SHORT]
     assert close["bar"][0] == 4 and np.isclose(close["pnl"][0], 4 * q)
-    bag = t[t["role"] == sg.BAG_REDUCE]
+    bag = t[t["role"] == spot_kernel.BAG_REDUCE]
     assert len(bag) == 1 and bag["level"][0] == 4 and bag["bar"][0] == 4 and bag["price"][0] == 85.0
     q98 = np.floor(200 / 98 / 0.001) * 0.001
     assert np.isclose(bag["qty"][0], q98)
-    assert np.isclose(r["money"][sg.M_OFFSET_BY_HEDGE], (98 - 85) * q98)  # cost minus what it sold for
+    assert np.isclose(r["money"][spot_kernel.M_OFFSET_BY_HEDGE], (98 - 85) * q98)  # cost minus what it sold for
     assert r["counters"]["bag_reductions"] == 1
     # the lot sold down buys again at its level on a later bar: its slot is flat with a buy
     assert r["position"][4] < r["position"][3]
@@ -102,7 +103,7 @@ def test_hedge_liquidation_loses_its_margin():
     liq = liquidation_price_nb(TIERS, -1, q, 89.0, margin)
     assert np.isclose(liq, (q * 89 + margin) / (q * 1.004))
     t = r["trades"]
-    lq = t[t["role"] == sg.HEDGE_LIQUIDATION]
+    lq = t[t["role"] == spot_kernel.HEDGE_LIQUIDATION]
     assert len(lq) == 1 and lq["bar"][0] == 3 and np.isclose(lq["price"][0], liq) and np.isclose(lq["pnl"][0], -margin)
     assert r["counters"]["hedge_liquidations"] == 1
 
@@ -112,7 +113,7 @@ def test_funding_on_the_short_and_scaling_on_further_breaks():
     c = bars(flat(100), (100, 100, 89, 89.5), (89, 89.5, 87, 87.2), (87.2, 87.2, 85, 85.1), flat(85.1))
     r = run(c, hedge_step=0.25, funding=0.001)
     t = r["trades"]
-    opens = t[t["role"] == sg.HEDGE_OPEN_SHORT]
+    opens = t[t["role"] == spot_kernel.HEDGE_OPEN_SHORT]
     # opened after bar 1 (89.5 < 90); bar 2 closes at 87.2 < 89.5 - 2 and bar 3 at 85.1 < 87.2 - 2:
     # each adds a quarter of the inventory, up to all of it
     assert opens["bar"].tolist() == [2, 3, 4]
@@ -122,18 +123,18 @@ def test_funding_on_the_short_and_scaling_on_further_breaks():
     assert np.allclose(opens["qty"], [q1, q2, q3])
     assert r["counters"]["hedge_scales"] == 2
     # funding is paid at each open on the short held into it, before that open's add
-    assert np.isclose(r["money"][sg.M_HEDGE_FUNDING], 0.001 * (q1 * 87.2 + (q1 + q2) * 85.1))
+    assert np.isclose(r["money"][spot_kernel.M_HEDGE_FUNDING], 0.001 * (q1 * 87.2 + (q1 + q2) * 85.1))
 
 
 def test_reserve_and_profit_banking():
     c = bars(flat(100), (100, 100, 97, 97.5), (97.5, 100.5, 97.5, 100), flat(100))
     r = run(c, reserve_ratio=0.05, fee_reserve=0.01, bank_frac=0.1, bank_cap=0.01, hedge_ratio=0.0)
     t = r["trades"]
-    buy = t[t["role"] == sg.GRID_BUY]
+    buy = t[t["role"] == spot_kernel.GRID_BUY]
     assert np.isclose(buy["qty"][0], np.floor(2000 * 0.94 / 5 / 98 / 0.001) * 0.001)  # 6% kept aside
-    sell = t[t["role"] == sg.GRID_SELL]
+    sell = t[t["role"] == spot_kernel.GRID_SELL]
     assert len(sell) == 1
-    assert np.isclose(r["money"][sg.M_BANKED], min(0.1 * sell["pnl"][0], 20.0))
+    assert np.isclose(r["money"][spot_kernel.M_BANKED], min(0.1 * sell["pnl"][0], 20.0))
 
 
 @st.composite
@@ -160,7 +161,7 @@ def test_equity_identity_with_the_hedge(c, ratio, fee, slip, rate, spacing):
     if r.counters["hedge_liquidations"]:
         return
     t = r.trades
-    hedge_roles = [sg.HEDGE_OPEN_SHORT, sg.HEDGE_CLOSE_SHORT]
+    hedge_roles = [spot_kernel.HEDGE_OPEN_SHORT, spot_kernel.HEDGE_CLOSE_SHORT]
     is_hedge = np.isin(t["role"], hedge_roles)
     hq = np.zeros(len(c))
     np.add.at(hq, t["bar"][is_hedge], -t["side"][is_hedge] * t["qty"][is_hedge])
@@ -175,9 +176,9 @@ def test_equity_identity_with_the_hedge(c, ratio, fee, slip, rate, spacing):
     assert np.allclose(np.diff(r.equity[s:]), move[s + 1:], rtol=0, atol=1e-7 * 1000)
     assert r.cash.min() >= -1e-9 and r.position.min() >= -1e-12
     # the bag is only ever sold down with hedge profit that existed at the time
-    hedge_pnl = np.cumsum(np.where(np.isin(t["role"], [*hedge_roles, sg.HEDGE_LIQUIDATION]), t["pnl"], 0.0))
-    offset = np.cumsum(np.where(t["role"] == sg.BAG_REDUCE, -t["pnl"], 0.0))
-    assert np.all(offset[t["role"] == sg.BAG_REDUCE] <= hedge_pnl[t["role"] == sg.BAG_REDUCE] + 1e-9)
+    hedge_pnl = np.cumsum(np.where(np.isin(t["role"], [*hedge_roles, spot_kernel.HEDGE_LIQUIDATION]), t["pnl"], 0.0))
+    offset = np.cumsum(np.where(t["role"] == spot_kernel.BAG_REDUCE, -t["pnl"], 0.0))
+    assert np.all(offset[t["role"] == spot_kernel.BAG_REDUCE] <= hedge_pnl[t["role"] == spot_kernel.BAG_REDUCE] + 1e-9)
 
 
 @pytest.mark.parametrize("name", ["BTCUSDT-5m-binance-2020-2021.csv", "BTCUSDT-1h-binance-2017-2022.csv"])
@@ -202,24 +203,24 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest():
     from engine.kernels import indicators as ind
 
     p = build_params(cfg, float(c.close[whole.params.start_bar]), whole.params.start_bar)
-    S, SI, F, I, H = sg.new_state(p, float(c.close[p.start_bar]))
+    S, SI, F, I, H = spot_kernel.new_state(p, float(c.close[p.start_bar]))
     atr = ind.atr_nb(c.high, c.low, c.close, cfg.atr_period)
     ema = ind.ema_nb(c.close, cfg.ema_period)
     fund, _, _ = funding_on_bars(c.time, np.zeros(0, np.int64), np.zeros(0), cfg.funding_rate)
     n = len(c)
-    trades = np.empty(20_000, dtype=sg.TRADE_DTYPE)
-    orders = np.empty(20_000, dtype=sg.ORDER_DTYPE)
+    trades = np.empty(20_000, dtype=spot_kernel.TRADE_DTYPE)
+    orders = np.empty(20_000, dtype=spot_kernel.ORDER_DTYPE)
     eq, cash, pos, cost = (np.empty(n) for _ in range(4))
-    counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(sg.N_MONEY)
+    counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(spot_kernel.N_MONEY)
     bar = 0
     for i in range(n):
         k = i + 1
-        bar = sg.spot_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], atr[:k], ema[:k],
+        bar = spot_kernel.spot_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], atr[:k], ema[:k],
                               fund[:k], TIERS, p, S, SI, F, I, H, trades, orders, eq[:k], cash[:k], pos[:k], cost[:k],
                               counters, money, bar)
         assert bar == k
-    nt, _ = sg.record_counts(I)
+    nt, _ = spot_kernel.record_counts(I)
     assert np.array_equal(trades[:nt], whole.trades)
     assert np.array_equal(eq, whole.equity)
 

@@ -7,7 +7,7 @@ import talib
 from conftest import BTC_1H, BTC_5M, ETH_5M, real_candles
 
 from engine.indicators import compute_indicators
-from engine.kernels import indicators as k
+from engine.kernels import indicators as kernels
 
 FILES = [BTC_5M, ETH_5M, BTC_1H]
 
@@ -24,24 +24,24 @@ def assert_close(ours, ref, rtol=1e-9):
 def test_atr_tr_sma_ema_stddev_kama_match_talib(name):
     c = real_candles(name)
     h, l, cl = c.high, c.low, c.close
-    assert_close(k.true_range_nb(h, l, cl), talib.TRANGE(h, l, cl))
+    assert_close(kernels.true_range_nb(h, l, cl), talib.TRANGE(h, l, cl))
     for n in (1, 2, 14, 28, 100):
-        assert_close(k.atr_nb(h, l, cl, n), talib.ATR(h, l, cl, n))
+        assert_close(kernels.atr_nb(h, l, cl, n), talib.ATR(h, l, cl, n))
     for n in (14, 28, 50, 100, 200):
-        assert_close(k.ema_nb(cl, n), talib.EMA(cl, n))
+        assert_close(kernels.ema_nb(cl, n), talib.EMA(cl, n))
     for n in (2, 20, 200):
-        assert_close(k.sma_nb(cl, n), talib.SMA(cl, n))
+        assert_close(kernels.sma_nb(cl, n), talib.SMA(cl, n))
     for n in (5, 20, 200):
-        assert_close(k.stddev_nb(cl, n, 1.0), talib.STDDEV(cl, n, 1.0))
-    assert_close(k.stddev_nb(cl, 20, 2.0), talib.STDDEV(cl, 20, 2.0))
+        assert_close(kernels.stddev_nb(cl, n, 1.0), talib.STDDEV(cl, n, 1.0))
+    assert_close(kernels.stddev_nb(cl, 20, 2.0), talib.STDDEV(cl, 20, 2.0))
     for n in (10, 30):
-        kama, _ = k.kama_er_nb(cl, n)
+        kama, _ = kernels.kama_er_nb(cl, n)
         assert_close(kama, talib.KAMA(cl, n))
 
 
 def test_efficiency_ratio_and_zscore_match_their_definitions(btc5m):
     cl = btc5m.close[:5000]
-    _, er = k.kama_er_nb(cl, 10)
+    _, er = kernels.kama_er_nb(cl, 10)
     s = pd.Series(cl)
     ref = (s - s.shift(10)).abs() / s.diff().abs().rolling(10).sum()
     ref = ref.where(~((s - s.shift(10)) >= s.diff().abs().rolling(10).sum()), 1.0)  # a straight rise is 1
@@ -65,7 +65,7 @@ def test_stddev_is_exact_where_talib_rounds(name):
     eps = np.finfo(float).eps
     rng = np.random.default_rng(0)
     for n in (2, 5, 20):
-        ours = k.stddev_nb(cl, n, 1.0)
+        ours = kernels.stddev_nb(cl, n, 1.0)
         for i in rng.integers(n, len(cl), 200):
             w = [Fraction(v) for v in cl[i - n + 1:i + 1]]
             m = sum(w) / n
@@ -73,13 +73,13 @@ def test_stddev_is_exact_where_talib_rounds(name):
             assert abs(ours[i] - exact) <= 1e-12 * max(exact, 1e-300) or (exact ** 2 < 1e-8 and ours[i] == 0)
         ta = talib.STDDEV(cl, n, 1.0)
         ok = (ta > 0) & (ours > 0)
-        bound = np.maximum(1e-9 * ta[ok], n * eps * k.sma_nb(cl * cl, n)[ok] / (2 * ours[ok]))
+        bound = np.maximum(1e-9 * ta[ok], n * eps * kernels.sma_nb(cl * cl, n)[ok] / (2 * ours[ok]))
         assert np.all(np.abs(ours[ok] - ta[ok]) <= bound)
 
 
 def test_stddev_has_no_cancellation_error_on_large_prices():
     x = np.array([1e8 + 1, 1e8 + 2, 1e8 + 3, 1e8 + 5, 1e8 + 1.5])
-    assert np.allclose(k.stddev_nb(x, 3, 1.0)[2:], [np.std(x[i - 2:i + 1]) for i in range(2, 5)], rtol=1e-12)
+    assert np.allclose(kernels.stddev_nb(x, 3, 1.0)[2:], [np.std(x[i - 2:i + 1]) for i in range(2, 5)], rtol=1e-12)
 
 
 def test_regime_states_on_hand_built_series():
@@ -87,19 +87,19 @@ def test_regime_states_on_hand_built_series():
     up = 100.0 + np.arange(60) * 2.0  # a straight line: ER = 1
     choppy_up = 100.0 + np.arange(60) * 2.0 + np.where(np.arange(60) % 2, 9.0, -9.0)
     atr = np.full(60, 4.0)
-    for series, state in ((flat, k.NOISE), (up, k.BREAKOUT_UP), (up[::-1].copy(), k.BREAKOUT_DOWN)):
-        kama, er = k.kama_er_nb(series, 10)
-        reg = k.regime_nb(kama, er, atr, 0.15, 0.5, 1)
-        assert reg[-1] == state, (k.REGIME_NAMES[reg[-1]], k.REGIME_NAMES[state])
-    kama, er = k.kama_er_nb(choppy_up, 10)
+    for series, state in ((flat, kernels.NOISE), (up, kernels.BREAKOUT_UP), (up[::-1].copy(), kernels.BREAKOUT_DOWN)):
+        kama, er = kernels.kama_er_nb(series, 10)
+        reg = kernels.regime_nb(kama, er, atr, 0.15, 0.5, 1)
+        assert reg[-1] == state, (kernels.REGIME_NAMES[reg[-1]], kernels.REGIME_NAMES[state])
+    kama, er = kernels.kama_er_nb(choppy_up, 10)
     assert er[-1] < 0.5
-    reg = k.regime_nb(kama, er, np.full(60, 0.5), 0.15, 0.5, 1)
-    assert reg[-1] == k.UPTREND
-    reg = k.regime_nb(kama, er, np.full(60, 0.5), 0.15, 0.5, 1)
-    kama_d, er_d = k.kama_er_nb(choppy_up[::-1].copy(), 10)
-    assert k.regime_nb(kama_d, er_d, np.full(60, 0.5), 0.15, 0.5, 1)[-1] == k.DOWNTREND
+    reg = kernels.regime_nb(kama, er, np.full(60, 0.5), 0.15, 0.5, 1)
+    assert reg[-1] == kernels.UPTREND
+    reg = kernels.regime_nb(kama, er, np.full(60, 0.5), 0.15, 0.5, 1)
+    kama_d, er_d = kernels.kama_er_nb(choppy_up[::-1].copy(), 10)
+    assert kernels.regime_nb(kama_d, er_d, np.full(60, 0.5), 0.15, 0.5, 1)[-1] == kernels.DOWNTREND
     # warm-up bars are NOISE, never garbage
-    assert np.all(reg[:10] == k.NOISE)
+    assert np.all(reg[:10] == kernels.NOISE)
 
 
 def test_regime_uses_only_past_bars(btc5m):

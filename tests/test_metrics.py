@@ -24,7 +24,8 @@ def _reference(equity: np.ndarray, timeframe_ms: int) -> dict:
     r = s.pct_change().dropna()
     per_year = YEAR_MS / timeframe_ms
     years = (len(s) - 1) / per_year
-    cagr = (s.iloc[-1] / s.iloc[0]) ** (1 / years) - 1
+    with np.errstate(over="ignore"):  # a few hours annualize to infinity, as in the engine
+        cagr = (s.iloc[-1] / s.iloc[0]) ** (1 / years) - 1
     dd = 1 - s / s.cummax()
     down = math.sqrt((np.minimum(r, 0.0) ** 2).mean())
     std = r.std(ddof=0)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from engine.backtest import run_spot_grid
 from engine.data import Candles
-from engine.kernels import spot_grid as sg
+from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.errors import ParamError
 from engine.strategies.spot_grid import SpotGridConfig
 
@@ -114,9 +114,10 @@ def test_every_fill_comes_from_a_resting_order_of_an_earlier_close(c, cfg):
     if r is None:
         return
     o = r.orders
-    resting = {(int(x["end"]), int(x["level"]), int(x["side"])): x for x in o if x["status"] == sg.ORDER_FILLED}
+    resting = {(int(x["end"]), int(x["level"]),
+                int(x["side"])): x for x in o if x["status"] == spot_kernel.ORDER_FILLED}
     for tr in r.trades:
-        if tr["role"] in (sg.GRID_BUY, sg.GRID_SELL, sg.REBUY):
+        if tr["role"] in (spot_kernel.GRID_BUY, spot_kernel.GRID_SELL, spot_kernel.REBUY):
             order = resting.pop((int(tr["bar"]), int(tr["level"]), int(tr["side"])))
             assert order["placed"] < tr["bar"]  # decided at an earlier close: no look-ahead
             assert tr["qty"] == order["qty"]
@@ -138,10 +139,10 @@ def test_every_grid_sell_closes_an_earlier_buy_of_its_slot(c, cfg):
     open_buys: dict[int, list[int]] = {}
     for tr in r.trades:
         level = int(tr["level"])
-        if tr["role"] in (sg.GRID_BUY, sg.REBUY):
+        if tr["role"] in (spot_kernel.GRID_BUY, spot_kernel.REBUY):
             assert not open_buys.get(level), "a slot bought twice without selling"
             open_buys.setdefault(level, []).append(int(tr["bar"]))
-        elif tr["role"] == sg.GRID_SELL:
+        elif tr["role"] == spot_kernel.GRID_SELL:
             assert open_buys.get(level), f"sell at level {level} without a buy"
             assert open_buys[level].pop() < tr["bar"]  # never inside one bar
 

@@ -7,7 +7,7 @@ from oracle import backtesting_reference_grid, reference_grid
 
 from engine.backtest import run_spot_grid
 from engine.data import Candles
-from engine.kernels import spot_grid as sg
+from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.spot_grid import SpotGridConfig
 
 CAPITAL, FEE, LOT = 100_000.0, 0.001, 1e-8
@@ -121,4 +121,4 @@ def test_reference_grid_starting_rules(btc5m):
     assert np.all(first["price"] <= c.open[1])  # a buy above the open fills at the open
     o = r.orders_at(1)
     assert len(o) == len(r.levels) - 1 and np.all(o["placed"] == 0)
-    assert np.all(r.trades["role"][r.trades["side"] > 0] == sg.GRID_BUY)
+    assert np.all(r.trades["role"][r.trades["side"] > 0] == spot_kernel.GRID_BUY)

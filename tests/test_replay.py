@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from engine.backtest import run_spot_grid
 from engine.data import load_candles, load_funding
-from engine.kernels import adaptive_grid as ag
-from engine.kernels import spot_grid as sg
+from engine.kernels import adaptive_grid as perp_kernel
+from engine.kernels import spot_grid as spot_kernel
 from engine.replay import Replay, html_report
 from engine.sample import SAMPLE_PATH
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
@@ -43,7 +43,8 @@ def perp_run(btc1h):
 
 def _oracle(run: Replay, bar: int) -> dict:
     """What the run stood at by the close of ``bar``, read row by row from the logs."""
-    grid_labels = {sg.GRID_SELL} if run.strategy != "adaptive-grid" else {ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT}
+    grid_labels = {spot_kernel.GRID_SELL} if run.strategy != "adaptive-grid" else {perp_kernel.SELL_CLOSE_LONG,
+                                                                                   perp_kernel.BUY_CLOSE_SHORT}
     fills = fees = grid = realized = 0.0
     for t in run.result.trades:
         if t["bar"] > bar:
@@ -97,12 +98,12 @@ def test_orders_resting_at_a_bar_hold_the_fills_of_that_bar(spot_run):
     shown was placed at or after the bar's open."""
     run, c = spot_run, spot_run.candles
     fills = run.result.trades
-    for t in fills[fills["role"] <= sg.GRID_SELL][::7]:
+    for t in fills[fills["role"] <= spot_kernel.GRID_SELL][::7]:
         bar = int(t["bar"])
         rest = run.orders_at(bar)
         assert (rest["placed"] < bar).all() and (rest["end"] >= bar).all()
         same = rest[(rest["side"] == t["side"]) & (rest["level"] == t["level"]) & (rest["end"] == bar)
-                    & (rest["status"] == sg.ORDER_FILLED)]
+                    & (rest["status"] == spot_kernel.ORDER_FILLED)]
         assert len(same) == 1, (bar, t)
         limit = same["price"][0]
         expected = min(c.open[bar], limit) if t["side"] > 0 else max(c.open[bar], limit)

@@ -13,7 +13,7 @@ from fake_exchange import FAULTS, FakeBinance, assert_invariants, trade_candles,
 
 from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
-from engine.runtime import lifecycle as lc
+from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import EventLog, read_json, read_jsonl
@@ -50,7 +50,7 @@ def test_a_run_through_every_fault_ends_with_exactly_the_wanted_orders(fake, tmp
     asyncio.run(trade_through_faults(trader, fake, ENDPOINTS, steps=150, every=5, seed=5))
     assert len(fake.faults_served) >= 25 and {k for _, k in fake.faults_served} == set(FAULTS)
     assert fake.duplicate_attempts == []
-    wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
     assert {o["cid"] for o in fake.open_orders_of()} == wanted == {o.cid for o in trader.book.live()}
     records, _problems = read_jsonl(trader.journal_path)
     fills = [r["cid"] for r in records if r["type"] == "fill"]
@@ -187,7 +187,7 @@ def test_a_system_behind_replays_what_it_missed_and_sends_orders_for_now_only(fa
     assert limits and all(o["status"] == "NEW" for o in limits)  # none cancelled again at once
     assert all(o["status"] == "FILLED" for o in sent if o["type"] == "MARKET")  # (at once, booked below)
     assert limits and all(o["price"] < close if o["side"] == "BUY" else o["price"] > close for o in limits)
-    wanted = {lc.client_order_id(second.cfg.id, d.level, d.key) for d in second.strategy.desired(close)}
+    wanted = {lifecycle.client_order_id(second.cfg.id, d.level, d.key) for d in second.strategy.desired(close)}
     assert {o["cid"] for o in fake.open_orders_of()} == wanted == {o.cid for o in second.book.live()}
     records, _problems = read_jsonl(second.journal_path)
     journaled = [r["cid"] for r in records if r["type"] == "fill"]
@@ -544,13 +544,14 @@ def test_a_cancel_the_exchange_did_not_confirm_stays_pending_and_nothing_doubles
         o = next(o for o in trader.book.live() if o.side == "buy")
         fake.inject("DELETE /api/v3/order", "500", times=4)  # the first try and its three retries
         await trader.cancel(o, "cancel: the user's")
-        assert o.state == lc.PENDING_CANCEL and o.note == "cancel: the user's"
+        assert o.state == lifecycle.PENDING_CANCEL and o.note == "cancel: the user's"
         assert o.cid in {x["cid"] for x in fake.open_orders_of()}  # still on the exchange
-        same_key = [c for c in fake.sent_cids if lc.parse_client_order_id(c)[1] == o.key]
+        same_key = [c for c in fake.sent_cids if lifecycle.parse_client_order_id(c)[1] == o.key]
         fake.advance()
         await trader.poll()  # the grid still wants the level; the cancel is asked again, confirmed
-        assert o.state == lc.CANCELLED and o.note == "cancel: the user's"
-        assert [c for c in fake.sent_cids if lc.parse_client_order_id(c)[1] == o.key] == same_key  # nothing new yet
+        assert o.state == lifecycle.CANCELLED and o.note == "cancel: the user's"
+        sent = [c for c in fake.sent_cids if lifecycle.parse_client_order_id(c)[1] == o.key]
+        assert sent == same_key  # nothing new yet
         fake.advance()
         await trader.poll()
         again = [x for x in trader.book.live() if x.key == o.key]

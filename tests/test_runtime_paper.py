@@ -13,7 +13,7 @@ from engine.exchange.base import MarketRules
 from engine.exchange.paper import PaperExchange
 from engine.exchange.replay import ReplaySource
 from engine.risk import RiskGate, RiskLimits
-from engine.runtime import lifecycle as lc
+from engine.runtime import lifecycle
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
@@ -86,7 +86,7 @@ def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path, params):
     assert trader.adapter.base_total == pytest.approx(books["position"], rel=1e-9, abs=1e-9)
     # what rests on the paper exchange is what the strategy wants
     resting = {o.client_order_id for o in asyncio.run(trader.adapter.open_orders("BTC/USDT"))}
-    wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
     assert resting == wanted == {o.cid for o in trader.book.live()}
 
 
@@ -142,14 +142,14 @@ def test_the_atr_circuit_breaker_pauses_new_buys_and_resumes(btc5m, tmp_path):
         if not trader.risk.status(trader.cfg.name).paused:
             break
         live = {o.cid for o in trader.book.live()}
-        wanted = [lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)
+        wanted = [lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)
                   if d.reduces]
         assert set(wanted) <= live, row
         sells += len(wanted)
     assert sells > 0
     asyncio.run(drive(trader, clock, int(btc5m.time[398])))
     assert not trader.risk.status(trader.cfg.name).paused
-    wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
     assert wanted == {o.cid for o in trader.book.live()}  # what waited has gone out
 
 

@@ -13,10 +13,10 @@ from engine.data import load_funding
 from engine.exchange.base import CANCELED, MarketRules, OrderRequest
 from engine.exchange.paper import PaperPerpExchange
 from engine.exchange.replay import ReplaySource
-from engine.kernels import adaptive_grid as ag
+from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels.perp import load_tiers, tiers_for
 from engine.risk import RiskGate, RiskLimits
-from engine.runtime import lifecycle as lc
+from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
@@ -81,16 +81,17 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     assert trader.refusals == {} and not trader.risk.status(trader.cfg.name).paused
     assert not [r for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "position_sync"]
     t = bt.trades
-    labels = {ag.LABELS[x] for x in t["label"]}
+    labels = {perp_kernel.LABELS[x] for x in t["label"]}
     assert len(t) > 50 and {"STOP_LONG", "SELL_CLOSE_LONG"} <= labels and any(x.startswith("PRUNE") for x in labels)
     # every fill of the exchange went to the strategy, which recorded the backtest's trades (the
     # journal holds each fill once, with the lots it opened or closed)
     fills = journal_fills(trader)
     assert len({f["cid"] for f in fills}) == len(fills)
-    got = [(f["bar"], ag.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
-    got = sorted(got + [(r["bar"], ag.LIQUIDATION, r["price"], r["qty"], r["pnl"])  # (the exchange's, journaled)
+    got = [(f["bar"], perp_kernel.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
+    got = sorted(got + [(r["bar"], perp_kernel.LIQUIDATION, r["price"], r["qty"],
+                         r["pnl"])  # (the exchange's, journaled)
                         for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "liquidation"])
-    t = t[t["label"] != ag.CIRCUIT_BREAKER_HALT]  # a decision, not a fill
+    t = t[t["label"] != perp_kernel.CIRCUIT_BREAKER_HALT]  # a decision, not a fill
     want = sorted(zip(t["bar"].tolist(), t["label"].tolist(), t["price"].tolist(), t["qty"].tolist(),
                       t["pnl"].tolist(), strict=True))
     assert len(got) == len(want)
@@ -109,7 +110,7 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     assert x.quote_total + x.pos["long"][2] + x.pos["short"][2] + upnl == pytest.approx(books["equity"], rel=1e-9)
     # what rests on the exchange is what the strategy wants, each order in its position side
     resting = {o.client_order_id: o for o in asyncio.run(x.open_orders("BTC/USDT:USDT"))}
-    wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(c)}
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(c)}
     assert set(resting) == set(wanted) == {o.cid for o in trader.book.live()}
     assert all(resting[k].position == d.position and resting[k].type == d.type for k, d in wanted.items())
 

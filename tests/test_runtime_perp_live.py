@@ -15,10 +15,10 @@ from fake_exchange import FAULTS, assert_invariants, trade_through_faults, until
 from fake_futures import FUNDING_MS, FakeBinanceFutures
 
 from engine.data import load_funding
-from engine.exchange import base as b
+from engine.exchange import base
 from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
-from engine.runtime import lifecycle as lc
+from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import EventLog, read_jsonl
@@ -56,7 +56,7 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
         assert fake.hedge and fake.margin_type["BTCUSDT"] == "ISOLATED" and fake.leverage["BTCUSDT"] == 3
         await ex.prepare(SYM, 3)  # already so: nothing to change, no error
         assert await ex.symbols() == [SYM]  # (the Add System dialog's list for this market)
-        with pytest.raises(b.OrderRejected, match="whole number"):
+        with pytest.raises(base.OrderRejected, match="whole number"):
             await ex.prepare(SYM, 2.5)
         rules = await ex.market(SYM)
         assert (rules.tick, rules.lot, rules.min_notional) == (0.1, 0.001, 5.0)
@@ -64,26 +64,26 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
         # a market long and a market short: two positions, not a net of zero; they trade at once
         # (ccxt asks for the RESULT answer of a market order: filled, with its price)
         for cid, side, pos in (("gd1-ml", "buy", "long"), ("gd1-ms", "sell", "short")):
-            r = await ex.place(b.OrderRequest(SYM, side, "market", 0.01, last, cid, pos))
-            assert r.position == pos and r.status == b.CLOSED and r.filled == 0.01 and r.average > 0
+            r = await ex.place(base.OrderRequest(SYM, side, "market", 0.01, last, cid, pos))
+            assert r.position == pos and r.status == base.CLOSED and r.filled == 0.01 and r.average > 0
         fake.advance()
         assert await ex.positions(SYM) == {"long": 0.01, "short": 0.01}
         # stops for both, on the algo service; one far away is cancelled
         row = fake.candles["BTCUSDT"][fake.cursor]
         near = rules.round_price(float(row[3]) + 1.0, "sell")  # the next candle's low goes through it
-        s1 = await ex.place(b.OrderRequest(SYM, "sell", "stop", 0.01, near, "gd1-sl", "long"))
-        s2 = await ex.place(b.OrderRequest(SYM, "buy", "stop", 0.01, rules.round_price(last * 1.5, "buy"), "gd1-ss",
+        s1 = await ex.place(base.OrderRequest(SYM, "sell", "stop", 0.01, near, "gd1-sl", "long"))
+        s2 = await ex.place(base.OrderRequest(SYM, "buy", "stop", 0.01, rules.round_price(last * 1.5, "buy"), "gd1-ss",
                                            "short"))
-        assert (s1.type, s1.status, s1.price) == ("stop", b.OPEN, near)
+        assert (s1.type, s1.status, s1.price) == ("stop", base.OPEN, near)
         assert {a["cid"] for a in fake.open_algos_of()} == {"gd1-sl", "gd1-ss"} and fake.open_orders_of() == []
         assert {(o.client_order_id, o.type) for o in await ex.open_orders(SYM)} == {("gd1-sl", "stop"),
                                                                                    ("gd1-ss", "stop")}
         cancelled = await ex.cancel(SYM, s2)
-        assert cancelled.status == b.CANCELED and cancelled.client_order_id == "gd1-ss"
+        assert cancelled.status == base.CANCELED and cancelled.client_order_id == "gd1-ss"
         fake.advance()
         stop = await ex.order(SYM, "gd1-sl")  # triggered: its fill is the market order it placed
         want = min(float(row[1]), near)
-        assert (stop.status, stop.type, stop.filled, stop.average, stop.position) == (b.CLOSED, "stop", 0.01, want,
+        assert (stop.status, stop.type, stop.filled, stop.average, stop.position) == (base.CLOSED, "stop", 0.01, want,
                                                                                      "long")
         assert stop.fee == pytest.approx(0.01 * want * 0.0002)
         assert await ex.positions(SYM) == {"long": 0.0, "short": 0.01}
@@ -93,13 +93,13 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
         assert rates == [(t, r) for t, r in fake.funding if t0 <= t <= t1] and len(rates) >= 2
         # a lost answer to a stop placement: looked up (on the algo service) before any retry
         fake.inject("POST /fapi/v1/algoOrder", "lost")
-        r = await ex.place(b.OrderRequest(SYM, "buy", "stop", 0.01, rules.round_price(last * 1.5, "buy"), "gd1-s3",
+        r = await ex.place(base.OrderRequest(SYM, "buy", "stop", 0.01, rules.round_price(last * 1.5, "buy"), "gd1-s3",
                                           "short"))
         assert r.client_order_id == "gd1-s3" and r.type == "stop" and fake.duplicate_attempts == []
         # a closing order larger than the position is refused; an unknown id is not found
-        with pytest.raises(b.OrderRejected, match="ReduceOnly"):
-            await ex.place(b.OrderRequest(SYM, "sell", "limit", 0.02, last * 1.1, "gd1-x", "long"))
-        with pytest.raises(b.OrderNotFound):
+        with pytest.raises(base.OrderRejected, match="ReduceOnly"):
+            await ex.place(base.OrderRequest(SYM, "sell", "limit", 0.02, last * 1.1, "gd1-x", "long"))
+        with pytest.raises(base.OrderNotFound):
             await ex.order(SYM, "gd1-none")
         await ex.close()
 
@@ -125,7 +125,7 @@ def test_the_adaptive_grid_trades_live_through_faults_and_ends_holding_what_it_w
     held = fake.positions_of()
     assert held["long"] == pytest.approx(books["long"], abs=1e-9)
     assert held["short"] == pytest.approx(books["short"], abs=1e-9)
-    wanted = {lc.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(0.0)}
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(0.0)}
     resting = {o["cid"]: o for o in fake.open_orders_of()} | {a["cid"]: a for a in fake.open_algos_of()}
     assert set(resting) == set(wanted) == {o.cid for o in trader.book.live()}
     assert all(resting[k]["position"] == d.position.upper() for k, d in wanted.items())
@@ -256,7 +256,7 @@ def test_an_account_that_cannot_hold_the_grids_stops_is_refused_before_it_is_cha
         finally:
             await ex.close()
 
-    with pytest.raises(b.OrderRejected, match="nothing was changed") as err:
+    with pytest.raises(base.OrderRejected, match="nothing was changed") as err:
         asyncio.run(go())
     assert fake.account_changes == [] and not fake.hedge and fake.margin_type["BTCUSDT"] == "CROSSED"
     assert str(err.value).count("ExchangeError") <= 1

@@ -5,8 +5,8 @@ import pytest
 
 from engine.backtest import run_spot_grid
 from engine.data import Candles
-from engine.kernels import grid as g
-from engine.kernels import spot_grid as sg
+from engine.kernels import grid
+from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.errors import ParamError
 from engine.strategies.spot_grid import SpotGridConfig
 
@@ -23,29 +23,29 @@ def flat(p):
 
 
 def roles(r):
-    return [sg.ROLE_NAMES[x] for x in r.trades["role"]]
+    return [spot_kernel.ROLE_NAMES[x] for x in r.trades["role"]]
 
 
 # --- grid maths -----------------------------------------------------------------------------
 
 def test_levels_quantities_and_profit_per_grid():
-    a = g.grid_levels(100, 200, 5)
+    a = grid.grid_levels(100, 200, 5)
     assert a.tolist() == [100, 125, 150, 175, 200]
-    geo = g.grid_levels(100, 400, 3, "geometric")
+    geo = grid.grid_levels(100, 400, 3, "geometric")
     assert np.allclose(geo, [100, 200, 400])
-    lo, hi = g.profit_range(a, 0.001)
-    p = g.profit_per_grid(a, 0.001)
+    lo, hi = grid.profit_range(a, 0.001)
+    p = grid.profit_per_grid(a, 0.001)
     assert p[0] == hi and p[-1] == lo  # arithmetic: best at the bottom, worst at the top
     assert np.isclose(hi, 125 / 100 * 0.999 - 1.001)
-    glo, ghi = g.profit_range(g.grid_levels(100, 300, 12, "geometric"), 0.001)
+    glo, ghi = grid.profit_range(grid.grid_levels(100, 300, 12, "geometric"), 0.001)
     assert np.isclose(glo, ghi)
-    q = g.level_quantities(a, 1000.0, 0.01)
+    q = grid.level_quantities(a, 1000.0, 0.01)
     assert np.allclose(q, [2.0, 1.6, 1.33, 1.14, 1.0], rtol=0, atol=1e-12)
-    assert np.allclose(g.level_quantities(a, 1000.0, 0, g.EQUAL_BASE), 1000 / 5 / 150)
-    t = g.grid_levels(100, 101, 4, tick=0.25)
+    assert np.allclose(grid.level_quantities(a, 1000.0, 0, grid.EQUAL_BASE), 1000 / 5 / 150)
+    t = grid.grid_levels(100, 101, 4, tick=0.25)
     assert t.tolist() == [100.0, 100.25, 100.75, 101.0]
     with pytest.raises(ValueError, match="tick"):
-        g.grid_levels(100, 101, 40, tick=0.5)
+        grid.grid_levels(100, 101, 40, tick=0.5)
     # ATR spacing: max(k x ATR, floor x price), the grid centred on the price: with ATR about 2
     # on bars around 1000, the floor (0.5% of 1000 = 5) wins
     c = bars(*[(1000, 1001, 999, 1000)] * 20)
@@ -116,7 +116,7 @@ def test_trailing_up_shifts_the_grid_and_buys_inventory_again():
     # bar 1 buys 105 (above the price) and 100; bar 2 sells both and closes above the top (110):
     # the grid moves up two levels to 100..120, and its new top slot (115) buys at bar 3's open
     assert r.counters["trail_up"] == 1
-    rebuy = r.trades[r.trades["role"] == sg.REBUY]
+    rebuy = r.trades[r.trades["role"] == spot_kernel.REBUY]
     assert len(rebuy) == 1 and rebuy["bar"][0] == 3 and rebuy["price"][0] == 111.5 and rebuy["level"][0] == 5
     live = r.orders_at(4)
     assert sorted(live["price"].tolist()) == [100.0, 105.0, 110.0, 120.0]
@@ -127,7 +127,7 @@ def test_trailing_down_sells_the_excess_at_the_next_open():
     r = run_spot_grid(c, SpotGridConfig(lower=90, upper=110, levels=5, fee=0.001, taker_fee=0.002,
                                         slippage=0.001, lot=0.0, capital=1000, trailing="down"))
     assert r.counters["trail_down"] == 1
-    sell = r.trades[r.trades["role"] == sg.REBALANCE_SELL]
+    sell = r.trades[r.trades["role"] == spot_kernel.REBALANCE_SELL]
     assert len(sell) == 1 and sell["bar"][0] == 2
     assert np.isclose(sell["price"][0], 85 * 0.999)
     assert np.isclose(sell["fee"][0], sell["price"][0] * sell["qty"][0] * 0.002)
@@ -162,7 +162,7 @@ def test_stop_loss_sells_everything_at_the_trigger_and_stops_the_grid():
     c = bars(flat(100), (100, 100, 96, 97), (97, 97, 88, 89), (89, 120, 89, 120))
     r = run_spot_grid(c, SpotGridConfig(lower=90, upper=110, levels=5, fee=0.001, taker_fee=0.002,
                                         slippage=0.001, lot=0.0, capital=1000, stop_loss=91))
-    stop = r.trades[r.trades["role"] == sg.STOP_LOSS]
+    stop = r.trades[r.trades["role"] == spot_kernel.STOP_LOSS]
     assert len(stop) == 1 and stop["bar"][0] == 2 and np.isclose(stop["price"][0], 91 * 0.999)
     assert r.position[2] == 0 and r.position[3] == 0
     assert r.trades["bar"].max() == 2 and r.counters["stop"] == 1 and r.counters["stop_bar"] == 2
@@ -172,10 +172,10 @@ def test_stop_loss_sells_everything_at_the_trigger_and_stops_the_grid():
 def test_stop_loss_on_a_gap_fills_at_the_open_and_keep_coin_keeps_the_position():
     c = bars(flat(100), (100, 100, 96, 97), (85, 86, 84, 85), flat(85))
     r = run_spot_grid(c, SpotGridConfig(lower=90, upper=110, levels=5, fee=0.0, lot=0.0, capital=1000, stop_loss=91))
-    assert np.isclose(r.trades[r.trades["role"] == sg.STOP_LOSS]["price"][0], 85.0)
+    assert np.isclose(r.trades[r.trades["role"] == spot_kernel.STOP_LOSS]["price"][0], 85.0)
     keep = run_spot_grid(c, SpotGridConfig(lower=90, upper=110, levels=5, fee=0.0, lot=0.0, capital=1000,
                                            stop_loss=91, stop_action="keep"))
-    assert sg.STOP_LOSS not in keep.trades["role"] and keep.position[-1] > 0
+    assert spot_kernel.STOP_LOSS not in keep.trades["role"] and keep.position[-1] > 0
     assert np.all(keep.orders["end"] <= 2)  # every order was cancelled at the stop
 
 
@@ -186,7 +186,7 @@ def test_take_profit_sells_at_the_trigger():
     # levels 90..130: bar 1 buys 100, 110 and 120; on bar 2 the slots at 100 and 110 sell at 110
     # and 120 on the way up, then the take-profit at 120 sells what the 120 slot holds
     t = r.trades[r.trades["bar"] == 2]
-    assert [sg.ROLE_NAMES[x] for x in t["role"]] == ["GRID_SELL", "GRID_SELL", "TAKE_PROFIT"]
+    assert [spot_kernel.ROLE_NAMES[x] for x in t["role"]] == ["GRID_SELL", "GRID_SELL", "TAKE_PROFIT"]
     assert np.isclose(t["price"][-1], 120.0) and np.isclose(t["qty"][-1], 1000 / 5 / 120)
     assert r.counters["stop"] == 2 and r.position[-1] == 0
 

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import replace
 
-from engine.exchange import base as b
+from engine.exchange import base
 from engine.exchange.ccxt_factory import make_exchange
 
 # Orders per window, by exchange id and market (the most restrictive published limit).
@@ -55,7 +55,7 @@ class RateBudget:
                 await asyncio.sleep(self.window - (now - self._times[0]) + 0.001)
 
 
-def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> b.ExchangeError:
+def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> base.ExchangeError:
     """A ccxt exception as one of ours, its message cleaned of keys and signatures."""
     import ccxt
 
@@ -65,32 +65,32 @@ def map_error(exc: Exception, secrets: tuple[str, ...] = ()) -> b.ExchangeError:
             msg = msg.replace(s, "***")
     msg = f"{type(exc).__name__}: {msg}"
     if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
-        return b.RateLimited(msg)
+        return base.RateLimited(msg)
     if isinstance(exc, ccxt.NetworkError | ccxt.OperationFailed):  # timeouts, 5xx, dropped connections
-        return b.TemporaryError(msg)
+        return base.TemporaryError(msg)
     if isinstance(exc, ccxt.OrderNotFound):
-        return b.OrderNotFound(msg)
+        return base.OrderNotFound(msg)
     if isinstance(exc, ccxt.InsufficientFunds):
-        return b.InsufficientFunds(msg)
+        return base.InsufficientFunds(msg)
     if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied | ccxt.AccountSuspended):
-        return b.AuthError(msg)
+        return base.AuthError(msg)
     if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest):  # the exchange refused what we asked
-        return b.OrderRejected(msg)
+        return base.OrderRejected(msg)
     if isinstance(exc, ccxt.ExchangeError):
-        return b.ExchangeError(msg)
-    return b.ExchangeError(msg)
+        return base.ExchangeError(msg)
+    return base.ExchangeError(msg)
 
 
 _STOP_MARKET = "STOP_MARKET"  # Binance futures' stop-market order: our "stop"
 _POSITIONS = {"LONG": "long", "SHORT": "short"}
-_STATUS = {"open": b.OPEN, "closed": b.CLOSED, "canceled": b.CANCELED, "cancelled": b.CANCELED,
-           "rejected": b.REJECTED, "expired": b.EXPIRED}
+_STATUS = {"open": base.OPEN, "closed": base.CLOSED, "canceled": base.CANCELED, "cancelled": base.CANCELED,
+           "rejected": base.REJECTED, "expired": base.EXPIRED}
 
 
 QUOTES = (None, "USDT", "USDC", "BUSD", "FDUSD")  # a commission taken as in the quote when the market is unknown
 
 
-def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None = None) -> b.OrderReport:
+def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: base.MarketRules | None = None) -> base.OrderReport:
     """Our report of a ccxt order. The commission is what the exchange says it took, when its
     trades in the report cover all the order filled (Binance's answer to a placement, FULL):
     in the quote, or in the base asset where ``rules.fee_in_received`` and the order bought.
@@ -101,7 +101,7 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None
     info = o.get("info") or {}
     filled = float(o.get("filled") or 0.0)
     average = float(o.get("average") or 0.0) or (float(o.get("price") or 0.0) if filled else 0.0)
-    base = rules.base if rules is not None else ""
+    base_asset = rules.base if rules is not None else ""
     trades = o.get("trades") or []
     told = not filled or (bool(trades) and abs(sum(float(x.get("amount") or 0.0) for x in trades) - filled)
                           <= 1e-9 * filled)
@@ -109,7 +109,7 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None
     quotes = (None, rules.quote) if rules is not None else QUOTES
     for f in (o.get("fees") or ([o["fee"]] if o.get("fee") else [])) if told else ():
         cost = float(f.get("cost") or 0.0)
-        if base and f.get("currency") == base:
+        if base_asset and f.get("currency") == base_asset:
             fee_base += cost
         elif f.get("currency") in quotes:
             fee_cost += cost
@@ -118,19 +118,19 @@ def report_from_ccxt(o: dict, fee_rate: float = 0.0, rules: b.MarketRules | None
             fee_base = filled * fee_rate
         else:
             fee_cost = filled * average * fee_rate
-    return b.OrderReport(
+    return base.OrderReport(
         id=str(o.get("id") or ""), client_order_id=str(o.get("clientOrderId") or ""), symbol=o.get("symbol", ""),
         side=o.get("side", ""), type="stop" if _STOP_MARKET in (info.get("orderType"), info.get("origType"))
         else str(o.get("type") or ""),
         price=float(o.get("price") or o.get("triggerPrice") or 0.0),
         qty=float(o.get("amount") or 0.0), filled=filled, average=average, fee=fee_cost,
-        status=_STATUS.get(o.get("status") or "", b.OPEN),
+        status=_STATUS.get(o.get("status") or "", base.OPEN),
         timestamp=int(o.get("lastTradeTimestamp") or o.get("timestamp") or 0),
         position=_POSITIONS.get(str(info.get("positionSide", "")), ""), fee_base=fee_base, fee_told=told,
     )
 
 
-class CcxtExchange(b.Adapter):
+class CcxtExchange(base.Adapter):
     def __init__(self, exchange_id: str, *, market: str = "spot", base_url: str | None = None,
                  api_key: str = "", secret: str = "", retries: int = 5, backoff: float = 0.5,
                  max_backoff: float = 10.0, timeout_ms: int = 10_000, fee_rate: float = 0.001,
@@ -159,7 +159,7 @@ class CcxtExchange(b.Adapter):
         self.budget = RateBudget(*(budget or ORDER_BUDGETS.get((exchange_id, market), DEFAULT_BUDGET)))
         self.retried = 0  # temporary errors met (for tests and the status line)
         self._markets_loaded = False
-        self._rules_by_symbol: dict[str, b.MarketRules] = {}  # (ccxt's symbols) for the reports
+        self._rules_by_symbol: dict[str, base.MarketRules] = {}  # (ccxt's symbols) for the reports
         if base_url and exchange_id.startswith("binance"):
             _errors_by_path(self.client)
             # a stream's market kind is told by Binance's host names (stream.binance.com is spot),
@@ -175,16 +175,16 @@ class CcxtExchange(b.Adapter):
                 return await fn(*args, **kwargs)
             except Exception as exc:
                 err = map_error(exc, self._secrets)
-                if not isinstance(err, b.TemporaryError) or attempt >= self.retries:
+                if not isinstance(err, base.TemporaryError) or attempt >= self.retries:
                     raise err from None
                 attempt += 1
                 self.retried += 1
                 await asyncio.sleep(self._delay(attempt, err))
 
-    def _delay(self, attempt: int, err: b.TemporaryError) -> float:
+    def _delay(self, attempt: int, err: base.TemporaryError) -> float:
         headers = getattr(self.client, "last_response_headers", None) or {}
         retry_after = headers.get("Retry-After") or headers.get("retry-after")
-        if isinstance(err, b.RateLimited) and retry_after:
+        if isinstance(err, base.RateLimited) and retry_after:
             try:
                 return min(float(retry_after), 60.0)
             except ValueError:
@@ -198,7 +198,7 @@ class CcxtExchange(b.Adapter):
             self._markets_loaded = True
 
     # -- market data ---------------------------------------------------------------------------
-    async def market(self, symbol: str) -> b.MarketRules:
+    async def market(self, symbol: str) -> base.MarketRules:
         await self._load()
         try:
             return self._rules(self.client.market(symbol), symbol)
@@ -206,9 +206,9 @@ class CcxtExchange(b.Adapter):
             raise map_error(exc, self._secrets) from None
 
     @staticmethod
-    def _rules(m: dict, symbol: str = "") -> b.MarketRules:
+    def _rules(m: dict, symbol: str = "") -> base.MarketRules:
         prec, lim = m.get("precision") or {}, m.get("limits") or {}
-        return b.MarketRules(symbol=symbol or m["symbol"], tick=float(prec.get("price") or 0.0),
+        return base.MarketRules(symbol=symbol or m["symbol"], tick=float(prec.get("price") or 0.0),
                              lot=float(prec.get("amount") or 0.0),
                              min_qty=float((lim.get("amount") or {}).get("min") or 0.0),
                              min_notional=float((lim.get("cost") or {}).get("min") or 0.0),
@@ -242,7 +242,7 @@ class CcxtExchange(b.Adapter):
             out.append(list(r))
         return out[::-1]
 
-    async def watch_orders(self, symbol: str) -> list[b.OrderReport]:
+    async def watch_orders(self, symbol: str) -> list[base.OrderReport]:
         """At the stream's next update, the orders it reported. Needs ``order_stream``."""
         await self._load()
         try:
@@ -252,7 +252,7 @@ class CcxtExchange(b.Adapter):
         return [self._report(o) for o in rows]
 
     # -- orders --------------------------------------------------------------------------------
-    async def place(self, r: b.OrderRequest) -> b.OrderReport:
+    async def place(self, r: base.OrderRequest) -> base.OrderReport:
         await self._load()
         attempt = 0
         while True:
@@ -262,8 +262,8 @@ class CcxtExchange(b.Adapter):
                 return await self._with_trades(o, r.symbol)
             except Exception as exc:
                 err = map_error(exc, self._secrets)
-                if not isinstance(err, b.TemporaryError) or attempt >= self.retries:
-                    if isinstance(err, b.TemporaryError):
+                if not isinstance(err, base.TemporaryError) or attempt >= self.retries:
+                    if isinstance(err, base.TemporaryError):
                         found = await self._lookup(r)
                         if found is not None:
                             return found
@@ -277,7 +277,7 @@ class CcxtExchange(b.Adapter):
                     return found
 
     @staticmethod
-    def _order_args(r: b.OrderRequest) -> tuple:
+    def _order_args(r: base.OrderRequest) -> tuple:
         """ccxt's (type, side, amount, price, params) for our request. In hedge mode each order
         names its position (LONG or SHORT: it opens or reduces that one, never the other); a stop
         is a stop-market order triggered at its price (Binance futures keep those on the algo
@@ -289,30 +289,30 @@ class CcxtExchange(b.Adapter):
             return "market", r.side, r.qty, None, {**params, "stopPrice": r.price}
         return r.type, r.side, r.qty, (r.price if r.type == "limit" else None), params
 
-    def _report(self, o: dict) -> b.OrderReport:
+    def _report(self, o: dict) -> base.OrderReport:
         symbol = o.get("symbol") or ""
         rules = self._rules_by_symbol.get(symbol)
         if rules is None and self._markets_loaded and symbol in self.client.markets:
             rules = self._rules_by_symbol[symbol] = self._rules(self.client.markets[symbol])
         return report_from_ccxt(o, self.fee_rate if o.get("type") == "limit" else self.taker_rate, rules)
 
-    async def _lookup(self, r: b.OrderRequest) -> b.OrderReport | None:
+    async def _lookup(self, r: base.OrderRequest) -> base.OrderReport | None:
         try:
             return await self.order(r.symbol, r.client_order_id)
-        except b.OrderNotFound:
+        except base.OrderNotFound:
             return None
 
-    async def place_many(self, requests: list[b.OrderRequest]) -> list[b.OrderReport | b.ExchangeError]:
+    async def place_many(self, requests: list[base.OrderRequest]) -> list[base.OrderReport | base.ExchangeError]:
         """Place a batch concurrently within the rate budget; each result is a report or the
         error that order met (one refusal does not stop the others)."""
         async def one(r):
             try:
                 return await self.place(r)
-            except b.ExchangeError as e:
+            except base.ExchangeError as e:
                 return e
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def cancel(self, symbol: str, report: b.OrderReport) -> b.OrderReport:
+    async def cancel(self, symbol: str, report: base.OrderReport) -> base.OrderReport:
         await self._load()
         stop = self.perpetual and report.type == "stop"  # on the algo service, by our id
         if stop:
@@ -323,26 +323,26 @@ class CcxtExchange(b.Adapter):
         try:
             o = await self._call("cancel_order", self.client.cancel_order, *args)
             if stop and str((o.get("info") or {}).get("code")) == "200":  # a stop cancelled before it triggered
-                return replace(report, status=b.CANCELED, filled=0.0, average=0.0)
+                return replace(report, status=base.CANCELED, filled=0.0, average=0.0)
             if o.get("status") is None or not o.get("clientOrderId"):
                 return await look(symbol, report.client_order_id)
             return await self._with_trades(o, symbol)
-        except b.OrderNotFound:
+        except base.OrderNotFound:
             # Gone already (filled, or a re-sent DELETE that succeeded the first time): ask.
             return await look(symbol, report.client_order_id)
 
-    async def order(self, symbol: str, client_order_id: str) -> b.OrderReport:
+    async def order(self, symbol: str, client_order_id: str) -> base.OrderReport:
         await self._load()
         try:
             o = await self._call("fetch_order", self.client.fetch_order, None, symbol,
                                  {"clientOrderId": client_order_id})
-        except b.OrderNotFound:
+        except base.OrderNotFound:
             if not self.perpetual:
                 raise
             return await self._stop_order(symbol, client_order_id)
         return await self._with_trades(o, symbol)
 
-    async def _with_trades(self, o: dict, symbol: str) -> b.OrderReport:
+    async def _with_trades(self, o: dict, symbol: str) -> base.OrderReport:
         """The report of ``o``; one that traded with no word of its commission (an order lookup,
         a cancel, a futures order's answer) with that of each of its trades, from the account's
         trade list (Binance GET /api/v3/myTrades, /fapi/v1/userTrades, by orderId)."""
@@ -352,11 +352,11 @@ class CcxtExchange(b.Adapter):
         try:
             trades = await self._call("fetch_my_trades", self.client.fetch_my_trades, symbol, None, None,
                                       {"orderId": o["id"]})
-        except b.ExchangeError:
+        except base.ExchangeError:
             return report  # (what the order did is known: its commission stays our schedule's)
         return self._report({**o, "trades": trades, "fees": [t["fee"] for t in trades if t.get("fee")], "fee": None})
 
-    async def _stop_order(self, symbol: str, client_order_id: str) -> b.OrderReport:
+    async def _stop_order(self, symbol: str, client_order_id: str) -> base.OrderReport:
         """A stop on the exchange's conditional-order service (Binance futures: the algo
         service). Once triggered it names the market order it placed, whose fill is the stop's;
         until that order exists the stop is still open."""
@@ -370,12 +370,12 @@ class CcxtExchange(b.Adapter):
                                            symbol)
             return replace(fill, id=stop.id, client_order_id=client_order_id, type="stop", price=stop.price)
         if status in ("TRIGGERING", "TRIGGERED"):
-            return replace(stop, status=b.OPEN)
+            return replace(stop, status=base.OPEN)
         if status == "FINISHED":  # finished without an order: nothing was filled
-            return replace(stop, status=b.EXPIRED, filled=0.0, average=0.0)
+            return replace(stop, status=base.EXPIRED, filled=0.0, average=0.0)
         return stop
 
-    async def open_orders(self, symbol: str) -> list[b.OrderReport]:
+    async def open_orders(self, symbol: str) -> list[base.OrderReport]:
         await self._load()
         rows = await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol)
         if self.perpetual:  # and the stops, kept apart
@@ -394,22 +394,22 @@ class CcxtExchange(b.Adapter):
         are open (the error says so)."""
         await self._load()
         if leverage != int(leverage) or leverage < 1:
-            raise b.OrderRejected(f"leverage {leverage:g}: the exchange takes a whole number from 1")
+            raise base.OrderRejected(f"leverage {leverage:g}: the exchange takes a whole number from 1")
         types = (self.client.market(symbol).get("info") or {}).get("orderTypes")
         if types is not None and _STOP_MARKET not in types:
-            raise b.OrderRejected(f"{symbol}: the exchange offers no stop-market orders here (order types: "
+            raise base.OrderRejected(f"{symbol}: the exchange offers no stop-market orders here (order types: "
                                   f"{', '.join(types)}): the grid's stops would be refused; nothing was changed")
         try:  # (a venue without the service answers 404, which ccxt takes for "not available")
             await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol, None, None, {"trigger": True})
-        except b.ExchangeError as e:
-            raise b.OrderRejected(f"{symbol}: the exchange's conditional-order service refused us ({e}): the grid's "
+        except base.ExchangeError as e:
+            raise base.OrderRejected(f"{symbol}: the exchange's conditional-order service refused us ({e}): the grid's "
                                   "stops could not be placed; nothing was changed on the account") from None
         mode = await self._call("fetch_position_mode", self.client.fetch_position_mode, symbol)
         if not mode.get("hedged"):
             await self._call("set_position_mode", self.client.set_position_mode, True, symbol)
         try:
             await self._call("set_margin_mode", self.client.set_margin_mode, "isolated", symbol)
-        except b.ExchangeError as e:
+        except base.ExchangeError as e:
             if "-4046" not in str(e):  # "No need to change margin type."
                 raise
         await self._call("set_leverage", self.client.set_leverage, int(leverage), symbol)
@@ -442,10 +442,10 @@ class CcxtExchange(b.Adapter):
                 return out
             since = int(rows[-1]["timestamp"]) + 1  # more than a page: the next from after the last
 
-    async def balance(self) -> b.Balance:
+    async def balance(self) -> base.Balance:
         await self._load()
         bal = await self._call("fetch_balance", self.client.fetch_balance)
-        return b.Balance(free={k: float(v or 0) for k, v in (bal.get("free") or {}).items()},
+        return base.Balance(free={k: float(v or 0) for k, v in (bal.get("free") or {}).items()},
                          total={k: float(v or 0) for k, v in (bal.get("total") or {}).items()})
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from engine.kernels import spot_grid as sg
+from engine.kernels import spot_grid
 from engine.kernels.metrics import max_drawdown_nb
 
 # Columns of the sweep's output, one row per parameter set.
@@ -24,27 +24,27 @@ _NO_TIERS = np.zeros((1, 3))
 def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
     n = len(close)
     start = p.start_bar
-    S, SI, F, I, H = sg.new_state(p, close[start])
+    S, SI, F, I, H = spot_grid.new_state(p, close[start])
     cap = 1024 + n // 64 + 8 * p.levels
-    trades = np.empty(cap, dtype=sg.TRADE_DTYPE)
-    orders = np.empty(cap, dtype=sg.ORDER_DTYPE)
+    trades = np.empty(cap, dtype=spot_grid.TRADE_DTYPE)
+    orders = np.empty(cap, dtype=spot_grid.ORDER_DTYPE)
     equity = np.empty(n)
     scratch = np.empty(n)  # per-bar cash, position and cost are not needed here: one array takes all three
-    counters = np.zeros(sg.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(sg.N_MONEY)
+    counters = np.zeros(spot_grid.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(spot_grid.N_MONEY)
     bar = 0
     while True:
-        bar = sg.spot_grid_nb(time, open_, high, low, close, atr, zeros, zeros, tiers, p, S, SI, F, I, H, trades,
+        bar = spot_grid.spot_grid_nb(time, open_, high, low, close, atr, zeros, zeros, tiers, p, S, SI, F, I, H, trades,
                               orders, equity, scratch, scratch, scratch, counters, money, bar)
         if bar < 0 or bar >= n:
             break
-        used_t, used_o = I[sg._NTR], I[sg._NOR]
+        used_t, used_o = I[spot_grid._NTR], I[spot_grid._NOR]
         if used_t * 2 > len(trades):  # the logs are full: double the one that filled, go on
-            bigger_t = np.empty(2 * len(trades), dtype=sg.TRADE_DTYPE)
+            bigger_t = np.empty(2 * len(trades), dtype=spot_grid.TRADE_DTYPE)
             bigger_t[:used_t] = trades[:used_t]
             trades = bigger_t
         if used_o * 2 > len(orders):
-            bigger_o = np.empty(2 * len(orders), dtype=sg.ORDER_DTYPE)
+            bigger_o = np.empty(2 * len(orders), dtype=spot_grid.ORDER_DTYPE)
             bigger_o[:used_o] = orders[:used_o]
             orders = bigger_o
     if bar < 0:
@@ -54,9 +54,9 @@ def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
     out[_EQ] = equity[n - 1]
     out[_RET] = equity[n - 1] / e0 - 1.0 if e0 > 0.0 else 0.0
     out[_DD] = max_drawdown_nb(equity[start:])[0]
-    out[_FILLS] = counters[sg.C_FILLS]
-    out[_FEES] = money[sg.M_FEES]
-    out[_PROFIT] = money[sg.M_GRID_PROFIT]
+    out[_FILLS] = counters[spot_grid.C_FILLS]
+    out[_FEES] = money[spot_grid.M_FEES]
+    out[_PROFIT] = money[spot_grid.M_GRID_PROFIT]
     out[_OK] = 1.0
 
 

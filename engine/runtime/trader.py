@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import TIMEFRAMES_MS
-from engine.exchange import base as xb
-from engine.kernels import adaptive_grid as ag
-from engine.kernels import indicators as ind
+from engine.exchange import base
+from engine.kernels import adaptive_grid as perp_kernel
+from engine.kernels import indicators
 from engine.kernels.perp import funding_settlements, tier_file
 from engine.risk import DENY, PAPER, SIMULATE, Market, OrderIntent, RiskGate
-from engine.runtime import lifecycle as lc
+from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
 from engine.strategies.registry import RUNTIME
@@ -67,7 +67,7 @@ def _as_dict(trade) -> dict:
     return {n: trade[n] for n in trade.dtype.names} if hasattr(trade, "dtype") else dict(trade)
 
 
-def account_value(balance: xb.Balance, quote: str, prices: dict[str, float]) -> float:
+def account_value(balance: base.Balance, quote: str, prices: dict[str, float]) -> float:
     """What an account holds, in quote: the quote plus each traded coin at its last price."""
     return balance.total.get(quote, 0.0) + sum(balance.total.get(b, 0.0) * p for b, p in prices.items())
 
@@ -84,9 +84,9 @@ class Trader:
         self.journal_path = self.data_dir / "journal" / f"{cfg.slug}.jsonl"
         self.journal = JsonLines(self.journal_path, fsync=False)  # synced before each state save
         self.events = event_log
-        self.book = lc.OrderBook(self.journal, cfg.name)
+        self.book = lifecycle.OrderBook(self.journal, cfg.name)
         self.tf = TIMEFRAMES_MS[cfg.timeframe]
-        self.rules: xb.MarketRules | None = None
+        self.rules: base.MarketRules | None = None
         self.strategy: StrategyRunner | None = None
         self.perpetual = cfg.market == "perpetual"
         self.epoch = -1  # time of bar 0
@@ -175,7 +175,7 @@ class Trader:
         if d.get("strategy"):
             self.strategy = RUNTIME[self.cfg.strategy].runner.from_state(self._strategy_config(), d["strategy"])
         for od in d.get("orders", []):
-            o = lc.TrackedOrder.from_dict(od)
+            o = lifecycle.TrackedOrder.from_dict(od)
             self.book.orders[o.cid] = o
         self.attempts = {int(k): int(v) for k, v in d.get("attempts", {}).items()}
         self.refusals = {int(k): list(v) for k, v in d.get("refusals", {}).items()}
@@ -223,16 +223,16 @@ class Trader:
         for r in await self.adapter.open_orders(self.cfg.symbol):
             if not r.client_order_id.startswith(prefix) or r.client_order_id in self.book.orders:
                 continue
-            parsed = lc.parse_client_order_id(r.client_order_id)
+            parsed = lifecycle.parse_client_order_id(r.client_order_id)
             d = None
             if parsed and self.strategy.started and self.strategy.is_live_key(parsed[1]):
                 d = next((x for x in self.strategy.desired(r.price) if x.key == parsed[1]), None)
             if d is None:
                 unknown.append(r.client_order_id)
                 continue
-            self.book.add(lc.TrackedOrder(r.client_order_id, d.key, d.side, d.type, d.price, d.qty, d.level, d.role,
-                                          lc.SUBMITTED, note="adopted on start", position=d.position,
-                                          reduces=d.reduces))
+            self.book.add(lifecycle.TrackedOrder(r.client_order_id, d.key, d.side, d.type, d.price, d.qty, d.level,
+                                                 d.role, lifecycle.SUBMITTED, note="adopted on start",
+                                                 position=d.position, reduces=d.reduces))
             adopted.append(r.client_order_id)
         # Everything in the book (orders sent just before a crash included) against the
         # exchange: fills since the last save go to the strategy; orders that never arrived
@@ -388,49 +388,51 @@ class Trader:
         if len(self.hist) < 51:
             return "NEUTRAL"
         h, lo, c = self.hist[-200:, 1], self.hist[-200:, 2], self.hist[-200:, 3]
-        gap = c[-1] - ind.ema_nb(c, 50)[-1]
-        atr = ind.atr_nb(h, lo, c, 14)[-1]
+        gap = c[-1] - indicators.ema_nb(c, 50)[-1]
+        atr = indicators.atr_nb(h, lo, c, 14)[-1]
         return "UP" if gap > atr else "DOWN" if gap < -atr else "NEUTRAL"
 
     # -- fills ---------------------------------------------------------------------------------
-    def _apply_report(self, o: lc.TrackedOrder, r: xb.OrderReport) -> str:
+    def _apply_report(self, o: lifecycle.TrackedOrder, r: base.OrderReport) -> str:
         """Move ``o`` along what the exchange reports. Returns FILLED when it is now filled in
         full, ENDED when it ended (cancelled, expired, rejected) with part of it filled, else ''.
         The caller books either through ``_book``."""
         if r.id and not o.exchange_id:
             o.exchange_id = r.id
-        if r.status == xb.CLOSED or (r.status == xb.OPEN and r.filled >= o.qty * (1 - 1e-9) and r.filled > 0):
-            self.book.move(o.cid, lc.FILLED, "", filled=r.filled, average=r.average, fee=r.fee)
-            return lc.FILLED
-        if r.status == xb.OPEN:
-            if o.state == lc.SUBMITTED:
-                self.book.move(o.cid, lc.OPEN, "accepted")
+        if r.status == base.CLOSED or (r.status == base.OPEN and r.filled >= o.qty * (1 - 1e-9) and r.filled > 0):
+            self.book.move(o.cid, lifecycle.FILLED, "", filled=r.filled, average=r.average, fee=r.fee)
+            return lifecycle.FILLED
+        if r.status == base.OPEN:
+            if o.state == lifecycle.SUBMITTED:
+                self.book.move(o.cid, lifecycle.OPEN, "accepted")
             if r.filled > o.filled:  # (an order being cancelled stays so, with its reason: booked at the end)
-                pending = o.state == lc.PENDING_CANCEL
-                self.book.move(o.cid, lc.PENDING_CANCEL if pending else lc.PARTIAL,
+                pending = o.state == lifecycle.PENDING_CANCEL
+                self.book.move(o.cid, lifecycle.PENDING_CANCEL if pending else lifecycle.PARTIAL,
                                o.note if pending else f"{r.filled:g} of {o.qty:g}", filled=r.filled,
                                average=r.average, fee=r.fee)
             return ""
-        state = {xb.CANCELED: lc.CANCELLED, xb.EXPIRED: lc.EXPIRED, xb.REJECTED: lc.REJECTED}[r.status]
-        if o.state == lc.NEW:
-            self.book.move(o.cid, lc.SUBMITTED, "")
-        note = o.note if o.state == lc.PENDING_CANCEL else f"{r.status} by the exchange"
+        state = {base.CANCELED: lifecycle.CANCELLED, base.EXPIRED: lifecycle.EXPIRED,
+                 base.REJECTED: lifecycle.REJECTED}[r.status]
+        if o.state == lifecycle.NEW:
+            self.book.move(o.cid, lifecycle.SUBMITTED, "")
+        note = o.note if o.state == lifecycle.PENDING_CANCEL else f"{r.status} by the exchange"
         if r.filled > 0:
             note += f"; {r.filled:g} of {o.qty:g} filled before (booked apart from the grid's levels)"
         self.book.move(o.cid, state, note, filled=r.filled, average=r.average, fee=r.fee)
         return ENDED if r.filled > 0 else ""
 
-    def _book(self, o: lc.TrackedOrder, r: xb.OrderReport, bar: int, why: str) -> bool:
+    def _book(self, o: lifecycle.TrackedOrder, r: base.OrderReport, bar: int, why: str) -> bool:
         """The one place a report of the exchange is booked, whatever path brought it (the
         answer to a placement, a sync, a cancel, a lookup after a lost response): the order's
         state moves, and what it filled goes to the strategy and the journal, once. True when
         it filled (in full or in part before it ended)."""
         kind = self._apply_report(o, r)
         if kind:
-            self._apply_fill(o, r, bar, why, full=kind == lc.FILLED)
+            self._apply_fill(o, r, bar, why, full=kind == lifecycle.FILLED)
         return bool(kind)
 
-    def _apply_fill(self, o: lc.TrackedOrder, r: xb.OrderReport, bar: int, why: str, full: bool = True) -> None:
+    def _apply_fill(self, o: lifecycle.TrackedOrder, r: base.OrderReport, bar: int, why: str,
+                    full: bool = True) -> None:
         """A fill to the strategy's books, then the journal. A full fill goes to the grid's
         level; one the grid cannot place (it has moved on from the order), or the part filled of
         an order that then ended, is still the exchange's: the strategy books it apart from its
@@ -464,7 +466,7 @@ class Trader:
             r = replace(r, fee=fee, fee_base=fee_base)
         self._journal_fill(o, r, bar, trade, partial=not full)
 
-    def _journal_fill(self, o, r: xb.OrderReport, bar: int, trade, partial: bool = False) -> None:
+    def _journal_fill(self, o, r: base.OrderReport, bar: int, trade, partial: bool = False) -> None:
         if o.cid in self.journaled:  # (a fill journaled before a crash, booked again into the older state)
             return
         rec = {"type": "fill", "system": self.cfg.name, "cid": o.cid, "side": o.side, "role": o.role,
@@ -477,7 +479,7 @@ class Trader:
                        grid_fee=float(trade["fee"]))
             if "trades" in trade:  # perpetual: the lots it closed (a stop closes several), by label
                 rec["label"] = trade["label"]
-                rec["trades"] = [[ag.LABELS[x["label"]], float(x["price"]), float(x["qty"]), float(x["fee"]),
+                rec["trades"] = [[perp_kernel.LABELS[x["label"]], float(x["price"]), float(x["qty"]), float(x["fee"]),
                                   float(x["pnl"])] for x in trade["trades"]]
         self.journal.append(rec)
         self.journaled.add(o.cid)
@@ -487,7 +489,7 @@ class Trader:
         """Ask the exchange about every order we have out; feed full fills to the strategy in
         the order they happened. A perpetual's positions are asked first: a side the exchange
         holds nothing of after every fill is applied was liquidated. Returns the number of fills."""
-        live = self.book.in_state(*lc.WORKING)
+        live = self.book.in_state(*lifecycle.WORKING)
         held = await self.adapter.positions(self.cfg.symbol) if self.perpetual and self.strategy.started else None
         fills = []
         if live:
@@ -498,11 +500,11 @@ class Trader:
                 if r is None:
                     try:
                         r = await self.adapter.order(self.cfg.symbol, o.cid)
-                    except xb.OrderNotFound:
-                        if o.state == lc.SUBMITTED:  # (its id is spent: a new one goes out if still wanted)
-                            self.book.move(o.cid, lc.REJECTED, NEVER_REACHED)
+                    except base.OrderNotFound:
+                        if o.state == lifecycle.SUBMITTED:  # (its id is spent: a new one goes out if still wanted)
+                            self.book.move(o.cid, lifecycle.REJECTED, NEVER_REACHED)
                         else:
-                            self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
+                            self.book.move(o.cid, lifecycle.CANCELLED, "gone from the exchange (not found)")
                             self._log("order_missing", cid=o.cid)
                         continue
                 kind = self._apply_report(o, r)
@@ -511,7 +513,7 @@ class Trader:
         fills.sort(key=lambda f: f[0])
         for i, (_, o, r, kind) in enumerate(fills):  # in the order they happened
             await _breathe(i)
-            self._apply_fill(o, r, bar, "the grid had moved on", full=kind == lc.FILLED)
+            self._apply_fill(o, r, bar, "the grid had moved on", full=kind == lifecycle.FILLED)
         if held is not None and len(self.hist) and self._differs(held):
             # the positions were read before the orders: a fill in between (the exchange does not
             # wait) shows in the orders but not in them. Only positions that stood still while the
@@ -578,23 +580,24 @@ class Trader:
         want = {}
         for d in desired:  # an order keeps its id while it works; a new one takes the key's next attempt
             o = live.get(d.key)
-            if o is not None and o.state == lc.PENDING_CANCEL:
+            if o is not None and o.state == lifecycle.PENDING_CANCEL:
                 continue  # its cancel is not confirmed: nothing new for its key until it is (no double order)
-            want[o.cid if o is not None else lc.client_order_id(self.cfg.id, d.level, d.key,
+            want[o.cid if o is not None else lifecycle.client_order_id(self.cfg.id, d.level, d.key,
                                                                 self.attempts.get(d.key, 0))] = d
         keys = {d.key for d in desired}
         self.attempts = {k: v for k, v in self.attempts.items() if k in keys}
         self.refusals = {k: v for k, v in self.refusals.items() if k in keys}
-        to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lc.OPEN, lc.PARTIAL,
-                                                                                      lc.PENDING_CANCEL)]
-        for o in self.book.in_state(lc.NEW):
+        to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lifecycle.OPEN, lifecycle.PARTIAL,
+                                                                                      lifecycle.PENDING_CANCEL)]
+        for o in self.book.in_state(lifecycle.NEW):
             if o.cid not in want:
-                self.book.move(o.cid, lc.REJECTED, "no longer wanted")
+                self.book.move(o.cid, lifecycle.REJECTED, "no longer wanted")
         for i, o in enumerate(to_cancel):  # first: what they hold is what the new orders need
             await _breathe(i)
             await self.cancel(o, "cancel: the grid no longer wants it")
         market = Market(last=close, min_notional=self.rules.min_notional)
-        unsent = [d for cid, d in want.items() if cid not in self.book.orders or self.book.orders[cid].state == lc.NEW]
+        unsent = [d for cid,
+                  d in want.items() if cid not in self.book.orders or self.book.orders[cid].state == lifecycle.NEW]
         opening = not self.paper and any(not d.reduces for d in unsent)  # (the capital rule measures only then)
         balance = None
         if self.risk.portfolio(self.account) is None or (opening and not self.perpetual):
@@ -604,12 +607,12 @@ class Trader:
         exposure = self._report_exposure(close)
         if opening:
             self._measure_capital(close, balance)
-        batch: list[lc.TrackedOrder] = []
+        batch: list[lifecycle.TrackedOrder] = []
         paused = False  # the gate pauses openings: ask once a candle, and send what reduces
         for i, (cid, d) in enumerate(want.items()):
             await _breathe(i)
             o = self.book.orders.get(cid)
-            if (o is not None and o.state != lc.NEW) or (paused and not d.reduces):
+            if (o is not None and o.state != lifecycle.NEW) or (paused and not d.reduces):
                 continue
             refused = self.refusals.get(d.key)
             if refused and bar < refused[1]:
@@ -637,25 +640,27 @@ class Trader:
                 if not self.perpetual:
                     self.risk.commit(self.cfg.name, intent.notional)
             if o is None:
-                o = self.book.add(lc.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role, bar=bar,
-                                                  position=d.position, reduces=d.reduces, taker=taker))
+                o = self.book.add(lifecycle.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role,
+                                                         bar=bar, position=d.position, reduces=d.reduces,
+                                                         taker=taker))
             batch.append(o)
         if batch:
             for o in batch:
-                self.book.move(o.cid, lc.SUBMITTED, "sending")
-                self.attempts[o.key] = max(self.attempts.get(o.key, 0), lc.attempt_of(o.cid) + 1)  # this id is spent
+                self.book.move(o.cid, lifecycle.SUBMITTED, "sending")
+                self.attempts[o.key] = max(self.attempts.get(o.key, 0),
+                                           lifecycle.attempt_of(o.cid) + 1)  # this id is spent
             if not self.paper:  # (a paper exchange's orders are saved in the same file as ours)
                 await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
-            reqs = [xb.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
+            reqs = [base.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
             results = await self.adapter.place_many(reqs)
             if t0 is not None:
                 self.latency.append(time.perf_counter() - t0)
             for i, (o, res) in enumerate(zip(batch, results, strict=True)):
                 await _breathe(i)
-                if isinstance(res, xb.OrderRejected):
-                    self.book.move(o.cid, lc.REJECTED, str(res))
+                if isinstance(res, base.OrderRejected):
+                    self.book.move(o.cid, lifecycle.REJECTED, str(res))
                     self._refused(o.key, o.cid, str(res), bar, o.type == "stop")
-                elif isinstance(res, xb.ExchangeError):
+                elif isinstance(res, base.ExchangeError):
                     self._log("order_unknown", cid=o.cid, reason=str(res))  # resolved by the next sync
                 else:
                     self.refusals.pop(o.key, None)
@@ -715,7 +720,7 @@ class Trader:
             self.risk.pause(self.cfg.name, f"{STOP_REFUSED}: {reason}")
             self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
 
-    def _measure_capital(self, close: float, balance: xb.Balance | None) -> None:
+    def _measure_capital(self, close: float, balance: base.Balance | None) -> None:
         """The capital rule's measure, from the exchange: a spot system holds the account's coins
         less what was not its own when this process first looked (its books' position then
         aside), plus its resting buys, against its equity; a perpetual, the positions the
@@ -744,19 +749,19 @@ class Trader:
         self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
         return held + resting
 
-    async def cancel(self, o: lc.TrackedOrder, note: str) -> None:
+    async def cancel(self, o: lifecycle.TrackedOrder, note: str) -> None:
         """Ask the exchange to cancel ``o`` (PENDING_CANCEL until it answers; an order whose
         cancel failed stays so and is asked again at the next candle)."""
-        if o.state != lc.PENDING_CANCEL:
-            self.book.move(o.cid, lc.PENDING_CANCEL, note)
+        if o.state != lifecycle.PENDING_CANCEL:
+            self.book.move(o.cid, lifecycle.PENDING_CANCEL, note)
         try:
-            r = await self.adapter.cancel(self.cfg.symbol, xb.OrderReport(
-                o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, xb.OPEN,
+            r = await self.adapter.cancel(self.cfg.symbol, base.OrderReport(
+                o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, base.OPEN,
                 position=o.position))
-        except xb.OrderNotFound:
-            self.book.move(o.cid, lc.CANCELLED, "gone from the exchange (not found)")
+        except base.OrderNotFound:
+            self.book.move(o.cid, lifecycle.CANCELLED, "gone from the exchange (not found)")
             return
-        except xb.ExchangeError as e:
+        except base.ExchangeError as e:
             self._log("cancel_failed", cid=o.cid, reason=str(e))
             return
         if self._book(o, r, self.strategy.bar if self.strategy is not None else -1, "filled while being cancelled"):
@@ -767,7 +772,7 @@ class Trader:
         """The confirmed "cancel all our orders" action: every order of this system."""
         n = 0
         async with self._orders_lock:
-            for o in self.book.in_state(*lc.WORKING):
+            for o in self.book.in_state(*lifecycle.WORKING):
                 await self.cancel(o, "cancel: cancel-all requested")
                 n += 1
         self.book.prune()
@@ -791,7 +796,7 @@ class Trader:
                 streamed, self._streamed = self._streamed, None
                 try:
                     await self.poll(streamed)
-                except xb.TemporaryError as e:
+                except base.TemporaryError as e:
                     self._log("feed_error", reason=str(e))
                 if time.monotonic() - self.last_candle_wall > silent_after:
                     self._log("feed_silent", seconds=round(time.monotonic() - self.last_candle_wall))
@@ -828,7 +833,7 @@ class Trader:
                     self._log("stream_open", stream=name)
                 self.streaming[name] = True
                 delay = 1.0
-            except xb.ExchangeError as e:
+            except base.ExchangeError as e:
                 self.streaming[name] = False
                 self._log("stream_error", stream=name, reason=str(e), retry_seconds=delay)
                 self._wake.set()  # poll now
@@ -851,13 +856,13 @@ class Trader:
         the grid's decisions are made (GRID_SEMANTICS.md)."""
         for r in await self.adapter.watch_orders(self.cfg.symbol):
             o = self.book.orders.get(r.client_order_id)
-            if o is None or o.state not in lc.WORKING:
+            if o is None or o.state not in lifecycle.WORKING:
                 continue
             seen = f"{r.status}: {r.filled:g} filled at {r.average:,.2f} (stream), applied at the candle close"
-            if self._stream_seen.get(o.cid) != seen and (r.filled > o.filled or r.status != xb.OPEN):
+            if self._stream_seen.get(o.cid) != seen and (r.filled > o.filled or r.status != base.OPEN):
                 self._stream_seen[o.cid] = seen
                 self._log("order_update", cid=o.cid, status=r.status, filled=r.filled, price=r.average)
-                if o.state != lc.PENDING_CANCEL:  # (one being cancelled keeps its reason)
+                if o.state != lifecycle.PENDING_CANCEL:  # (one being cancelled keeps its reason)
                     o.note = seen  # (shown in the Orders tab until the close applies it)
         if len(self._stream_seen) > 10_000:
             self._stream_seen = {c: v for c, v in self._stream_seen.items() if c in self.book.orders}
@@ -867,6 +872,6 @@ class Trader:
         close = float(self.hist[-1, 3]) if len(self.hist) else 0.0
         books = s.books(close) if s and s.started else {}
         return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
-                "open_orders": len(self.book.in_state(lc.OPEN, lc.PARTIAL, lc.PENDING_CANCEL)),
+                "open_orders": len(self.book.in_state(lifecycle.OPEN, lifecycle.PARTIAL, lifecycle.PENDING_CANCEL)),
                 "feed": "stream" if self.streaming.get("candles") else "polling",
                 "status": self.risk.status(self.cfg.name).label, "note": self.status_note}

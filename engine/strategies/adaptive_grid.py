@@ -9,9 +9,9 @@ import numpy as np
 from numba import njit
 
 from engine.data import Candles, FundingRates
-from engine.kernels import adaptive_grid as ag
-from engine.kernels import indicators as ind
-from engine.kernels import metrics as met
+from engine.kernels import adaptive_grid as kernel
+from engine.kernels import indicators as indicator_kernels
+from engine.kernels import metrics as metrics_kernel
 from engine.kernels.breaker import atr_breaker
 from engine.kernels.perp import funding_counts, funding_on_bars, liquidation_price_nb, load_tiers, tiers_for
 from engine.risk import OPEN_GATE, Gate, RiskGate, RiskLimits
@@ -176,7 +176,7 @@ class PerpResult:
             "time": pd.to_datetime(t["time"], unit="ms", utc=True), "bar": t["bar"],
             "side": np.where(t["side"] > 0, "buy", np.where(t["side"] < 0, "sell", "")),
             "price": t["price"], "qty": t["qty"], "fee": t["fee"],
-            "label": [ag.LABELS[x] for x in t["label"]], "pnl": t["pnl"],
+            "label": [kernel.LABELS[x] for x in t["label"]], "pnl": t["pnl"],
             "long_qty": t["long_qty"], "short_qty": t["short_qty"],
         })
 
@@ -188,12 +188,12 @@ class PerpResult:
 def indicator_arrays(high: np.ndarray, low: np.ndarray, close: np.ndarray, cfg: AdaptiveGridConfig) -> dict:
     """The strategy's indicators per bar (each from data up to its bar) and ``start``, the first
     bar they all exist for (regime needs one KAMA bar more)."""
-    atr = ind.atr_nb(high, low, close, int(cfg.atr_period))
-    kama, er = ind.kama_er_nb(close, int(cfg.kama_period))
-    sma = ind.sma_nb(close, 20)
-    std = ind.stddev_nb(close, 20, 1.0)
-    z = ind.zscore_nb(close, sma, atr)
-    regime = ind.regime_nb(kama, er, atr, cfg.theta, cfg.er_threshold, 1).astype(np.int64)
+    atr = indicator_kernels.atr_nb(high, low, close, int(cfg.atr_period))
+    kama, er = indicator_kernels.kama_er_nb(close, int(cfg.kama_period))
+    sma = indicator_kernels.sma_nb(close, 20)
+    std = indicator_kernels.stddev_nb(close, 20, 1.0)
+    z = indicator_kernels.zscore_nb(close, sma, atr)
+    regime = indicator_kernels.regime_nb(kama, er, atr, cfg.theta, cfg.er_threshold, 1).astype(np.int64)
     sigma = log_return_std(close, int(cfg.sigma_window))
     arrays = dict(atr=atr, kama=kama, er=er, std=std, sigma=sigma, z=z, regime=regime)
     warm = max(int(np.argmax(np.isfinite(a))) if np.isfinite(a).any() else len(close)
@@ -215,13 +215,13 @@ def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | N
     return arrays
 
 
-def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> ag.AdaptiveGridParams:
+def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> kernel.AdaptiveGridParams:
     check(cfg)
-    return ag.AdaptiveGridParams(
+    return kernel.AdaptiveGridParams(
         capital=float(cfg.capital), leverage=float(cfg.leverage), levels=int(cfg.levels),
         order_frac=float(cfg.order_frac), atr_k=float(cfg.atr_k), atr_floor=float(cfg.atr_floor),
         gamma=float(cfg.gamma), kappa=float(cfg.kappa),
-        spread_const=ag.spread_const(cfg.gamma, cfg.kappa), horizon=float(cfg.horizon), z_halt=float(cfg.z_halt),
+        spread_const=kernel.spread_const(cfg.gamma, cfg.kappa), horizon=float(cfg.horizon), z_halt=float(cfg.z_halt),
         z_resume=float(cfg.z_resume), stop_m=float(cfg.stop_m), prune_sigma=float(cfg.prune_sigma),
         prune_age_ms=float(cfg.prune_age_hours) * 3_600_000.0, prune_gap=float(cfg.prune_gap),
         prune_funding=float(cfg.prune_funding), prune_offset=int(bool(cfg.prune_offset)),
@@ -257,54 +257,55 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         paused = atr_breaker(a["atr"], risk.atr_jump, risk.calm_candles, int(a["start"]))
     tiers = tiers_for(cfg.tiers, candles.symbol)
     t1 = _time.perf_counter()
-    L, G, F, I = ag.new_state(p)
-    logs = {"trades": np.empty(log_capacity or 1024 + n // 16, dtype=ag.TRADE_DTYPE)}
+    L, G, F, I = kernel.new_state(p)
+    logs = {"trades": np.empty(log_capacity or 1024 + n // 16, dtype=kernel.TRADE_DTYPE)}
     equity, long_qty, short_qty = np.empty(n), np.empty(n), np.empty(n)
-    counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-    money = np.zeros(ag.N_MONEY)
+    counters = np.zeros(kernel.N_COUNTERS, dtype=np.int64)
+    money = np.zeros(kernel.N_MONEY)
     if orders:
-        logs["orders"], refs, marks = ag.new_order_log(p, n)
+        logs["orders"], refs, marks = kernel.new_order_log(p, n)
     c = candles
 
-    def kernel(end, first):
+    def run_part(end, first):
         args = (c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], a["atr"][:end],
                 a["kama"][:end], a["er"][:end], a["std"][:end], a["sigma"][:end], a["z"][:end], a["regime"][:end],
                 a["funding"][:end], a["funding_count"][:end], tiers, paused[:end], p, L, G, F, I, logs["trades"],
                 equity, long_qty, short_qty, counters, money, first)
         if orders:
-            return ag.adaptive_grid_log_nb(*args, logs["orders"], refs, marks)
-        return ag.adaptive_grid_nb(*args)
+            return kernel.adaptive_grid_log_nb(*args, logs["orders"], refs, marks)
+        return kernel.adaptive_grid_nb(*args)
 
     def grow():  # a log is full: double it, go on
-        used = {"trades": int(I[ag._NTR]), "orders": int(refs[0]) if orders else 0}
+        used = {"trades": int(I[kernel._NTR]), "orders": int(refs[0]) if orders else 0}
         for name, log in logs.items():
-            if len(log) - used[name] <= (ag.order_log_room(p) if name == "orders" else ag.trade_log_room(p)):
+            if len(log) - used[name] <= (kernel.order_log_room(p) if name == "orders" else kernel.trade_log_room(p)):
                 bigger = np.empty(2 * len(log), dtype=log.dtype)
                 bigger[:used[name]] = log[:used[name]]
                 logs[name] = bigger
 
-    drive(kernel, n, grow, progress, "adaptive-grid kernel")
+    drive(run_part, n, grow, progress, "adaptive-grid kernel")
     trades = logs["trades"]
     timings["kernel"] = _time.perf_counter() - t1
-    nt = int(I[ag._NTR])
+    nt = int(I[kernel._NTR])
     r = PerpResult(
         strategy="adaptive-grid", config=cfg.to_dict(), time=candles.time, close=candles.close,
         timeframe_ms=candles.timeframe_ms, trades=trades[:nt].copy(), equity=equity, long_qty=long_qty,
-        short_qty=short_qty, counters={**{k: int(v) for k, v in zip(ag.COUNTER_NAMES, counters, strict=True)},
+        short_qty=short_qty, counters={**{k: int(v) for k, v in zip(kernel.COUNTER_NAMES, counters, strict=True)},
                                        **funding_counts(a["funding_count"], a["funding_defaulted"], int(a["start"]),
                                                         funding is not None),
                                        **({"risk_paused_bars": int(paused.sum())} if risk is not None else {})},
-        money={"realized": float(money[ag.M_REALIZED]), "grid_profit": float(money[ag.M_GRID_PROFIT]),
-               "funding": float(money[ag.M_FUNDING]), "fees": float(money[ag.M_FEES]),
-               "liquidated_margin": float(money[ag.M_LIQUIDATED])},
+        money={"realized": float(money[kernel.M_REALIZED]), "grid_profit": float(money[kernel.M_GRID_PROFIT]),
+               "funding": float(money[kernel.M_FUNDING]), "fees": float(money[kernel.M_FEES]),
+               "liquidated_margin": float(money[kernel.M_LIQUIDATED])},
         start_bar=int(a["start"]),
         funding_rate=np.where(a["funding_count"] > 0, a["funding"], 0.0),
         orders=logs["orders"][:refs[0]].copy() if orders else None, marks=marks if orders else None,
     )
-    perf = met.performance(equity[a["start"]:], candles.timeframe_ms, first_bar=int(a["start"]), time=candles.time)
+    perf = metrics_kernel.performance(equity[a["start"]:], candles.timeframe_ms, first_bar=int(a["start"]),
+                                      time=candles.time)
     last = float(candles.close[-1])
     t = r.trades
-    closing = t[(t["pnl"] != 0) | np.isin(t["label"], [ag.SELL_CLOSE_LONG, ag.BUY_CLOSE_SHORT])]
+    closing = t[(t["pnl"] != 0) | np.isin(t["label"], [kernel.SELL_CLOSE_LONG, kernel.BUY_CLOSE_SHORT])]
     wins, losses = closing["pnl"][closing["pnl"] > 0], closing["pnl"][closing["pnl"] < 0]
     r.metrics = {
         **perf, "start_equity": float(cfg.capital), "final_equity": float(equity[-1]),
@@ -325,7 +326,8 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
 
 # ---- the adaptive grid as the runtime drives it, candle by candle -------------------------------
 
-_KINDS = {ag.OPEN_ORDER: "open", ag.TAKE_PROFIT_ORDER: "tp", ag.STOP_ORDER: "stop", ag.MARKET_ORDER: "prune"}
+_KINDS = {kernel.OPEN_ORDER: "open", kernel.TAKE_PROFIT_ORDER: "tp", kernel.STOP_ORDER: "stop",
+          kernel.MARKET_ORDER: "prune"}
 _SIDES = ("long", "short")
 
 
@@ -344,16 +346,16 @@ class AdaptiveGridRunner(StrategyRunner):
     strategy = "adaptive-grid"
     perpetual = True
 
-    def __init__(self, cfg: AdaptiveGridConfig, params: ag.AdaptiveGridParams | None = None):
+    def __init__(self, cfg: AdaptiveGridConfig, params: kernel.AdaptiveGridParams | None = None):
         self.cfg = cfg
         self.params = params or build_params(cfg, 0)
         p = self.params
         self.tiers = load_tiers(cfg.tiers)  # (the runtime names the symbol's file: Trader._strategy_config)
-        self.L, self.G, self.F, self.I = ag.new_state(p)
-        self.counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-        self.money = np.zeros(ag.N_MONEY)
-        self._trades = np.empty(2 * ag.trade_log_room(p) + 8, dtype=ag.TRADE_DTYPE)
-        self._want = np.empty(2 * p.levels + 2 * p.max_lots + 8, dtype=ag.ORDER_DTYPE)
+        self.L, self.G, self.F, self.I = kernel.new_state(p)
+        self.counters = np.zeros(kernel.N_COUNTERS, dtype=np.int64)
+        self.money = np.zeros(kernel.N_MONEY)
+        self._trades = np.empty(2 * kernel.trade_log_room(p) + 8, dtype=kernel.TRADE_DTYPE)
+        self._want = np.empty(2 * p.levels + 2 * p.max_lots + 8, dtype=kernel.ORDER_DTYPE)
         self.keys: dict[tuple, int] = {}  # identity of an order wanted now -> its key
         self.by_key: dict[int, tuple] = {}
         self.next_key = 0
@@ -363,7 +365,7 @@ class AdaptiveGridRunner(StrategyRunner):
     # -- setup -------------------------------------------------------------------------------
     @property
     def started(self) -> bool:
-        return bool(self.I[ag._STARTED])
+        return bool(self.I[kernel._STARTED])
 
     def warmup_bars(self) -> int:
         c = self.cfg
@@ -383,24 +385,24 @@ class AdaptiveGridRunner(StrategyRunner):
     def on_open(self, bar: int, t: int, open_: float, rate: float, count: int) -> None:
         """A bar opened at ``open_`` after ``count`` funding settlements (summed ``rate``)."""
         if self.started and count:
-            ag.pay_funding_nb(open_, rate, count, self.params, self.L, self.F, self.I, self.counters, self.money,
+            kernel.pay_funding_nb(open_, rate, count, self.params, self.L, self.F, self.I, self.counters, self.money,
                               self.tiers)
 
     def correct_funding(self, s: int, pay: float) -> None:
         """Side ``s`` (0 long, 1 short) paid ``pay`` more funding than the books took (< 0: less):
         the exchange's figure for a settlement, which settles on what it held then."""
-        ag.book_funding_nb(s, pay, self.params, self.L, self.F, self.I, self.money, self.tiers)
+        kernel.book_funding_nb(s, pay, self.params, self.L, self.F, self.I, self.money, self.tiers)
 
     def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
         """The decisions at the close of ``bar``; ``gate``: what the risk gate lets through now
         (the backtest's ``risk``): an opening it would refuse waits, it is not an order."""
-        self.I[ag._NTR] = 0
+        self.I[kernel._NTR] = 0
         self.params = self.params._replace(max_exposure=float(gate.room))
-        if not ag.decide_nb(bar, ind["time"], close, ind["atr"], ind["kama"], ind["er"], ind["std"], ind["sigma"],
+        if not kernel.decide_nb(bar, ind["time"], close, ind["atr"], ind["kama"], ind["er"], ind["std"], ind["sigma"],
                             ind["z"], ind["regime"], bool(gate.paused), self.params, self.L, self.G, self.F, self.I,
                             self._trades, self.counters, self.money):
             raise RuntimeError("adaptive grid: trade log full (a bug)")
-        self.last_events = [ag.LABELS[x] for x in self._trades["label"][:self.I[ag._NTR]]]
+        self.last_events = [kernel.LABELS[x] for x in self._trades["label"][:self.I[kernel._NTR]]]
         self.bar = bar
         self._assign_keys()
 
@@ -413,24 +415,24 @@ class AdaptiveGridRunner(StrategyRunner):
             return None
         kind, s = ident[0], ident[1]
         args = (self.params, self.L, self.G, self.F, self.I, self._trades, self.counters, self.money, self.tiers)
-        self.I[ag._NTR] = 0
+        self.I[kernel._NTR] = 0
         if kind == "open":
             j = ident[2]
-            if self.G[s, j, ag._GA] <= 0 or self.I[ag._GEN] != ident[3]:
+            if self.G[s, j, kernel._GA] <= 0 or self.I[kernel._GEN] != ident[3]:
                 return None
-            ok = ag.on_open_fill_nb(s, j, bar, t, price, self.G[s, j, ag._GQ], self.params.maker_fee, *args)
+            ok = kernel.on_open_fill_nb(s, j, bar, t, price, self.G[s, j, kernel._GQ], self.params.maker_fee, *args)
         elif kind == "stop":
-            if self.I[ag._STAGE_L + s] != ident[2] - 1 or self.F[ag._QTY_L + s] <= 0:
+            if self.I[kernel._STAGE_L + s] != ident[2] - 1 or self.F[kernel._QTY_L + s] <= 0:
                 return None
-            ok = ag.on_stop_fill_nb(s, ident[2], bar, t, price, *args)
+            ok = kernel.on_stop_fill_nb(s, ident[2], bar, t, price, *args)
         else:
             m = self._lot(s, ident[2:6])
             if m < 0:
                 return None
             if kind == "tp":
-                ok = ag.on_take_profit_fill_nb(s, m, bar, t, price, *args)
+                ok = kernel.on_take_profit_fill_nb(s, m, bar, t, price, *args)
             else:
-                ok = ag.on_prune_fill_nb(s, m, ident[6], bar, t, price, *args)
+                ok = kernel.on_prune_fill_nb(s, m, ident[6], bar, t, price, *args)
         if not ok:
             raise RuntimeError("adaptive grid: trade log full (a bug)")
         # the order is done: the same order wanted again (its level re-armed by a take-profit
@@ -448,14 +450,14 @@ class AdaptiveGridRunner(StrategyRunner):
         if not reduces:
             label = 0
         elif role.startswith("STOP"):
-            label = ag.STOP_LONG if s == 0 else ag.STOP_SHORT
-        elif role in ag.LABELS:
-            label = ag.LABELS.index(role)
+            label = kernel.STOP_LONG if s == 0 else kernel.STOP_SHORT
+        elif role in kernel.LABELS:
+            label = kernel.LABELS.index(role)
         else:
-            label = ag.SELL_CLOSE_LONG if s == 0 else ag.BUY_CLOSE_SHORT
+            label = kernel.SELL_CLOSE_LONG if s == 0 else kernel.BUY_CLOSE_SHORT
         p = self.params
-        self.I[ag._NTR] = 0
-        if not ag.on_stray_fill_nb(s, not reduces, label, qty, bar, t, price,
+        self.I[kernel._NTR] = 0
+        if not kernel.on_stray_fill_nb(s, not reduces, label, qty, bar, t, price,
                                    p.maker_fee if otype == "limit" else p.taker_fee, p, self.L, self.G, self.F,
                                    self.I, self._trades, self.counters, self.money, self.tiers):
             raise RuntimeError("adaptive grid: trade log full (a bug)")
@@ -466,8 +468,8 @@ class AdaptiveGridRunner(StrategyRunner):
         (it crossed the market): the exchange charged the taker fee. Returns what more it
         charged."""
         extra = value * (self.params.taker_fee - self.params.maker_fee)
-        self.F[ag._CASH] -= extra
-        self.money[ag.M_FEES] += extra
+        self.F[kernel._CASH] -= extra
+        self.money[kernel.M_FEES] += extra
         return extra
 
     def settle(self, side: str, booked_qty: float, booked_fee: float, pnl: float, filled: float, price: float,
@@ -478,54 +480,56 @@ class AdaptiveGridRunner(StrategyRunner):
         and cash after it."""
         d_fee = fee - booked_fee
         if abs(d_fee) > 1e-12 * filled * price:
-            self.F[ag._CASH] -= d_fee
-            self.money[ag.M_FEES] += d_fee
+            self.F[kernel._CASH] -= d_fee
+            self.money[kernel.M_FEES] += d_fee
             pnl -= d_fee
         else:
             d_fee = 0.0
-        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(self.F[ag._CASH])}
+        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(self.F[kernel._CASH])}
 
     def liquidated(self, s: int, bar: int, t: int) -> dict:
         """The exchange liquidated side ``s`` (0 long, 1 short): its isolated margin is lost."""
-        self.I[ag._NTR] = 0
-        ag._liquidate(s, bar, t, self.params, self.L, self.G, self.F, self.I, self._trades, self.counters,
+        self.I[kernel._NTR] = 0
+        kernel._liquidate(s, bar, t, self.params, self.L, self.G, self.F, self.I, self._trades, self.counters,
                       self.money, self.tiers)
         self._assign_keys()
         return self._summary()
 
     def _summary(self) -> dict | None:
-        t = self._trades[:self.I[ag._NTR]]
+        t = self._trades[:self.I[kernel._NTR]]
         if not len(t):
             return None  # refused (no lot room, no balance): counted, nothing changed
         return {"pnl": float(t["pnl"].sum()), "fee": float(t["fee"].sum()), "qty": float(t["qty"].sum()),
-                "cash": float(self.F[ag._CASH]),
-                "position": float(self.F[ag._QTY_L] - self.F[ag._QTY_S]), "label": ag.LABELS[t["label"][0]],
+                "cash": float(self.F[kernel._CASH]),
+                "position": float(self.F[kernel._QTY_L] - self.F[kernel._QTY_S]), "label": kernel.LABELS[t["label"][0]],
                 "trades": t.copy()}
 
     def _lot(self, s: int, ident: tuple) -> int:
         L = self.L
-        for m in range(int(self.I[ag._NLOT_L + s])):
-            if (float(L[s, m, ag._LT]), float(L[s, m, ag._LE]), int(L[s, m, ag._LJ]), int(L[s, m, ag._LG])) == ident:
+        for m in range(int(self.I[kernel._NLOT_L + s])):
+            lot = (float(L[s, m, kernel._LT]), float(L[s, m, kernel._LE]), int(L[s, m, kernel._LJ]),
+                   int(L[s, m, kernel._LG]))
+            if lot == ident:
                 return m
         return -1
 
     # -- desired orders ------------------------------------------------------------------------
     def _rows(self) -> np.ndarray:
-        n = ag.desired_orders_nb(self.params, self.L, self.G, self.F, self.I, self._want)
+        n = kernel.desired_orders_nb(self.params, self.L, self.G, self.F, self.I, self._want)
         return self._want[:n]
 
     def _identity(self, row) -> tuple:
         kind, s, ref = _KINDS[int(row["kind"])], int(row["book"]), int(row["ref"])
         price, qty = float(row["price"]), float(row["qty"])
         if kind == "open":
-            return kind, s, ref, int(self.I[ag._GEN]), price, qty
+            return kind, s, ref, int(self.I[kernel._GEN]), price, qty
         if kind == "stop":
             return kind, s, ref, price, qty
         lot = self.L[s, ref]
-        lot_id = (float(lot[ag._LT]), float(lot[ag._LE]), int(lot[ag._LJ]), int(lot[ag._LG]))
+        lot_id = (float(lot[kernel._LT]), float(lot[kernel._LE]), int(lot[kernel._LJ]), int(lot[kernel._LG]))
         if kind == "tp":
             return (kind, s, *lot_id, price, qty)
-        return (kind, s, *lot_id, int(self.I[ag._PRUNE_LABEL]))
+        return (kind, s, *lot_id, int(self.I[kernel._PRUNE_LABEL]))
 
     def _assign_keys(self) -> list[tuple]:
         keys, out = {}, []
@@ -548,7 +552,7 @@ class AdaptiveGridRunner(StrategyRunner):
             kind, s = ident[0], ident[1]
             side = "buy" if row["side"] == 1 else "sell"
             otype = {"open": "limit", "tp": "limit", "stop": "stop", "prune": "market"}[kind]
-            role = ag.LABELS[ident[-1]] if kind == "prune" else \
+            role = kernel.LABELS[ident[-1]] if kind == "prune" else \
                 {"open": "OPEN", "tp": "TAKE_PROFIT", "stop": f"STOP{ident[2]}"}[kind] + "_" + _SIDES[s].upper()
             price = float(close) if kind == "prune" else float(row["price"])
             level = int(row["ref"]) if kind == "open" else -1
@@ -559,29 +563,30 @@ class AdaptiveGridRunner(StrategyRunner):
         return key in self.by_key
 
     def positions(self) -> tuple[float, float]:
-        return float(self.F[ag._QTY_L]), float(self.F[ag._QTY_S])
+        return float(self.F[kernel._QTY_L]), float(self.F[kernel._QTY_S])
 
     # -- books ---------------------------------------------------------------------------------
     def books(self, price: float) -> dict:
         F, money, c = self.F, self.money, self.counters
-        ql, qs = float(F[ag._QTY_L]), float(F[ag._QTY_S])
-        upnl = price * ql - F[ag._COST_L] + F[ag._COST_S] - price * qs
-        margin = float(F[ag._MARGIN_L] + F[ag._MARGIN_S])
-        return {"cash": float(F[ag._CASH]), "margin": margin, "position": ql - qs, "long": ql, "short": qs,
-                "equity": float(F[ag._CASH]) + margin + float(upnl), "floating": float(upnl),
-                "avg_long": float(F[ag._COST_L] / ql) if ql else None,
-                "avg_short": float(F[ag._COST_S] / qs) if qs else None,
-                "liq_long": float(F[ag._LIQ_L]) if ql else None, "liq_short": float(F[ag._LIQ_S]) if qs else None,
-                "grid_profit": float(money[ag.M_GRID_PROFIT]), "realized": float(money[ag.M_REALIZED]),
-                "fees": float(money[ag.M_FEES]), "funding": float(money[ag.M_FUNDING]),
-                "fills": int(c[ag.C_LONGS_OPENED] + c[ag.C_LONGS_CLOSED] + c[ag.C_SHORTS_OPENED]
-                             + c[ag.C_SHORTS_CLOSED]),
+        ql, qs = float(F[kernel._QTY_L]), float(F[kernel._QTY_S])
+        upnl = price * ql - F[kernel._COST_L] + F[kernel._COST_S] - price * qs
+        margin = float(F[kernel._MARGIN_L] + F[kernel._MARGIN_S])
+        return {"cash": float(F[kernel._CASH]), "margin": margin, "position": ql - qs, "long": ql, "short": qs,
+                "equity": float(F[kernel._CASH]) + margin + float(upnl), "floating": float(upnl),
+                "avg_long": float(F[kernel._COST_L] / ql) if ql else None,
+                "avg_short": float(F[kernel._COST_S] / qs) if qs else None,
+                "liq_long": float(F[kernel._LIQ_L]) if ql else None,
+                "liq_short": float(F[kernel._LIQ_S]) if qs else None,
+                "grid_profit": float(money[kernel.M_GRID_PROFIT]), "realized": float(money[kernel.M_REALIZED]),
+                "fees": float(money[kernel.M_FEES]), "funding": float(money[kernel.M_FUNDING]),
+                "fills": int(c[kernel.C_LONGS_OPENED] + c[kernel.C_LONGS_CLOSED] + c[kernel.C_SHORTS_OPENED]
+                             + c[kernel.C_SHORTS_CLOSED]),
                 "exposure": (ql + qs) * price}
 
     def levels(self) -> np.ndarray:
         """The opening orders' prices of both grids."""
         G = self.G
-        return np.sort(G[:, :, ag._GP][G[:, :, ag._GA] == ag.REST])
+        return np.sort(G[:, :, kernel._GP][G[:, :, kernel._GA] == kernel.REST])
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -594,18 +599,18 @@ class AdaptiveGridRunner(StrategyRunner):
 
     @classmethod
     def from_state(cls, cfg: AdaptiveGridConfig, state: dict) -> AdaptiveGridRunner:
-        self = cls(cfg, ag.AdaptiveGridParams(**state["params"]))
+        self = cls(cfg, kernel.AdaptiveGridParams(**state["params"]))
         for name, v in state["arrays"].items():
             setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
-        if len(self.counters) < ag.N_COUNTERS:  # a state from before the risk gate's waits were counted
-            self.counters = np.r_[self.counters, np.zeros(ag.N_COUNTERS - len(self.counters), dtype=np.int64)]
+        if len(self.counters) < kernel.N_COUNTERS:  # a state from before the risk gate's waits were counted
+            self.counters = np.r_[self.counters, np.zeros(kernel.N_COUNTERS - len(self.counters), dtype=np.int64)]
         old = len(self.F)
-        if old < ag.N_F:  # (a state from before the short side's wallet difference was kept apart: all long's)
-            self.F = np.r_[self.F, np.zeros(ag.N_F - old)]
-        if old <= ag._XD:  # a state from before the exchange's wallet was kept: it starts from the books'
+        if old < kernel.N_F:  # (a state from before the short side's wallet difference was kept apart: all long's)
+            self.F = np.r_[self.F, np.zeros(kernel.N_F - old)]
+        if old <= kernel._XD:  # a state from before the exchange's wallet was kept: it starts from the books'
             for s in range(2):
-                q = self.F[ag._QTY_L + s]
-                self.F[ag._XE_L + s] = self.F[ag._COST_L + s] / q if q > 0 else 0.0
+                q = self.F[kernel._QTY_L + s]
+                self.F[kernel._XE_L + s] = self.F[kernel._COST_L + s] / q if q > 0 else 0.0
         self.keys = {tuple(ident): int(k) for ident, k in state["keys"]}
         self.by_key = {k: ident for ident, k in self.keys.items()}
         self.next_key = int(state["next_key"])

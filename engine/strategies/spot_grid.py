@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from engine.kernels import grid as g
-from engine.kernels import spot_grid as k
+from engine.kernels import grid
+from engine.kernels import spot_grid as kernel
 from engine.risk import OPEN_GATE, Gate
 from engine.strategies.errors import ParamError
 from engine.strategies.space import Choice, FloatRange, IntRange
@@ -94,8 +94,8 @@ class SpotGridConfig:
 
 # Settings that take one of a few words (the kernels' names where they have them).
 CHOICES = {
-    "mode": k.MODE_NAMES, "spacing": g.SPACING_NAMES, "qty_mode": ("quote", "base"), "trailing": k.TRAIL_NAMES,
-    "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
+    "mode": kernel.MODE_NAMES, "spacing": grid.SPACING_NAMES, "qty_mode": ("quote", "base"),
+    "trailing": kernel.TRAIL_NAMES, "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
 }
 
 # What the optimizer may vary by default (the rest keep the user's values).
@@ -129,9 +129,9 @@ def check_settings(cfg: SpotGridConfig) -> None:
     the minimum notional."""
     price = (cfg.lower + cfg.upper) / 2 if cfg.lower and cfg.upper else cfg.upper or cfg.lower or 1.0
     p = build_params(cfg, price, check_price=False)
-    if p.spacing == g.ATR or p.mode != k.RANGE:
+    if p.spacing == grid.ATR or p.mode != kernel.RANGE:
         return
-    step = (p.upper / p.lower) ** (1 / (p.levels - 1)) - 1 if p.spacing == g.GEOMETRIC else \
+    step = (p.upper / p.lower) ** (1 / (p.levels - 1)) - 1 if p.spacing == grid.GEOMETRIC else \
         (p.upper - p.lower) / (p.levels - 1) / p.upper  # (the narrowest step, as a share of its price)
     if step <= 2 * p.fee:
         raise ParamError("levels", f"{p.levels} levels over the range leave {step:.3%} a step, no more than the fees "
@@ -142,7 +142,7 @@ def check_settings(cfg: SpotGridConfig) -> None:
 
 
 def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
-                 check_price: bool = True) -> k.SpotGridParams:
+                 check_price: bool = True) -> kernel.SpotGridParams:
     """Validate ``cfg`` against the data's first price and turn it into kernel numbers
     (``check_price`` False: no data yet, the price-bound checks are left for the first candle)."""
     mode, spacing, trailing, qty_mode, stop_action, fill_through = (
@@ -166,22 +166,22 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
     range_pct = _positive("range_pct", cfg.range_pct)
     if range_pct >= 1:
         raise ParamError("range_pct", f"must be below 1, got {range_pct}")
-    if mode == k.RANGE:
+    if mode == kernel.RANGE:
         lower = lower or first_price * (1 - range_pct)
         upper = upper or first_price * (1 + range_pct)
     else:
         anchor = upper or first_price
         lower = lower or anchor * (1 - range_pct)
-        if spacing != g.ATR and not lower < anchor:
+        if spacing != grid.ATR and not lower < anchor:
             raise ParamError("lower", f"{lower} must be below the grid's anchor {anchor}")
-    if spacing != g.ATR and mode == k.RANGE:
+    if spacing != grid.ATR and mode == kernel.RANGE:
         if not lower < upper:
             raise ParamError("upper", f"upper {upper} must be above lower {lower}")
-        g.grid_levels(lower, upper, cfg.levels, g.SPACING_NAMES[spacing], tick)  # raises on coarse tick
-    if mode == k.LOWER_ONLY and trailing in (k.TRAIL_DOWN, k.TRAIL_BOTH):
+        grid.grid_levels(lower, upper, cfg.levels, grid.SPACING_NAMES[spacing], tick)  # raises on coarse tick
+    if mode == kernel.LOWER_ONLY and trailing in (kernel.TRAIL_DOWN, kernel.TRAIL_BOTH):
         raise ParamError("trailing", "a lower-only grid trails up only; it follows a fall by recentering (--consumed)")
-    recenter = cfg.recenter if cfg.recenter is not None else (2.0 if mode == k.LOWER_ONLY else 0.0)
-    consumed = cfg.consumed if cfg.consumed is not None else (0.8 if mode == k.LOWER_ONLY else 0.0)
+    recenter = cfg.recenter if cfg.recenter is not None else (2.0 if mode == kernel.LOWER_ONLY else 0.0)
+    consumed = cfg.consumed if cfg.consumed is not None else (0.8 if mode == kernel.LOWER_ONLY else 0.0)
     _positive("recenter", recenter, zero_ok=True)
     if not 0 <= consumed < 1:
         raise ParamError("consumed", f"must be from 0 to below 1, got {consumed}")
@@ -194,7 +194,7 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
         raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
     if check_price and take_profit and take_profit <= first_price:
         raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
-    if spacing == g.ATR:
+    if spacing == grid.ATR:
         if cfg.atr_period < 1:
             raise ParamError("atr_period", f"must be >= 1, got {cfg.atr_period}")
         _positive("atr_k", cfg.atr_k, zero_ok=True)
@@ -202,7 +202,7 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
         if cfg.atr_k == 0 and cfg.atr_floor == 0:
             raise ParamError("atr_k", "ATR spacing needs atr_k > 0 or atr_floor > 0")
     hedge = _hedge_numbers(cfg)
-    return k.SpotGridParams(
+    return kernel.SpotGridParams(
         **hedge,
         mode=mode, spacing=spacing, lower=float(lower), upper=float(upper), levels=int(cfg.levels),
         capital=capital, fee=fee, taker_fee=taker, slippage=slippage, lot=lot, tick=tick,
@@ -238,28 +238,29 @@ def _hedge_numbers(cfg: SpotGridConfig) -> dict:
     return out
 
 
-def initial_levels(params: k.SpotGridParams) -> np.ndarray | None:
+def initial_levels(params: kernel.SpotGridParams) -> np.ndarray | None:
     """The levels of the first grid for fixed spacings (None for ATR spacing: it needs data)."""
-    if params.spacing == g.ATR:
+    if params.spacing == grid.ATR:
         return None
-    if params.mode == k.RANGE:
-        return g.grid_levels(params.lower, params.upper, params.levels, g.SPACING_NAMES[params.spacing], params.tick)
+    if params.mode == kernel.RANGE:
+        return grid.grid_levels(params.lower, params.upper, params.levels, grid.SPACING_NAMES[params.spacing],
+                                params.tick)
     anchor = params.upper
     if anchor <= 0:
         return None
-    return g.grid_levels(params.lower, anchor, params.levels + 1, g.SPACING_NAMES[params.spacing], params.tick)
+    return grid.grid_levels(params.lower, anchor, params.levels + 1, grid.SPACING_NAMES[params.spacing], params.tick)
 
 
-def planned_grid(params: k.SpotGridParams, price: float) -> tuple[np.ndarray, float, float] | None:
+def planned_grid(params: kernel.SpotGridParams, price: float) -> tuple[np.ndarray, float, float] | None:
     """The levels of the first grid laid at ``price`` (a lower-only grid without an upper bound
     anchors at it) and its net profit per grid after fees, lowest and highest; None for ATR
     spacing (its levels need data)."""
-    if params.mode != k.RANGE and params.upper <= 0:
+    if params.mode != kernel.RANGE and params.upper <= 0:
         params = params._replace(upper=float(price))
     levels = initial_levels(params)
     if levels is None:
         return None
-    return (levels, *g.profit_range(levels, params.fee))
+    return (levels, *grid.profit_range(levels, params.fee))
 
 
 # ---- the spot grid as the runtime drives it, candle by candle -------------------------------
@@ -296,7 +297,7 @@ class SpotGridRunner(StrategyRunner):
 
     strategy = "spot-grid"
 
-    def __init__(self, cfg: SpotGridConfig, params: k.SpotGridParams | None = None):
+    def __init__(self, cfg: SpotGridConfig, params: kernel.SpotGridParams | None = None):
         for name in RUNTIME_UNSUPPORTED:
             if getattr(cfg, name):
                 raise ParamError(name, "is backtest-only for now: a live stop needs a resting stop order")
@@ -305,8 +306,8 @@ class SpotGridRunner(StrategyRunner):
         self.cfg = cfg
         self.params = params
         self.arrays: dict[str, np.ndarray] = {}
-        self.orders = np.zeros(0, dtype=k.ORDER_DTYPE)
-        self._trades = np.zeros(16, dtype=k.TRADE_DTYPE)
+        self.orders = np.zeros(0, dtype=kernel.ORDER_DTYPE)
+        self._trades = np.zeros(16, dtype=kernel.TRADE_DTYPE)
         self._touched = np.zeros(0, dtype=np.int64)
         self._nt = 0
         self.bar = -1  # the last bar decided
@@ -335,13 +336,14 @@ class SpotGridRunner(StrategyRunner):
         p = self.params
         if len(self._touched) != p.levels + 1:
             self._touched = np.zeros(p.levels + 1, dtype=np.int64)
-        if len(self.orders) - int(self.arrays["I"][k._NOR]) < k.order_capacity_needed(p):
-            grown = np.zeros(max(1024, 2 * len(self.orders)) + k.order_capacity_needed(p), dtype=k.ORDER_DTYPE)
+        if len(self.orders) - int(self.arrays["I"][kernel._NOR]) < kernel.order_capacity_needed(p):
+            grown = np.zeros(max(1024, 2 * len(self.orders)) + kernel.order_capacity_needed(p),
+                             dtype=kernel.ORDER_DTYPE)
             grown[: len(self.orders)] = self.orders
             self.orders = grown
         need_trades = 2 * (p.levels + 1) + 8
         if len(self._trades) < need_trades:
-            self._trades = np.zeros(need_trades, dtype=k.TRADE_DTYPE)
+            self._trades = np.zeros(need_trades, dtype=kernel.TRADE_DTYPE)
 
     def start(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
         """Lay the grid at the close of ``bar``. (``gate``: the spot kernel does not size its
@@ -349,12 +351,12 @@ class SpotGridRunner(StrategyRunner):
         atr = ind["atr"]
         if self.params is None:
             self.params = build_params(self.cfg, close, 0)
-        S, SI, F, I, H = k.new_state(self.params, close)
+        S, SI, F, I, H = kernel.new_state(self.params, close)
         self.arrays = {"S": S, "SI": SI, "F": F, "I": I, "H": H,
-                       "counters": np.zeros(k.N_COUNTERS, np.int64), "money": np.zeros(k.N_MONEY)}
+                       "counters": np.zeros(kernel.N_COUNTERS, np.int64), "money": np.zeros(kernel.N_MONEY)}
         self._allocate()
         a = self.arrays
-        if not k.start_nb(bar, close, atr, self.params, a["S"], a["SI"], a["F"], a["I"], self.orders,
+        if not kernel.start_nb(bar, close, atr, self.params, a["S"], a["SI"], a["F"], a["I"], self.orders,
                           a["counters"], a["money"]):
             raise RuntimeError("spot grid: order log full (a bug)")
         self.bar = bar
@@ -365,12 +367,12 @@ class SpotGridRunner(StrategyRunner):
         """One resting order filled in full at ``price``; returns the trade (TRADE_DTYPE) or
         None when ``key`` is not a resting order of this grid."""
         a = self.arrays
-        a["I"][k._NTR] = 0
+        a["I"][kernel._NTR] = 0
         if key < 0:
-            ok = k.on_market_fill_nb(bar, t, price, self.params, a["F"], a["I"], self._trades, a["counters"],
+            ok = kernel.on_market_fill_nb(bar, t, price, self.params, a["F"], a["I"], self._trades, a["counters"],
                                      a["money"])
             return self._trades[0].copy() if ok else None
-        nt = k.on_fill_nb(key, bar, t, price, self.params, a["S"], a["SI"], a["F"], a["I"], self.orders,
+        nt = kernel.on_fill_nb(key, bar, t, price, self.params, a["S"], a["SI"], a["F"], a["I"], self.orders,
                           self._trades, a["counters"], a["money"], self._touched, self._nt)
         if nt < 0:
             return None
@@ -391,15 +393,15 @@ class SpotGridRunner(StrategyRunner):
         fee = value * (self.params.fee if otype == "limit" else self.params.taker_fee)
         pnl = -fee
         if not reduces:
-            F[k._CASH] -= value + fee
+            F[kernel._CASH] -= value + fee
             self._to_leftover(qty, value + fee)
         else:
             pnl = value - fee - self._from_position(qty)
-            F[k._CASH] += value - fee
-            money[k.M_REALIZED] += pnl
-        money[k.M_FEES] += fee
-        money[k.M_TURNOVER] += value
-        return {"pnl": pnl, "cash": float(F[k._CASH]), "position": float(F[k._POS]), "fee": fee}
+            F[kernel._CASH] += value - fee
+            money[kernel.M_REALIZED] += pnl
+        money[kernel.M_FEES] += fee
+        money[kernel.M_TURNOVER] += value
+        return {"pnl": pnl, "cash": float(F[kernel._CASH]), "position": float(F[kernel._POS]), "fee": fee}
 
     def settle(self, side: str, booked_qty: float, booked_fee: float, pnl: float, filled: float, price: float,
                fee: float, fee_base: float) -> dict:
@@ -418,38 +420,39 @@ class SpotGridRunner(StrategyRunner):
         if abs(d_fee) <= 1e-12 * filled * price:
             d_fee = 0.0
         d_pos = sign * dq - fee_base
-        F[k._CASH] -= d_pos * price  # (the coins moved at the fill's price; the commission apart)
+        F[kernel._CASH] -= d_pos * price  # (the coins moved at the fill's price; the commission apart)
         self._charge(d_fee)
         pnl -= d_fee
         if d_pos > 0:
             self._to_leftover(d_pos, d_pos * price)
         elif d_pos < 0:
             gain = -d_pos * price - self._from_position(-d_pos)
-            money[k.M_REALIZED] += gain
+            money[kernel.M_REALIZED] += gain
             pnl += gain
-        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(F[k._CASH]), "position": float(F[k._POS])}
+        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(F[kernel._CASH]),
+                "position": float(F[kernel._POS])}
 
     def _to_leftover(self, qty: float, cost: float) -> None:
         """``qty`` coins no slot holds join the position and the leftover inventory at ``cost``."""
         F, money = self.arrays["F"], self.arrays["money"]
-        F[k._POS] += qty
-        F[k._COSTT] += cost
-        money[k.M_DUST_QTY] += qty
-        money[k.M_DUST_COST] += cost
+        F[kernel._POS] += qty
+        F[kernel._COSTT] += cost
+        money[kernel.M_DUST_QTY] += qty
+        money[kernel.M_DUST_COST] += cost
 
     def _from_position(self, qty: float) -> float:
         """``qty`` coins leave the books: from the leftover inventory first (its average cost
         leaves with them), the position at the books' average cost. Returns that cost."""
         F, money = self.arrays["F"], self.arrays["money"]
-        pos = float(F[k._POS])
-        cost = float(F[k._COSTT]) * min(qty / pos, 1.0) if pos > 0 else 0.0
-        dq = float(money[k.M_DUST_QTY])
+        pos = float(F[kernel._POS])
+        cost = float(F[kernel._COSTT]) * min(qty / pos, 1.0) if pos > 0 else 0.0
+        dq = float(money[kernel.M_DUST_QTY])
         take = min(qty, dq)
         if take > 0:
-            money[k.M_DUST_COST] -= money[k.M_DUST_COST] * take / dq
-            money[k.M_DUST_QTY] = dq - take
-        F[k._POS] = pos - qty
-        F[k._COSTT] -= cost
+            money[kernel.M_DUST_COST] -= money[kernel.M_DUST_COST] * take / dq
+            money[kernel.M_DUST_QTY] = dq - take
+        F[kernel._POS] = pos - qty
+        F[kernel._COSTT] -= cost
         return cost
 
     def as_taker(self, value: float) -> float:
@@ -462,15 +465,15 @@ class SpotGridRunner(StrategyRunner):
 
     def _charge(self, fee: float) -> None:
         """A commission beyond what the books took: a cost at once."""
-        self.arrays["F"][k._CASH] -= fee
-        self.arrays["money"][k.M_FEES] += fee
-        self.arrays["money"][k.M_REALIZED] -= fee
+        self.arrays["F"][kernel._CASH] -= fee
+        self.arrays["money"][kernel.M_FEES] += fee
+        self.arrays["money"][kernel.M_REALIZED] -= fee
 
     def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
         """The decisions at the close of ``bar`` (``gate``: see ``start``)."""
         self._allocate()
         a = self.arrays
-        if not k.decide_nb(bar, close, ind["atr"], self._touched, self._nt, self.params, a["S"], a["SI"], a["F"],
+        if not kernel.decide_nb(bar, close, ind["atr"], self._touched, self._nt, self.params, a["S"], a["SI"], a["F"],
                            a["I"], self.orders, a["counters"], a["money"]):
             raise RuntimeError("spot grid: order log full (a bug)")
         self._nt = 0
@@ -480,21 +483,21 @@ class SpotGridRunner(StrategyRunner):
     def _after_decide(self) -> None:
         """A new market sell of leftover inventory gets a new key; one still waiting for its
         fill keeps its key."""
-        q = k.market_qty(self.arrays["F"])
+        q = kernel.market_qty(self.arrays["F"])
         if q > 0 and q != self._market_pending:
             self.market_seq += 1
         self._market_pending = q
 
     def desired(self, close: float) -> list[DesiredOrder]:
-        no = int(self.arrays["I"][k._NOR])
+        no = int(self.arrays["I"][kernel._NOR])
         rows = self.orders[:no]
         out = [
             DesiredOrder(int(oid), "buy" if r["side"] == 1 else "sell", "limit", float(r["price"]), float(r["qty"]),
-                         int(r["level"]), k.ROLE_NAMES[r["role"]], bool(r["side"] == -1))
-            for oid in np.flatnonzero(rows["status"] == k.ORDER_OPEN)
+                         int(r["level"]), kernel.ROLE_NAMES[r["role"]], bool(r["side"] == -1))
+            for oid in np.flatnonzero(rows["status"] == kernel.ORDER_OPEN)
             for r in (rows[oid],)
         ]
-        q = k.market_qty(self.arrays["F"])
+        q = kernel.market_qty(self.arrays["F"])
         if q > 0:
             out.append(DesiredOrder(-self.market_seq, "sell", "market", float(close), q, -1, "REBALANCE_SELL", True))
         return out
@@ -502,29 +505,29 @@ class SpotGridRunner(StrategyRunner):
     def is_live_key(self, key: int) -> bool:
         """Is ``key`` one of the orders this grid wants resting now?"""
         if key < 0:
-            return key == -self.market_seq and k.market_qty(self.arrays["F"]) > 0
-        return key < int(self.arrays["I"][k._NOR]) and self.orders[key]["status"] == k.ORDER_OPEN
+            return key == -self.market_seq and kernel.market_qty(self.arrays["F"]) > 0
+        return key < int(self.arrays["I"][kernel._NOR]) and self.orders[key]["status"] == kernel.ORDER_OPEN
 
     # -- books -------------------------------------------------------------------------------
     def books(self, price: float) -> dict:
         F, money = self.arrays["F"], self.arrays["money"]
-        cash, pos, cost = float(F[k._CASH]), float(F[k._POS]), float(F[k._COSTT])
+        cash, pos, cost = float(F[kernel._CASH]), float(F[kernel._POS]), float(F[kernel._COSTT])
         return {"cash": cash, "position": pos, "equity": cash + pos * price, "cost": cost,
                 "avg_long": cost / pos if pos > 0 else None, "exposure": pos * price,
-                "grid_profit": float(money[k.M_GRID_PROFIT]), "realized": float(money[k.M_REALIZED]),
-                "floating": pos * price - cost, "fees": float(money[k.M_FEES]), "funding": 0.0,
-                "fills": int(self.arrays["counters"][k.C_FILLS])}
+                "grid_profit": float(money[kernel.M_GRID_PROFIT]), "realized": float(money[kernel.M_REALIZED]),
+                "floating": pos * price - cost, "fees": float(money[kernel.M_FEES]), "funding": 0.0,
+                "fills": int(self.arrays["counters"][kernel.C_FILLS])}
 
     def levels(self) -> np.ndarray:
         """The buy price of every slot of the current grid, and the top sell."""
         S, I = self.arrays["S"], self.arrays["I"]
-        ns = int(I[k._NS])
-        return np.r_[S[:ns, k._BUY], S[ns - 1, k._SELL]] if ns else np.zeros(0)
+        ns = int(I[kernel._NS])
+        return np.r_[S[:ns, kernel._BUY], S[ns - 1, kernel._SELL]] if ns else np.zeros(0)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
-        no = int(self.arrays["I"][k._NOR])
-        open_ids = np.flatnonzero(self.orders[:no]["status"] == k.ORDER_OPEN)
+        no = int(self.arrays["I"][kernel._NOR])
+        open_ids = np.flatnonzero(self.orders[:no]["status"] == kernel.ORDER_OPEN)
         return {
             "strategy": self.strategy,
             "params": self.params._asdict(),
@@ -537,12 +540,12 @@ class SpotGridRunner(StrategyRunner):
 
     @classmethod
     def from_state(cls, cfg: SpotGridConfig, state: dict) -> SpotGridRunner:
-        self = cls(cfg, k.SpotGridParams(**state["params"]))
+        self = cls(cfg, kernel.SpotGridParams(**state["params"]))
         dtypes = {"SI": np.int64, "I": np.int64, "counters": np.int64}
         self.arrays = {name: np.array(v, dtype=dtypes.get(name, np.float64)) for name, v in state["arrays"].items()}
-        self.orders = np.zeros(0, dtype=k.ORDER_DTYPE)
+        self.orders = np.zeros(0, dtype=kernel.ORDER_DTYPE)
         self._allocate()
-        self.orders["status"] = k.ORDER_CANCELLED  # rows not saved are history: closed
+        self.orders["status"] = kernel.ORDER_CANCELLED  # rows not saved are history: closed
         for oid, row in state["open_orders"].items():
             self.orders[int(oid)] = tuple(row)
         self.bar = int(state["bar"])
