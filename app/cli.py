@@ -77,6 +77,16 @@ def _out_file(text: str) -> Path:
     return path
 
 
+def _window_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size: {text!r} is not WIDTHxHEIGHT (e.g. 1280x800)") from None
+    if not (640 <= w <= 7680 and 480 <= h <= 4320):
+        raise argparse.ArgumentTypeError(f"--size: {w}x{h} is outside 640x480 .. 7680x4320")
+    return w, h
+
+
 def _out_dir(text: str) -> Path:
     """A folder to write into (made if missing): not a file."""
     path = Path(text)
@@ -149,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the folder is not touched; default: the bundled ones)")
     sh.add_argument("--warmup", type=_number("warmup", 0, 600), default=4.0,
                     help="seconds the sample system trades first")
+    sh.add_argument("--size", type=_window_size, default=(1280, 800), metavar="WxH",
+                    help="window size in pixels (default 1280x800)")
 
     op = sub.add_parser("optimize", help="walk-forward parameter search (Optuna), resumable and distributable")
     op.add_argument("--strategy", default="spot-grid", choices=tuple(STRATEGIES))
@@ -514,7 +526,7 @@ def cmd_gui(args) -> int:
 def cmd_screenshot(args) -> int:
     from app.gui import screenshots
 
-    for path in screenshots(args.out, args.data_dir, warmup=args.warmup):
+    for path in screenshots(args.out, args.data_dir, warmup=args.warmup, size=args.size):
         print(path)
     return 0
 

@@ -350,7 +350,8 @@ class Controller(QObject):
             rows.append({
                 "name": s.name, "exchange": s.exchange, "symbol": s.symbol, "market": s.market,
                 "strategy": s.strategy, "levels": s.params.get("levels", CONFIGS[s.strategy].levels), "mode": s.mode,
-                "dry_run": s.dry_run, "status": label, "reason": err or status.reason or summary.get("note", ""),
+                "dry_run": s.dry_run, "status": label, "trend": status.trend if on and not err else "",
+                "reason": err or status.reason or summary.get("note", ""),
                 "position": summary.get("position", 0.0), "grid_profit": summary.get("grid_profit", 0.0),
                 "floating": summary.get("floating", 0.0), "funding": summary.get("funding", 0.0),
                 "equity": summary.get("equity", 0.0), "on": on,

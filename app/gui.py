@@ -74,7 +74,8 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 4.0) -> list[Path]:
+def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 4.0,
+                size: tuple[int, int] = (1280, 800)) -> list[Path]:
     """Render the main window on each tab to ``out_dir/NN-tab.png`` (offscreen works): the
     first system switched ON for ``warmup`` seconds, the Backtest tab mid-replay of a run on the
     sample, and the Optimizer tab after a small study on the sample. It always works in a
@@ -111,7 +112,7 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
     study_dir = tempfile.TemporaryDirectory(prefix="griddesk-study-")
     controller = Controller(scratch.name)
     window = MainWindow(controller)
-    window.resize(1500, 900)
+    window.resize(*size)
     window.show()
     saved: list[Path] = []
 
@@ -144,6 +145,9 @@ def screenshots(out_dir: Path, data_dir: Path | None = None, *, warmup: float = 
                 window.grid.refresh(force=True)
             await asyncio.sleep(0.3)
             path = out_dir / f"{i + 1:02d}-{window.tabs.tabText(i).lower()}.png"
+            if (window.width(), window.height()) != size:  # a window wider than asked: something grew it
+                raise RuntimeError(f"the window is {window.width()}x{window.height()} on the "
+                                   f"{window.tabs.tabText(i)} tab, not the {size[0]}x{size[1]} asked for")
             window.grab().save(str(path))
             saved.append(path)
         await controller.shutdown()

@@ -50,7 +50,8 @@ def main() -> int:
 
     from app.controller import Controller
     from engine.strategies.spot_grid import SpotGridConfig
-    from widgets.backtest import SPEEDS, BacktestTab
+    from widgets.backtest import BacktestTab
+    from widgets.transport import SPEEDS
 
     app = QApplication.instance() or QApplication([])
     loop = qasync.QEventLoop(app)
@@ -98,7 +99,7 @@ def main() -> int:
         tab.chart.follow_bar()
         print(f"orders in the log: {len(run.result.orders):,}, fills: {len(run.trades):,}")
         for speed in (1, 60, 1000, 10_000):
-            tab.speed.setCurrentIndex(SPEEDS.index(speed) if speed in SPEEDS else 0)
+            tab.speed.setValue(SPEEDS.index(speed) if speed in SPEEDS else 0)
             if speed not in SPEEDS:
                 continue
             tab.seek(run.n_bars // 3)

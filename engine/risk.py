@@ -136,7 +136,7 @@ class SystemStatus:
             return "KILLED"
         if self.paused:
             return "PAUSED"
-        return "VOL-SPIKE" if self.vol_spike else f"ON {self.trend}"
+        return "VOL-SPIKE" if self.vol_spike else "ON"  # (the trend has its own column)
 
 
 @dataclass

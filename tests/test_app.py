@@ -54,7 +54,7 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
                 break
         assert controller.is_on(name)
         row = window.market.model.rows[0]
-        assert row["status"].startswith("ON") and row["dry_run"]
+        assert row["status"] == "ON" and row["trend"] in ("UP", "DOWN", "NEUTRAL") and row["dry_run"]
         window.tabs.setCurrentWidget(window.orders)
         await asyncio.sleep(0.3)
         assert window.orders.model.rowCount() > 10
@@ -290,8 +290,9 @@ def test_layout_is_restored(data_dir, qtbot):
     qtbot.addWidget(again)
     again.show()
     assert again.tabs.currentWidget() is again.backtest
-    # (offscreen, restoreGeometry clamps the window to the virtual screen: the last pane takes the difference)
-    assert again.backtest.splitter.sizes()[:2] == sizes[:2]
+    # (offscreen, restoreGeometry clamps the window to the 800-pixel virtual screen: the panes
+    # after the first take the difference, down to their minimum widths)
+    assert again.backtest.splitter.sizes()[0] == sizes[0]
     assert again.market.table.horizontalHeader().sectionSize(0) == 222
 
 

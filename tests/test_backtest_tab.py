@@ -19,7 +19,8 @@ from PySide6.QtCore import Qt
 from app.controller import Controller
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.replay import BAR_METRICS, MARKER_KINDS, format_metric
-from widgets.backtest import SPEEDS, BacktestTab
+from widgets.backtest import BacktestTab
+from widgets.transport import SPEEDS
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_run_play_step_seek(loop, tab, tmp_path, qtbot):
     assert_shows_bar(tab)
 
     # play a few hundred bars, then pause
-    tab.speed.setCurrentIndex(SPEEDS.index(500))
+    tab.speed.setValue(SPEEDS.index(500))
     tab.play_button.click()
     qtbot.waitUntil(lambda: tab.bar >= 300, timeout=10_000)
     tab.play_button.click()
@@ -126,7 +127,7 @@ def test_run_play_step_seek(loop, tab, tmp_path, qtbot):
 
     # a date
     tab.date.setDateTime(tab.date.dateTime().addDays(-3))
-    qtbot.mouseClick(tab.findChild(type(tab.run_button), "replayGo"), Qt.LeftButton)
+    qtbot.mouseClick(tab.transport.go, Qt.LeftButton)
     assert tab.bar == r.bar_at(tab.date.dateTime().toMSecsSinceEpoch())
 
     # panning away stops following; "Follow" comes back to the current bar
@@ -247,3 +248,60 @@ def test_a_run_reports_progress_and_cancel_stops_it(loop, tab, monkeypatch, qtbo
     loop.run_until_complete(tab._task)
     assert tab.run is not None and seen[-2] == 35_040
     loop.run_until_complete(tab.controller.shutdown())
+
+
+def test_the_window_never_grows_and_the_panels_fit_what_is_in_view(loop, tmp_path, qtbot):
+    """Issue 21's defects: at 1,280 x 800 hovering the chart (a long readout) or loading a run
+    never widens the window; before a run the chart says what goes there; the readout of one
+    run is cleared by the next; a wheel cannot take the price below zero; after a zoom the
+    equity panel fits what is in view, the compared run's curve included; the timeline marks
+    the bars that traded."""
+    from PySide6.QtCore import QPointF
+
+    from app.main_window import MainWindow
+
+    window = MainWindow(Controller(tmp_path, keys=lambda ex: None))  # (no systems: nothing trades)
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    window.tabs.setCurrentWidget(window.backtest)
+    qtbot.waitExposed(window)
+    tab = window.backtest
+    assert window.minimumSizeHint().width() <= 1280 and window.width() == 1280
+    assert tab.chart.placeholder.isVisible() and not tab.chart.legend.isVisible()
+
+    run_now(loop, tab)
+    tab.editor.apply_preset("Geometric, trailing both ways")
+    run_now(loop, tab)  # a second run, compared with the first
+    assert not tab.chart.placeholder.isVisible() and tab.compare is tab.runs[0]
+    (_, _), (y_lo, y_hi) = tab.chart.price.getViewBox().viewRange()
+    scene = tab.chart.price.getViewBox().mapViewToScene(QPointF(float(tab.run.x[tab.bar]), (y_lo + y_hi) / 2))
+    tab.chart._mouse(scene)
+    assert "bar" in tab.readout.text()
+    tab.chart.hovered.emit("x" * 2_000)  # a readout far wider than the screen
+    qtbot.wait(50)
+    assert window.width() == 1280 and tab.readout.width() < 1280
+    tab.start_run()
+    loop.run_until_complete(tab._task)
+    assert tab.readout.text() == ""  # the last run's readout is gone
+
+    vb = tab.chart.price.getViewBox()
+    for _ in range(30):
+        vb.scaleBy((1.0, 1.5))  # zoom out the price as a wheel does
+    assert vb.viewRange()[1][0] >= 0.0
+
+    tab.seek(tab.run.n_bars - 1)
+    tab.chart.follow = False
+    x = tab.run.x
+    tab.chart.price.setXRange(float(x[1_000]), float(x[1_200]), padding=0)
+    qtbot.waitUntil(lambda: tab.chart.visible_bars()[0] >= 900, timeout=2_000)
+    qtbot.wait(50)
+    i0, i1 = tab.chart.visible_bars()
+    y0, y1 = tab.chart.equity_plot.getViewBox().viewRange()[1]
+    _, compared = tab.chart.compare_curve.getData()
+    for ys in (tab.run.equity[i0:i1], compared):
+        assert y0 <= float(np.min(ys)) and float(np.max(ys)) <= y1
+
+    marks = tab.scrubber.mark_positions()
+    traded = np.unique(tab.run.trades["bar"])
+    assert 0 < len(marks) <= min(len(traded), tab.scrubber.width())

@@ -18,7 +18,6 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     Qt,
     QTimer,
-    QTimeZone,
 )
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -33,11 +32,10 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSlider,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QTableWidget,
@@ -56,10 +54,9 @@ from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
 from widgets.system_dialog import SystemDialog
+from widgets.transport import UTC, Transport
 
-SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
-UTC = QTimeZone.utc()
 
 
 def _utc(ms: int) -> str:
@@ -166,6 +163,9 @@ class DownloadDialog(QDialog):
 
 
 class BacktestTab(QWidget):
+    """Three panels side by side: the run's setup (data, strategy and settings, run), the
+    replay (chart over the transport) and the runs (metrics, trades, compare, exports)."""
+
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.setObjectName("backtestTab")
@@ -177,16 +177,42 @@ class BacktestTab(QWidget):
         self._task: asyncio.Task | None = None
         self.frames = 0  # redraws during playback (the benchmark counts them)
 
-        # data, strategy, run
+        self.splitter = QSplitter(Qt.Horizontal, objectName="backtestSplitter")
+        for w in (self._setup_panel(), self._replay_panel(), self._runs_panel()):
+            self.splitter.addWidget(w)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 0)
+        self.splitter.setSizes([300, 900, 380])
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.splitter)
+
+        self.timer = QTimer(self, interval=FRAME_MS, timerType=Qt.PreciseTimer)
+        self.timer.timeout.connect(self._frame)
+        self._last_frame = 0.0
+        self._carry = 0.0
+        for keys, slot in (("Space", lambda: self.play_button.toggle()), ("Left", lambda: self.step(-1)),
+                           ("Right", lambda: self.step(1)), ("Home", lambda: self.seek(0)),
+                           ("End", lambda: self.seek(self.run.n_bars - 1) if self.run else None),
+                           ("Ctrl+Left", lambda: self.jump_trade(-1)), ("Ctrl+Right", lambda: self.jump_trade(1))):
+            sc = QShortcut(QKeySequence(keys), self, context=Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        self._enable_replay(False)
+
+    def _setup_panel(self) -> QWidget:
+        """Data, funding, the strategy's settings, run and cancel, progress and status."""
         self.data = QComboBox(objectName="backtestData", editable=True)
         self.data.addItems(["sample"])
         self.data.setToolTip("'sample', a candle file (CSV, freqtrade JSON, Parquet), or a download")
-        open_file = QPushButton("Open file…", objectName="backtestOpenFile")
+        self.data.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.data.setMinimumContentsLength(8)
+        self.data.lineEdit().textChanged.connect(lambda text: self.data.setToolTip(text))
+        open_file = QToolButton(objectName="backtestOpenFile", text="Open…", toolTip="A candle file")
         open_file.clicked.connect(self._open_file)
-        download = QPushButton("Download…", objectName="backtestDownload")
+        download = QToolButton(objectName="backtestDownload", text="Download…", toolTip="Candles from an exchange")
         download.clicked.connect(self._download)
         self.funding = QLineEdit(objectName="backtestFunding", placeholderText="funding-rate file (perpetuals)")
-        funding_file = QPushButton("…", objectName="backtestFundingFile")
+        funding_file = QToolButton(objectName="backtestFundingFile", text="…", toolTip="A funding-rate file")
         funding_file.clicked.connect(self._open_funding)
         self.editor = ParamsEditor()
         self.run_button = QPushButton("Run backtest", objectName="runBacktestButton")
@@ -198,8 +224,9 @@ class BacktestTab(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.status = QLabel(objectName="backtestStatus", wordWrap=True)
-        left = QWidget()
-        ll = QVBoxLayout(left)
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        panel = QWidget()
+        ll = QVBoxLayout(panel)
         ll.setContentsMargins(0, 0, 4, 0)
         df = QFormLayout()
         row = QHBoxLayout()
@@ -219,70 +246,45 @@ class BacktestTab(QWidget):
         ll.addLayout(runrow)
         ll.addWidget(self.progress)
         ll.addWidget(self.status)
+        return panel
 
-        # chart and transport
+    def _replay_panel(self) -> QWidget:
+        """The chart over the transport (widgets/transport.py)."""
         self.chart = ReplayChart()
-        self.readout = QLabel(objectName="replayReadout")
+        t = self.transport = Transport(OVERLAYS)
+        self.readout = t.readout
         self.chart.hovered.connect(self.readout.setText)
-        self.play_button = self._tool("replayPlay", "▶", "Play / pause (Space)", checkable=True)
-        self.play_button.toggled.connect(self.set_playing)
-        self.back_button = self._tool("replayStepBack", "◀|", "One bar back (Left)")
-        self.back_button.clicked.connect(lambda: self.step(-1))
-        self.forward_button = self._tool("replayStepForward", "|▶", "One bar forward (Right)")
-        self.forward_button.clicked.connect(lambda: self.step(1))
-        self.prev_trade = self._tool("replayPrevTrade", "◀◆", "Previous trade (Ctrl+Left)")
-        self.prev_trade.clicked.connect(lambda: self.jump_trade(-1))
-        self.next_trade = self._tool("replayNextTrade", "◆▶", "Next trade (Ctrl+Right)")
-        self.next_trade.clicked.connect(lambda: self.jump_trade(1))
-        self.speed = QComboBox(objectName="replaySpeed")
-        self.speed.addItems([f"{s:,} bars/s" for s in SPEEDS])
-        self.speed.setCurrentIndex(SPEEDS.index(50))
-        self.scrubber = QSlider(Qt.Horizontal, objectName="replayScrubber")
-        self.scrubber.setRange(0, 0)
-        self.scrubber.valueChanged.connect(self._scrubbed)
-        self.date = QDateTimeEdit(objectName="replayDate", calendarPopup=True)
-        self.date.setTimeZone(UTC)
-        self.date.setDisplayFormat("yyyy-MM-dd HH:mm")
-        go = QPushButton("Go", objectName="replayGo")
-        go.clicked.connect(lambda: self.seek(self.run.bar_at(self.date.dateTime().toMSecsSinceEpoch()))
-                           if self.run else None)
-        self.follow_button = self._tool("replayFollow", "Follow", "Follow the current bar again")
-        self.follow_button.clicked.connect(self.chart.follow_bar)
-        self.overlay_button = self._tool("replayOverlays", "Overlays", "Indicators over the candles")
-        self.overlay_button.setPopupMode(QToolButton.InstantPopup)
-        menu = QMenu(self.overlay_button)
-        self.overlay_actions = {}
-        for name, label in OVERLAYS.items():
-            act = menu.addAction(label)
-            act.setCheckable(True)
-            act.setObjectName(f"overlay_{name}")
+        for name in ("play_button", "back_button", "forward_button", "prev_trade", "next_trade", "speed",
+                     "scrubber", "date", "follow_button", "overlay_actions", "bar_label"):
+            setattr(self, name, getattr(t, name))
+        t.play_button.toggled.connect(self.set_playing)
+        t.back_button.clicked.connect(lambda: self.step(-1))
+        t.forward_button.clicked.connect(lambda: self.step(1))
+        t.prev_trade.clicked.connect(lambda: self.jump_trade(-1))
+        t.next_trade.clicked.connect(lambda: self.jump_trade(1))
+        t.speed.valueChanged.connect(lambda _: self._show_position())
+        t.scrubber.valueChanged.connect(self._scrubbed)
+        t.go.clicked.connect(lambda: self.seek(self.run.bar_at(self.date.dateTime().toMSecsSinceEpoch()))
+                             if self.run else None)
+        t.follow_button.clicked.connect(self.chart.follow_bar)
+        for act in t.overlay_actions.values():
             act.toggled.connect(self._overlays_changed)
-            self.overlay_actions[name] = act
-        self.overlay_button.setMenu(menu)
-        self.bar_label = QLabel(objectName="replayBar")
-        transport = QHBoxLayout()
-        for w in (self.back_button, self.play_button, self.forward_button, self.prev_trade, self.next_trade,
-                  self.speed):
-            transport.addWidget(w)
-        transport.addWidget(self.scrubber, 1)
-        for w in (self.date, go, self.follow_button, self.overlay_button):
-            transport.addWidget(w)
-        center = QWidget()
-        cl = QVBoxLayout(center)
+        panel = QWidget()
+        cl = QVBoxLayout(panel)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(self.chart, 1)
-        cl.addLayout(transport)
-        info = QHBoxLayout()
-        info.addWidget(self.bar_label)
-        info.addStretch(1)
-        info.addWidget(self.readout)
-        cl.addLayout(info)
+        cl.addWidget(t)
+        return panel
 
-        # runs, metrics, trades, exports
+    def _runs_panel(self) -> QWidget:
+        """The run shown and the one compared, their metrics, the trades, exports, a system."""
         self.run_select = QComboBox(objectName="replayRun")
         self.run_select.currentIndexChanged.connect(self._run_selected)
         self.compare_select = QComboBox(objectName="replayCompare")
         self.compare_select.currentIndexChanged.connect(self._compare_selected)
+        for combo in (self.run_select, self.compare_select):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
         self.metrics = QTableWidget(len(BAR_METRICS) + len(RUN_METRICS), 3, objectName="metricsPanel")
         self.metrics.setHorizontalHeaderLabels(["at bar", "full run", "compare"])
         self.metrics.setVerticalHeaderLabels([k.replace("_", " ") for k in (*BAR_METRICS, *RUN_METRICS)])
@@ -309,8 +311,8 @@ class BacktestTab(QWidget):
             exports.addWidget(b)
         self.create_button = QPushButton("Create system from this backtest", objectName="createSystemButton")
         self.create_button.clicked.connect(self.create_system)
-        right = QWidget()
-        rl = QVBoxLayout(right)
+        panel = QWidget()
+        rl = QVBoxLayout(panel)
         rl.setContentsMargins(4, 0, 0, 0)
         rf = QFormLayout()
         rf.addRow("Run", self.run_select)
@@ -320,28 +322,7 @@ class BacktestTab(QWidget):
         rl.addWidget(self.trades, 4)
         rl.addLayout(exports)
         rl.addWidget(self.create_button)
-
-        self.splitter = QSplitter(Qt.Horizontal, objectName="backtestSplitter")
-        for w in (left, center, right):
-            self.splitter.addWidget(w)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setStretchFactor(2, 0)
-        self.splitter.setSizes([300, 900, 380])
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.splitter)
-
-        self.timer = QTimer(self, interval=FRAME_MS, timerType=Qt.PreciseTimer)
-        self.timer.timeout.connect(self._frame)
-        self._last_frame = 0.0
-        self._carry = 0.0
-        for keys, slot in (("Space", lambda: self.play_button.toggle()), ("Left", lambda: self.step(-1)),
-                           ("Right", lambda: self.step(1)), ("Home", lambda: self.seek(0)),
-                           ("End", lambda: self.seek(self.run.n_bars - 1) if self.run else None),
-                           ("Ctrl+Left", lambda: self.jump_trade(-1)), ("Ctrl+Right", lambda: self.jump_trade(1))):
-            sc = QShortcut(QKeySequence(keys), self, context=Qt.WidgetWithChildrenShortcut)
-            sc.activated.connect(slot)
-        self._enable_replay(False)
+        return panel
 
     def _overlays_changed(self) -> None:
         self.chart.set_overlays(name for name, act in self.overlay_actions.items() if act.isChecked())
@@ -353,15 +334,9 @@ class BacktestTab(QWidget):
         for name, act in self.overlay_actions.items():
             act.setChecked(name in set(names))
 
-    def _tool(self, name, text, tip, checkable=False) -> QToolButton:
-        b = QToolButton(objectName=name, text=text, toolTip=tip, checkable=checkable)
-        b.setFocusPolicy(Qt.NoFocus)
-        return b
-
     def _enable_replay(self, on: bool) -> None:
-        for w in (self.play_button, self.back_button, self.forward_button, self.prev_trade, self.next_trade,
-                  self.scrubber, self.date, self.create_button):
-            w.setEnabled(on)
+        self.transport.enable(on)
+        self.create_button.setEnabled(on)
 
     # -- data ---------------------------------------------------------------------------------
     def _open_file(self) -> None:
@@ -535,6 +510,7 @@ class BacktestTab(QWidget):
         self.scrubber.blockSignals(True)
         self.scrubber.setRange(0, run.n_bars - 1)
         self.scrubber.setPageStep(max(1, run.n_bars // 100))
+        self.scrubber.set_marks(run.trades["bar"])
         self.scrubber.blockSignals(False)
         c = run.candles
         self.date.setDateTimeRange(QDateTime.fromMSecsSinceEpoch(int(c.time[0]), UTC),
@@ -571,8 +547,7 @@ class BacktestTab(QWidget):
             self.date.blockSignals(True)
             self.date.setDateTime(QDateTime.fromMSecsSinceEpoch(int(r.candles.time[bar]), UTC))
             self.date.blockSignals(False)
-        self.bar_label.setText(f"bar {bar:,} of {r.n_bars - 1:,}  ·  {_utc(int(r.candles.time[bar]))} UTC  ·  "
-                               f"{SPEEDS[self.speed.currentIndex()]:,} bars/s")
+        self._show_position()
         m = r.metrics_at(bar)
         for row, k in enumerate(BAR_METRICS):
             self.metrics.item(row, 0).setText(format_metric(k, m[k]))
@@ -589,6 +564,12 @@ class BacktestTab(QWidget):
             sel.clearSelection()
             if done:
                 self.trades.scrollTo(self.trades_model.index(done - 1, 0), QAbstractItemView.PositionAtCenter)
+
+    def _show_position(self) -> None:
+        r = self.run
+        if r is not None:
+            at = _utc(int(r.candles.time[self.bar]))
+            self.bar_label.setText(f"bar {self.bar:,} of {r.n_bars - 1:,}  ·  {at} UTC")
 
     def step(self, n: int) -> None:
         self.set_playing(False)
@@ -629,7 +610,7 @@ class BacktestTab(QWidget):
         """One playback frame: advance by the bars the speed gives for the time since the last
         frame (so a slow frame skips bars instead of queueing them)."""
         now = time.perf_counter()
-        self._carry += (now - self._last_frame) * SPEEDS[self.speed.currentIndex()]
+        self._carry += (now - self._last_frame) * self.transport.bars_per_second
         self._last_frame = now
         n = int(self._carry)
         if n <= 0:

@@ -30,7 +30,7 @@ from widgets.tasks import when_done
 COLUMNS = [
     ("name", "Name"), ("exchange", "Exchange"), ("symbol", "Symbol"), ("market", "Market"),
     ("strategy", "Strategy"), ("levels", "Levels"), ("mode", "Mode"), ("dry_run", "Dry-run"),
-    ("status", "Status"), ("position", "Position"), ("grid_profit", "Grid profit"),
+    ("status", "Status"), ("trend", "Trend"), ("position", "Position"), ("grid_profit", "Grid profit"),
     ("floating", "Floating PnL"), ("funding", "Funding"),
 ]
 STATUS_COLORS = {"OFF": "#888888", "PAUSED": "#c62828", "VOL-SPIKE": "#d08700", "ERROR": "#c62828"}
@@ -82,6 +82,8 @@ class SystemsModel(QAbstractTableModel):
         if role == TOOLTIP and key == "status":
             return row["reason"] or row["status"]
         if role == FOREGROUND:
+            if key == "trend":
+                return QColor({"UP": "#2e7d32", "DOWN": "#c62828"}.get(v, "#888888"))
             if key == "status":
                 return QColor(STATUS_COLORS.get(v, "#2e7d32"))
             if key in ("grid_profit", "floating") and v:

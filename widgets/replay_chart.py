@@ -135,6 +135,16 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         self.legend = pg.LegendItem(offset=(4, 2), labelTextSize="7pt", brush=pg.mkBrush(0, 0, 0, 150),
                                     labelTextColor=(220, 220, 220), colCount=6)
         self.legend.setParentItem(self.price.getViewBox())
+        self.legend.setVisible(False)  # (an empty legend is a dark square)
+        # Before any run: a line saying what goes here, not -0.5..0.5 axes.
+        self.placeholder = pg.TextItem("Run a backtest (left) to replay it here", color=(150, 150, 150),
+                                       anchor=(0.5, 0.5))
+        self.price.addItem(self.placeholder, ignoreBounds=True)
+        self.placeholder.setPos(0.5, 0.5)
+        for p in (self.price, self.equity_plot, self.position_plot):
+            for side in ("left", "bottom"):
+                p.getAxis(side).setStyle(showValues=False)
+        self.price.setLimits(yMin=0.0)  # a price is never below zero: the wheel cannot zoom there
         self.price.scene().sigMouseMoved.connect(self._mouse)
         self._redraw = QTimer(self, singleShot=True, interval=0)
         self._redraw.timeout.connect(lambda: self.show_bar(self.bar))
@@ -145,6 +155,11 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         """The run to draw (and one to overlay); drawn by the next ``show_bar``."""
         self.run, self.compare = run, compare
         self.follow = True
+        self.placeholder.setVisible(run is None)
+        for p in (self.price, self.equity_plot, self.position_plot):
+            for side in ("left", "bottom"):
+                p.getAxis(side).setStyle(showValues=run is not None)
+        self.hovered.emit("")  # the readout was of the run before
         self._legend()
 
     def set_overlays(self, names) -> None:
@@ -158,6 +173,7 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         """What the run draws, named once: its kinds of fill, its lines, the overlays."""
         self.legend.clear()
         r = self.run
+        self.legend.setVisible(r is not None)
         if r is None:
             return
         kinds = set(np.unique(r.trades["marker"]).tolist())
@@ -199,6 +215,9 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         if self.run is None or not self.price.sceneBoundingRect().contains(pos):
             return
         p = self.price.getViewBox().mapSceneToView(pos)
+        if p.y() < 0:
+            self.hovered.emit("")
+            return
         bar = self.run.bar_at(int(p.x() * 1000))
         c = self.run.candles
         self.hovered.emit(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(p.x()))} UTC  {p.y():,.2f}   "
@@ -260,6 +279,8 @@ class ReplayChart(pg.GraphicsLayoutWidget):
             self.compare_curve.setData([], [])
         if self.follow and i1 > i0:
             self._frame(r, i0, i1, x_edge, lo, h, orders)
+        elif i1 > i0:  # the user's zoom or pan: the panels under the price fit what is in view
+            self._fit_lower(r, i0, i1)
         x_cursor = x_now + r.timeframe_s / 2
         for plot, line in self.cursors:
             y0, y1 = plot.getViewBox().viewRange()[1]
@@ -310,12 +331,26 @@ class ReplayChart(pg.GraphicsLayoutWidget):
                     y0 = max(below.max(), y0 - (y1 - y0)) if len(below) else y0
                     y1 = min(above.min(), y1 + (y1 - y0)) if len(above) else y1
                 _fit_y(self.price, y0, y1, 0.06)
-            for plot, ys in ((self.equity_plot, (r.equity[i0:i1], r.peak[i0:i1])),
-                             (self.position_plot, (r.position[i0:i1],) if r.long_qty is None
-                              else (r.long_qty[i0:i1], -r.short_qty[i0:i1]))):
-                _fit_y(plot, min(float(np.min(y)) for y in ys), max(float(np.max(y)) for y in ys), 0.08)
+            self._fit_lower(r, i0, i1)
         finally:
             self._setting_range = False
+
+    def _fit_lower(self, r: Replay, i0: int, i1: int) -> None:
+        """Equity (with the compared run's, scaled into the same panel) and position fit bars
+        [i0, i1)."""
+        equity = [r.equity[i0:i1], r.peak[i0:i1]]
+        _, compared = self.compare_curve.getData()
+        if compared is not None and len(compared):
+            equity.append(compared)
+        was = self._setting_range
+        self._setting_range = True
+        try:
+            for plot, ys in ((self.equity_plot, equity),
+                             (self.position_plot, (r.position[i0:i1],) if r.long_qty is None
+                              else (r.long_qty[i0:i1], -r.short_qty[i0:i1]))):
+                _fit_y(plot, min(float(np.nanmin(y)) for y in ys), max(float(np.nanmax(y)) for y in ys), 0.08)
+        finally:
+            self._setting_range = was
 
 
 def _fit_y(plot, lo: float, hi: float, padding: float) -> None:
