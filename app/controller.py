@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Controller(QObject):
     riskChanged = Signal()
     logEvent = Signal(str, dict)  # event, fields
     tick = Signal()  # a refresh of everything that moves (orders, chart, statuses)
+    engineProgress = Signal(str)  # preparing the engine: its progress lines; "" once ready
 
     def __init__(self, data_dir: str | Path | None = None, *, keys=load_keys, refresh_ms: int = 500,
                  exchange_url: str | None = None):
@@ -69,6 +71,9 @@ class Controller(QObject):
         self.risk = RiskGate(event_log=self.events)
         self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25, event_log=self.events,
                              exchange_url=self.exchange_url)
+        self.runner.prepare = self.prepare_engine
+        self._engine: asyncio.Future | None = None
+        self.engine_note = ""  # the last line of the engine's preparing, while it lasts
         self._tasks: set[asyncio.Task] = set()
         self._journals: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
@@ -85,6 +90,7 @@ class Controller(QObject):
         # visible stall). Again once the systems have booted.
         gc.freeze()
         QTimer.singleShot(10_000, gc.freeze)
+        self.prepare_engine()  # at once: the first backtest or system need not wait for it
         self._views_stop = asyncio.Event()
         self._views_task = asyncio.ensure_future(self.runner.keep_views(self._views_stop))
         # live accounts measured every minute: the solvency haircut and the portfolio shares
@@ -92,6 +98,32 @@ class Controller(QObject):
         for s in self.systems:
             if s.enabled:
                 self.runner.start(s)
+
+    def prepare_engine(self) -> asyncio.Future:
+        """Ready when every kernel is in numba's cache: at once when ``griddesk warmup`` has run
+        on these sources, else after it has run in a process of its own (a minute or two, its
+        progress on ``engineProgress``). Systems start and backtests run after it, so no kernel
+        ever compiles on the GUI thread (a first perpetual froze the window for 20 s)."""
+        if self._engine is None:
+            self._engine = asyncio.ensure_future(self._prepare())
+        return asyncio.shield(self._engine)
+
+    async def _prepare(self) -> None:
+        from engine.kernels import kernels_warm
+
+        if kernels_warm():
+            return
+        self.engine_note = "preparing the engine: compiling its kernels once (a minute or two)"
+        self.engineProgress.emit(self.engine_note)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app.cli", "warmup",
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        async for raw in proc.stdout:
+            self.engine_note = raw.decode(errors="replace").strip()
+            self.engineProgress.emit(self.engine_note)
+        if await proc.wait() != 0:  # (the kernels then compile where first used: slow, never wrong)
+            self.events.log("error", error=f"preparing the engine failed: {self.engine_note}")
+        self.engine_note = ""
+        self.engineProgress.emit("")
 
     def spawn(self, coro) -> asyncio.Task:
         """Run a coroutine on the loop; its failure is logged, never lost."""
@@ -306,15 +338,16 @@ class Controller(QObject):
         return await self.in_pool(work)
 
     async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = "", progress=None):
-        """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool;
-        ``progress(done, total)`` is called on this loop as bars are done. Cancelling the await
-        stops the run at its next chunk of bars."""
+        """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool,
+        once the engine is prepared; ``progress(done, total)`` is called on this loop as bars are
+        done. Cancelling the await stops the run at its next chunk of bars."""
         import threading
 
         from engine.replay import Replay
         from engine.strategies.registry import run_backtest
         from engine.strategies.spec import Cancelled
 
+        await self.prepare_engine()
         loop = asyncio.get_running_loop()
         stop = threading.Event()
 
@@ -346,12 +379,13 @@ class Controller(QObject):
             status = self.risk.status(s.name)
             on = self.is_on(s.name)
             err = self.runner.errors.get(s.name, "")
-            label = "ERROR" if err else (status.label if on else "OFF")
+            preparing = on and bool(self.engine_note)  # (every system waits for the engine)
+            label = "ERROR" if err else ("PREPARING" if preparing else status.label if on else "OFF")
             rows.append({
                 "name": s.name, "exchange": s.exchange, "symbol": s.symbol, "market": s.market,
                 "strategy": s.strategy, "levels": s.params.get("levels", CONFIGS[s.strategy].levels), "mode": s.mode,
                 "dry_run": s.dry_run, "status": label, "trend": status.trend if on and not err else "",
-                "reason": err or status.reason or summary.get("note", ""),
+                "reason": err or (self.engine_note if preparing else status.reason or summary.get("note", "")),
                 "position": summary.get("position", 0.0), "grid_profit": summary.get("grid_profit", 0.0),
                 "floating": summary.get("floating", 0.0), "funding": summary.get("funding", 0.0),
                 "equity": summary.get("equity", 0.0), "on": on,

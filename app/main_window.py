@@ -115,7 +115,8 @@ class MainWindow(QMainWindow):
 
     def _status(self) -> None:
         on = sum(self.controller.is_on(s.name) for s in self.controller.systems)
-        self.statusBar().showMessage(f"{on} of {len(self.controller.systems)} systems ON  ·  data in "
+        engine = f"  ·  {self.controller.engine_note}" if self.controller.engine_note else ""
+        self.statusBar().showMessage(f"{on} of {len(self.controller.systems)} systems ON{engine}  ·  data in "
                                      f"{self.controller.data_dir}")
 
     def closeEvent(self, event) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from engine.data import load_candles
+from engine.kernels import mark_warm
 from engine.sample import SAMPLE_PATH
 
 
@@ -95,6 +96,7 @@ def warm(say: Callable[[str], None] = print) -> float:
             failed.append(part)
     if failed:
         raise RuntimeError(f"griddesk warmup: the {', '.join(failed)} part failed (see above)")
+    mark_warm()
     return time.perf_counter() - t0
 
 

@@ -576,3 +576,60 @@ def test_cancel_all_pauses_the_running_grid_then_cancels_and_nothing_is_sent_aga
     assert len(sent) == len(set(sent)) and any("." in cid for cid in sent)  # re-laid under new ids
     logs = " ".join(p.read_text() for p in (data_dir / "logs").glob("*.jsonl"))
     assert "duplicate client order id" not in logs and '"order_refused"' not in logs
+
+
+def test_a_cold_engine_is_prepared_out_of_process_and_the_window_never_stalls(loop, data_dir, qtbot, monkeypatch):
+    """With the kernels not yet compiled for these sources, the app prepares them in a process
+    of its own (griddesk warmup): a system switched ON meanwhile says PREPARING with the
+    progress, starts once the engine is ready, and the GUI's event loop never stalls over
+    50 ms; the cache warm, nothing is prepared at all."""
+    import time
+
+    import engine.kernels as kernels
+
+    monkeypatch.setattr(kernels, "kernels_warm", lambda: False)
+    controller = Controller(data_dir, refresh_ms=100)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    name = controller.systems[0].name
+    lines: list[str] = []
+    controller.engineProgress.connect(lines.append)
+
+    async def scenario():
+        gaps, last = [], [time.perf_counter()]
+
+        async def beat():
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last[0])
+                last[0] = now
+
+        beating = asyncio.ensure_future(beat())
+        controller.start()
+        controller.set_on(name, True)
+        await asyncio.sleep(0.3)
+        row = next(r for r in controller.system_rows() if r["name"] == name)
+        assert row["status"] == "PREPARING" and "preparing the engine" in row["reason"]
+        assert "preparing the engine" in window.statusBar().currentMessage()
+        assert name not in controller.runner.traders  # nothing decided before the engine is ready
+        await controller.prepare_engine()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            t = controller.runner.traders.get(name)
+            if t is not None and t.strategy is not None and t.strategy.started:
+                break
+        beating.cancel()
+        await controller.shutdown()
+        return gaps
+
+    gaps = loop.run_until_complete(scenario())
+    assert controller.runner.traders[name].strategy.started
+    assert any(line.startswith("preparing the engine: ") and "s)" in line for line in lines) and lines[-1] == ""
+    assert max(gaps) < 0.05 + 0.01, f"the event loop stalled {max(gaps) * 1000:.0f} ms"
+
+    monkeypatch.setattr(kernels, "kernels_warm", lambda: True)
+    warm = Controller(data_dir)
+    loop.run_until_complete(warm.prepare_engine())
+    assert warm.engine_note == ""

@@ -33,7 +33,8 @@ COLUMNS = [
     ("status", "Status"), ("trend", "Trend"), ("position", "Position"), ("grid_profit", "Grid profit"),
     ("floating", "Floating PnL"), ("funding", "Funding"),
 ]
-STATUS_COLORS = {"OFF": "#888888", "PAUSED": "#c62828", "VOL-SPIKE": "#d08700", "ERROR": "#c62828"}
+STATUS_COLORS = {"OFF": "#888888", "PREPARING": "#d08700", "PAUSED": "#c62828", "VOL-SPIKE": "#d08700",
+                 "ERROR": "#c62828"}
 
 
 class SystemsModel(QAbstractTableModel):

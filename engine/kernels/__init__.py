@@ -19,20 +19,47 @@ _ENGINE = Path(__file__).resolve().parent.parent
 _NUMBA_SOURCES = ("kernels/*.py", "strategies/adaptive_grid.py")
 
 
-def drop_stale_numba_cache(engine: Path = _ENGINE) -> None:
-    sources = sorted(p for pattern in _NUMBA_SOURCES for p in engine.glob(pattern))
+def _sources(engine: Path) -> list[Path]:
+    return sorted(p for pattern in _NUMBA_SOURCES for p in engine.glob(pattern))
+
+
+def sources_digest(engine: Path = _ENGINE) -> str:
     digest = hashlib.sha1()
-    for p in sources:
+    for p in _sources(engine):
         digest.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_WARM = _ENGINE / "kernels" / "__pycache__" / "warm.stamp"
+
+
+def kernels_warm() -> bool:
+    """Whether ``griddesk warmup`` has compiled every kernel of these sources into the cache
+    (then a first run loads them in a moment instead of compiling them)."""
+    try:
+        return _WARM.read_text() == sources_digest()
+    except OSError:
+        return False
+
+
+def mark_warm() -> None:
+    with contextlib.suppress(OSError):
+        _WARM.parent.mkdir(exist_ok=True)
+        _WARM.write_text(sources_digest())
+
+
+def drop_stale_numba_cache(engine: Path = _ENGINE) -> None:
+    sources = _sources(engine)
+    digest = sources_digest(engine)
     stamp = engine / "kernels" / "__pycache__" / "numba-sources.stamp"
     with contextlib.suppress(OSError):  # a read-only install: numba caches elsewhere, and so be it
-        if stamp.exists() and stamp.read_text() == digest.hexdigest():
+        if stamp.exists() and stamp.read_text() == digest:
             return
         for folder in {p.parent / "__pycache__" for p in sources}:
             for f in [*folder.glob("*.nbi"), *folder.glob("*.nbc")]:
                 f.unlink(missing_ok=True)
         stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(digest.hexdigest())
+        stamp.write_text(digest)
 
 
 drop_stale_numba_cache()

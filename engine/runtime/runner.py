@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from engine.data import load_candles
@@ -153,6 +153,9 @@ class Runner:
         self._tasks: dict[str, asyncio.Task] = {}
         self._stops: dict[str, asyncio.Event] = {}
         self.write_problem = ""  # why the views could not be written, as last seen
+        # awaited before a system starts: the app's preparing of the engine (its kernels compiled
+        # out of its process, so that no first decision compiles on its one thread)
+        self.prepare: Callable[[], Awaitable] | None = None
         self._outside: dict[str, tuple] = {}  # account -> (its systems, what is not theirs, moved at the last check)
         self._restore_switches()
 
@@ -235,6 +238,12 @@ class Runner:
     async def _run_one(self, cfg: SystemConfig, stop: asyncio.Event) -> None:
         adapter = None
         try:
+            if self.prepare is not None:  # (an OFF meanwhile ends the wait)
+                ready, stopped = asyncio.ensure_future(self.prepare()), asyncio.ensure_future(stop.wait())
+                await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if stop.is_set():
+                    return
             adapter = build_adapter(cfg, keys=self.keys, sample_path=self.sample_path)
             trader = Trader(cfg, adapter, self.risk, self.data_dir, event_log=self.events)
             self.traders[cfg.name] = trader
