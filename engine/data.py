@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -226,20 +225,16 @@ def _check_size(path: Path) -> None:
                         "split it, or convert it to Parquet")
 
 
-def _read_csv(path: Path) -> Mapping:
-    """A plain numeric CSV (epoch times) as numpy columns, without pandas (~90 MB the app need
-    not load for its sample); anything else (ISO times, gaps in a row, stray text) through
-    pandas, whose text columns the checks read to name the bad row."""
+def _read_csv(path: Path, *, naive_times_as_text: bool = False) -> Mapping:
+    """A CSV's columns: read by pyarrow's CSV reader (numbers, epoch and ISO 8601 times typed
+    in one pass, ~7x faster than pandas on ISO times) when every column comes out whole and
+    typed; a column with an empty cell, text among numbers or a row of another width goes
+    through pandas as text instead, whose checks name the file, row and column at fault.
+    ``naive_times_as_text``: a time without a zone stays text (for the checks that refuse it)."""
     _check_size(path)
-    try:
-        with open(path, encoding="utf-8-sig") as fh, warnings.catch_warnings():  # (a BOM is no header)
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": pandas names it below
-            header = [h.strip() for h in fh.readline().split(",")]
-            table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
-        if table.shape[1] == len(header) and len(table) and len(set(header)) == len(header):
-            return {h: np.ascontiguousarray(table[:, k]) for k, h in enumerate(header)}
-    except (ValueError, UnicodeDecodeError):
-        pass
+    columns = _read_csv_arrow(path, naive_times_as_text)
+    if columns is not None:
+        return columns
     import pandas as pd
 
     try:
@@ -248,6 +243,29 @@ def _read_csv(path: Path) -> Mapping:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
+
+
+def _read_csv_arrow(path: Path, naive_times_as_text: bool) -> dict[str, np.ndarray] | None:
+    """pyarrow's reading of a CSV, or None when a column needs the checks of the text path."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding="utf-8"))
+    except (pa.ArrowException, UnicodeDecodeError, OSError):
+        return None
+    names = table.column_names
+    if not names or len(set(names)) != len(names) or table.num_rows == 0:
+        return None
+    for col in table.columns:
+        typed = (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+                 or (pa.types.is_timestamp(col.type) and not (naive_times_as_text and col.type.tz is None)))
+        if not typed or col.null_count:
+            return None
+        if pa.types.is_floating(col.type) and not pc.all(pc.is_finite(col)).as_py():
+            return None  # (an inf or a NaN: the text path names the value)
+    return _arrow_columns(table)
 
 
 def _read_freqtrade_json(path: Path) -> pd.DataFrame:
@@ -294,7 +312,6 @@ def _sniff(path: Path) -> str:
 def _read_arrow(path: Path, kind: str) -> dict[str, np.ndarray]:
     """A Parquet or Feather file's columns as numpy arrays (numeric and timestamp columns
     without going through pandas)."""
-    import pyarrow as pa
 
     try:
         if kind == "parquet":
@@ -307,15 +324,31 @@ def _read_arrow(path: Path, kind: str) -> dict[str, np.ndarray]:
             table = pf.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types
         raise DataError(f"{path}: not a readable {kind.title()} file ({exc})") from None
+    return _arrow_columns(table)
+
+
+def _arrow_columns(table) -> dict[str, np.ndarray]:
+    """An Arrow table's columns as numpy arrays: numbers as float64 or int64, timestamps as
+    datetime64[ms] (a time without a zone is UTC), anything else as text."""
+    import pyarrow as pa
+
+    def values(col, kind, dtype) -> np.ndarray:  # a private copy, read from the Arrow buffer
+        arr = col.cast(kind).combine_chunks()  # (Arrow's to_numpy would import pandas)
+        out = np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * 8).copy()
+        if arr.null_count:
+            out = out.astype(np.float64)
+            out[np.asarray(arr.is_null().to_pylist())] = np.nan
+        return out
+
     columns: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name)
         if pa.types.is_timestamp(col.type):
-            columns[name] = col.cast(pa.timestamp("ms", tz="UTC")).to_numpy().astype("datetime64[ms]")
-        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-            if pa.types.is_floating(col.type):
-                col = col.cast(pa.float64())
-            columns[name] = col.combine_chunks().to_numpy(zero_copy_only=False, writable=True)
+            columns[name] = values(col, pa.timestamp("ms", tz="UTC"), np.int64).astype("datetime64[ms]")
+        elif pa.types.is_integer(col.type):
+            columns[name] = values(col, pa.int64(), np.int64)
+        elif pa.types.is_floating(col.type):
+            columns[name] = values(col, pa.float64(), np.float64)
         else:
             columns[name] = np.asarray([str(v) for v in col.to_pylist()], dtype=object)
     del table
@@ -581,7 +614,7 @@ class FundingRates:
 def load_funding(path: str | os.PathLike) -> FundingRates:
     """Funding-rate CSV with ``time,funding_rate`` (any case; time as epoch s/ms or ISO 8601)."""
     path = _readable(path)
-    frame = _read_csv(path)
+    frame = _read_csv(path, naive_times_as_text=True)
     source = str(path)
     tcol = _find_column(frame, TIME_ALIASES, source, "time")
     rcol = _find_column(frame, ("funding_rate", "fundingrate", "rate", "funding"), source, "funding_rate")

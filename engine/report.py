@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import time
 
 from engine.kernels.grid import profit_range
 from engine.kernels.perp import tier_file
@@ -77,7 +77,7 @@ def _spot_text(result, candles, load_s: float) -> str:
 
 
 def _ts(ms: int) -> str:
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(ms) // 1000))
 
 
 def _perp_text(result, candles, load_s: float, funding, limits_from=None) -> str:

@@ -156,7 +156,13 @@ HEADER = "time,open,high,low,close,volume\n"
 
 @pytest.mark.parametrize("body,needle", [
     ("1600000000000,1,2,0.5,1.5,10\n1600000300000,1,1e400,0.5,1.5,10\n",
+     "row 2 (line 3): value '1e400' out of range in column high"),
+    ("1600000000000,1,2,0.5,1.5,10\n1600000300000,1,inf,0.5,1.5,10\n",
      "row 2 (line 3): infinite or out-of-range value in column high"),
+    ("1600000000000,1,2,0.5,1.5,10\n1600000300000,1,,0.5,1.5,10\n",
+     "row 2 (line 3): missing value (NaN) in column high"),
+    ("1600000000000,1,2,0.5,1.5,10\n,1,2,0.5,1.5,10\n",
+     "row 2 (line 3): unparsable time ''"),
     ("2020-09-13T12:26:40Z,1,2,0.5,1.5,10\n2020-09-13T12:31:40Z,1,1e400,0.5,1.5,10\n",
      "row 2 (line 3): value '1e400' out of range in column high"),
     ("1600000000,1,2,0.5,1.5,10\n1600000300,1,2,0.5,1.5,10\n1600000600000,1,2,0.5,1.5,10\n",
