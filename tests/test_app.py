@@ -196,6 +196,10 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     assert dlg.error.text() == "Capital: must be an amount > 0 and at most 1e+12, got 0.0" and not ok.isEnabled()
     assert "c62828" in dlg.fields["capital"].styleSheet()
     dlg.capital.setValue(10_000)
+    dlg.levels.setValue(2_000)  # 0.5 a step, 0.0125% of the top level: less than the fees of a round trip
+    assert dlg.error.text().startswith("Levels: 2000 levels over the range leave -0.188%") and not ok.isEnabled()
+    assert "each trade would lose money" in dlg.error.text()
+    dlg.levels.setValue(11)
     assert dlg.fee.suffix() == " %" and dlg.fee.value() == pytest.approx(0.1)  # Binance spot's 0.1 %
     dlg.fee.setValue(0.075)  # typed as a percent (0.1 typed into a fraction was 0.00000 shown, 10% meant)
     ok.click()

@@ -83,7 +83,7 @@ def test_debug_shows_the_traceback(folder):
     ({"name": "s", "params": {"levels": 1, "fee": 0.5}}, "params.levels: must be a whole number from 2 to 5000"),
     ({"name": "s", "params": {"fee": 0.5}}, "params.fee: 0.5 is a fraction of the notional"),
     ({"name": "s", "params": {"levels": 200, "range_pct": 0.03}}, "params.levels: 200 levels over the range leave "
-                                                                  "0.029% a step, no more than the fees"),
+                                                                  "-0.171% a grid after the fees of its round trip"),
     ({"name": "s", "capital": 100, "params": {"levels": 50, "min_notional": 5}},
      "capital: 100 over 50 levels is 2.00 an order, below the minimum order value 5"),
     ({"name": "s", "params": {"levels": 2.5}}, "params.levels: must be a whole number, got 2.5"),

@@ -32,7 +32,7 @@ from engine.strategies import adaptive_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings
-from engine.strategies.spot_grid import SpotGridConfig, build_params, planned_grid
+from engine.strategies.spot_grid import SpotGridConfig, build_params, check_grid, planned_grid
 from widgets.params_editor import ParamsEditor
 from widgets.tasks import when_done
 
@@ -317,7 +317,7 @@ class SystemDialog(QDialog):
             adaptive_grid.build_params(cfg, 0)
             return cfg
         cfg = SpotGridConfig.from_dict(params)
-        build_params(cfg, self.reference_price)
+        check_grid(build_params(cfg, self.reference_price), self.reference_price)
         return cfg
 
     def set_params(self, params: dict) -> None:

@@ -129,16 +129,20 @@ def check_settings(cfg: SpotGridConfig) -> None:
     the minimum notional."""
     price = (cfg.lower + cfg.upper) / 2 if cfg.lower and cfg.upper else cfg.upper or cfg.lower or 1.0
     p = build_params(cfg, price, check_price=False)
-    if p.spacing == grid.ATR or p.mode != kernel.RANGE:
-        return
-    step = (p.upper / p.lower) ** (1 / (p.levels - 1)) - 1 if p.spacing == grid.GEOMETRIC else \
-        (p.upper - p.lower) / (p.levels - 1) / p.upper  # (the narrowest step, as a share of its price)
-    if step <= 2 * p.fee:
-        raise ParamError("levels", f"{p.levels} levels over the range leave {step:.3%} a step, no more than the fees "
-                                   f"of a round trip ({2 * p.fee:.3%}): each trade would lose money")
+    if p.mode == kernel.RANGE:  # (a lower-only grid's top is the price at start: checked then)
+        check_grid(p, price)
+
+
+def check_grid(p: kernel.SpotGridParams, price: float) -> None:
+    """What an exchange's grid bot refuses: a grid laid at ``price`` whose narrowest step earns
+    no more than the fees of its round trip, and an order below the minimum notional."""
     if p.min_notional and p.capital / p.levels < p.min_notional:
         raise ParamError("capital", f"{p.capital:g} over {p.levels} levels is {p.capital / p.levels:.2f} an order, "
                                     f"below the minimum order value {p.min_notional:g}")
+    planned = planned_grid(p, price)
+    if planned is not None and planned[1] <= 0:
+        raise ParamError("levels", f"{p.levels} levels over the range leave {planned[1]:+.3%} a grid after the fees "
+                                   f"of its round trip ({2 * p.fee:.3%}): each trade would lose money")
 
 
 def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
