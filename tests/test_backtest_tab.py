@@ -227,26 +227,31 @@ def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
 
 
 def test_a_run_reports_progress_and_cancel_stops_it(loop, tab, monkeypatch, qtbot):
+    """The bar shows the run's bars as they are done; Cancel (pressed at the third report, so
+    that however fast the machine the run is still going) stops it at its next chunk."""
     import engine.strategies.spec as bt
 
     monkeypatch.setattr(bt, "CHUNK_BARS", 500)
     seen = []
-    monkeypatch.setattr(tab.progress, "setValue", lambda v, f=tab.progress.setValue: (seen.append(v), f(v)))
+    cancel_at = [3]
+
+    def on_value(v, f=tab.progress.setValue):
+        seen.append((v, tab.progress.maximum(), tab.progress.format()))
+        f(v)
+        if len(seen) == cancel_at[0]:
+            tab.cancel_button.click()
+
+    monkeypatch.setattr(tab.progress, "setValue", on_value)
     tab.run_button.click()
-
-    async def reports():
-        while len(seen) < 3:
-            await asyncio.sleep(0.01)
-
-    loop.run_until_complete(asyncio.wait_for(reports(), 60))
-    assert tab.progress.maximum() == 35_040 and "run" in tab.progress.format()
-    tab.cancel_button.click()
-    loop.run_until_complete(asyncio.sleep(0.5))
+    loop.run_until_complete(asyncio.wait_for(asyncio.shield(tab._task), 60))
+    assert [s[:2] for s in seen[:3]] == [(500, 35_040), (1000, 35_040), (1500, 35_040)]
+    assert seen[1][2] == "run %v / %m bars"  # (set after the first value)
     assert tab._task is None and tab.run is None and "cancelled" in tab.status.text()
-    assert seen[-1] == 0  # the bar went back to rest, and no report came after it
+    assert seen[-1][0] == 0  # back to rest, and no report after it (a fast run may have ended meanwhile)
+    cancel_at[0] = -1
     tab.run_button.click()  # a run after a cancelled one goes through
     loop.run_until_complete(tab._task)
-    assert tab.run is not None and seen[-2] == 35_040
+    assert tab.run is not None and seen[-2][0] == 35_040
     loop.run_until_complete(tab.controller.shutdown())
 
 
@@ -305,3 +310,30 @@ def test_the_window_never_grows_and_the_panels_fit_what_is_in_view(loop, tmp_pat
     marks = tab.scrubber.mark_positions()
     traded = np.unique(tab.run.trades["bar"])
     assert 0 < len(marks) <= min(len(traded), tab.scrubber.width())
+
+
+def test_runs_on_other_data_are_not_compared_unasked_and_say_so_when_asked(loop, tab, tmp_path):
+    """Compare pairs a new run with the one before only on the same bars; chosen by hand, a run
+    on other data is labelled so. The trades table's columns hold the widest text of the run
+    (the last fill's bar number too)."""
+    from engine.data import load_candles
+    from engine.sample import SAMPLE_PATH
+
+    run_now(loop, tab)
+    first = tab.run
+    part = tmp_path / "part.csv"
+    load_candles(SAMPLE_PATH).slice(0, 20_000).to_frame().to_csv(part, index=False)
+    tab.data.setCurrentText(str(part))
+    run_now(loop, tab)
+    assert tab.compare is None and tab.compare_select.currentIndex() == 0
+    tab.compare_select.setCurrentIndex(1)
+    assert tab.compare is first and tab.metrics.horizontalHeaderItem(2).text() == "#1 (other data)"
+    tab.data.setCurrentText("sample")
+    run_now(loop, tab)
+    assert tab.compare is None  # (the run before it ran on part.csv)
+
+    fm = tab.trades.fontMetrics()
+    last = tab.trades_model.rowCount() - 1
+    for col in range(tab.trades_model.columnCount()):
+        text = tab.trades_model.data(tab.trades_model.index(last, col))
+        assert tab.trades.columnWidth(col) >= fm.horizontalAdvance(text), (col, text)

@@ -11,6 +11,7 @@ import html
 import time
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractTableModel,
     QDateTime,
@@ -85,6 +86,18 @@ class TradesModel(QAbstractTableModel):
         self.run, self.done, self._rows = run, 0, {}
         self._pnl = run.trades["pnl"].tolist() if run is not None else []
         self.endResetModel()
+
+    def widest_rows(self) -> list[int]:
+        """The rows whose texts are the widest of each column, or near it (the first and the
+        last, the highest price, the largest quantity, profit and position): the column widths
+        are fitted to these, not to the first thousand rows Qt samples."""
+        t = self.run.trades if self.run is not None else None
+        if t is None or len(t) == 0:
+            return []
+        picks = {0, len(t) - 1}
+        for name in ("price", "qty", "fee", "pnl", "position"):
+            picks.add(int(np.argmax(np.abs(t[name]))))
+        return sorted(picks)
 
     def set_done(self, done: int) -> None:
         if done == self.done or self.run is None:
@@ -484,7 +497,9 @@ class BacktestTab(QWidget):
             self.compare_select.addItem("(none)")
         self.compare_select.addItem(run.name)
         self.run_select.setCurrentIndex(len(self.runs) - 1)
-        # the run before stays beside it for comparison
+        # the run before stays beside it for comparison, when it ran on the same data
+        if previous is not None and not self.same_data(previous, run):
+            previous = None
         self.compare_select.setCurrentIndex(self.runs.index(previous) + 1 if previous is not None else 0)
         for combo in (self.run_select, self.compare_select):
             combo.blockSignals(False)
@@ -506,7 +521,8 @@ class BacktestTab(QWidget):
         self.set_playing(False)
         self.run = run
         self.trades_model.set_run(run)
-        self.trades.resizeColumnsToContents()
+        self._fit_trade_columns()
+        self.trades.scrollToTop()
         self.scrubber.blockSignals(True)
         self.scrubber.setRange(0, run.n_bars - 1)
         self.scrubber.setPageStep(max(1, run.n_bars // 100))
@@ -520,10 +536,32 @@ class BacktestTab(QWidget):
         self._fill_full_metrics()
         self.seek(run.start_bar)
 
+    def _fit_trade_columns(self) -> None:
+        m, fm = self.trades_model, self.trades.fontMetrics()
+        rows = m.widest_rows()
+        head = self.trades.horizontalHeader()
+        for c, name in enumerate(m.COLUMNS):
+            texts = [name, *(m._row(i)[c] for i in rows)]
+            head.resizeSection(c, max(fm.horizontalAdvance(x) for x in texts) + 16)
+
+    @staticmethod
+    def same_data(a: Replay, b: Replay) -> bool:
+        """Whether two runs ran on the same bars (their comparison then means something)."""
+        ca, cb = a.candles, b.candles
+        return len(ca) == len(cb) and ca.time[0] == cb.time[0] and ca.time[-1] == cb.time[-1] \
+            and ca.timeframe_ms == cb.timeframe_ms and a.source == b.source
+
     def _fill_full_metrics(self) -> None:
         full = self.run.run_metrics()
         other = self.compare.run_metrics() if self.compare is not None else {}
-        self.metrics.horizontalHeaderItem(2).setText(self.compare.name.split(" ")[0] if self.compare else "compare")
+        label = "compare"
+        if self.compare is not None:
+            label = self.compare.name.split(" ")[0]
+            if not self.same_data(self.run, self.compare):
+                label += " (other data)"
+        self.metrics.horizontalHeaderItem(2).setText(label)
+        self.metrics.horizontalHeaderItem(2).setToolTip(
+            f"{self.compare.name} on {self.compare.source or self.compare.candles.source}" if self.compare else "")
         for r, k in enumerate((*BAR_METRICS, *RUN_METRICS)):
             self.metrics.item(r, 1).setText(format_metric(k, full[k]) if k in full else "")
             self.metrics.item(r, 2).setText(format_metric(k, other[k]) if k in other else "")
