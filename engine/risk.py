@@ -324,6 +324,18 @@ class RiskGate:
                             share * value))
         return out
 
+    def exposure_in_sight(self) -> list[tuple[str, float, float, str]]:
+        """What each held symbol and the total stand at against their tightest limit of rule 5:
+        (what, exposure now, the limit, the limit in words), for the Risk tab; a limit that is
+        none (inf) is left out."""
+        tightest: dict[str, tuple[str, float, float, str]] = {}
+        for system, symbol in list(self._exposure):
+            for _, what, used, words, limit in self._exposure_limits(system, symbol) or ():
+                if limit != float("inf") and (what not in tightest or limit - used < tightest[what][2] -
+                                              tightest[what][1]):
+                    tightest[what] = (what, used, limit, words)
+        return sorted(tightest.values(), key=lambda r: (r[0] == "total exposure", r[0]))
+
     # --- circuit breakers and solvency ---------------------------------------------------------
     def on_candle(self, system: str, atr: float, trend: str = "NEUTRAL") -> SystemStatus:
         """Feed each closed candle's ATR to the system's volatility breaker

@@ -122,8 +122,18 @@ def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation
                 assert window.grid.marks[liq].value() == pytest.approx(books[f"liq_{side}"])
                 # in sight even when the chart's price range does not reach it
                 close = float(t.hist[-1, 3])
-                assert f"{LINES[liq][3]} {books[f'liq_{side}']:,.2f} " in window.grid.books.text()
-                assert f"({(books[f'liq_{side}'] / close - 1) * 100:+.1f}%)" in window.grid.books.text()
+                liq_at, entry = books[f"liq_{side}"], books[f"avg_{side}"]
+                away = "below" if liq_at < close else "above"
+                assert f"{LINES[liq][3]} {liq_at:,.2f} ({abs(liq_at / close - 1):.1%} {away} the price)" in \
+                    window.grid.books.text()
+                # what the position makes: + in profit, - under water (a long 2.6% under water read "+2.6%")
+                made = close / entry - 1 if side == "long" else entry / close - 1
+                assert f"{LINES[avg][3]} {entry:,.2f} ({side} {made:+.1%})" in window.grid.books.text()
+                (_, _), (y0, y1) = window.grid.plot.getViewBox().viewRange()
+                edge = window.grid.edges[liq]
+                assert edge.isVisible() == (not y0 <= liq_at <= y1)
+                if edge.isVisible():
+                    assert f"{liq_at:,.2f}" in edge.toPlainText()
         assert shown, "no position yet: a weaker test"
         await controller.shutdown()
 

@@ -237,3 +237,16 @@ def test_the_backtests_breaker_pauses_where_the_runtimes_does(steps, calm):
     fed = [g.on_candle("btc", 0.0 if np.isnan(a) else a).paused for a in atr]
     assert atr_breaker(atr, 0.3, calm).tolist() == fed
     assert atr_breaker(atr, 0.3, calm, first=3).tolist()[:3] == [False] * min(3, len(atr))
+
+
+def test_the_risk_tab_sees_each_exposure_against_its_tightest_limit():
+    """The shares of the paper account (20% a symbol, 80% in all, of 100,000) and a quote cap
+    of 15,000 a symbol: BTC's tightest is the cap, the total's is the share."""
+    g = RiskGate(RiskLimits(max_symbol_notional=15_000.0))
+    g.set_exposure("BTC/USDT", 12_000.0, system="a")
+    g.set_exposure("BTC/USDT", 1_500.0, system="b")
+    g.set_exposure("ETH/USDT", 4_000.0, system="c")
+    rows = {what: (used, limit) for what, used, limit, _ in g.exposure_in_sight()}
+    assert rows == {"BTC/USDT exposure": (13_500.0, 15_000.0), "ETH/USDT exposure": (4_000.0, 15_000.0),
+                    "total exposure": (17_500.0, 80_000.0)}
+    assert RiskGate(RiskLimits(max_symbol_share=float("inf"), max_total_share=float("inf"))).exposure_in_sight() == []

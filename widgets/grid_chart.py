@@ -41,8 +41,15 @@ def marks_text(marks: dict, close: float) -> str:
     parts = []
     for name in MARKS:
         y = marks.get(name)
-        if y and np.isfinite(y):
-            parts.append(f"{LINES[name][3]} {y:,.2f} ({(y / close - 1) * 100:+.1f}%)")
+        if not (y and np.isfinite(y)):
+            continue
+        label = LINES[name][3]
+        if name == "avg_entry":  # what the position makes at the close: + in profit, - under water
+            parts.append(f"{label} {y:,.2f} (long {close / y - 1:+.1%})")
+        elif name == "avg_short":
+            parts.append(f"{label} {y:,.2f} (short {y / close - 1:+.1%})")
+        else:
+            parts.append(f"{label} {y:,.2f} ({abs(y / close - 1):.1%} {'below' if y < close else 'above'} the price)")
     return "   ".join(parts)
 
 
@@ -75,6 +82,12 @@ class GridTab(QWidget):
             self.marks[name] = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, width=width, style=style), label=label,
                                                labelOpts={"position": 0.05 + 0.2 * i, "color": color})
             self.plot.addItem(self.marks[name])
+        # a liquidation beyond the chart's range, marked at its edge with its price
+        self.edges = {name: pg.TextItem(color=LINES[name][0], anchor=(1.0, 0.0)) for name in ("liq_long", "liq_short")}
+        for item in self.edges.values():
+            self.plot.addItem(item, ignoreBounds=True)
+            item.setVisible(False)
+        self.plot.getViewBox().sigRangeChanged.connect(lambda *_: self._edge_marks())
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
         self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
         self.plot.addItem(self.vline, ignoreBounds=True)
@@ -163,6 +176,20 @@ class GridTab(QWidget):
                 self._setting_range = False
             self.follow = True
         self._draw_candles()
+        self._edge_marks()
+
+    def _edge_marks(self) -> None:
+        d = self._data
+        (_, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        for name, item in self.edges.items():
+            y = d["marks"].get(name) if d is not None else None
+            off = bool(y and np.isfinite(y)) and not (y0 <= y <= y1)
+            item.setVisible(off)
+            if off:
+                below = y < y0
+                item.setText(f"{'▼' if below else '▲'} {LINES[name][3]} {y:,.2f}")
+                item.setAnchor((1.0, 1.0) if below else (1.0, 0.0))
+                item.setPos(x1, y0 if below else y1)
 
     def _draw_candles(self) -> None:
         """The candles in view (a little either side), merged when there are too many."""

@@ -3,8 +3,10 @@ audit trail of every denial."""
 
 from __future__ import annotations
 
+import html
 import time
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -22,8 +24,11 @@ from PySide6.QtWidgets import (
 
 from engine.risk import PAPER
 
-KILL_ON_STYLE = "QPushButton { background: #c62828; color: white; font-size: 20px; font-weight: bold; padding: 18px; }"
-KILL_OFF_STYLE = "QPushButton { background: #2e7d32; color: white; font-size: 20px; font-weight: bold; padding: 18px; }"
+# A red control either way: ready to stop everything (red), or engaged (dark, ringed in red).
+KILL_OFF_STYLE = ("QPushButton { background: #c62828; color: white; font-size: 20px; font-weight: bold; padding: 18px;"
+                  " border: 2px solid #8e0000; }")
+KILL_ON_STYLE = ("QPushButton { background: #3b0d0d; color: #ff8a80; font-size: 20px; font-weight: bold; padding: 18px;"
+                 " border: 3px solid #ff1744; }")
 
 
 class RiskTab(QWidget):
@@ -60,6 +65,7 @@ class RiskTab(QWidget):
                 ("max_deviation", "Market order slippage limit (fraction)", 0.0001, 1, 4),
                 ("atr_jump", "ATR jump that pauses a grid (fraction)", 0.01, 10, 2)):
             w = QDoubleSpinBox(objectName=f"limit_{name}")
+            w.setFixedWidth(180)  # (a number, not a 1,000-pixel box)
             w.setRange(lo, hi)
             w.setDecimals(dec)
             v = getattr(lim, name)
@@ -72,6 +78,10 @@ class RiskTab(QWidget):
         self.portfolio.setToolTip("What the shares are of: the paper account, and each live account's holdings "
                                   "(quote plus the traded coins at their last price), measured every minute")
         form.addRow("Accounts", self.portfolio)
+        self.exposure = QLabel(objectName="exposureLabel", wordWrap=True, textFormat=Qt.RichText)
+        self.exposure.setToolTip("Each symbol's and the total exposure (positions and resting buys, in quote) "
+                                 "against its tightest limit; red from 90% of it")
+        form.addRow("Exposure now", self.exposure)
 
         self.audit = QTableWidget(0, 5, objectName="auditTable")
         self.audit.setHorizontalHeaderLabels(["Time (UTC)", "System", "Order", "Rule", "Reason"])
@@ -126,6 +136,14 @@ class RiskTab(QWidget):
                           for a, v in ((a, risk.portfolio(a)) for a in accounts))
         if text != self.portfolio.text():
             self.portfolio.setText(text)
+        parts = []
+        for what, used, limit, words in risk.exposure_in_sight():
+            share = used / limit if limit > 0 else 1.0
+            text = html.escape(f"{what} {used:,.2f} of {limit:,.2f} ({share:.0%}; {words})")
+            parts.append(f"<span style='color:#e53935'>{text}</span>" if share >= 0.9 else text)
+        exposure = "<br>".join(parts) or "nothing held or resting"
+        if exposure != self.exposure.text():
+            self.exposure.setText(exposure)
         rows = list(risk.audit)
         if len(rows) == self._audit_len:
             return
