@@ -158,6 +158,15 @@ def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot):
         return [c for c in ("gd1-one", "gd2-two", "gd1-three") if c in shown()]
 
     assert cids() == ["gd1-one", "gd2-two", "gd1-three"] and "error    order_rejected" in shown()
+    import re
+
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  info     order_placed", shown())  # dated, in columns
+    assert 'reason="Margin is insufficient."' in shown() and "cid=gd1-one" in shown()
+    assert "#e53935" in tab.view.document().toHtml()  # the error in red
+    assert tab.view.font().fixedPitch() or "mono" in tab.view.font().family().lower()
+    controller.events.log("fill", system=a, cid="gd1-fill", price=41813.812345678901)
+    tab.flush()
+    assert "price=41813.81235 " in shown() + " " and "41813.812345678" not in shown()
     tab.level.setCurrentText("errors")
     assert cids() == ["gd2-two"]
     tab.level.setCurrentText("warnings and errors")
@@ -653,3 +662,26 @@ def test_a_cold_engine_is_prepared_out_of_process_and_nothing_compiles_in_the_ap
     warm = Controller(data_dir)
     loop.run_until_complete(warm.prepare_engine())
     assert warm.engine_note == ""
+
+
+def test_orders_sort_by_their_numbers_and_show_side_and_state_in_colour(data_dir, qtbot):
+    from PySide6.QtCore import Qt
+
+    from widgets.orders import OrdersTab
+
+    tab = OrdersTab(Controller(data_dir))
+    qtbot.addWidget(tab)
+    rows = [{"ts": 1_000 * i, "system": "s", "side": side, "price": price, "qty": 0.1, "filled": 0.0, "state": state,
+             "cid": f"c{i}", "working": state == "open"}
+            for i, (side, price, state) in enumerate((("buy", 9_500.0, "open"), ("sell", 10_250.0, "open"),
+                                                      ("buy", 100_000.0, "filled"), ("sell", 950.5, "rejected")))]
+    tab.model.set_rows(rows)
+    tab.table.sortByColumn(3, Qt.AscendingOrder)  # price: as numbers ("10,250.00" sorts after "950.50" as text)
+    prices = [tab.proxy.data(tab.proxy.index(r, 3)) for r in range(tab.proxy.rowCount())]
+    assert prices == ["950.50", "9,500.00", "10,250.00", "100,000.00"]
+    by_cid = {tab.model.rows[i]["cid"]: i for i in range(len(rows))}
+    side = tab.model.data(tab.model.index(by_cid["c0"], 2), Qt.ForegroundRole)
+    assert side.name() == "#43a047" and tab.model.data(tab.model.index(by_cid["c1"], 2), Qt.ForegroundRole).name() \
+        == "#e53935"
+    assert tab.model.data(tab.model.index(by_cid["c0"], 0), Qt.BackgroundRole) is None  # a working order: no tint
+    assert tab.model.data(tab.model.index(by_cid["c3"], 0), Qt.BackgroundRole) is not None

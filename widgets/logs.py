@@ -5,10 +5,12 @@ append each would hold the GUI thread."""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -35,8 +37,27 @@ KEEP = 20_000  # events kept (and lines shown) at most
 ALL_SYSTEMS = "all systems"
 
 
+LEVEL_COLORS = {"error": "#e53935", "warning": "#f9a825", "info": ""}
+
+
 def level_of(event: str) -> str:
     return "error" if event in ERRORS else "warning" if event in WARNINGS else "info"
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.10g}"  # (a price is not 15 digits)
+    if isinstance(v, str):
+        return v if v and " " not in v and "=" not in v else json.dumps(v)
+    return json.dumps(v, default=str)
+
+
+def event_line(event: str, fields: dict, level: str) -> str:
+    """One event as a line: its date and time (UTC), level, name, and its fields as key=value."""
+    ts = fields.get("ts")
+    when = time.gmtime(ts / 1000 if isinstance(ts, int | float) and ts > 1e11 else time.time())
+    rest = " ".join(f"{k}={_value(v)}" for k, v in fields.items() if k != "ts")
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', when)}  {level:7}  {event:18} {rest}"[:500]
 
 
 class LogsTab(QWidget):
@@ -46,6 +67,8 @@ class LogsTab(QWidget):
         self.controller = controller
         self.view = QPlainTextEdit(objectName="logView")
         self.view.setReadOnly(True)
+        self.view.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.view.setLineWrapMode(QPlainTextEdit.NoWrap)
         self.view.setMaximumBlockCount(KEEP)
         self.level = QComboBox(objectName="logLevel")
         self.level.addItems(list(LEVELS))
@@ -87,8 +110,7 @@ class LogsTab(QWidget):
 
     def add(self, event: str, fields: dict) -> None:
         level = level_of(event)
-        line = f"{time.strftime('%H:%M:%S')}  {level:7}  {event:18} " + json.dumps(fields, default=str)[:400]
-        self.pending.append((level, str(fields.get("system", "")), line))
+        self.pending.append((level, str(fields.get("system", "")), event_line(event, fields, level)))
 
     def _shown(self, rec: tuple[str, str, str]) -> bool:
         level, system, line = rec
@@ -105,9 +127,9 @@ class LogsTab(QWidget):
         self.records.extend(batch)
         del self.records[:-KEEP]
         if not self.pause.isChecked():
-            lines = [r[2] for r in batch if self._shown(r)]
-            if lines:
-                self.view.appendPlainText("\n".join(lines[-KEEP:]))
+            shown = [r for r in batch if self._shown(r)]
+            if shown:
+                self.view.appendHtml(_html(shown[-KEEP:]))
 
     def _paused(self, on: bool) -> None:
         self.pause.setText("Resume" if on else "Pause")
@@ -116,7 +138,10 @@ class LogsTab(QWidget):
 
     def _refilter(self, *_) -> None:
         self.flush()
-        self.view.setPlainText("\n".join(r[2] for r in self.records if self._shown(r)))
+        self.view.clear()
+        shown = [r for r in self.records if self._shown(r)]
+        if shown:
+            self.view.appendHtml(_html(shown))
         self.view.moveCursor(self.view.textCursor().MoveOperation.End)
 
     def export(self) -> None:
@@ -124,3 +149,13 @@ class LogsTab(QWidget):
         if path:
             n, problems = export_logs(self.controller.data_dir / "logs", path)
             self.controller.events.log("logs_exported", path=path, events=n, problems=len(problems))
+
+
+def _html(records) -> str:
+    """Lines as they are (spaces kept), errors in red and warnings in amber."""
+    out = []
+    for level, _, line in records:
+        color = LEVEL_COLORS[level]
+        style = f"white-space:pre;color:{color}" if color else "white-space:pre"
+        out.append(f"<span style='{style}'>{html.escape(line)}</span>")
+    return "<br>".join(out)

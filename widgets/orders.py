@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QMessageBox,
     QTableView,
@@ -18,15 +19,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from widgets.roles import BACKGROUND, DISPLAY, HORIZONTAL
+from widgets.roles import ALIGNMENT, BACKGROUND, DISPLAY, FOREGROUND, HORIZONTAL
 
 COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price", "Price"), ("qty", "Qty"),
            ("filled", "Filled"), ("state", "Status"), ("cid", "Client order id")]
-# Row tints by status, translucent so the text keeps the theme's color on a light or dark base.
-_GREEN, _YELLOW, _RED, _GREY = (QColor(76, 175, 80, 70), QColor(255, 214, 0, 40), QColor(244, 67, 54, 80),
-                                QColor(158, 158, 158, 45))
-COLORS = {"filled": _GREEN, "open": _YELLOW, "partially_filled": _YELLOW, "submitted": _YELLOW, "new": _YELLOW,
-          "pending_cancel": _YELLOW, "rejected": _RED, "expired": _RED, "cancelled": _GREY}
+# Row tints for what has ended (filled, refused), translucent so the text keeps the theme's
+# color on a light or dark base; a working order has no tint (a page of open orders is not one
+# yellow block), its status in amber.
+_GREEN, _RED = QColor(76, 175, 80, 60), QColor(244, 67, 54, 70)
+COLORS = {"filled": _GREEN, "rejected": _RED, "expired": _RED}
+STATE_TEXT = {"open": QColor("#f9a825"), "partially_filled": QColor("#f9a825"), "submitted": QColor("#f9a825"),
+              "new": QColor("#f9a825"), "pending_cancel": QColor("#f9a825"), "cancelled": QColor("#9e9e9e"),
+              "rejected": QColor("#e53935"), "expired": QColor("#e53935"), "filled": QColor("#43a047")}
+SIDE_TEXT = {"buy": QColor("#43a047"), "sell": QColor("#e53935")}
+SORT = Qt.UserRole + 1  # the raw value a column sorts by (a price as a number, not its text)
 
 
 class OrdersModel(QAbstractTableModel):
@@ -63,6 +69,13 @@ class OrdersModel(QAbstractTableModel):
             return str(v)
         if role == BACKGROUND:
             return COLORS.get(r["state"])
+        if role == FOREGROUND:
+            return SIDE_TEXT.get(r["side"]) if key == "side" else STATE_TEXT.get(r["state"]) if key == "state" \
+                else None
+        if role == ALIGNMENT and key in ("price", "qty", "filled"):
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role == SORT:
+            return r.get(key, "")
         if role == Qt.UserRole:
             return r
         return None
@@ -76,11 +89,21 @@ class OrdersTab(QWidget):
         self.model = OrdersModel()
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT)
         self.table = QTableView(objectName="ordersTable")
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.AscendingOrder)  # the model's order (working first, newest) until asked
+        self.table.setWordWrap(False)
+        head = self.table.horizontalHeader()
+        head.setSectionResizeMode(QHeaderView.Interactive)
+        head.setStretchLastSection(False)
+        for c, width in enumerate((120, 170, 50, 100, 100, 100, 110, 170)):
+            head.resizeSection(c, width)
+        head.setSectionResizeMode(1, QHeaderView.Stretch)  # the system's name takes the room left
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.doubleClicked.connect(self.show_details)
         self.system_filter = QComboBox(objectName="ordersSystemFilter")
         self.status_filter = QComboBox(objectName="ordersStatusFilter")
