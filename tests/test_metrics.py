@@ -19,13 +19,17 @@ def _reference(equity: np.ndarray, timeframe_ms: int) -> dict:
     """Return over the curve; CAGR from it and the years the bars span; maximum drawdown from
     the running peak; Sharpe and Sortino of the simple per-bar returns (population deviation,
     downside deviation over all bars with the positive returns as zero), annualized by the
-    square root of the bars in a year; Calmar = CAGR / maximum drawdown."""
+    square root of the bars in a year; Calmar = CAGR / maximum drawdown, undefined (0, as the
+    ratios without a deviation) where there is no drawdown or the CAGR is too large to be a number
+    (a few hours of +28% annualize to infinity)."""
     s = pd.Series(equity)
     r = s.pct_change().dropna()
     per_year = YEAR_MS / timeframe_ms
     years = (len(s) - 1) / per_year
     with np.errstate(over="ignore"):  # a few hours annualize to infinity, as in the engine
-        cagr = (s.iloc[-1] / s.iloc[0]) ** (1 / years) - 1
+        # (end / start) ** (1 / years) - 1, written so that a curve a few ulps off flat does not
+        # lose its digits to the subtraction (its Calmar divides by as small a drawdown)
+        cagr = float(np.expm1(np.log(s.iloc[-1] / s.iloc[0]) / years))
     dd = 1 - s / s.cummax()
     down = math.sqrt((np.minimum(r, 0.0) ** 2).mean())
     std = r.std(ddof=0)
@@ -36,7 +40,7 @@ def _reference(equity: np.ndarray, timeframe_ms: int) -> dict:
         "max_drawdown_bar": int(dd.idxmax()) if dd.max() > 0 else 0,
         "sharpe": r.mean() / std * math.sqrt(per_year) if std > 0 else 0.0,
         "sortino": r.mean() / down * math.sqrt(per_year) if down > 0 else 0.0,
-        "calmar": cagr / dd.max() if dd.max() > 0 else 0.0,
+        "calmar": cagr / dd.max() if dd.max() > 0 and math.isfinite(cagr) else 0.0,
     }
 
 
@@ -60,6 +64,13 @@ def test_a_curve_worked_by_hand():
     assert got["sharpe"] == pytest.approx(returns.mean() / returns.std() * math.sqrt(365))
     assert got["sortino"] == pytest.approx(returns.mean() / math.sqrt(0.01 / 3) * math.sqrt(365))
     assert got["cagr"] == pytest.approx(1.21 ** (365 / 3) - 1)
+
+
+def test_an_infinite_cagr_has_no_calmar():
+    # hypothesis found it: +28% in three hours is an infinite CAGR; a Calmar of inf (or nan) would
+    # sort first in the optimizer's tables and print as "inf" in every report
+    got = performance(np.array([50.0, 64.0, 50.0, 64.0]), HOUR)
+    assert got["cagr"] == math.inf and got["max_drawdown"] == pytest.approx(14 / 64) and got["calmar"] == 0.0
 
 
 def test_a_flat_or_rising_curve_has_no_drawdown_and_no_undefined_ratio():
