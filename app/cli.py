@@ -196,12 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-HELP = {
-    "lower": "lowest level (default: from the data)", "upper": "highest level / lower-only anchor",
-    "fee": "maker fee as a fraction (0.001 = 0.1%%)", "recenter": "spacings beyond the grid that recenter it",
-    "consumed": "lower-only: recenter when this share of the buys has filled",
-    "range_pct": "default range around the first price (0.2)", "no_short": "adaptive grid: long side only",
-}
 
 
 def _add_setting_args(parser: argparse.ArgumentParser) -> None:
@@ -209,6 +203,10 @@ def _add_setting_args(parser: argparse.ArgumentParser) -> None:
     import dataclasses
 
     from engine.strategies.registry import CHOICES, CONFIGS
+    from engine.strategies.settings_text import help_text
+
+    def _help(name: str) -> str:
+        return help_text(name).replace("%", "%%") or None  # (argparse formats its help with %)
 
     seen: set[str] = set()
     for cls in CONFIGS.values():
@@ -219,17 +217,17 @@ def _add_setting_args(parser: argparse.ArgumentParser) -> None:
             flag = "--" + f.name.replace("_", "-")
             default = f.default
             if f.name in CHOICES:
-                parser.add_argument(flag, choices=CHOICES[f.name], help=HELP.get(f.name))
+                parser.add_argument(flag, choices=CHOICES[f.name], help=_help(f.name))
             elif isinstance(default, bool) and not default:  # e.g. --no-short: a plain flag
-                parser.add_argument(flag, action="store_const", const=True, default=None, help=HELP.get(f.name))
+                parser.add_argument(flag, action="store_const", const=True, default=None, help=_help(f.name))
             elif isinstance(default, bool):  # on by default: --prune-offset / --no-prune-offset
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_help(f.name))
             elif isinstance(default, int):
-                parser.add_argument(flag, type=int, help=HELP.get(f.name))
+                parser.add_argument(flag, type=int, help=_help(f.name))
             elif isinstance(default, str):
-                parser.add_argument(flag, help=HELP.get(f.name))
+                parser.add_argument(flag, help=_help(f.name))
             else:
-                parser.add_argument(flag, type=_float(f.name), help=HELP.get(f.name))
+                parser.add_argument(flag, type=_float(f.name), help=_help(f.name))
 
 
 def _strategy_config(args):

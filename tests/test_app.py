@@ -212,7 +212,7 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     assert "909.09 per level" in dlg.preview.text()
     assert dlg.preview.text().startswith("at 42,000.00 (assumed: the price of the symbol is not known yet)")
     dlg.capital.setValue(0)  # refused by name (it was clamped to 1 without a word)
-    assert dlg.error.text() == "Capital: must be an amount > 0 and at most 1e+12, got 0.0" and not ok.isEnabled()
+    assert dlg.error.text() == "Capital (quote): must be an amount > 0 and at most 1e+12, got 0.0" and not ok.isEnabled()
     assert "c62828" in dlg.fields["capital"].styleSheet()
     dlg.capital.setValue(10_000)
     dlg.levels.setValue(2_000)  # 0.5 a step, 0.0125% of the top level: less than the fees of a round trip
@@ -356,18 +356,27 @@ def test_add_system_presets_and_every_setting_in_the_backtest_editor(qtbot):
     dlg.levels.setValue(16)
     assert dlg.preset.currentIndex() == 0  # edited: no longer the preset
 
+    seen = []
+
     def edit():  # "All settings…": a setting the form does not show, in the Backtest tab's editor
         editor = dlg.settings_dialog.findChild(ParamsEditor)
-        assert editor.widgets["levels"].value() == 16
-        editor.widgets["atr_period"].setValue(21)
-        editor.widgets["fee"].setText("oops")
-        dlg.settings_dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
-        assert dlg.settings_dialog.isVisible() and "fee" in editor.error.text()  # refused by name, kept open
-        editor.widgets["fee"].setText("0.00075")
-        dlg.settings_dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+        ok = dlg.settings_dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok)
+        try:
+            seen.append(editor.widgets["levels"].value())
+            editor.widgets["atr_period"].setValue(21)
+            editor.widgets["fee"].setText("oops")
+            ok.click()
+            seen.append((dlg.settings_dialog.isVisible(), editor.error.text()))  # refused by name, kept open
+            editor.widgets["fee"].setText("0.00075")
+        finally:  # (an error raised here must not leave the modal dialog open for ever)
+            ok.click()
+            if dlg.settings_dialog.isVisible():
+                dlg.settings_dialog.reject()
 
     QTimer.singleShot(0, edit)
     assert dlg.edit_all()
+    assert seen[0] == 16
+    assert seen[1][0] and seen[1][1].startswith("Fee (fraction): ") and "not a number" in seen[1][1]
     cfg = dlg.build()
     assert cfg.params["atr_period"] == 21 and cfg.params["fee"] == 0.00075 and cfg.params["levels"] == 16
 

@@ -173,7 +173,7 @@ def test_run_play_step_seek(loop, tab, tmp_path, qtbot):
 def test_bad_settings_and_data_are_refused_by_name(loop, tab, tmp_path):
     tab.editor.widgets["fee"].setText("abc")
     assert tab.start_run() is None
-    assert "--fee" in tab.editor.error.text() and "not a number" in tab.editor.error.text()
+    assert tab.editor.error.text().startswith("Fee (fraction): ") and "not a number" in tab.editor.error.text()
     assert "c62828" in tab.editor.widgets["fee"].styleSheet()
     tab.editor.widgets["fee"].setText("0.001")
     bad = tmp_path / "bad.csv"

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, STRATEGIES, config_from, read_settings
+from engine.strategies.settings_text import help_text, label
 
 _HIDDEN = {"tiers"}  # a file path with its own default; set through an imported JSON
 
@@ -122,7 +123,8 @@ class ParamsEditor(QWidget):
             w = _field_widget(f, values.get(f.name, defaults[f.name]))
             w.setObjectName(f"param_{f.name}")
             self.widgets[f.name] = w
-            self.form.addRow(f.name.replace("_", " "), w)
+            w.setToolTip(f"{help_text(f.name)} ({f.name})".lstrip())
+            self.form.addRow(label(f.name), w)
         self._hidden = {k: v for k, v in values.items() if k in _HIDDEN}
 
     def apply_preset(self, name: str) -> None:
@@ -151,7 +153,8 @@ class ParamsEditor(QWidget):
         name = getattr(exc, "name", None)
         for field, w in self.widgets.items():
             w.setStyleSheet("border: 1px solid #c62828" if field == name else "")
-        self.error.setText(str(exc) if exc else "")
+        # in the form's words (a setting's label), not a command-line flag's
+        self.error.setText("" if exc is None else f"{label(name)}: {exc.detail}" if name in self.widgets else str(exc))
 
     # -- JSON ---------------------------------------------------------------------------------
     def load_json(self, path: str | Path) -> None:

@@ -32,6 +32,7 @@ from engine.strategies import adaptive_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings
+from engine.strategies.settings_text import help_text, label
 from engine.strategies.spot_grid import SpotGridConfig, build_params, check_grid, planned_grid
 from widgets.params_editor import ParamsEditor
 from widgets.tasks import when_done
@@ -133,7 +134,7 @@ class SystemDialog(QDialog):
         self.maker_fee.setSuffix(" %")
         self.maker_fee.setToolTip("the exchange's maker fee on the perpetual, in percent; below 0 a rebate "
                                   "(Binance USDT-M, VIP 0: 0.02 %)")
-        self.no_short = QCheckBox("Long only (no short grid)", objectName="perpNoShort")
+        self.no_short = QCheckBox(label("no_short") + " (no short grid)", objectName="perpNoShort")
         self.no_short.setChecked(a.no_short)
         self.capital = _spin(0, 1e12, 2, cfg.capital, 100, "systemCapital")  # (0 is refused by name, not clamped)
         self.mode = QComboBox(objectName="systemMode")
@@ -163,20 +164,23 @@ class SystemDialog(QDialog):
         self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.trailing, self.fee)
         self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.maker_fee, self.no_short)
         self.form = f
-        for label, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
-                         ("", self.symbol_note),
-                         ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
-                         ("Preset", self.preset), ("Grid", self.grid_mode), ("Spacing", self.spacing),
-                         ("Lower (0: from the price)", self.lower),
-                         ("Upper (0: from the price)", self.upper), ("Levels", self.levels),
-                         ("Range around the price", self.range_pct), ("Trailing", self.trailing),
-                         ("Fee", self.fee), ("Leverage", self.leverage),
-                         ("Order size (fraction of capital)", self.order_frac),
-                         ("Spacing (× ATR, 0.5% floor)", self.atr_k), ("Stop (× ATR from the entry)", self.stop_m),
-                         ("Maker fee", self.maker_fee),
-                         ("", self.no_short), ("Capital", self.capital), ("Mode", self.mode),
-                         ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
-            f.addRow(label, w)
+        # the strategy's settings in the words of the Backtest tab's editor (settings_text), fees in percent
+        for name, w in self.fields.items():
+            if help_text(name) and not w.toolTip():
+                w.setToolTip(help_text(name))
+        for text, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
+                        ("", self.symbol_note),
+                        ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
+                        ("Preset", self.preset), (label("mode"), self.grid_mode), (label("spacing"), self.spacing),
+                        (label("lower"), self.lower), (label("upper"), self.upper), (label("levels"), self.levels),
+                        (label("range_pct"), self.range_pct), (label("trailing"), self.trailing),
+                        ("Fee (%)", self.fee), (label("leverage"), self.leverage),
+                        (label("order_frac"), self.order_frac),
+                        (label("atr_k") + ", 0.5% floor", self.atr_k), (label("stop_m"), self.stop_m),
+                        ("Maker fee (%)", self.maker_fee),
+                        ("", self.no_short), (label("capital"), self.capital), ("Mode", self.mode),
+                        ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
+            f.addRow(text, w)
         self.market.setCurrentText(cfg.market)
         self._show_market(cfg.market)
         self.market.currentTextChanged.connect(self._market_changed)
@@ -302,8 +306,8 @@ class SystemDialog(QDialog):
             if not detail:
                 return None, text
         w = self.fields.get(field)
-        label = self.form.labelForField(w).text() if w is not None and self.form.labelForField(w) else ""
-        return (field if w is not None else None), f"{label or field}: {detail}"
+        shown = self.form.labelForField(w).text() if w is not None and self.form.labelForField(w) else ""
+        return (field if w is not None else None), f"{shown or field}: {detail}"
 
     def import_settings(self, path) -> None:
         """The strategy's settings from a settings file (the optimizer's best, an editor export);
