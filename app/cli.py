@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--windows", type=_number("windows", 1, 100, integer=True), default=3, help="walk-forward windows")
     op.add_argument("--train-frac", type=_float("train_frac"), default=0.7, help="training share of a window")
     op.add_argument("--tail", type=_float("tail"), default=0.15, help="held-out share at the end of each data set")
-    op.add_argument("--storage", help="Optuna storage URL (default: SQLite in the app's data folder)")
+    op.add_argument("--storage", help="Optuna storage URL (default: SQLite in the data folder)")
+    op.add_argument("--data-dir", type=Path, help="the data folder whose optuna.db is the default storage "
+                                                  "(default: the app's)")
     op.add_argument("--study", help="study name (default: from the strategy and settings); same name joins or resumes")
     op.add_argument("--seed", type=int, help="sampler seed: the same seed gives the same fresh study")
     op.add_argument("--timeout", type=_number("timeout", 0, 1e9, lo_open=True),
@@ -324,11 +326,12 @@ def cmd_optimize(args) -> int:
     import signal
     import threading
 
-    from engine.optimize.study import Search
+    from engine.optimize.study import Search, default_storage
     from engine.report import search_text
 
     setup = _search_setup(args)
-    search = Search(setup, storage=args.storage, study=args.study, seed=args.seed, batch=args.batch)
+    search = Search(setup, storage=args.storage or default_storage(args.data_dir), study=args.study, seed=args.seed,
+                    batch=args.batch)
     print(f"study {search.study_name} in {search.storage_url}", file=sys.stderr)
     for d in setup.data:
         w = d.split.windows

@@ -324,7 +324,7 @@ class Controller(QObject):
         """A worker of a walk-forward study (engine/optimize) on the candle files ``sources``,
         each made into ``resample`` bars when given; data loaded and the study opened in the
         worker pool."""
-        from engine.optimize.study import Search, Setup
+        from engine.optimize.study import Search, Setup, default_storage
         from engine.optimize.walkforward import open_data_sets
         from engine.strategies.registry import check_funding
 
@@ -332,8 +332,8 @@ class Controller(QObject):
 
         def work():
             sets = open_data_sets(sources, resample=resample, funding=[funding_path] if funding_path else [])
-            return Search(Setup(strategy, sets, space=space, windows=windows), storage=storage, study=study,
-                          seed=seed)
+            return Search(Setup(strategy, sets, space=space, windows=windows), study=study, seed=seed,
+                          storage=storage or default_storage(self.data_dir))  # the app's folder (--data-dir)
 
         return await self.in_pool(work)
 

@@ -395,3 +395,16 @@ def test_two_workers_share_one_postgresql_study(postgres, tmp_path):
     for i in range(2):
         best = json.loads((tmp_path / f"best{i}.json").read_text())["optimized"]
         assert best["in_sample"] == complete[best["trial"]].value
+
+
+def test_the_default_study_goes_to_the_data_folder_named(tmp_path):
+    # (it went to the app's folder whatever --data-dir said)
+    cmd = [GRIDDESK, "optimize", "--data", str(shared_file(BTC_5M)), "--data-dir", str(tmp_path / "desk"),
+           "--study", "here", "--trials", "2", "--batch", "2", "--windows", "2", "--seed", "1",
+           "--out", str(tmp_path / "best.json")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"study here in sqlite:///{tmp_path / 'desk' / 'optuna.db'}" in out.stderr
+    import optuna
+
+    assert len(optuna.load_study(study_name="here", storage=f"sqlite:///{tmp_path / 'desk' / 'optuna.db'}").trials) == 2

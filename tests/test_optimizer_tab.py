@@ -110,3 +110,15 @@ def test_stop_keeps_finished_trials(loop, window):
     assert "RUNNING" not in states and states.count("COMPLETE") >= 1
     assert "stopped" in tab.status.text()
     assert tab.run_button.isEnabled() and tab.replay_button.isEnabled()
+
+
+def test_without_a_storage_the_study_is_kept_in_the_apps_data_folder(loop, window, tmp_path):
+    # (griddesk gui --data-dir D wrote its studies to the default folder)
+    tab = window.optimizer
+    tab.storage.clear()
+    tab.trials.setValue(2)
+    tab.run_button.click()
+    loop.run_until_complete(tab._task)
+    assert tab.search.storage_url == f"sqlite:///{tmp_path / 'optuna.db'}", tab.status.text()
+    assert str(tmp_path / "optuna.db") in tab.status.text()
+    assert len(tab.search.study.trials) == 2

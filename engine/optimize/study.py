@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -99,10 +100,11 @@ def suggest(trial, space: dict[str, Dimension]) -> dict:
     return out
 
 
-def default_storage() -> str:
+def default_storage(data_dir: Path | None = None) -> str:
+    """SQLite in the data folder (``data_dir``, else the app's)."""
     from engine.runtime.runner import default_data_dir
 
-    folder = default_data_dir()
+    folder = Path(data_dir) if data_dir else default_data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'optuna.db'}"
 
