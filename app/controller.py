@@ -28,6 +28,8 @@ from engine.runtime.config import SystemConfig, check_unique, load_systems, save
 from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, private_folder, read_jsonl
 from engine.strategies.registry import CONFIGS
+from engine.summary import BOT_FIELDS
+from engine.summary import running_text as running_text  # (the widgets' words for a running time)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAUSED_BY_CANCEL_ALL = "orders cancelled by you (switch the system off and on to resume)"
@@ -376,6 +378,7 @@ class Controller(QObject):
         for s in self.systems:
             t = self.runner.traders.get(s.name)
             summary = t.summary() if t is not None else {}
+            bot = summary.get("bot")
             status = self.risk.status(s.name)
             on = self.is_on(s.name)
             err = self.runner.errors.get(s.name, "")
@@ -388,7 +391,9 @@ class Controller(QObject):
                 "reason": err or (self.engine_note if preparing else status.reason or summary.get("note", "")),
                 "position": summary.get("position", 0.0), "grid_profit": summary.get("grid_profit", 0.0),
                 "floating": summary.get("floating", 0.0), "funding": summary.get("funding", 0.0),
-                "equity": summary.get("equity", 0.0), "on": on,
+                "equity": summary.get("equity", 0.0), "on": on, "capital": s.capital,
+                # the bot's summary (engine/summary.py) once its grid has started, else None each
+                **{k: (bot or {}).get(k) for k in BOT_FIELDS}, "bot": bot,
             })
         return rows
 
@@ -446,11 +451,16 @@ class Controller(QObject):
         h = t.hist
         _, fills = self._journal(name, t.journal_path)
         fills = [r for r in fills if r.get("time")]
-        books = t.strategy.books(float(h[-1, 3])) if t.strategy.started else {}
+        summary = t.summary()
+        books = summary if t.strategy.started else {}
         return {
             "time": h[:, 0] / 1000.0, "open": h[:, 4], "high": h[:, 1], "low": h[:, 2], "close": h[:, 3],
             "levels": t.strategy.levels() if t.strategy.started else [],
             "orders": [(o.side, o.price) for o in t.book.live()],
+            # the order ladder: each resting order with its level, role and state
+            "ladder": [{"level": o.level, "side": o.side, "price": o.price, "qty": o.qty - o.filled, "role": o.role,
+                        "state": o.state, "position": o.position} for o in t.book.live()],
+            "bot": summary.get("bot"), "levels_count": len(t.strategy.levels()) if t.strategy.started else 0,
             "fills": [(r["time"] / 1000.0, r["price"], r["side"]) for r in fills],
             "marks": {"avg_entry": books.get("avg_long"), "avg_short": books.get("avg_short"),
                       "liq_long": books.get("liq_long"), "liq_short": books.get("liq_short")},

@@ -261,7 +261,7 @@ def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
         "fills": r.counters["fills"],
         "buys": r.counters["buys"],
         "sells": r.counters["sells"],
-        "round_trips": int(np.count_nonzero(closing["role"] == spot_kernel.GRID_SELL)),
+        "round_trips": r.counters["round_trips"],
         "win_rate": float(len(wins) / len(closing)) if len(closing) else 0.0,
         "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else (float("inf") if len(wins) else 0.0),
         "orders_refused_min_notional": r.counters["refused_min_notional"],

@@ -36,6 +36,36 @@ def shoot(widget, path: Path) -> None:
     assert img.save(str(path)) and path.stat().st_size > 5_000
 
 
+def check_summary_and_ladder(window, d, row) -> None:
+    """The bot's summary in the Market row and beside the Grid chart is the runtime's; the
+    ladder lists every resting order from the highest price down, the price among them."""
+    from widgets.market import COLUMNS
+
+    bot = d["bot"]
+    assert bot is not None and bot["fills"] > 3 and bot["investment"] == 10_000.0
+    assert row["total_pnl"] == bot["total_pnl"] and row["roi"] == bot["roi"]
+    model = window.market.model
+    shown = {key: model.data(model.index(0, c)) for c, (key, _) in enumerate(COLUMNS)}
+    assert shown["total_pnl"] == f"{bot['total_pnl']:+,.2f}" and shown["roi"] == f"{bot['roi']:+.2%}"
+    assert shown["investment"] == "10,000.00" and shown["round_trips"] == f"{bot['round_trips']:,}"
+    assert shown["running_ms"] != "—" and shown["venue"] == "binance spot" and shown["mode"] == "paper, dry-run"
+    labels = window.grid.summary_labels
+    assert labels["Total PnL"].text() == f"{bot['total_pnl']:+,.2f} ({bot['roi']:+.2%})"
+    assert labels["Fills"].text().startswith(f"{bot['fills']:,}")
+    assert labels["Levels / orders"].text() == f"{d['levels_count']} / {len(d['ladder'])}"
+    ladder = window.grid.ladder
+    assert ladder.rowCount() == len(d["ladder"]) + 1 > 10
+    cells = [[ladder.item(r, c).text() for c in range(ladder.columnCount())] for r in range(ladder.rowCount())]
+    at = next(r for r, row_ in enumerate(cells) if row_[1] == "price")
+    prices = [float(c[2].replace(",", "")) for c in cells]
+    assert prices == sorted(prices, reverse=True)  # the price row stands where the price is
+    assert all(c[1] == "sell" for c in cells[:at]) and all(c[1] == "buy" for c in cells[at + 1:])
+    assert ladder.item(0, 1).foreground().color().name() == "#e53935"
+    assert ladder.item(len(cells) - 1, 1).foreground().color().name() == "#43a047"
+    close = float(d["close"][-1])
+    assert cells[at + 1][3] == f"{prices[at + 1] / close - 1:+.2%}"
+
+
 def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
     controller = Controller(data_dir, refresh_ms=100)
     window = MainWindow(controller)
@@ -60,8 +90,12 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
         assert window.orders.model.rowCount() > 10
         shoot(window, tmp_path / "orders.png")
         window.tabs.setCurrentWidget(window.grid)
-        window.grid.refresh(force=True)
         await asyncio.sleep(0.2)
+        # (no await from here to the checks: the system trades on between awaits)
+        window.grid.refresh(force=True)
+        window.market.model.refresh()
+        d = controller.chart(name)
+        check_summary_and_ladder(window, d, window.market.model.rows[0])
         shoot(window, tmp_path / "grid.png")
         # kill switch: everything stops sending at once
         window.kill_action.trigger()
@@ -695,3 +729,17 @@ def test_orders_sort_by_their_numbers_and_show_side_and_state_in_colour(data_dir
         == "#e53935"
     assert tab.model.data(tab.model.index(by_cid["c0"], 0), Qt.BackgroundRole) is None  # a working order: no tint
     assert tab.model.data(tab.model.index(by_cid["c3"], 0), Qt.BackgroundRole) is not None
+
+
+def test_the_ladder_puts_the_price_where_it_stands():
+    from widgets.grid_chart import ladder_rows
+
+    orders = [{"level": k, "side": "buy" if p < 100 else "sell", "price": p, "qty": 1.0, "state": "open"}
+              for k, p in enumerate((96.0, 98.0, 102.0, 104.0))]
+    rows = ladder_rows(orders, 100.0)
+    assert [r and r[2] for r in rows] == [104.0, 102.0, None, 98.0, 96.0]
+    assert rows[1][3] == pytest.approx(0.02) and rows[3][3] == pytest.approx(-0.02)
+    assert ladder_rows(orders, 200.0)[0] is None and ladder_rows(orders, 50.0)[-1] is None
+    hedge = ladder_rows([{"level": 1, "side": "sell", "price": 105.0, "qty": 1.0, "state": "open",
+                          "position": "long"}], 100.0)
+    assert hedge[0][1] == "sell long"  # a perpetual's order names its position side

@@ -12,12 +12,14 @@ from engine.backtest import run_spot_grid
 from engine.exchange.base import MarketRules
 from engine.exchange.paper import PaperExchange
 from engine.exchange.replay import ReplaySource
+from engine.kernels import spot_grid as spot_kernel
 from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.spot_grid import SpotGridConfig
+from engine.summary import backtest_summary
 
 
 class Clock:
@@ -88,6 +90,16 @@ def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path, params):
     resting = {o.client_order_id for o in asyncio.run(trader.adapter.open_orders("BTC/USDT"))}
     wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(0.0)}
     assert resting == wanted == {o.cid for o in trader.book.live()}
+    # the bot's summary (Market tab, Grid tab) is the backtest's: each figure, the running time
+    # from the candle the grid started at
+    bot, want = trader.summary()["bot"], backtest_summary(bt, 10_000.0)
+    assert bot.keys() == want.keys()
+    for name, value in want.items():
+        assert bot[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
+    assert bot["round_trips"] == np.count_nonzero(bt.trades["role"] == spot_kernel.GRID_SELL) > 0
+    assert bot["running_ms"] == candles.time[-1] - candles.time[start]
+    assert bot["apr"] == pytest.approx(bot["roi"] / (bot["running_ms"] / 86_400_000) * 365)
+    assert bot["total_pnl"] == pytest.approx(bt.equity[-1] - 10_000.0)
 
 
 @pytest.mark.parametrize("stop", ["clean", "killed"])
@@ -124,6 +136,7 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_p
     a, b = journal_fills(straight), journal_fills(again)
     assert [(f["cid"], f["price"]) for f in a] == [(f["cid"], f["price"]) for f in b]
     assert again.strategy.books(1.0) == straight.strategy.books(1.0)
+    assert again.started_at == straight.started_at == int(candles.time[warmup - 1])  # kept in the state
 
 
 def test_the_atr_circuit_breaker_pauses_new_buys_and_resumes(btc5m, tmp_path):

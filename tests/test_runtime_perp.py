@@ -21,6 +21,7 @@ from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
+from engine.summary import backtest_summary
 from tests.conftest import FUNDING, shared_file
 from tests.test_runtime_paper import Clock, drive, journal_fills
 
@@ -113,6 +114,11 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(c)}
     assert set(resting) == set(wanted) == {o.cid for o in trader.book.live()}
     assert all(resting[k].position == d.position and resting[k].type == d.type for k, d in wanted.items())
+    # the bot's summary is the backtest's, figure by figure
+    bot, want = trader.summary()["bot"], backtest_summary(bt, 10_000.0)
+    for name, value in want.items():
+        assert bot[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
+    assert bot["round_trips"] > 0 and bot["total_pnl"] == pytest.approx(books["equity"] - 10_000.0)
 
 
 @pytest.mark.parametrize("beyond", ["stop", "grid buy"])

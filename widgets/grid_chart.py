@@ -1,8 +1,9 @@
 """Grid tab: a live pyqtgraph chart of one system: candles (one batch of bodies, one of wicks),
-grid levels, resting orders, fills, average entries and (perpetuals) liquidation prices;
-crosshair readout; follows the newest candle unless the user has scrolled back. Only the
-candles in view are drawn, merged when there are more than the chart can show, so a new candle
-costs the same with 100 or 100,000 loaded."""
+grid levels (their prices on the right axis), resting orders, fills, the last price, average
+entries and (perpetuals) liquidation prices; crosshair readout; follows the newest candle unless
+the user has scrolled back. Only the candles in view are drawn, merged when there are more than
+the chart can show, so a new candle costs the same with 100 or 100,000 loaded. Beside it, the
+bot's summary (as the exchanges' grid bots show it) and the order ladder."""
 
 from __future__ import annotations
 
@@ -10,9 +11,23 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
+from app.controller import running_text
 from widgets.candles import DOWN, UP, CandleBatch
 from widgets.replay_chart import LINES
 
@@ -20,6 +35,9 @@ MARKS = ("avg_entry", "avg_short", "liq_long", "liq_short")  # lines drawn where
 
 FOLLOW_BARS = 150  # candles in view while following the newest
 MAX_CANDLES = 1200  # drawn at most; beyond, neighbours are merged into one candle
+MAX_LEVEL_TICKS = 40  # level prices written on the right axis; more levels: every k-th
+LADDER_COLUMNS = ("#", "Side", "Price", "Away", "Qty", "State")
+BUY_COLOR, SELL_COLOR = "#43a047", "#e53935"
 
 
 def merged_candles(t, o, h, lo, c, width: float, i0: int, i1: int, most: int = MAX_CANDLES):
@@ -51,6 +69,46 @@ def marks_text(marks: dict, close: float) -> str:
         else:
             parts.append(f"{label} {y:,.2f} ({abs(y / close - 1):.1%} {'below' if y < close else 'above'} the price)")
     return "   ".join(parts)
+
+
+def summary_rows(bot: dict | None, levels: int, orders: int) -> list[tuple[str, str, float]]:
+    """The bot's summary as (label, text, sign): the sign colours gains and losses."""
+    if not bot:
+        return [("Grid", "not started yet", 0.0)]
+
+    def per_day(n, rate):
+        return f"{n:,}" + (f" ({rate:,.1f} a day)" if rate is not None else "")
+
+    return [
+        ("Investment", f"{bot['investment']:,.2f}", 0.0),
+        ("Total PnL", f"{bot['total_pnl']:+,.2f} ({bot['roi']:+.2%})", bot["total_pnl"]),
+        ("Grid profit", f"{bot['grid_profit']:+,.2f}", bot["grid_profit"]),
+        ("Floating PnL", f"{bot['floating']:+,.2f}", bot["floating"]),
+        ("Funding", f"{bot['funding']:+,.2f}", bot["funding"]),
+        ("Fees", f"{bot['fees']:,.2f}", 0.0),
+        ("Running", running_text(bot["running_ms"]), 0.0),
+        ("APR", "—" if bot["apr"] is None else f"{bot['apr']:+.2%}", bot["apr"] or 0.0),
+        ("Grids done", per_day(bot["round_trips"], bot["round_trips_per_day"]), 0.0),
+        ("Fills", per_day(bot["fills"], bot["fills_per_day"]), 0.0),
+        ("Levels / orders", f"{levels} / {orders}", 0.0),
+    ]
+
+
+def ladder_rows(ladder: list[dict], price: float) -> list[tuple | None]:
+    """The resting orders from the highest price down, as (level, side, price, distance from the
+    price, qty, state), with None where the price stands among them."""
+    rows: list[tuple | None] = []
+    placed = False
+    for o in sorted(ladder, key=lambda o: -o["price"]):
+        if not placed and o["price"] < price:
+            rows.append(None)
+            placed = True
+        side = f"{o['side']} {o['position']}".strip() if o.get("position") else o["side"]
+        rows.append((o["level"], side, o["price"], o["price"] / price - 1.0 if price else 0.0, o["qty"],
+                     o["state"]))
+    if not placed:
+        rows.append(None)
+    return rows
 
 
 class GridTab(QWidget):
@@ -88,6 +146,15 @@ class GridTab(QWidget):
             self.plot.addItem(item, ignoreBounds=True)
             item.setVisible(False)
         self.plot.getViewBox().sigRangeChanged.connect(lambda *_: self._edge_marks())
+        # the last price, labelled at the right; the levels' prices on the right axis
+        self.price_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#fbc02d", width=1,
+                                                                               style=pg.QtCore.Qt.DotLine),
+                                          label="{value:,.2f}", labelOpts={"position": 0.97, "color": "#fbc02d",
+                                                                           "anchors": [(1, 1), (1, 1)]})
+        self.plot.addItem(self.price_line, ignoreBounds=True)
+        self.plot.showAxis("right")
+        self.plot.getAxis("right").enableAutoSIPrefix(False)
+        self.plot.getAxis("right").setStyle(tickLength=4)
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
         self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen((150, 150, 150), width=0.5))
         self.plot.addItem(self.vline, ignoreBounds=True)
@@ -108,9 +175,35 @@ class GridTab(QWidget):
         bar.addWidget(self.books)
         bar.addStretch(1)
         bar.addWidget(self.readout)
+        # beside the chart: the bot's summary and the order ladder
+        self.summary_host = QWidget(objectName="botSummary")
+        self.summary_form = QFormLayout(self.summary_host)
+        self.summary_form.setContentsMargins(4, 0, 4, 0)
+        self.summary_labels: dict[str, QLabel] = {}
+        self._price_row = -1
+        self.ladder = QTableWidget(0, len(LADDER_COLUMNS), objectName="orderLadder")
+        self.ladder.setHorizontalHeaderLabels(LADDER_COLUMNS)
+        self.ladder.verticalHeader().setVisible(False)
+        self.ladder.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.ladder.setSelectionMode(QAbstractItemView.NoSelection)
+        self.ladder.setWordWrap(False)
+        self.ladder.verticalHeader().setDefaultSectionSize(self.ladder.fontMetrics().height() + 4)
+        self.ladder.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.ladder.horizontalHeader().setStretchLastSection(True)
+        side = QWidget()
+        side_lay = QVBoxLayout(side)
+        side_lay.setContentsMargins(0, 0, 0, 0)
+        side_lay.addWidget(self.summary_host)
+        side_lay.addWidget(QLabel("Order ladder"))
+        side_lay.addWidget(self.ladder, 1)
+        self.splitter = QSplitter(Qt.Horizontal, objectName="gridSplitter")
+        self.splitter.addWidget(self.plot)
+        self.splitter.addWidget(side)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setSizes([860, 420])
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
-        lay.addWidget(self.plot)
+        lay.addWidget(self.splitter, 1)
         controller.systemsChanged.connect(self._systems)
         controller.tick.connect(self.refresh)
         self._systems()
@@ -163,7 +256,13 @@ class GridTab(QWidget):
             line.setVisible(bool(y and np.isfinite(y)))
             if line.isVisible():
                 line.setPos(y)
-        self.books.setText(marks_text(d["marks"], float(d["close"][-1])))
+        close = float(d["close"][-1])
+        self.books.setText(marks_text(d["marks"], close))
+        self.price_line.setPos(close)
+        k = max(1, -(-len(lv) // MAX_LEVEL_TICKS))
+        self.plot.getAxis("right").setTicks([[(float(y), f"{y:,.2f}") for y in lv[::k]], []] if len(lv) else None)
+        self._show_summary(d)
+        self._show_ladder(d["ladder"], close)
         if self.follow or force:
             n = min(len(t), FOLLOW_BARS)
             lo = float(np.min(d["low"][-n:]))
@@ -202,3 +301,46 @@ class GridTab(QWidget):
         i1 = int(np.searchsorted(t, xb)) + 2
         self.candles.set_data(*merged_candles(t, d["open"], d["high"], d["low"], d["close"], d["timeframe_s"],
                                               i0, i1))
+
+    def _show_summary(self, d: dict) -> None:
+        rows = summary_rows(d["bot"], d["levels_count"], len(d["ladder"]))
+        if [r[0] for r in rows] != list(self.summary_labels):
+            while self.summary_form.rowCount():
+                self.summary_form.removeRow(0)
+            self.summary_labels = {}
+            for name, _, _ in rows:
+                value = QLabel(objectName=f"bot_{name.split()[0].lower()}")
+                value.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.summary_labels[name] = value
+                self.summary_form.addRow(name, value)
+        for name, text, sign in rows:
+            w = self.summary_labels[name]
+            w.setText(text)
+            w.setStyleSheet("" if not sign else f"color: {BUY_COLOR if sign > 0 else SELL_COLOR}")
+
+    def _show_ladder(self, ladder: list[dict], price: float) -> None:
+        rows = ladder_rows(ladder, price)
+        t = self.ladder
+        moved = len(rows) != t.rowCount() or rows.index(None) != self._price_row
+        self._price_row = rows.index(None)
+        t.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            if row is None:  # the price, where it stands among the orders
+                cells = ("", "price", f"{price:,.2f}", "", "", "")
+                colors = ("#fbc02d",) * 6
+            else:
+                level, side, p, dist, qty, state = row
+                color = BUY_COLOR if side.startswith("buy") else SELL_COLOR
+                cells = (str(level), side, f"{p:,.2f}", f"{dist:+.2%}", f"{qty:.6g}", state)
+                colors = (None, color, color, None, None, None)
+            for c, (text, color) in enumerate(zip(cells, colors, strict=True)):
+                item = t.item(r, c)
+                if item is None:
+                    item = QTableWidgetItem()
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter if c in (0, 2, 3, 4)
+                                          else Qt.AlignLeft | Qt.AlignVCenter)
+                    t.setItem(r, c, item)
+                item.setText(text)
+                item.setForeground(QColor(color) if color else t.palette().text())
+        if moved:  # the price in sight, the nearest orders either side of it
+            t.scrollToItem(t.item(self._price_row, 2), QAbstractItemView.PositionAtCenter)

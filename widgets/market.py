@@ -23,16 +23,31 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.controller import running_text
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL, TOOLTIP
 from widgets.system_dialog import SystemDialog
 from widgets.tasks import when_done
 
 COLUMNS = [
-    ("name", "Name"), ("exchange", "Exchange"), ("symbol", "Symbol"), ("market", "Market"),
-    ("strategy", "Strategy"), ("levels", "Levels"), ("mode", "Mode"), ("dry_run", "Dry-run"),
-    ("status", "Status"), ("trend", "Trend"), ("position", "Position"), ("grid_profit", "Grid profit"),
-    ("floating", "Floating PnL"), ("funding", "Funding"),
+    ("name", "Name"), ("venue", "Exchange"), ("symbol", "Symbol"), ("strategy", "Strategy"), ("mode", "Mode"),
+    ("status", "Status"), ("trend", "Trend"), ("running_ms", "Running"), ("investment", "Investment"),
+    ("total_pnl", "Total PnL"), ("roi", "ROI"), ("apr", "APR"), ("round_trips", "Grids done"),
+    ("grid_profit", "Grid profit"), ("floating", "Floating PnL"), ("funding", "Funding"), ("position", "Position"),
 ]
+TIPS = {
+    "total_pnl": "equity less the investment: grid profit, floating PnL, funding and fees together",
+    "roi": "total PnL / investment", "running_ms": "since the candle the grid started at",
+    "apr": "annualized as the exchanges' grid bots do: ROI / running days x 365 (shown after a day)",
+    "round_trips": "completed grids: a buy sold one level up (a perpetual's lot closed by its take-profit); "
+                   "per day in the tooltip",
+}
+WIDEST = {  # what a column must have room for before any system has run
+    "running_ms": "99d 23h", "investment": "100,000.00", "total_pnl": "+10,000.00", "roi": "+100.00%",
+    "apr": "+1,000.00%", "round_trips": "10,000", "grid_profit": "+10,000.00", "floating": "+10,000.00",
+    "funding": "+1,000.00", "position": "0.00123456",
+}
+MONEY = ("investment", "total_pnl", "grid_profit", "floating", "funding")
+SIGNED = ("total_pnl", "roi", "apr", "grid_profit", "floating", "funding")
 STATUS_COLORS = {"OFF": "#888888", "PREPARING": "#d08700", "PAUSED": "#c62828", "VOL-SPIKE": "#d08700",
                  "ERROR": "#c62828"}
 
@@ -69,29 +84,48 @@ class SystemsModel(QAbstractTableModel):
     def data(self, index, role=DISPLAY):
         row = self.rows[index.row()]
         key = COLUMNS[index.column()][0]
-        v = row[key]
+        v = row.get(key)
         if role == DISPLAY:
-            if key == "dry_run":
-                return "yes" if v else "no"
-            if key == "position":
-                return f"{v:.6g}"
-            if key in ("grid_profit", "floating", "funding"):
-                return f"{v:,.2f}"
-            if key == "status" and v == "PAUSED" and row["reason"]:
-                return f"PAUSED: {row['reason']}"  # (in red: why it sends nothing, in sight)
-            return str(v)
-        if role == TOOLTIP and key == "status":
-            return row["reason"] or row["status"]
+            return self._text(row, key, v)
+        if role == TOOLTIP:
+            if key == "status":
+                return row["reason"] or row["status"]
+            if key == "round_trips" and row.get("round_trips_per_day") is not None:
+                return (f"{row['round_trips_per_day']:,.1f} a day; "
+                        f"{row['fills']:,} fills ({row['fills_per_day']:,.1f} a day)")
+            return TIPS.get(key)
         if role == FOREGROUND:
             if key == "trend":
                 return QColor({"UP": "#2e7d32", "DOWN": "#c62828"}.get(v, "#888888"))
             if key == "status":
                 return QColor(STATUS_COLORS.get(v, "#2e7d32"))
-            if key in ("grid_profit", "floating") and v:
+            if key in SIGNED and v:
                 return QColor("#2e7d32" if v > 0 else "#c62828")
-        if role == ALIGNMENT and key in ("levels", "position", "grid_profit", "floating", "funding"):
+        if role == ALIGNMENT and key in (*MONEY, "roi", "apr", "round_trips", "running_ms", "position"):
             return int(Qt.AlignRight | Qt.AlignVCenter)
         return None
+
+    @staticmethod
+    def _text(row: dict, key: str, v) -> str:
+        if key == "venue":
+            return f"{row['exchange']} {row['market']}"
+        if key == "mode":
+            return f"{row['mode']}, dry-run" if row["dry_run"] else row["mode"]
+        if key == "status":
+            return f"PAUSED: {row['reason']}" if v == "PAUSED" and row["reason"] else str(v)
+        if key == "investment":
+            return f"{row['capital']:,.2f}"
+        if v is None:  # not started yet (or not for an hour: no annualized figure)
+            return "—"
+        if key == "position":
+            return f"{v:.6g}"
+        if key in MONEY:
+            return f"{v:+,.2f}" if key in SIGNED else f"{v:,.2f}"
+        if key in ("roi", "apr"):
+            return f"{v:+.2%}"
+        if key == "running_ms":
+            return running_text(v)
+        return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 class MarketTab(QWidget):
@@ -125,8 +159,18 @@ class MarketTab(QWidget):
         lay.addWidget(self.table)
         controller.systemsChanged.connect(self.model.refresh)
         controller.tick.connect(self.model.refresh)
+        self.fit_columns()
         if self.model.rows:
             self.table.selectRow(0)
+
+    def fit_columns(self) -> None:
+        """Each column as wide as what it holds or will hold (the widths the user sets are kept by
+        the window)."""
+        self.table.resizeColumnsToContents()
+        fm = self.table.fontMetrics()
+        for c, (key, _) in enumerate(COLUMNS):
+            if key in WIDEST:
+                self.table.setColumnWidth(c, max(self.table.columnWidth(c), fm.horizontalAdvance(WIDEST[key]) + 16))
 
     def selected(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()

@@ -80,6 +80,8 @@ class ParamsEditor(QWidget):
         self.error.setStyleSheet("color: #c62828")
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
+        # a label too long for the panel puts its field under it (the fields were cut to "rang")
+        self.form.setRowWrapPolicy(QFormLayout.WrapLongRows)
         scroll = QScrollArea(widgetResizable=True)
         scroll.setWidget(self.form_host)
         imp = QPushButton("Import…", objectName="paramsImport")

@@ -53,13 +53,14 @@ TRADE_DTYPE = np.dtype([
 (C_LONGS_OPENED, C_LONGS_CLOSED, C_SHORTS_OPENED, C_SHORTS_CLOSED, C_STOPS_LONG, C_STOPS_SHORT,
  C_PRUNE_DEVIANCE, C_PRUNE_OLDEST, C_PRUNE_GAP, C_PRUNE_FUNDING, C_PRUNE_OFFSET, C_HALTS, C_TRAIL,
  C_VAR_BLOCKS, C_LIQUIDATIONS, C_REGENERATIONS, C_FUNDING_EVENTS, C_LOTS_FULL, C_REFUSED_MIN,
- C_ACTIVE_BARS, C_REFUSED_BALANCE, C_RISK_WAITS) = range(22)
-N_COUNTERS = 22
+ C_ACTIVE_BARS, C_REFUSED_BALANCE, C_RISK_WAITS, C_ROUND_TRIPS) = range(23)
+N_COUNTERS = 23
 COUNTER_NAMES = ("longs_opened", "longs_closed", "shorts_opened", "shorts_closed", "stops_long",
                  "stops_short", "prune_deviance", "prune_oldest", "prune_gap", "prune_funding",
                  "prune_offset", "circuit_breaker_halts", "trailing_shifts", "var_blocks",
                  "liquidations", "regenerations", "funding_events", "lots_full", "refused_min_notional",
-                 "active_bars", "refused_balance", "risk_waits")
+                 "active_bars", "refused_balance", "risk_waits",
+                 "round_trips")  # (a lot closed whole by its take-profit: a completed grid)
 
 # Money totals.
 M_REALIZED, M_GRID_PROFIT, M_FUNDING, M_FEES, M_LIQUIDATED, M_OFFSET_USED = range(6)
@@ -320,6 +321,8 @@ def _close_lot(s, m, qty, bar, t, price, fee_rate, label, p, L, G, F, I, trades,
         if L[s, m, _LG] == I[_GEN] and j >= 0:
             G[s, j, _GA] = ARMED  # armed again: its order rests from this bar's close
     remaining = L[s, m, _LQ] - qty
+    if (label == SELL_CLOSE_LONG or label == BUY_CLOSE_SHORT) and (remaining <= 1e-12 or frac >= 1.0):
+        counters[C_ROUND_TRIPS] += 1
     if remaining <= 1e-12 or frac >= 1.0:
         last = I[_NLOT_L + s] - 1  # keep the lots packed: the last one takes this place
         if m != last:

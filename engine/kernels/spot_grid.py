@@ -56,13 +56,13 @@ ORDER_OPEN, ORDER_FILLED, ORDER_CANCELLED = 0, 1, 2
 # Counters returned by the kernel.
 C_FILLS, C_BUYS, C_SELLS, C_REFUSED_MIN, C_REFUSED_BALANCE, C_RECENTERS, C_TRAIL_UP, \
     C_TRAIL_DOWN, C_STOP, C_STOP_BAR, C_DEFERRED, C_ACTIVE_BARS, C_ORDERS, C_HEDGE_OPENS, C_HEDGE_SCALES, \
-    C_HEDGE_CLOSES, C_HEDGE_LIQUIDATIONS, C_HEDGE_CUT, C_BAG_REDUCTIONS = range(19)
-N_COUNTERS = 19
+    C_HEDGE_CLOSES, C_HEDGE_LIQUIDATIONS, C_HEDGE_CUT, C_BAG_REDUCTIONS, C_ROUND_TRIPS = range(20)
+N_COUNTERS = 20
 COUNTER_NAMES = (
     "fills", "buys", "sells", "refused_min_notional", "refused_balance", "recenters",
     "trail_up", "trail_down", "stop", "stop_bar", "dead_zone_deferrals", "active_bars",
     "orders_placed", "hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations", "hedge_cut_short",
-    "bag_reductions",
+    "bag_reductions", "round_trips",  # (a slot's buy sold one level up: a completed grid)
 )
 
 # Money totals returned by the kernel.
@@ -307,6 +307,7 @@ def _fill_sell(k, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters, 
     SI[k, _ORDER] = -1
     counters[C_FILLS] += 1
     counters[C_SELLS] += 1
+    counters[C_ROUND_TRIPS] += 1
     return _record_trade(trades, I, bar, t, -1, fill_price, q, fee, I[_J0] + k, GRID_SELL, pnl, F)
 
 

@@ -32,6 +32,7 @@ from engine.runtime.config import SystemConfig
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
 from engine.strategies.registry import RUNTIME
 from engine.strategies.spec import StrategyRunner
+from engine.summary import bot_summary
 
 HISTORY = 2_000  # candles kept for indicators
 HOUR_MS = 3_600_000  # funding settlements fall on whole hours
@@ -91,6 +92,7 @@ class Trader:
         self.perpetual = cfg.market == "perpetual"
         self.epoch = -1  # time of bar 0
         self.last_time = -1  # the last candle processed
+        self.started_at = -1  # the candle the grid started at
         self.hist = np.zeros((0, 5))  # time, high, low, close, open of recent candles
         self.journaled: set[str] = set()
         self.attempts: dict[int, int] = {}  # order key -> its next attempt: an id once sent is never sent again
@@ -141,6 +143,7 @@ class Trader:
     def _state(self) -> dict:
         return {
             "system": self.cfg.name, "id": self.cfg.id, "epoch": self.epoch, "last_time": self.last_time,
+            "started_at": self.started_at,
             "strategy": self.strategy.state() if self.strategy and self.strategy.started else None,
             "orders": [o.to_dict() for o in self.book.live()],
             "attempts": {str(k): v for k, v in self.attempts.items()},
@@ -173,6 +176,8 @@ class Trader:
         self.epoch = int(d["epoch"])
         self.last_time = int(d["last_time"])
         if d.get("strategy"):
+            # (a state from before the start was kept: the first candle of its history)
+            self.started_at = int(d.get("started_at", self.epoch))
             self.strategy = RUNTIME[self.cfg.strategy].runner.from_state(self._strategy_config(), d["strategy"])
         for od in d.get("orders", []):
             o = lifecycle.TrackedOrder.from_dict(od)
@@ -322,6 +327,7 @@ class Trader:
                 self.last_time = t
                 return
             self.strategy.start(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
+            self.started_at = t
             self._log("grid_generated", bar=bar, price=c, levels=self.strategy.levels().tolist())
         else:
             self.strategy.decide(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
@@ -872,6 +878,7 @@ class Trader:
         close = float(self.hist[-1, 3]) if len(self.hist) else 0.0
         books = s.books(close) if s and s.started else {}
         return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
+                "bot": bot_summary(self.cfg.capital, books, self.started_at, self.last_time) if books else None,
                 "open_orders": len(self.book.in_state(lifecycle.OPEN, lifecycle.PARTIAL, lifecycle.PENDING_CANCEL)),
                 "feed": "stream" if self.streaming.get("candles") else "polling",
                 "status": self.risk.status(self.cfg.name).label, "note": self.status_note}

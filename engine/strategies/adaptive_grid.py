@@ -315,9 +315,13 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         "stops_prunes_pnl": r.money["realized"] - r.money["grid_profit"],
         "realized_pnl": r.money["realized"],
         "floating_pnl": float(equity[-1] - cfg.capital - r.money["realized"] - r.money["funding"]),
+        # what the open lots make at the last close, as the runtime's books say it (the floating
+        # PnL above also holds every opening fee, which no close has realized)
+        "unrealized_pnl": float(last * (F[kernel._QTY_L] - F[kernel._QTY_S]) - F[kernel._COST_L] + F[kernel._COST_S]),
         "win_rate": float(len(wins) / len(closing)) if len(closing) else 0.0,
         "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else (float("inf") if len(wins) else 0.0),
         "final_long_qty": float(long_qty[-1]), "final_short_qty": float(short_qty[-1]),
+        "fills": sum(r.counters[k] for k in ("longs_opened", "longs_closed", "shorts_opened", "shorts_closed")),
         **{k: v for k, v in r.counters.items() if k != "active_bars"},
     }
     r.timings = timings
@@ -581,6 +585,7 @@ class AdaptiveGridRunner(StrategyRunner):
                 "fees": float(money[kernel.M_FEES]), "funding": float(money[kernel.M_FUNDING]),
                 "fills": int(c[kernel.C_LONGS_OPENED] + c[kernel.C_LONGS_CLOSED] + c[kernel.C_SHORTS_OPENED]
                              + c[kernel.C_SHORTS_CLOSED]),
+                "round_trips": int(c[kernel.C_ROUND_TRIPS]),
                 "exposure": (ql + qs) * price}
 
     def levels(self) -> np.ndarray:
@@ -602,7 +607,7 @@ class AdaptiveGridRunner(StrategyRunner):
         self = cls(cfg, kernel.AdaptiveGridParams(**state["params"]))
         for name, v in state["arrays"].items():
             setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
-        if len(self.counters) < kernel.N_COUNTERS:  # a state from before the risk gate's waits were counted
+        if len(self.counters) < kernel.N_COUNTERS:  # a state from before some counters (completed grids) were kept
             self.counters = np.r_[self.counters, np.zeros(kernel.N_COUNTERS - len(self.counters), dtype=np.int64)]
         old = len(self.F)
         if old < kernel.N_F:  # (a state from before the short side's wallet difference was kept apart: all long's)

@@ -520,7 +520,8 @@ class SpotGridRunner(StrategyRunner):
                 "avg_long": cost / pos if pos > 0 else None, "exposure": pos * price,
                 "grid_profit": float(money[kernel.M_GRID_PROFIT]), "realized": float(money[kernel.M_REALIZED]),
                 "floating": pos * price - cost, "fees": float(money[kernel.M_FEES]), "funding": 0.0,
-                "fills": int(self.arrays["counters"][kernel.C_FILLS])}
+                "fills": int(self.arrays["counters"][kernel.C_FILLS]),
+                "round_trips": int(self.arrays["counters"][kernel.C_ROUND_TRIPS])}
 
     def levels(self) -> np.ndarray:
         """The buy price of every slot of the current grid, and the top sell."""
@@ -547,6 +548,9 @@ class SpotGridRunner(StrategyRunner):
         self = cls(cfg, kernel.SpotGridParams(**state["params"]))
         dtypes = {"SI": np.int64, "I": np.int64, "counters": np.int64}
         self.arrays = {name: np.array(v, dtype=dtypes.get(name, np.float64)) for name, v in state["arrays"].items()}
+        c = self.arrays["counters"]
+        if len(c) < kernel.N_COUNTERS:  # a state from before the completed grids were counted
+            self.arrays["counters"] = np.r_[c, np.zeros(kernel.N_COUNTERS - len(c), dtype=np.int64)]
         self.orders = np.zeros(0, dtype=kernel.ORDER_DTYPE)
         self._allocate()
         self.orders["status"] = kernel.ORDER_CANCELLED  # rows not saved are history: closed
