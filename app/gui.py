@@ -19,6 +19,43 @@ def gui_thread_gc():
     return GarbageCollector(interval=1.0)
 
 
+# What Qt's X11 (xcb) platform plugin loads, by Debian package (STACK.md). Without one of them Qt
+# aborts the process with a message naming only xcb-cursor0, whatever is missing.
+XCB_LIBRARIES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxcb-icccm.so.4": "libxcb-icccm4", "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-shape.so.0": "libxcb-shape0", "libxcb-xkb.so.1": "libxcb-xkb1", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-util.so.1": "libxcb-util1",
+    "libxcb-randr.so.0": "libxcb-randr0", "libxcb-render.so.0": "libxcb-render0", "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1", "libxcb-xfixes.so.0": "libxcb-xfixes0", "libX11-xcb.so.1": "libx11-xcb1",
+}
+
+
+def missing_window_libraries(load=None) -> list[str]:
+    """The Debian packages of the libraries Qt needs for a window on X11 that do not load here
+    (none when Qt will not use X11: offscreen, Wayland, another system)."""
+    import ctypes
+
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if not sys.platform.startswith("linux") or platform not in ("", "xcb") or \
+            (not platform and os.environ.get("WAYLAND_DISPLAY")):
+        return []
+    load = load or ctypes.CDLL
+    missing = []
+    for lib, package in XCB_LIBRARIES.items():
+        try:
+            load(lib)
+        except OSError:
+            missing.append(package)
+    return missing
+
+
+def window_libraries_error(missing: list[str]) -> str:
+    return (f"Qt needs system libraries for a window on X11 that are not installed: {', '.join(missing)}. "
+            f"Install them (sudo apt-get install {' '.join(missing)}, or: sudo bash scripts/install-system-deps.sh "
+            "--gui), or run without a window: QT_QPA_PLATFORM=offscreen")
+
+
 def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None,
          exchange_url: str | None = None) -> int:
     import qasync
@@ -30,6 +67,10 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
     from engine.runtime.runner import default_data_dir
     from engine.store import FolderBusy, FolderLock
 
+    missing = [] if QApplication.instance() else missing_window_libraries()
+    if missing:  # (Qt would abort the process with a message naming the wrong library)
+        print(f"griddesk gui: error: {window_libraries_error(missing)}", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(sys.argv)
     try:  # one process trades a data folder: a second app (or griddesk run) there is refused at once
         lock = FolderLock(data_dir or default_data_dir(), "griddesk gui").acquire()

@@ -38,6 +38,19 @@ def palette(name: str) -> QPalette:
     return p
 
 
+def legend_colors(legend: pg.LegendItem) -> None:
+    """A legend in the charts' colours of the theme applied: its box nearly opaque over the
+    chart, its text the axes' colour (a dark box with grey text was unreadable on white)."""
+    t = THEMES[QApplication.instance().property("griddeskTheme") or DEFAULT_THEME]
+    bg = pg.mkColor(t["chart_bg"])
+    bg.setAlpha(225)
+    legend.setBrush(pg.mkBrush(bg))
+    legend.setPen(pg.mkPen(t["muted"]))
+    legend.setLabelTextColor(t["chart_fg"])
+    for _, label in legend.items:  # (the labels drawn so far)
+        label.setText(label.text, color=t["chart_fg"])
+
+
 def apply_theme(name: str, app: QApplication | None = None) -> str:
     """Apply theme ``name`` (an unknown name falls back to the default) to the application and
     every chart in it; later charts take it from pyqtgraph's options. Returns the name applied."""
@@ -48,6 +61,7 @@ def apply_theme(name: str, app: QApplication | None = None) -> str:
     app.setPalette(palette(name))
     app.setStyleSheet((THEMES_DIR / f"{name}.qss").read_text())
     pg.setConfigOptions(background=t["chart_bg"], foreground=t["chart_fg"])
+    app.setProperty("griddeskTheme", name)
     for w in app.allWidgets():
         if isinstance(w, pg.GraphicsView):
             w.setBackground(t["chart_bg"])
@@ -55,5 +69,6 @@ def apply_theme(name: str, app: QApplication | None = None) -> str:
                 if isinstance(item, pg.AxisItem):
                     item.setPen(t["chart_fg"])
                     item.setTextPen(t["chart_fg"])
-    app.setProperty("griddeskTheme", name)
+                elif isinstance(item, pg.LegendItem):  # the chart's own colours: readable on either
+                    legend_colors(item)
     return name

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -435,6 +436,9 @@ def test_themes_switch_everything_and_are_kept_with_a_proper_icon(qtbot, tmp_pat
     assert window.theme == "light" and app.palette().color(QPalette.Window).name() == THEMES["light"]["window"]
     for chart in charts:
         assert chart.backgroundBrush().color().name() == THEMES["light"]["chart_bg"]
+    legend = window.backtest.chart.legend  # readable on white: the chart's colours, not a grey box
+    assert legend.brush().color().name() == THEMES["light"]["chart_bg"]
+    assert legend.labelTextColor().name() == THEMES["light"]["chart_fg"]
     assert "QTabBar::tab" in app.styleSheet()
     window.close()
     again = MainWindow(Controller(data_dir))
@@ -743,3 +747,32 @@ def test_the_ladder_puts_the_price_where_it_stands():
     hedge = ladder_rows([{"level": 1, "side": "sell", "price": 105.0, "qty": 1.0, "state": "open",
                           "position": "long"}], 100.0)
     assert hedge[0][1] == "sell long"  # a perpetual's order names its position side
+
+
+def test_a_window_without_its_x11_libraries_says_what_to_install(monkeypatch, tmp_path):
+    # (Qt aborts the process naming only xcb-cursor0, whatever is missing)
+    from app.gui import missing_window_libraries, window_libraries_error
+
+    def load(lib):
+        if lib in ("libxcb-cursor.so.0", "libxcb-icccm.so.4"):
+            raise OSError(f"{lib}: cannot open shared object file")
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    assert missing_window_libraries(load) == ["libxcb-cursor0", "libxcb-icccm4"]
+    text = window_libraries_error(["libxcb-cursor0", "libxcb-icccm4"])
+    assert "sudo apt-get install libxcb-cursor0 libxcb-icccm4" in text and "QT_QPA_PLATFORM=offscreen" in text
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert missing_window_libraries(load) == []  # no window, no X11
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    missing = missing_window_libraries()  # (make test installs what offscreen needs, not these)
+    if not missing:
+        pytest.skip("this machine has every library of a window on X11")
+    import subprocess
+    import sys
+
+    gui = subprocess.run([str(Path(sys.executable).with_name("griddesk")), "gui", "--data-dir", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "QT_QPA_PLATFORM": "xcb", "DISPLAY": ":99"})
+    assert gui.returncode == 2, gui.stderr  # not Qt's abort (134)
+    assert gui.stderr.count("\n") == 1 and f"sudo apt-get install {' '.join(missing)}" in gui.stderr
+    assert not (tmp_path / "d").exists()  # nothing written

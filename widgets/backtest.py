@@ -242,11 +242,12 @@ class BacktestTab(QWidget):
         ll = QVBoxLayout(panel)
         ll.setContentsMargins(0, 0, 4, 0)
         df = QFormLayout()
+        df.addRow("Data", self.data)  # the whole width: a file's name in sight, not "025.csv"
         row = QHBoxLayout()
-        row.addWidget(self.data, 1)
         row.addWidget(open_file)
         row.addWidget(download)
-        df.addRow("Data", row)
+        row.addStretch(1)
+        df.addRow("", row)
         frow = QHBoxLayout()
         frow.addWidget(self.funding, 1)
         frow.addWidget(funding_file)
@@ -357,6 +358,7 @@ class BacktestTab(QWidget):
                                               "Candles (*.csv *.json *.parquet *.feather);;All (*)")
         if path:
             self.data.setCurrentText(path)
+            self.data.lineEdit().setCursorPosition(len(path))  # the file's name in sight, its folder before it
 
     def _open_funding(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Funding rates", "", "CSV (*.csv);;All (*)")

@@ -13,6 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGraphicsPathItem
 
+from app.theme import legend_colors
 from engine.replay import MARKER_KINDS, OVERLAYS, Replay
 from widgets.candles import DOWN, UP, BandItem, CandleBatch
 
@@ -189,6 +190,7 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         if "regime" in self.overlays:
             for state, name in enumerate(r.regime_names if hasattr(r, "regime_names") else ()):
                 self.legend.addItem(self._regime_keys[state], name.lower().replace("_", " "))
+        legend_colors(self.legend)
 
     def _line_names(self) -> list[str]:
         """The lines of the price pane this run has, overlays included."""
