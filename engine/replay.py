@@ -19,6 +19,7 @@ from engine.data import Candles
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.registry import spec
+from engine.trips import round_trips
 
 # How a fill is drawn: each kind has its own marker in the chart.
 MARKER_KINDS = ("buy_open", "sell_close", "sell_open", "buy_close", "stop", "prune", "liquidation", "hedge", "halt")
@@ -104,6 +105,7 @@ class Replay:
     source: str = ""  # the data as the user named it ('sample', a file, a download)
     _series: dict = field(default_factory=dict, repr=False)
     _pyramids: dict = field(default_factory=dict, repr=False)
+    trips: np.ndarray | None = field(default=None, repr=False)  # the round trips (engine/trips.py)
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
@@ -173,7 +175,8 @@ class Replay:
         self._pnl_cum = np.cumsum(t["pnl"])
         self._trade_bars = t["bar"]
         self._trade_bar_list = np.unique(t["bar"])
-        # min/max pyramids built here, in the worker thread, not on the first zoomed-out seek
+        # the round trips and min/max pyramids built here, in the worker thread, not on the GUI's
+        self.trips = round_trips(self.result.trades, spec(self.strategy).perpetual)
         self._pyramids = {name: _minmax_levels(y) for name, y in self._series.items()
                           if y is not None and name != "short_qty"}
 

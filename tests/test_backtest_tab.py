@@ -337,3 +337,42 @@ def test_runs_on_other_data_are_not_compared_unasked_and_say_so_when_asked(loop,
     for col in range(tab.trades_model.columnCount()):
         text = tab.trades_model.data(tab.trades_model.index(last, col))
         assert tab.trades.columnWidth(col) >= fm.horizontalAdvance(text), (col, text)
+
+
+def test_round_trips_pair_each_close_sort_filter_and_seek(loop, tab, qtbot):
+    """FreqUI's trade list: each close with its opening and profit, sortable by value,
+    filtered by outcome and text, summed as shown; a double-click seeks to the close."""
+    from widgets.trips import SORT
+
+    tab.editor.apply_preset("Geometric, trailing both ways")
+    run_now(loop, tab)
+    r, view = tab.run, tab.trips
+    tab.trade_tabs.setCurrentWidget(view)
+    trips = r.trips
+    assert view.proxy.rowCount() == len(trips) > 100
+    assert view.total.text().startswith(f"{len(trips):,} round trips") and f"{trips['pnl'].sum():+,.2f}" in \
+        view.total.text()
+    view.table.sortByColumn(9, Qt.DescendingOrder)  # profit, as numbers
+    profits = [view.proxy.index(i, 9).data(SORT) for i in range(view.proxy.rowCount())]
+    assert profits == sorted(profits, reverse=True) and profits[0] == trips["pnl"].max()
+    view.outcome.setCurrentText("losses")
+    shown = [view.proxy.index(i, 9).data(SORT) for i in range(view.proxy.rowCount())]
+    assert len(shown) == np.count_nonzero(trips["pnl"] < 0) and all(p < 0 for p in shown)
+    view.outcome.setCurrentText("all")
+    view.text.setText("short")  # a spot grid holds no short
+    assert view.proxy.rowCount() == 0 and view.total.text() == "none shown"
+    view.text.setText("grid_sell")
+    assert view.proxy.rowCount() == np.count_nonzero(trips["label"] == 1)
+    view.text.clear()
+    # the most profitable trip whose opening is known: its opening and prices as the run has them
+    at = next(i for i in range(view.proxy.rowCount())
+              if trips[view.proxy.mapToSource(view.proxy.index(i, 0)).row()]["open_row"] >= 0)
+    top = view.proxy.mapToSource(view.proxy.index(at, 0)).row()
+    t = trips[top]
+    cells = [view.model.data(view.model.index(top, c)) for c in range(11)]
+    assert cells[1] == "long" and cells[5] == f"{t['open_price']:,.2f}" and cells[6] == f"{t['close_price']:,.2f}"
+    assert t["open_row"] >= 0 and r.trades["bar"][t["open_row"]] == t["open_bar"] < t["close_bar"]
+    view.table.doubleClicked.emit(view.proxy.index(at, 0))
+    assert tab.bar == t["close_bar"]
+    later = int(np.flatnonzero(trips["close_bar"] > tab.bar)[0])
+    assert view.model.data(view.model.index(later, 0), Qt.ForegroundRole) is not None  # greyed: still to come

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QTableView,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -56,6 +57,7 @@ from widgets.replay_chart import ReplayChart
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
 from widgets.system_dialog import SystemDialog
 from widgets.transport import UTC, Transport
+from widgets.trips import TripsView
 
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
 
@@ -333,7 +335,12 @@ class BacktestTab(QWidget):
         rf.addRow("Compare with", self.compare_select)
         rl.addLayout(rf)
         rl.addWidget(self.metrics, 3)
-        rl.addWidget(self.trades, 4)
+        self.trips = TripsView()
+        self.trips.seek.connect(self.seek)
+        self.trade_tabs = QTabWidget(objectName="tradeTabs")
+        self.trade_tabs.addTab(self.trades, "Fills")
+        self.trade_tabs.addTab(self.trips, "Round trips")
+        rl.addWidget(self.trade_tabs, 4)
         rl.addLayout(exports)
         rl.addWidget(self.create_button)
         return panel
@@ -523,6 +530,7 @@ class BacktestTab(QWidget):
         self.set_playing(False)
         self.run = run
         self.trades_model.set_run(run)
+        self.trips.set_run(run)
         self._fit_trade_columns()
         self.trades.scrollToTop()
         self.scrubber.blockSignals(True)
@@ -593,6 +601,7 @@ class BacktestTab(QWidget):
             self.metrics.item(row, 0).setText(format_metric(k, m[k]))
         done = m["fills"]
         self.trades_model.set_done(done)
+        self.trips.model.set_bar(bar)
         a, b = r.trades_on(bar)
         sel = self.trades.selectionModel()
         if b > a:  # this bar's fills selected

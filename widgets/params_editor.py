@@ -124,6 +124,8 @@ class ParamsEditor(QWidget):
         for f in self._fields():
             w = _field_widget(f, values.get(f.name, defaults[f.name]))
             w.setObjectName(f"param_{f.name}")
+            if not isinstance(w, QCheckBox):  # room for a value: a narrow panel wraps the label above
+                w.setMinimumWidth(w.fontMetrics().horizontalAdvance("0.000125") + 24)
             self.widgets[f.name] = w
             w.setToolTip(f"{help_text(f.name)} ({f.name})".lstrip())
             self.form.addRow(label(f.name), w)

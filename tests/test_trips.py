@@ -1,0 +1,70 @@
+"""Round trips (engine/trips.py): each close with the fill that opened it, against the grid's
+own arithmetic (a static grid: each sell one level above its buy) and the kernels' money."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.backtest import run_spot_grid
+from engine.kernels import adaptive_grid as perp_kernel
+from engine.kernels import spot_grid as spot_kernel
+from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
+from engine.strategies.spot_grid import SpotGridConfig
+from engine.trips import round_trips
+
+
+def test_a_static_grid_sells_each_buy_one_level_up(btc5m):
+    cfg = SpotGridConfig(mode="range", spacing="arithmetic", levels=40, range_pct=0.3, trailing="none",
+                         recenter=0.0, fee=0.001)
+    r = run_spot_grid(btc5m.slice(0, 20_000), cfg)
+    t, trips = r.trades, round_trips(r.trades, perpetual=False)
+    sells = np.flatnonzero(t["role"] == spot_kernel.GRID_SELL)
+    assert len(trips) == len(sells) > 60 and (trips["open_row"] >= 0).all()
+    buy, sell = t[trips["open_row"]], t[trips["close_row"]]
+    assert (buy["role"] == spot_kernel.GRID_BUY).all() and (buy["level"] == sell["level"]).all()
+    assert (buy["bar"] < sell["bar"]).all() and np.array_equal(buy["qty"], sell["qty"])
+    step = float(np.diff(r.levels).min())  # bought at or below a level, sold at or above the next
+    assert (sell["price"] - buy["price"] >= step * (1 - 1e-9)).all()
+    # each trip's profit is what its prices and both fees make, and they add up to the realized
+    gross = (sell["price"] - buy["price"]) * sell["qty"] - buy["fee"] - sell["fee"]
+    np.testing.assert_allclose(trips["pnl"], gross, rtol=1e-9, atol=1e-9)
+    assert trips["pnl"].sum() == pytest.approx(r.money["realized"], rel=1e-9)
+    assert np.allclose(trips["fees"], buy["fee"] + sell["fee"])
+    assert np.array_equal(trips["close_row"], np.sort(trips["close_row"]))  # in the order they closed
+
+
+def test_the_perpetual_grids_lots_are_paired_with_their_openings(btc5m):
+    r = run_adaptive_grid(btc5m.slice(0, 20_000), AdaptiveGridConfig(leverage=3.0, prune_age_hours=6.0))
+    t, trips = r.trades, round_trips(r.trades, perpetual=True)
+    closes = ~np.isin(t["label"], [perp_kernel.BUY_OPEN_LONG, perp_kernel.SELL_OPEN_SHORT,
+                                   perp_kernel.CIRCUIT_BREAKER_HALT])
+    assert len(trips) == closes.sum() > 100
+    known = trips[trips["open_row"] >= 0]
+    assert len(known) == len(trips) - np.count_nonzero(t["label"] == perp_kernel.LIQUIDATION)
+    op = t[known["open_row"]]
+    want = np.where(known["side"] > 0, perp_kernel.BUY_OPEN_LONG, perp_kernel.SELL_OPEN_SHORT)
+    assert np.array_equal(op["label"], want) and (op["bar"] <= known["close_bar"]).all()
+    assert np.array_equal(known["open_price"], op["price"])  # the entry the close's record holds
+    # a lot closed in parts is named by each part, never by more than it held
+    for row in np.unique(known["open_row"]):
+        assert known["qty"][known["open_row"] == row].sum() <= t["qty"][row] * (1 + 1e-9)
+    # each trip made its prices less both fees; with the opening fees back they are the realized
+    gross = known["side"] * (known["close_price"] - known["open_price"]) * known["qty"] - known["fees"]
+    np.testing.assert_allclose(known["pnl"], gross, rtol=1e-9, atol=1e-7)
+    opening = known["fees"] - t["fee"][known["close_row"]]
+    assert trips["pnl"].sum() + opening.sum() == pytest.approx(r.money["realized"], rel=1e-9)
+
+
+def test_a_lot_closed_in_two_parts_worked_by_hand():
+    t = np.zeros(3, dtype=perp_kernel.TRADE_DTYPE)
+    # open 2 long at 100 (fee 0.04); close 1 at 110 (fee 0.022), then 1 at 95 (fee 0.019)
+    t[0] = (1, 1000, 1, 100.0, 2.0, 0.04, perp_kernel.BUY_OPEN_LONG, 0.0, 2.0, 0.0)
+    t[1] = (5, 5000, -1, 110.0, 1.0, 0.022, perp_kernel.SELL_CLOSE_LONG, 10.0 - 0.022, 1.0, 0.0)
+    t[2] = (9, 9000, -1, 95.0, 1.0, 0.019, perp_kernel.STOP_LONG, -5.0 - 0.019, 0.0, 0.0)
+    trips = round_trips(t, perpetual=True)
+    assert list(trips["open_row"]) == [0, 0] and list(trips["close_row"]) == [1, 2]
+    assert list(trips["open_price"]) == [100.0, 100.0] and list(trips["side"]) == [1, 1]
+    assert trips["pnl"] == pytest.approx([10.0 - 0.022 - 0.02, -5.0 - 0.019 - 0.02])
+    assert trips["ret"] == pytest.approx([(10.0 - 0.042) / 100.0, (-5.0 - 0.039) / 100.0])
+    assert list(trips["close_time"] - trips["open_time"]) == [4000, 8000]
