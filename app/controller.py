@@ -463,7 +463,7 @@ class Controller(QObject):
             "bot": summary.get("bot"), "levels_count": len(t.strategy.levels()) if t.strategy.started else 0,
             "fills": [(r["time"] / 1000.0, r["price"], r["side"]) for r in fills],
             "marks": {"avg_entry": books.get("avg_long"), "avg_short": books.get("avg_short"),
-                      "liq_long": books.get("liq_long"), "liq_short": books.get("liq_short")},
+                      **{k: books.get(k) for k in ("liq_long", "liq_short", "stop_long", "stop_short")}},
             "timeframe_s": t.tf / 1000.0,
         }
 

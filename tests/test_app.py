@@ -169,6 +169,12 @@ def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation
                 assert edge.isVisible() == (not y0 <= liq_at <= y1)
                 if edge.isVisible():
                     assert f"{liq_at:,.2f}" in edge.toPlainText()
+                # the side's next stop, on the chart or marked at its edge, beyond the entry
+                stop, at = window.grid.marks[f"stop_{side}"], books[f"stop_{side}"]
+                assert stop.isVisible() and stop.value() == pytest.approx(at)
+                assert (at < entry) if side == "long" else (at > entry)
+                assert window.grid.edges[f"stop_{side}"].isVisible() == (not y0 <= at <= y1)
+                assert f"{LINES[f'stop_{side}'][3]} {at:,.2f}" in window.grid.books.text()
         assert shown, "no position yet: a weaker test"
         await controller.shutdown()
 

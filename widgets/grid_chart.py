@@ -31,7 +31,8 @@ from app.controller import running_text
 from widgets.candles import DOWN, UP, CandleBatch
 from widgets.replay_chart import LINES
 
-MARKS = ("avg_entry", "avg_short", "liq_long", "liq_short")  # lines drawn where the books have them
+# lines drawn where the books have them; off the chart, marked at its edge with their price
+MARKS = ("avg_entry", "avg_short", "liq_long", "liq_short", "stop_long", "stop_short")
 
 FOLLOW_BARS = 150  # candles in view while following the newest
 MAX_CANDLES = 1200  # drawn at most; beyond, neighbours are merged into one candle
@@ -138,10 +139,10 @@ class GridTab(QWidget):
         for i, name in enumerate(MARKS):
             color, width, style, label = LINES[name]
             self.marks[name] = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, width=width, style=style), label=label,
-                                               labelOpts={"position": 0.05 + 0.2 * i, "color": color})
+                                               labelOpts={"position": 0.05 + 0.15 * i, "color": color})
             self.plot.addItem(self.marks[name])
-        # a liquidation beyond the chart's range, marked at its edge with its price
-        self.edges = {name: pg.TextItem(color=LINES[name][0], anchor=(1.0, 0.0)) for name in ("liq_long", "liq_short")}
+        # a liquidation or a stop beyond the chart's range, marked at its edge with its price
+        self.edges = {name: pg.TextItem(color=LINES[name][0], anchor=(1.0, 0.0)) for name in MARKS[2:]}
         for item in self.edges.values():
             self.plot.addItem(item, ignoreBounds=True)
             item.setVisible(False)
@@ -278,17 +279,25 @@ class GridTab(QWidget):
         self._edge_marks()
 
     def _edge_marks(self) -> None:
+        """The liquidations and stops beyond the chart's range, at its top or bottom edge with
+        their prices, the nearest to the edge first."""
         d = self._data
         (_, x1), (y0, y1) = self.plot.getViewBox().viewRange()
-        for name, item in self.edges.items():
-            y = d["marks"].get(name) if d is not None else None
+        step = (y1 - y0) * 0.045  # a line of text, stacked
+        stacked = {True: 0, False: 0}
+        marks = d["marks"] if d is not None else {}
+        for name in sorted(self.edges, key=lambda n: abs((marks.get(n) or 0.0) - (y0 + y1) / 2)):
+            item = self.edges[name]
+            y = marks.get(name)
             off = bool(y and np.isfinite(y)) and not (y0 <= y <= y1)
             item.setVisible(off)
             if off:
                 below = y < y0
                 item.setText(f"{'▼' if below else '▲'} {LINES[name][3]} {y:,.2f}")
                 item.setAnchor((1.0, 1.0) if below else (1.0, 0.0))
-                item.setPos(x1, y0 if below else y1)
+                shift = stacked[below] * step
+                stacked[below] += 1
+                item.setPos(x1, y0 + shift if below else y1 - shift)
 
     def _draw_candles(self) -> None:
         """The candles in view (a little either side), merged when there are too many."""

@@ -201,6 +201,15 @@ def _record(trades, I, bar, t, side, price, qty, fee, label, pnl, F):
     return True
 
 
+@njit(cache=True, nogil=True)
+def next_stop_nb(F, I, s):
+    """The price of side ``s``'s next stop (its stage's trigger), NaN when the side holds nothing:
+    the replay's mark and the runtime's books."""
+    if F[_QTY_L + s] <= 0.0:
+        return np.nan
+    return F[(_TRIG1_L if s == LONG else _TRIG1_S) + I[_STAGE_L + s]]
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _refresh_side(s, p, L, F, I, tiers):
     """Aggregates of one side from its lots: quantity, cost, and the liquidation price, the
@@ -1113,7 +1122,5 @@ def _run(time, open_, high, low, close, atr, kama, er, std_price, sigma, zscore,
                 held = q > 0.0
                 marks[i, s] = F[_COST_L + s] / q if held else np.nan
                 marks[i, 2 + s] = F[_LIQ_L + s] if held and 0.0 < F[_LIQ_L + s] < np.inf else np.nan
-                stage = I[_STAGE_L + s]
-                marks[i, 4 + s] = np.nan if not held else F[(_TRIG1_L if s == LONG else _TRIG1_S)
-                                                                          + stage]
+                marks[i, 4 + s] = next_stop_nb(F, I, s)
     return n

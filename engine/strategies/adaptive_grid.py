@@ -581,6 +581,8 @@ class AdaptiveGridRunner(StrategyRunner):
                 "avg_short": float(F[kernel._COST_S] / qs) if qs else None,
                 "liq_long": float(F[kernel._LIQ_L]) if ql else None,
                 "liq_short": float(F[kernel._LIQ_S]) if qs else None,
+                "stop_long": float(kernel.next_stop_nb(F, self.I, kernel.LONG)) if ql else None,
+                "stop_short": float(kernel.next_stop_nb(F, self.I, kernel.SHORT)) if qs else None,
                 "grid_profit": float(money[kernel.M_GRID_PROFIT]), "realized": float(money[kernel.M_REALIZED]),
                 "fees": float(money[kernel.M_FEES]), "funding": float(money[kernel.M_FUNDING]),
                 "fills": int(c[kernel.C_LONGS_OPENED] + c[kernel.C_LONGS_CLOSED] + c[kernel.C_SHORTS_OPENED]
