@@ -255,7 +255,7 @@ def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_pa
     async def go():
         stop = asyncio.Event()
         task = asyncio.ensure_future(trader.run(stop, poll_seconds=1.0))
-        await until(lambda: trader.strategy is not None and trader.strategy.started and trader.streaming.get("candles")
+        await until(lambda: trader.strategy is not None and trader.strategy.started and trader.feed == "stream"
                     and fake.user_streams)
         before = klines()
         for _ in range(25):
@@ -285,7 +285,7 @@ def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_pa
             await advance()
             await until(caught_up, 5)  # polled while the stream is down
         fake.streams = True
-        await until(lambda: trader.streaming.get("candles"), 20)
+        await until(lambda: trader.feed == "stream", 20)  # (no poll meant for the time it was down)
         polled = klines()
         for _ in range(3):
             await advance()
@@ -320,7 +320,7 @@ def test_paper_on_the_exchanges_candles_takes_them_from_the_stream_unless_told_n
         stop = asyncio.Event()
         task = asyncio.ensure_future(trader.run(stop, poll_seconds=0.05))
         for _ in range(1000):
-            if trader.strategy is not None and trader.strategy.started and (trader.streaming.get("candles")
+            if trader.strategy is not None and trader.strategy.started and (trader.feed == "stream"
                                                                              or not streams):
                 break
             await asyncio.sleep(0.01)

@@ -204,7 +204,7 @@ def test_the_perpetual_trades_on_the_futures_streams(fake, tmp_path):
     async def go():
         stop = asyncio.Event()
         task = asyncio.ensure_future(trader.run(stop, poll_seconds=1.0))
-        await until(lambda: trader.strategy is not None and trader.strategy.started and trader.streaming.get("candles")
+        await until(lambda: trader.strategy is not None and trader.strategy.started and trader.feed == "stream"
                     and fake.user_streams)
         polled = sum(r == "GET /fapi/v1/klines" for r in fake.requests)
         for _ in range(60):

@@ -108,6 +108,7 @@ class Trader:
         self._streamed: list | None = None  # candles from the stream, a closed one not yet processed
         self._stream_from = 0  # the stream's candles from this time on came on its current connection
         self._wake = asyncio.Event()
+        self.feed = "polling"  # how the run loop waits for candles: "stream" or "polling" (REST)
         self._save_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()  # converge and cancel-all, one at a time
         self._saved = (-1, 0.0)  # the book's changes and the time at the last save
@@ -810,9 +811,7 @@ class Trader:
                     self.last_candle_wall = time.monotonic()
                     # a stream that says nothing is not trusted until it speaks again: poll meanwhile
                     self.streaming["candles"] = False
-                if self._streamed is None:
-                    wait = max(poll_seconds, STREAM_REST_SECONDS) if self.streaming.get("candles") else poll_seconds
-                    await self._sleep(stop, wait)
+                await self._wait_for_candles(stop, poll_seconds)
         finally:
             for task in streams:
                 task.cancel()
@@ -820,13 +819,28 @@ class Trader:
         self.risk.system(self.cfg.name).on = False
         await self._save()
 
-    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        """Until ``stop``, a wake-up from a stream, or ``seconds``."""
+    async def _wait_for_candles(self, stop: asyncio.Event, poll_seconds: float) -> None:
+        """Until the next poll is due: a stream shows a candle closed (or fails), ``stop``, or
+        the REST poll's time comes: ``poll_seconds`` after the last poll without a candle stream,
+        a minute or so with one. The stream can open or drop while the loop waits, so the time
+        is counted from the last poll and looked at again each ``poll_seconds`` (a stream that
+        reopened did not let a poll meant for the time it was down go out after it)."""
+        polled_at = time.monotonic()
+        while self._streamed is None and not stop.is_set():
+            on_stream = bool(self.streaming.get("candles"))
+            self.feed = "stream" if on_stream else "polling"
+            left = polled_at + (max(poll_seconds, STREAM_REST_SECONDS) if on_stream else poll_seconds) - time.monotonic()
+            if left <= 0 or await self._sleep(stop, min(left, poll_seconds)):
+                return
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Until ``stop``, a wake-up from a stream, or ``seconds``; whether a stream woke it."""
         self._wake.clear()
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
             w.cancel()
+        return self._wake.is_set()
 
     async def _keep_reading(self, name: str, read) -> None:
         """Read a stream for as long as the system runs. When it fails: report it, poll by REST
@@ -880,5 +894,5 @@ class Trader:
         return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
                 "bot": bot_summary(self.cfg.capital, books, self.started_at, self.last_time) if books else None,
                 "open_orders": len(self.book.in_state(lifecycle.OPEN, lifecycle.PARTIAL, lifecycle.PENDING_CANCEL)),
-                "feed": "stream" if self.streaming.get("candles") else "polling",
+                "feed": self.feed,
                 "status": self.risk.status(self.cfg.name).label, "note": self.status_note}
