@@ -389,9 +389,9 @@ class Controller(QObject):
                 "strategy": s.strategy, "levels": s.params.get("levels", CONFIGS[s.strategy].levels), "mode": s.mode,
                 "dry_run": s.dry_run, "status": label, "trend": status.trend if on and not err else "",
                 "reason": err or (self.engine_note if preparing else status.reason or summary.get("note", "")),
-                "position": summary.get("position", 0.0), "grid_profit": summary.get("grid_profit", 0.0),
-                "floating": summary.get("floating", 0.0), "funding": summary.get("funding", 0.0),
-                "equity": summary.get("equity", 0.0), "on": on, "capital": s.capital,
+                # None (shown as a dash) until the system's grid has started
+                **{k: summary.get(k) for k in ("position", "grid_profit", "floating", "funding", "equity")},
+                "on": on, "capital": s.capital,
                 # the bot's summary (engine/summary.py) once its grid has started, else None each
                 **{k: (bot or {}).get(k) for k in BOT_FIELDS}, "bot": bot,
             })

@@ -312,6 +312,25 @@ def test_the_window_never_grows_and_the_panels_fit_what_is_in_view(loop, tmp_pat
     assert 0 < len(marks) <= min(len(traded), tab.scrubber.width())
 
 
+def test_the_oldest_runs_go_and_the_numbers_go_on(loop, tab, monkeypatch):
+    """The tab keeps the last few runs (a year of 1m bars holds ~80 MB a run): the oldest go,
+    never the one shown or the one it is compared with, and a new run's number goes on."""
+    import widgets.backtest as module
+
+    monkeypatch.setattr(module, "KEEP_RUNS", 3)
+    tab.editor.widgets["levels"].setValue(8)
+    for levels in range(9, 14):
+        run_now(loop, tab)
+        tab.editor.widgets["levels"].setValue(levels)
+    names = [r.name.split()[0] for r in tab.runs]
+    assert names == ["#3", "#4", "#5"] and tab.run is tab.runs[2] and tab.compare is tab.runs[1]
+    assert [tab.run_select.itemText(i).split()[0] for i in range(tab.run_select.count())] == names
+    assert [tab.compare_select.itemText(i).split()[0] for i in range(tab.compare_select.count())] == ["(none)", *names]
+    assert tab.run_select.currentIndex() == 2 and tab.compare_select.currentIndex() == 2
+    tab.run_select.setCurrentIndex(0)
+    assert tab.run is tab.runs[0]
+
+
 def test_runs_on_other_data_are_not_compared_unasked_and_say_so_when_asked(loop, tab, tmp_path):
     """Compare pairs a new run with the one before only on the same bars; chosen by hand, a run
     on other data is labelled so. The trades table's columns hold the widest text of the run

@@ -6,7 +6,16 @@ import asyncio
 
 import pytest
 
-from engine.exchange.base import CANCELED, CLOSED, OPEN, InsufficientFunds, MarketRules, OrderRejected, OrderRequest
+from engine.exchange.base import (
+    CANCELED,
+    CLOSED,
+    OPEN,
+    InsufficientFunds,
+    MarketRules,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+)
 from engine.exchange.paper import PaperExchange
 
 RULES = MarketRules("BTC/USDT", 0.01, 0.001, 0.001, 5.0, "BTC", "USDT")
@@ -112,3 +121,29 @@ def test_its_state_is_all_a_restart_needs():
     assert stale == []  # the candle it had matched before the restart
     assert [f.client_order_id for f in fills] == ["s", "b2"] and all(f.status == CLOSED for f in fills)
     assert int(again.orders["b2"].id) > int(ex.orders["s"].id)  # ids go on, never reused
+
+
+def test_ended_orders_leave_the_open_book_and_can_still_be_asked_about(monkeypatch):
+    """What a candle and an order look through stays the size of the grid: ended orders leave
+    the open book at the next candle, the last KEEP_ENDED are still answered for by id, and an
+    id is never taken twice."""
+    import engine.exchange.paper as paper
+
+    monkeypatch.setattr(paper, "KEEP_ENDED", 3)
+    ex = _exchange(quote=10_000.0)
+
+    async def go():
+        for i in range(5):
+            await ex.place(_order("buy", 99.0 - i, 0.1, f"b{i}"))
+        await ex.place(_order("buy", 50.0, 0.1, "far"))
+        ex.on_candle(1, 100.0, 100.0, 94.0, 95.0)  # the five fill
+        ex.on_candle(2, 95.0, 95.5, 94.5, 95.0)
+        assert list(ex.orders) == ["far"] and list(ex.ended) == ["b2", "b3", "b4"]
+        assert (await ex.order("BTC/USDT", "b4")).status == CLOSED
+        with pytest.raises(OrderNotFound):
+            await ex.order("BTC/USDT", "b0")  # beyond what is kept
+        with pytest.raises(OrderRejected):
+            await ex.place(_order("buy", 90.0, 0.1, "b4"))
+        assert [o.client_order_id for o in await ex.open_orders("BTC/USDT")] == ["far"]
+
+    asyncio.run(go())

@@ -60,6 +60,7 @@ from widgets.transport import UTC, Transport
 from widgets.trips import TripsView
 
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
+KEEP_RUNS = 8  # runs kept to replay and compare (the oldest go first)
 
 
 def _utc(ms: int) -> str:
@@ -185,7 +186,8 @@ class BacktestTab(QWidget):
         super().__init__(parent)
         self.setObjectName("backtestTab")
         self.controller = controller
-        self.runs: list[Replay] = []
+        self.runs: list[Replay] = []  # the last KEEP_RUNS, numbered by self.runs_made
+        self.runs_made = 0
         self.run: Replay | None = None
         self.compare: Replay | None = None
         self.loaded: dict[str, object] = {}  # data source -> Candles
@@ -472,7 +474,7 @@ class BacktestTab(QWidget):
                 if not spec(strategy).funded:
                     raise ParamError("funding", f"{strategy} pays no funding: clear the funding file")
                 funding = await self.controller.load_funding(funding_path)
-            name = f"#{len(self.runs) + 1} {strategy}{self._changes(strategy, cfg)}"
+            name = f"#{self.runs_made + 1} {strategy}{self._changes(strategy, cfg)}"
             t = time.perf_counter()
             run = await self.controller.backtest(candles, strategy, cfg, funding, name, self._progress("run"))
             run.source = self.data.currentText().strip()  # where "create system" takes its candles from
@@ -499,12 +501,18 @@ class BacktestTab(QWidget):
     def add_run(self, run: Replay) -> None:
         previous = self.run
         self.runs.append(run)
+        self.runs_made += 1
         for combo in (self.run_select, self.compare_select):
             combo.blockSignals(True)
         self.run_select.addItem(run.name)
         if self.compare_select.count() == 0:
             self.compare_select.addItem("(none)")
         self.compare_select.addItem(run.name)
+        while len(self.runs) > KEEP_RUNS:  # the oldest go (a run of a year of 1m bars holds ~80 MB)
+            i = next(i for i, r in enumerate(self.runs) if r is not run and r is not previous)
+            del self.runs[i]
+            self.run_select.removeItem(i)
+            self.compare_select.removeItem(i + 1)
         self.run_select.setCurrentIndex(len(self.runs) - 1)
         # the run before stays beside it for comparison, when it ran on the same data
         if previous is not None and not self.same_data(previous, run):

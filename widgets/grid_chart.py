@@ -139,7 +139,8 @@ class GridTab(QWidget):
         for i, name in enumerate(MARKS):
             color, width, style, label = LINES[name]
             self.marks[name] = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, width=width, style=style), label=label,
-                                               labelOpts={"position": 0.05 + 0.15 * i, "color": color})
+                                               labelOpts={"position": 0.02 + 0.15 * i, "color": color,
+                                                          "anchors": [(0, 1), (0, 1)]})  # (starts in sight)
             self.plot.addItem(self.marks[name])
         # a liquidation or a stop beyond the chart's range, marked at its edge with its price
         self.edges = {name: pg.TextItem(color=LINES[name][0], anchor=(1.0, 0.0)) for name in MARKS[2:]}
@@ -340,7 +341,8 @@ class GridTab(QWidget):
             else:
                 level, side, p, dist, qty, state = row
                 color = BUY_COLOR if side.startswith("buy") else SELL_COLOR
-                cells = (str(level), side, f"{p:,.2f}", f"{dist:+.2%}", f"{qty:.6g}", state)
+                amount = f"{qty:.8f}" if qty < 10 else f"{qty:,.4f}"  # (one width down the column)
+                cells = (str(level), side, f"{p:,.2f}", f"{dist:+.2%}", amount, state)
                 colors = (None, color, color, None, None, None)
             for c, (text, color) in enumerate(zip(cells, colors, strict=True)):
                 item = t.item(r, c)

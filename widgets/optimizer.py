@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.strategies import settings_text
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CHOICES, CONFIGS, SPACES, STRATEGIES
 from engine.strategies.space import Choice, parse_range
@@ -238,7 +239,9 @@ class OptimizerTab(QWidget):
             check = QCheckBox(objectName=f"search_{f.name}")
             check.setChecked(f.name in space)
             self.ranges.setCellWidget(r, SEARCH, check)
-            name = QTableWidgetItem(f.name)
+            name = QTableWidgetItem(settings_text.label(f.name))  # (the name the study and files use: data)
+            name.setData(Qt.UserRole, f.name)
+            name.setToolTip(f"{f.name}: {settings_text.help_text(f.name)}")
             name.setFlags(name.flags() & ~Qt.ItemIsEditable)
             self.ranges.setItem(r, NAME, name)
             self.ranges.setItem(r, RANGE, QTableWidgetItem(text.replace(" (log)", ":log")))
@@ -250,7 +253,7 @@ class OptimizerTab(QWidget):
     def set_range(self, name: str, text: str | None) -> None:
         """Search ``name`` over ``text`` (None: do not search it)."""
         for r in range(self.ranges.rowCount()):
-            if self.ranges.item(r, NAME).text() == name:
+            if self.ranges.item(r, NAME).data(Qt.UserRole) == name:
                 self.ranges.cellWidget(r, SEARCH).setChecked(text is not None)
                 if text is not None:
                     self.ranges.item(r, RANGE).setText(text)
@@ -261,7 +264,7 @@ class OptimizerTab(QWidget):
         """The checked rows as ranges; a bad one is marked and refused by its name."""
         space, defaults = {}, SPACES[self.strategy.currentText()]
         for r in range(self.ranges.rowCount()):
-            name = self.ranges.item(r, NAME).text()
+            name = self.ranges.item(r, NAME).data(Qt.UserRole)
             self.ranges.item(r, RANGE).setBackground(Qt.transparent)
             if not self.ranges.cellWidget(r, SEARCH).isChecked():
                 continue

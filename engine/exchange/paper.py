@@ -38,6 +38,8 @@ from engine.kernels.matching import (
 )
 from engine.kernels.perp import liquidation_price_nb
 
+KEEP_ENDED = 10_000  # ended orders a paper exchange can still be asked about
+
 
 class PaperExchange(Adapter):
     paper = True
@@ -52,7 +54,8 @@ class PaperExchange(Adapter):
         self.fill_through = fill_through
         self.base_total = base
         self.quote_total = quote
-        self.orders: dict[str, OrderReport] = {}
+        self.orders: dict[str, OrderReport] = {}  # open, and ended since the last candle
+        self.ended: dict[str, OrderReport] = {}  # the last KEEP_ENDED ended before it, to be asked about
         self._ids = itertools.count(1)
         self.last_candle_time = -1
 
@@ -89,7 +92,7 @@ class PaperExchange(Adapter):
         return quote, base
 
     def _accept(self, r: OrderRequest) -> None:
-        if r.client_order_id in self.orders:
+        if r.client_order_id in self.orders or r.client_order_id in self.ended:
             raise OrderRejected(f"duplicate client order id {r.client_order_id}")
         why = self.rules.check(r.price, r.qty)
         if why:
@@ -113,8 +116,11 @@ class PaperExchange(Adapter):
         self.orders[r.client_order_id] = report
         return _copy(report)
 
+    def _find(self, client_order_id: str) -> OrderReport | None:
+        return self.orders.get(client_order_id) or self.ended.get(client_order_id)
+
     async def cancel(self, symbol: str, report: OrderReport) -> OrderReport:
-        o = self.orders.get(report.client_order_id)
+        o = self._find(report.client_order_id)
         if o is None:
             raise OrderNotFound(f"order {report.client_order_id} not found")
         if o.status == OPEN:
@@ -122,7 +128,7 @@ class PaperExchange(Adapter):
         return _copy(o)
 
     async def order(self, symbol: str, client_order_id: str) -> OrderReport:
-        o = self.orders.get(client_order_id)
+        o = self._find(client_order_id)
         if o is None:
             raise OrderNotFound(f"order {client_order_id} not found")
         return _copy(o)
@@ -151,6 +157,7 @@ class PaperExchange(Adapter):
         if t <= self.last_candle_time:
             return []
         self.last_candle_time = t
+        self._file_ended()
         tick = self.rules.tick if self.fill_through else 0.0
         reached = match_bar(o, h, lo, c, tick, [x for x in self.orders.values() if x.status == OPEN], self._opens)
         out: list[OrderReport] = []
@@ -169,6 +176,16 @@ class PaperExchange(Adapter):
                 self._fill(x, float(px), t, out)
             self._reach(down, lo if down else h)
         return out
+
+    def _file_ended(self) -> None:
+        """Ended orders leave the open book, so that what each order and candle looks through
+        stays the size of the grid (it grew with every order ever placed: an hour of the sample
+        had 10,000); the last KEEP_ENDED are kept to be asked about, as the exchange keeps an
+        order's history."""
+        for cid in [cid for cid, o in self.orders.items() if o.status != OPEN]:
+            self.ended[cid] = self.orders.pop(cid)
+        for cid in list(self.ended)[: max(0, len(self.ended) - KEEP_ENDED)]:
+            del self.ended[cid]
 
     def _reach(self, down: bool, price: float) -> None:
         """The leg to the low (``down``) or the high has come to ``price``: a perpetual looks

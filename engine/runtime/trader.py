@@ -829,7 +829,8 @@ class Trader:
         while self._streamed is None and not stop.is_set():
             on_stream = bool(self.streaming.get("candles"))
             self.feed = "stream" if on_stream else "polling"
-            left = polled_at + (max(poll_seconds, STREAM_REST_SECONDS) if on_stream else poll_seconds) - time.monotonic()
+            every = max(poll_seconds, STREAM_REST_SECONDS) if on_stream else poll_seconds
+            left = polled_at + every - time.monotonic()
             if left <= 0 or await self._sleep(stop, min(left, poll_seconds)):
                 return
 
