@@ -29,6 +29,7 @@ from engine.runtime.runner import Runner, default_data_dir
 from engine.store import EventLog, private_folder, read_jsonl
 from engine.strategies.registry import CONFIGS
 from engine.summary import BOT_FIELDS
+from engine.summary import qty_text as qty_text  # (the widgets' words for a quantity)
 from engine.summary import running_text as running_text  # (the widgets' words for a running time)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -54,3 +54,8 @@ def running_text(ms: int) -> str:
     minutes = ms // 60_000
     d, h, m = minutes // 1440, minutes // 60 % 24, minutes % 60
     return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m"
+
+
+def qty_text(q: float) -> str:
+    """A quantity to one width down a column: 8 decimals (a satoshi) under 10, 4 above."""
+    return f"{q:.8f}" if abs(q) < 10 else f"{q:,.4f}"

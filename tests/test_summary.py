@@ -3,7 +3,7 @@ backtest's is in test_runtime_paper and test_runtime_perp."""
 
 import pytest
 
-from engine.summary import DAY_MS, bot_summary, running_text
+from engine.summary import DAY_MS, bot_summary, qty_text, running_text
 
 
 def test_a_summary_worked_by_hand():
@@ -29,3 +29,8 @@ def test_short_runs_give_no_annualized_return_nor_rates():
 def test_running_time_in_words():
     assert running_text(0) == "0m" and running_text(12 * 60_000) == "12m"
     assert running_text(3 * 3_600_000 + 20 * 60_000) == "3h 20m" and running_text(6 * DAY_MS + 4 * 3_600_000) == "6d 4h"
+
+
+def test_quantities_read_to_one_width_down_a_column():
+    assert [qty_text(q) for q in (0.0054703, 0.00503373, 1.5, 12.25, 1234.5)] == [
+        "0.00547030", "0.00503373", "1.50000000", "12.2500", "1,234.5000"]

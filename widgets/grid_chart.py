@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controller import running_text
+from app.controller import qty_text, running_text
 from widgets.candles import DOWN, UP, CandleBatch
 from widgets.replay_chart import LINES
 
@@ -341,8 +341,7 @@ class GridTab(QWidget):
             else:
                 level, side, p, dist, qty, state = row
                 color = BUY_COLOR if side.startswith("buy") else SELL_COLOR
-                amount = f"{qty:.8f}" if qty < 10 else f"{qty:,.4f}"  # (one width down the column)
-                cells = (str(level), side, f"{p:,.2f}", f"{dist:+.2%}", amount, state)
+                cells = (str(level), side, f"{p:,.2f}", f"{dist:+.2%}", qty_text(qty), state)
                 colors = (None, color, color, None, None, None)
             for c, (text, color) in enumerate(zip(cells, colors, strict=True)):
                 item = t.item(r, c)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.controller import qty_text
 from widgets.roles import ALIGNMENT, BACKGROUND, DISPLAY, FOREGROUND, HORIZONTAL
 
 COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price", "Price"), ("qty", "Qty"),
@@ -65,7 +66,7 @@ class OrdersModel(QAbstractTableModel):
             if key == "price":
                 return f"{v:,.2f}"
             if key in ("qty", "filled"):
-                return f"{v:.8g}"
+                return qty_text(v) if v else "0"
             return str(v)
         if role == BACKGROUND:
             return COLORS.get(r["state"])
