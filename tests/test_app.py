@@ -20,6 +20,7 @@ from app.controller import ROOT, Controller
 from app.main_window import MainWindow
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import LINES
+from widgets.roles import FOREGROUND
 from widgets.system_dialog import SystemDialog
 
 
@@ -109,7 +110,7 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
         assert len(controller.runner.traders[name].book.live()) <= placed
         window.tabs.setCurrentWidget(window.logs)
         shoot(window, tmp_path / "logs.png")
-        assert "kill_switch" in window.logs.view.toPlainText()
+        assert "kill_switch" in window.logs.text()
         window.tabs.setCurrentWidget(window.market)
         shoot(window, tmp_path / "market.png")
         await controller.shutdown()
@@ -181,7 +182,8 @@ def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation
     loop.run_until_complete(scenario())
 
 
-def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot):
+def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot, monkeypatch):
+    import widgets.logs
     from widgets.logs import LogsTab
 
     controller = Controller(data_dir)
@@ -191,9 +193,9 @@ def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot):
     controller.events.log("order_placed", system=a, cid="gd1-one")
     controller.events.log("order_rejected", system=b, cid="gd2-two", reason="Margin is insufficient.")
     controller.events.log("risk_denied", system=a, cid="gd1-three", rule="exposure_symbol")
-    assert tab.view.toPlainText() == ""  # shown in batches
+    assert tab.text() == ""  # shown in batches
     tab.flush()
-    shown = tab.view.toPlainText
+    shown = tab.text
 
     def cids():
         return [c for c in ("gd1-one", "gd2-two", "gd1-three") if c in shown()]
@@ -203,7 +205,8 @@ def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot):
 
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  info     order_placed", shown())  # dated, in columns
     assert 'reason="Margin is insufficient."' in shown() and "cid=gd1-one" in shown()
-    assert "#e53935" in tab.view.document().toHtml()  # the error in red
+    error = next(r for r in range(tab.lines.rowCount()) if "order_rejected" in tab.lines.lines[r][2])
+    assert tab.lines.data(tab.lines.index(error), FOREGROUND).name() == "#e53935"  # the error in red
     assert tab.view.font().fixedPitch() or "mono" in tab.view.font().family().lower()
     controller.events.log("fill", system=a, cid="gd1-fill", price=41813.812345678901)
     tab.flush()
@@ -225,6 +228,16 @@ def test_logs_tab_filters_by_level_system_and_text_and_pauses(data_dir, qtbot):
     assert "gd1-four" not in shown()  # paused: recorded, not shown
     tab.pause.setChecked(False)
     assert "gd1-four" in shown() and tab.pause.text() == "Pause"
+
+    # the last KEEP kept, in the list and in the view; Ctrl+C copies the lines selected
+    monkeypatch.setattr(widgets.logs, "KEEP", 5)
+    for i in range(8):
+        controller.events.log("order_placed", system=a, cid=f"gd1-n{i}")
+    tab.flush()
+    assert len(tab.records) == 5 and tab.lines.rowCount() == 5 and "gd1-n3" in shown() and "gd1-n2" not in shown()
+    tab.view.selectAll()
+    tab.copy()
+    assert QApplication.clipboard().text() == shown()
 
 
 def test_add_system_dialog_refuses_field_by_field(qtbot):
