@@ -55,15 +55,15 @@ def check_summary_and_ladder(window, d, row) -> None:
     assert labels["Total PnL"].text() == f"{bot['total_pnl']:+,.2f} ({bot['roi']:+.2%})"
     assert labels["Fills"].text().startswith(f"{bot['fills']:,}")
     assert labels["Levels / orders"].text() == f"{d['levels_count']} / {len(d['ladder'])}"
-    ladder = window.grid.ladder
+    ladder = window.grid.ladder_model
     assert ladder.rowCount() == len(d["ladder"]) + 1 > 10
-    cells = [[ladder.item(r, c).text() for c in range(ladder.columnCount())] for r in range(ladder.rowCount())]
+    cells = [[ladder.data(ladder.index(r, c)) for c in range(ladder.columnCount())] for r in range(ladder.rowCount())]
     at = next(r for r, row_ in enumerate(cells) if row_[1] == "price")
     prices = [float(c[2].replace(",", "")) for c in cells]
     assert prices == sorted(prices, reverse=True)  # the price row stands where the price is
     assert all(c[1] == "sell" for c in cells[:at]) and all(c[1] == "buy" for c in cells[at + 1:])
-    assert ladder.item(0, 1).foreground().color().name() == "#e53935"
-    assert ladder.item(len(cells) - 1, 1).foreground().color().name() == "#43a047"
+    assert ladder.data(ladder.index(0, 1), FOREGROUND).name() == "#e53935"
+    assert ladder.data(ladder.index(len(cells) - 1, 1), FOREGROUND).name() == "#43a047"
     close = float(d["close"][-1])
     assert cells[at + 1][3] == f"{prices[at + 1] / close - 1:+.2%}"
 

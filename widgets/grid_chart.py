@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QAbstractTableModel, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.controller import qty_text, running_text
 from widgets.candles import DOWN, UP, CandleBatch
 from widgets.replay_chart import LINES
+from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
 
 # lines drawn where the books have them; off the chart, marked at its edge with their price
 MARKS = ("avg_entry", "avg_short", "liq_long", "liq_short", "stop_long", "stop_short")
@@ -38,7 +38,7 @@ FOLLOW_BARS = 150  # candles in view while following the newest
 MAX_CANDLES = 1200  # drawn at most; beyond, neighbours are merged into one candle
 MAX_LEVEL_TICKS = 40  # level prices written on the right axis; more levels: every k-th
 LADDER_COLUMNS = ("#", "Side", "Price", "Away", "Qty", "State")
-BUY_COLOR, SELL_COLOR = "#43a047", "#e53935"
+BUY_COLOR, SELL_COLOR, PRICE_COLOR = "#43a047", "#e53935", "#fbc02d"
 
 
 def merged_candles(t, o, h, lo, c, width: float, i0: int, i1: int, most: int = MAX_CANDLES):
@@ -70,6 +70,60 @@ def marks_text(marks: dict, close: float) -> str:
         else:
             parts.append(f"{label} {y:,.2f} ({abs(y / close - 1):.1%} {'below' if y < close else 'above'} the price)")
     return "   ".join(parts)
+
+
+class LadderModel(QAbstractTableModel):
+    """The order ladder's cells: a model, so that a refresh is one change of the view (a table
+    of items re-measured its columns at each cell set: half the GUI thread's time with ten
+    systems trading)."""
+
+    RIGHT = (0, 2, 3, 4)
+
+    def __init__(self):
+        super().__init__()
+        self.cells: list[tuple[str, ...]] = []
+        self.colors: list[tuple] = []
+        self._align = (int(Qt.AlignRight | Qt.AlignVCenter), int(Qt.AlignLeft | Qt.AlignVCenter))
+        self._qcolors = {None: None, **{c: QColor(c) for c in (BUY_COLOR, SELL_COLOR, PRICE_COLOR)}}
+
+    def rowCount(self, parent=None):
+        return 0 if parent is not None and parent.isValid() else len(self.cells)
+
+    def columnCount(self, parent=None):
+        return len(LADDER_COLUMNS)
+
+    def headerData(self, section, orientation, role=DISPLAY):
+        return LADDER_COLUMNS[section] if role == DISPLAY and orientation == HORIZONTAL else None
+
+    def data(self, index, role=DISPLAY):
+        if role == DISPLAY:
+            return self.cells[index.row()][index.column()]
+        if role == FOREGROUND:
+            return self._qcolors[self.colors[index.row()][index.column()]]
+        if role == ALIGNMENT:
+            return self._align[index.column() not in self.RIGHT]
+        return None
+
+    def set_rows(self, rows: list, price: float) -> None:
+        cells, colors = [], []
+        for row in rows:
+            if row is None:  # the price, where it stands among the orders
+                cells.append(("", "price", f"{price:,.2f}", "", "", ""))
+                colors.append((PRICE_COLOR,) * 6)
+            else:
+                level, side, p, dist, qty, state = row
+                color = BUY_COLOR if side.startswith("buy") else SELL_COLOR
+                cells.append((str(level), side, f"{p:,.2f}", f"{dist:+.2%}", qty_text(qty), state))
+                colors.append((None, color, color, None, None, None))
+        if cells == self.cells:
+            return
+        if len(cells) != len(self.cells):
+            self.beginResetModel()
+            self.cells, self.colors = cells, colors
+            self.endResetModel()
+        else:
+            self.cells, self.colors = cells, colors
+            self.dataChanged.emit(self.index(0, 0), self.index(len(cells) - 1, len(LADDER_COLUMNS) - 1))
 
 
 def summary_rows(bot: dict | None, levels: int, orders: int) -> list[tuple[str, str, float]]:
@@ -149,9 +203,9 @@ class GridTab(QWidget):
             item.setVisible(False)
         self.plot.getViewBox().sigRangeChanged.connect(lambda *_: self._edge_marks())
         # the last price, labelled at the right; the levels' prices on the right axis
-        self.price_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#fbc02d", width=1,
+        self.price_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(PRICE_COLOR, width=1,
                                                                                style=pg.QtCore.Qt.DotLine),
-                                          label="{value:,.2f}", labelOpts={"position": 0.97, "color": "#fbc02d",
+                                          label="{value:,.2f}", labelOpts={"position": 0.97, "color": PRICE_COLOR,
                                                                            "anchors": [(1, 1), (1, 1)]})
         self.plot.addItem(self.price_line, ignoreBounds=True)
         self.plot.showAxis("right")
@@ -183,8 +237,9 @@ class GridTab(QWidget):
         self.summary_form.setContentsMargins(4, 0, 4, 0)
         self.summary_labels: dict[str, QLabel] = {}
         self._price_row = -1
-        self.ladder = QTableWidget(0, len(LADDER_COLUMNS), objectName="orderLadder")
-        self.ladder.setHorizontalHeaderLabels(LADDER_COLUMNS)
+        self.ladder_model = LadderModel()
+        self.ladder = QTableView(objectName="orderLadder")
+        self.ladder.setModel(self.ladder_model)
         self.ladder.verticalHeader().setVisible(False)
         self.ladder.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.ladder.setSelectionMode(QAbstractItemView.NoSelection)
@@ -330,27 +385,8 @@ class GridTab(QWidget):
 
     def _show_ladder(self, ladder: list[dict], price: float) -> None:
         rows = ladder_rows(ladder, price)
-        t = self.ladder
-        moved = len(rows) != t.rowCount() or rows.index(None) != self._price_row
+        moved = len(rows) != self.ladder_model.rowCount() or rows.index(None) != self._price_row
         self._price_row = rows.index(None)
-        t.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            if row is None:  # the price, where it stands among the orders
-                cells = ("", "price", f"{price:,.2f}", "", "", "")
-                colors = ("#fbc02d",) * 6
-            else:
-                level, side, p, dist, qty, state = row
-                color = BUY_COLOR if side.startswith("buy") else SELL_COLOR
-                cells = (str(level), side, f"{p:,.2f}", f"{dist:+.2%}", qty_text(qty), state)
-                colors = (None, color, color, None, None, None)
-            for c, (text, color) in enumerate(zip(cells, colors, strict=True)):
-                item = t.item(r, c)
-                if item is None:
-                    item = QTableWidgetItem()
-                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter if c in (0, 2, 3, 4)
-                                          else Qt.AlignLeft | Qt.AlignVCenter)
-                    t.setItem(r, c, item)
-                item.setText(text)
-                item.setForeground(QColor(color) if color else t.palette().text())
+        self.ladder_model.set_rows(rows, price)
         if moved:  # the price in sight, the nearest orders either side of it
-            t.scrollToItem(t.item(self._price_row, 2), QAbstractItemView.PositionAtCenter)
+            self.ladder.scrollTo(self.ladder_model.index(self._price_row, 2), QAbstractItemView.PositionAtCenter)
