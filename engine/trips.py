@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import spot_grid as spot_kernel
+from engine.kernels.trips import pair_closes_nb
 
 TRIP_DTYPE = np.dtype([
     ("side", np.int8),  # +1 long, -1 short
@@ -37,56 +38,51 @@ _SPOT_CLOSE = {spot_kernel.GRID_SELL: 1, spot_kernel.BAG_REDUCE: 1, spot_kernel.
 _PERP_OPEN = {perp_kernel.BUY_OPEN_LONG: 1, perp_kernel.SELL_OPEN_SHORT: -1}
 
 
-def _key(x: float) -> float:
-    return float(f"{x:.9g}")  # (the same cost worked out from the buy and from the sell)
+def _groups(side: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """A number per (side, cost or entry to 9 significant digits: the same cost worked out
+    from the buy and from the sell), -1 where ``at`` is not a number."""
+    ok = np.isfinite(at) & (side != 0)
+    x = np.where(ok, at, 1.0)
+    e = np.floor(np.log10(np.where(x != 0.0, np.abs(x), 1.0))).astype(np.int64)
+    m = np.rint(x / 10.0 ** (e - 8)).astype(np.int64)
+    over = np.abs(m) >= 1_000_000_000  # (9.9999999996 is 10.0000000)
+    e, m = np.where(over, e + 1, e), np.where(over, np.rint(m / 10.0).astype(np.int64), m)
+    keys = np.stack([side.astype(np.int64), e, m], axis=1)[ok]
+    group = np.full(len(at), -1, np.int64)
+    if len(keys):
+        group[ok] = np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+    return group
 
 
 def round_trips(trades: np.ndarray, perpetual: bool) -> np.ndarray:
     """The round trips of a kernel's trade log (``result.trades``: spot or perpetual), in the
     order they closed."""
     t = trades
-    label = t["label"] if perpetual else t["role"]
-    opens, closes = (_PERP_OPEN, None) if perpetual else (_SPOT_OPEN, _SPOT_CLOSE)
+    label = (t["label"] if perpetual else t["role"]).astype(np.int64)
     price, qty, fee, pnl = t["price"], t["qty"], t["fee"], t["pnl"]
-    # (side, cost or entry) -> [open row, qty not yet closed], oldest first
-    waiting: dict[tuple[int, float], list[list]] = {}
-    rows = []
-    for k in range(len(t)):
-        lab, q = int(label[k]), float(qty[k])
-        if q <= 0.0:  # (a decision, not a fill: the circuit breaker's halt)
-            continue
-        if lab in opens:
-            side = opens[lab]
-            at = float(price[k]) if perpetual or side < 0 else float(price[k]) * q + float(fee[k])
-            waiting.setdefault((side, _key(at)), []).append([k, q])
-            continue
-        if perpetual:
-            side = -int(t["side"][k])  # a long closes with a sell
-            entry = float(price[k]) - side * (float(pnl[k]) + float(fee[k])) / q
-            at = entry
-        else:
-            side = closes[lab]
-            if side > 0:  # what the slot's buy cost, fee included
-                at = float(price[k]) * q - float(fee[k]) - float(pnl[k])
-                entry = at / q
-            else:
-                entry = at = float("nan")
-        found = waiting.get((side, _key(at))) if lab != perp_kernel.LIQUIDATION or not perpetual else None
-        o = -1
-        if found:  # lots of one entry: the one of this very size, else the one with the most left
-            # (a stop closes a share of each lot: lots of one entry go down together)
-            tol = 1e-9 * max(q, 1e-12)
-            j = next((j for j, (_, rest) in enumerate(found) if abs(rest - q) <= tol),
-                     max(range(len(found)), key=lambda j: (found[j][1], -j)))
-            o = found[j][0]
-            found[j][1] -= q  # (a lot closed in parts: each part names it)
-            if found[j][1] <= tol:
-                found.pop(j)
-        rows.append((side, o, k, entry, q))
-    trips = np.zeros(len(rows), dtype=TRIP_DTYPE)
-    if not rows:
+    opening = np.zeros(max(len(perp_kernel.LABELS), len(spot_kernel.ROLE_NAMES)), np.int64)
+    for lab, sd in (_PERP_OPEN if perpetual else _SPOT_OPEN).items():
+        opening[lab] = sd
+    is_open = opening[label] != 0
+    safe_q = np.where(qty > 0.0, qty, 1.0)
+    if perpetual:
+        side = np.where(is_open, opening[label], -t["side"].astype(np.int64))  # a long closes with a sell
+        entry = price - side * (pnl + fee) / safe_q
+        at = np.where(is_open, price, np.where(label == perp_kernel.LIQUIDATION, np.nan, entry))
+    else:
+        closing = np.zeros(len(opening), np.int64)
+        for lab, sd in _SPOT_CLOSE.items():
+            closing[lab] = sd
+        side = np.where(is_open, opening[label], closing[label])
+        cost = price * qty - fee - pnl  # what the slot's buy cost, fee included
+        entry = np.where(side > 0, cost / safe_q, np.nan)
+        at = np.where(is_open, np.where(side > 0, price * qty + fee, price), np.where(side > 0, cost, np.nan))
+    pair = pair_closes_nb(_groups(side, at), is_open, qty)
+    c = np.flatnonzero(pair != -2)
+    side, o, entry, q = side[c], pair[c], entry[c], qty[c]
+    trips = np.zeros(len(c), dtype=TRIP_DTYPE)
+    if not len(c):
         return trips
-    side, o, c, entry, q = (np.array(x) for x in zip(*rows, strict=True))
     known = o >= 0
     o0 = np.maximum(o, 0)
     trips["side"], trips["open_row"], trips["close_row"], trips["qty"] = side, o, c, q

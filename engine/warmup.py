@@ -23,12 +23,14 @@ from engine.sample import SAMPLE_PATH
 def _backtests(candles, perpetual: bool) -> None:
     from engine.risk import RiskLimits
     from engine.strategies.registry import SPECS
+    from engine.trips import round_trips
 
     for spec in SPECS.values():
         if spec.perpetual != perpetual:
             continue
         for replay in (False, True):
-            spec.backtest(candles, spec.config(), replay=replay)
+            result = spec.backtest(candles, spec.config(), replay=replay)
+        round_trips(result.trades, spec.perpetual)  # (the replay's)
         if spec.risk_gate:
             spec.backtest(candles, spec.config(), risk=RiskLimits())
         if spec.sweep:
