@@ -47,10 +47,12 @@ def _groups(side: np.ndarray, at: np.ndarray) -> np.ndarray:
     m = np.rint(x / 10.0 ** (e - 8)).astype(np.int64)
     over = np.abs(m) >= 1_000_000_000  # (9.9999999996 is 10.0000000)
     e, m = np.where(over, e + 1, e), np.where(over, np.rint(m / 10.0).astype(np.int64), m)
-    keys = np.stack([side.astype(np.int64), e, m], axis=1)[ok]
+    # one whole number each (a sort of numbers lets the GIL go; one of rows held it): the side,
+    # the exponent (|e| < 512) and the 9 digits (|m| < 2**30) side by side
+    keys = ((side > 0).astype(np.int64) << 41) | ((np.clip(e, -511, 511) + 512) << 31) | (m + (1 << 30))
     group = np.full(len(at), -1, np.int64)
-    if len(keys):
-        group[ok] = np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+    if ok.any():
+        group[ok] = np.unique(keys[ok], return_inverse=True)[1]
     return group
 
 
