@@ -106,16 +106,28 @@ class Controller(QObject):
         """Ready when every kernel is in numba's cache: at once when ``griddesk warmup`` has run
         on these sources, else after it has run in a process of its own (a minute or two, its
         progress on ``engineProgress``). Systems start and backtests run after it, so no kernel
-        ever compiles on the GUI thread (a first perpetual froze the window for 20 s)."""
+        ever compiles on the GUI thread (a first perpetual froze the window for 20 s); the
+        kernels are then loaded from the cache in a worker thread, so none loads there either."""
         if self._engine is None:
             self._engine = asyncio.ensure_future(self._prepare())
         return asyncio.shield(self._engine)
 
     async def _prepare(self) -> None:
         from engine.kernels import kernels_warm
+        from engine.warmup import load
 
-        if kernels_warm():
-            return
+        if not kernels_warm():
+            await self._compile()
+        self.engine_note = "preparing the engine: loading its kernels"
+        self.engineProgress.emit(self.engine_note)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, load)  # (see engine.warmup.load)
+        except Exception as e:  # (each kernel then loads where first used: slower, never wrong)
+            self.events.log("error", error=f"loading the engine failed: {type(e).__name__}: {e}")
+        self.engine_note = ""
+        self.engineProgress.emit("")
+
+    async def _compile(self) -> None:
         self.engine_note = "preparing the engine: compiling its kernels once (a minute or two)"
         self.engineProgress.emit(self.engine_note)
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app.cli", "warmup",
@@ -125,8 +137,6 @@ class Controller(QObject):
             self.engineProgress.emit(self.engine_note)
         if await proc.wait() != 0:  # (the kernels then compile where first used: slow, never wrong)
             self.events.log("error", error=f"preparing the engine failed: {self.engine_note}")
-        self.engine_note = ""
-        self.engineProgress.emit("")
 
     def spawn(self, coro) -> asyncio.Task:
         """Run a coroutine on the loop; its failure is logged, never lost."""

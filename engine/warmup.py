@@ -84,6 +84,18 @@ def warm_part(part: str, say: Callable[[str], None] = print) -> None:
             say(f"preparing the engine: {what} ({time.perf_counter() - t:.1f} s)")
 
 
+def load() -> None:
+    """Every kernel from the cache into this process, by the same paths on a few hundred bars:
+    the app does it in a worker thread once the engine is prepared, so that neither a system's
+    first candle nor a first backtest loads one on the GUI thread or holds the GIL there (the
+    spot grid's took 200 ms)."""
+    candles = load_candles(SAMPLE_PATH).slice(0, 400)
+    with tempfile.TemporaryDirectory(prefix="griddesk-load-") as folder:
+        for steps in PARTS.values():
+            for _, step in steps:
+                step(candles, folder)
+
+
 def warm(say: Callable[[str], None] = print) -> float:
     """Every part, each in a process of its own, side by side; ``say`` gets their progress
     lines as they come. Returns the seconds it took; raises when a part failed."""
