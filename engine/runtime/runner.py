@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -244,7 +245,10 @@ class Runner:
                 stopped.cancel()
                 if stop.is_set():
                     return
-            adapter = build_adapter(cfg, keys=self.keys, sample_path=self.sample_path)
+            build = functools.partial(build_adapter, cfg, keys=self.keys, sample_path=self.sample_path)
+            # recorded candles are read from their file in a worker thread (a year of 1m bars
+            # takes most of a second), not on the loop the app's window runs on
+            adapter = await asyncio.get_running_loop().run_in_executor(None, build) if cfg.data else build()
             trader = Trader(cfg, adapter, self.risk, self.data_dir, event_log=self.events)
             self.traders[cfg.name] = trader
             await trader.run(stop, self.poll_seconds)
