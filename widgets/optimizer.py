@@ -113,6 +113,7 @@ class OptimizerTab(QWidget):
         self.study = QLineEdit(objectName="optimizeStudy", placeholderText="from the strategy and settings")
         self.ranges = QTableWidget(0, 4, objectName="optimizeRanges")
         self.ranges.setHorizontalHeaderLabels(["Search", "Setting", "Range", "Default"])
+        self.ranges.setWordWrap(False)  # (a range on one line: "arithmetic|geometric" broke at the bar)
         self.ranges.horizontalHeader().setSectionResizeMode(RANGE, QHeaderView.Stretch)
         self.ranges.verticalHeader().hide()
         self.run_button = QPushButton("Run search", objectName="optimizeRun")
