@@ -184,8 +184,9 @@ class PaperExchange(Adapter):
         order's history."""
         for cid in [cid for cid, o in self.orders.items() if o.status != OPEN]:
             self.ended[cid] = self.orders.pop(cid)
-        for cid in list(self.ended)[: max(0, len(self.ended) - KEEP_ENDED)]:
-            del self.ended[cid]
+        if len(self.ended) > KEEP_ENDED:  # (at each candle: the oldest go, no list of every id)
+            for cid in list(itertools.islice(self.ended, len(self.ended) - KEEP_ENDED)):
+                del self.ended[cid]
 
     def _reach(self, down: bool, price: float) -> None:
         """The leg to the low (``down``) or the high has come to ``price``: a perpetual looks
