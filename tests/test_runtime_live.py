@@ -301,6 +301,7 @@ def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_pa
     fills = [r["cid"] for r in records if r["type"] == "fill"]
     assert set(fills) == {f["cid"] for f in fake.fills} and len(fills) == len(set(fills))
     assert (np.diff(trader.hist[:, 0]) == trader.tf).all()  # no candle skipped, none twice
+    assert_invariants(trader, fake)
 
 
 @pytest.mark.parametrize("streams", [True, False])
