@@ -31,12 +31,9 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QTableView,
     QTableWidget,
@@ -55,6 +52,7 @@ from engine.strategies.registry import CONFIGS, spec
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
+from widgets.run_controls import RunControls
 from widgets.system_dialog import SystemDialog
 from widgets.transport import UTC, Transport
 from widgets.trips import TripsView
@@ -232,16 +230,12 @@ class BacktestTab(QWidget):
         funding_file = QToolButton(objectName="backtestFundingFile", text="…", toolTip="A funding-rate file")
         funding_file.clicked.connect(self._open_funding)
         self.editor = ParamsEditor()
-        self.run_button = QPushButton("Run backtest", objectName="runBacktestButton")
+        self.controls = RunControls("backtest", "Run backtest", "Cancel", run_id="runBacktestButton")
+        self.run_button, self.cancel_button = self.controls.run_button, self.controls.cancel_button
+        self.progress, self.status = self.controls.progress, self.controls.status
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start_run)
-        self.cancel_button = QPushButton("Cancel", objectName="backtestCancel", enabled=False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar(objectName="backtestProgress", textVisible=True)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel(objectName="backtestStatus", wordWrap=True)
-        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         panel = QWidget()
         ll = QVBoxLayout(panel)
         ll.setContentsMargins(0, 0, 4, 0)
@@ -258,12 +252,7 @@ class BacktestTab(QWidget):
         df.addRow("Funding", frow)
         ll.addLayout(df)
         ll.addWidget(self.editor, 1)
-        runrow = QHBoxLayout()
-        runrow.addWidget(self.run_button)
-        runrow.addWidget(self.cancel_button)
-        ll.addLayout(runrow)
-        ll.addWidget(self.progress)
-        ll.addWidget(self.status)
+        ll.addWidget(self.controls)
         return panel
 
     def _replay_panel(self) -> QWidget:
@@ -413,17 +402,12 @@ class BacktestTab(QWidget):
         def progress(done: int, total: int) -> None:
             if self._task is None:
                 return  # a report that arrived after the work ended
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-            self.progress.setFormat(f"{what} %v / %m bars")
+            self.controls.show_progress(done, total, f"{what} %v / %m bars")
 
         return progress
 
     def _busy(self, coro, what: str) -> asyncio.Task:
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setRange(0, 0)  # busy until a stage reports its progress
-        self.progress.setFormat(what)
+        self.controls.start(what)  # busy until a stage reports its progress
         started = time.perf_counter()
 
         async def guarded():
@@ -434,11 +418,7 @@ class BacktestTab(QWidget):
             except Exception as exc:
                 self.status.setText(error_html(exc))
             finally:
-                self.run_button.setEnabled(True)
-                self.cancel_button.setEnabled(False)
-                self.progress.setRange(0, 1)
-                self.progress.setValue(0)
-                self.progress.setFormat("")
+                self.controls.finish()
                 self._task = None
 
         self._task = self.controller.spawn(guarded())

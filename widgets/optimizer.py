@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -42,6 +41,7 @@ from engine.strategies.registry import CHOICES, CONFIGS, SPACES, STRATEGIES
 from engine.strategies.space import Choice, parse_range
 from widgets.backtest import error_html
 from widgets.roles import DISPLAY
+from widgets.run_controls import RunControls
 
 SEARCH, NAME, RANGE, DEFAULT = range(4)
 NOT_SEARCHABLE = {"tiers", "capital", "lower", "upper"}  # a file, the money at stake, prices of one market
@@ -116,15 +116,13 @@ class OptimizerTab(QWidget):
         self.ranges.setWordWrap(False)  # (a range on one line: "arithmetic|geometric" broke at the bar)
         self.ranges.horizontalHeader().setSectionResizeMode(RANGE, QHeaderView.Stretch)
         self.ranges.verticalHeader().hide()
-        self.run_button = QPushButton("Run search", objectName="optimizeRun")
-        self.run_button.clicked.connect(self.start)
-        self.cancel_button = QPushButton("Stop", objectName="optimizeCancel", enabled=False)
-        self.cancel_button.setToolTip("stop after the current part of the data; finished trials are kept")
-        self.cancel_button.clicked.connect(self.stop.set)
-        self.progress = QProgressBar(objectName="optimizeProgress", textVisible=True)
-        self.progress.setFormat("")
-        self.status = QLabel(objectName="optimizeStatus", wordWrap=True)
+        self.controls = RunControls("optimize", "Run search", "Stop",
+                                    cancel_tip="stop after the current part of the data; finished trials are kept")
+        self.run_button, self.cancel_button = self.controls.run_button, self.controls.cancel_button
+        self.progress, self.status = self.controls.progress, self.controls.status
         self.status.setTextFormat(Qt.RichText)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.stop.set)
 
         form = QFormLayout()
         form.addRow("Strategy", self.strategy)
@@ -146,12 +144,7 @@ class OptimizerTab(QWidget):
         ll = QVBoxLayout(left)
         ll.addLayout(form)
         ll.addWidget(self.ranges, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.run_button)
-        row.addWidget(self.cancel_button)
-        ll.addLayout(row)
-        ll.addWidget(self.progress)
-        ll.addWidget(self.status)
+        ll.addWidget(self.controls)
 
         # results: best score over trials, score over two settings, the trials, the winner
         self.history = pg.PlotWidget(objectName="optimizeHistory")
@@ -302,7 +295,7 @@ class OptimizerTab(QWidget):
         async def work():
             self.search = search = await self.controller.open_search(strategy, sources, **options)
             self.status.setText(f"study <b>{html.escape(search.study_name)}</b> in {html.escape(search.storage_url)}")
-            self.progress.setRange(0, target)
+            self.controls.show_progress(0, target, "")
             here = asyncio.get_running_loop()
 
             def snapshot():  # read in the search's thread: the storage may be a remote database
@@ -324,8 +317,7 @@ class OptimizerTab(QWidget):
             if best is not None:
                 self._show_best(*best)
 
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self.controls.start()
         self._task = self.controller.spawn(self._guarded(work()))
         return self._task
 
@@ -337,8 +329,7 @@ class OptimizerTab(QWidget):
         except Exception as exc:
             self._error(exc)
         finally:
-            self.run_button.setEnabled(True)
-            self.cancel_button.setEnabled(False)
+            self.controls.finish(clear=False)  # (the trials it made stay in sight)
             self._task = None
 
     def _error(self, exc: Exception) -> None:
@@ -346,8 +337,7 @@ class OptimizerTab(QWidget):
 
     def _progress(self, p, trials, frame) -> None:
         eta = "--" if p.eta_s == float("inf") else f"{p.eta_s:.0f} s"
-        self.progress.setValue(min(p.done, p.target))
-        self.progress.setFormat(f"{p.done}/{p.target} trials, best {p.best:.4g}, ETA {eta}")
+        self.controls.show_progress(p.done, p.target, f"{p.done}/{p.target} trials, best {p.best:.4g}, ETA {eta}")
         self._show_trials(trials, frame)
 
     def _show_trials(self, trials, frame) -> None:

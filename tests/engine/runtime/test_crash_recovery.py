@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FUNDING, shared_file
+from conftest import FUNDING, ROOT, shared_file
 from fake_exchange import FakeBinance, wait_until
 from fake_futures import FakeBinanceFutures
 
 from engine.data import load_funding
 from engine.store import read_json, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "crash-key", "crash-secret"
 KILLS = 20
 # the system trades 10,000 of the account: its exposure within 20% of it per symbol (the

@@ -11,6 +11,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from conftest import FUNDING, shared_file
 from fake_exchange import FAULTS, assert_invariants, trade_through_faults, until
 from fake_futures import FUNDING_MS, FakeBinanceFutures
 
@@ -22,7 +23,6 @@ from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import EventLog, read_jsonl
-from tests.conftest import FUNDING, shared_file
 
 KEY, SECRET = "perp-key", "perp-secret"
 SYM = "BTC/USDT:USDT"

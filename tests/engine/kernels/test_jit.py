@@ -3,11 +3,9 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 # numba shows the code it compiled, not code loaded from its cache: the loops (and the kernels
 # that call them) are compiled afresh here, without the cache; the functions they call that are
@@ -62,7 +60,7 @@ def test_the_kernel_cache_outlives_new_file_times_and_not_new_content(tmp_path):
 
     from engine.kernels import drop_stale_numba_cache
 
-    engine = Path(__file__).resolve().parents[1] / "engine"
+    engine = ROOT / "engine"
     for rel in ("kernels/spot_grid.py", "kernels/matching.py", "strategies/adaptive_grid.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(engine / rel, tmp_path / rel)

@@ -1,6 +1,6 @@
 """The paper spot exchange (engine/exchange/paper.py), worked by hand: what it accepts and
 refuses, what a candle fills and in which order, the money each fill moves, and its state
-across a restart. (The paper perpetual: tests/test_runtime_perp.py.)"""
+across a restart. (The paper perpetual: tests/engine/runtime/test_runtime_perp.py.)"""
 
 import asyncio
 

@@ -3,9 +3,8 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 CHECK = r"""
 import importlib, pkgutil, sys

@@ -9,16 +9,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import keyring
 import pytest
+from conftest import ROOT
 from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as FailKeyring
 
 from app import secrets
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class MemoryKeyring(KeyringBackend):

@@ -44,6 +44,24 @@ def live_trader(fake, tmp_path, **risk_limits):
     return Trader(cfg, ex, RiskGate(RiskLimits(**limits)), tmp_path)
 
 
+def live_runner(fake, tmp_path, **risk_limits):
+    """A live trader and the runner that measures its account (``check_solvency``)."""
+    from engine.runtime.runner import Runner
+
+    trader = live_trader(fake, tmp_path, **risk_limits)
+    runner = Runner([], tmp_path, risk=trader.risk)
+    runner.traders["live"] = trader
+    return trader, runner
+
+
+async def boot_and_trade(trader, fake, candles: int = 5) -> None:
+    await trader.boot()
+    await trader.poll()
+    for _ in range(candles):
+        fake.advance()
+        await trader.poll()
+
+
 @pytest.mark.slow
 def test_a_run_through_every_fault_ends_with_exactly_the_wanted_orders(fake, tmp_path):
     trader = live_trader(fake, tmp_path)
@@ -123,18 +141,10 @@ def test_hot_boot_adopts_ours_and_leaves_unknown_orders_alone(fake, tmp_path):
 
 
 def test_a_withdrawal_pauses_the_live_systems_with_the_reason(fake, tmp_path):
-    from engine.runtime.runner import Runner
-
-    trader = live_trader(fake, tmp_path)
-    runner = Runner([], tmp_path, risk=trader.risk)
-    runner.traders["live"] = trader
+    trader, runner = live_runner(fake, tmp_path)
 
     async def go():
-        await trader.boot()
-        await trader.poll()
-        for _ in range(5):
-            fake.advance()
-            await trader.poll()
+        await boot_and_trade(trader, fake)
         assert await runner.check_solvency() == ""
         fake.free["USDT"] -= 4_000.0  # someone withdrew from the account
         msg = await runner.check_solvency()
@@ -199,11 +209,7 @@ def test_a_live_grid_holds_to_its_share_of_what_the_account_holds(fake, tmp_path
     """The default caps, 20% of the portfolio per symbol: a 10,000 grid in a 10,000 account lays
     orders up to 2,000 and the rest is denied with the reason; after a deposit the runtime's
     next measure of the account lets the grid lay more."""
-    from engine.runtime.runner import Runner
-
-    trader = live_trader(fake, tmp_path, max_symbol_share=0.2, max_total_share=0.8)
-    runner = Runner([], tmp_path, risk=trader.risk)
-    runner.traders["live"] = trader
+    trader, runner = live_runner(fake, tmp_path, max_symbol_share=0.2, max_total_share=0.8)
 
     async def go():
         await trader.boot()
@@ -452,19 +458,11 @@ def test_books_that_differ_from_the_exchange_stop_the_openings_with_the_differen
     difference (seen once, gone at the next check); 0.01 BTC gone from the account outside
     GridDesk is, once seen at two checks in a row: the system's openings stop, the difference
     named in an error."""
-    from engine.runtime.runner import Runner
-
     fake.free["USDT"] = 11_000.0  # (more than the grid's capital: the solvency check stays quiet)
-    trader = live_trader(fake, tmp_path)
-    runner = Runner([], tmp_path, risk=trader.risk)
-    runner.traders["live"] = trader
+    trader, runner = live_runner(fake, tmp_path)
 
     async def go():
-        await trader.boot()
-        await trader.poll()
-        for _ in range(5):
-            fake.advance()
-            await trader.poll()
+        await boot_and_trade(trader, fake)
         assert await runner.check_solvency() == ""  # measured: the books agree
         in_flight = 0
         for _ in range(6):  # fills on the exchange before the trader has read them

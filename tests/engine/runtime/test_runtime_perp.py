@@ -8,6 +8,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from conftest import FUNDING, shared_file
 
 from engine.data import load_funding
 from engine.exchange.base import CANCELED, MarketRules, OrderRequest
@@ -22,8 +23,7 @@ from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from engine.summary import backtest_summary
-from tests.conftest import FUNDING, shared_file
-from tests.test_runtime_paper import Clock, drive, journal_fills
+from tests.engine.runtime.test_runtime_paper import Clock, drive, journal_fills
 
 
 @pytest.fixture(scope="module")
