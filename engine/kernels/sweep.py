@@ -38,7 +38,7 @@ def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
                               orders, equity, scratch, scratch, scratch, counters, money, bar)
         if bar < 0 or bar >= n:
             break
-        used_t, used_o = I[spot_grid._NTR], I[spot_grid._NOR]
+        used_t, used_o = I[spot_grid.I_TRADES], I[spot_grid.I_ORDERS]
         if used_t * 2 > len(trades):  # the logs are full: double the one that filled, go on
             bigger_t = np.empty(2 * len(trades), dtype=spot_grid.TRADE_DTYPE)
             bigger_t[:used_t] = trades[:used_t]

@@ -276,7 +276,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         return kernel.adaptive_grid_nb(*args)
 
     def grow():  # a log is full: double it, go on
-        used = {"trades": int(I[kernel._NTR]), "orders": int(refs[0]) if orders else 0}
+        used = {"trades": int(I[kernel.I_NTR]), "orders": int(refs[0]) if orders else 0}
         for name, log in logs.items():
             if len(log) - used[name] <= (kernel.order_log_room(p) if name == "orders" else kernel.trade_log_room(p)):
                 bigger = np.empty(2 * len(log), dtype=log.dtype)
@@ -286,7 +286,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     drive(run_part, n, grow, progress, "adaptive-grid kernel")
     trades = logs["trades"]
     timings["kernel"] = _time.perf_counter() - t1
-    nt = int(I[kernel._NTR])
+    nt = int(I[kernel.I_NTR])
     r = PerpResult(
         strategy="adaptive-grid", config=cfg.to_dict(), time=candles.time, close=candles.close,
         timeframe_ms=candles.timeframe_ms, trades=trades[:nt].copy(), equity=equity, long_qty=long_qty,
@@ -317,7 +317,8 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         "floating_pnl": float(equity[-1] - cfg.capital - r.money["realized"] - r.money["funding"]),
         # what the open lots make at the last close, as the runtime's books say it (the floating
         # PnL above also holds every opening fee, which no close has realized)
-        "unrealized_pnl": float(last * (F[kernel._QTY_L] - F[kernel._QTY_S]) - F[kernel._COST_L] + F[kernel._COST_S]),
+        "unrealized_pnl": float(last * (F[kernel.F_QTY_L] - F[kernel.F_QTY_S])
+                                - F[kernel.F_COST_L] + F[kernel.F_COST_S]),
         "win_rate": float(len(wins) / len(closing)) if len(closing) else 0.0,
         "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else (float("inf") if len(wins) else 0.0),
         "final_long_qty": float(long_qty[-1]), "final_short_qty": float(short_qty[-1]),
@@ -340,7 +341,7 @@ class AdaptiveGridRunner(StrategyRunner):
     at each close ``decide_nb`` (the backtest's decisions, fills left to the exchange); each fill
     the exchange reports goes to the backtest's own ``on_open_fill_nb`` / ``on_take_profit_fill_nb``
     / ``on_stop_fill_nb`` / ``on_prune_fill_nb``, funding to ``pay_funding_nb``, a liquidation the
-    exchange made to ``_liquidate``. On the same candles and fills it makes the backtest's trades.
+    exchange made to ``liquidate_nb``. On the same candles and fills it makes the backtest's trades.
 
     Orders are known by keys unique for the system's life (they go into client order ids): an
     order keeps its key while the state wants it; one wanted anew (a level armed again, a
@@ -369,7 +370,7 @@ class AdaptiveGridRunner(StrategyRunner):
     # -- setup -------------------------------------------------------------------------------
     @property
     def started(self) -> bool:
-        return bool(self.I[kernel._STARTED])
+        return bool(self.I[kernel.I_STARTED])
 
     def warmup_bars(self) -> int:
         c = self.cfg
@@ -400,13 +401,13 @@ class AdaptiveGridRunner(StrategyRunner):
     def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
         """The decisions at the close of ``bar``; ``gate``: what the risk gate lets through now
         (the backtest's ``risk``): an opening it would refuse waits, it is not an order."""
-        self.I[kernel._NTR] = 0
+        self.I[kernel.I_NTR] = 0
         self.params = self.params._replace(max_exposure=float(gate.room))
         if not kernel.decide_nb(bar, ind["time"], close, ind["atr"], ind["kama"], ind["er"], ind["std"], ind["sigma"],
                             ind["z"], ind["regime"], bool(gate.paused), self.params, self.L, self.G, self.F, self.I,
                             self._trades, self.counters, self.money):
             raise RuntimeError("adaptive grid: trade log full (a bug)")
-        self.last_events = [kernel.LABELS[x] for x in self._trades["label"][:self.I[kernel._NTR]]]
+        self.last_events = [kernel.LABELS[x] for x in self._trades["label"][:self.I[kernel.I_NTR]]]
         self.bar = bar
         self._assign_keys()
 
@@ -419,14 +420,14 @@ class AdaptiveGridRunner(StrategyRunner):
             return None
         kind, s = ident[0], ident[1]
         args = (self.params, self.L, self.G, self.F, self.I, self._trades, self.counters, self.money, self.tiers)
-        self.I[kernel._NTR] = 0
+        self.I[kernel.I_NTR] = 0
         if kind == "open":
             j = ident[2]
-            if self.G[s, j, kernel._GA] <= 0 or self.I[kernel._GEN] != ident[3]:
+            if self.G[s, j, kernel.G_STATE] <= 0 or self.I[kernel.I_GEN] != ident[3]:
                 return None
-            ok = kernel.on_open_fill_nb(s, j, bar, t, price, self.G[s, j, kernel._GQ], self.params.maker_fee, *args)
+            ok = kernel.on_open_fill_nb(s, j, bar, t, price, self.G[s, j, kernel.G_QTY], self.params.maker_fee, *args)
         elif kind == "stop":
-            if self.I[kernel._STAGE_L + s] != ident[2] - 1 or self.F[kernel._QTY_L + s] <= 0:
+            if self.I[kernel.I_STAGE_L + s] != ident[2] - 1 or self.F[kernel.F_QTY_L + s] <= 0:
                 return None
             ok = kernel.on_stop_fill_nb(s, ident[2], bar, t, price, *args)
         else:
@@ -460,7 +461,7 @@ class AdaptiveGridRunner(StrategyRunner):
         else:
             label = kernel.SELL_CLOSE_LONG if s == 0 else kernel.BUY_CLOSE_SHORT
         p = self.params
-        self.I[kernel._NTR] = 0
+        self.I[kernel.I_NTR] = 0
         if not kernel.on_stray_fill_nb(s, not reduces, label, qty, bar, t, price,
                                    p.maker_fee if otype == "limit" else p.taker_fee, p, self.L, self.G, self.F,
                                    self.I, self._trades, self.counters, self.money, self.tiers):
@@ -472,7 +473,7 @@ class AdaptiveGridRunner(StrategyRunner):
         (it crossed the market): the exchange charged the taker fee. Returns what more it
         charged."""
         extra = value * (self.params.taker_fee - self.params.maker_fee)
-        self.F[kernel._CASH] -= extra
+        self.F[kernel.F_CASH] -= extra
         self.money[kernel.M_FEES] += extra
         return extra
 
@@ -484,35 +485,36 @@ class AdaptiveGridRunner(StrategyRunner):
         and cash after it."""
         d_fee = fee - booked_fee
         if abs(d_fee) > 1e-12 * filled * price:
-            self.F[kernel._CASH] -= d_fee
+            self.F[kernel.F_CASH] -= d_fee
             self.money[kernel.M_FEES] += d_fee
             pnl -= d_fee
         else:
             d_fee = 0.0
-        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(self.F[kernel._CASH])}
+        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(self.F[kernel.F_CASH])}
 
     def liquidated(self, s: int, bar: int, t: int) -> dict:
         """The exchange liquidated side ``s`` (0 long, 1 short): its isolated margin is lost."""
-        self.I[kernel._NTR] = 0
-        kernel._liquidate(s, bar, t, self.params, self.L, self.G, self.F, self.I, self._trades, self.counters,
+        self.I[kernel.I_NTR] = 0
+        kernel.liquidate_nb(s, bar, t, self.params, self.L, self.G, self.F, self.I, self._trades, self.counters,
                       self.money, self.tiers)
         self._assign_keys()
         return self._summary()
 
     def _summary(self) -> dict | None:
-        t = self._trades[:self.I[kernel._NTR]]
+        t = self._trades[:self.I[kernel.I_NTR]]
         if not len(t):
             return None  # refused (no lot room, no balance): counted, nothing changed
         return {"pnl": float(t["pnl"].sum()), "fee": float(t["fee"].sum()), "qty": float(t["qty"].sum()),
-                "cash": float(self.F[kernel._CASH]),
-                "position": float(self.F[kernel._QTY_L] - self.F[kernel._QTY_S]), "label": kernel.LABELS[t["label"][0]],
+                "cash": float(self.F[kernel.F_CASH]),
+                "position": float(self.F[kernel.F_QTY_L] - self.F[kernel.F_QTY_S]),
+                "label": kernel.LABELS[t["label"][0]],
                 "trades": t.copy()}
 
     def _lot(self, s: int, ident: tuple) -> int:
         L = self.L
-        for m in range(int(self.I[kernel._NLOT_L + s])):
-            lot = (float(L[s, m, kernel._LT]), float(L[s, m, kernel._LE]), int(L[s, m, kernel._LJ]),
-                   int(L[s, m, kernel._LG]))
+        for m in range(int(self.I[kernel.I_NLOT_L + s])):
+            lot = (float(L[s, m, kernel.L_TIME]), float(L[s, m, kernel.L_ENTRY]), int(L[s, m, kernel.L_LEVEL]),
+                   int(L[s, m, kernel.L_GENERATION]))
             if lot == ident:
                 return m
         return -1
@@ -526,14 +528,15 @@ class AdaptiveGridRunner(StrategyRunner):
         kind, s, ref = _KINDS[int(row["kind"])], int(row["book"]), int(row["ref"])
         price, qty = float(row["price"]), float(row["qty"])
         if kind == "open":
-            return kind, s, ref, int(self.I[kernel._GEN]), price, qty
+            return kind, s, ref, int(self.I[kernel.I_GEN]), price, qty
         if kind == "stop":
             return kind, s, ref, price, qty
         lot = self.L[s, ref]
-        lot_id = (float(lot[kernel._LT]), float(lot[kernel._LE]), int(lot[kernel._LJ]), int(lot[kernel._LG]))
+        lot_id = (float(lot[kernel.L_TIME]), float(lot[kernel.L_ENTRY]), int(lot[kernel.L_LEVEL]),
+                  int(lot[kernel.L_GENERATION]))
         if kind == "tp":
             return (kind, s, *lot_id, price, qty)
-        return (kind, s, *lot_id, int(self.I[kernel._PRUNE_LABEL]))
+        return (kind, s, *lot_id, int(self.I[kernel.I_PRUNE_LABEL]))
 
     def _assign_keys(self) -> list[tuple]:
         keys, out = {}, []
@@ -567,20 +570,20 @@ class AdaptiveGridRunner(StrategyRunner):
         return key in self.by_key
 
     def positions(self) -> tuple[float, float]:
-        return float(self.F[kernel._QTY_L]), float(self.F[kernel._QTY_S])
+        return float(self.F[kernel.F_QTY_L]), float(self.F[kernel.F_QTY_S])
 
     # -- books ---------------------------------------------------------------------------------
     def books(self, price: float) -> dict:
         F, money, c = self.F, self.money, self.counters
-        ql, qs = float(F[kernel._QTY_L]), float(F[kernel._QTY_S])
-        upnl = price * ql - F[kernel._COST_L] + F[kernel._COST_S] - price * qs
-        margin = float(F[kernel._MARGIN_L] + F[kernel._MARGIN_S])
-        return {"cash": float(F[kernel._CASH]), "margin": margin, "position": ql - qs, "long": ql, "short": qs,
-                "equity": float(F[kernel._CASH]) + margin + float(upnl), "floating": float(upnl),
-                "avg_long": float(F[kernel._COST_L] / ql) if ql else None,
-                "avg_short": float(F[kernel._COST_S] / qs) if qs else None,
-                "liq_long": float(F[kernel._LIQ_L]) if ql else None,
-                "liq_short": float(F[kernel._LIQ_S]) if qs else None,
+        ql, qs = float(F[kernel.F_QTY_L]), float(F[kernel.F_QTY_S])
+        upnl = price * ql - F[kernel.F_COST_L] + F[kernel.F_COST_S] - price * qs
+        margin = float(F[kernel.F_MARGIN_L] + F[kernel.F_MARGIN_S])
+        return {"cash": float(F[kernel.F_CASH]), "margin": margin, "position": ql - qs, "long": ql, "short": qs,
+                "equity": float(F[kernel.F_CASH]) + margin + float(upnl), "floating": float(upnl),
+                "avg_long": float(F[kernel.F_COST_L] / ql) if ql else None,
+                "avg_short": float(F[kernel.F_COST_S] / qs) if qs else None,
+                "liq_long": float(F[kernel.F_LIQ_L]) if ql else None,
+                "liq_short": float(F[kernel.F_LIQ_S]) if qs else None,
                 "stop_long": float(kernel.next_stop_nb(F, self.I, kernel.LONG)) if ql else None,
                 "stop_short": float(kernel.next_stop_nb(F, self.I, kernel.SHORT)) if qs else None,
                 "grid_profit": float(money[kernel.M_GRID_PROFIT]), "realized": float(money[kernel.M_REALIZED]),
@@ -593,7 +596,7 @@ class AdaptiveGridRunner(StrategyRunner):
     def levels(self) -> np.ndarray:
         """The opening orders' prices of both grids."""
         G = self.G
-        return np.sort(G[:, :, kernel._GP][G[:, :, kernel._GA] == kernel.REST])
+        return np.sort(G[:, :, kernel.G_PRICE][G[:, :, kernel.G_STATE] == kernel.REST])
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -614,10 +617,10 @@ class AdaptiveGridRunner(StrategyRunner):
         old = len(self.F)
         if old < kernel.N_F:  # (a state from before the short side's wallet difference was kept apart: all long's)
             self.F = np.r_[self.F, np.zeros(kernel.N_F - old)]
-        if old <= kernel._XD:  # a state from before the exchange's wallet was kept: it starts from the books'
+        if old <= kernel.F_XD:  # a state from before the exchange's wallet was kept: it starts from the books'
             for s in range(2):
-                q = self.F[kernel._QTY_L + s]
-                self.F[kernel._XE_L + s] = self.F[kernel._COST_L + s] / q if q > 0 else 0.0
+                q = self.F[kernel.F_QTY_L + s]
+                self.F[kernel.F_XE_L + s] = self.F[kernel.F_COST_L + s] / q if q > 0 else 0.0
         self.keys = {tuple(ident): int(k) for ident, k in state["keys"]}
         self.by_key = {k: ident for ident, k in self.keys.items()}
         self.next_key = int(state["next_key"])

@@ -1,7 +1,7 @@
 """The hedged lower-only grid (USDT only): a lower-only ATR-spaced spot grid with a reserve,
 profit banking and a short on the perpetual that opens when the price breaks below the grid.
 
-It runs in the spot-grid kernel (engine/kernels/spot_grid.py), whose hedge and reserve
+It runs in the spot-grid kernel (engine/kernels/spot_grid/), whose hedge and reserve
 settings a plain spot grid leaves at zero.
 """
 

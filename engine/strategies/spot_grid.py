@@ -340,7 +340,7 @@ class SpotGridRunner(StrategyRunner):
         p = self.params
         if len(self._touched) != p.levels + 1:
             self._touched = np.zeros(p.levels + 1, dtype=np.int64)
-        if len(self.orders) - int(self.arrays["I"][kernel._NOR]) < kernel.order_capacity_needed(p):
+        if len(self.orders) - int(self.arrays["I"][kernel.I_ORDERS]) < kernel.order_capacity_needed(p):
             grown = np.zeros(max(1024, 2 * len(self.orders)) + kernel.order_capacity_needed(p),
                              dtype=kernel.ORDER_DTYPE)
             grown[: len(self.orders)] = self.orders
@@ -371,7 +371,7 @@ class SpotGridRunner(StrategyRunner):
         """One resting order filled in full at ``price``; returns the trade (TRADE_DTYPE) or
         None when ``key`` is not a resting order of this grid."""
         a = self.arrays
-        a["I"][kernel._NTR] = 0
+        a["I"][kernel.I_TRADES] = 0
         if key < 0:
             ok = kernel.on_market_fill_nb(bar, t, price, self.params, a["F"], a["I"], self._trades, a["counters"],
                                      a["money"])
@@ -397,15 +397,15 @@ class SpotGridRunner(StrategyRunner):
         fee = value * (self.params.fee if otype == "limit" else self.params.taker_fee)
         pnl = -fee
         if not reduces:
-            F[kernel._CASH] -= value + fee
+            F[kernel.F_CASH] -= value + fee
             self._to_leftover(qty, value + fee)
         else:
             pnl = value - fee - self._from_position(qty)
-            F[kernel._CASH] += value - fee
+            F[kernel.F_CASH] += value - fee
             money[kernel.M_REALIZED] += pnl
         money[kernel.M_FEES] += fee
         money[kernel.M_TURNOVER] += value
-        return {"pnl": pnl, "cash": float(F[kernel._CASH]), "position": float(F[kernel._POS]), "fee": fee}
+        return {"pnl": pnl, "cash": float(F[kernel.F_CASH]), "position": float(F[kernel.F_POSITION]), "fee": fee}
 
     def settle(self, side: str, booked_qty: float, booked_fee: float, pnl: float, filled: float, price: float,
                fee: float, fee_base: float) -> dict:
@@ -424,7 +424,7 @@ class SpotGridRunner(StrategyRunner):
         if abs(d_fee) <= 1e-12 * filled * price:
             d_fee = 0.0
         d_pos = sign * dq - fee_base
-        F[kernel._CASH] -= d_pos * price  # (the coins moved at the fill's price; the commission apart)
+        F[kernel.F_CASH] -= d_pos * price  # (the coins moved at the fill's price; the commission apart)
         self._charge(d_fee)
         pnl -= d_fee
         if d_pos > 0:
@@ -433,14 +433,14 @@ class SpotGridRunner(StrategyRunner):
             gain = -d_pos * price - self._from_position(-d_pos)
             money[kernel.M_REALIZED] += gain
             pnl += gain
-        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(F[kernel._CASH]),
-                "position": float(F[kernel._POS])}
+        return {"pnl": pnl, "fee": booked_fee + d_fee, "cash": float(F[kernel.F_CASH]),
+                "position": float(F[kernel.F_POSITION])}
 
     def _to_leftover(self, qty: float, cost: float) -> None:
         """``qty`` coins no slot holds join the position and the leftover inventory at ``cost``."""
         F, money = self.arrays["F"], self.arrays["money"]
-        F[kernel._POS] += qty
-        F[kernel._COSTT] += cost
+        F[kernel.F_POSITION] += qty
+        F[kernel.F_COST] += cost
         money[kernel.M_DUST_QTY] += qty
         money[kernel.M_DUST_COST] += cost
 
@@ -448,15 +448,15 @@ class SpotGridRunner(StrategyRunner):
         """``qty`` coins leave the books: from the leftover inventory first (its average cost
         leaves with them), the position at the books' average cost. Returns that cost."""
         F, money = self.arrays["F"], self.arrays["money"]
-        pos = float(F[kernel._POS])
-        cost = float(F[kernel._COSTT]) * min(qty / pos, 1.0) if pos > 0 else 0.0
+        pos = float(F[kernel.F_POSITION])
+        cost = float(F[kernel.F_COST]) * min(qty / pos, 1.0) if pos > 0 else 0.0
         dq = float(money[kernel.M_DUST_QTY])
         take = min(qty, dq)
         if take > 0:
             money[kernel.M_DUST_COST] -= money[kernel.M_DUST_COST] * take / dq
             money[kernel.M_DUST_QTY] = dq - take
-        F[kernel._POS] = pos - qty
-        F[kernel._COSTT] -= cost
+        F[kernel.F_POSITION] = pos - qty
+        F[kernel.F_COST] -= cost
         return cost
 
     def as_taker(self, value: float) -> float:
@@ -469,7 +469,7 @@ class SpotGridRunner(StrategyRunner):
 
     def _charge(self, fee: float) -> None:
         """A commission beyond what the books took: a cost at once."""
-        self.arrays["F"][kernel._CASH] -= fee
+        self.arrays["F"][kernel.F_CASH] -= fee
         self.arrays["money"][kernel.M_FEES] += fee
         self.arrays["money"][kernel.M_REALIZED] -= fee
 
@@ -493,7 +493,7 @@ class SpotGridRunner(StrategyRunner):
         self._market_pending = q
 
     def desired(self, close: float) -> list[DesiredOrder]:
-        no = int(self.arrays["I"][kernel._NOR])
+        no = int(self.arrays["I"][kernel.I_ORDERS])
         rows = self.orders[:no]
         out = [
             DesiredOrder(int(oid), "buy" if r["side"] == 1 else "sell", "limit", float(r["price"]), float(r["qty"]),
@@ -510,12 +510,12 @@ class SpotGridRunner(StrategyRunner):
         """Is ``key`` one of the orders this grid wants resting now?"""
         if key < 0:
             return key == -self.market_seq and kernel.market_qty(self.arrays["F"]) > 0
-        return key < int(self.arrays["I"][kernel._NOR]) and self.orders[key]["status"] == kernel.ORDER_OPEN
+        return key < int(self.arrays["I"][kernel.I_ORDERS]) and self.orders[key]["status"] == kernel.ORDER_OPEN
 
     # -- books -------------------------------------------------------------------------------
     def books(self, price: float) -> dict:
         F, money = self.arrays["F"], self.arrays["money"]
-        cash, pos, cost = float(F[kernel._CASH]), float(F[kernel._POS]), float(F[kernel._COSTT])
+        cash, pos, cost = float(F[kernel.F_CASH]), float(F[kernel.F_POSITION]), float(F[kernel.F_COST])
         return {"cash": cash, "position": pos, "equity": cash + pos * price, "cost": cost,
                 "avg_long": cost / pos if pos > 0 else None, "exposure": pos * price,
                 "grid_profit": float(money[kernel.M_GRID_PROFIT]), "realized": float(money[kernel.M_REALIZED]),
@@ -526,12 +526,12 @@ class SpotGridRunner(StrategyRunner):
     def levels(self) -> np.ndarray:
         """The buy price of every slot of the current grid, and the top sell."""
         S, I = self.arrays["S"], self.arrays["I"]
-        ns = int(I[kernel._NS])
-        return np.r_[S[:ns, kernel._BUY], S[ns - 1, kernel._SELL]] if ns else np.zeros(0)
+        ns = int(I[kernel.I_SLOTS])
+        return np.r_[S[:ns, kernel.S_BUY], S[ns - 1, kernel.S_SELL]] if ns else np.zeros(0)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
-        no = int(self.arrays["I"][kernel._NOR])
+        no = int(self.arrays["I"][kernel.I_ORDERS])
         open_ids = np.flatnonzero(self.orders[:no]["status"] == kernel.ORDER_OPEN)
         return {
             "strategy": self.strategy,

@@ -16,7 +16,8 @@ import numpy as np
 from numba.core.caching import NullCache
 from engine.backtest import run_spot_grid
 from engine.data import Candles
-from engine.kernels import adaptive_grid as ag, spot_grid as sg
+from engine.kernels.adaptive_grid import loop as ag
+from engine.kernels.spot_grid import loop as sg
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from engine.strategies.spot_grid import SpotGridConfig
 
@@ -61,10 +62,10 @@ def test_the_kernel_cache_outlives_new_file_times_and_not_new_content(tmp_path):
     from engine.kernels import drop_stale_numba_cache
 
     engine = ROOT / "engine"
-    for rel in ("kernels/spot_grid.py", "kernels/matching.py", "strategies/adaptive_grid.py"):
+    for rel in ("kernels/spot_grid/loop.py", "kernels/matching.py", "strategies/adaptive_grid.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(engine / rel, tmp_path / rel)
-    cached = [tmp_path / "kernels/__pycache__/spot_grid._run-1.py311.nbi",
+    cached = [tmp_path / "kernels/spot_grid/__pycache__/loop._run-1.py311.nbi",
               tmp_path / "strategies/__pycache__/adaptive_grid.decide_nb-2.py311.nbc"]
 
     def compile_all():
@@ -74,7 +75,7 @@ def test_the_kernel_cache_outlives_new_file_times_and_not_new_content(tmp_path):
 
     drop_stale_numba_cache(tmp_path)  # no stamp yet: whatever is there is of unknown sources
     compile_all()
-    for f in (tmp_path / "kernels").glob("*.py"):
+    for f in (tmp_path / "kernels").rglob("*.py"):
         os.utime(f, (1e9, 1e9))
     drop_stale_numba_cache(tmp_path)
     assert all(f.exists() for f in cached)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from engine.data import Candles, load_candles, load_funding
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import indicators
+from engine.kernels.adaptive_grid.relay import _choose_prune as choose_prune
 from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 
@@ -56,7 +57,7 @@ def run(c, *, atr=1.0, regime=indicators.NOISE, z=0.0, sigma=0.0, kama=None, std
                               arr(er), arr(std), arr(sigma), arr(z), arr(regime, np.int64), fr, fc, TIERS,
                               NO_GATE, p, L, G, F, I, trades, eq, lq, sq, counters, money, 0)
     assert out == n
-    return dict(trades=trades[:I[perp_kernel._NTR]], equity=eq, long=lq, short=sq, p=p,
+    return dict(trades=trades[:I[perp_kernel.I_NTR]], equity=eq, long=lq, short=sq, p=p,
                 counters=dict(zip(perp_kernel.COUNTER_NAMES, counters.tolist(), strict=True)), money=money, F=F)
 
 
@@ -128,7 +129,7 @@ def test_after_a_partial_close_the_liquidation_is_the_exchanges_and_the_books_ho
     assert np.isclose(liquidation_price_nb(TIERS, 1, 60.0, 99.15, 594.9), liq)
     assert t["bar"][4] == 3 and np.isclose(t["price"][4], liq, rtol=1e-12)
     wallet = 10_000 - 299.7 - 296.7 + 298.2 + 15 - 296.7
-    assert np.isclose(r["equity"][3], wallet, rtol=1e-12) and np.isclose(r["F"][perp_kernel._XD], 0.0)
+    assert np.isclose(r["equity"][3], wallet, rtol=1e-12) and np.isclose(r["F"][perp_kernel.F_XD], 0.0)
     assert np.isclose(t["pnl"].sum(), wallet - 10_000, rtol=1e-12)  # the trades account for every cent
     assert np.isclose(t["pnl"][4], -594.9 - 15)  # the margin, and the exchange's 15 less on the close
 
@@ -242,7 +243,7 @@ def test_two_stage_stop():
     assert len(new) > 0 and np.isclose(stage2["long_qty"][-1], new["qty"].sum())
     assert r["counters"]["stops_long"] == 2
     avg_new = (new["price"] * new["qty"]).sum() / new["qty"].sum()  # their stop, laid at the close of bar 3
-    assert abs(r["F"][perp_kernel._TRIG1_L] - (avg_new - 2.0)) <= r["p"].tick / 2 + 1e-9
+    assert abs(r["F"][perp_kernel.F_TRIG1_L] - (avg_new - 2.0)) <= r["p"].tick / 2 + 1e-9
     # one lot only: the first stage closes it all
     one = run(bars(flat(100), (100, 100, 99.5, 99.8), (99.8, 99.8, 97.0, 97.5)), levels=1, no_short=1, stop_m=2.0)
     assert labels(one) == ["BUY_OPEN_LONG", "STOP_LONG"] and np.isclose(one["trades"]["qty"][1], 3.0)
@@ -263,7 +264,7 @@ def test_prune_priority():
     F = np.zeros(perp_kernel.N_F)
     I = np.zeros(perp_kernel.N_I, dtype=np.int64)
     money = np.zeros(perp_kernel.N_MONEY)
-    F[perp_kernel._SPACING] = 1.0
+    F[perp_kernel.F_SPACING] = 1.0
     p = perp_kernel.AdaptiveGridParams(prune_age_ms=100.0, prune_gap=3.0, prune_funding=0.5, prune_offset=1,
                               offset_min_spacings=2.0, max_lots=4)
 
@@ -271,15 +272,15 @@ def test_prune_priority():
         L[s, m] = (qty, entry, opened, funding, 0, 0, 0, 1, qty)
 
     def choose(close, kama=100.0, std=1.0, t=50.0):
-        I[perp_kernel._NLOT_L] = int((L[0, :, perp_kernel._LA] > 0).sum())
-        I[perp_kernel._NLOT_S] = int((L[1, :, perp_kernel._LA] > 0).sum())
-        F[perp_kernel._QTY_L] = L[0, :, perp_kernel._LQ].sum()
-        F[perp_kernel._QTY_S] = L[1, :, perp_kernel._LQ].sum()
-        perp_kernel._choose_prune(close, kama, std, t, p, L, F, I, money)
-        if I[perp_kernel._PRUNE_LOT] < 0:
+        I[perp_kernel.I_NLOT_L] = int((L[0, :, perp_kernel.L_ACTIVE] > 0).sum())
+        I[perp_kernel.I_NLOT_S] = int((L[1, :, perp_kernel.L_ACTIVE] > 0).sum())
+        F[perp_kernel.F_QTY_L] = L[0, :, perp_kernel.L_QTY].sum()
+        F[perp_kernel.F_QTY_S] = L[1, :, perp_kernel.L_QTY].sum()
+        choose_prune(close, kama, std, t, p, L, F, I, money)
+        if I[perp_kernel.I_PRUNE_LOT] < 0:
             return None
-        label = perp_kernel.LABELS[I[perp_kernel._PRUNE_LABEL]]
-        return int(I[perp_kernel._PRUNE_SIDE]), int(I[perp_kernel._PRUNE_LOT]), label
+        label = perp_kernel.LABELS[I[perp_kernel.I_PRUNE_LABEL]]
+        return int(I[perp_kernel.I_PRUNE_SIDE]), int(I[perp_kernel.I_PRUNE_LOT]), label
 
     lot(0, 0, 1.0, 100.0, 0.0, 0.0)
     lot(0, 1, 1.0, 101.0, 10.0, 0.0)
@@ -313,14 +314,14 @@ def test_trailing_up_moves_the_anchor_by_half_the_gap():
     c = bars(flat(100), (100, 112, 100, 112), flat(108))
     r = run(c, levels=3, no_short=1, regime=indicators.BREAKOUT_UP, er=0.9, er_threshold=0.5)
     assert r["counters"]["trailing_shifts"] == 1
-    assert np.isclose(r["F"][perp_kernel._CENTER], 106.0)
+    assert np.isclose(r["F"][perp_kernel.F_CENTER], 106.0)
     again = run(bars(flat(100), (100, 112, 100, 112), flat(112)), levels=3, no_short=1, regime=indicators.BREAKOUT_UP,
                 er=0.9, er_threshold=0.5)
-    assert again["counters"]["trailing_shifts"] == 2 and np.isclose(again["F"][perp_kernel._CENTER], 109.0)
+    assert again["counters"]["trailing_shifts"] == 2 and np.isclose(again["F"][perp_kernel.F_CENTER], 109.0)
     # a trend without efficiency re-centres on drift instead
     drift = run(bars(flat(100), (100, 112, 100, 112), flat(108)), levels=3, no_short=1, regime=indicators.UPTREND,
                 er=0.1)
-    assert drift["counters"]["trailing_shifts"] == 0 and np.isclose(drift["F"][perp_kernel._CENTER], 108.0)
+    assert drift["counters"]["trailing_shifts"] == 0 and np.isclose(drift["F"][perp_kernel.F_CENTER], 108.0)
 
 
 def test_var_gate_blocks_new_opening_orders():
@@ -459,7 +460,7 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest(btc5m):
     cfg = AdaptiveGridConfig()
     whole = run_adaptive_grid(c, cfg)
     *_, (_, _, (_, _, _, I), trades, eq) = closes(c, cfg)  # the state after the last close
-    assert np.array_equal(trades[:I[perp_kernel._NTR]], whole.trades)
+    assert np.array_equal(trades[:I[perp_kernel.I_NTR]], whole.trades)
     assert np.array_equal(eq, whole.equity)
 
 
@@ -486,8 +487,8 @@ def test_order_log_and_marks_equal_what_the_state_wanted_at_each_close(btc5m):
         assert key(got) == key(resting), f"bar {i + 1}"
         checked += len(got)
         mk = logged.marks[i]
-        for s, q, cost in ((0, F[perp_kernel._QTY_L], F[perp_kernel._COST_L]), (1, F[perp_kernel._QTY_S],
-                                                                                F[perp_kernel._COST_S])):
+        for s, q, cost in ((0, F[perp_kernel.F_QTY_L], F[perp_kernel.F_COST_L]), (1, F[perp_kernel.F_QTY_S],
+                                                                                F[perp_kernel.F_COST_S])):
             assert (np.isnan(mk[s]) if q == 0 else mk[s] == pytest.approx(cost / q)), f"bar {i}"
             stop = w[(w["kind"] == perp_kernel.STOP_ORDER) & (w["book"] == s)]
             assert (np.isnan(mk[4 + s]) if len(stop) == 0 else mk[4 + s] == stop["price"][0]), f"bar {i}"
@@ -520,8 +521,8 @@ def test_desired_orders_and_fills_from_outside():
     assert stops == [(1, round(ep - 2.0, 4), 3.0), (2, round(ep - 3.0, 4), 3.0)]
     # a take-profit fill reported from outside closes the lot and re-arms nothing (the grid
     # was laid again at the close of bar 1)
-    before = F[perp_kernel._QTY_L]
-    assert perp_kernel.on_take_profit_fill_nb(0, 0, 2, int(c.time[-1]) + TF, float(L[0, 0, perp_kernel._LTP]), p, L,
-                                              G, F, I, trades,
-                                     counters, money, TIERS)
-    assert np.isclose(F[perp_kernel._QTY_L], before - 3.0) and I[perp_kernel._NLOT_L] == 1
+    before = F[perp_kernel.F_QTY_L]
+    tp_price = float(L[0, 0, perp_kernel.L_TP_PRICE])
+    assert perp_kernel.on_take_profit_fill_nb(0, 0, 2, int(c.time[-1]) + TF, tp_price, p, L, G, F, I, trades,
+                                              counters, money, TIERS)
+    assert np.isclose(F[perp_kernel.F_QTY_L], before - 3.0) and I[perp_kernel.I_NLOT_L] == 1

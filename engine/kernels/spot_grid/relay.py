@@ -1,0 +1,305 @@
+"""The spot grid's decisions at a close: laying the grid (``_regenerate``: the lattice, the
+window of slots, their orders), when to lay it again (recenter, trailing, lower-only
+consumed), the quiet band of the loop, and ``start_nb``/``decide_nb`` for the runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.kernels.grid import ATR, GEOMETRIC, floor_lot_nb
+from engine.kernels.jit import hot_njit
+from engine.kernels.spot_grid.fills import _cancel_order, _find_kb, _find_ks, _place_slot_order, _price, _slot_qty
+from engine.kernels.spot_grid.layout import (
+    C_RECENTERS,
+    C_TRAIL_DOWN,
+    C_TRAIL_UP,
+    F_CASH,
+    F_LATTICE_BASE,
+    F_LATTICE_STEP,
+    F_LOCKED,
+    F_MARKET_SELL,
+    F_POSITION,
+    F_SLOT_QUOTE,
+    F_TOP_PRICE,
+    FLAG_DEFER,
+    FLAG_NONE,
+    FLAG_REBUY,
+    FLAG_RETRY,
+    H_PENDING,
+    H_QTY,
+    I_BUYS,
+    I_BUYS_LAID,
+    I_FIRST_LEVEL,
+    I_LOW_SELL,
+    I_SLOTS,
+    I_SPACING,
+    I_STOPPED,
+    I_TOP_BUY,
+    I_TOP_LEVEL,
+    I_WAITING,
+    LOWER_ONLY,
+    M_DUST_COST,
+    M_DUST_QTY,
+    RANGE,
+    S_BUY,
+    S_COST,
+    S_QTY,
+    S_SELL,
+    SI_FLAG,
+    SI_ORDER,
+    SI_STATE,
+    SLOT_DISABLED,
+    SLOT_FLAT,
+    SLOT_HOLD,
+    SLOT_OFF,
+    TRAIL_BOTH,
+    TRAIL_DOWN,
+    TRAIL_UP,
+)
+
+
+@hot_njit
+def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, counters, money):
+    """(Re)build the grid at the close of ``bar``: cancel every order, pool the inventory,
+    lay out the window, give the pooled inventory to the slots above the price (lowest first),
+    mark what is left as dust to sell at market, and place every slot's order.
+
+    reason 0: first grid; 1: recenter on the current price (new lattice); 2: trailing shift
+    to ``new_j0`` on the same lattice. Returns False when the order log is full.
+    """
+    ns_old = I[I_SLOTS]
+    pool_q = money[M_DUST_QTY]
+    pool_c = money[M_DUST_COST]
+    for k in range(ns_old):
+        _cancel_order(orders, SI[k, SI_ORDER], bar)
+        if SI[k, SI_STATE] == SLOT_HOLD:
+            pool_q += S[k, S_QTY]
+            pool_c += S[k, S_COST]
+        SI[k, SI_ORDER] = -1
+        SI[k, SI_STATE] = SLOT_OFF
+        SI[k, SI_FLAG] = FLAG_NONE
+        S[k, S_COST] = 0.0
+    F[F_LOCKED] = 0.0
+    I[I_WAITING] = 0
+    I[I_BUYS] = 0
+    n = p.levels
+    if reason == 0 or reason == 1:
+        kind = GEOMETRIC if p.spacing == GEOMETRIC else 0
+        I[I_SPACING] = kind
+        if p.spacing == ATR:
+            d = max(p.atr_k * atr_now, p.atr_floor * close)
+            F[F_LATTICE_STEP] = d
+        if p.mode == RANGE:
+            if reason == 0 and p.spacing != ATR:
+                F[F_LATTICE_BASE] = p.lower
+                F[F_TOP_PRICE] = p.upper
+                I[I_TOP_LEVEL] = n - 1
+                F[F_LATTICE_STEP] = (p.upper / p.lower) ** (1.0 / (n - 1)) if kind == GEOMETRIC \
+                    else (p.upper - p.lower) / (n - 1)
+            else:
+                half = (n - 1) // 2
+                step = F[F_LATTICE_STEP]
+                F[F_LATTICE_BASE] = close / step ** half if kind == GEOMETRIC else close - half * step
+                I[I_TOP_LEVEL] = -(1 << 62)
+            I[I_FIRST_LEVEL] = 0
+            I[I_SLOTS] = n - 1
+        else:
+            # Lower-only: n buy levels below the anchor, P(n) = anchor.
+            anchor = p.upper if (reason == 0 and p.upper > 0.0) else close
+            if reason == 0 and p.spacing != ATR:
+                lower = p.lower
+                F[F_LATTICE_STEP] = (anchor / lower) ** (1.0 / n) if kind == GEOMETRIC \
+                    else (anchor - lower) / n
+            F[F_LATTICE_BASE] = anchor / F[F_LATTICE_STEP] ** n if kind == GEOMETRIC else anchor - n * F[F_LATTICE_STEP]
+            F[F_TOP_PRICE] = anchor
+            I[I_TOP_LEVEL] = n
+            I[I_SLOTS] = n
+            # Shift the window up by as many slots above the anchor as the pool covers.
+            h = 0
+            rem = pool_q
+            while h < n:
+                q = _slot_qty(p, F, _price(F, I, n + h, p.tick))
+                if q <= 0.0 or rem < q * (1.0 - 1e-9):
+                    break
+                rem -= q
+                h += 1
+            I[I_FIRST_LEVEL] = h
+        if reason == 1:
+            counters[C_RECENTERS] += 1
+    else:
+        I[I_FIRST_LEVEL] = new_j0
+    ns = I[I_SLOTS]
+    j0 = I[I_FIRST_LEVEL]
+    for k in range(ns):
+        S[k, S_BUY] = _price(F, I, j0 + k, p.tick)
+        S[k, S_SELL] = _price(F, I, j0 + k + 1, p.tick)
+        S[k, S_QTY] = _slot_qty(p, F, S[k, S_BUY])
+        SI[k, SI_STATE] = SLOT_FLAT if S[k, S_BUY] > 0.0 else SLOT_DISABLED
+    # Slots above the price hold inventory: from the pool where it covers them (at the pool's
+    # average cost), otherwise they buy it again (a buy above the price fills at the next open).
+    avg = pool_c / pool_q if pool_q > 0.0 else 0.0
+    hold_from = ns
+    if p.mode == LOWER_ONLY:
+        hold_from = n if reason != 2 else ns
+    for k in range(ns):
+        above = S[k, S_BUY] > close if p.mode == RANGE or reason == 2 else k + j0 >= hold_from
+        if not above or SI[k, SI_STATE] == SLOT_DISABLED:
+            continue
+        q = S[k, S_QTY]
+        if q > 0.0 and pool_q >= q * (1.0 - 1e-9):
+            take = min(q, pool_q)
+            SI[k, SI_STATE] = SLOT_HOLD
+            S[k, S_COST] = avg * take
+            pool_q -= take
+            pool_c -= avg * take
+        elif reason != 0:
+            SI[k, SI_FLAG] = FLAG_REBUY
+    # What no slot took stays as dust; sell it at the next open when an exchange would take it.
+    if pool_q < 1e-12:
+        pool_q = 0.0
+        pool_c = 0.0
+    money[M_DUST_QTY] = pool_q
+    money[M_DUST_COST] = pool_c
+    sellable = floor_lot_nb(pool_q, p.lot)
+    F[F_MARKET_SELL] = sellable if (sellable > 0.0 and sellable * close >= p.min_notional) else 0.0
+    for k in range(ns):
+        if _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters) < 0:
+            return False
+    I[I_TOP_BUY] = _find_kb(SI, ns - 1)
+    I[I_LOW_SELL] = _find_ks(SI, 0, ns)
+    I[I_BUYS_LAID] = I[I_BUYS]
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quiet_band(p, S, SI, F, I, H):
+    """(qlo, qhi): a bar with low > qlo and high < qhi fills nothing and triggers nothing."""
+    inf = np.inf
+    if p.hedge_ratio > 0.0 and (H[H_QTY] > 0.0 or H[H_PENDING] != 0.0):
+        return inf, -inf  # an open hedge: funding, targets and its liquidation, every bar
+    if I[I_STOPPED] != 0:
+        return -inf, inf
+    if F[F_MARKET_SELL] > 0.0:
+        return inf, -inf
+    ns = I[I_SLOTS]
+    if I[I_WAITING] > 0:
+        # An order held back by the dead zone waits for the price to move: every close counts.
+        # One refused for want of cash can only go once a fill or a cancel frees cash, and those
+        # happen on active bars: it does not keep the quiet bars busy.
+        for k in range(ns):
+            if SI[k, SI_FLAG] == FLAG_DEFER:
+                return inf, -inf
+    kb = I[I_TOP_BUY]
+    ks = I[I_LOW_SELL]
+    # touch: a buy at P fills when low <= P, so the bar is quiet while low > P;
+    # through: it fills when low < P - tick, quiet while low >= P - tick.
+    qlo = -inf
+    if kb >= 0:
+        qlo = np.nextafter(S[kb, S_BUY] - p.tick, -inf) if p.fill_through else S[kb, S_BUY]
+    qhi = inf
+    if ks < ns:
+        qhi = np.nextafter(S[ks, S_SELL] + p.tick, inf) if p.fill_through else S[ks, S_SELL]
+    if p.stop_loss > 0.0:
+        qlo = max(qlo, p.stop_loss)
+    if p.take_profit > 0.0:
+        qhi = min(qhi, p.take_profit)
+    bottom = _price(F, I, I[I_FIRST_LEVEL], p.tick)
+    top = _price(F, I, I[I_FIRST_LEVEL] + ns, p.tick)
+    if p.trailing == TRAIL_UP or p.trailing == TRAIL_BOTH:
+        qhi = min(qhi, np.nextafter(top, inf))
+    if p.mode == RANGE and (p.trailing == TRAIL_DOWN or p.trailing == TRAIL_BOTH):
+        qlo = max(qlo, np.nextafter(bottom, -inf))
+    if p.hedge_ratio > 0.0 and F[F_POSITION] > 0.0:
+        qlo = max(qlo, np.nextafter(bottom, -inf))  # a close below the lowest level opens the hedge
+    if p.recenter > 0.0:
+        qhi = min(qhi, np.nextafter(top + p.recenter * (top - _price(F, I, I[I_FIRST_LEVEL] + ns - 1, p.tick)), inf))
+        if p.mode == RANGE:
+            d = _price(F, I, I[I_FIRST_LEVEL] + 1, p.tick) - bottom
+            qlo = max(qlo, np.nextafter(bottom - p.recenter * d, -inf))
+    return qlo, qhi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decide_regeneration(close, p, S, SI, F, I):
+    """At the close: 0 keep the grid, 1 recenter, 2 trail (new j0 in the second value)."""
+    ns = I[I_SLOTS]
+    j0 = I[I_FIRST_LEVEL]
+    tick = p.tick
+    top = _price(F, I, j0 + ns, tick)
+    bottom = _price(F, I, j0, tick)
+    if (p.trailing == TRAIL_UP or p.trailing == TRAIL_BOTH) and close > top:
+        j = j0
+        if p.mode == RANGE:
+            while _price(F, I, j + ns - 1, tick) <= close:
+                j += 1
+        else:
+            while _price(F, I, j + ns, tick) < close:
+                j += 1
+        return 2, j
+    if p.mode == RANGE and (p.trailing == TRAIL_DOWN or p.trailing == TRAIL_BOTH) and close < bottom:
+        j = j0
+        while close < _price(F, I, j, tick) and _price(F, I, j - 1, tick) > 0.0:
+            j -= 1
+        if j != j0:
+            return 2, j
+    if p.recenter > 0.0:
+        d_top = top - _price(F, I, j0 + ns - 1, tick)
+        if close > top + p.recenter * d_top:
+            return 1, j0
+        if p.mode == RANGE:
+            d_bot = _price(F, I, j0 + 1, tick) - bottom
+            if close < bottom - p.recenter * d_bot:
+                return 1, j0
+    consumed = p.mode == LOWER_ONLY and p.consumed > 0.0 and I[I_BUYS_LAID] > 0 \
+        and I[I_BUYS] < (1.0 - p.consumed) * I[I_BUYS_LAID]
+    if consumed and F[F_CASH] - F[F_LOCKED] >= F[F_SLOT_QUOTE]:
+        return 1, j0
+    return 0, j0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money):
+    """decide, at the close of bar i: trail or recenter the grid, or else place the follow-ups of
+    the slots in ``touched[:nt]`` (those that filled) and retry the orders that had to wait
+    (dead zone, balance). The backtest loop and the live runtime both call it. False when the
+    order log is full (a bug: callers make room first)."""
+    ns = I[I_SLOTS]
+    what, j_new = _decide_regeneration(c, p, S, SI, F, I)
+    if what != 0:
+        if what == 2:
+            counters[C_TRAIL_UP if j_new > I[I_FIRST_LEVEL] else C_TRAIL_DOWN] += 1
+        return _regenerate(i, c, atr_now, what, j_new, p, S, SI, F, I, orders, counters, money)
+    kb = I[I_TOP_BUY]
+    ks = I[I_LOW_SELL]
+    n_wait = ns if I[I_WAITING] > 0 else 0
+    for m in range(nt + n_wait):
+        k = touched[m] if m < nt else m - nt
+        if m >= nt and (SI[k, SI_ORDER] >= 0 or not (SI[k, SI_FLAG] == FLAG_RETRY or SI[k, SI_FLAG] == FLAG_DEFER)):
+            continue
+        r = _place_slot_order(k, i, c, p, S, SI, F, I, orders, counters)
+        if r < 0:
+            return False
+        if r > 0:
+            if SI[k, SI_STATE] == SLOT_FLAT:
+                kb = max(kb, k)
+            else:
+                ks = min(ks, k)
+    I[I_TOP_BUY] = _find_kb(SI, min(kb, ns - 1))
+    I[I_LOW_SELL] = _find_ks(SI, ks, ns)
+    return True
+
+
+@hot_njit
+def start_nb(bar, close, atr_now, p, S, SI, F, I, orders, counters, money):
+    """decide, for the first time: lay the grid at the close of ``bar``."""
+    return _regenerate(bar, close, atr_now, 0, 0, p, S, SI, F, I, orders, counters, money)
+
+
+@hot_njit
+def decide_nb(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money):
+    """decide at the close of ``bar`` after the fills given to ``on_fill_nb``: the orders it
+    wants resting are then the open rows of the order log (and ``market_qty`` to sell)."""
+    if I[I_STOPPED] != 0:
+        return True
+    return _decide_at_close(bar, close, atr_now, touched, nt, p, S, SI, F, I, orders, counters, money)
