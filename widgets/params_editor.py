@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.strategies.errors import ParamError
-from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, STRATEGIES, config_from, read_settings
+from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, STRATEGIES, config_from, read_settings, spec
 from engine.strategies.settings_text import help_text, label
 
 _HIDDEN = {"tiers"}  # a file path with its own default; set through an imported JSON
@@ -106,7 +106,10 @@ class ParamsEditor(QWidget):
         self._strategy_changed(self.strategy.currentText())
 
     def _fields(self):
-        return [f for f in dataclasses.fields(CONFIGS[self.strategy.currentText()]) if f.name not in _HIDDEN]
+        """The settings the form shows: not those the strategy holds fixed."""
+        strategy = self.strategy.currentText()
+        hidden = _HIDDEN | set(spec(strategy).fixed)
+        return [f for f in dataclasses.fields(CONFIGS[strategy]) if f.name not in hidden]
 
     def _strategy_changed(self, strategy: str) -> None:
         self.preset.blockSignals(True)

@@ -31,7 +31,7 @@ from engine.data import TIMEFRAMES_MS
 from engine.strategies import adaptive_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
-from engine.strategies.registry import CONFIGS, PRESETS, read_settings
+from engine.strategies.registry import CONFIGS, PRESETS, read_settings, spec
 from engine.strategies.settings_text import help_text, label
 from engine.strategies.spot_grid import SpotGridConfig, build_params, check_grid, planned_grid
 from widgets.params_editor import ParamsEditor
@@ -74,8 +74,9 @@ class SystemDialog(QDialog):
         # settings this form does not show are kept as they were, per strategy
         self.base = {name: {} for name in RUNTIME_STRATEGIES}
         self.base[cfg.strategy] = dict(cfg.params)
-        p = SpotGridConfig.from_dict(cfg.params if cfg.strategy == "spot-grid" else {})
-        a = AdaptiveGridConfig.from_dict(cfg.params if cfg.strategy == "adaptive-grid" else {})
+        own = CONFIGS[cfg.strategy].from_dict(cfg.params)  # (the form's rows: its market's)
+        p = own if cfg.market == "spot" else SpotGridConfig()
+        a = own if cfg.market == "perpetual" else AdaptiveGridConfig()
         f = QFormLayout()
         self.name = QLineEdit(cfg.name, objectName="systemName")
         self.exchange = QComboBox(objectName="systemExchange")
@@ -182,8 +183,9 @@ class SystemDialog(QDialog):
                         ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
             f.addRow(text, w)
         self.market.setCurrentText(cfg.market)
-        self._show_market(cfg.market)
+        self._show_market(cfg.market, cfg.strategy)
         self.market.currentTextChanged.connect(self._market_changed)
+        self.strategy.currentTextChanged.connect(self._strategy_changed)
         self.exchange.currentTextChanged.connect(lambda _: self._lookup_timer.start())  # typed: once it rests
         self.market.currentTextChanged.connect(lambda _: self.look_up_symbols())
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
@@ -220,20 +222,39 @@ class SystemDialog(QDialog):
     def perpetual(self) -> bool:
         return self.market.currentText() == "perpetual"
 
-    def _show_market(self, market: str) -> None:
-        """The strategy of ``market`` and its rows (the other market's rows hidden)."""
-        strategy = next(s for s, m in RUNTIME_STRATEGIES.items() if m == market)
+    def _show_market(self, market: str, strategy: str = "") -> None:
+        """The strategies of ``market`` (``strategy`` chosen, else the first) and its rows (the
+        other market's rows hidden)."""
+        strategies = [s for s, m in RUNTIME_STRATEGIES.items() if m == market]
         self.strategy.blockSignals(True)
         self.strategy.clear()
-        self.strategy.addItem(strategy)
+        self.strategy.addItems(strategies)
+        self.strategy.setCurrentText(strategy if strategy in strategies else strategies[0])
         self.strategy.blockSignals(False)
-        self.preset.clear()
-        self.preset.addItems(["(as set)", *PRESETS[strategy]])
         for w in self.spot_rows:
             self.form.setRowVisible(w, market == "spot")
-        for w in self.perp_rows:
-            self.form.setRowVisible(w, market == "perpetual")
         self.form.labelForField(self.levels).setText("Levels a side" if market == "perpetual" else "Levels")
+        self._show_strategy()
+
+    def _show_strategy(self) -> None:
+        """The chosen strategy's presets and rows: a setting it holds fixed is not offered."""
+        s = spec(self.strategy.currentText())
+        self.preset.clear()
+        self.preset.addItems(["(as set)", *s.presets])
+        for w in self.perp_rows:
+            self.form.setRowVisible(w, s.market == "perpetual" and self._field_of(w) not in s.fixed)
+
+    def _field_of(self, widget) -> str:
+        return next(name for name, w in self.fields.items() if w is widget)
+
+    def _strategy_changed(self, strategy: str) -> None:
+        """Another strategy of the same market: its presets and rows, the form's values kept
+        (those it fixes at their default)."""
+        self._show_strategy()
+        fixed = {name: getattr(CONFIGS[strategy](), name) for name in spec(strategy).fixed}
+        if "no_short" in fixed:
+            self.no_short.setChecked(fixed["no_short"])
+        self.update_preview()
 
     def _market_changed(self, market: str) -> None:
         """Another market: its strategy with its defaults, the symbol as that market writes it."""
@@ -316,11 +337,10 @@ class SystemDialog(QDialog):
 
     def _check(self, params: dict):
         """The strategy's settings, validated (ParamError names the one that is wrong)."""
+        cfg = CONFIGS[self.strategy.currentText()].from_dict(params)
         if self.perpetual:
-            cfg = AdaptiveGridConfig.from_dict(params)
             adaptive_grid.build_params(cfg, 0)
             return cfg
-        cfg = SpotGridConfig.from_dict(params)
         check_grid(build_params(cfg, self.reference_price), self.reference_price)
         return cfg
 
@@ -438,7 +458,7 @@ class SystemDialog(QDialog):
         self.error.setText("")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
         if self.perpetual:
-            a = AdaptiveGridConfig.from_dict(dict(cfg.params, capital=cfg.capital))
+            a = CONFIGS[cfg.strategy].from_dict(dict(cfg.params, capital=cfg.capital))
             order = a.order_frac * a.capital
             sides = "long only" if a.no_short else "long and short"
             price = self.reference_price
@@ -454,7 +474,7 @@ class SystemDialog(QDialog):
                 f"{a.leverage:g}x; spacing {a.atr_k:g} × ATR, at least {a.atr_floor:.2%}: net profit per grid "
                 f"after fees at least {a.atr_floor - 2 * a.maker_fee:.3%}{liq}")
             return True
-        p = build_params(SpotGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
+        p = build_params(CONFIGS[cfg.strategy].from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
         per_level = cfg.capital / p.levels
         at = f"at {self.reference_price:,.2f} ({self.price_from}): "
         planned = planned_grid(p, self.reference_price)

@@ -655,7 +655,6 @@ SPEC = StrategySpec(
     market="perpetual", runner=AdaptiveGridRunner, risk_gate=True,
     presets={
         "Defaults (1x, 10 levels a side)": {},
-        "Long only": {"no_short": True},
         "3x leverage": {"leverage": 3.0, "order_frac": 0.02},
         "Wide spacing": {"atr_k": 2.0, "levels": 6},
     })

@@ -30,6 +30,7 @@ class StrategySpec:
     runner: type | None = None  # the runtime's StrategyRunner (market given)
     risk_gate: bool = False  # its backtest applies the runtime's risk gate (``risk``), its kernel told it
     sweep: Callable | None = None  # (candles, cfgs) -> metrics of each, side by side (the optimizer's batches)
+    fixed: tuple[str, ...] = ()  # settings it holds at their default (its config refuses another): forms hide them
 
 
 class StrategyRunner:

@@ -308,18 +308,24 @@ def test_add_system_dialog_makes_a_perpetual_system(qtbot):
     dlg.stop_m.setValue(0.1)
     dlg.atr_k.setValue(0.0)
     assert ok.isEnabled()  # spacing falls back on its floor
-    dlg.preset.setCurrentText("Long only")
+    # the perpetual's other strategy: the long grid, which holds "long only" (not offered) and has its presets
+    assert [dlg.strategy.itemText(i) for i in range(dlg.strategy.count())] == ["adaptive-grid", "long-grid"]
+    assert dlg.no_short.isVisible() and not dlg.no_short.isChecked()
+    dlg.strategy.setCurrentText("long-grid")
+    assert not dlg.no_short.isVisible() and dlg.leverage.isVisible() and "long only" in dlg.preview.text()
+    dlg.preset.setCurrentText("2x leverage")
     dlg._preset_chosen(dlg.preset.currentIndex())
-    assert dlg.no_short.isChecked() and dlg.leverage.value() == 1  # a preset starts from the defaults
+    assert dlg.leverage.value() == 2 and dlg.stop_m.value() == 3.5  # a preset starts from the defaults
     ok.click()
     cfg = dlg.result_config
-    assert (cfg.market, cfg.strategy, cfg.symbol) == ("perpetual", "adaptive-grid", "BTC/USDT:USDT")
+    assert (cfg.market, cfg.strategy, cfg.symbol) == ("perpetual", "long-grid", "BTC/USDT:USDT")
     assert cfg.params["no_short"] is True and "spacing" not in cfg.params
     # and back: the spot grid, its settings
     again = SystemDialog(None, cfg, existing=set())
     qtbot.addWidget(again)
     again.show()
-    assert again.market.currentText() == "perpetual" and again.no_short.isChecked() and again.leverage.value() == 1
+    assert again.market.currentText() == "perpetual" and again.strategy.currentText() == "long-grid"
+    assert not again.no_short.isVisible() and again.leverage.value() == 2
     again.market.setCurrentText("spot")
     assert again.strategy.currentText() == "spot-grid" and again.symbol.text() == "BTC/USDT"
     assert again.spacing.isVisible() and not again.leverage.isVisible() and "no_short" not in again.params()

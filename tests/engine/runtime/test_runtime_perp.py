@@ -22,6 +22,7 @@ from engine.runtime.config import SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
+from engine.strategies.registry import config_from
 from engine.summary import backtest_summary
 from tests.engine.runtime.test_runtime_paper import Clock, drive, journal_fills
 
@@ -31,22 +32,22 @@ def funding():
     return load_funding(shared_file(FUNDING))
 
 
-def make_trader(candles, params, tmp_path, funding, *, warmup, limits=None):
+def make_trader(candles, params, tmp_path, funding, *, warmup, limits=None, strategy="adaptive-grid"):
     clock = Clock()
     source = ReplaySource(candles, seconds_per_candle=1.0, warmup=warmup, clock=clock, funding=funding)
-    cfg = AdaptiveGridConfig.from_dict(dict(params, capital=10_000.0))
+    cfg = config_from(strategy, dict(params, capital=10_000.0))
     rules = MarketRules("BTC/USDT:USDT", cfg.tick, cfg.lot, 0.0, cfg.min_notional, "BTC", "USDT")
     paper = PaperPerpExchange(source, rules, quote=10_000.0, leverage=cfg.leverage,
                               tiers=tiers_for(cfg.tiers, "BTC/USDT:USDT"), maker_fee=cfg.maker_fee,
                               taker_fee=cfg.taker_fee, slippage=cfg.slippage)
     sys_cfg = SystemConfig(name="perp test", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
-                           strategy="adaptive-grid", params=params, capital=10_000.0)
+                           strategy=strategy, params=params, capital=10_000.0)
     return Trader(sys_cfg, paper, RiskGate(limits or RiskLimits(atr_jump=1e9)), tmp_path), clock
 
 
 PERPS = [
     dict(leverage=3.0, stop_m=2.5, prune_age_hours=6.0),
-    dict(leverage=2.0, levels=6, atr_k=0.5, no_short=True),
+    dict(leverage=2.0, levels=6, atr_k=0.5, strategy="long-grid"),  # (the adaptive grid's long side alone)
     # margin and lots binding: ten levels a side of 15% of the capital each at 2x (the free
     # margin holds about six), at most four lots a side
     dict(leverage=2.0, levels=10, order_frac=0.15, max_lots=4, atr_k=0.3, stop_m=3.0, prune_age_hours=6.0),
@@ -56,13 +57,15 @@ PERPS = [
 ]
 
 
-@pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-only-2x", "limits-binding",
+@pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-grid-2x", "limits-binding",
                                                         "liquidations-40x"])
 @pytest.mark.slow
 def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, params):
     n = 1_900  # under the runtime's indicator history: the recursive indicators agree to the bit
     candles = btc5m.slice(0, n)
-    cfg = AdaptiveGridConfig.from_dict(dict(params, capital=10_000.0))
+    params = dict(params)
+    strategy = params.pop("strategy", "adaptive-grid")
+    cfg = config_from(strategy, dict(params, capital=10_000.0))
     binding = "max_lots" in params
     # the risk gate's default limits, in the backtest as in paper (its volatility breaker, and
     # exposure up to 20% of the paper account: 20,000 for a grid of 10,000 at 2x)
@@ -76,9 +79,10 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     if params.get("leverage") == 40.0:
         assert bt.counters["liquidations"] > 0, bt.counters
     trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, funding, warmup=bt.start_bar + 1,
-                                limits=limits)
+                                limits=limits, strategy=strategy)
     asyncio.run(drive(trader, clock, int(candles.time[-1])))
     # nothing the exchange refused, nothing it filled that the strategy did not want
+    assert trader.strategy.strategy == strategy  # (its own runner: the state file says which)
     assert trader.refusals == {} and not trader.risk.status(trader.cfg.name).paused
     assert not [r for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "position_sync"]
     t = bt.trades
