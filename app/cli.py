@@ -349,27 +349,29 @@ def cmd_optimize(args) -> int:
     old = signal.signal(signal.SIGINT, on_sigint)
     tty = sys.stderr.isatty()
     try:
-        search.run(args.trials, timeout=args.timeout, stop=stop,
-                   progress=lambda p: print(("\r" if tty else "") + _bar(p), end="" if tty else "\n",
-                                            file=sys.stderr, flush=True))
+        try:
+            search.run(args.trials, timeout=args.timeout, stop=stop,
+                       progress=lambda p: print(("\r" if tty else "") + _bar(p), end="" if tty else "\n",
+                                                file=sys.stderr, flush=True))
+        finally:
+            signal.signal(signal.SIGINT, old)
+        if tty:
+            print(file=sys.stderr)
+        table = search.table()
+        if args.table:
+            table.to_csv(args.table, index=False)
+        if not (table["state"] == "COMPLETE").any():
+            print("no complete trial yet", file=sys.stderr)
+            return 130 if stop.is_set() else 1
+        best = search.best_json()
+        out = args.out or Path(f"best-{search.study_name}.json")
+        hold = search.holdout()  # (one more backtest: the search's workers are still wanted)
+        best["optimized"]["holdout"] = hold["score"]
+        out.write_text(json.dumps(best, indent=2))
+        print(search_text(search, best, hold, table, out))
+        return 130 if stop.is_set() else 0
     finally:
-        signal.signal(signal.SIGINT, old)
         search.close()
-    if tty:
-        print(file=sys.stderr)
-    table = search.table()
-    if args.table:
-        table.to_csv(args.table, index=False)
-    if not (table["state"] == "COMPLETE").any():
-        print("no complete trial yet", file=sys.stderr)
-        return 130 if stop.is_set() else 1
-    best = search.best_json()
-    out = args.out or Path(f"best-{search.study_name}.json")
-    hold = search.holdout()
-    best["optimized"]["holdout"] = hold["score"]
-    out.write_text(json.dumps(best, indent=2))
-    print(search_text(search, best, hold, table, out))
-    return 130 if stop.is_set() else 0
 
 
 def cmd_indicators(args) -> int:

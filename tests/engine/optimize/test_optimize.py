@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BTC_5M, ETH_5M, shared_file
+from conftest import BTC_1H, BTC_5M, ETH_5M, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -258,6 +258,26 @@ def test_cli_runs_a_study_and_writes_what_backtest_reads(tmp_path):
     import pandas as pd
 
     assert len(pd.read_csv(tmp_path / "t.csv")) == 12
+
+
+def test_cli_searches_a_strategy_without_a_sweep_to_the_end(tmp_path):
+    """A strategy whose trials run one backtest each (the long perpetual grid): the study, the
+    held-out tail's backtest and the best settings, which the backtest reads. (The held-out
+    backtest was asked of workers already shut down: every such study ended in a traceback
+    and no settings file.)"""
+    cmd = [GRIDDESK, "optimize", "--strategy", "long-grid", "--data", str(shared_file(BTC_1H)),
+           "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study", "long", "--trials", "4", "--batch", "2",
+           "--windows", "2", "--seed", "3", "--out", str(tmp_path / "best.json")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "held-out tail" in out.stdout
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["strategy"] == "long-grid" and best["params"]["no_short"] is True
+    assert set(best["optimized"]["searched"]) == {"levels", "order_frac", "atr_k", "gamma", "stop_m", "leverage"}
+    assert isinstance(best["optimized"]["holdout"], float)
+    bt = subprocess.run([GRIDDESK, "backtest", "--data", str(shared_file(BTC_1H)), "--params",
+                         str(tmp_path / "best.json")], capture_output=True, text=True, timeout=120)
+    assert bt.returncode == 0 and "long-grid" in bt.stdout and "long only" in bt.stdout, bt.stderr
 
 
 def test_ctrl_c_stops_cleanly_keeping_finished_trials(tmp_path):
