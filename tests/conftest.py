@@ -75,6 +75,14 @@ def _collect_qt_garbage_on_the_gui_thread(request):
         gc.collect()
 
 
+def shown(qtbot, widget, width: int = 1500, height: int = 900):
+    """``widget`` shown (offscreen) at ``width`` x ``height``, closed after the test."""
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    return widget
+
+
 @pytest.fixture
 def loop(qapp):
     """A qasync event loop on the test's QApplication (Qt and asyncio on one loop, as in the app)."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
-from conftest import BTC_1H, FUNDING, ROOT, shared_file
+from conftest import BTC_1H, FUNDING, ROOT, shared_file, shown
 from PySide6.QtCore import Qt
 
 from app.controller import Controller
@@ -25,12 +25,7 @@ from widgets.transport import SPEEDS
 
 @pytest.fixture
 def tab(tmp_path, qtbot):
-    controller = Controller(tmp_path, keys=lambda ex: None)
-    t = BacktestTab(controller)
-    qtbot.addWidget(t)
-    t.resize(1500, 900)
-    t.show()
-    return t
+    return shown(qtbot, BacktestTab(Controller(tmp_path, keys=lambda ex: None)))
 
 
 def run_now(loop, tab) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from conftest import BTC_5M, ETH_5M, shared_file
+from conftest import BTC_5M, ETH_5M, shared_file, shown
 
 from app.controller import Controller
 from app.main_window import MainWindow
@@ -20,11 +20,7 @@ from engine.strategies.registry import read_settings
 
 @pytest.fixture
 def window(tmp_path, qtbot):
-    controller = Controller(tmp_path, keys=lambda ex: None)
-    w = MainWindow(controller)
-    qtbot.addWidget(w)
-    w.resize(1500, 900)
-    w.show()
+    w = shown(qtbot, MainWindow(Controller(tmp_path, keys=lambda ex: None)))
     tab = w.optimizer
     w.tabs.setCurrentWidget(tab)
     tab.data_list.clear()

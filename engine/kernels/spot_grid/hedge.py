@@ -10,46 +10,7 @@ from engine.kernels.jit import hot_njit
 from engine.kernels.matching import market_fill_nb
 from engine.kernels.perp import liquidation_price_nb
 from engine.kernels.spot_grid.fills import _cancel_order, _price, _record_trade
-from engine.kernels.spot_grid.layout import (
-    BAG_REDUCE,
-    C_BAG_REDUCTIONS,
-    C_FILLS,
-    C_HEDGE_CLOSES,
-    C_HEDGE_CUT,
-    C_HEDGE_LIQUIDATIONS,
-    C_HEDGE_OPENS,
-    C_HEDGE_SCALES,
-    C_SELLS,
-    F_CASH,
-    F_COST,
-    F_LOCKED,
-    F_POSITION,
-    H_ENTRY,
-    H_LAST_ADD,
-    H_LIQ_PRICE,
-    H_MARGIN,
-    H_PENDING,
-    H_QTY,
-    H_SHARE,
-    HEDGE_CLOSE_SHORT,
-    HEDGE_LIQUIDATION,
-    HEDGE_OPEN_SHORT,
-    I_FIRST_LEVEL,
-    I_SLOTS,
-    I_STOPPED,
-    M_FEES,
-    M_HEDGE_FUNDING,
-    M_HEDGE_PNL,
-    M_OFFSET_BY_HEDGE,
-    M_REALIZED,
-    M_TURNOVER,
-    S_COST,
-    S_QTY,
-    SI_ORDER,
-    SI_STATE,
-    SLOT_FLAT,
-    SLOT_HOLD,
-)
+from engine.kernels.spot_grid.layout import *  # (the state's names, the records, the settings)
 
 
 @hot_njit

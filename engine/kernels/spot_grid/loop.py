@@ -11,30 +11,7 @@ from engine.kernels.jit import hot_njit
 from engine.kernels.matching import down_first_nb, limit_fill_nb, market_fill_nb, reached_nb, stop_fill_nb
 from engine.kernels.spot_grid.fills import _fill_buy, _fill_sell, _sell_dust, _stop_grid
 from engine.kernels.spot_grid.hedge import _hedge_at_open, _hedge_decide, _hedge_liquidation
-from engine.kernels.spot_grid.layout import (
-    C_ACTIVE_BARS,
-    F_CASH,
-    F_COST,
-    F_MARKET_SELL,
-    F_POSITION,
-    H_ENTRY,
-    H_MARGIN,
-    H_QTY,
-    I_LOW_SELL,
-    I_ORDERS,
-    I_SLOTS,
-    I_STOPPED,
-    I_TOP_BUY,
-    I_TRADES,
-    N_F,
-    N_HEDGE,
-    S_BUY,
-    S_SELL,
-    SI_ORDER,
-    SI_STATE,
-    SLOT_FLAT,
-    SLOT_HOLD,
-)
+from engine.kernels.spot_grid.layout import *  # (the state's names, the records, the settings)
 from engine.kernels.spot_grid.relay import _decide_at_close, _quiet_band, _regenerate
 
 
