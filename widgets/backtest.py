@@ -11,22 +11,17 @@ import html
 import time
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QDateTime,
     QItemSelection,
     QItemSelectionModel,
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDateTimeEdit,
-    QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -49,131 +44,17 @@ from engine.data import TIMEFRAMES_MS, DataError
 from engine.replay import BAR_METRICS, OVERLAYS, RUN_METRICS, Replay, format_metric
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, spec
+from widgets.download import DownloadDialog
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
-from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
 from widgets.run_controls import RunControls
+from widgets.run_trades import TradesModel, utc_text
 from widgets.system_dialog import SystemDialog
 from widgets.transport import UTC, Transport
 from widgets.trips import TripsView
 
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
 KEEP_RUNS = 8  # runs kept to replay and compare (the oldest go first)
-
-
-def _utc(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
-
-
-class TradesModel(QAbstractTableModel):
-    """The run's fills; those after the current bar are greyed. Rows are formatted once, when
-    first shown: a repaint asks for a few hundred cells and must stay cheap."""
-
-    COLUMNS = ("time", "bar", "kind", "side", "price", "qty", "fee", "pnl", "position")
-    _RIGHT = int(Qt.AlignRight | Qt.AlignVCenter)
-    _LEFT_COLUMNS = (0, 2, 3)
-    _GREY = QBrush(QColor(160, 160, 160))
-    _WIN, _LOSS = QBrush(QColor(46, 125, 50)), QBrush(QColor(198, 40, 40))
-
-    def __init__(self):
-        super().__init__()
-        self.run: Replay | None = None
-        self.done = 0  # fills up to the current bar
-        self._rows: dict[int, tuple[str, ...]] = {}
-        self._pnl: list[float] = []
-
-    def set_run(self, run: Replay | None) -> None:
-        self.beginResetModel()
-        self.run, self.done, self._rows = run, 0, {}
-        self._pnl = run.trades["pnl"].tolist() if run is not None else []
-        self.endResetModel()
-
-    def widest_rows(self) -> list[int]:
-        """The rows whose texts are the widest of each column, or near it (the first and the
-        last, the highest price, the largest quantity, profit and position): the column widths
-        are fitted to these, not to the first thousand rows Qt samples."""
-        t = self.run.trades if self.run is not None else None
-        if t is None or len(t) == 0:
-            return []
-        picks = {0, len(t) - 1}
-        for name in ("price", "qty", "fee", "pnl", "position"):
-            picks.add(int(np.argmax(np.abs(t[name]))))
-        return sorted(picks)
-
-    def set_done(self, done: int) -> None:
-        if done == self.done or self.run is None:
-            return
-        lo, hi = sorted((done, self.done))
-        self.done = done
-        self.dataChanged.emit(self.index(lo, 0), self.index(hi - 1, len(self.COLUMNS) - 1), [FOREGROUND])
-
-    def rowCount(self, parent=None) -> int:
-        return 0 if (parent is not None and parent.isValid()) or self.run is None else len(self._pnl)
-
-    def columnCount(self, parent=None) -> int:
-        return len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=DISPLAY):
-        if role == DISPLAY and orientation == HORIZONTAL:
-            return self.COLUMNS[section]
-        return None
-
-    def _row(self, i: int) -> tuple[str, ...]:
-        row = self._rows.get(i)
-        if row is None:
-            t = self.run.trades[i]
-            side = int(t["side"])
-            row = (_utc(int(t["time"])), f"{int(t['bar']):,}", self.run.labels[int(t["label"])],
-                   "buy" if side > 0 else "sell" if side < 0 else "", f"{t['price']:,.2f}", f"{t['qty']:.6g}",
-                   f"{t['fee']:,.4f}", f"{t['pnl']:,.4f}", f"{t['position']:.6g}")
-            self._rows[i] = row
-        return row
-
-    def data(self, index, role=DISPLAY):
-        if role == DISPLAY:
-            return self._row(index.row())[index.column()]
-        if role == FOREGROUND:
-            i = index.row()
-            if i >= self.done:
-                return self._GREY
-            if index.column() == 7 and self._pnl[i] != 0:
-                return self._WIN if self._pnl[i] > 0 else self._LOSS
-            return None
-        if role == ALIGNMENT and index.column() not in self._LEFT_COLUMNS:
-            return self._RIGHT
-        return None
-
-
-class DownloadDialog(QDialog):
-    def __init__(self, parent=None, exchanges=("binance",)):
-        super().__init__(parent)
-        self.setObjectName("downloadDialog")
-        self.setWindowTitle("Download candles")
-        self.exchange = QComboBox(objectName="downloadExchange", editable=True)
-        self.exchange.addItems(list(exchanges))
-        self.exchange.setCurrentText("binance")
-        self.symbol = QLineEdit("BTC/USDT", objectName="downloadSymbol")
-        self.timeframe = QComboBox(objectName="downloadTimeframe")
-        self.timeframe.addItems(list(TIMEFRAMES_MS))
-        self.timeframe.setCurrentText("1h")
-        now = QDateTime.currentDateTimeUtc()
-        self.since = QDateTimeEdit(now.addDays(-90), objectName="downloadSince", calendarPopup=True)
-        self.until = QDateTimeEdit(now, objectName="downloadUntil", calendarPopup=True)
-        for w in (self.since, self.until):
-            w.setTimeZone(UTC)
-            w.setDisplayFormat("yyyy-MM-dd HH:mm 'UTC'")
-        f = QFormLayout(self)
-        for label, w in (("Exchange", self.exchange), ("Symbol", self.symbol), ("Timeframe", self.timeframe),
-                         ("From", self.since), ("To", self.until)):
-            f.addRow(label, w)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        f.addRow(buttons)
-
-    def request(self) -> tuple[str, str, str, int, int]:
-        return (self.exchange.currentText().strip(), self.symbol.text().strip(), self.timeframe.currentText(),
-                self.since.dateTime().toMSecsSinceEpoch(), self.until.dateTime().toMSecsSinceEpoch())
 
 
 class BacktestTab(QWidget):
@@ -369,7 +250,7 @@ class BacktestTab(QWidget):
             self.download(*dlg.request())
 
     def download(self, exchange: str, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> asyncio.Task:
-        key = f"{exchange}:{symbol}:{timeframe}:{_utc(since_ms)}..{_utc(until_ms)}"
+        key = f"{exchange}:{symbol}:{timeframe}:{utc_text(since_ms)}..{utc_text(until_ms)}"
 
         async def work():
             candles = await self.controller.download_candles(exchange, symbol, timeframe, since_ms, until_ms,
@@ -605,7 +486,7 @@ class BacktestTab(QWidget):
     def _show_position(self) -> None:
         r = self.run
         if r is not None:
-            at = _utc(int(r.candles.time[self.bar]))
+            at = utc_text(int(r.candles.time[self.bar]))
             self.bar_label.setText(f"bar {self.bar:,} of {r.n_bars - 1:,}  ·  {at} UTC")
 
     def step(self, n: int) -> None:

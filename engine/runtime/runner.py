@@ -25,7 +25,8 @@ from engine.exchange.replay import ReplaySource
 from engine.kernels.perp import tiers_for
 from engine.risk import RiskGate, RiskLimits
 from engine.runtime.config import ConfigError, SystemConfig
-from engine.runtime.trader import Trader, account_value
+from engine.runtime.sending import account_value
+from engine.runtime.trader import Trader
 from engine.store import EventLog, read_json, write_json_atomic
 from engine.strategies.registry import RUNTIME
 

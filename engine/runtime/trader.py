@@ -26,9 +26,11 @@ from engine.exchange import base
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import indicators
 from engine.kernels.perp import funding_settlements, tier_file
-from engine.risk import DENY, PAPER, SIMULATE, Market, OrderIntent, RiskGate
+from engine.risk import PAPER, RiskGate
 from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
+from engine.runtime.feed import Feed
+from engine.runtime.sending import OrderSending, _breathe
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
 from engine.strategies.registry import RUNTIME
 from engine.strategies.spec import StrategyRunner
@@ -38,13 +40,8 @@ HISTORY = 2_000  # candles kept for indicators
 HOUR_MS = 3_600_000  # funding settlements fall on whole hours
 FUNDING_GRACE_MS = 15 * 60_000  # a settlement the exchange's history lacks this long after was not charged
 NEVER_REACHED = "never reached the exchange"
-STOP_REFUSED = "a stop was refused: no new openings until it is placed"
 ENDED = "ended"  # an order that ended (cancelled, expired) with part of it filled
-BACKOFF_CAP = 64  # candles: the longest wait before a refused order is tried again
-REFUSALS_TO_PAUSE = 4  # refusals in a row of one order that pause the system
-STREAM_REST_SECONDS = 60.0  # while candles come on a stream, the REST poll is only a safety net
 CATCH_UP_SAVE_SECONDS = 1.0  # a catch-up saves its progress this often (else repeated crashes never catch up)
-SAVE_EVERY_SECONDS = 60.0  # a candle that changed no order is saved with the next that does, or after this
 
 
 class StateNotOurs(RuntimeError):
@@ -56,24 +53,16 @@ class StateUnreadable(StateNotOurs):
     wrong kind): never resumed, never overwritten."""
 
 
-async def _breathe(i: int, every: int = 8) -> None:
-    """Let the event loop run other work every few orders: a paper exchange answers without
-    waiting, and a grid of 40 orders laid in one go would hold the loop (and the GUI on it)."""
-    if i % every == every - 1:
-        await asyncio.sleep(0)
-
-
 def _as_dict(trade) -> dict:
     """A trade record (a kernel's TRADE_DTYPE row, or a dict) as a dict."""
     return {n: trade[n] for n in trade.dtype.names} if hasattr(trade, "dtype") else dict(trade)
 
 
-def account_value(balance: base.Balance, quote: str, prices: dict[str, float]) -> float:
-    """What an account holds, in quote: the quote plus each traded coin at its last price."""
-    return balance.total.get(quote, 0.0) + sum(balance.total.get(b, 0.0) * p for b, p in prices.items())
+class Trader(OrderSending, Feed):
+    """A system's trading: its state, boot, each candle's poll and the fills it brings in here;
+    what it sends (engine/runtime/sending.py) and when it works (engine/runtime/feed.py) in its
+    parts."""
 
-
-class Trader:
     def __init__(self, cfg: SystemConfig, adapter, risk: RiskGate, data_dir: str | Path, *, event_log=None,
                  paper: bool | None = None):
         self.cfg = cfg
@@ -570,323 +559,6 @@ class Trader:
             self.journal.append({"type": "position_sync", "system": self.cfg.name, "position": side,
                                  "exchange": there, "books": q, "price": close, "bar": bar, "time": t,
                                  "pnl": trade["pnl"] if trade else 0.0})
-
-    # -- decide -> orders ------------------------------------------------------------------------
-    async def converge(self, bar: int, close: float, t0: float | None = None) -> None:
-        """Make the exchange hold what the strategy wants: cancel ours it no longer wants,
-        send (through the risk gate) what it wants and we have not sent. Cancels go first so
-        that the funds they free are there for the new orders. One at a time with cancel-all:
-        the user's cancel waits for orders already on their way, and cancels them too."""
-        async with self._orders_lock:
-            await self._converge(bar, close, t0)
-
-    async def _converge(self, bar: int, close: float, t0: float | None) -> None:
-        sym = self.cfg.symbol
-        desired = self.strategy.desired(close)
-        live = {o.key: o for o in self.book.live()}
-        want = {}
-        for d in desired:  # an order keeps its id while it works; a new one takes the key's next attempt
-            o = live.get(d.key)
-            if o is not None and o.state == lifecycle.PENDING_CANCEL:
-                continue  # its cancel is not confirmed: nothing new for its key until it is (no double order)
-            want[o.cid if o is not None else lifecycle.client_order_id(self.cfg.id, d.level, d.key,
-                                                                self.attempts.get(d.key, 0))] = d
-        keys = {d.key for d in desired}
-        self.attempts = {k: v for k, v in self.attempts.items() if k in keys}
-        self.refusals = {k: v for k, v in self.refusals.items() if k in keys}
-        to_cancel = [o for o in self.book.live() if o.cid not in want and o.state in (lifecycle.OPEN, lifecycle.PARTIAL,
-                                                                                      lifecycle.PENDING_CANCEL)]
-        for o in self.book.in_state(lifecycle.NEW):
-            if o.cid not in want:
-                self.book.move(o.cid, lifecycle.REJECTED, "no longer wanted")
-        for i, o in enumerate(to_cancel):  # first: what they hold is what the new orders need
-            await _breathe(i)
-            await self.cancel(o, "cancel: the grid no longer wants it")
-        market = Market(last=close, min_notional=self.rules.min_notional)
-        unsent = [d for cid,
-                  d in want.items() if cid not in self.book.orders or self.book.orders[cid].state == lifecycle.NEW]
-        opening = not self.paper and any(not d.reduces for d in unsent)  # (the capital rule measures only then)
-        balance = None
-        if self.risk.portfolio(self.account) is None or (opening and not self.perpetual):
-            balance = await self.adapter.balance()  # one call for both measures
-        if self.risk.portfolio(self.account) is None:  # the first orders in a live account: value it
-            self.risk.set_portfolio(self.account, account_value(balance, self.rules.quote, {self.rules.base: close}))
-        exposure = self._report_exposure(close)
-        if opening:
-            self._measure_capital(close, balance)
-        batch: list[lifecycle.TrackedOrder] = []
-        paused = False  # the gate pauses openings: ask once a candle, and send what reduces
-        for i, (cid, d) in enumerate(want.items()):
-            await _breathe(i)
-            o = self.book.orders.get(cid)
-            if (o is not None and o.state != lifecycle.NEW) or (paused and not d.reduces):
-                continue
-            refused = self.refusals.get(d.key)
-            if refused and bar < refused[1]:
-                continue  # refused before: waits out its backoff
-            price = self.rules.round_price(d.price, d.side) if d.type in ("limit", "stop") else d.price
-            taker = self._crosses(d.type, d.side, price, close)
-            qty = self._order_qty(d, taker)
-            intent = OrderIntent(self.cfg.name, sym, d.side, price, qty, reduces=d.reduces, client_order_id=cid,
-                                 type=d.type)
-            decision = self.risk.check(intent, market)
-            if decision.action == DENY or (decision.action == SIMULATE and not self.paper):
-                if decision.rule in ("kill_switch", "paused", "held", "dry_run"):
-                    self.status_note = decision.reason
-                    if decision.rule != "paused":
-                        break  # the same answer for every order: ask once a candle
-                    paused = True  # (a take-profit or a stop the grid wants still goes out)
-                continue
-            why = self.rules.check(price, qty)
-            if why:
-                self._refused(d.key, cid, f"not sent: {why}", bar, d.type == "stop")
-                continue
-            if not d.reduces:  # the next order is judged with this one counted
-                exposure += intent.notional
-                self.risk.set_exposure(sym, exposure, self.cfg.name)
-                if not self.perpetual:
-                    self.risk.commit(self.cfg.name, intent.notional)
-            if o is None:
-                o = self.book.add(lifecycle.TrackedOrder(cid, d.key, d.side, d.type, price, qty, d.level, d.role,
-                                                         bar=bar, position=d.position, reduces=d.reduces,
-                                                         taker=taker))
-            batch.append(o)
-        if batch:
-            for o in batch:
-                self.book.move(o.cid, lifecycle.SUBMITTED, "sending")
-                self.attempts[o.key] = max(self.attempts.get(o.key, 0),
-                                           lifecycle.attempt_of(o.cid) + 1)  # this id is spent
-            if not self.paper:  # (a paper exchange's orders are saved in the same file as ours)
-                await self._save()  # write-ahead: SUBMITTED is on disk before anything goes out
-            reqs = [base.OrderRequest(sym, o.side, o.type, o.qty, o.price, o.cid, o.position) for o in batch]
-            results = await self.adapter.place_many(reqs)
-            if t0 is not None:
-                self.latency.append(time.perf_counter() - t0)
-            for i, (o, res) in enumerate(zip(batch, results, strict=True)):
-                await _breathe(i)
-                if isinstance(res, base.OrderRejected):
-                    self.book.move(o.cid, lifecycle.REJECTED, str(res))
-                    self._refused(o.key, o.cid, str(res), bar, o.type == "stop")
-                elif isinstance(res, base.ExchangeError):
-                    self._log("order_unknown", cid=o.cid, reason=str(res))  # resolved by the next sync
-                else:
-                    self.refusals.pop(o.key, None)
-                    self._log("order_placed", cid=o.cid, side=o.side, price=o.price, qty=o.qty)
-                    # an order that would immediately match trades at once (a buy above the market),
-                    # as taker, and the answer says so; one that rests trades later as maker. Its
-                    # fill is booked now, as of the candle forming
-                    if o.type == "limit":
-                        o.taker = res.filled > 0
-                    self._book(o, res, bar + 1, "filled on arrival")
-        status = self.risk.status(self.cfg.name)
-        if status.reason.startswith(STOP_REFUSED) and not any(v[3] for v in self.refusals.values()):
-            self.risk.resume(self.cfg.name)  # every stop the grid wants is placed again (or no longer wanted)
-        self.book.prune()
-        self._report_exposure(close)
-        # A candle that changed no order (no fill, nothing sent or cancelled) is saved with the
-        # next one that does, or within a minute: after a crash the candles since are replayed
-        # through the strategy, which makes the same decisions on them.
-        if self.book.changes != self._saved[0] or time.monotonic() - self._saved[1] > SAVE_EVERY_SECONDS:
-            await self._save()
-
-    def _order_qty(self, d, taker: bool) -> float:
-        """The quantity to send for the strategy's order ``d``. Where the exchange takes a buy's
-        commission from the coins bought (Binance spot), a spot buy asks for enough more (up to
-        the next lot) that what it leaves in the account covers the level's sell; what it leaves
-        beyond is booked as leftover inventory (``settle``)."""
-        if d.side == "buy" and self.rules.fee_in_received and not self.perpetual and not d.reduces:
-            p = self.strategy.params
-            rate = p.taker_fee if taker or d.type != "limit" else p.fee
-            return self.rules.round_qty(d.qty / (1.0 - rate), up=True)
-        return self.rules.round_qty(d.qty)
-
-    def _crosses(self, otype: str, side: str, price: float, close: float) -> bool:
-        """A live limit order priced through the market (a buy at or above the last trade) trades
-        at once as taker. (A paper exchange fills it at the next open at the maker fee, as the
-        backtest does: GRID_SEMANTICS.md.)"""
-        return not self.paper and otype == "limit" and (price >= close if side == "buy" else price <= close)
-
-    def _refused(self, key: int, cid: str, reason: str, bar: int, stop: bool = False) -> None:
-        """An order refused (by the exchange, or by the market's rules before sending) is not
-        tried again at the next candle: it waits 1, 2, 4... candles (up to BACKOFF_CAP), the
-        reason in the system's status; refused REFUSALS_TO_PAUSE times in a row, it pauses the
-        system's openings, in red, until the user switches it off and on. A refused stop pauses
-        them at once, until every stop the grid wants is placed: a position without its stop
-        may not grow."""
-        n = (self.refusals.get(key) or (0,))[0] + 1
-        wait = min(2 ** (n - 1), BACKOFF_CAP)
-        self.refusals[key] = [n, bar + wait, reason, stop]
-        self._log("order_refused", cid=cid, reason=reason, times=n, retry_in_candles=wait)
-        self.status_note = f"order refused ({reason}); tried again in {wait} candle(s)"
-        status = self.risk.status(self.cfg.name)
-        if n >= REFUSALS_TO_PAUSE and (not status.paused or status.reason.startswith(STOP_REFUSED)):
-            self.risk.pause(self.cfg.name, f"orders refused {n} times in a row: {reason} (switch the system off "
-                                           "and on to resume)")
-            self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
-        elif stop and not status.paused:
-            self.risk.pause(self.cfg.name, f"{STOP_REFUSED}: {reason}")
-            self._log("system_paused", reason=self.risk.status(self.cfg.name).reason)
-
-    def _measure_capital(self, close: float, balance: base.Balance | None) -> None:
-        """The capital rule's measure, from the exchange: a spot system holds the account's coins
-        less what was not its own when this process first looked (its books' position then
-        aside), plus its resting buys, against its equity; a perpetual, the positions the
-        exchange reported at the last sync (the books follow them), against its equity times
-        its leverage. Where the books hold more, the books count."""
-        books = self.strategy.books(close)
-        if self.perpetual:
-            allowance = books["equity"] * float(self.strategy.cfg.leverage)
-            committed = books["exposure"]
-        else:
-            coins = balance.total.get(self.rules.base, 0.0)
-            if self._not_ours is None:
-                self._not_ours = coins - books["position"]
-            held = max(coins - self._not_ours, books["position"]) * close
-            allowance, committed = books["equity"], held + self._resting()
-        self.risk.set_capital(self.cfg.name, allowance, committed)
-
-    def _resting(self) -> float:
-        """What this system's resting openings would add to what it holds, in quote."""
-        return sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
-
-    def _report_exposure(self, close: float) -> float:
-        """Tell the risk gate what this system holds and has resting to add to it, in quote."""
-        held = self.strategy.books(close)["exposure"] if self.strategy.started else 0.0
-        resting = self._resting()
-        self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
-        return held + resting
-
-    async def cancel(self, o: lifecycle.TrackedOrder, note: str) -> None:
-        """Ask the exchange to cancel ``o`` (PENDING_CANCEL until it answers; an order whose
-        cancel failed stays so and is asked again at the next candle)."""
-        if o.state != lifecycle.PENDING_CANCEL:
-            self.book.move(o.cid, lifecycle.PENDING_CANCEL, note)
-        try:
-            r = await self.adapter.cancel(self.cfg.symbol, base.OrderReport(
-                o.exchange_id, o.cid, self.cfg.symbol, o.side, o.type, o.price, o.qty, 0, 0, 0, base.OPEN,
-                position=o.position))
-        except base.OrderNotFound:
-            self.book.move(o.cid, lifecycle.CANCELLED, "gone from the exchange (not found)")
-            return
-        except base.ExchangeError as e:
-            self._log("cancel_failed", cid=o.cid, reason=str(e))
-            return
-        if self._book(o, r, self.strategy.bar if self.strategy is not None else -1, "filled while being cancelled"):
-            return
-        self._log("order_cancelled", cid=o.cid, reason=note)
-
-    async def cancel_all(self) -> int:
-        """The confirmed "cancel all our orders" action: every order of this system."""
-        n = 0
-        async with self._orders_lock:
-            for o in self.book.in_state(*lifecycle.WORKING):
-                await self.cancel(o, "cancel: cancel-all requested")
-                n += 1
-        self.book.prune()
-        await self._save()
-        return n
-
-    # -- run -----------------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
-        """Boot, then process candles until ``stop``: at once when the candle stream shows one
-        closed, else by polling every ``poll_seconds`` (every minute or so while the stream is
-        up, as a safety net)."""
-        await self.boot()
-        streams = []
-        if self.adapter.streams:
-            streams.append(asyncio.ensure_future(self._keep_reading("candles", self._read_candles)))
-        if self.adapter.order_stream:
-            streams.append(asyncio.ensure_future(self._keep_reading("orders", self._read_orders)))
-        silent_after = max(3 * self.tf / 1000, 30 * poll_seconds)
-        try:
-            while not stop.is_set():
-                streamed, self._streamed = self._streamed, None
-                try:
-                    await self.poll(streamed)
-                except base.TemporaryError as e:
-                    self._log("feed_error", reason=str(e))
-                if time.monotonic() - self.last_candle_wall > silent_after:
-                    self._log("feed_silent", seconds=round(time.monotonic() - self.last_candle_wall))
-                    self.status_note = "feed silent: polling again"
-                    self.last_candle_wall = time.monotonic()
-                    # a stream that says nothing is not trusted until it speaks again: poll meanwhile
-                    self.streaming["candles"] = False
-                await self._wait_for_candles(stop, poll_seconds)
-        finally:
-            for task in streams:
-                task.cancel()
-            await asyncio.gather(*streams, return_exceptions=True)
-        self.risk.system(self.cfg.name).on = False
-        await self._save()
-
-    async def _wait_for_candles(self, stop: asyncio.Event, poll_seconds: float) -> None:
-        """Until the next poll is due: a stream shows a candle closed (or fails), ``stop``, or
-        the REST poll's time comes: ``poll_seconds`` after the last poll without a candle stream,
-        a minute or so with one. The stream can open or drop while the loop waits, so the time
-        is counted from the last poll and looked at again each ``poll_seconds`` (a stream that
-        reopened did not let a poll meant for the time it was down go out after it)."""
-        polled_at = time.monotonic()
-        while self._streamed is None and not stop.is_set():
-            on_stream = bool(self.streaming.get("candles"))
-            self.feed = "stream" if on_stream else "polling"
-            every = max(poll_seconds, STREAM_REST_SECONDS) if on_stream else poll_seconds
-            left = polled_at + every - time.monotonic()
-            if left <= 0 or await self._sleep(stop, min(left, poll_seconds)):
-                return
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float) -> bool:
-        """Until ``stop``, a wake-up from a stream, or ``seconds``; whether a stream woke it."""
-        self._wake.clear()
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
-            w.cancel()
-        return self._wake.is_set()
-
-    async def _keep_reading(self, name: str, read) -> None:
-        """Read a stream for as long as the system runs. When it fails: report it, poll by REST
-        meanwhile, and open it again after a backoff (1 s doubling to a minute)."""
-        delay = 1.0
-        while True:
-            try:
-                await read()
-                if not self.streaming.get(name):
-                    self._log("stream_open", stream=name)
-                self.streaming[name] = True
-                delay = 1.0
-            except base.ExchangeError as e:
-                self.streaming[name] = False
-                self._log("stream_error", stream=name, reason=str(e), retry_seconds=delay)
-                self._wake.set()  # poll now
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 60.0)
-
-    async def _read_candles(self) -> None:
-        """One update of the candle stream: wake the loop when a candle past the last processed
-        has closed (a newer one is forming)."""
-        rows = await self.adapter.watch_candles(self.cfg.symbol, self.cfg.timeframe, max(self.last_time, 0))
-        if not self.streaming.get("candles") and rows:  # (re)opened: what it held before is not to be trusted
-            self._stream_from = rows[-1][0]
-        if self.last_time >= 0 and len(rows) > 1 and rows[-1][0] > self.last_time + self.tf:
-            self._streamed = rows
-            self._wake.set()
-
-    async def _read_orders(self) -> None:
-        """One update of our order stream. A fill (or an order the exchange ended) is reported
-        at once; it is applied, through the exchange's REST answer, at the candle close, where
-        the grid's decisions are made (GRID_SEMANTICS.md)."""
-        for r in await self.adapter.watch_orders(self.cfg.symbol):
-            o = self.book.orders.get(r.client_order_id)
-            if o is None or o.state not in lifecycle.WORKING:
-                continue
-            seen = f"{r.status}: {r.filled:g} filled at {r.average:,.2f} (stream), applied at the candle close"
-            if self._stream_seen.get(o.cid) != seen and (r.filled > o.filled or r.status != base.OPEN):
-                self._stream_seen[o.cid] = seen
-                self._log("order_update", cid=o.cid, status=r.status, filled=r.filled, price=r.average)
-                if o.state != lifecycle.PENDING_CANCEL:  # (one being cancelled keeps its reason)
-                    o.note = seen  # (shown in the Orders tab until the close applies it)
-        if len(self._stream_seen) > 10_000:
-            self._stream_seen = {c: v for c, v in self._stream_seen.items() if c in self.book.orders}
 
     def summary(self) -> dict:
         s = self.strategy
