@@ -134,7 +134,7 @@ def test_a_backtest_with_the_runtimes_risk_gate_reads_the_limits_the_systems_run
     saved = json.loads((tmp_path / "s.json").read_text())["counters"]
     assert saved["risk_paused_bars"] == 0 and saved["risk_waits"] == 0  # nothing binds at these limits
     assert main([*args[:3], "--risk", "--data-dir", str(tmp_path)]) == 2  # a spot grid: refused, by name
-    assert "--risk: applies to adaptive-grid backtests" in capsys.readouterr().err
+    assert "--risk: applies to adaptive-grid, long-grid backtests" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,needle", [
