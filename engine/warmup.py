@@ -36,8 +36,7 @@ def _backtests(candles, perpetual: bool) -> None:
         if spec.sweep:
             spec.sweep(candles, [spec.config(levels=n) for n in (10, 20)])
     if not perpetual:
-        from engine.backtest import run_spot_grid
-        from engine.strategies.spot_grid import SpotGridConfig
+        from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 
         run_spot_grid(candles, SpotGridConfig(spacing="atr", levels=10))  # the ATR-spaced grid's paths
 

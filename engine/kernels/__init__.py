@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 _ENGINE = Path(__file__).resolve().parent.parent
-_NUMBA_SOURCES = ("kernels/**/*.py", "strategies/adaptive_grid.py")
+_NUMBA_SOURCES = ("kernels/**/*.py", "strategies/adaptive_grid/backtest.py")
 
 
 def _sources(engine: Path) -> list[Path]:

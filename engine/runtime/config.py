@@ -13,7 +13,7 @@ from engine.exchange.ccxt_factory import exchange_ids
 from engine.store import read_json, write_json_atomic
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import RUNTIME, check_settings
-from engine.strategies.spot_grid import MAX_CAPITAL
+from engine.strategies.spec import MAX_CAPITAL
 
 MODES = ("paper", "live")
 MAX_NAME = 80  # characters of a system's name

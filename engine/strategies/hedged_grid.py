@@ -8,6 +8,7 @@ settings a plain spot grid leaves at zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from engine.strategies.space import FloatRange, IntRange
 from engine.strategies.spec import StrategySpec
@@ -16,6 +17,7 @@ from engine.strategies.spot_grid import SpotGridConfig, backtest_spot, check_spo
 
 @dataclass
 class HedgedGridConfig(SpotGridConfig):
+    hedged: ClassVar[bool] = True
     mode: str = "lower-only"
     spacing: str = "atr"
     reserve_ratio: float = 0.25  # of the capital, never spent by the grid: it margins the hedge

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, AdaptiveGridRunner, check, run_adaptive_grid
 from engine.strategies.errors import ParamError
 from engine.strategies.space import FloatRange, IntRange
-from engine.strategies.spec import StrategySpec
-from engine.strategies.spot_grid import checked_settings
+from engine.strategies.spec import StrategySpec, checked_settings
 
 NAME = "long-grid"
 

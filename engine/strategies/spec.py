@@ -10,9 +10,10 @@ strategy's kernels held with their state, decisions at each close, the exchange'
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from engine.risk import OPEN_GATE, Gate
+from engine.strategies.errors import ParamError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,60 @@ class StrategySpec:
     risk_gate: bool = False  # its backtest applies the runtime's risk gate (``risk``), its kernel told it
     sweep: Callable | None = None  # (candles, cfgs) -> metrics of each, side by side (the optimizer's batches)
     fixed: tuple[str, ...] = ()  # settings it holds at their default (its config refuses another): forms hide them
+
+
+_KINDS = {"float": "a number", "int": "a whole number", "str": "a text", "bool": "true or false"}
+
+MAX_CAPITAL = 1e12  # no account holds more: a larger capital is a typo (or Infinity)
+
+
+def checked_settings(cls, data: dict, label: str):
+    """``cls(**data)`` for a settings dataclass, a name it does not have or a value of the wrong
+    kind (text for a number, a fraction for a count) refused by the setting's name; numbers
+    in range are the strategy's own checks."""
+    by_name = {f.name: f for f in fields(cls)}
+    out = {}
+    for name in sorted(data):
+        if name not in by_name:
+            raise ParamError(name, f"unknown {label} setting")
+        v = data[name]
+        kinds = str(by_name[name].type).replace(" ", "").split("|")
+        if v is None and "None" in kinds:
+            out[name] = v
+            continue
+        if "bool" in kinds:
+            ok = isinstance(v, bool)
+        elif "int" in kinds:
+            ok = (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+            v = int(v) if ok else v
+        elif "float" in kinds:
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+        elif "str" in kinds:
+            ok = isinstance(v, str)
+        else:
+            ok = True
+        if not ok:
+            raise ParamError(name, f"must be {_KINDS.get(kinds[0], kinds[0])}, got {v!r}")
+        out[name] = v
+    return cls(**out)
+
+
+@dataclass(frozen=True)
+class DesiredOrder:
+    """An order the strategy wants resting. ``key`` is its row in the strategy's order log
+    (unique for the life of the system, so it goes into the client order id); the market sell
+    of leftover inventory has key -n for the system's n-th such sell. ``type`` "stop" is a
+    stop-market order triggered at ``price``."""
+
+    key: int
+    side: str  # buy | sell
+    type: str  # limit | market
+    price: float  # limit price; the last close for a market order
+    qty: float
+    level: int
+    role: str
+    reduces: bool
+    position: str = ""  # perpetuals in hedge mode: the position it opens or reduces (long | short)
 
 
 class StrategyRunner:

@@ -12,7 +12,6 @@ from conftest import FUNDING, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backtest import run_spot_grid
 from engine.data import load_candles, load_funding
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import spot_grid as spot_kernel
@@ -20,7 +19,7 @@ from engine.replay import Replay, html_report
 from engine.sample import SAMPLE_PATH
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from engine.strategies.hedged_grid import HedgedGridConfig
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 
 
 @pytest.fixture(scope="module")

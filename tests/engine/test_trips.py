@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.backtest import run_spot_grid
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 from engine.trips import _PERP_OPEN, _SPOT_CLOSE, _SPOT_OPEN, round_trips
 
 

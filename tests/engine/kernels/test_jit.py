@@ -14,7 +14,7 @@ CHECK = r"""
 import json, re
 import numpy as np
 from numba.core.caching import NullCache
-from engine.backtest import run_spot_grid
+from engine.strategies.spot_grid import run_spot_grid
 from engine.data import Candles
 from engine.kernels.adaptive_grid import loop as ag
 from engine.kernels.spot_grid import loop as sg
@@ -62,11 +62,11 @@ def test_the_kernel_cache_outlives_new_file_times_and_not_new_content(tmp_path):
     from engine.kernels import drop_stale_numba_cache
 
     engine = ROOT / "engine"
-    for rel in ("kernels/spot_grid/loop.py", "kernels/matching.py", "strategies/adaptive_grid.py"):
+    for rel in ("kernels/spot_grid/loop.py", "kernels/matching.py", "strategies/adaptive_grid/backtest.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(engine / rel, tmp_path / rel)
     cached = [tmp_path / "kernels/spot_grid/__pycache__/loop._run-1.py311.nbi",
-              tmp_path / "strategies/__pycache__/adaptive_grid.decide_nb-2.py311.nbc"]
+              tmp_path / "strategies/adaptive_grid/__pycache__/backtest._log_return_std_nb-2.py311.nbc"]
 
     def compile_all():
         for f in cached:

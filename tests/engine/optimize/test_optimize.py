@@ -17,13 +17,12 @@ from conftest import BTC_1H, BTC_5M, ETH_5M, shared_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backtest import run_spot_grid, sweep_spot_grid
 from engine.optimize.study import Search, Setup
 from engine.optimize.walkforward import DataSet, Fitness, walk_forward
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import read_settings
 from engine.strategies.space import Choice, FloatRange, IntRange, parse_range
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid, sweep_spot_grid
 
 GRIDDESK = str(Path(sys.executable).with_name("griddesk"))
 

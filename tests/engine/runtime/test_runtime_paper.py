@@ -8,7 +8,6 @@ import asyncio
 import numpy as np
 import pytest
 
-from engine.backtest import run_spot_grid
 from engine.exchange.base import MarketRules
 from engine.exchange.paper import PaperExchange
 from engine.exchange.replay import ReplaySource
@@ -18,7 +17,7 @@ from engine.runtime import lifecycle
 from engine.runtime.config import ConfigError, SystemConfig
 from engine.runtime.trader import Trader
 from engine.store import read_jsonl
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 from engine.summary import backtest_summary
 
 

@@ -6,12 +6,11 @@ from conftest import FUNDING, real_candles, shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.backtest import run_spot_grid
 from engine.data import Candles, load_funding
 from engine.kernels import spot_grid as spot_kernel
 from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers
 from engine.strategies.hedged_grid import HedgedGridConfig
-from engine.strategies.spot_grid import build_params
+from engine.strategies.spot_grid import build_params, run_spot_grid
 
 TF = 15 * 60_000
 TIERS = load_tiers()

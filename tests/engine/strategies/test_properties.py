@@ -4,11 +4,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.backtest import run_spot_grid
 from engine.data import Candles
 from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.errors import ParamError
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 
 
 @st.composite

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from oracle import backtesting_reference_grid, reference_grid
 
-from engine.backtest import run_spot_grid
 from engine.data import Candles
 from engine.kernels import spot_grid as spot_kernel
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 
 CAPITAL, FEE, LOT = 100_000.0, 0.001, 1e-8
 

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 
-from engine.backtest import run_spot_grid
 from engine.data import Candles
 from engine.kernels import grid
 from engine.kernels import spot_grid as spot_kernel
 from engine.strategies.errors import ParamError
-from engine.strategies.spot_grid import SpotGridConfig
+from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 
 
 def bars(*ohlc, tf=60_000):

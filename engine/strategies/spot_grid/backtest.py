@@ -1,4 +1,6 @@
-"""Run a strategy over candles and collect everything a report or a replay needs."""
+"""The spot grid's backtest (the hedged grid's too): the kernel over candles, and everything a
+report or a replay needs of the run (``BacktestResult``); many plain grids side by side for the
+optimizer (``sweep_spot_grid``)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ from engine.kernels import indicators
 from engine.kernels import metrics as metrics_kernel
 from engine.kernels import spot_grid as spot_kernel
 from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
-from engine.strategies.hedged_grid import HedgedGridConfig
 from engine.strategies.spec import drive
-from engine.strategies.spot_grid import SpotGridConfig, build_params, initial_levels
+from engine.strategies.spot_grid.settings import SpotGridConfig, build_params, initial_levels
 
 _NO_TIERS = np.zeros((1, 3))
 @dataclass
@@ -126,7 +127,7 @@ def sweep_spot_grid(candles: Candles, cfgs: list[SpotGridConfig]) -> dict[str, n
 
     from engine.kernels import sweep
 
-    if any(isinstance(c, HedgedGridConfig) for c in cfgs):
+    if any(c.hedged for c in cfgs):
         raise ValueError("the sweep runs plain spot grids; the hedged grid runs one backtest at a time")
     atrs = [np.zeros(len(candles))]
     by_period: dict[int, tuple[int, int]] = {}  # ATR period -> (row in atrs, first bar after its warm-up)
@@ -163,7 +164,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     and order logs start at ``log_capacity`` rows (default: from the data's length) and double
     when they fill. ``progress``: see ``drive``."""
     cfg = cfg or SpotGridConfig()
-    hedged = isinstance(cfg, HedgedGridConfig)
+    hedged = cfg.hedged
     timings: dict[str, float] = {}
     t0 = _time.perf_counter()
     n = len(candles)
