@@ -29,8 +29,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_spot_grid import gbm_candles  # noqa: E402
 
-from engine.backtest import run_spot_grid, sweep_spot_grid  # noqa: E402
-from engine.strategies.spot_grid import SpotGridConfig  # noqa: E402
+from engine.strategies.spot_grid import (  # noqa: E402
+    SpotGridConfig,
+    run_spot_grid,
+    sweep_spot_grid,
+)
 
 SHARED = Path(os.environ.get("GRIDDESK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
