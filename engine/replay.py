@@ -163,6 +163,7 @@ class Replay:
                         "long_qty": self.long_qty, "short_qty": self.short_qty,
                         "short_down": None if self.short_qty is None else -self.short_qty,
                         "high": c.high, "low": c.low}
+        self._with_values: dict[str, bool] = {}
         marks = getattr(self.result, "marks", None)  # the perpetual grid's, when its run kept them
         for j, name in enumerate(perp_kernel.MARK_NAMES[1:], start=1):
             self._series[name] = None if marks is None else marks[:, j]
@@ -270,6 +271,14 @@ class Replay:
         parts = ([merged(*head)] if head else []) + [whole] + ([merged(*tail)] if tail else [])
         cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
         return (*cols, self.timeframe_s * k)
+
+    def has_values(self, name: str) -> bool:
+        """Whether the series ``name`` has a value at some bar (a side that never opened has
+        no average entry, liquidation or stop to draw, nor to name in a legend)."""
+        if name not in self._with_values:
+            s = self._series.get(name)
+            self._with_values[name] = s is not None and not bool(np.isnan(s).all())
+        return self._with_values[name]
 
     def series(self, name: str) -> np.ndarray | None:
         """A per-bar series by name: equity, peak, position, avg_entry, long_qty, short_qty,
@@ -393,6 +402,7 @@ def _json_default(v):
 def format_metric(name: str, v: float) -> str:
     if isinstance(v, float) and math.isnan(v):
         return "—"
+    v = v + 0.0  # (-0.0, a sum of nothing paid, shows as 0: "-0.00%" read as a loss)
     if name in ("return", "drawdown", "max_drawdown", "cagr", "win_rate", "buy_hold_return"):
         return f"{v * 100:+.2f}%" if name in ("return", "cagr", "buy_hold_return") else f"{v * 100:.2f}%"
     if name == "fills":

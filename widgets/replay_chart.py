@@ -199,7 +199,7 @@ class ReplayChart(pg.GraphicsLayoutWidget):
             r.indicators()
         wanted = [n for n in LINES if LINES[n][3] is not None] + \
             [n for o in sorted(self.overlays) for n in OVERLAY_LINES.get(o, ())]
-        return [n for n in wanted if r.series(n) is not None]
+        return [n for n in wanted if r.has_values(n)]
 
     def follow_bar(self) -> None:
         self.follow = True

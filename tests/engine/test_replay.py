@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from engine.data import load_candles, load_funding
 from engine.kernels import adaptive_grid as perp_kernel
 from engine.kernels import spot_grid as spot_kernel
-from engine.replay import Replay, html_report
+from engine.replay import Replay, format_metric, html_report
 from engine.sample import SAMPLE_PATH
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from engine.strategies.hedged_grid import HedgedGridConfig
@@ -176,3 +176,8 @@ def test_a_run_in_chunks_reports_progress_equals_the_whole_run_and_stops_when_ca
 
     with pytest.raises(bt.Cancelled):
         run_backtest(strategy, c, cfg, progress=stop)
+
+
+def test_a_figure_of_nothing_shows_no_sign_of_a_loss():
+    assert format_metric("max_drawdown", -0.0) == "0.00%" and format_metric("funding", -0.0) == "0.00"
+    assert format_metric("return", -0.0) == "+0.00%" and format_metric("return", -0.001) == "-0.10%"

@@ -218,7 +218,19 @@ def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
     assert tab.chart.regime_band.boundingRect().width() > 0
     tab.set_overlays([])
     assert tab.chart.lines["ema"].getData()[1] is None or len(tab.chart.lines["ema"].getData()[1]) == 0
+    assert {"short average entry", "liquidation (short)", "stop (short)"} <= legend_labels(tab)
+    # the long grid on the same data: no short side to draw, nor to name in the legend
+    tab.editor.strategy.setCurrentText("long-grid")
+    tab.editor.apply_preset("2x leverage")
+    run_now(loop, tab)
+    assert tab.run.strategy == "long-grid" and not tab.run.has_values("avg_short")
+    labels = legend_labels(tab)
+    assert "average entry" in labels and not any("short" in x for x in labels), labels
     loop.run_until_complete(tab.controller.shutdown())
+
+
+def legend_labels(tab) -> set[str]:
+    return {label.text for _, label in tab.chart.legend.items}
 
 
 def test_a_run_reports_progress_and_cancel_stops_it(loop, tab, monkeypatch, qtbot):
