@@ -64,6 +64,16 @@ def bench_sweep(n_configs: int, n_bars: int) -> None:
             t = time.perf_counter()
             got = sweep_spot_grid(candles, cfgs)
             times.append(time.perf_counter() - t)
+        import numba
+
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # the same sweep on one core: what a core does, and how the cores add up
+        try:
+            t = time.perf_counter()
+            sweep_spot_grid(candles, cfgs)
+            single = time.perf_counter() - t
+        finally:
+            numba.set_num_threads(threads)
         sample = cfgs[:: max(1, n_configs // 16)]
         t = time.perf_counter()
         for j, cfg in enumerate(sample):
@@ -75,7 +85,8 @@ def bench_sweep(n_configs: int, n_bars: int) -> None:
         print(f"{label}: {n_configs} configs x {n_bars:,} bars: sweep {best:.3f}s (median {np.median(times):.3f}s), "
               f"{n_configs / best:,.0f} configs/s; one at a time {one * 1e3:.1f} ms each "
               f"({1 / one:,.0f} configs/s), sweep {one * n_configs / best:.2f}x faster; "
-              f"fills per config median {np.median(got['fills']):,.0f}")
+              f"fills per config median {np.median(got['fills']):,.0f}; on one core {n_configs / single:,.0f} "
+              f"configs/s, on {threads} {n_configs / best / threads:,.0f} a core ({single / best:.2f}x one core)")
 
 
 def bench_study(trials: int) -> None:
