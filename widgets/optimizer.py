@@ -40,7 +40,7 @@ from engine.strategies.errors import ParamError
 from engine.strategies.registry import CHOICES, CONFIGS, SPACES, STRATEGIES
 from engine.strategies.space import Choice, parse_range
 from widgets.backtest import error_html
-from widgets.roles import DISPLAY
+from widgets.roles import DISPLAY, TOOLTIP
 from widgets.run_controls import RunControls
 
 SEARCH, NAME, RANGE, DEFAULT = range(4)
@@ -66,8 +66,14 @@ class FrameModel(QAbstractTableModel):
         return 0 if self.frame is None else len(self.frame.columns)
 
     def headerData(self, section, orientation, role=DISPLAY):
-        if role == DISPLAY and self.frame is not None and orientation == Qt.Horizontal:
-            return str(self.frame.columns[section])
+        """A setting's column by its label (as the editor names it), the stored name in its tooltip."""
+        if self.frame is None or orientation != Qt.Horizontal:
+            return None
+        name = str(self.frame.columns[section])
+        if role == DISPLAY:
+            return settings_text.label(name)
+        if role == TOOLTIP:
+            return name
         return None
 
     def data(self, index, role=DISPLAY):

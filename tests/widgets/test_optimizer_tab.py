@@ -12,10 +12,12 @@ import pytest
 pytest.importorskip("PySide6")
 
 from conftest import BTC_5M, ETH_5M, shared_file, shown
+from PySide6.QtCore import Qt
 
 from app.controller import Controller
 from app.main_window import MainWindow
 from engine.strategies.registry import read_settings
+from widgets.roles import TOOLTIP
 
 
 @pytest.fixture
@@ -49,6 +51,10 @@ def test_search_runs_in_the_background_and_shows_the_study(loop, window, tmp_pat
     assert tab.model.rowCount() == len(trials)
     assert {"in_sample", "oos", "levels", "range_pct", "spacing"} <= set(tab.model.frame.columns)
     assert "trailing" not in tab.model.frame.columns
+    # the settings by their labels, as the editor names them; the stored name in the tooltip
+    headers = {tab.model.headerData(i, Qt.Horizontal): tab.model.headerData(i, Qt.Horizontal, TOOLTIP)
+               for i in range(tab.model.columnCount())}
+    assert headers["Range around the price (fraction)"] == "range_pct" and headers["in sample"] == "in_sample"
     x, y = tab.trial_dots.getData()
     assert list(x) == [t.number for t in done] and list(y) == [t.value for t in done]
     _, best = tab.best_line.getData()
