@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import running_text
+from widgets.columns import choosable_columns
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL, TOOLTIP
 from widgets.system_dialog import SystemDialog
 from widgets.tasks import when_done
@@ -142,6 +143,7 @@ class MarketTab(QWidget):
         # (not stretched: a position at the far edge of a wide window was hard to read)
         self.table.horizontalHeader().setStretchLastSection(False)
         self.table.verticalHeader().setVisible(False)
+        self.column_actions = choosable_columns(self.table)  # (a narrow screen: hide what is not wanted)
         self.table.doubleClicked.connect(lambda _: self.edit_system())
         buttons = QHBoxLayout()
         for name, text, slot in (("addSystemButton", "Add System…", self.add_system),

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import qty_text
+from widgets.columns import choosable_columns
 from widgets.roles import ALIGNMENT, BACKGROUND, DISPLAY, FOREGROUND, HORIZONTAL
 
 COLUMNS = [("ts", "Time (UTC)"), ("system", "System"), ("side", "Side"), ("price", "Price"), ("qty", "Qty"),
@@ -105,6 +106,7 @@ class OrdersTab(QWidget):
         head.setSectionResizeMode(1, QHeaderView.Stretch)  # the system's name takes the room left
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
+        self.column_actions = choosable_columns(self.table)
         self.table.doubleClicked.connect(self.show_details)
         self.system_filter = QComboBox(objectName="ordersSystemFilter")
         self.status_filter = QComboBox(objectName="ordersStatusFilter")

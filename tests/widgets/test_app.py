@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from app.controller import ROOT, Controller
 from app.main_window import MainWindow
+from widgets.market import COLUMNS
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import LINES
 from widgets.roles import FOREGROUND
@@ -369,6 +370,10 @@ def test_layout_is_restored(data_dir, qtbot):
     sizes = window.backtest.splitter.sizes()
     assert sizes[0] < sizes[2]
     window.market.table.horizontalHeader().resizeSection(0, 222)
+    # columns the user does not want (the header's menu) stay hidden after a restart
+    venue = [key for key, _ in COLUMNS].index("venue")
+    window.market.column_actions[venue].setChecked(False)
+    assert window.market.table.isColumnHidden(venue) and 0 not in window.market.column_actions
     window.close()
     again = MainWindow(Controller(data_dir))
     qtbot.addWidget(again)
@@ -378,6 +383,10 @@ def test_layout_is_restored(data_dir, qtbot):
     # after the first take the difference, down to their minimum widths)
     assert again.backtest.splitter.sizes()[0] == sizes[0]
     assert again.market.table.horizontalHeader().sectionSize(0) == 222
+    assert again.market.table.isColumnHidden(venue)
+    menu = again.market.column_actions[venue].parent()
+    menu.aboutToShow.emit()  # (the menu shows what the header holds)
+    assert not again.market.column_actions[venue].isChecked()
 
 
 def test_add_system_imports_the_optimizers_best_settings(qtbot, tmp_path):
