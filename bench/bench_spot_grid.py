@@ -38,14 +38,19 @@ def gbm_candles(n: int, seed: int = 42, vol: float = 0.60, price: float = 30_000
     rng = np.random.default_rng(seed)
     dt = 1.0 / (365 * 24 * 60) / substeps
     steps = rng.standard_normal((n, substeps)) * vol * np.sqrt(dt) - 0.5 * vol**2 * dt
-    path = price * np.exp(np.cumsum(steps.ravel())).reshape(n, substeps)
+    return minute_candles(price * np.exp(np.cumsum(steps.ravel())).reshape(n, substeps), price, "gbm")
+
+
+def minute_candles(path: np.ndarray, price: float, source: str) -> Candles:
+    """1-minute candles of a price path sampled ``path.shape[1]`` times a minute, from ``price``."""
+    n = len(path)
     close = path[:, -1].copy()
     open_ = np.r_[price, close[:-1]]
     high = np.maximum(path.max(axis=1), open_)
     low = np.minimum(path.min(axis=1), open_)
     t = 1_704_067_200_000 + np.arange(n, dtype=np.int64) * 60_000
     return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n),
-                   timeframe_ms=60_000, source="gbm", symbol="BTC/USDT")  # (priced as BTC)
+                   timeframe_ms=60_000, source=source, symbol="BTC/USDT")  # (priced as BTC)
 
 
 def busy_candles(n: int, seed: int = 11, vol: float = 0.60, price: float = 30_000.0, pull: float = 2e-4,
@@ -60,14 +65,7 @@ def busy_candles(n: int, seed: int = 11, vol: float = 0.60, price: float = 30_00
     for i in range(n * substeps):  # (once per run: a second or two)
         level += -pull * level + shocks[i]
         x[i] = level
-    path = (price * np.exp(x)).reshape(n, substeps)
-    close = path[:, -1].copy()
-    open_ = np.r_[price, close[:-1]]
-    high = np.maximum(path.max(axis=1), open_)
-    low = np.minimum(path.min(axis=1), open_)
-    t = 1_704_067_200_000 + np.arange(n, dtype=np.int64) * 60_000
-    return Candles(time=t, open=open_, high=high, low=low, close=close, volume=np.ones(n),
-                   timeframe_ms=60_000, source="ou", symbol="BTC/USDT")
+    return minute_candles((price * np.exp(x)).reshape(n, substeps), price, "ou")
 
 
 @njit(cache=False)
