@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--from", dest="replay_from", default="",
                     help="paper systems on recorded candles: trade from the candle at this date (the same run "
                          "every time; default: after 200 candles of history)")
+    ru.add_argument("--metrics-port", type=_number("metrics_port", 0, 65_535, integer=True), default=None,
+                    help="serve Prometheus metrics (equity, PnL, fills, orders, latency per system) on this port "
+                         "at /metrics (0: a free one, printed)")
+    ru.add_argument("--metrics-addr", default="127.0.0.1",
+                    help="the address the metrics are served on (default 127.0.0.1: this machine only)")
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
@@ -451,6 +456,15 @@ def cmd_run(args) -> int:
             loop.add_signal_handler(sig, stop.set)
         print(f"griddesk run: {len(systems)} system(s), data in {data_dir}; Ctrl-C stops (orders stay resting)",
               flush=True)
+        if args.metrics_port is not None:
+            from engine.runtime.exporter import serve
+
+            try:
+                server = serve(lambda: runner.status, args.metrics_port, args.metrics_addr)
+            except OSError as exc:  # taken, or an address this machine does not have
+                raise ValueError(f"--metrics-port: cannot serve on {args.metrics_addr}:{args.metrics_port}: "
+                                 f"{exc.strerror or exc}") from None
+            print(f"griddesk run: metrics at http://{args.metrics_addr}:{server.server_port}/metrics", flush=True)
         await runner.run(stop)
 
     try:

@@ -155,6 +155,7 @@ class Runner:
         self._tasks: dict[str, asyncio.Task] = {}
         self._stops: dict[str, asyncio.Event] = {}
         self.write_problem = ""  # why the views could not be written, as last seen
+        self.status: dict | None = None  # bot_state.json as last made on the loop (engine.runtime.exporter)
         # awaited before a system starts: the app's preparing of the engine (its kernels compiled
         # out of its process, so that no first decision compiles on its one thread)
         self.prepare: Callable[[], Awaitable] | None = None
@@ -273,7 +274,9 @@ class Runner:
             if sig != seen:
                 # snapshot on the loop, write (fsync) in a worker thread
                 try:
-                    await asyncio.get_running_loop().run_in_executor(None, self._write, self.views())
+                    views = self.views()
+                    self.status = views["bot_state.json"]  # (what the metrics endpoint serves)
+                    await asyncio.get_running_loop().run_in_executor(None, self._write, views)
                     seen = sig
                     self.write_problem = ""
                 except OSError as exc:  # a full disk, a folder made read-only: said once, tried again

@@ -567,5 +567,6 @@ class Trader(OrderSending, Feed):
         return {"system": self.cfg.name, "last_time": self.last_time, "price": close, **books,
                 "bot": bot_summary(self.cfg.capital, books, self.started_at, self.last_time) if books else None,
                 "open_orders": len(self.book.in_state(lifecycle.OPEN, lifecycle.PARTIAL, lifecycle.PENDING_CANCEL)),
-                "feed": self.feed,
+                "feed": self.feed, "refused": len(self.refusals),
+                "latency_s": float(np.median(self.latency[-100:])) if self.latency else None,
                 "status": self.risk.status(self.cfg.name).label, "note": self.status_note}
