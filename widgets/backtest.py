@@ -57,6 +57,16 @@ FRAME_MS = 16  # playback redraws at most this often; at high speed bars are ski
 KEEP_RUNS = 8  # runs kept to replay and compare (the oldest go first)
 
 
+def _source_key(source: str):
+    """What a loaded data source is kept by: a file with its modification time and size (a file
+    changed on disk is read again), anything else (the sample, a download) by its name."""
+    try:
+        st = Path(source).stat() if source != "sample" else None
+    except OSError:
+        st = None
+    return (source, st.st_mtime_ns, st.st_size) if st is not None else source
+
+
 class BacktestTab(QWidget):
     """Three panels side by side: the run's setup (data, strategy and settings, run), the
     replay (chart over the transport) and the runs (metrics, trades, compare, exports)."""
@@ -69,7 +79,7 @@ class BacktestTab(QWidget):
         self.runs_made = 0
         self.run: Replay | None = None
         self.compare: Replay | None = None
-        self.loaded: dict[str, object] = {}  # data source -> Candles
+        self.loaded: dict = {}  # data source (a file: with its time and size) -> Candles
         self._task: asyncio.Task | None = None
         self.frames = 0  # redraws during playback (the benchmark counts them)
 
@@ -273,9 +283,10 @@ class BacktestTab(QWidget):
         source = self.data.currentText().strip()
         if not source:
             raise DataError("data: choose 'sample', a candle file or a download")
-        if source not in self.loaded:
-            self.loaded[source] = await self.controller.load_candles(source)
-        return self.loaded[source]
+        key = _source_key(source)
+        if key not in self.loaded:
+            self.loaded[key] = await self.controller.load_candles(source)
+        return self.loaded[key]
 
     # -- running --------------------------------------------------------------------------------
     def _progress(self, what: str):
