@@ -233,7 +233,6 @@ class SystemDialog(QDialog):
         self.strategy.blockSignals(False)
         for w in self.spot_rows:
             self.form.setRowVisible(w, market == "spot")
-        self.form.labelForField(self.levels).setText("Levels a side" if market == "perpetual" else "Levels")
         self._show_strategy()
 
     def _show_strategy(self) -> None:
@@ -243,6 +242,8 @@ class SystemDialog(QDialog):
         self.preset.addItems(["(as set)", *s.presets])
         for w in self.perp_rows:
             self.form.setRowVisible(w, s.market == "perpetual" and self._field_of(w) not in s.fixed)
+        two_sided = s.market == "perpetual" and "no_short" not in s.fixed  # (the long grid has one side)
+        self.form.labelForField(self.levels).setText("Levels a side" if two_sided else "Levels")
 
     def _field_of(self, widget) -> str:
         return next(name for name, w in self.fields.items() if w is widget)
@@ -470,7 +471,7 @@ class SystemDialog(QDialog):
                 liq = f"; liquidation not estimated: {str(exc).removeprefix('tiers: ')}"
             self.preview.setText(
                 f"at {self.reference_price:,.2f} ({self.price_from}): {sides}; {order:,.2f} an order "
-                f"({a.levels} a side), margin {order / a.leverage:,.2f} at "
+                f"({a.levels} {'levels' if a.no_short else 'a side'}), margin {order / a.leverage:,.2f} at "
                 f"{a.leverage:g}x; spacing {a.atr_k:g} × ATR, at least {a.atr_floor:.2%}: net profit per grid "
                 f"after fees at least {a.atr_floor - 2 * a.maker_fee:.3%}{liq}")
             return True

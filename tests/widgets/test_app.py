@@ -314,6 +314,7 @@ def test_add_system_dialog_makes_a_perpetual_system(qtbot):
     assert dlg.no_short.isVisible() and not dlg.no_short.isChecked()
     dlg.strategy.setCurrentText("long-grid")
     assert not dlg.no_short.isVisible() and dlg.leverage.isVisible() and "long only" in dlg.preview.text()
+    assert dlg.form.labelForField(dlg.levels).text() == "Levels" and "(10 levels)" in dlg.preview.text()  # one side
     dlg.preset.setCurrentText("2x leverage")
     dlg._preset_chosen(dlg.preset.currentIndex())
     assert dlg.leverage.value() == 2 and dlg.stop_m.value() == 3.5  # a preset starts from the defaults
