@@ -95,6 +95,14 @@ def _out_dir(text: str) -> Path:
     return path
 
 
+def _metrics_arguments(parser) -> None:
+    parser.add_argument("--metrics-port", type=_number("metrics_port", 0, 65_535, integer=True), default=None,
+                        help="serve Prometheus metrics (equity, PnL, fills, orders, latency per system) on this "
+                             "port at /metrics (0: a free one, printed)")
+    parser.add_argument("--metrics-addr", default="127.0.0.1",
+                        help="the address the metrics are served on (default 127.0.0.1: this machine only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.strategies.registry import STRATEGIES
 
@@ -146,15 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--from", dest="replay_from", default="",
                     help="paper systems on recorded candles: trade from the candle at this date (the same run "
                          "every time; default: after 200 candles of history)")
-    ru.add_argument("--metrics-port", type=_number("metrics_port", 0, 65_535, integer=True), default=None,
-                    help="serve Prometheus metrics (equity, PnL, fills, orders, latency per system) on this port "
-                         "at /metrics (0: a free one, printed)")
-    ru.add_argument("--metrics-addr", default="127.0.0.1",
-                    help="the address the metrics are served on (default 127.0.0.1: this machine only)")
+    _metrics_arguments(ru)
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
     gu.add_argument("--exchange-url", help="send every exchange request to this base URL (testnet, proxy, simulator)")
+    _metrics_arguments(gu)
     gu.add_argument("--quit-after", type=_number("quit_after", 0, 86_400, lo_open=True), help=argparse.SUPPRESS)
     gu.add_argument("--screenshot", type=Path, help=argparse.SUPPRESS)
 
@@ -537,7 +542,8 @@ def cmd_gui(args) -> int:
     from app.gui import main as gui_main
 
     return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot,
-                    exchange_url=args.exchange_url)
+                    exchange_url=args.exchange_url,
+                    metrics=None if args.metrics_port is None else (args.metrics_port, args.metrics_addr))
 
 
 def cmd_screenshot(args) -> int:

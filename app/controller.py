@@ -478,8 +478,19 @@ class Controller(QObject):
             "timeframe_s": t.tf / 1000.0,
         }
 
+    def serve_metrics(self, port: int, addr: str = "127.0.0.1"):
+        """Prometheus metrics of the systems (engine.runtime.exporter) on ``addr:port`` (0: a free
+        one) until ``shutdown``; the server (``server_port``). OSError when the port is taken."""
+        from engine.runtime.exporter import serve
+
+        self.metrics_server = serve(lambda: self.runner.status, port, addr)
+        return self.metrics_server
+
     async def shutdown(self) -> None:
         """Stop every system cleanly (resting orders stay), remembering which were ON."""
+        if getattr(self, "metrics_server", None) is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server = None
         for name in list(self.runner.traders):
             await self.runner.stop(name)
         if getattr(self, "_views_stop", None) is not None:

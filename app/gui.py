@@ -57,7 +57,7 @@ def window_libraries_error(missing: list[str]) -> str:
 
 
 def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None,
-         exchange_url: str | None = None) -> int:
+         exchange_url: str | None = None, metrics: tuple[int, str] | None = None) -> int:
     import qasync
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -88,6 +88,15 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
     asyncio.set_event_loop(loop)
     collector = gui_thread_gc()  # noqa: F841 (kept alive for the app's life)
     controller = Controller(data_dir, exchange_url=exchange_url)
+    if metrics is not None:
+        try:
+            server = controller.serve_metrics(*metrics)
+        except OSError as exc:  # taken, or an address this machine does not have
+            print(f"griddesk gui: error: --metrics-port: cannot serve on {metrics[1]}:{metrics[0]}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            lock.release()
+            return 2
+        print(f"griddesk gui: metrics at http://{metrics[1]}:{server.server_port}/metrics", flush=True)
     window = MainWindow(controller)
     window.show()
     closed = asyncio.Event()

@@ -34,6 +34,13 @@ def data_dir(tmp_path):
     return tmp_path
 
 
+def fetch_text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
 def shoot(widget, path: Path) -> None:
     img = widget.grab()
     assert img.save(str(path)) and path.stat().st_size > 5_000
@@ -78,6 +85,7 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
 
     async def scenario():
         controller.start()
+        metrics = controller.serve_metrics(0)  # (griddesk gui --metrics-port)
         window.market.table.selectRow(0)
         window.market.toggleSystemButton.click()
         for _ in range(200):
@@ -109,6 +117,14 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
         await asyncio.sleep(0.2)
         shoot(window, tmp_path / "risk.png")
         assert len(controller.runner.traders[name].book.live()) <= placed
+        # the metrics endpoint says so too (the status snapshot is made every 2 s at most)
+        url = f"http://127.0.0.1:{metrics.server_port}/metrics"
+        for _ in range(60):
+            text = await asyncio.get_running_loop().run_in_executor(None, fetch_text, url)
+            if "griddesk_kill_switch 1.0" in text:
+                break
+            await asyncio.sleep(0.1)
+        assert "griddesk_kill_switch 1.0" in text and f'griddesk_equity{{system="{name}"}}' in text
         window.tabs.setCurrentWidget(window.logs)
         shoot(window, tmp_path / "logs.png")
         assert "kill_switch" in window.logs.text()
