@@ -37,8 +37,9 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports --no-cache
 
 # The kernels compile once (griddesk warmup), then the tests run in TEST_WORKERS processes, each
-# loading them from the cache (2 cores: 517 s with two, 1,067 s with one, 390 s with four).
-TEST_WORKERS ?= 2
+# loading them from the cache. On 2 cores: 328 s with three (the third fills the cores while
+# tests wait on their subprocesses and fake exchanges), 510 s with two, 422 s with four.
+TEST_WORKERS ?= 3
 test: sysdeps $(VENV)/.installed-test lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m app.cli warmup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n $(TEST_WORKERS)
