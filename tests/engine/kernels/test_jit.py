@@ -16,8 +16,8 @@ import numpy as np
 from numba.core.caching import NullCache
 from engine.strategies.spot_grid import run_spot_grid
 from engine.data import Candles
-from engine.kernels.adaptive_grid import loop as ag
-from engine.kernels.spot_grid import loop as sg
+from engine.kernels.adaptive_grid import loop as perp_loop
+from engine.kernels.spot_grid import loop as spot_loop
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from engine.strategies.spot_grid import SpotGridConfig
 
@@ -28,12 +28,13 @@ open_ = np.concatenate([[100.0], close[:-1]])
 c = Candles(time=np.arange(n, dtype=np.int64) * 900_000, open=open_, high=np.maximum(open_, close) * 1.002,
             low=np.minimum(open_, close) * 0.998, close=close, volume=np.ones(n), timeframe_ms=900_000,
             symbol="BTC/USDT")
-for kernel in (ag.adaptive_grid_nb, ag.adaptive_grid_log_nb, ag._run, sg.spot_grid_nb, sg._run):
+for kernel in (perp_loop.adaptive_grid_nb, perp_loop.adaptive_grid_log_nb, perp_loop._run, spot_loop.spot_grid_nb,
+               spot_loop._run):
     kernel._cache = NullCache()
 run_adaptive_grid(c, AdaptiveGridConfig())
 run_spot_grid(c, SpotGridConfig(lower=90.0, upper=110.0, levels=20, capital=10_000.0))
 out = {}
-for name, kernel in (("adaptive", ag._run), ("spot", sg._run)):
+for name, kernel in (("adaptive", perp_loop._run), ("spot", spot_loop._run)):
     ir = "".join(kernel.inspect_llvm(sig) for sig in kernel.signatures)
     out[name] = {"nrt": kernel.targetoptions.get("_nrt"), "compiled": len(kernel.signatures), "ir": len(ir),
                  "refcounts": len(re.findall(r"call void @NRT_(?:incref|decref)\(", ir))}
