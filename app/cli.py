@@ -464,11 +464,7 @@ def cmd_run(args) -> int:
         if args.metrics_port is not None:
             from engine.runtime.exporter import serve
 
-            try:
-                server = serve(lambda: runner.status, args.metrics_port, args.metrics_addr)
-            except OSError as exc:  # taken, or an address this machine does not have
-                raise ValueError(f"--metrics-port: cannot serve on {args.metrics_addr}:{args.metrics_port}: "
-                                 f"{exc.strerror or exc}") from None
+            server = serve(lambda: runner.status, args.metrics_port, args.metrics_addr)
             print(f"griddesk run: metrics at http://{args.metrics_addr}:{server.server_port}/metrics", flush=True)
         await runner.run(stop)
 

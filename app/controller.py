@@ -480,7 +480,7 @@ class Controller(QObject):
 
     def serve_metrics(self, port: int, addr: str = "127.0.0.1"):
         """Prometheus metrics of the systems (engine.runtime.exporter) on ``addr:port`` (0: a free
-        one) until ``shutdown``; the server (``server_port``). OSError when the port is taken."""
+        one) until ``shutdown``; the server (``server_port``). ValueError when it cannot (the port taken)."""
         from engine.runtime.exporter import serve
 
         self.metrics_server = serve(lambda: self.runner.status, port, addr)

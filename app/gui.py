@@ -91,9 +91,8 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
     if metrics is not None:
         try:
             server = controller.serve_metrics(*metrics)
-        except OSError as exc:  # taken, or an address this machine does not have
-            print(f"griddesk gui: error: --metrics-port: cannot serve on {metrics[1]}:{metrics[0]}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
+        except ValueError as exc:  # the port taken, or an address this machine does not have
+            print(f"griddesk gui: error: {exc}", file=sys.stderr)
             lock.release()
             return 2
         print(f"griddesk gui: metrics at http://{metrics[1]}:{server.server_port}/metrics", flush=True)

@@ -252,9 +252,10 @@ class SystemDialog(QDialog):
         """Another strategy of the same market: its presets and rows, the form's values kept
         (those it fixes at their default)."""
         self._show_strategy()
-        fixed = {name: getattr(CONFIGS[strategy](), name) for name in spec(strategy).fixed}
-        if "no_short" in fixed:
-            self.no_short.setChecked(fixed["no_short"])
+        defaults = CONFIGS[strategy]()
+        for name in spec(strategy).fixed:  # (hidden: at the value the strategy holds it to)
+            if isinstance(self.fields.get(name), QCheckBox):
+                self.fields[name].setChecked(getattr(defaults, name))
         self.update_preview()
 
     def _market_changed(self, market: str) -> None:

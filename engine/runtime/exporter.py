@@ -72,8 +72,12 @@ class RunnerCollector:
 
 def serve(source, port: int, addr: str = "127.0.0.1"):
     """Serve the metrics of ``source()`` on ``addr:port`` (0: a free port) from a thread of
-    its own; returns the server (``server_port``, ``shutdown()``)."""
+    its own; returns the server (``server_port``, ``shutdown()``). ValueError naming the flag
+    when it cannot (the port taken, an address this machine does not have)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(RunnerCollector(source))
-    server, _thread = start_http_server(port, addr, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr, registry=registry)
+    except OSError as exc:
+        raise ValueError(f"--metrics-port: cannot serve on {addr}:{port}: {exc.strerror or exc}") from None
     return server
