@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import json
 import os
 import shutil
 import sys
@@ -21,19 +20,16 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.secrets import load_keys, store_keys
 from engine.risk import RiskGate
-from engine.runtime import lifecycle
 from engine.runtime.config import RUNTIME_STRATEGIES as RUNTIME_STRATEGIES  # (the widgets build systems
 from engine.runtime.config import ConfigError as ConfigError  # with these three: they reach the engine here)
-from engine.runtime.config import SystemConfig, check_unique, load_systems, save_systems
+from engine.runtime.config import SystemConfig
+from engine.runtime.desk import RISK, Desk
 from engine.runtime.runner import Runner, default_data_dir
-from engine.store import EventLog, private_folder, read_jsonl
-from engine.strategies.registry import CONFIGS
-from engine.summary import BOT_FIELDS
+from engine.store import EventLog, private_folder
 from engine.summary import qty_text as qty_text  # (the widgets' words for a quantity)
 from engine.summary import running_text as running_text  # (the widgets' words for a running time)
 
 ROOT = Path(__file__).resolve().parents[1]
-PAUSED_BY_CANCEL_ALL = "orders cancelled by you (switch the system off and on to resume)"
 
 
 class _EmittingLog(EventLog):
@@ -62,23 +58,20 @@ class Controller(QObject):
         self.keys = keys
         self.exchange_url = exchange_url or None  # every exchange request to this host (testnet, simulator)
         self._symbols: dict[tuple[str, str], list[str]] = {}
-        self.config_path = self.data_dir / "cryptos.json"
-        if not self.config_path.exists():  # first launch: the bundled default systems
-            private_folder(self.config_path.parent)
-            shutil.copy2(ROOT / "cryptos.json", self.config_path)
-            os.chmod(self.config_path, 0o600)
-        self.systems, problem = load_systems(self.config_path)
+        config_path = self.data_dir / "cryptos.json"
+        if not config_path.exists():  # first launch: the bundled default systems
+            private_folder(config_path.parent)
+            shutil.copy2(ROOT / "cryptos.json", config_path)
+            os.chmod(config_path, 0o600)
         self.events = _EmittingLog(self.data_dir / "logs", lambda e, f: self.logEvent.emit(e, f))
-        if problem:
-            self.events.log("state_problem", file=str(self.config_path), problem=problem)
         self.risk = RiskGate(event_log=self.events)
         self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25, event_log=self.events,
                              exchange_url=self.exchange_url)
         self.runner.prepare = self.prepare_engine
+        self.desk = Desk(config_path, self.runner)
+        self.desk.listeners.append(lambda what: (self.riskChanged if what == RISK else self.systemsChanged).emit())
         self._engine: asyncio.Future | None = None
-        self.engine_note = ""  # the last line of the engine's preparing, while it lasts
         self._tasks: set[asyncio.Task] = set()
-        self._journals: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
                                         thread_name_prefix="griddesk-numba")
         self._timer = QTimer(self)
@@ -101,6 +94,15 @@ class Controller(QObject):
         for s in self.systems:
             if s.enabled:
                 self.runner.start(s)
+
+    @property
+    def engine_note(self) -> str:
+        """The last line of the engine's preparing, while it lasts."""
+        return self.desk.preparing
+
+    @engine_note.setter
+    def engine_note(self, text: str) -> None:
+        self.desk.preparing = text
 
     def prepare_engine(self) -> asyncio.Future:
         """Ready when every kernel is in numba's cache: at once when ``griddesk warmup`` has run
@@ -150,57 +152,32 @@ class Controller(QObject):
         task.add_done_callback(done)
         return task
 
-    # -- systems -------------------------------------------------------------------------------
+    # -- the user's controls: the Desk's (engine/runtime/desk.py), the same as the control API's --
+    @property
+    def systems(self) -> list[SystemConfig]:
+        return self.desk.systems
+
+    @property
+    def config_path(self) -> Path:
+        return self.desk.config_path
+
     def system(self, name: str) -> SystemConfig:
-        return next(s for s in self.systems if s.name == name)
+        return self.desk.system(name)
 
     def add_system(self, cfg: SystemConfig) -> None:
-        cfg.validate(f"system {cfg.name!r}")
-        if any(s.name == cfg.name for s in self.systems):
-            raise ValueError(f"name: a system called {cfg.name!r} exists already")
-        check_unique([*self.systems, cfg], "name")
-        self.systems.append(cfg)
-        self._save()
+        self.desk.add_system(cfg)
 
     def replace_system(self, name: str, cfg: SystemConfig) -> None:
-        if self.runner.running(name):
-            raise RuntimeError(f"{name} is running: switch it off before editing it")
-        cfg.validate(f"system {cfg.name!r}")
-        systems = [cfg if s.name == name else s for s in self.systems]
-        check_unique(systems, "name")
-        self.systems = systems
-        self._save()
+        self.desk.replace_system(name, cfg)
 
     async def remove_system(self, name: str, cancel_orders: bool) -> int:
-        """Stop and forget a system; with ``cancel_orders`` its resting orders are cancelled
-        first (otherwise they stay on the exchange). Returns the orders cancelled."""
-        n = await self.cancel_all(name) if cancel_orders else 0
-        await self.runner.stop(name)
-        self.runner.traders.pop(name, None)
-        self.systems = [s for s in self.systems if s.name != name]
-        self._save()
-        return n
-
-    def _save(self) -> None:
-        save_systems(self.config_path, self.systems)
-        self.systemsChanged.emit()
+        return await self.desk.remove_system(name, cancel_orders)
 
     def set_on(self, name: str, on: bool) -> None:
-        """The user's ON / OFF. ON also lifts a pause (cancel all, refusals, solvency): turning
-        a system on is the user's decision to let it trade."""
-        cfg = self.system(name)
-        if on:
-            if self.risk.status(name).paused:
-                self.risk.resume(name)
-                self.riskChanged.emit()
-            self.runner.start(cfg)
-        else:
-            self.spawn(self.runner.stop(name))
-        cfg.enabled = on
-        self._save()
+        self.desk.set_on(name, on)
 
     def is_on(self, name: str) -> bool:
-        return self.runner.running(name)
+        return self.desk.is_on(name)
 
     def store_keys(self, exchange: str, api_key: str, secret: str) -> None:
         """Into the OS keyring (app.secrets); raises SecretsError with what to do."""
@@ -271,41 +248,16 @@ class Controller(QObject):
 
     # -- risk ----------------------------------------------------------------------------------
     def set_kill(self, on: bool, system: str | None = None) -> None:
-        (self.risk.kill if on else self.risk.release)(system)
-        self.runner.write_views()
-        self.riskChanged.emit()
+        self.desk.set_kill(on, system)
 
     def set_dry_run(self, on: bool, system: str | None = None) -> None:
-        """Global dry-run, or one system's (a running system picks it up when restarted)."""
-        if system is None:
-            self.risk.set_dry_run(None, on)
-        else:
-            cfg = self.system(system)
-            cfg.dry_run = on
-            self.risk.set_dry_run(system, on)
-            self._save()
-        self.riskChanged.emit()
+        self.desk.set_dry_run(on, system)
 
     def open_order_count(self, system: str | None = None) -> int:
-        """Our orders working on the exchange now (one system, or all): what cancel all cancels."""
-        return sum(len(t.book.in_state(*lifecycle.WORKING))
-                   for name, t in self.runner.traders.items() if system in (None, name))
+        return self.desk.open_order_count(system)
 
     async def cancel_all(self, system: str | None = None) -> int:
-        """The confirmed action: first pause every system concerned (no order at all, closing
-        ones included, until the user switches it on again: a grid would lay its orders again at
-        the next candle), then cancel every order of ours."""
-        names = [s.name for s in self.systems if system in (None, s.name)]
-        for name in names:
-            self.risk.pause(name, PAUSED_BY_CANCEL_ALL, hold=True)
-        self.runner.write_views()  # (the pause survives a restart)
-        self.riskChanged.emit()
-        n = 0
-        for name, t in list(self.runner.traders.items()):
-            if name in names:
-                n += await t.cancel_all()
-        self.events.log("cancel_all", system=system or "*", cancelled=n)
-        return n
+        return await self.desk.cancel_all(system)
 
     # -- backtests: loading, downloading and numba work off the GUI thread ----------------------
     async def in_pool(self, fn, *args):
@@ -385,74 +337,13 @@ class Controller(QObject):
 
     # -- snapshots for the widgets ---------------------------------------------------------------
     def system_rows(self) -> list[dict]:
-        rows = []
-        for s in self.systems:
-            t = self.runner.traders.get(s.name)
-            summary = t.summary() if t is not None else {}
-            bot = summary.get("bot")
-            status = self.risk.status(s.name)
-            on = self.is_on(s.name)
-            err = self.runner.errors.get(s.name, "")
-            preparing = on and bool(self.engine_note)  # (every system waits for the engine)
-            label = "ERROR" if err else ("PREPARING" if preparing else status.label if on else "OFF")
-            rows.append({
-                "name": s.name, "exchange": s.exchange, "symbol": s.symbol, "market": s.market,
-                "strategy": s.strategy, "levels": s.params.get("levels", CONFIGS[s.strategy].levels), "mode": s.mode,
-                "dry_run": s.dry_run, "status": label, "trend": status.trend if on and not err else "",
-                "reason": err or (self.engine_note if preparing else status.reason or summary.get("note", "")),
-                # None (shown as a dash) until the system's grid has started
-                **{k: summary.get(k) for k in ("position", "grid_profit", "floating", "funding", "equity")},
-                "on": on, "capital": s.capital,
-                # the bot's summary (engine/summary.py) once its grid has started, else None each
-                **{k: (bot or {}).get(k) for k in BOT_FIELDS}, "bot": bot,
-            })
-        return rows
-
-    def _journal(self, name: str, path: Path) -> tuple[dict[str, dict], list[dict]]:
-        """The finished orders (last record per id) and fills of a system's journal, read
-        incrementally: only what was appended since the last call."""
-        cache = self._journals.setdefault(name, {"offset": 0, "done": {}, "fills": []})
-        if path.exists():
-            with open(path, "rb") as fh:
-                fh.seek(cache["offset"])
-                chunk = fh.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            cache["offset"] += len(complete)
-            for line in complete.splitlines():
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                if r.get("type") == "order" and r.get("state") in lifecycle.TERMINAL:
-                    cache["done"][r["cid"]] = r
-                elif r.get("type") == "fill":
-                    cache["fills"].append(r)
-            if len(cache["done"]) > 4000:
-                cache["done"] = dict(list(cache["done"].items())[-2000:])
-            del cache["fills"][:-5000]
-        return cache["done"], cache["fills"]
+        return self.desk.system_rows()
 
     def order_rows(self) -> list[dict]:
-        """Open orders, then the recent finished ones, across systems; ``working``: on the
-        exchange, or may be (what cancel all cancels)."""
-        rows = []
-        for name, t in self.runner.traders.items():
-            for o in t.book.orders.values():
-                rows.append({"system": name, **o.to_dict(), "working": o.state in lifecycle.WORKING})
-            done, _ = self._journal(name, t.journal_path)
-            for r in done.values():
-                if r["cid"] not in t.book.orders:
-                    rows.append({"system": name, "cid": r["cid"], "side": r["side"], "price": r["price"],
-                                 "qty": r["qty"], "filled": r.get("filled", 0.0), "state": r["state"],
-                                 "note": r.get("note", ""), "ts": r.get("ts", 0), "working": False})
-        return rows
+        return self.desk.order_rows()
 
     def order_history(self, system: str, cid: str) -> list[dict]:
-        t = self.runner.traders.get(system)
-        if t is None:
-            return []
-        recs, _ = read_jsonl(t.journal_path)
-        return [r for r in recs if r.get("cid") == cid]
+        return self.desk.order_history(system, cid)
 
     def chart(self, name: str) -> dict | None:
         """What the Grid tab draws for one system: candles, levels, resting orders, fills."""
@@ -460,7 +351,7 @@ class Controller(QObject):
         if t is None or not len(t.hist):
             return None
         h = t.hist
-        _, fills = self._journal(name, t.journal_path)
+        _, fills = self.desk.journal(name)
         fills = [r for r in fills if r.get("time")]
         summary = t.summary()
         books = summary if t.strategy.started else {}

@@ -154,6 +154,7 @@ class Runner:
         self.errors: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._stops: dict[str, asyncio.Event] = {}
+        self._stopping: set[asyncio.Task] = set()
         self.write_problem = ""  # why the views could not be written, as last seen
         self.status: dict | None = None  # bot_state.json as last made on the loop (engine.runtime.exporter)
         # awaited before a system starts: the app's preparing of the engine (its kernels compiled
@@ -233,6 +234,18 @@ class Runner:
         if task is not None:
             await task
         self._stops.pop(name, None)
+
+    def stop_soon(self, name: str) -> asyncio.Task:
+        """Stop one system without waiting for it (the user's OFF); a failure is logged."""
+        task = asyncio.ensure_future(self.stop(name))
+        self._stopping.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._stopping.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self.events.log("error", error=f"stopping {name}: {type(t.exception()).__name__}: {t.exception()}")
+        task.add_done_callback(done)
+        return task
 
     def running(self, name: str) -> bool:
         task = self._tasks.get(name)
@@ -368,15 +381,18 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Headless: every system until ``stop`` is set (or all of them have ended)."""
+    async def run(self, stop: asyncio.Event, *, until_stopped: bool = False) -> None:
+        """Headless: every system until ``stop`` is set (or all of them have ended, unless
+        ``until_stopped``: ``griddesk serve``, whose systems come and go by the control API)."""
         self.events.log("runner_started", systems=[s.name for s in self.systems])
         for s in self.systems:
             self.start(s)
         views = asyncio.create_task(self.keep_views(stop))
         solvency = asyncio.create_task(self.watch_solvency(stop))
-        all_done = asyncio.ensure_future(asyncio.gather(*self._tasks.values()))
-        await asyncio.wait([all_done, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        waits = [asyncio.ensure_future(stop.wait())]
+        if not until_stopped:
+            waits.append(asyncio.ensure_future(asyncio.gather(*self._tasks.values())))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for name in list(self._tasks):
             await self.stop(name)
         stop.set()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from engine.strategies.spec import StrategyRunner
 from engine.summary import bot_summary
 
 HISTORY = 2_000  # candles kept for indicators
+EQUITY_KEPT = 10_000  # the equity at the last closes, for the control API's sparkline
 HOUR_MS = 3_600_000  # funding settlements fall on whole hours
 FUNDING_GRACE_MS = 15 * 60_000  # a settlement the exchange's history lacks this long after was not charged
 NEVER_REACHED = "never reached the exchange"
@@ -92,6 +94,7 @@ class Trader(OrderSending, Feed):
         self.last_candle_wall = time.monotonic()
         self.status_note = ""
         self.latency: list[float] = []  # seconds from a candle's arrival to its orders sent
+        self.equity: deque[tuple[int, float]] = deque(maxlen=EQUITY_KEPT)  # (candle ms, equity) at each close
         self.streaming: dict[str, bool] = {}  # "candles" / "orders": the stream has delivered since it (re)opened
         self._stream_seen: dict[str, str] = {}  # client order id -> the last update its stream reported
         self._streamed: list | None = None  # candles from the stream, a closed one not yet processed
@@ -324,6 +327,7 @@ class Trader(OrderSending, Feed):
         for event in self.strategy.last_events:
             self._log("strategy_event", bar=bar, label=event, price=c)
         self.last_time = t
+        self.equity.append((t, float(self.strategy.books(c)["equity"])))
         if send:
             await self.converge(bar, c, t0)
         else:
