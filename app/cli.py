@@ -103,6 +103,17 @@ def _metrics_arguments(parser) -> None:
                         help="the address the metrics are served on (default 127.0.0.1: this machine only)")
 
 
+def _headless_arguments(parser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("cryptos.json"), help="the systems (cryptos.json)")
+    parser.add_argument("--exchange-url", help="send every exchange request to this base URL")
+    parser.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
+    parser.add_argument("--poll", type=_number("poll", 0, 3600, lo_open=True), default=1.0,
+                        help="seconds between polls of the exchange")
+    parser.add_argument("--from", dest="replay_from", default="",
+                        help="paper systems on recorded candles: trade from the candle at this date (the same run "
+                             "every time; default: after 200 candles of history)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.strategies.registry import STRATEGIES
 
@@ -145,21 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=7)
 
     ru = sub.add_parser("run", help="run trading systems without the GUI until Ctrl-C or SIGTERM")
-    ru.add_argument("--config", type=Path, default=Path("cryptos.json"), help="the systems (cryptos.json)")
+    _headless_arguments(ru)
     ru.add_argument("--system", action="append", help="a system to run (repeat; default: the enabled ones)")
-    ru.add_argument("--exchange-url", help="send every exchange request to this base URL")
-    ru.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
-    ru.add_argument("--poll", type=_number("poll", 0, 3600, lo_open=True), default=1.0,
-                    help="seconds between polls of the exchange")
-    ru.add_argument("--from", dest="replay_from", default="",
-                    help="paper systems on recorded candles: trade from the candle at this date (the same run "
-                         "every time; default: after 200 candles of history)")
     _metrics_arguments(ru)
+
+    se = sub.add_parser("serve", help="run trading systems with the control API (start, stop, kill switch, cancel "
+                                      "all, orders, fills, equity, logs over HTTP) until Ctrl-C or SIGTERM")
+    _headless_arguments(se)
+    se.add_argument("--port", type=_number("port", 0, 65_535, integer=True), default=8765,
+                    help="the control API's port (default 8765; 0: a free one, printed)")
+    se.add_argument("--addr", default="127.0.0.1",
+                    help="the address the control API listens on (default 127.0.0.1: this machine only)")
+    se.add_argument("--new-token", action="store_true",
+                    help="make a new token for the control API (the old one stops working) and show it once")
+    _metrics_arguments(se)
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
     gu.add_argument("--exchange-url", help="send every exchange request to this base URL (testnet, proxy, simulator)")
     _metrics_arguments(gu)
+    gu.add_argument("--api-port", type=_number("api_port", 0, 65_535, integer=True), default=None,
+                    help="serve the control API on this port too (0: a free one, printed; its token as "
+                         "griddesk serve has it)")
+    gu.add_argument("--api-addr", default="127.0.0.1",
+                    help="the address the control API listens on (default 127.0.0.1: this machine only)")
     gu.add_argument("--quit-after", type=_number("quit_after", 0, 86_400, lo_open=True), help=argparse.SUPPRESS)
     gu.add_argument("--screenshot", type=Path, help=argparse.SUPPRESS)
 
@@ -428,6 +448,16 @@ def cmd_sample(args) -> int:
 
 
 def cmd_run(args) -> int:
+    return _headless(args, "run")
+
+
+def cmd_serve(args) -> int:
+    return _headless(args, "serve")
+
+
+def _headless(args, command: str) -> int:
+    """``griddesk run``: the systems until Ctrl-C, SIGTERM or their end. ``griddesk serve``:
+    the same with the control API, until Ctrl-C or SIGTERM (the systems come and go by it)."""
     import asyncio
     import signal
 
@@ -436,8 +466,8 @@ def cmd_run(args) -> int:
 
     systems, problem = load_systems(args.config)
     if problem:
-        print(f"griddesk run: warning: {problem}", file=sys.stderr)
-    if args.system:
+        print(f"griddesk {command}: warning: {problem}", file=sys.stderr)
+    if getattr(args, "system", None):
         names = {s.name for s in systems}
         for n in args.system:
             if n not in names:
@@ -445,36 +475,60 @@ def cmd_run(args) -> int:
         systems = [s for s in systems if s.name in args.system]
     else:
         systems = [s for s in systems if s.enabled]
-        if not systems:
+        if not systems and command == "run":
             raise ValueError(f"--system: no system in {args.config} is enabled; name one with --system")
+    token = ""
+    if command == "serve":
+        from app.secrets import SecretsError, api_token
+
+        try:
+            token, new = api_token(rotate=args.new_token)
+        except SecretsError as exc:  # (no keyring: one line, like any other cause of the user's)
+            raise ValueError(str(exc)) from None
     from engine.store import FolderLock
 
     data_dir = args.data_dir or default_data_dir()
-    lock = FolderLock(data_dir, "griddesk run").acquire()  # before anything is read for trading
+    lock = FolderLock(data_dir, f"griddesk {command}").acquire()  # before anything is read for trading
     runner = Runner(systems, data_dir, exchange_url=args.exchange_url, poll_seconds=args.poll,
                     replay_from=args.replay_from)
 
     async def main_loop():
-        stop = asyncio.Event()
+        stop, end = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"griddesk run: {len(systems)} system(s), data in {data_dir}; Ctrl-C stops (orders stay resting)",
-              flush=True)
+        print(f"griddesk {command}: {len(systems)} system(s) on, data in {data_dir}; Ctrl-C stops (orders stay "
+              "resting)", flush=True)
         if args.metrics_port is not None:
             from engine.runtime.exporter import serve
 
             server = serve(lambda: runner.status, args.metrics_port, args.metrics_addr)
-            print(f"griddesk run: metrics at http://{args.metrics_addr}:{server.server_port}/metrics", flush=True)
-        await runner.run(stop)
+            print(f"griddesk {command}: metrics at http://{args.metrics_addr}:{server.server_port}/metrics",
+                  flush=True)
+        api = None
+        if command == "serve":
+            from engine.runtime.api import ControlServer
+            from engine.runtime.desk import Desk
+
+            api = ControlServer(Desk(args.config, runner), loop, token, args.port, args.addr)
+            print(f"griddesk serve: control API at {api.url} (its OpenAPI page at {api.url}/docs)", flush=True)
+            print(f"griddesk serve: token (shown this once; kept in the OS keyring, --new-token makes another): "
+                  f"{token}" if new else "griddesk serve: token: the one shown when it was made (kept in the OS "
+                  "keyring; --new-token makes another)", flush=True)
+        running = asyncio.ensure_future(runner.run(end, until_stopped=api is not None))
+        await asyncio.wait([running, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if api is not None:  # no request comes in while the systems stop
+            await asyncio.to_thread(api.shutdown)
+        end.set()
+        await running
 
     try:
         asyncio.run(main_loop())
     finally:
         lock.release()
     for name, err in runner.errors.items():
-        print(f"griddesk run: {name}: {err}", file=sys.stderr)
-    print("griddesk run: stopped; resting orders left in place", flush=True)
+        print(f"griddesk {command}: {name}: {err}", file=sys.stderr)
+    print(f"griddesk {command}: stopped; resting orders left in place", flush=True)
     return 1 if runner.errors else 0
 
 
@@ -539,7 +593,8 @@ def cmd_gui(args) -> int:
 
     return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot,
                     exchange_url=args.exchange_url,
-                    metrics=None if args.metrics_port is None else (args.metrics_port, args.metrics_addr))
+                    metrics=None if args.metrics_port is None else (args.metrics_port, args.metrics_addr),
+                    api=None if args.api_port is None else (args.api_port, args.api_addr))
 
 
 def cmd_screenshot(args) -> int:
@@ -560,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"warmup": cmd_warmup,
                 "backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
-                "run": cmd_run, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
+                "run": cmd_run, "serve": cmd_serve, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
                 "optimize": cmd_optimize}
     try:
         return handlers[args.command](args)

@@ -377,11 +377,32 @@ class Controller(QObject):
         self.metrics_server = serve(lambda: self.runner.status, port, addr)
         return self.metrics_server
 
+    def serve_api(self, port: int, addr: str = "127.0.0.1"):
+        """The control API (engine.runtime.api) over this app's desk on ``addr:port`` (0: a free
+        one) until ``shutdown``: (the server, its token when it was made now, else ''). ValueError
+        when it cannot (the port taken, no keyring for its token)."""
+        from app.secrets import SecretsError, api_token
+        from engine.runtime.api import ControlServer
+
+        try:
+            token, new = api_token()
+        except SecretsError as exc:
+            raise ValueError(str(exc)) from None
+        self.api_server = ControlServer(self.desk, asyncio.get_event_loop(), token, port, addr)
+        self.events.log("api_serving", url=self.api_server.url)  # (never the token)
+        return self.api_server, token if new else ""
+
+    def close_servers(self) -> None:
+        """The metrics and the control API stop serving (they are let go of before the systems stop)."""
+        for name in ("metrics_server", "api_server"):
+            server = getattr(self, name, None)
+            if server is not None:
+                server.shutdown()
+                setattr(self, name, None)
+
     async def shutdown(self) -> None:
         """Stop every system cleanly (resting orders stay), remembering which were ON."""
-        if getattr(self, "metrics_server", None) is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server = None
+        await asyncio.get_running_loop().run_in_executor(None, self.close_servers)  # (a request may wait on this loop)
         for name in list(self.runner.traders):
             await self.runner.stop(name)
         if getattr(self, "_views_stop", None) is not None:

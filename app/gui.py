@@ -57,7 +57,8 @@ def window_libraries_error(missing: list[str]) -> str:
 
 
 def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None,
-         exchange_url: str | None = None, metrics: tuple[int, str] | None = None) -> int:
+         exchange_url: str | None = None, metrics: tuple[int, str] | None = None,
+         api: tuple[int, str] | None = None) -> int:
     import qasync
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -88,14 +89,21 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
     asyncio.set_event_loop(loop)
     collector = gui_thread_gc()  # noqa: F841 (kept alive for the app's life)
     controller = Controller(data_dir, exchange_url=exchange_url)
-    if metrics is not None:
-        try:
+    try:  # (ValueError: the port taken, an address this machine does not have, no keyring for the token)
+        if metrics is not None:
             server = controller.serve_metrics(*metrics)
-        except ValueError as exc:  # the port taken, or an address this machine does not have
-            print(f"griddesk gui: error: {exc}", file=sys.stderr)
-            lock.release()
-            return 2
-        print(f"griddesk gui: metrics at http://{metrics[1]}:{server.server_port}/metrics", flush=True)
+            print(f"griddesk gui: metrics at http://{metrics[1]}:{server.server_port}/metrics", flush=True)
+        if api is not None:
+            server, token = controller.serve_api(*api)
+            print(f"griddesk gui: control API at {server.url} (its OpenAPI page at {server.url}/docs)", flush=True)
+            if token:
+                print(f"griddesk gui: the control API's token (shown this once; kept in the OS keyring): {token}",
+                      flush=True)
+    except ValueError as exc:
+        print(f"griddesk gui: error: {exc}", file=sys.stderr)
+        controller.close_servers()
+        lock.release()
+        return 2
     window = MainWindow(controller)
     window.show()
     closed = asyncio.Event()

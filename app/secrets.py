@@ -1,6 +1,7 @@
 """API keys in the OS keyring only (never a file, a log line or an error message).
 
-Service name ``griddesk``, user ``<exchange>:api_key`` / ``<exchange>:secret``. Headless runs
+Service name ``griddesk``, user ``<exchange>:api_key`` / ``<exchange>:secret`` (and ``api:token``,
+the control API's bearer token). Headless runs
 may take keys from GRIDDESK_<EXCHANGE>_API_KEY / _SECRET instead (engine.runtime.runner).
 """
 
@@ -14,8 +15,9 @@ from keyring.errors import KeyringError, NoKeyringError, PasswordDeleteError
 from engine.runtime.runner import env_keys
 
 SERVICE = "griddesk"
-NO_KEYRING = ("no usable OS keyring: API keys cannot be stored. On Linux install and unlock a Secret Service "
-              "(e.g. Debian's gnome-keyring) or set GRIDDESK_<EXCHANGE>_API_KEY and GRIDDESK_<EXCHANGE>_SECRET")
+INSTALL_KEYRING = "On Linux install and unlock a Secret Service (e.g. Debian's gnome-keyring)"
+NO_KEYRING = (f"no usable OS keyring: API keys cannot be stored. {INSTALL_KEYRING} or set "
+              "GRIDDESK_<EXCHANGE>_API_KEY and GRIDDESK_<EXCHANGE>_SECRET")
 
 
 class SecretsError(RuntimeError):
@@ -54,3 +56,26 @@ def forget_keys(exchange: str) -> None:
 
 def has_keys(exchange: str) -> bool:
     return all(load_keys(exchange))
+
+
+API_TOKEN = "api:token"  # the control API's bearer token (engine/runtime/api.py)
+
+
+def api_token(rotate: bool = False) -> tuple[str, bool]:
+    """The control API's token, from the keyring; a new one (32 random bytes, URL-safe) when
+    there is none or ``rotate``. Returns (token, new): a new token is for the caller to show
+    once; a kept one is never shown again. SecretsError when there is no usable keyring."""
+    import secrets as random
+
+    try:
+        token = "" if rotate else keyring.get_password(SERVICE, API_TOKEN) or ""
+        if token:
+            return token, False
+        token = random.token_urlsafe(32)
+        keyring.set_password(SERVICE, API_TOKEN, token)
+    except NoKeyringError:
+        raise SecretsError(f"no usable OS keyring: the control API's token cannot be stored. {INSTALL_KEYRING}"
+                           ) from None
+    except KeyringError as exc:
+        raise SecretsError(f"the keyring refused the control API's token: {type(exc).__name__}") from None
+    return token, True

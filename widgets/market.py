@@ -49,8 +49,8 @@ WIDEST = {  # what a column must have room for before any system has run
 }
 MONEY = ("investment", "total_pnl", "grid_profit", "floating", "funding")
 SIGNED = ("total_pnl", "roi", "apr", "grid_profit", "floating", "funding")
-STATUS_COLORS = {"OFF": "#888888", "PREPARING": "#d08700", "PAUSED": "#c62828", "VOL-SPIKE": "#d08700",
-                 "ERROR": "#c62828"}
+STATUS_COLORS = {"OFF": "#888888", "PREPARING": "#d08700", "STARTING": "#d08700", "PAUSED": "#c62828",
+                 "VOL-SPIKE": "#d08700", "ERROR": "#c62828"}
 
 
 class SystemsModel(QAbstractTableModel):

@@ -100,6 +100,12 @@ class Desk:
         cfg.enabled = on
         self._save()
 
+    async def switch_off(self, name: str) -> None:
+        """OFF, returning once the system has stopped (its resting orders stay)."""
+        self.system(name).enabled = False
+        self._save()
+        await self.runner.stop(name)
+
     def is_on(self, name: str) -> bool:
         return self.runner.running(name)
 
@@ -161,6 +167,8 @@ class Desk:
             err = self.runner.errors.get(s.name, "")
             preparing = on and bool(self.preparing)  # (every system waits for the engine)
             label = "ERROR" if err else ("PREPARING" if preparing else status.label if on else "OFF")
+            if on and label == "OFF":  # (switched on, its trader not yet booted)
+                label = "STARTING"
             rows.append({
                 "name": s.name, "exchange": s.exchange, "symbol": s.symbol, "market": s.market,
                 "strategy": s.strategy, "levels": s.params.get("levels", CONFIGS[s.strategy].levels), "mode": s.mode,

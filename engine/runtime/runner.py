@@ -146,10 +146,10 @@ class Runner:
         self.poll_seconds = poll_seconds
         self.keys = keys
         self.sample_path = sample_path
-        over = {**({"exchange_url": exchange_url} if exchange_url else {}),
-                **({"replay_from": replay_from} if replay_from else {})}
-        self.systems = [SystemConfig(**{**s.to_dict(), **over}).validate(f"system {s.name!r}") if over else s
-                        for s in systems]
+        # what the command line sets for every system it starts (the app's too: --exchange-url)
+        self._over = {**({"exchange_url": exchange_url} if exchange_url else {}),
+                      **({"replay_from": replay_from} if replay_from else {})}
+        self.systems = [self._as_run(s) for s in systems]
         self.traders: dict[str, Trader] = {}
         self.errors: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -214,9 +214,13 @@ class Runner:
     def write_views(self) -> None:
         self._write(self.views())
 
+    def _as_run(self, cfg: SystemConfig) -> SystemConfig:
+        return SystemConfig(**{**cfg.to_dict(), **self._over}).validate(f"system {cfg.name!r}") if self._over else cfg
+
     # -- one system at a time (the GUI's ON/OFF) ---------------------------------------------------
     def start(self, cfg: SystemConfig) -> asyncio.Task:
         """Start trading one system on the running loop (no-op when it already runs)."""
+        cfg = self._as_run(cfg)
         task = self._tasks.get(cfg.name)
         if task is not None and not task.done():
             return task
@@ -227,6 +231,7 @@ class Runner:
         return task
 
     async def stop(self, name: str) -> None:
+
         """Stop one system cleanly (its resting orders stay)."""
         if name in self._stops:
             self._stops[name].set()

@@ -143,6 +143,57 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
     assert len(list((data_dir / "logs").glob("trading_*.jsonl"))) == 1  # one event log per run
 
 
+def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, qtbot, tmp_path, monkeypatch):
+    """griddesk gui --api-port: a request is done on the app's loop by the controller's desk, so
+    the window shows it at once (the kill badge, the Market tab's ON) and the token is the
+    keyring's (made once)."""
+    import httpx
+    import keyring
+    from file_keyring import FileKeyring
+
+    monkeypatch.setenv("GRIDDESK_TEST_KEYRING", str(tmp_path / "keyring.json"))
+    old = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring())
+    controller = Controller(data_dir, refresh_ms=100)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    name = controller.systems[0].name
+
+    async def scenario():
+        controller.start()
+        server, token = controller.serve_api(0)
+        assert token and json.loads((tmp_path / "keyring.json").read_text())["griddesk/api:token"] == token
+        client = httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=20)
+        # (the client on this loop: each answer waits for the loop, which must stay free meanwhile)
+        assert (await client.post(f"/systems/{name}/start")).json()["on"] is True
+        window.market.model.refresh()
+        assert window.market.model.rows[0]["on"] and controller.is_on(name)
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if len((await client.get("/orders")).json()) > 10:
+                break
+        assert (await client.post("/kill")).json()["kill_all"] is True
+        assert "KILL SWITCH ON" in window.badge.text()  # (told by the desk: riskChanged)
+        assert (await client.post("/kill/release")).json()["kill_all"] is False
+        assert "trading allowed" in window.badge.text()
+        n = (await client.post("/cancel-all")).json()["cancelled"]
+        assert n > 10 and controller.open_order_count() == 0
+        window.market.model.refresh()
+        assert window.market.model.rows[0]["status"] == "PAUSED"
+        await client.aclose()
+        await controller.shutdown()
+        assert controller.api_server is None
+        from app.secrets import api_token
+
+        assert api_token() == (token, False)  # (the next start serves the same one, not shown again)
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        keyring.set_keyring(old)
+
+
 def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation(loop, data_dir, qtbot):
     controller = Controller(data_dir, refresh_ms=100)
     window = MainWindow(controller)
