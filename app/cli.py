@@ -95,12 +95,32 @@ def _out_dir(text: str) -> Path:
     return path
 
 
-def _metrics_arguments(parser) -> None:
+def _away_arguments(parser) -> None:
     parser.add_argument("--metrics-port", type=_number("metrics_port", 0, 65_535, integer=True), default=None,
                         help="serve Prometheus metrics (equity, PnL, fills, orders, latency per system) on this "
                              "port at /metrics (0: a free one, printed)")
     parser.add_argument("--metrics-addr", default="127.0.0.1",
                         help="the address the metrics are served on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--telegram-chat", help="send notifications to this Telegram chat (its id) and take "
+                                                "/status, /profit and /kill from it; the bot's token: griddesk "
+                                                "telegram-token, or GRIDDESK_TELEGRAM_TOKEN")
+    parser.add_argument("--telegram-warn", type=_number("telegram_warn", 0, 1, lo_open=True), default=0.05,
+                        help="warn when a position's liquidation price is within this share of the price "
+                             "(default 0.05)")
+    parser.add_argument("--telegram-url", default="", help="the Bot API's base URL (default: Telegram's)")
+
+
+def _telegram(args):
+    """(token, chat, base URL, warn) of --telegram-chat, None without it; ValueError when no token."""
+    if not args.telegram_chat:
+        return None
+    from app.secrets import telegram_token
+
+    token = telegram_token()
+    if not token:
+        raise ValueError("--telegram-chat: no bot token: store it with `griddesk telegram-token` (OS keyring) or "
+                         "set GRIDDESK_TELEGRAM_TOKEN")
+    return token, args.telegram_chat, args.telegram_url, args.telegram_warn
 
 
 def _headless_arguments(parser) -> None:
@@ -158,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     ru = sub.add_parser("run", help="run trading systems without the GUI until Ctrl-C or SIGTERM")
     _headless_arguments(ru)
     ru.add_argument("--system", action="append", help="a system to run (repeat; default: the enabled ones)")
-    _metrics_arguments(ru)
+    _away_arguments(ru)
 
     se = sub.add_parser("serve", help="run trading systems with the control API (start, stop, kill switch, cancel "
                                       "all, orders, fills, equity, logs over HTTP) until Ctrl-C or SIGTERM")
@@ -169,12 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the address the control API listens on (default 127.0.0.1: this machine only)")
     se.add_argument("--new-token", action="store_true",
                     help="make a new token for the control API (the old one stops working) and show it once")
-    _metrics_arguments(se)
+    _away_arguments(se)
 
     gu = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gu.add_argument("--data-dir", type=Path, help="systems, state, journal and logs (default: the app's)")
     gu.add_argument("--exchange-url", help="send every exchange request to this base URL (testnet, proxy, simulator)")
-    _metrics_arguments(gu)
+    _away_arguments(gu)
     gu.add_argument("--api-port", type=_number("api_port", 0, 65_535, integer=True), default=None,
                     help="serve the control API on this port too (0: a free one, printed; its token as "
                          "griddesk serve has it)")
@@ -222,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                           ("stability_weight", 0.5)):
         op.add_argument("--" + name.replace("_", "-"), type=_float(name), default=default,
                         help=f"fitness weight (default {default})")
+
+    sub.add_parser("telegram-token", help="store the Telegram bot's token in the OS keyring (read from the terminal "
+                                          "or standard input)")
 
     st = sub.add_parser("status", help="print each system's state, open orders and PnL from the files")
     st.add_argument("--data-dir", type=Path, help="state folder (default: the app's)")
@@ -477,6 +500,7 @@ def _headless(args, command: str) -> int:
         systems = [s for s in systems if s.enabled]
         if not systems and command == "run":
             raise ValueError(f"--system: no system in {args.config} is enabled; name one with --system")
+    telegram = _telegram(args)
     token = ""
     if command == "serve":
         from app.secrets import SecretsError, api_token
@@ -505,12 +529,21 @@ def _headless(args, command: str) -> int:
             server = serve(lambda: runner.status, args.metrics_port, args.metrics_addr)
             print(f"griddesk {command}: metrics at http://{args.metrics_addr}:{server.server_port}/metrics",
                   flush=True)
-        api = None
+        from engine.runtime.desk import Desk
+
+        desk = Desk(args.config, runner)
+        api = notifier = None
+        told = asyncio.Event()
+        if telegram is not None:
+            from engine.runtime.notify import Telegram
+
+            bot_token, chat, url, warn = telegram
+            notifier = asyncio.ensure_future(Telegram(desk, bot_token, chat, base_url=url, liq_warn=warn).run(told))
+            print(f"griddesk {command}: notifications to Telegram chat {chat}", flush=True)
         if command == "serve":
             from engine.runtime.api import ControlServer
-            from engine.runtime.desk import Desk
 
-            api = ControlServer(Desk(args.config, runner), loop, token, args.port, args.addr)
+            api = ControlServer(desk, loop, token, args.port, args.addr)
             print(f"griddesk serve: control API at {api.url} (its OpenAPI page at {api.url}/docs)", flush=True)
             print(f"griddesk serve: token (shown this once; kept in the OS keyring, --new-token makes another): "
                   f"{token}" if new else "griddesk serve: token: the one shown when it was made (kept in the OS "
@@ -521,6 +554,9 @@ def _headless(args, command: str) -> int:
             await asyncio.to_thread(api.shutdown)
         end.set()
         await running
+        if notifier is not None:  # (after the systems: their last words are sent)
+            told.set()
+            await notifier
 
     try:
         asyncio.run(main_loop())
@@ -530,6 +566,20 @@ def _headless(args, command: str) -> int:
         print(f"griddesk {command}: {name}: {err}", file=sys.stderr)
     print(f"griddesk {command}: stopped; resting orders left in place", flush=True)
     return 1 if runner.errors else 0
+
+
+def cmd_telegram_token(args) -> int:
+    import getpass
+
+    from app.secrets import SecretsError, store_telegram_token
+
+    token = getpass.getpass("Telegram bot token (from @BotFather): ") if sys.stdin.isatty() else sys.stdin.readline()
+    try:
+        store_telegram_token(token)
+    except SecretsError as exc:
+        raise ValueError(str(exc)) from None
+    print("griddesk telegram-token: stored in the OS keyring")
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -594,7 +644,7 @@ def cmd_gui(args) -> int:
     return gui_main(args.data_dir, quit_after=args.quit_after, screenshot=args.screenshot,
                     exchange_url=args.exchange_url,
                     metrics=None if args.metrics_port is None else (args.metrics_port, args.metrics_addr),
-                    api=None if args.api_port is None else (args.api_port, args.api_addr))
+                    api=None if args.api_port is None else (args.api_port, args.api_addr), telegram=_telegram(args))
 
 
 def cmd_screenshot(args) -> int:
@@ -615,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"warmup": cmd_warmup,
                 "backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
-                "run": cmd_run, "serve": cmd_serve, "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
+                "run": cmd_run, "serve": cmd_serve, "telegram-token": cmd_telegram_token,
+                "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
                 "optimize": cmd_optimize}
     try:
         return handlers[args.command](args)

@@ -32,18 +32,6 @@ from engine.summary import running_text as running_text  # (the widgets' words f
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class _EmittingLog(EventLog):
-    """The runtime's event log, also shown live in the Logs tab."""
-
-    def __init__(self, log_dir, emit):
-        super().__init__(log_dir)
-        self._emit = emit
-
-    def log(self, event: str, **fields) -> None:
-        super().log(event, **fields)
-        self._emit(event, fields)
-
-
 class Controller(QObject):
     systemsChanged = Signal()
     riskChanged = Signal()
@@ -63,7 +51,8 @@ class Controller(QObject):
             private_folder(config_path.parent)
             shutil.copy2(ROOT / "cryptos.json", config_path)
             os.chmod(config_path, 0o600)
-        self.events = _EmittingLog(self.data_dir / "logs", lambda e, f: self.logEvent.emit(e, f))
+        self.events = EventLog(self.data_dir / "logs")
+        self.events.listeners.append(self.logEvent.emit)  # (the Logs tab shows them live)
         self.risk = RiskGate(event_log=self.events)
         self.runner = Runner([], self.data_dir, keys=keys, risk=self.risk, poll_seconds=0.25, event_log=self.events,
                              exchange_url=self.exchange_url)
@@ -392,6 +381,14 @@ class Controller(QObject):
         self.events.log("api_serving", url=self.api_server.url)  # (never the token)
         return self.api_server, token if new else ""
 
+    def notify(self, token: str, chat: str, base_url: str = "", liq_warn: float = 0.05) -> None:
+        """Notifications to a Telegram chat, and its commands (engine.runtime.notify), until ``shutdown``."""
+        from engine.runtime.notify import Telegram
+
+        self._told = asyncio.Event()
+        self.notifier = Telegram(self.desk, token, chat, base_url=base_url, liq_warn=liq_warn)
+        self._notifying = self.spawn(self.notifier.run(self._told))
+
     def close_servers(self) -> None:
         """The metrics and the control API stop serving (they are let go of before the systems stop)."""
         for name in ("metrics_server", "api_server"):
@@ -409,4 +406,8 @@ class Controller(QObject):
             self._views_stop.set()
             await self._views_task
             await self._solvency_task
+        if getattr(self, "_notifying", None) is not None:  # (after the systems: their last words are sent)
+            self._told.set()
+            await self._notifying
+            self._notifying = None
         self.runner.write_views()

@@ -58,7 +58,7 @@ def window_libraries_error(missing: list[str]) -> str:
 
 def main(data_dir: Path | None = None, *, quit_after: float | None = None, screenshot: Path | None = None,
          exchange_url: str | None = None, metrics: tuple[int, str] | None = None,
-         api: tuple[int, str] | None = None) -> int:
+         api: tuple[int, str] | None = None, telegram: tuple | None = None) -> int:
     import qasync
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -111,6 +111,9 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
 
     async def run():
         controller.start()
+        if telegram is not None:  # (token, chat, base URL, warn: griddesk gui --telegram-chat)
+            controller.notify(*telegram)
+            print(f"griddesk gui: notifications to Telegram chat {telegram[1]}", flush=True)
         if quit_after is not None:
             await asyncio.sleep(quit_after)
             if screenshot is not None:

@@ -1,7 +1,7 @@
 """API keys in the OS keyring only (never a file, a log line or an error message).
 
 Service name ``griddesk``, user ``<exchange>:api_key`` / ``<exchange>:secret`` (and ``api:token``,
-the control API's bearer token). Headless runs
+the control API's bearer token; ``telegram:token``, the notifier's bot). Headless runs
 may take keys from GRIDDESK_<EXCHANGE>_API_KEY / _SECRET instead (engine.runtime.runner).
 """
 
@@ -79,3 +79,29 @@ def api_token(rotate: bool = False) -> tuple[str, bool]:
     except KeyringError as exc:
         raise SecretsError(f"the keyring refused the control API's token: {type(exc).__name__}") from None
     return token, True
+
+
+TELEGRAM_TOKEN = "telegram:token"  # the notifier's bot token (engine/runtime/notify.py)
+
+
+def telegram_token() -> str:
+    """The Telegram bot's token: the keyring's, else GRIDDESK_TELEGRAM_TOKEN; '' when neither."""
+    import os
+
+    try:
+        token = keyring.get_password(SERVICE, TELEGRAM_TOKEN) or ""
+    except KeyringError:
+        token = ""
+    return token or os.environ.get("GRIDDESK_TELEGRAM_TOKEN", "")
+
+
+def store_telegram_token(token: str) -> None:
+    if not token.strip():
+        raise SecretsError("the bot token is empty")
+    try:
+        keyring.set_password(SERVICE, TELEGRAM_TOKEN, token.strip())
+    except NoKeyringError:
+        raise SecretsError(f"no usable OS keyring: the bot token cannot be stored. {INSTALL_KEYRING}, or set "
+                           "GRIDDESK_TELEGRAM_TOKEN") from None
+    except KeyringError as exc:
+        raise SecretsError(f"the keyring refused the bot token: {type(exc).__name__}") from None

@@ -302,9 +302,12 @@ class EventLog(JsonLines):
             path = Path(log_dir) / f"trading_{stamp}_{n}.jsonl"
             n += 1
         super().__init__(path, fsync=fsync)
+        self.listeners: list = []  # each called with (event, fields) after the line is written
 
     def log(self, event: str, **fields: Any) -> None:
         self.append({"ts": int(time.time() * 1000), "event": event, **fields})
+        for listen in self.listeners:
+            listen(event, fields)
 
 
 def export_logs(log_dir: str | os.PathLike, out: str | os.PathLike) -> tuple[int, list[str]]:

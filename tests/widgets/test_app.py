@@ -146,14 +146,17 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
 def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, qtbot, tmp_path, monkeypatch):
     """griddesk gui --api-port: a request is done on the app's loop by the controller's desk, so
     the window shows it at once (the kill badge, the Market tab's ON) and the token is the
-    keyring's (made once)."""
+    keyring's (made once); --telegram-chat: the owner's /kill reaches the same switch."""
     import httpx
     import keyring
+    from fake_telegram import FakeTelegram
     from file_keyring import FileKeyring
 
     monkeypatch.setenv("GRIDDESK_TEST_KEYRING", str(tmp_path / "keyring.json"))
     old = keyring.get_keyring()
     keyring.set_keyring(FileKeyring())
+    bot = FakeTelegram("5555:app-test")
+    bot.start()
     controller = Controller(data_dir, refresh_ms=100)
     window = MainWindow(controller)
     qtbot.addWidget(window)
@@ -182,8 +185,18 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
         window.market.model.refresh()
         assert window.market.model.rows[0]["status"] == "PAUSED"
         await client.aclose()
+        # griddesk gui --telegram-chat: the owner's /kill from Telegram is the badge's too
+        controller.notify(bot.token, "4242", bot.url)
+        bot.say(4242, "/kill")
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if controller.risk.kill_all:
+                break
+        assert "KILL SWITCH ON" in window.badge.text()
         await controller.shutdown()
         assert controller.api_server is None
+        said = bot.texts(4242)
+        assert said[0].startswith("GridDesk is watching 2 system(s)") and any("kill switch ON" in t for t in said)
         from app.secrets import api_token
 
         assert api_token() == (token, False)  # (the next start serves the same one, not shown again)
@@ -192,6 +205,7 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
         loop.run_until_complete(scenario())
     finally:
         keyring.set_keyring(old)
+        bot.stop()
 
 
 def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation(loop, data_dir, qtbot):

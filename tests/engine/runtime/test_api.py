@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from fake_exchange import FakeBinance, assert_invariants
+from fake_telegram import FakeTelegram
 
 from engine.runtime.api import ControlServer
 from engine.runtime.config import SystemConfig, save_systems
 from engine.runtime.desk import PAUSED_BY_CANCEL_ALL, Desk
+from engine.runtime.notify import KILL_REPLY
 from engine.runtime.runner import Runner
 from engine.store import read_json, write_json_atomic
 
@@ -240,7 +242,8 @@ def test_the_api_runs_a_live_grid_on_the_exchange_and_cancel_all_leaves_its_book
 
 def test_griddesk_serve_shows_its_token_once_serves_and_stops_on_sigterm(tmp_path):
     """The command as a user runs it: the token made and shown the first time only (kept in a
-    keyring: here a file one for the test, PYTHON_KEYRING_BACKEND), the sample trading, SIGTERM."""
+    keyring: here a file one for the test, PYTHON_KEYRING_BACKEND), the sample trading, its
+    notifications on (a fake) Telegram, SIGTERM."""
     data = tmp_path / "data"
     data.mkdir()
     save_systems(tmp_path / "cryptos.json", [paper("grid", enabled=True)])
@@ -260,22 +263,37 @@ def test_griddesk_serve_shows_its_token_once_serves_and_stops_on_sigterm(tmp_pat
         assert p.returncode == 0, err
         assert out.strip().endswith("griddesk serve: stopped; resting orders left in place")
 
-    p, lines = serve()
+    # the Telegram bot's token into the keyring, as a user pipes it in
+    bot = FakeTelegram("123456:serve-test")
+    bot.start()
+    stored = subprocess.run([sys.executable, "-m", "app.cli", "telegram-token"], input="123456:serve-test\n",
+                            env=env, cwd=ROOT, capture_output=True, text=True)
+    assert stored.returncode == 0 and "stored in the OS keyring" in stored.stdout, stored.stderr
+    p, lines = serve("--telegram-chat", "4242", "--telegram-url", bot.url)
     try:
         assert lines[0].startswith("griddesk serve: 1 system(s) on"), lines
-        url = lines[1].split(" at ")[1].split(" ")[0]
-        assert lines[2].startswith("griddesk serve: token (shown this once;")
-        token = lines[2].rsplit(" ", 1)[1].strip()
+        assert lines[1] == "griddesk serve: notifications to Telegram chat 4242\n"
+        lines = [*lines[2:], p.stdout.readline()]
+        url = lines[0].split(" at ")[1].split(" ")[0]
+        assert lines[1].startswith("griddesk serve: token (shown this once;")
+        token = lines[1].rsplit(" ", 1)[1].strip()
         assert len(token) >= 40
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=20)
         end = time.monotonic() + 60
         while not client.get("/orders").json() and time.monotonic() < end:
             time.sleep(0.2)
         assert client.get("/orders").json(), "the enabled system never laid its grid"
-        assert client.post("/kill").json()["kill_all"] is True
+        bot.say(4242, "/kill")  # the owner's kill from Telegram, seen by the API
+        while not client.get("/risk").json()["kill_all"] and time.monotonic() < end:
+            time.sleep(0.2)
+        assert client.get("/risk").json()["kill_all"] is True
     finally:
         stop(p)
+        bot.stop()
     assert read_json(data / "state" / "bot_state.json").data["kill_all"] is True
+    said = bot.texts(4242)
+    assert said[0].startswith("GridDesk is watching 1 system(s).") and KILL_REPLY in said
+    assert any("kill switch ON for every system" in t for t in said)  # (said before it stopped)
     p, lines = serve()  # the same token, not shown again
     try:
         assert lines[2].startswith("griddesk serve: token: the one shown when it was made")
