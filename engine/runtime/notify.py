@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-import warnings
 from collections import deque
 
 from engine.runtime.desk import Desk
 
+# python-telegram-bot 22 gives durations as numbers and warns that they will be timedeltas: take
+# the timedeltas now (its documented opt-in), before it is first imported
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 MAX_TEXT = 4096  # characters of one message (Bot API sendMessage: text, 1-4096 characters)
 MAX_QUEUED = 400  # lines waiting to go; beyond it the oldest fills are counted, not kept
 DAY_MS = 86_400_000
@@ -155,9 +158,7 @@ class Telegram:
         try:
             await self.bot.send_message(self.chat_id, text)
         except RetryAfter as exc:  # (429: the Bot API says when to come back: parameters.retry_after)
-            with warnings.catch_warnings():  # (python-telegram-bot 22 warns it will be a timedelta)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                wait = exc.retry_after
+            wait = exc.retry_after  # (a timedelta: PTB_TIMEDELTA, set below)
             await asyncio.sleep(min(wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait), 60))
             return False
         except Exception as exc:  # (TelegramError, OSError, anything: the notifier never dies of a message)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from fake_telegram import FakeTelegram
 
-from engine.runtime.notify import KILL_REPLY, MAX_TEXT, Telegram
+from engine.runtime.notify import DAY_MS, KILL_REPLY, MAX_TEXT, Telegram
 from tests.engine.runtime.test_api import Runtime, paper
 
 TOKEN = "123456:ABC-test-token"
@@ -48,7 +48,7 @@ def ended(rt, stop, task):
 def test_the_owner_hears_of_fills_pauses_and_the_kill_switch_and_may_only_engage_it(bot, tmp_path):
     rt = Runtime(tmp_path, [paper("grid a")], keys=lambda exchange: ("", ""))
     try:
-        _, stop, task = watch(rt, bot)
+        tg, stop, task = watch(rt, bot)
         rt.wait(lambda: any("GridDesk is watching 1 system(s)" in t for t in bot.texts(OWNER)))
         rt.post("/systems/grid a/start")
         rt.wait(lambda: any(line.startswith("fill: grid a ") for t in bot.texts(OWNER) for line in t.split("\n")))
@@ -59,6 +59,9 @@ def test_the_owner_hears_of_fills_pauses_and_the_kill_switch_and_may_only_engage
         rt.wait(lambda: any(t.startswith("grid a: ON") for t in bot.texts(OWNER)))
         bot.say(OWNER, "/profit")
         rt.wait(lambda: any(t.startswith("grid a: total ") and "\nall: " in t for t in bot.texts(OWNER)))
+        # the daily summary, at the first check of a new UTC day
+        rt.loop.call_soon_threadsafe(tg.daily, (tg._last_day + 1) * DAY_MS + 5)
+        rt.wait(lambda: any("Daily summary (" in t and "grid a: total " in t for t in bot.texts(OWNER)))
         # someone else is ignored (and logged), whatever they send
         bot.say(STRANGER, "/kill")
         rt.wait(lambda: rt.get("/logs", event="telegram_ignored"))
