@@ -114,9 +114,9 @@ def _telegram(args):
     """(token, chat, base URL, warn) of --telegram-chat, None without it; ValueError when no token."""
     if not args.telegram_chat:
         return None
-    from app.secrets import telegram_token
+    from app.secrets import TELEGRAM_TOKEN, load_secret
 
-    token = telegram_token()
+    token = load_secret(TELEGRAM_TOKEN)
     if not token:
         raise ValueError("--telegram-chat: no bot token: store it with `griddesk telegram-token` (OS keyring) or "
                          "set GRIDDESK_TELEGRAM_TOKEN")
@@ -571,11 +571,11 @@ def _headless(args, command: str) -> int:
 def cmd_telegram_token(args) -> int:
     import getpass
 
-    from app.secrets import SecretsError, store_telegram_token
+    from app.secrets import TELEGRAM_TOKEN, SecretsError, store_secret
 
     token = getpass.getpass("Telegram bot token (from @BotFather): ") if sys.stdin.isatty() else sys.stdin.readline()
     try:
-        store_telegram_token(token)
+        store_secret(TELEGRAM_TOKEN, token)
     except SecretsError as exc:
         raise ValueError(str(exc)) from None
     print("griddesk telegram-token: stored in the OS keyring")

@@ -45,6 +45,7 @@ class Controller(QObject):
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.keys = keys
         self.exchange_url = exchange_url or None  # every exchange request to this host (testnet, simulator)
+        self.assistant_url = None  # the Anthropic API's (None: the SDK's default, or ANTHROPIC_BASE_URL)
         self._symbols: dict[tuple[str, str], list[str]] = {}
         config_path = self.data_dir / "cryptos.json"
         if not config_path.exists():  # first launch: the bundled default systems
@@ -388,6 +389,32 @@ class Controller(QObject):
         self._told = asyncio.Event()
         self.notifier = Telegram(self.desk, token, chat, base_url=base_url, liq_warn=liq_warn)
         self._notifying = self.spawn(self.notifier.run(self._told))
+
+    # -- the portfolio assistant (engine/runtime/assistant.py) -----------------------------------------
+    def has_assistant_key(self) -> bool:
+        from app.secrets import ASSISTANT_KEY, load_secret
+
+        return bool(load_secret(ASSISTANT_KEY))
+
+    def store_assistant_key(self, key: str) -> None:
+        """Into the OS keyring; raises SecretsError with what to do."""
+        from app.secrets import ASSISTANT_KEY, store_secret
+
+        store_secret(ASSISTANT_KEY, key)
+        self._assistant = None  # (the next question uses it)
+        self.events.log("keys_stored", exchange="anthropic")
+
+    async def ask(self, question: str):
+        """The assistant's Reply (text, tools used, error) to a question about the portfolio."""
+        from app.secrets import ASSISTANT_KEY, load_secret
+        from engine.runtime.assistant import DEFAULT_MODEL, Assistant
+
+        if getattr(self, "_assistant", None) is None:
+            model = os.environ.get("GRIDDESK_ASSISTANT_MODEL", DEFAULT_MODEL)
+            self._assistant = Assistant(self.desk, load_secret(ASSISTANT_KEY), base_url=self.assistant_url,
+                                        model=model, pool=self._pool)
+        await self.prepare_engine()  # (a backtest it runs needs the kernels)
+        return await self._assistant.ask(question)
 
     def close_servers(self) -> None:
         """The metrics and the control API stop serving (they are let go of before the systems stop)."""

@@ -1,5 +1,5 @@
-"""The main window: Market, Risk, Orders, Grid, Logs, Backtest and Optimizer tabs, a kill-switch badge in the status
-bar, geometry, last tab, splitters and column widths restored."""
+"""The main window: Market, Risk, Orders, Grid, Logs, Backtest, Optimizer and Assistant tabs, a
+kill-switch badge in the status bar, geometry, last tab, splitters and column widths restored."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QTableView, QTabWidget
 
 from app.controller import ROOT
 from app.theme import DEFAULT_THEME, THEMES, apply_theme
+from widgets.assistant import AssistantTab
 from widgets.backtest import BacktestTab
 from widgets.grid_chart import GridTab
 from widgets.logs import LogsTab
@@ -38,8 +39,10 @@ class MainWindow(QMainWindow):
         self.backtest = BacktestTab(controller)
         self.optimizer = OptimizerTab(controller)
         self.optimizer.replayRequested.connect(self._replay_best)
+        self.assistant = AssistantTab(controller)
         for w, name in ((self.market, "Market"), (self.risk, "Risk"), (self.orders, "Orders"), (self.grid, "Grid"),
-                        (self.logs, "Logs"), (self.backtest, "Backtest"), (self.optimizer, "Optimizer")):
+                        (self.logs, "Logs"), (self.backtest, "Backtest"), (self.optimizer, "Optimizer"),
+                        (self.assistant, "Assistant")):
             self.tabs.addTab(w, name)
         self.setCentralWidget(self.tabs)
         self.badge = QLabel(objectName="killBadge")

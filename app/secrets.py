@@ -1,7 +1,8 @@
 """API keys in the OS keyring only (never a file, a log line or an error message).
 
 Service name ``griddesk``, user ``<exchange>:api_key`` / ``<exchange>:secret`` (and ``api:token``,
-the control API's bearer token; ``telegram:token``, the notifier's bot). Headless runs
+the control API's bearer token; ``telegram:token``, the notifier's bot; ``anthropic:api_key``, the
+portfolio assistant's). Headless runs
 may take keys from GRIDDESK_<EXCHANGE>_API_KEY / _SECRET instead (engine.runtime.runner).
 """
 
@@ -82,26 +83,30 @@ def api_token(rotate: bool = False) -> tuple[str, bool]:
 
 
 TELEGRAM_TOKEN = "telegram:token"  # the notifier's bot token (engine/runtime/notify.py)
+ASSISTANT_KEY = "anthropic:api_key"  # the portfolio assistant's Anthropic key (engine/runtime/assistant.py)
+ENV = {TELEGRAM_TOKEN: "GRIDDESK_TELEGRAM_TOKEN", ASSISTANT_KEY: "ANTHROPIC_API_KEY"}
+WHAT = {TELEGRAM_TOKEN: "the bot token", ASSISTANT_KEY: "the Anthropic API key"}
 
 
-def telegram_token() -> str:
-    """The Telegram bot's token: the keyring's, else GRIDDESK_TELEGRAM_TOKEN; '' when neither."""
+def load_secret(user: str) -> str:
+    """A token of ours (TELEGRAM_TOKEN, ASSISTANT_KEY): the keyring's, else its environment
+    variable's; '' when neither has it."""
     import os
 
     try:
-        token = keyring.get_password(SERVICE, TELEGRAM_TOKEN) or ""
+        value = keyring.get_password(SERVICE, user) or ""
     except KeyringError:
-        token = ""
-    return token or os.environ.get("GRIDDESK_TELEGRAM_TOKEN", "")
+        value = ""
+    return value or os.environ.get(ENV[user], "")
 
 
-def store_telegram_token(token: str) -> None:
-    if not token.strip():
-        raise SecretsError("the bot token is empty")
+def store_secret(user: str, value: str) -> None:
+    if not value.strip():
+        raise SecretsError(f"{WHAT[user]} is empty")
     try:
-        keyring.set_password(SERVICE, TELEGRAM_TOKEN, token.strip())
+        keyring.set_password(SERVICE, user, value.strip())
     except NoKeyringError:
-        raise SecretsError(f"no usable OS keyring: the bot token cannot be stored. {INSTALL_KEYRING}, or set "
-                           "GRIDDESK_TELEGRAM_TOKEN") from None
+        raise SecretsError(f"no usable OS keyring: {WHAT[user]} cannot be stored. {INSTALL_KEYRING}, or set "
+                           f"{ENV[user]}") from None
     except KeyringError as exc:
-        raise SecretsError(f"the keyring refused the bot token: {type(exc).__name__}") from None
+        raise SecretsError(f"the keyring refused {WHAT[user]}: {type(exc).__name__}") from None

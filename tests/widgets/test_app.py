@@ -208,6 +208,64 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
         bot.stop()
 
 
+def test_the_assistant_tab_says_how_to_add_a_key_then_answers_from_its_tools(loop, data_dir, qtbot, tmp_path,
+                                                                             monkeypatch):
+    import keyring
+    from fake_anthropic import FakeAnthropic
+    from file_keyring import FileKeyring
+
+    monkeypatch.setenv("GRIDDESK_TEST_KEYRING", str(tmp_path / "keyring.json"))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    old = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring())
+    fake = FakeAnthropic("sk-ant-app", lambda q, tools: [("tool", "list_systems", {}),
+                                                         ("tool", "risk_state", {}),
+                                                         ("text", "Both systems are OFF; the kill switch is off.")])
+    fake.start()
+    controller = Controller(data_dir, refresh_ms=100)
+    controller.assistant_url = fake.url
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    tab = window.assistant
+
+    async def scenario():
+        controller.start()
+        window.tabs.setCurrentWidget(tab)
+        await asyncio.sleep(0.1)
+        assert tab.no_key.isVisible() and "needs an Anthropic API key" in tab.no_key.text()
+        assert not tab.question.isEnabled() and tab.add_key.text() == "Add API key…"
+        assert "never places, changes or cancels an order" in tab.note.text()
+        shoot(window, tmp_path / "assistant-no-key.png")
+        controller.store_assistant_key("sk-ant-app")  # (what Add API key… does with what is typed)
+        tab.refresh()
+        assert not tab.no_key.isVisible() and tab.question.isEnabled()
+        tab.question.setText("How are my systems doing?")
+        tab.send_button.click()
+        assert not tab.question.isEnabled() and "looking it up" in tab.transcript.toPlainText()
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if not tab.busy:
+                break
+        text = tab.transcript.toPlainText()
+        assert "You: How are my systems doing?" in text
+        assert "Assistant: Both systems are OFF; the kill switch is off." in text
+        assert "(looked at: list_systems, risk_state)" in text and "looking it up" not in text
+        shoot(window, tmp_path / "assistant.png")
+        await controller.shutdown()
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        keyring.set_keyring(old)
+        fake.stop()
+    assert len(fake.requests) == 3  # a question, two rounds of tools
+    shots = ROOT / "build" / "screenshots"  # (looked at, and the README's)
+    shots.mkdir(parents=True, exist_ok=True)
+    for name in ("assistant-no-key.png", "assistant.png"):
+        shutil.copy2(tmp_path / name, shots / name)
+
+
 def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation(loop, data_dir, qtbot):
     controller = Controller(data_dir, refresh_ms=100)
     window = MainWindow(controller)
