@@ -208,7 +208,7 @@ def test_screenshot_of_a_users_folder_touches_none_of_its_systems(tmp_path):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no state, no log, no edit
     names = [Path(p).name for p in out.stdout.split()]
     assert names == ["01-market.png", "02-risk.png", "03-orders.png", "04-grid.png", "05-logs.png", "06-backtest.png",
-                     "07-optimizer.png"]
+                     "07-optimizer.png", "08-assistant.png"]
     for name in names:
         assert (tmp_path / "shots" / name).stat().st_size > 10_000
 
