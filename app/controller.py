@@ -61,7 +61,6 @@ class Controller(QObject):
         self.desk = Desk(config_path, self.runner)
         self.desk.listeners.append(lambda what: (self.riskChanged if what == RISK else self.systemsChanged).emit())
         self._engine: asyncio.Future | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
                                         thread_name_prefix="griddesk-numba")
         self._timer = QTimer(self)
@@ -132,15 +131,7 @@ class Controller(QObject):
 
     def spawn(self, coro) -> asyncio.Task:
         """Run a coroutine on the loop; its failure is logged, never lost."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self.events.log("error", error=f"{type(t.exception()).__name__}: {t.exception()}")
-        task.add_done_callback(done)
-        return task
+        return self.runner.spawn(coro)
 
     # -- the user's controls: the Desk's (engine/runtime/desk.py), the same as the control API's --
     @property

@@ -95,3 +95,17 @@ def loop(qapp):
     yield lp
     lp.close()
     asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def file_keyring(tmp_path, monkeypatch):
+    """The OS keyring replaced by a file one (tests/file_keyring.py) for the test; its file."""
+    import keyring
+    from file_keyring import FileKeyring
+
+    path = tmp_path / "keyring.json"
+    monkeypatch.setenv("GRIDDESK_TEST_KEYRING", str(path))
+    old = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring())
+    yield path
+    keyring.set_keyring(old)

@@ -23,11 +23,10 @@ The script: ``fake.script(question, tools) -> steps``, each ``("tool", name, inp
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 
 from aiohttp import web
+from local_app import LocalApp
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:
@@ -85,32 +84,11 @@ class FakeAnthropic:
                                   "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 5}})
 
     def start(self) -> str:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve():
-            app = web.Application()
-            app.router.add_post("/v1/messages", self._messages)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-            ready.set()
-
-        def run():
-            asyncio.set_event_loop(self._loop)
-            self._loop.create_task(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Anthropic did not start")
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._messages)
+        self.server = LocalApp(app)
+        self.url = self.server.start()
         return self.url
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self.server.stop()

@@ -26,6 +26,7 @@ import threading
 import time
 
 from aiohttp import web
+from local_app import LocalApp
 
 MAX_TEXT = 4096
 
@@ -139,37 +140,19 @@ class FakeTelegram:
 
     # -- serving ---------------------------------------------------------------------------------
     def start(self) -> str:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve():
-            self._new = asyncio.Event()
-            app = web.Application()
-            app.router.add_route("*", "/bot{token}/{method}", self._handle)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/bot"
-            ready.set()
-
-        def run():
-            asyncio.set_event_loop(self._loop)
-            self._loop.create_task(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Telegram did not start")
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self.server = LocalApp(app)
+        self.url = self.server.start() + "/bot"
+        self._loop = self.server.loop
+        asyncio.run_coroutine_threadsafe(self._make_event(), self._loop).result(10)
         return self.url
 
-    def stop(self) -> None:
-        self._closing = True
-        self._loop.call_soon_threadsafe(self._new.set)
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
+    async def _make_event(self) -> None:
+        self._new = asyncio.Event()
 
+    def stop(self) -> None:
+        self._closing = True  # (a long poll waiting answers at once)
+        self._loop.call_soon_threadsafe(self._new.set)
+        self.server.stop()
+        self._loop = None

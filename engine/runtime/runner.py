@@ -154,7 +154,7 @@ class Runner:
         self.errors: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._stops: dict[str, asyncio.Event] = {}
-        self._stopping: set[asyncio.Task] = set()
+        self._spawned: set[asyncio.Task] = set()  # (the loop holds tasks weakly)
         self.write_problem = ""  # why the views could not be written, as last seen
         self.status: dict | None = None  # bot_state.json as last made on the loop (engine.runtime.exporter)
         # awaited before a system starts: the app's preparing of the engine (its kernels compiled
@@ -240,17 +240,21 @@ class Runner:
             await task
         self._stops.pop(name, None)
 
-    def stop_soon(self, name: str) -> asyncio.Task:
-        """Stop one system without waiting for it (the user's OFF); a failure is logged."""
-        task = asyncio.ensure_future(self.stop(name))
-        self._stopping.add(task)
+    def spawn(self, coro, what: str = "") -> asyncio.Task:
+        """Run a coroutine on the loop without waiting for it; its failure is logged, never lost."""
+        task = asyncio.ensure_future(coro)
+        self._spawned.add(task)
 
         def done(t: asyncio.Task) -> None:
-            self._stopping.discard(t)
+            self._spawned.discard(t)
             if not t.cancelled() and t.exception() is not None:
-                self.events.log("error", error=f"stopping {name}: {type(t.exception()).__name__}: {t.exception()}")
+                self.events.log("error", error=f"{what}{type(t.exception()).__name__}: {t.exception()}")
         task.add_done_callback(done)
         return task
+
+    def stop_soon(self, name: str) -> asyncio.Task:
+        """Stop one system without waiting for it (the user's OFF)."""
+        return self.spawn(self.stop(name), f"stopping {name}: ")
 
     def running(self, name: str) -> bool:
         task = self._tasks.get(name)

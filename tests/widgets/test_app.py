@@ -143,18 +143,13 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
     assert len(list((data_dir / "logs").glob("trading_*.jsonl"))) == 1  # one event log per run
 
 
-def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, qtbot, tmp_path, monkeypatch):
+def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, qtbot, tmp_path, file_keyring):
     """griddesk gui --api-port: a request is done on the app's loop by the controller's desk, so
     the window shows it at once (the kill badge, the Market tab's ON) and the token is the
     keyring's (made once); --telegram-chat: the owner's /kill reaches the same switch."""
     import httpx
-    import keyring
     from fake_telegram import FakeTelegram
-    from file_keyring import FileKeyring
 
-    monkeypatch.setenv("GRIDDESK_TEST_KEYRING", str(tmp_path / "keyring.json"))
-    old = keyring.get_keyring()
-    keyring.set_keyring(FileKeyring())
     bot = FakeTelegram("5555:app-test")
     bot.start()
     controller = Controller(data_dir, refresh_ms=100)
@@ -166,7 +161,7 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
     async def scenario():
         controller.start()
         server, token = controller.serve_api(0)
-        assert token and json.loads((tmp_path / "keyring.json").read_text())["griddesk/api:token"] == token
+        assert token and json.loads(file_keyring.read_text())["griddesk/api:token"] == token
         client = httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=20)
         # (the client on this loop: each answer waits for the loop, which must stay free meanwhile)
         assert (await client.post(f"/systems/{name}/start")).json()["on"] is True
@@ -204,20 +199,14 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
     try:
         loop.run_until_complete(scenario())
     finally:
-        keyring.set_keyring(old)
         bot.stop()
 
 
 def test_the_assistant_tab_says_how_to_add_a_key_then_answers_from_its_tools(loop, data_dir, qtbot, tmp_path,
-                                                                             monkeypatch):
-    import keyring
+                                                                             file_keyring, monkeypatch):
     from fake_anthropic import FakeAnthropic
-    from file_keyring import FileKeyring
 
-    monkeypatch.setenv("GRIDDESK_TEST_KEYRING", str(tmp_path / "keyring.json"))
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    old = keyring.get_keyring()
-    keyring.set_keyring(FileKeyring())
     fake = FakeAnthropic("sk-ant-app", lambda q, tools: [("tool", "list_systems", {}),
                                                          ("tool", "risk_state", {}),
                                                          ("text", "Both systems are OFF; the kill switch is off.")])
@@ -257,7 +246,6 @@ def test_the_assistant_tab_says_how_to_add_a_key_then_answers_from_its_tools(loo
     try:
         loop.run_until_complete(scenario())
     finally:
-        keyring.set_keyring(old)
         fake.stop()
     assert len(fake.requests) == 3  # a question, two rounds of tools
     shots = ROOT / "build" / "screenshots"  # (looked at, and the README's)
