@@ -24,6 +24,13 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.2f}%"
 
 
+def _trigger_line(cfg: dict, candles, start: int) -> list[str]:
+    if not cfg.get("trigger_price"):
+        return []
+    return [f"  trigger     the price reached {cfg['trigger_price']:,.8g} at {_ts(candles.time[start])} "
+            f"(bar {start}): the grid was laid at its close"]
+
+
 def _spot_text(result, candles, load_s: float) -> str:
     m, p, c = result.metrics, result.params, result.counters
     lines = [
@@ -43,7 +50,7 @@ def _spot_text(result, candles, load_s: float) -> str:
         grid += f"{lo * 100:.3f}%" + ("" if abs(hi - lo) <= 1e-9 * abs(hi) else f" .. {hi * 100:.3f}%")
     if cfg["trailing"] != "none":
         grid += f", trailing {cfg['trailing']}"
-    lines += [
+    lines += [*_trigger_line(cfg, candles, p.start_bar),
         f"  grid        {grid}",
         f"  capital     {p.capital:,.2f}  fee {p.fee * 100:.3f}% maker / {p.taker_fee * 100:.3f}% taker",
         "",
@@ -92,6 +99,7 @@ def _perp_text(result, candles, load_s: float, funding, limits_from=None) -> str
         f"GridDesk backtest: {result.strategy} on {candles.source}",
         f"  data        {len(candles):,} bars of {candles.timeframe}, "
         f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])} (trading from bar {result.start_bar})",
+        *_trigger_line(cfg, candles, result.start_bar),
         f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
         f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
         f"  margin      tiers of {tier_file(cfg['tiers'], candles.symbol)}",

@@ -138,6 +138,8 @@ class SystemDialog(QDialog):
         self.no_short = QCheckBox(label("no_short") + " (no short grid)", objectName="perpNoShort")
         self.no_short.setChecked(a.no_short)
         self.capital = _spin(0, 1e12, 2, cfg.capital, 100, "systemCapital")  # (0 is refused by name, not clamped)
+        self.trigger = _spin(0, 1e12, 2, float(cfg.params.get("trigger_price", 0.0)), 100, "systemTrigger")
+        self.trigger.setSpecialValueText("none: lay the grid at once")
         self.mode = QComboBox(objectName="systemMode")
         self.mode.addItems(["paper", "live"])
         self.mode.setCurrentText(cfg.mode)
@@ -161,6 +163,7 @@ class SystemDialog(QDialog):
             "trailing": self.trailing, "fee": self.fee, "capital": self.capital, "system_mode": self.mode,
             "dry_run": self.dry_run, "data": self.data, "leverage": self.leverage, "order_frac": self.order_frac,
             "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short, "maker_fee": self.maker_fee,
+            "trigger_price": self.trigger,
         }
         self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.trailing, self.fee)
         self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.maker_fee, self.no_short)
@@ -179,7 +182,8 @@ class SystemDialog(QDialog):
                         (label("order_frac"), self.order_frac),
                         (label("atr_k") + ", 0.5% floor", self.atr_k), (label("stop_m"), self.stop_m),
                         ("Maker fee (%)", self.maker_fee),
-                        ("", self.no_short), (label("capital"), self.capital), ("Mode", self.mode),
+                        ("", self.no_short), (label("capital"), self.capital),
+                        (label("trigger_price"), self.trigger), ("Mode", self.mode),
                         ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
             f.addRow(text, w)
         self.market.setCurrentText(cfg.market)
@@ -354,6 +358,7 @@ class SystemDialog(QDialog):
         if "capital" in params:
             self.capital.setValue(p.capital)
         self.levels.setValue(int(p.levels))
+        self.trigger.setValue(p.trigger_price)
         if self.perpetual:
             self.leverage.setValue(max(1, round(p.leverage)))
             self.order_frac.setValue(p.order_frac)
@@ -411,7 +416,7 @@ class SystemDialog(QDialog):
                 self.error.setText(str(exc))
 
     def params(self) -> dict:
-        base = self.base[self.strategy.currentText()]
+        base = {**self.base[self.strategy.currentText()], "trigger_price": self.trigger.value()}
         if self.perpetual:
             return {**base, "leverage": float(self.leverage.value()), "levels": self.levels.value(),
                     "order_frac": self.order_frac.value(), "atr_k": self.atr_k.value(), "stop_m": self.stop_m.value(),
@@ -459,11 +464,15 @@ class SystemDialog(QDialog):
         self._mark(None)
         self.error.setText("")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+        # the grid is laid at the price at start: the trigger price when it has one
+        trigger = float(cfg.params.get("trigger_price") or 0.0)
+        price = trigger or self.reference_price
+        at = (f"when the price reaches {trigger:,.2f} (now {self.reference_price:,.2f}, {self.price_from}): "
+              if trigger else f"at {price:,.2f} ({self.price_from}): ")
         if self.perpetual:
             a = CONFIGS[cfg.strategy].from_dict(dict(cfg.params, capital=cfg.capital))
             order = a.order_frac * a.capital
             sides = "long only" if a.no_short else "long and short"
-            price = self.reference_price
             try:
                 lots, liq_long, liq_short = adaptive_grid.estimated_liquidation(a, cfg.symbol, price)
                 liq = (f"; liquidation near {liq_long:,.2f} ({liq_long / price - 1:+.1%}) with {lots} lots long"
@@ -471,15 +480,14 @@ class SystemDialog(QDialog):
             except ValueError as exc:
                 liq = f"; liquidation not estimated: {str(exc).removeprefix('tiers: ')}"
             self.preview.setText(
-                f"at {self.reference_price:,.2f} ({self.price_from}): {sides}; {order:,.2f} an order "
+                f"{at}{sides}; {order:,.2f} an order "
                 f"({a.levels} {'levels' if a.no_short else 'a side'}), margin {order / a.leverage:,.2f} at "
                 f"{a.leverage:g}x; spacing {a.atr_k:g} × ATR, at least {a.atr_floor:.2%}: net profit per grid "
                 f"after fees at least {a.atr_floor - 2 * a.maker_fee:.3%}{liq}")
             return True
-        p = build_params(CONFIGS[cfg.strategy].from_dict(dict(cfg.params, capital=cfg.capital)), self.reference_price)
+        p = build_params(CONFIGS[cfg.strategy].from_dict(dict(cfg.params, capital=cfg.capital)), price)
         per_level = cfg.capital / p.levels
-        at = f"at {self.reference_price:,.2f} ({self.price_from}): "
-        planned = planned_grid(p, self.reference_price)
+        planned = planned_grid(p, price)
         if planned is None:
             self.preview.setText(f"{at}ATR-spaced levels, laid from the price at start; {per_level:,.2f} per level")
             return True

@@ -34,7 +34,7 @@ from engine.runtime.feed import Feed
 from engine.runtime.sending import OrderSending, _breathe
 from engine.store import JsonLines, read_json, read_jsonl, write_json_atomic
 from engine.strategies.registry import RUNTIME
-from engine.strategies.spec import StrategyRunner
+from engine.strategies.spec import StrategyRunner, trigger_reached
 from engine.summary import bot_summary
 
 HISTORY = 2_000  # candles kept for indicators
@@ -316,9 +316,13 @@ class Trader(OrderSending, Feed):
         atr = now["atr"]
         self.risk.on_candle(self.cfg.name, 0.0 if math.isnan(atr) else atr, self._trend())
         if not self.strategy.started:
-            if not now["ready"]:
+            trigger = float(self.strategy.cfg.trigger_price)
+            if not now["ready"] or not trigger_reached(trigger, lo, h):
+                if now["ready"]:  # (waiting for its trigger price, as the backtest does: engine.strategies.spec)
+                    self.status_note = f"waiting for the price to reach {trigger:,.8g} (its trigger) to lay the grid"
                 self.last_time = t
                 return
+            self.status_note = ""
             self.strategy.start(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
             self.started_at = t
             self._log("grid_generated", bar=bar, price=c, levels=self.strategy.levels().tolist())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.strategies import adaptive_grid, hedged_grid, long_grid, spot_grid
 from engine.strategies.errors import ParamError
-from engine.strategies.spec import StrategySpec
+from engine.strategies.spec import StrategySpec, check_trigger
 
 SPECS: dict[str, StrategySpec] = {s.name: s for s in (spot_grid.SPEC, hedged_grid.SPEC, adaptive_grid.SPEC,
                                                       long_grid.SPEC)}
@@ -58,7 +58,9 @@ def config_from(strategy: str, data: dict):
 def check_settings(strategy: str, data: dict) -> None:
     """A system's settings checked when they are read, before any candle: ParamError names
     the setting at fault."""
-    spec(strategy).check(config_from(strategy, data))
+    cfg = config_from(strategy, data)
+    spec(strategy).check(cfg)
+    check_trigger(float(cfg.trigger_price))
 
 
 def check_funding(strategy: str, given: bool) -> None:

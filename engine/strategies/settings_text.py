@@ -17,6 +17,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "levels": ("Levels", "how many price levels the grid has"),
     "range_pct": ("Range around the price (fraction)", "with lower/upper 0: the grid spans the first price "
                                                        "± this fraction (0.2 = ±20%)"),
+    "trigger_price": ("Trigger price (0: start at once)", "wait until the price reaches this, from above or "
+                                                           "below, then lay the grid at that candle's close"),
     "capital": ("Capital (quote)", "what the system may spend, in the quote currency"),
     "fee": ("Fee (fraction)", "the maker fee on resting orders: 0.001 = 0.1% (Binance spot)"),
     "taker_fee": ("Taker fee (fraction; empty: the fee)", "the fee on market and stop orders"),

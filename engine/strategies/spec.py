@@ -39,6 +39,36 @@ _KINDS = {"float": "a number", "int": "a whole number", "str": "a text", "bool":
 MAX_CAPITAL = 1e12  # no account holds more: a larger capital is a typo (or Infinity)
 
 
+def trigger_reached(trigger: float, low: float, high: float) -> bool:
+    """A grid with a trigger price (> 0) is laid at the close of the first candle (after its
+    warm-up) whose range reaches that price, from above or below, as the exchanges' "trigger
+    price" grids start; with none (0) at once. The backtests and the runtime both ask here."""
+    return trigger <= 0 or low <= trigger <= high
+
+
+def check_trigger(trigger: float) -> None:
+    import math
+
+    if not math.isfinite(trigger) or trigger < 0:
+        raise ParamError("trigger_price", f"must be >= 0 (0: none), got {trigger}")
+
+
+def trigger_start(low, high, start: int, trigger: float) -> int:
+    """The bar a backtest's grid is laid at: ``start`` (the first after the warm-up), or the
+    first from there whose range reaches ``trigger``; ParamError when no bar does."""
+    import numpy as np
+
+    check_trigger(trigger)
+    if trigger <= 0:
+        return start
+    hit = np.flatnonzero((low[start:] <= trigger) & (high[start:] >= trigger))
+    if not len(hit):
+        raise ParamError("trigger_price", f"the price never reaches {trigger:,.8g} in the data after the warm-up "
+                                          f"(from bar {start} it spans {float(np.min(low[start:])):,.8g} to "
+                                          f"{float(np.max(high[start:])):,.8g}): the grid would never be laid")
+    return start + int(hit[0])
+
+
 def checked_settings(cls, data: dict, label: str):
     """``cls(**data)`` for a settings dataclass, a name it does not have or a value of the wrong
     kind (text for a number, a fraction for a count) refused by the setting's name; numbers

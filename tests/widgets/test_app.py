@@ -404,10 +404,20 @@ def test_add_system_dialog_refuses_field_by_field(qtbot):
     dlg.levels.setValue(11)
     assert dlg.fee.suffix() == " %" and dlg.fee.value() == pytest.approx(0.1)  # Binance spot's 0.1 %
     dlg.fee.setValue(0.075)  # typed as a percent (0.1 typed into a fraction was 0.00000 shown, 10% meant)
+    # a trigger price: the grid waits for it, and the preview is of the grid laid there
+    assert dlg.trigger.text() == "none: lay the grid at once"
+    dlg.upper.setValue(0)
+    dlg.lower.setValue(0)
+    dlg.trigger.setValue(40_000)
+    assert dlg.preview.text().startswith("when the price reaches 40,000.00 (now 42,000.00, assumed: the price of "
+                                         "the symbol is not known yet): net profit per grid")
+    assert dlg.preview.text().endswith("32,000.00 to 48,000.00")  # (±20% of the trigger)
+    dlg.lower.setValue(3000)
+    dlg.upper.setValue(4000)
     ok.click()
     cfg = dlg.result_config
     assert cfg.name == "ETH grid" and cfg.params["lower"] == 3000 and cfg.dry_run is True
-    assert cfg.params["fee"] == pytest.approx(0.00075)
+    assert cfg.params["fee"] == pytest.approx(0.00075) and cfg.params["trigger_price"] == 40_000
 
 
 def test_add_system_dialog_makes_a_perpetual_system(qtbot):

@@ -19,7 +19,7 @@ from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
 from engine.risk import RiskGate, RiskLimits
 from engine.strategies.adaptive_grid.settings import AdaptiveGridConfig, build_params, check
 from engine.strategies.errors import ParamError
-from engine.strategies.spec import drive
+from engine.strategies.spec import drive, trigger_start
 
 
 def log_return_std(close: np.ndarray, window: int) -> np.ndarray:
@@ -140,6 +140,7 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     n = len(candles)
     if a["start"] >= n - 1:
         raise ParamError("sigma_window", f"the indicators' warm-up ({a['start']} bars) leaves no data to trade")
+    a["start"] = trigger_start(candles.low, candles.high, a["start"], cfg.trigger_price)
     p = build_params(cfg, a["start"])
     paused = np.zeros(0, dtype=np.bool_)
     if risk is not None:

@@ -53,6 +53,7 @@ class AdaptiveGridConfig:
     max_lots: int = 40
     funding_rate: float = 0.0001  # per 8 h when no funding file covers a settlement
     tiers: str = ""  # a tier table file; "": the symbol's Binance brackets (engine.kernels.perp.tiers_for)
+    trigger_price: float = 0.0  # lay the grid once the price reaches this (0: at once)
 
     def to_dict(self) -> dict:
         return asdict(self)

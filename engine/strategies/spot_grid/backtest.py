@@ -15,7 +15,7 @@ from engine.kernels import indicators
 from engine.kernels import metrics as metrics_kernel
 from engine.kernels import spot_grid as spot_kernel
 from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
-from engine.strategies.spec import drive
+from engine.strategies.spec import drive, trigger_start
 from engine.strategies.spot_grid.settings import SpotGridConfig, build_params, initial_levels
 
 _NO_TIERS = np.zeros((1, 3))
@@ -140,6 +140,7 @@ def sweep_spot_grid(candles: Candles, cfgs: list[SpotGridConfig]) -> dict[str, n
                 by_period[cfg.atr_period] = (len(atrs), first)
                 atrs.append(atr)
             rows[j], start = by_period[cfg.atr_period]
+        start = trigger_start(candles.low, candles.high, start, cfg.trigger_price)
         params.append(build_params(cfg, float(candles.close[start]), start))
     out = np.zeros((len(cfgs), len(sweep.SWEEP_COLUMNS)))
     if cfgs:
@@ -169,6 +170,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     t0 = _time.perf_counter()
     n = len(candles)
     atr, start = _atr_and_start(candles, cfg, hedged)
+    start = trigger_start(candles.low, candles.high, start, cfg.trigger_price)
     if hedged:
         ema = indicators.ema_nb(candles.close, int(cfg.ema_period))
         rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))

@@ -49,6 +49,7 @@ class SpotGridConfig:
     take_profit: float = 0.0
     stop_action: str = "sell"  # sell | keep
     fill_rule: str = "touch"  # touch | through
+    trigger_price: float = 0.0  # lay the grid once the price reaches this (0: at once)
 
     def to_dict(self) -> dict:
         return asdict(self)

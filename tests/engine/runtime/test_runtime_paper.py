@@ -101,6 +101,35 @@ def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path, params):
     assert bot["total_pnl"] == pytest.approx(bt.equity[-1] - 10_000.0)
 
 
+@pytest.mark.parametrize("params", [GRIDS[0], GRIDS[2]], ids=["geometric", "lower-only-atr"])
+def test_a_trigger_price_waits_then_lays_the_grid_where_the_backtest_does(btc5m, tmp_path, params):
+    """The grid waits, saying so, for the first candle after its warm-up whose range reaches the
+    trigger price (from above or below), then trades as the backtest with that trigger does."""
+    n = 3_000
+    candles = btc5m.slice(0, n)
+    warm = run_spot_grid(candles, SpotGridConfig.from_dict(dict(params, capital=10_000.0))).params.start_bar
+    # a price beyond the first 500 candles' range: above it if the market goes there later, else below
+    above = float(candles.high[warm:warm + 500].max()) * 1.0005
+    below = float(candles.low[warm:warm + 500].min()) * 0.9995
+    trigger = above if candles.high[warm + 500:].max() >= above else below
+    first = next(b for b in range(warm, n) if candles.low[b] <= trigger <= candles.high[b])  # the oracle
+    assert first >= warm + 500
+    params = dict(params, trigger_price=trigger)
+    bt = run_spot_grid(candles, SpotGridConfig.from_dict(dict(params, capital=10_000.0)))
+    assert bt.params.start_bar == first and (len(bt.trades) == 0 or bt.trades["bar"].min() > first)
+    trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, warmup=warm + 1)
+    asyncio.run(drive(trader, clock, int(candles.time[first - 1])))
+    assert not trader.strategy.started and trader.book.orders == {}
+    assert trader.summary()["note"] == f"waiting for the price to reach {trigger:,.8g} (its trigger) to lay the grid"
+    asyncio.run(drive(trader, clock, int(candles.time[-1])))
+    assert trader.started_at == int(candles.time[first]) and trader.summary()["note"] == ""
+    fills = journal_fills(trader)
+    assert len(fills) == len(bt.trades) > 10
+    got = np.array([(f["bar"], f["price"], f["qty"]) for f in fills])
+    np.testing.assert_allclose(got, np.c_[bt.trades["bar"], bt.trades["price"], bt.trades["qty"]], rtol=1e-9)
+    assert trader.strategy.books(float(candles.close[-1]))["equity"] == pytest.approx(bt.equity[-1], rel=1e-9)
+
+
 @pytest.mark.parametrize("stop", ["clean", "killed"])
 @pytest.mark.parametrize("params", [GRIDS[0], GRIDS[2]], ids=["geometric", "lower-only-atr"])
 def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_path, params, stop):
