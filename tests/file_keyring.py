@@ -12,7 +12,10 @@ from keyring.backend import KeyringBackend
 
 
 class FileKeyring(KeyringBackend):
-    priority = 1
+    # never chosen on its own: keyring picks the most preferred of every backend class loaded,
+    # and a test's import of this one made it the process's default (the tests after it read
+    # a keyring file that was not there); it is used where it is named
+    priority = -1
 
     @property
     def _path(self) -> Path:

@@ -34,6 +34,15 @@ def data_dir(tmp_path):
     return tmp_path
 
 
+def open_app(data_dir, qtbot):
+    """The app's controller and main window on ``data_dir``, shown."""
+    controller = Controller(data_dir, refresh_ms=100)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    return controller, window
+
+
 def fetch_text(url: str) -> str:
     import urllib.request
 
@@ -77,10 +86,7 @@ def check_summary_and_ladder(window, d, row) -> None:
 
 
 def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
-    controller = Controller(data_dir, refresh_ms=100)
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.show()
+    controller, window = open_app(data_dir, qtbot)
     name = controller.systems[0].name
 
     async def scenario():
@@ -152,10 +158,7 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
 
     bot = FakeTelegram("5555:app-test")
     bot.start()
-    controller = Controller(data_dir, refresh_ms=100)
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.show()
+    controller, window = open_app(data_dir, qtbot)
     name = controller.systems[0].name
 
     async def scenario():
@@ -211,11 +214,8 @@ def test_the_assistant_tab_says_how_to_add_a_key_then_answers_from_its_tools(loo
                                                          ("tool", "risk_state", {}),
                                                          ("text", "Both systems are OFF; the kill switch is off.")])
     fake.start()
-    controller = Controller(data_dir, refresh_ms=100)
+    controller, window = open_app(data_dir, qtbot)
     controller.assistant_url = fake.url
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.show()
     tab = window.assistant
 
     async def scenario():
@@ -255,10 +255,7 @@ def test_the_assistant_tab_says_how_to_add_a_key_then_answers_from_its_tools(loo
 
 
 def test_the_sample_perpetual_trades_and_its_chart_shows_entries_and_liquidation(loop, data_dir, qtbot):
-    controller = Controller(data_dir, refresh_ms=100)
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.show()
+    controller, window = open_app(data_dir, qtbot)
     name = next(s.name for s in controller.systems if s.market == "perpetual")
 
     async def scenario():
@@ -850,10 +847,7 @@ def test_a_cold_engine_is_prepared_out_of_process_and_nothing_compiles_in_the_ap
     import engine.kernels as kernels
 
     monkeypatch.setattr(kernels, "kernels_warm", lambda: False)
-    controller = Controller(data_dir, refresh_ms=100)
-    window = MainWindow(controller)
-    qtbot.addWidget(window)
-    window.show()
+    controller, window = open_app(data_dir, qtbot)
     name = controller.systems[0].name
     lines: list[str] = []
     controller.engineProgress.connect(lines.append)
