@@ -501,18 +501,19 @@ def _headless(args, command: str) -> int:
         if not systems and command == "run":
             raise ValueError(f"--system: no system in {args.config} is enabled; name one with --system")
     telegram = _telegram(args)
+    from engine.store import FolderLock
+
+    data_dir = args.data_dir or default_data_dir()
+    lock = FolderLock(data_dir, f"griddesk {command}").acquire()  # before anything is read for trading
     token = ""
-    if command == "serve":
+    if command == "serve":  # (after the lock: a token made is shown, not lost to a busy folder)
         from app.secrets import SecretsError, api_token
 
         try:
             token, new = api_token(rotate=args.new_token)
         except SecretsError as exc:  # (no keyring: one line, like any other cause of the user's)
+            lock.release()
             raise ValueError(str(exc)) from None
-    from engine.store import FolderLock
-
-    data_dir = args.data_dir or default_data_dir()
-    lock = FolderLock(data_dir, f"griddesk {command}").acquire()  # before anything is read for trading
     runner = Runner(systems, data_dir, exchange_url=args.exchange_url, poll_seconds=args.poll,
                     replay_from=args.replay_from)
 

@@ -46,6 +46,10 @@ class Controller(QObject):
         self.keys = keys
         self.exchange_url = exchange_url or None  # every exchange request to this host (testnet, simulator)
         self.assistant_url = None  # the Anthropic API's (None: the SDK's default, or ANTHROPIC_BASE_URL)
+        self.metrics_server = self.api_server = None  # serving while the app runs (--metrics-port, --api-port)
+        self._assistant = None  # made at the first question
+        self._notifying: asyncio.Task | None = None  # the Telegram notifier (--telegram-chat), told to end by _told
+        self._told = asyncio.Event()
         self._symbols: dict[tuple[str, str], list[str]] = {}
         config_path = self.data_dir / "cryptos.json"
         if not config_path.exists():  # first launch: the bundled default systems
@@ -377,7 +381,6 @@ class Controller(QObject):
         """Notifications to a Telegram chat, and its commands (engine.runtime.notify), until ``shutdown``."""
         from engine.runtime.notify import Telegram
 
-        self._told = asyncio.Event()
         self.notifier = Telegram(self.desk, token, chat, base_url=base_url, liq_warn=liq_warn)
         self._notifying = self.spawn(self.notifier.run(self._told))
 
@@ -400,7 +403,7 @@ class Controller(QObject):
         from app.secrets import ASSISTANT_KEY, load_secret
         from engine.runtime.assistant import DEFAULT_MODEL, Assistant
 
-        if getattr(self, "_assistant", None) is None:
+        if self._assistant is None:
             model = os.environ.get("GRIDDESK_ASSISTANT_MODEL", DEFAULT_MODEL)
             self._assistant = Assistant(self.desk, load_secret(ASSISTANT_KEY), base_url=self.assistant_url,
                                         model=model, pool=self._pool)
@@ -409,11 +412,10 @@ class Controller(QObject):
 
     def close_servers(self) -> None:
         """The metrics and the control API stop serving (they are let go of before the systems stop)."""
-        for name in ("metrics_server", "api_server"):
-            server = getattr(self, name, None)
+        for server in (self.metrics_server, self.api_server):
             if server is not None:
                 server.shutdown()
-                setattr(self, name, None)
+        self.metrics_server = self.api_server = None
 
     async def shutdown(self) -> None:
         """Stop every system cleanly (resting orders stay), remembering which were ON."""
@@ -424,7 +426,7 @@ class Controller(QObject):
             self._views_stop.set()
             await self._views_task
             await self._solvency_task
-        if getattr(self, "_notifying", None) is not None:  # (after the systems: their last words are sent)
+        if self._notifying is not None:  # (after the systems: their last words are sent)
             self._told.set()
             await self._notifying
             self._notifying = None
