@@ -377,6 +377,13 @@ class Controller(QObject):
         self.events.log("api_serving", url=self.api_server.url)  # (never the token)
         return self.api_server, token if new else ""
 
+    async def stop_api(self) -> None:
+        """The control API stops serving (in a worker thread: a request may be waiting on this loop)."""
+        server, self.api_server = self.api_server, None
+        if server is not None:
+            await asyncio.get_running_loop().run_in_executor(None, server.shutdown)
+            self.events.log("api_stopped", url=server.url)
+
     def notify(self, token: str, chat: str, base_url: str = "", liq_warn: float = 0.05) -> None:
         """Notifications to a Telegram chat, and its commands (engine.runtime.notify), until ``shutdown``."""
         from engine.runtime.notify import Telegram

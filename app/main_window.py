@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QTableView, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTableView, QTabWidget
 
 from app.controller import ROOT
 from app.theme import DEFAULT_THEME, THEMES, apply_theme
@@ -17,6 +17,8 @@ from widgets.market import MarketTab
 from widgets.optimizer import OptimizerTab
 from widgets.orders import OrdersTab
 from widgets.risk import RiskTab
+
+API_PORT = 8765  # the control API's port from the Remote menu (griddesk gui --api-port chooses another)
 
 
 class MainWindow(QMainWindow):
@@ -56,6 +58,7 @@ class MainWindow(QMainWindow):
         self.kill_action.triggered.connect(lambda: controller.set_kill(True))
         self.addAction(self.kill_action)
         self._theme_menu()
+        self._remote_menu()
         geometry = self.settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -77,6 +80,46 @@ class MainWindow(QMainWindow):
             act.setObjectName(f"theme_{name}")
             group.addAction(act)
             self.theme_actions[name] = act
+
+    def _remote_menu(self) -> None:
+        self.api_port = API_PORT
+        menu = self.menuBar().addMenu("&Remote")
+        self.api_action = menu.addAction(f"Control API on 127.0.0.1:{API_PORT}")
+        self.api_action.setObjectName("apiAction")
+        self.api_action.setCheckable(True)
+        self.api_action.setToolTip("start, stop, kill switch, cancel all, orders, fills over HTTP, with a token "
+                                   "(README: the control API); this machine only")
+        self.api_action.toggled.connect(self.set_api)
+        # (served again at the next start; or served already: griddesk gui --api-port)
+        if self.controller.api_server is not None or self.settings.value("api/on", False, type=bool):
+            self.api_action.setChecked(True)
+
+    def set_api(self, on: bool) -> None:
+        """Serve the control API (its token shown the time it is made) or stop serving it; kept
+        for the next start."""
+        if not on:
+            if self.controller.api_server is not None:
+                self.controller.spawn(self.controller.stop_api())
+            self.settings.setValue("api/on", False)
+            return
+        if self.controller.api_server is not None:
+            return
+        try:
+            server, token = self.controller.serve_api(self.api_port)
+        except ValueError as exc:  # (the port taken, no keyring for the token)
+            self.api_action.setChecked(False)
+            QMessageBox.warning(self, "Control API", f"The control API cannot be served: {exc}")
+            return
+        self.settings.setValue("api/on", True)
+        if token:
+            box = QMessageBox(QMessageBox.Information, "Control API",
+                              f"Serving at {server.url} (its OpenAPI page at {server.url}/docs).\n\nEvery request "
+                              "needs this token (Authorization: Bearer ...). It is shown this once and kept in the "
+                              f"OS keyring; copy it now:\n\n{token}", parent=self)
+            box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            box.setObjectName("apiTokenBox")
+            self.token_box = box  # (for a test to read)
+            box.open()
 
     def set_theme(self, name: str) -> None:
         """Switch the theme now (charts included) and keep it for the next start."""
@@ -119,6 +162,8 @@ class MainWindow(QMainWindow):
     def _status(self) -> None:
         on = sum(self.controller.is_on(s.name) for s in self.controller.systems)
         engine = f"  ·  {self.controller.engine_note}" if self.controller.engine_note else ""
+        if self.controller.api_server is not None:
+            engine += f"  ·  control API at {self.controller.api_server.url}"
         self.statusBar().showMessage(f"{on} of {len(self.controller.systems)} systems ON{engine}  ·  data in "
                                      f"{self.controller.data_dir}")
 

@@ -191,6 +191,20 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
             if controller.risk.kill_all:
                 break
         assert "KILL SWITCH ON" in window.badge.text()
+        # the Remote menu's switch: off stops serving, on serves again (the token kept, not shown)
+        assert not window.api_action.isChecked()  # (served by the controller here, not by the menu)
+        window.api_port = 0
+        await controller.stop_api()
+        window.api_action.setChecked(True)
+        assert controller.api_server is not None and not hasattr(window, "token_box")
+        window._status()
+        assert f"control API at {controller.api_server.url}" in window.statusBar().currentMessage()
+        async with httpx.AsyncClient(base_url=controller.api_server.url) as again:
+            r = await again.get("/risk", headers={"Authorization": f"Bearer {token}"})
+            assert r.json()["kill_all"] is True
+        window.api_action.setChecked(False)
+        await asyncio.sleep(0.5)
+        assert controller.api_server is None
         await controller.shutdown()
         assert controller.api_server is None
         said = bot.texts(4242)
@@ -203,6 +217,22 @@ def test_the_control_api_in_the_app_moves_the_apps_own_switches(loop, data_dir, 
         loop.run_until_complete(scenario())
     finally:
         bot.stop()
+
+
+def test_the_remote_menu_serves_the_control_api_and_shows_a_new_token_once(loop, data_dir, qtbot, file_keyring):
+    controller, window = open_app(data_dir, qtbot)
+    window.api_port = 0
+
+    async def scenario():
+        controller.start()
+        window.api_action.setChecked(True)
+        token = json.loads(file_keyring.read_text())["griddesk/api:token"]
+        assert token in window.token_box.text() and "shown this once" in window.token_box.text()
+        assert window.settings.value("api/on", type=bool) is True  # (served again at the next start)
+        window.token_box.close()
+        await controller.shutdown()
+
+    loop.run_until_complete(scenario())
 
 
 def test_the_assistant_tab_says_how_to_add_a_key_then_answers_from_its_tools(loop, data_dir, qtbot, tmp_path,
