@@ -243,6 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--" + name.replace("_", "-"), type=_float(name), default=default,
                         help=f"fitness weight (default {default})")
 
+    sr = sub.add_parser("stress", help="stress-test a spot grid: its return, drawdown, time outside its range and "
+                                       "underwater over many paths resampled from the candles (and a crash, a "
+                                       "trend, a range)")
+    _add_data_args(sr)
+    sr.add_argument("--params", type=Path, help="JSON file of spot-grid settings (flags override it)")
+    sr.add_argument("--paths", type=_number("paths", 1, 100_000, integer=True), default=1000,
+                    help="paths per scenario (default 1000)")
+    sr.add_argument("--block", type=_number("block", 1, 10_000_000, integer=True), default=288,
+                    help="bars a resampled block keeps together (default 288: a day of 5m bars)")
+    sr.add_argument("--seed", type=int, default=1, help="the same seed, the same paths")
+    sr.add_argument("--scenario", action="append", choices=("bootstrap", "crash", "trend", "range"),
+                    help="bootstrap (the history's own drift), crash (ends at half), trend (ends at double), range "
+                         "(ends where it began); repeat; default: all four")
+    sr.add_argument("--json", type=_out_file, help="write each scenario's figures to this file")
+    _add_setting_args(sr)
+
     sub.add_parser("telegram-token", help="store the Telegram bot's token in the OS keyring (read from the terminal "
                                           "or standard input)")
 
@@ -569,6 +585,34 @@ def _headless(args, command: str) -> int:
     return 1 if runner.errors else 0
 
 
+def cmd_stress(args) -> int:
+    import time
+
+    from engine.stress import SCENARIOS, stress
+
+    args.strategy = "spot-grid"
+    candles, _ = _load(args)
+    cfg = _strategy_config(args)
+    t = time.perf_counter()
+    results = stress(candles, cfg, paths=args.paths, block=args.block, seed=args.seed,
+                     scenarios=tuple(args.scenario or SCENARIOS))
+    seconds = time.perf_counter() - t
+    rows = [r.summary() for r in results]
+    print(f"GridDesk stress test: spot-grid on {candles.source}, {len(candles):,} bars of {candles.timeframe}; "
+          f"{args.paths:,} paths a scenario in blocks of {args.block:,} bars (seed {args.seed}), {seconds:.1f} s")
+    print(f"  {'scenario':<10} {'return p5':>10} {'p50':>8} {'p95':>8}  {'max DD p50':>10} {'p95':>7}  "
+          f"{'leaves range':>12} {'idle':>6} {'underwater':>10}")
+    for r in rows:
+        print(f"  {r['scenario']:<10} {r['return_p5']:>+10.2%} {r['return_p50']:>+8.2%} {r['return_p95']:>+8.2%}  "
+              f"{r['drawdown_p50']:>10.2%} {r['drawdown_p95']:>7.2%}  {r['left_range']:>12.1%} {r['idle']:>6.1%} "
+              f"{r['underwater']:>10.1%}")
+    print("  (leaves range: share of paths whose price went beyond the grid; idle: share of the time the close was "
+          "outside it; underwater: share of the time the equity was below the capital)")
+    if args.json:
+        args.json.write_text(json.dumps({"seconds": seconds, "scenarios": rows}, indent=2))
+    return 0
+
+
 def cmd_telegram_token(args) -> int:
     import getpass
 
@@ -666,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"warmup": cmd_warmup,
                 "backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
-                "run": cmd_run, "serve": cmd_serve, "telegram-token": cmd_telegram_token,
+                "run": cmd_run, "serve": cmd_serve, "telegram-token": cmd_telegram_token, "stress": cmd_stress,
                 "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
                 "optimize": cmd_optimize}
     try:
