@@ -606,8 +606,8 @@ def cmd_stress(args) -> int:
         print(f"  {r['scenario']:<10} {r['return_p5']:>+10.2%} {r['return_p50']:>+8.2%} {r['return_p95']:>+8.2%}  "
               f"{r['drawdown_p50']:>10.2%} {r['drawdown_p95']:>7.2%}  {r['left_range']:>12.1%} {r['idle']:>6.1%} "
               f"{r['underwater']:>10.1%}")
-    print("  (leaves range: share of paths whose price went beyond the grid; idle: share of the time the close was "
-          "outside it; underwater: share of the time the equity was below the capital)")
+    print("  (leaves range: share of paths whose price went beyond the grid as first laid; idle: share of the time "
+          "the close was outside it; underwater: share of the time the equity was below the capital)")
     if args.json:
         args.json.write_text(json.dumps({"seconds": seconds, "scenarios": rows}, indent=2))
     return 0

@@ -287,6 +287,18 @@ class Controller(QObject):
 
         return await self.in_pool(work)
 
+    async def stress(self, candles, strategy: str, cfg, *, paths: int, block: int) -> list[dict]:
+        """The stress test (engine/stress.py) of a spot grid's settings on ``candles``, in the worker
+        pool once the engine is prepared: each scenario's figures."""
+        from engine.strategies.errors import ParamError
+        from engine.stress import stress
+
+        if strategy != "spot-grid":
+            raise ParamError("strategy", f"the stress test runs spot grids (spot-grid), not {strategy}")
+        await self.prepare_engine()
+        results = await self.in_pool(lambda: stress(candles, cfg, paths=paths, block=block))
+        return [r.summary() for r in results]
+
     async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = "", progress=None):
         """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool,
         once the engine is prepared; ``progress(done, total)`` is called on this loop as bars are

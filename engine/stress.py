@@ -33,8 +33,8 @@ class StressResult:
     scenario: str
     total_return: np.ndarray  # a value per path
     max_drawdown: np.ndarray
-    left_range: np.ndarray  # the price went beyond the grid's lowest or highest level
-    idle: np.ndarray  # share of the bars whose close is outside the range
+    left_range: np.ndarray  # the price went beyond the lowest or highest level of the grid as first laid
+    idle: np.ndarray  # share of the bars whose close is outside that range (a trailing grid moves with it)
     underwater: np.ndarray  # share of the bars whose equity is below the capital
 
     def summary(self) -> dict:

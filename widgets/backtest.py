@@ -49,12 +49,14 @@ from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
 from widgets.run_controls import RunControls
 from widgets.run_trades import TradesModel, utc_text
+from widgets.stress import StressDialog
 from widgets.system_dialog import SystemDialog
 from widgets.transport import UTC, Transport
 from widgets.trips import TripsView
 
 FRAME_MS = 16  # playback redraws at most this often; at high speed bars are skipped, not queued
 KEEP_RUNS = 8  # runs kept to replay and compare (the oldest go first)
+STRESS_PATHS = 200  # paths a scenario of the tab's stress test (a second or two a year of 5m bars)
 
 
 def _source_key(source: str):
@@ -144,6 +146,11 @@ class BacktestTab(QWidget):
         ll.addLayout(df)
         ll.addWidget(self.editor, 1)
         ll.addWidget(self.controls)
+        self.stress_button = QPushButton(f"Stress test ({STRESS_PATHS} paths)…", objectName="backtestStress")
+        self.stress_button.setToolTip("the spot grid as set on paths resampled from the data, and on a crash, a "
+                                      "trend and a range: returns, drawdowns, time outside the range")
+        self.stress_button.clicked.connect(self.start_stress)
+        ll.addWidget(self.stress_button)
         return panel
 
     def _replay_panel(self) -> QWidget:
@@ -357,6 +364,27 @@ class BacktestTab(QWidget):
                                 f"{m['fills']:,} fills{self._gaps(candles)}")
 
         return self._busy(work(), "running")
+
+    def start_stress(self) -> asyncio.Task | None:
+        """The stress test of the settings as set (spot grids) on the data; its figures in a window."""
+        try:
+            cfg = self.editor.config()
+        except ParamError:
+            return None
+        strategy = self.editor.strategy.currentText()
+
+        async def work():
+            candles = await self._candles()
+            t = time.perf_counter()
+            day = max(1, min(len(candles) // 4, 86_400_000 // candles.timeframe_ms))  # (bars a block keeps)
+            rows = await self.controller.stress(candles, strategy, cfg, paths=STRESS_PATHS, block=day)
+            title = (f"{strategy} on {self.data.currentText().strip()}, {STRESS_PATHS} paths a scenario in blocks of a "
+                     f"day ({time.perf_counter() - t:.1f} s)")
+            self.stress_dialog = StressDialog(rows, title, self)
+            self.stress_dialog.show()
+            self.status.setText(f"stress test: {title}")
+
+        return self._busy(work(), "stress test")
 
     @staticmethod
     def _changes(strategy: str, cfg) -> str:

@@ -431,3 +431,29 @@ def test_round_trips_pair_each_close_sort_filter_and_seek(loop, tab, qtbot):
     assert tab.bar == t["close_bar"]
     later = int(np.flatnonzero(trips["close_bar"] > tab.bar)[0])
     assert view.model.data(view.model.index(later, 0), Qt.ForegroundRole) is not None  # greyed: still to come
+
+
+def test_the_stress_test_of_the_settings_as_set_opens_its_figures(loop, tab, tmp_path):
+    from engine.strategies.registry import config_from
+    from engine.stress import stress
+
+    tab.editor.apply_preset("Geometric, trailing both ways")
+    tab.stress_button.click()
+    loop.run_until_complete(tab._task)
+    dlg = tab.stress_dialog
+    table = dlg.table
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["bootstrap", "crash", "trend", "range"]
+    # the figures are the engine's for the same settings, data, paths and seed
+    candles = loop.run_until_complete(tab._candles())
+    want = stress(candles, config_from("spot-grid", tab.editor.config().to_dict()), paths=200, block=96)
+    for r, result in enumerate(want):
+        s = result.summary()
+        assert table.item(r, 2).text() == f"{s['return_p50']:+.2%}"
+        assert table.item(r, 6).text() == f"{s['left_range']:.1%}"
+    assert "200 paths a scenario in blocks of a day" in dlg.heading.text()
+    assert dlg.grab().save(str(tmp_path / "stress.png"))
+    # a strategy it does not run is said in the status line, in one line
+    tab.editor.strategy.setCurrentText("adaptive-grid")
+    tab.stress_button.click()
+    loop.run_until_complete(tab._task)
+    assert "the stress test runs spot grids (spot-grid), not adaptive-grid" in tab.status.text()

@@ -1,0 +1,38 @@
+"""The stress test's figures (engine/stress.py, through the controller): one row per scenario, in
+a window of their own beside the Backtest tab."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
+
+COLUMNS = (("scenario", "Scenario", "{}"), ("return_p5", "Return p5", "{:+.2%}"),
+           ("return_p50", "p50", "{:+.2%}"), ("return_p95", "p95", "{:+.2%}"),
+           ("drawdown_p50", "Max DD p50", "{:.2%}"), ("drawdown_p95", "p95", "{:.2%}"),
+           ("left_range", "Leaves range", "{:.1%}"), ("idle", "Idle", "{:.1%}"), ("underwater", "Underwater", "{:.1%}"))
+NOTE = ("Each scenario runs the grid on paths resampled from the candles in blocks (bootstrap: their own drift; "
+        "crash: ending at half the price; trend: at double; range: where it began). Leaves range: the share of "
+        "paths whose price went beyond the grid as first laid (a trailing grid follows it there); idle: the share "
+        "of the time the close was outside that range; underwater: the share of the time the equity was below the "
+        "capital.")
+
+
+class StressDialog(QDialog):
+    def __init__(self, rows: list[dict], title: str, parent=None):
+        super().__init__(parent, objectName="stressDialog", windowTitle=f"Stress test: {title}")
+        self.table = QTableWidget(len(rows), len(COLUMNS), objectName="stressTable")
+        self.table.setHorizontalHeaderLabels([c[1] for c in COLUMNS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        for r, row in enumerate(rows):
+            for c, (key, _, fmt) in enumerate(COLUMNS):
+                item = QTableWidgetItem(fmt.format(row[key]))
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter if c else Qt.AlignLeft | Qt.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.heading = QLabel(title, wordWrap=True, objectName="stressHeading")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.heading)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(QLabel(NOTE, wordWrap=True))
+        self.resize(820, 300)
