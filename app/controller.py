@@ -425,8 +425,7 @@ class Controller(QObject):
         if self._assistant is None:
             model = os.environ.get("GRIDDESK_ASSISTANT_MODEL", DEFAULT_MODEL)
             self._assistant = Assistant(self.desk, load_secret(ASSISTANT_KEY), base_url=self.assistant_url,
-                                        model=model, pool=self._pool)
-        await self.prepare_engine()  # (a backtest it runs needs the kernels)
+                                        model=model, pool=self._pool, prepare=self.prepare_engine)
         return await self._assistant.ask(question)
 
     def close_servers(self) -> None:

@@ -64,7 +64,7 @@ class Reply:
 
 class Assistant:
     def __init__(self, desk: Desk, api_key: str, *, model: str = DEFAULT_MODEL, base_url: str | None = None,
-                 pool=None, sample_path: Path | None = None):
+                 pool=None, sample_path: Path | None = None, prepare=None):
         import anthropic
 
         self.desk = desk
@@ -72,6 +72,7 @@ class Assistant:
         self.client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url or None, max_retries=2,
                                                timeout=120.0)
         self.pool = pool  # where a backtest runs (an executor; None: the loop's default)
+        self.prepare = prepare  # awaited before a backtest (the app's kernels loaded off its thread)
         self.sample_path = sample_path
         self.history: list[dict] = []
 
@@ -101,6 +102,8 @@ class Assistant:
         from engine.strategies.registry import RUNTIME, run_backtest
 
         cfg = self.desk.system(name)
+        if self.prepare is not None:
+            await self.prepare()
         path = Path(cfg.data) if cfg.data and cfg.data != "sample" else (self.sample_path or SAMPLE_PATH)
         settings = RUNTIME[cfg.strategy].config.from_dict(dict(cfg.params, capital=cfg.capital))
 
