@@ -384,10 +384,11 @@ class Replay:
         path.write_text(json.dumps(self.to_json_dict(), default=_json_default))
         return path
 
-    def save_html(self, path: str | Path, compare: Replay | None = None) -> Path:
-        """A one-page report: the equity curve (inline SVG) and the metrics."""
+    def save_html(self, path: str | Path, compare: Replay | None = None, stress: tuple | None = None) -> Path:
+        """A one-page report: the equity curve (inline SVG) and the metrics; ``stress``: (title,
+        each scenario's summary) of a stress test of the same settings on the same data."""
         path = Path(path)
-        path.write_text(html_report(self, compare))
+        path.write_text(html_report(self, compare, stress))
         return path
 
 
@@ -434,7 +435,20 @@ def _svg_curve(runs: list[Replay], width: int = 900, height: int = 280) -> str:
             f'<text x="{width - 6}" y="{height - 4}" text-anchor="end">{lo:,.0f}</text></svg>')
 
 
-def html_report(run: Replay, compare: Replay | None = None) -> str:
+def _stress_html(stress: tuple | None) -> str:
+    if not stress:
+        return ""
+    from engine.stress import EXPLAINED, SUMMARY_COLUMNS
+
+    title, rows = stress
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in SUMMARY_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt.format(r[key]))}</td>" for key, _, fmt in SUMMARY_COLUMNS)
+                   + "</tr>" for r in rows)
+    return (f"<h2>Stress test</h2><p>{html.escape(title)}</p><table><tr>{head}</tr>{body}</table>"
+            f"<p style=\"color:#666\">{html.escape(EXPLAINED)}</p>")
+
+
+def html_report(run: Replay, compare: Replay | None = None, stress: tuple | None = None) -> str:
     runs = [run] + ([compare] if compare is not None else [])
     metrics = [r.run_metrics() for r in runs]
     head = "".join(f"<th>{html.escape(r.name)}</th>" for r in runs)
@@ -455,6 +469,7 @@ td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}}td:first-
 {_svg_curve(runs)}
 <div class="cols"><div><h2>Metrics</h2><table><tr><th></th>{head}</tr>{rows}</table></div>
 <div><h2>Settings</h2><table>{cfg}</table></div></div>
+{_stress_html(stress)}
 <p style="color:#888">GridDesk backtest report. Past results on historical data do not predict live results.</p>
 </body></html>
 """

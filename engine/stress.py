@@ -28,6 +28,19 @@ from engine.strategies.errors import ParamError
 SCENARIOS = {"bootstrap": None, "crash": math.log(0.5), "trend": math.log(2.0), "range": 0.0}
 
 
+# a scenario's summary as tables show it: (key, heading, format)
+SUMMARY_COLUMNS = (("scenario", "Scenario", "{}"), ("return_p5", "Return p5", "{:+.2%}"),
+                   ("return_p50", "p50", "{:+.2%}"), ("return_p95", "p95", "{:+.2%}"),
+                   ("drawdown_p50", "Max DD p50", "{:.2%}"), ("drawdown_p95", "p95", "{:.2%}"),
+                   ("left_range", "Leaves range", "{:.1%}"), ("idle", "Idle", "{:.1%}"),
+                   ("underwater", "Underwater", "{:.1%}"))
+EXPLAINED = ("Each scenario runs the grid on paths resampled from the candles in blocks (bootstrap: their own drift; "
+             "crash: ending at half the price; trend: at double; range: where it began). Leaves range: the share of "
+             "paths whose price went beyond the grid as first laid (a trailing grid follows it there); idle: the "
+             "share of the time the close was outside that range; underwater: the share of the time the equity was "
+             "below the capital.")
+
+
 @dataclass
 class StressResult:
     scenario: str

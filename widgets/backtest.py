@@ -84,6 +84,7 @@ class BacktestTab(QWidget):
         self.loaded: dict = {}  # data source (a file: with its time and size) -> Candles
         self._task: asyncio.Task | None = None
         self.frames = 0  # redraws during playback (the benchmark counts them)
+        self.last_stress: dict | None = None  # the last stress test: its settings, data, title and figures
 
         self.splitter = QSplitter(Qt.Horizontal, objectName="backtestSplitter")
         for w in (self._setup_panel(), self._replay_panel(), self._runs_panel()):
@@ -380,6 +381,9 @@ class BacktestTab(QWidget):
             rows = await self.controller.stress(candles, strategy, cfg, paths=STRESS_PATHS, block=day)
             title = (f"{strategy} on {self.data.currentText().strip()}, {STRESS_PATHS} paths a scenario in blocks of a "
                      f"day ({time.perf_counter() - t:.1f} s)")
+            # (the HTML report of a run of these settings on these data shows it too)
+            self.last_stress = {"config": cfg.to_dict(), "source": self.data.currentText().strip(), "title": title,
+                                "rows": rows}
             self.stress_dialog = StressDialog(rows, title, self)
             self.stress_dialog.show()
             self.status.setText(f"stress test: {title}")
@@ -604,7 +608,11 @@ class BacktestTab(QWidget):
 
     def export_html(self, path: str | None = None) -> Path | None:
         path = path or self._save_path("Report", f"{self._slug()}.html", "HTML (*.html)")
-        return self.run.save_html(path, self.compare) if path and self.run is not None else None
+        if not path or self.run is None:
+            return None
+        st = self.last_stress
+        same = st is not None and st["source"] == getattr(self.run, "source", None) and st["config"] == self.run.config
+        return self.run.save_html(path, self.compare, (st["title"], st["rows"]) if same else None)
 
     def system_from_run(self) -> SystemConfig:
         """A paper, dry-run system with this run's settings (spot grids: what the runtime trades)."""

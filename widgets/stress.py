@@ -6,15 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
 
-COLUMNS = (("scenario", "Scenario", "{}"), ("return_p5", "Return p5", "{:+.2%}"),
-           ("return_p50", "p50", "{:+.2%}"), ("return_p95", "p95", "{:+.2%}"),
-           ("drawdown_p50", "Max DD p50", "{:.2%}"), ("drawdown_p95", "p95", "{:.2%}"),
-           ("left_range", "Leaves range", "{:.1%}"), ("idle", "Idle", "{:.1%}"), ("underwater", "Underwater", "{:.1%}"))
-NOTE = ("Each scenario runs the grid on paths resampled from the candles in blocks (bootstrap: their own drift; "
-        "crash: ending at half the price; trend: at double; range: where it began). Leaves range: the share of "
-        "paths whose price went beyond the grid as first laid (a trailing grid follows it there); idle: the share "
-        "of the time the close was outside that range; underwater: the share of the time the equity was below the "
-        "capital.")
+from engine.stress import EXPLAINED
+from engine.stress import SUMMARY_COLUMNS as COLUMNS
 
 
 class StressDialog(QDialog):
@@ -34,5 +27,5 @@ class StressDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(self.heading)
         lay.addWidget(self.table, 1)
-        lay.addWidget(QLabel(NOTE, wordWrap=True))
+        lay.addWidget(QLabel(EXPLAINED, wordWrap=True))
         self.resize(820, 300)

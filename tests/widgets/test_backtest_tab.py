@@ -452,6 +452,13 @@ def test_the_stress_test_of_the_settings_as_set_opens_its_figures(loop, tab, tmp
         assert table.item(r, 6).text() == f"{s['left_range']:.1%}"
     assert "200 paths a scenario in blocks of a day" in dlg.heading.text()
     assert dlg.grab().save(str(tmp_path / "stress.png"))
+    # the report of a run of the same settings on the same data carries it; of other settings, not
+    run_now(loop, tab)
+    page = tab.export_html(str(tmp_path / "report.html")).read_text()
+    assert "<h2>Stress test</h2>" in page and f"<td>{table.item(1, 2).text()}</td>" in page
+    tab.editor.apply_preset("Tight and dense")
+    run_now(loop, tab)
+    assert "Stress test" not in tab.export_html(str(tmp_path / "other.html")).read_text()
     # a strategy it does not run is said in the status line, in one line
     tab.editor.strategy.setCurrentText("adaptive-grid")
     tab.stress_button.click()
