@@ -562,6 +562,8 @@ def _headless(args, command: str) -> int:
 
             api = ControlServer(desk, loop, token, args.port, args.addr)
             print(f"griddesk serve: control API at {api.url} (its OpenAPI page at {api.url}/docs)", flush=True)
+            if api.warning:
+                print(f"griddesk serve: warning: {api.warning}", file=sys.stderr, flush=True)
             print(f"griddesk serve: token (shown this once; kept in the OS keyring, --new-token makes another): "
                   f"{token}" if new else "griddesk serve: token: the one shown when it was made (kept in the OS "
                   "keyring; --new-token makes another)", flush=True)

@@ -96,6 +96,8 @@ def main(data_dir: Path | None = None, *, quit_after: float | None = None, scree
         if api is not None:
             server, token = controller.serve_api(*api)
             print(f"griddesk gui: control API at {server.url} (its OpenAPI page at {server.url}/docs)", flush=True)
+            if server.warning:
+                print(f"griddesk gui: warning: {server.warning}", file=sys.stderr, flush=True)
             if token:
                 print(f"griddesk gui: the control API's token (shown this once; kept in the OS keyring): {token}",
                       flush=True)

@@ -223,6 +223,19 @@ class ControlServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def warning(self) -> str:
+        """What a user serving beyond this machine should know ('' on a loopback address)."""
+        import ipaddress
+
+        try:
+            local = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            local = self.host == "localhost"
+        return "" if local else (f"the control API listens on {self.host}, beyond this machine, in plain HTTP: the "
+                                 "token crosses the network readable; put it behind TLS (a reverse proxy, an SSH "
+                                 "tunnel) or serve on 127.0.0.1")
+
     def shutdown(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)

@@ -112,6 +112,12 @@ def test_every_request_needs_the_token_and_the_docs_show_only_the_schema(runtime
             assert r.status_code == 401, (method, path, headers, r.text)
             assert r.headers["www-authenticate"] == "Bearer"
     assert not runtime.desk.risk.kill_all and not runtime.runner.traders  # nothing was done
+    assert runtime.server.warning == ""  # (127.0.0.1: no warning; beyond it, said)
+    wide = ControlServer(runtime.desk, runtime.loop, TOKEN, 0, "0.0.0.0")
+    try:
+        assert wide.warning.startswith("the control API listens on 0.0.0.0, beyond this machine, in plain HTTP")
+    finally:
+        wide.shutdown()
     assert "Swagger" in httpx.get(url + "/docs").text
     schema = httpx.get(url + "/openapi.json").json()
     assert {"/systems", "/systems/{name}/start", "/systems/{name}/stop", "/kill", "/kill/release", "/cancel-all",
