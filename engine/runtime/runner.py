@@ -231,7 +231,6 @@ class Runner:
         return task
 
     async def stop(self, name: str) -> None:
-
         """Stop one system cleanly (its resting orders stay)."""
         if name in self._stops:
             self._stops[name].set()
