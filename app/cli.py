@@ -335,7 +335,7 @@ def cmd_warmup(args) -> int:
 def cmd_backtest(args) -> int:
     from engine.data import load_funding
     from engine.report import backtest_text
-    from engine.strategies.registry import check_funding, read_settings, run_backtest
+    from engine.strategies.registry import check_funding, read_settings, run_backtest, under_each_fill_model
 
     if args.strategy is None:
         args.strategy = (read_settings(args.params)[0] if args.params else None) or "spot-grid"
@@ -349,7 +349,8 @@ def cmd_backtest(args) -> int:
 
         risk, where = saved_limits(args.data_dir or default_data_dir())
     result = run_backtest(args.strategy, candles, cfg, funding, risk=risk)
-    print(backtest_text(result, candles, load_s, funding, where))
+    models = under_each_fill_model(args.strategy, candles, cfg, funding)
+    print(backtest_text(result, candles, load_s, funding, where, models))
     if args.json:
         out = result.to_json_dict()
         out["timings"] = {"load": load_s, **result.timings}

@@ -306,7 +306,7 @@ class Controller(QObject):
         import threading
 
         from engine.replay import Replay
-        from engine.strategies.registry import run_backtest
+        from engine.strategies.registry import run_backtest, under_each_fill_model
         from engine.strategies.spec import Cancelled
 
         await self.prepare_engine()
@@ -324,7 +324,9 @@ class Controller(QObject):
 
             t = time.perf_counter()
             result = run_backtest(strategy, candles, cfg, funding, replay=True, progress=report)
-            return Replay.from_result(candles, result, name=name, run_seconds=time.perf_counter() - t)
+            run = Replay.from_result(candles, result, name=name, run_seconds=time.perf_counter() - t)
+            run.fill_models = under_each_fill_model(strategy, candles, cfg, funding)
+            return run
 
         try:
             return await self.in_pool(work)

@@ -87,6 +87,16 @@ class Candles:
     def missing_bars(self) -> int:
         return sum(g.missing for g in self.gaps)
 
+    def price_step(self) -> float:
+        """The price step the data is quoted in (0.01 for prices in cents), read from the prices'
+        decimals up to 8 (a satoshi); 0 for prices with more."""
+        sample = np.concatenate([a[:: max(1, len(a) // 2000)] for a in (self.open, self.low, self.high)])
+        for d in range(9):
+            scaled = sample * 10.0 ** d
+            if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(1.0, np.abs(scaled))):
+                return 10.0 ** -d
+        return 0.0
+
     def slice(self, start: int, stop: int) -> Candles:
         """Bars ``start:stop`` (the gap list keeps the gaps inside that span)."""
         t = self.time[start:stop]

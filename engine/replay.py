@@ -106,6 +106,8 @@ class Replay:
     _series: dict = field(default_factory=dict, repr=False)
     _pyramids: dict = field(default_factory=dict, repr=False)
     trips: np.ndarray | None = field(default=None, repr=False)  # the round trips (engine/trips.py)
+    # the same settings under each fill model (registry.under_each_fill_model), when computed
+    fill_models: list = field(default_factory=list, repr=False)
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
@@ -435,17 +437,31 @@ def _svg_curve(runs: list[Replay], width: int = 900, height: int = 280) -> str:
             f'<text x="{width - 6}" y="{height - 4}" text-anchor="end">{lo:,.0f}</text></svg>')
 
 
+def _table_html(heading: str, intro: str, columns, rows, note: str) -> str:
+    """A section of the report: a table of ``rows`` (dicts) by ``columns`` (key, label, format)."""
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt.format(r[key]))}</td>" for key, _, fmt in columns)
+                   + "</tr>" for r in rows)
+    return (f"<h2>{html.escape(heading)}</h2><p>{html.escape(intro)}</p><table><tr>{head}</tr>{body}</table>"
+            f"<p style=\"color:#666\">{html.escape(note)}</p>")
+
+
 def _stress_html(stress: tuple | None) -> str:
     if not stress:
         return ""
     from engine.stress import EXPLAINED, SUMMARY_COLUMNS
 
     title, rows = stress
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in SUMMARY_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt.format(r[key]))}</td>" for key, _, fmt in SUMMARY_COLUMNS)
-                   + "</tr>" for r in rows)
-    return (f"<h2>Stress test</h2><p>{html.escape(title)}</p><table><tr>{head}</tr>{body}</table>"
-            f"<p style=\"color:#666\">{html.escape(EXPLAINED)}</p>")
+    return _table_html("Stress test", title, SUMMARY_COLUMNS, rows, EXPLAINED)
+
+
+def _fill_models_html(rows: list) -> str:
+    if not rows:
+        return ""
+    from engine.strategies.registry import FILL_MODEL_COLUMNS, FILL_MODELS_EXPLAINED
+
+    return _table_html("Under each fill model", "The same settings on the same data, filled three ways.",
+                       FILL_MODEL_COLUMNS, rows, FILL_MODELS_EXPLAINED)
 
 
 def html_report(run: Replay, compare: Replay | None = None, stress: tuple | None = None) -> str:
@@ -469,6 +485,7 @@ td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}}td:first-
 {_svg_curve(runs)}
 <div class="cols"><div><h2>Metrics</h2><table><tr><th></th>{head}</tr>{rows}</table></div>
 <div><h2>Settings</h2><table>{cfg}</table></div></div>
+{_fill_models_html(run.fill_models)}
 {_stress_html(stress)}
 <p style="color:#888">GridDesk backtest report. Past results on historical data do not predict live results.</p>
 </body></html>

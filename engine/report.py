@@ -10,14 +10,30 @@ from engine.kernels.perp import tier_file
 from engine.strategies.registry import spec
 
 
-def backtest_text(result, candles, load_s: float, funding=None, limits_from: str | None = None) -> str:
+def backtest_text(result, candles, load_s: float, funding=None, limits_from: str | None = None,
+                  fill_models: list | None = None) -> str:
     """The report of a backtest: its data, its settings, the money (return, profit by source,
     drawdown, ratios), fills and refusals, and the time it took (``load_s`` to read the data);
     for a perpetual also where funding and the margin tiers came from, and the risk gate
-    (``limits_from``: whose limits it applied)."""
+    (``limits_from``: whose limits it applied); ``fill_models``: the same settings under each
+    fill model (registry.under_each_fill_model)."""
     if spec(result.strategy).perpetual:
         return _perp_text(result, candles, load_s, funding, limits_from)
-    return _spot_text(result, candles, load_s)
+    return _spot_text(result, candles, load_s) + _fill_models_text(fill_models or [])
+
+
+def _fill_models_text(rows: list) -> str:
+    if not rows:
+        return ""
+    from engine.strategies.registry import FILL_MODEL_COLUMNS
+
+    cells = [[fmt.format(r[key]) for key, _, fmt in FILL_MODEL_COLUMNS] for r in rows]
+    labels = [label for _, label, _ in FILL_MODEL_COLUMNS]
+    widths = [max(len(x) for x in col) for col in zip(labels, *cells, strict=True)]
+    line = lambda xs: "  " + "  ".join(x.ljust(w) if i == 0 else x.rjust(w)  # noqa: E731
+                                       for i, (x, w) in enumerate(zip(xs, widths, strict=True)))
+    return "\n\n  the same grid under each fill model (docs: README, Fill models)\n" + "\n".join(
+        line(xs) for xs in (labels, *cells))
 
 
 def _pct(x: float) -> str:

@@ -12,8 +12,40 @@ import numpy as np
 import pandas as pd
 
 
-def reference_grid(o, h, l, c, lower, upper, n, capital, fee, lot):
-    """Returns (fills, equity per bar); fills are (bar, slot, side, price, qty) tuples."""
+_M64 = (1 << 64) - 1
+
+
+def _mix(x):
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def queue_draw(seed, t, price):
+    """The queue model's draw (engine/kernels/matching.py's docstring): splitmix64's finaliser
+    over the seed times the golden-ratio constant plus the candle's time, then over that xor
+    the price in units of 1e-8; the top 53 bits as a fraction."""
+    x = _mix((seed * 0x9E3779B97F4A7C15 + t) & _M64)
+    x = _mix(x ^ round(price * 1e8))
+    return (x >> 11) / 2.0 ** 53
+
+
+def _fills(rule, buy, price, extreme, t, tick, depth, seed):
+    """Whether a buy (``buy``) or sell limit at ``price`` fills on a bar whose low (buy) or
+    high (sell) is ``extreme``: GRID_SEMANTICS.md's touch and through rules, and the queue
+    model (a chance of (how far beyond) / (depth x price), nothing at a bare touch)."""
+    if rule == "touch":
+        return extreme <= price if buy else extreme >= price
+    if rule == "through":
+        return extreme < price - tick if buy else extreme > price + tick
+    beyond = price - extreme if buy else extreme - price
+    return beyond > 0 and queue_draw(seed, t, price) < beyond / (depth * price)
+
+
+def reference_grid(o, h, l, c, lower, upper, n, capital, fee, lot, *, rule="touch", t=None, tick=0.0, depth=0.001,
+                   seed=0):
+    """Returns (fills, equity per bar); fills are (bar, slot, side, price, qty) tuples. ``rule``:
+    touch (the reference), through (by more than ``tick``) or queue (``t``: the bars' times)."""
     levels = np.linspace(lower, upper, n)
     qty = [math.floor(capital / n / levels[k] / lot) * lot for k in range(n - 1)]
     holding = [False] * (n - 1)
@@ -23,14 +55,15 @@ def reference_grid(o, h, l, c, lower, upper, n, capital, fee, lot):
     equity = [capital]
     for i in range(1, len(c)):
         for k in range(n - 1):
-            if not holding[k] and l[i] <= levels[k]:
+            ti = None if t is None else int(t[i])
+            if not holding[k] and _fills(rule, True, levels[k], l[i], ti, tick, depth, seed):
                 price = min(o[i], levels[k])
                 value = price * qty[k]
                 cash -= value + value * fee
                 pos += qty[k]
                 holding[k] = True
                 fills.append((i, k, 1, price, qty[k]))
-            elif holding[k] and h[i] >= levels[k + 1]:
+            elif holding[k] and _fills(rule, False, levels[k + 1], h[i], ti, tick, depth, seed):
                 price = max(o[i], levels[k + 1])
                 value = price * qty[k]
                 cash += value - value * fee

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
@@ -43,7 +44,7 @@ from app.controller import SystemConfig
 from engine.data import TIMEFRAMES_MS, DataError
 from engine.replay import BAR_METRICS, OVERLAYS, RUN_METRICS, Replay, format_metric
 from engine.strategies.errors import ParamError
-from engine.strategies.registry import CONFIGS, spec
+from engine.strategies.registry import CONFIGS, FILL_MODELS_EXPLAINED, spec
 from widgets.download import DownloadDialog
 from widgets.params_editor import ParamsEditor
 from widgets.replay_chart import ReplayChart
@@ -201,6 +202,8 @@ class BacktestTab(QWidget):
                 item = QTableWidgetItem("")
                 item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.metrics.setItem(r, c, item)
+        self.fill_models = QLabel(objectName="fillModels", wordWrap=True)
+        self.fill_models.setToolTip(FILL_MODELS_EXPLAINED)
         self.trades_model = TradesModel()
         self.trades = QTableView(objectName="tradesTable")
         self.trades.setModel(self.trades_model)
@@ -225,6 +228,7 @@ class BacktestTab(QWidget):
         rf.addRow("Compare with", self.compare_select)
         rl.addLayout(rf)
         rl.addWidget(self.metrics, 3)
+        rl.addWidget(self.fill_models)
         self.trips = TripsView()
         self.trips.seek.connect(self.seek)
         self.trade_tabs = QTabWidget(objectName="tradeTabs")
@@ -487,6 +491,10 @@ class BacktestTab(QWidget):
         for r, k in enumerate((*BAR_METRICS, *RUN_METRICS)):
             self.metrics.item(r, 1).setText(format_metric(k, full[k]) if k in full else "")
             self.metrics.item(r, 2).setText(format_metric(k, other[k]) if k in other else "")
+        rows = self.run.fill_models
+        self.fill_models.setVisible(bool(rows))
+        self.fill_models.setText("Return under each fill model: " + ", ".join(
+            f"{r['model']} {r['return']:+.2%} ({r['fills']:,} fills)" for r in rows))
 
     # -- replay -------------------------------------------------------------------------------
     @property

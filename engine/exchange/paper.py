@@ -28,12 +28,16 @@ from engine.exchange.base import (
     OrderRequest,
 )
 from engine.kernels.matching import (
+    FILL_MODELS,
+    FILL_QUEUE,
+    FILL_THROUGH,
     KIND_NAMES,
     down_first_nb,
     falls_nb,
     limit_fill_nb,
     market_fill_nb,
     match_bar,
+    queue_fill_nb,
     stop_fill_nb,
 )
 from engine.kernels.perp import liquidation_price_nb
@@ -44,14 +48,17 @@ KEEP_ENDED = 10_000  # ended orders a paper exchange can still be asked about
 class PaperExchange(Adapter):
     paper = True
     def __init__(self, source, rules: MarketRules | None, *, quote: float, base: float = 0.0, maker_fee: float = 0.001,
-                 taker_fee: float = 0.001, slippage: float = 0.0, fill_through: bool = False, name: str = "paper"):
+                 taker_fee: float = 0.001, slippage: float = 0.0, fill_rule: str = "touch", queue_depth: float = 0.001, fill_seed: int = 0,
+                 name: str = "paper"):
         self.source = source
         self.rules = rules
         self.name = name
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         self.slippage = slippage
-        self.fill_through = fill_through
+        self.fill_model = FILL_MODELS.index(fill_rule)  # as the backtest fills (engine/kernels/matching.py)
+        self.queue_depth = queue_depth
+        self.fill_seed = fill_seed
         self.base_total = base
         self.quote_total = quote
         self.orders: dict[str, OrderReport] = {}  # open, and ended since the last candle
@@ -158,7 +165,7 @@ class PaperExchange(Adapter):
             return []
         self.last_candle_time = t
         self._file_ended()
-        tick = self.rules.tick if self.fill_through else 0.0
+        tick = self.rules.tick if self.fill_model == FILL_THROUGH else 0.0
         reached = match_bar(o, h, lo, c, tick, [x for x in self.orders.values() if x.status == OPEN], self._opens)
         out: list[OrderReport] = []
         for x in reached:
@@ -171,6 +178,9 @@ class PaperExchange(Adapter):
                 self._reach(down, x.price)
                 if x.status != OPEN:
                     continue  # cancelled by a liquidation
+                if x.type == "limit" and self.fill_model == FILL_QUEUE and not queue_fill_nb(
+                        self.fill_seed, t, x.price, x.price - lo if down else h - x.price, self.queue_depth):
+                    continue  # reached, but not its turn in the queue
                 px = (stop_fill_nb(down, o, x.price, self.slippage) if x.type == "stop"
                       else limit_fill_nb(down, o, x.price))
                 self._fill(x, float(px), t, out)

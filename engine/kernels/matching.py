@@ -4,9 +4,11 @@ A candle is walked as two legs from its open: to the low and to the high, the on
 the open first (the low first when the candle closes at or above its open). On the leg to
 the low, buy limits and sell stops are reached, in falling price order; on the leg to the
 high, sell limits and buy stops, in rising price order. A limit at P is reached when the
-leg's extreme reaches P (``low <= P``), or with ``fill_through`` trades through it by more
+leg's extreme reaches P (``low <= P``), or with the through model trades through it by more
 than a tick (``low < P - tick``), and fills at P or at the open when the candle opens beyond
-it (``min(open, P)`` for a buy); a stop fills at its trigger or the open beyond it, with
+it (``min(open, P)`` for a buy). With the queue model a reached limit fills only with a
+probability that rises with how far the leg went through it (``queue_fill_nb``), drawn from a
+hash of a seed, the candle's time and the price, so a run is the same each time; a stop fills at its trigger or the open beyond it, with
 adverse slippage; a market order at the open, with adverse slippage, before both legs.
 At a price two orders share, an opening fills before a reduction, and a stop last.
 
@@ -22,6 +24,8 @@ import numpy as np
 from numba import njit
 
 LIMIT, STOP, MARKET = 0, 1, 2
+FILL_TOUCH, FILL_THROUGH, FILL_QUEUE = 0, 1, 2
+FILL_MODELS = ("touch", "through", "queue")  # the settings' words for them
 KIND_NAMES = ("limit", "stop", "market")
 
 
@@ -56,6 +60,36 @@ def stop_fill_nb(down, open_, price, slippage):
 def market_fill_nb(buy, open_, slippage):
     """The price a market order fills at: the open, slipped against it."""
     return open_ * (1.0 + slippage) if buy else open_ * (1.0 - slippage)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix_nb(x):
+    """splitmix64's finaliser: a uint64 to a well-spread uint64."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def queue_draw_nb(seed, t, price):
+    """A uniform number in [0, 1) fixed by (``seed``, the candle's open time ``t`` in ms, the
+    order's ``price`` to 1e-8): the same order on the same candle draws the same number in a
+    backtest and on the paper exchange."""
+    key = np.uint64(np.int64(round(price * 1e8)))
+    x = _mix_nb(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(t))
+    x = _mix_nb(x ^ key)
+    return float(x >> np.uint64(11)) / 9007199254740992.0  # 2**53
+
+
+@njit(cache=True, nogil=True)
+def queue_fill_nb(seed, t, price, through, depth):
+    """Queue model: a limit at ``price`` that the candle went ``through`` beyond (``P - low``
+    for a buy, ``high - P`` for a sell; 0 at a bare touch) fills with probability
+    ``min(1, through / (depth x price))``: never at a bare touch, surely once the price went
+    ``depth`` (a fraction of the price) beyond it, in between in proportion."""
+    if through <= 0.0:
+        return False
+    return queue_draw_nb(seed, t, price) < through / (depth * price)
 
 
 @njit(cache=True, nogil=True)

@@ -88,7 +88,8 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
                                      taker_fee=sc.taker_fee, slippage=sc.slippage)
         taker = sc.fee if sc.taker_fee is None else sc.taker_fee
         return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sc.fee, taker_fee=taker,
-                             slippage=sc.slippage, fill_through=sc.fill_rule == "through")
+                             slippage=sc.slippage, fill_rule=sc.fill_rule, queue_depth=sc.queue_depth,
+                             fill_seed=sc.fill_seed)
     if perp and sc.leverage != int(sc.leverage):
         raise ConfigError(f"system {cfg.name!r}: params.leverage: {sc.leverage:g}: live perpetual leverage is a "
                           "whole number (the exchange's setting)")

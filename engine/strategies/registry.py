@@ -79,3 +79,37 @@ def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = Fa
         raise ParamError("risk", f"applies to {', '.join(n for n, x in SPECS.items() if x.risk_gate)} backtests; "
                                  f"the {strategy} kernel does not size its orders by the risk gate")
     return s.backtest(candles, cfg, funding, replay=replay, progress=progress, risk=risk)
+
+
+def under_each_fill_model(strategy: str, candles, cfg, funding=None) -> list[dict]:
+    """The same grid backtested under each fill model (engine/kernels/matching.py: touch,
+    through by a tick, queue), so that a user sees how much of its profit rests on fills at a
+    bare touch. A grid with no tick set is filled through by the data's own price step. Empty
+    for strategies without the choice (the perpetual grids fill at a touch)."""
+    import dataclasses
+
+    from engine.kernels.matching import FILL_MODELS
+
+    if not hasattr(cfg, "fill_rule"):
+        return []
+    tick = cfg.tick or candles.price_step()
+    rows = []
+    for model in FILL_MODELS:
+        run = dataclasses.replace(cfg, fill_rule=model, tick=tick if model == "through" else cfg.tick)
+        r = run_backtest(strategy, candles, run, funding)
+        m = r.metrics
+        label = {"touch": "touch", "through": f"through by {tick:g}",
+                 "queue": f"queue, sure at {cfg.queue_depth:.2%} beyond"}[model]
+        rows.append({"model": label, "return": m["total_return"], "grid_profit": m["grid_profit"],
+                     "fills": m["fills"], "round_trips": m["round_trips"], "max_drawdown": m["max_drawdown"]})
+    return rows
+
+
+FILL_MODEL_COLUMNS = (("model", "Fill model", "{}"), ("return", "Return", "{:+.2%}"),
+                      ("grid_profit", "Grid profit", "{:,.2f}"), ("fills", "Fills", "{:,}"),
+                      ("round_trips", "Round trips", "{:,}"), ("max_drawdown", "Max drawdown", "{:.2%}"))
+FILL_MODELS_EXPLAINED = (
+    "touch: a level fills when the candle reaches it (every exchange bot's backtest); through: only when the "
+    "price trades a tick beyond it; queue: a level reached fills with a chance that grows with how far the "
+    "price went beyond it, never at a bare touch (seeded: the same each run). The gap between touch and "
+    "queue is the profit that rests on being first in the queue at a level.")

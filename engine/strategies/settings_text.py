@@ -40,7 +40,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "take_profit": ("Take-profit price (0: none)", "above it the grid stops (and sells, as stop action says)"),
     "stop_action": ("At a stop", "sell: sell what the grid holds; keep: keep it"),
     "fill_rule": ("Fills", "touch: a level fills when the price reaches it; through: only when it trades a tick "
-                           "beyond it (queue caution)"),
+                           "beyond it; queue: with a chance that grows with how far the price went beyond it "
+                           "(a place in the order queue)"),
+    "queue_depth": ("Queue depth (fraction)", "queue fills: a level surely fills once the price went this share "
+                                              "beyond it: 0.001 = 0.1%"),
+    "fill_seed": ("Queue seed", "queue fills: the seed of the draws (the same seed, the same fills)"),
     # the hedged grid
     "reserve_ratio": ("Reserve (fraction of capital)", "kept aside, never spent by the grid: the hedge's margin"),
     "fee_reserve": ("Fee reserve (fraction of capital)", "kept aside for fees, as the reserve is"),

@@ -25,6 +25,28 @@ def test_backtest_on_the_sample_prints_a_report(capsys):
         assert text in out
 
 
+def test_backtest_reports_the_grid_under_each_fill_model_as_the_oracle_fills_it(capsys):
+    """The report's table: touch, through by the data's price step (0.01), and queue, each
+    return the pure-Python oracle's under that rule (levels every 2,000, exact in cents)."""
+    from oracle import reference_grid
+
+    from engine.data import load_candles
+    from engine.sample import SAMPLE_PATH
+
+    assert main(["backtest", "--data", "sample", "--lower", "40000", "--upper", "100000", "--levels", "31",
+                 "--capital", "100000", "--fee", "0.001", "--lot", "1e-8", "--queue-depth", "0.002"]) == 0
+    out = capsys.readouterr().out.split("under each fill model")[1].splitlines()
+    table = {line.strip().split("  ")[0]: line.split()[-5] for line in out[2:5]}
+    c = load_candles(SAMPLE_PATH)
+    want = {}
+    for label, rule in (("touch", "touch"), ("through by 0.01", "through"), ("queue, sure at 0.20% beyond", "queue")):
+        _, equity = reference_grid(c.open, c.high, c.low, c.close, 40_000.0, 100_000.0, 31, 100_000.0, 0.001, 1e-8,
+                                   rule=rule, t=c.time, tick=0.01, depth=0.002)
+        want[label] = f"{equity[-1] / 100_000.0 - 1:+.2%}"
+    assert table == want
+    assert want["touch"] != want["queue, sure at 0.20% beyond"]
+
+
 def test_reference_grid_from_the_command_line_writes_json_and_trades(tmp_path, btc5m):
     o0 = float(btc5m.open[0])
     out_json, out_csv = tmp_path / "r.json", tmp_path / "t.csv"

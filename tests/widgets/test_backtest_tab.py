@@ -145,7 +145,17 @@ def test_run_play_step_seek(loop, tab, tmp_path, qtbot):
         assert sum(1 for _ in csv.reader(fh)) == len(r.trades) + 1
     data = json.loads(tab.export_json(str(tmp_path / "r.json")).read_text())
     assert data["metrics"]["final_equity"] == pytest.approx(r.result.metrics["final_equity"])
-    assert "<svg" in tab.export_html(str(tmp_path / "r.html")).read_text()
+    page = tab.export_html(str(tmp_path / "r.html")).read_text()
+    assert "<svg" in page
+    # the same grid under each fill model: in the tab and in the report
+    from engine.strategies.registry import under_each_fill_model
+
+    rows = under_each_fill_model("spot-grid", r.candles, tab.editor.config())
+    assert [x["model"] for x in rows] == ["touch", "through by 0.01", "queue, sure at 0.10% beyond"]
+    assert rows[0]["return"] == pytest.approx(r.result.metrics["total_return"])
+    assert not tab.fill_models.isHidden() and f"queue, sure at 0.10% beyond {rows[2]['return']:+.2%}" in \
+        tab.fill_models.text()
+    assert "Under each fill model" in page and f"<td>{rows[2]['fills']:,}</td>" in page
 
     # a second run with other settings keeps the first beside it
     tab.editor.widgets["levels"].setValue(12)

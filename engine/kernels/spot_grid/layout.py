@@ -103,7 +103,9 @@ class SpotGridParams(NamedTuple):
     stop_loss: float = 0.0  # price; 0 = off
     take_profit: float = 0.0  # price; 0 = off
     stop_action: int = STOP_SELL_ALL
-    fill_through: int = 0  # 1: the price must trade through a level by one tick
+    fill_model: int = 0  # engine.kernels.matching FILL_TOUCH, FILL_THROUGH (by a tick) or FILL_QUEUE
+    queue_depth: float = 0.001  # queue model: a level surely fills once the price went this fraction beyond it
+    fill_seed: int = 0  # queue model: the seed of its draws
     start_bar: int = 0  # first bar whose close places the grid (indicator warm-up)
     # Reserve and profit banking: a share of the capital the grid never spends, and a share of
     # each winning round trip moved into it, up to a cap (both fractions of the capital).

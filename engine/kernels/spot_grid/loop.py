@@ -8,7 +8,8 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.jit import hot_njit
-from engine.kernels.matching import down_first_nb, limit_fill_nb, market_fill_nb, reached_nb, stop_fill_nb
+from engine.kernels.matching import (FILL_QUEUE, FILL_THROUGH, down_first_nb, limit_fill_nb, market_fill_nb,
+                                     queue_fill_nb, reached_nb, stop_fill_nb)
 from engine.kernels.spot_grid.fills import _fill_buy, _fill_sell, _sell_dust, _stop_grid
 from engine.kernels.spot_grid.hedge import _hedge_at_open, _hedge_decide, _hedge_liquidation
 from engine.kernels.spot_grid.layout import *  # (the state's names, the records, the settings)
@@ -79,7 +80,8 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         cost_out[start] = F[F_COST]
         first = start + 1
     qlo, qhi = _quiet_band(p, S, SI, F, I, H)
-    tick_t = p.tick if p.fill_through else 0.0
+    tick_t = p.tick if p.fill_model == FILL_THROUGH else 0.0
+    queue = p.fill_model == FILL_QUEUE
     budget = 0  # active bars that surely fit in the logs; counted down, then recounted
     for i in range(first, n):
         lo = low[i]
@@ -131,7 +133,8 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
                     bp = S[k, S_BUY]
                     if bp < floor_p or not reached_nb(True, bp, lo, tick_t):
                         break
-                    if SI[k, SI_STATE] == SLOT_FLAT and SI[k, SI_ORDER] >= 0:
+                    if SI[k, SI_STATE] == SLOT_FLAT and SI[k, SI_ORDER] >= 0 and (
+                            not queue or queue_fill_nb(p.fill_seed, t, bp, bp - lo, p.queue_depth)):
                         ok = _fill_buy(k, i, t, limit_fill_nb(True, op, bp), p, S, SI, F, I, orders, trades,
                                        counters, money) and ok
                         touched[nt] = k
@@ -150,7 +153,8 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
                     sp = S[k, S_SELL]
                     if sp > ceil_p or not reached_nb(False, sp, hi, tick_t):
                         break
-                    if SI[k, SI_STATE] == SLOT_HOLD and SI[k, SI_ORDER] >= 0:
+                    if SI[k, SI_STATE] == SLOT_HOLD and SI[k, SI_ORDER] >= 0 and (
+                            not queue or queue_fill_nb(p.fill_seed, t, sp, hi - sp, p.queue_depth)):
                         ok = _fill_sell(k, i, t, limit_fill_nb(False, op, sp), p, S, SI, F, I, orders, trades,
                                         counters, money) and ok
                         touched[nt] = k

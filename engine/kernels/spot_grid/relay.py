@@ -9,6 +9,7 @@ from numba import njit
 
 from engine.kernels.grid import ATR, GEOMETRIC, floor_lot_nb
 from engine.kernels.jit import hot_njit
+from engine.kernels.matching import FILL_THROUGH
 from engine.kernels.spot_grid.fills import _cancel_order, _find_kb, _find_ks, _place_slot_order, _price, _slot_qty
 from engine.kernels.spot_grid.layout import *  # (the state's names, the records, the settings)
 
@@ -147,13 +148,14 @@ def _quiet_band(p, S, SI, F, I, H):
     kb = I[I_TOP_BUY]
     ks = I[I_LOW_SELL]
     # touch: a buy at P fills when low <= P, so the bar is quiet while low > P;
-    # through: it fills when low < P - tick, quiet while low >= P - tick.
+    # through: it fills when low < P - tick, quiet while low >= P - tick; queue: it may fill
+    # only when low < P, so the touch band is quiet for it too.
     qlo = -inf
     if kb >= 0:
-        qlo = np.nextafter(S[kb, S_BUY] - p.tick, -inf) if p.fill_through else S[kb, S_BUY]
+        qlo = np.nextafter(S[kb, S_BUY] - p.tick, -inf) if p.fill_model == FILL_THROUGH else S[kb, S_BUY]
     qhi = inf
     if ks < ns:
-        qhi = np.nextafter(S[ks, S_SELL] + p.tick, inf) if p.fill_through else S[ks, S_SELL]
+        qhi = np.nextafter(S[ks, S_SELL] + p.tick, inf) if p.fill_model == FILL_THROUGH else S[ks, S_SELL]
     if p.stop_loss > 0.0:
         qlo = max(qlo, p.stop_loss)
     if p.take_profit > 0.0:

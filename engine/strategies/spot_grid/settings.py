@@ -11,6 +11,7 @@ import numpy as np
 
 from engine.kernels import grid
 from engine.kernels import spot_grid as kernel
+from engine.kernels.matching import FILL_MODELS
 from engine.strategies.errors import ParamError
 from engine.strategies.space import Choice, FloatRange, IntRange
 from engine.strategies.spec import MAX_CAPITAL, checked_settings
@@ -48,7 +49,9 @@ class SpotGridConfig:
     stop_loss: float = 0.0
     take_profit: float = 0.0
     stop_action: str = "sell"  # sell | keep
-    fill_rule: str = "touch"  # touch | through
+    fill_rule: str = "touch"  # touch | through | queue
+    queue_depth: float = 0.001  # queue: a level surely fills once the price went this fraction beyond it
+    fill_seed: int = 0  # queue: the seed of its draws
     trigger_price: float = 0.0  # lay the grid once the price reaches this (0: at once)
 
     def to_dict(self) -> dict:
@@ -62,7 +65,7 @@ class SpotGridConfig:
 # Settings that take one of a few words (the kernels' names where they have them).
 CHOICES = {
     "mode": kernel.MODE_NAMES, "spacing": grid.SPACING_NAMES, "qty_mode": ("quote", "base"),
-    "trailing": kernel.TRAIL_NAMES, "stop_action": ("sell", "keep"), "fill_rule": ("touch", "through"),
+    "trailing": kernel.TRAIL_NAMES, "stop_action": ("sell", "keep"), "fill_rule": FILL_MODELS,
 }
 
 # What the optimizer may vary by default (the rest keep the user's values).
@@ -115,7 +118,7 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
                  check_price: bool = True) -> kernel.SpotGridParams:
     """Validate ``cfg`` against the data's first price and turn it into kernel numbers
     (``check_price`` False: no data yet, the price-bound checks are left for the first candle)."""
-    mode, spacing, trailing, qty_mode, stop_action, fill_through = (
+    mode, spacing, trailing, qty_mode, stop_action, fill_model = (
         _choice(name, getattr(cfg, name), CHOICES[name])
         for name in ("mode", "spacing", "trailing", "qty_mode", "stop_action", "fill_rule"))
     if not isinstance(cfg.levels, int | np.integer) or cfg.levels < 2 or cfg.levels > 5000:
@@ -171,6 +174,11 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
         _positive("atr_floor", cfg.atr_floor, zero_ok=True)
         if cfg.atr_k == 0 and cfg.atr_floor == 0:
             raise ParamError("atr_k", "ATR spacing needs atr_k > 0 or atr_floor > 0")
+    queue_depth = _positive("queue_depth", cfg.queue_depth)
+    if queue_depth >= 0.5:
+        raise ParamError("queue_depth", f"{queue_depth} is a fraction of the price (0.001 = 0.1%)")
+    if not isinstance(cfg.fill_seed, int | np.integer) or not 0 <= cfg.fill_seed < 2 ** 63:
+        raise ParamError("fill_seed", f"must be a whole number from 0, got {cfg.fill_seed}")
     hedge = _hedge_numbers(cfg)
     return kernel.SpotGridParams(
         **hedge,
@@ -179,7 +187,8 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
         min_notional=min_notional, qty_mode=qty_mode, atr_k=float(cfg.atr_k),
         atr_floor=float(cfg.atr_floor), trailing=trailing, recenter=float(recenter),
         consumed=float(consumed), dead_zone=dead_zone, stop_loss=stop_loss,
-        take_profit=take_profit, stop_action=stop_action, fill_through=fill_through,
+        take_profit=take_profit, stop_action=stop_action, fill_model=fill_model,
+        queue_depth=queue_depth, fill_seed=int(cfg.fill_seed),
         start_bar=int(start_bar),
     )
 

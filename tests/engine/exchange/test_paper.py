@@ -66,7 +66,7 @@ def test_a_red_candle_sells_first_and_an_order_beyond_the_open_fills_at_the_open
 
 
 def test_fill_through_needs_the_price_more_than_a_tick_beyond_the_order():
-    ex = _exchange(fill_through=True)
+    ex = _exchange(fill_rule="through")
 
     async def go():
         await ex.place(_order("buy", 99.0, 1.0, "b"))

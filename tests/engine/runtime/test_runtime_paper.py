@@ -36,7 +36,9 @@ def make_trader(candles, params, tmp_path, *, warmup=1, capital=10_000.0, atr_ju
     source = ReplaySource(candles, seconds_per_candle=1.0, warmup=warmup, clock=clock)
     cfg_params = SpotGridConfig.from_dict(dict(params, capital=capital))
     rules = MarketRules("BTC/USDT", cfg_params.tick, cfg_params.lot, 0.0, cfg_params.min_notional, "BTC", "USDT")
-    paper = PaperExchange(source, rules, quote=capital, maker_fee=cfg_params.fee, taker_fee=cfg_params.fee)
+    paper = PaperExchange(source, rules, quote=capital, maker_fee=cfg_params.fee, taker_fee=cfg_params.fee,
+                          fill_rule=cfg_params.fill_rule, queue_depth=cfg_params.queue_depth,
+                          fill_seed=cfg_params.fill_seed)
     sys_cfg = SystemConfig(name="paper test", timeframe="5m", params=params, capital=capital)
     risk = RiskGate(RiskLimits(atr_jump=atr_jump))
     return Trader(sys_cfg, paper, risk, tmp_path), clock
@@ -63,9 +65,12 @@ GRIDS = [
     dict(mode="range", spacing="arithmetic", levels=12, range_pct=0.05, recenter=1.0, fee=0.001),
     dict(mode="lower-only", spacing="atr", levels=10, atr_period=14, fee=0.00075),
 ]
+QUEUE = dict(mode="range", spacing="geometric", levels=30, fee=0.001, fill_rule="queue", queue_depth=0.002,
+             fill_seed=11)
 
 
-@pytest.mark.parametrize("params", GRIDS, ids=["geometric-trailing", "arithmetic-recenter", "lower-only-atr"])
+@pytest.mark.parametrize("params", [*GRIDS, QUEUE], ids=["geometric-trailing", "arithmetic-recenter", "lower-only-atr",
+                                                        "queue-fills"])
 def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path, params):
     n = 3_000
     candles = btc5m.slice(0, n)

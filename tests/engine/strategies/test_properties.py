@@ -53,7 +53,7 @@ def configs(draw):
         recenter=draw(st.sampled_from([None, 0.0, 1.0, 3.0])),
         consumed=draw(st.sampled_from([None, 0.0, 0.5])),
         dead_zone=draw(st.sampled_from([0.0, 0.0, 0.003])),
-        fill_rule=draw(st.sampled_from(["touch", "through"])),
+        fill_rule=draw(st.sampled_from(["touch", "through", "queue"])),
         stop_action=draw(st.sampled_from(["sell", "keep"])),
     )
     if draw(st.booleans()):

@@ -12,10 +12,10 @@ from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 CAPITAL, FEE, LOT = 100_000.0, 0.001, 1e-8
 
 
-def kernel_run(c, levels, lower=None, upper=None):
+def kernel_run(c, levels, lower=None, upper=None, **fills):
     o0 = float(c.open[0])
     cfg = SpotGridConfig(lower=lower or 0.8 * o0, upper=upper or 1.2 * o0, levels=levels,
-                         capital=CAPITAL, fee=FEE, lot=LOT)
+                         capital=CAPITAL, fee=FEE, lot=LOT, **fills)
     return run_spot_grid(c, cfg)
 
 
@@ -82,12 +82,8 @@ def test_kernel_equals_oracle_on_random_data_with_gaps(seed):
 
 
 def test_kernel_equals_oracle_when_prices_touch_levels_exactly():
-    """Cent prices on a grid of round levels: many bars reach a level exactly (low == level)."""
-    c = random_candles_with_gaps(20_000, 5, vol=0.6)
-    for name in ("open", "high", "low", "close"):
-        setattr(c, name, np.round(getattr(c, name) / 10) * 10)
-    c.high = np.maximum(c.high, np.maximum(c.open, c.close))
-    c.low = np.minimum(c.low, np.minimum(c.open, c.close))
+    """Round prices on a grid of round levels: many bars reach a level exactly (low == level)."""
+    c = round_level_candles()
     lower, upper, levels = 18_000.0, 22_000.0, 81  # levels every 50
     assert np.isin(c.low, np.linspace(lower, upper, levels)).sum() > 100
     r = kernel_run(c, levels, lower, upper)
@@ -95,6 +91,33 @@ def test_kernel_equals_oracle_when_prices_touch_levels_exactly():
     assert len(fills) > 100
     assert fills_of(r) == sorted(fills)
     assert np.max(np.abs(r.equity - equity)) < 1e-6
+
+
+def round_level_candles():
+    """Prices in steps of 10 on a grid of levels every 50: many bars reach a level exactly."""
+    c = random_candles_with_gaps(20_000, 5, vol=0.6)
+    for name in ("open", "high", "low", "close"):
+        setattr(c, name, np.round(getattr(c, name) / 10) * 10)
+    c.high = np.maximum(c.high, np.maximum(c.open, c.close))
+    c.low = np.minimum(c.low, np.minimum(c.open, c.close))
+    return c
+
+
+@pytest.mark.parametrize("rule,tick,depth,seed", [("through", 5.0, 0.001, 0), ("through", 10.0, 0.001, 0),
+                                                  ("queue", 0.0, 0.001, 0), ("queue", 0.0, 0.003, 7)])
+def test_kernel_equals_oracle_under_each_fill_model(btc5m, rule, tick, depth, seed):
+    """Through and queue fills, trade for trade, on real BTC (levels rounded to the tick, so
+    the oracle's linspace is the kernel's grid) and on prices that land on levels exactly."""
+    cases = [(btc5m.slice(0, 40_000), 25_000.0, 45_000.0, 41), (round_level_candles(), 18_000.0, 22_000.0, 81)]
+    for c, lower, upper, levels in cases:
+        fill = dict(fill_rule=rule, tick=tick, queue_depth=depth, fill_seed=seed)
+        r = kernel_run(c, levels, lower, upper, **fill)
+        fills, equity = reference_grid(c.open, c.high, c.low, c.close, lower, upper, levels, CAPITAL, FEE, LOT,
+                                       rule=rule, t=c.time, tick=tick, depth=depth, seed=seed)
+        touch = kernel_run(c, levels, lower, upper, tick=tick)
+        assert 100 < len(fills) < touch.counters["fills"]  # the model fills less than touch
+        assert fills_of(r) == sorted(fills)
+        assert np.max(np.abs(r.equity - equity)) < 1e-6
 
 
 @pytest.mark.parametrize("case", ["btc5m", "eth5m", "random"])

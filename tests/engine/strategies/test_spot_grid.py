@@ -88,6 +88,24 @@ def test_fill_rule_through_needs_a_tick_beyond_the_level():
     assert buy_bar(touch) == 1 and buy_bar(through) == 3
 
 
+def test_queue_fills_never_at_a_touch_surely_beyond_the_depth_by_chance_between():
+    """The queue model on hand-built bars: the level at 95 is touched (bar 1), gone through by
+    half the depth (bar 2: it fills when the seeded draw, worked out by the oracle's own hash,
+    is below 1/2), then by the whole depth (bar 3: it fills whatever the seed)."""
+    from oracle import queue_draw
+
+    c = bars(flat(100), (100, 100, 95, 96), (96, 96, 95 - 0.5 * 0.095, 96), (96, 96, 95 - 0.095, 96))
+    cfg = dict(lower=95, upper=105, levels=3, fee=0.0, lot=0.0, capital=1000, fill_rule="queue", queue_depth=0.001)
+    seen = set()
+    for seed in range(12):
+        r = run_spot_grid(c, SpotGridConfig(**cfg, fill_seed=seed))
+        buys = r.trades["bar"][(r.trades["side"] > 0) & (r.trades["price"] == 95.0)]
+        want = 2 if queue_draw(seed, int(c.time[2]), 95.0) < 0.5 else 3
+        assert buys.tolist() == [want], seed
+        seen.add(want)
+    assert seen == {2, 3}  # some seeds fill half-way through, some wait for the whole depth
+
+
 def test_tick_and_lot_rounding_and_min_notional():
     c = bars(flat(100), (100, 101, 93, 94), flat(94))
     r = run_spot_grid(c, SpotGridConfig(lower=91.3, upper=107.9, levels=6, fee=0.001, lot=0.001, tick=0.5,
