@@ -264,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="print each system's state, open orders and PnL from the files")
     st.add_argument("--data-dir", type=Path, help="state folder (default: the app's)")
+
+    pa = sub.add_parser("parity", help="a paper or live system's fills beside the backtest of its settings on the "
+                                       "same candles, every difference named with its money (reads only)")
+    pa.add_argument("system", help="the system's name in the config")
+    pa.add_argument("--config", type=Path, default=Path("cryptos.json"), help="the systems (cryptos.json)")
+    pa.add_argument("--data-dir", type=Path, help="state, journal and logs folder (default: the app's)")
+    pa.add_argument("--exchange-url", help="read the exchange's candles from this base URL")
+    pa.add_argument("--limit", type=int, default=50, help="differences listed one by one (default 50)")
     return ap
 
 
@@ -669,6 +677,25 @@ def cmd_status(args) -> int:
     return 2 if bad else 0
 
 
+def cmd_parity(args) -> int:
+    import asyncio
+
+    from engine.parity import parity, system_candles
+    from engine.runtime.config import load_systems
+    from engine.runtime.runner import default_data_dir
+
+    systems, problem = load_systems(args.config)
+    if problem:
+        print(f"griddesk parity: warning: {problem}", file=sys.stderr)
+    cfg = next((s for s in systems if s.name == args.system), None)
+    if cfg is None:
+        raise ValueError(f"{args.config} has no system {args.system!r} (it has {', '.join(s.name for s in systems)})")
+    data_dir = args.data_dir or default_data_dir()
+    candles, where = asyncio.run(system_candles(cfg, data_dir, base_url=args.exchange_url))
+    print(parity(cfg, data_dir, candles, candles_from=where).text(args.limit))
+    return 0
+
+
 def _print_state(d: dict, systems: dict, utc_text) -> None:
     s = d.get("summary") or {}
     when = utc_text(d["last_time"]) if d.get("last_time", -1) >= 0 else "-"
@@ -714,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"warmup": cmd_warmup,
                 "backtest": cmd_backtest, "indicators": cmd_indicators, "fetch": cmd_fetch, "sample": cmd_sample,
                 "run": cmd_run, "serve": cmd_serve, "telegram-token": cmd_telegram_token, "stress": cmd_stress,
-                "status": cmd_status, "gui": cmd_gui, "screenshot": cmd_screenshot,
+                "status": cmd_status, "parity": cmd_parity, "gui": cmd_gui, "screenshot": cmd_screenshot,
                 "optimize": cmd_optimize}
     try:
         return handlers[args.command](args)

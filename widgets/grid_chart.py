@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -28,8 +29,10 @@ from PySide6.QtWidgets import (
 
 from app.controller import qty_text, running_text
 from widgets.candles import DOWN, UP, CandleBatch
+from widgets.parity import ParityDialog
 from widgets.replay_chart import LINES
 from widgets.roles import ALIGNMENT, DISPLAY, FOREGROUND, HORIZONTAL
+from widgets.tasks import when_done
 
 # lines drawn where the books have them; off the chart, marked at its edge with their price
 MARKS = ("avg_entry", "avg_short", "liq_long", "liq_short", "stop_long", "stop_short")
@@ -225,9 +228,15 @@ class GridTab(QWidget):
         self._redraw.timeout.connect(self._draw_candles)
         self.plot.getViewBox().sigXRangeChanged.connect(
             lambda *_: None if self._setting_range or self.follow else self._redraw.start())
+        self.parity_button = QPushButton("Parity…", objectName="gridParity")
+        self.parity_button.setToolTip("this system's fills beside the backtest of its settings on the same candles, "
+                                      "every difference named with the money it accounts for")
+        self.parity_button.clicked.connect(self.show_parity)
+        self.parity_dialog = None
         bar = QHBoxLayout()
         bar.addWidget(QLabel("System"))
         bar.addWidget(self.system)
+        bar.addWidget(self.parity_button)
         bar.addWidget(self.books)
         bar.addStretch(1)
         bar.addWidget(self.readout)
@@ -264,6 +273,26 @@ class GridTab(QWidget):
         controller.systemsChanged.connect(self._systems)
         controller.tick.connect(self.refresh)
         self._systems()
+
+    def show_parity(self) -> bool:
+        """The parity report of the system shown, in a window once it is made (errors in the readout)."""
+        name = self.system.currentText()
+        if not name:
+            return False
+        self.parity_button.setEnabled(False)
+        self.readout.setText(f"parity of {name}: the backtest of its candles…")
+
+        def shown(report) -> None:
+            self.parity_button.setEnabled(True)
+            self.readout.setText(f"parity of {name}: {len(report.differences)} difference(s), {report.gap:+,.2f}")
+            self.parity_dialog = ParityDialog(report, self)
+            self.parity_dialog.show()
+
+        def failed(exc: Exception) -> None:
+            self.parity_button.setEnabled(True)
+            self.readout.setText(f"parity of {name}: {exc}")
+
+        return when_done(self, self.controller.parity(name), shown, failed)
 
     def _systems(self) -> None:
         cur = self.system.currentText()

@@ -35,8 +35,9 @@ class LongGridRunner(AdaptiveGridRunner):
     strategy = NAME
 
 
-def _backtest(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
-    result = run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk)
+def _backtest(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None, not_before: int = 0):
+    result = run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk,
+                               not_before=not_before)
     result.strategy = NAME
     return result
 

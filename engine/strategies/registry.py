@@ -68,17 +68,19 @@ def check_funding(strategy: str, given: bool) -> None:
         raise ParamError("funding", "spot grids pay no funding (the hedged grid's short does)")
 
 
-def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
+def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None,
+                 not_before: int = 0):
     """Backtest ``strategy`` with settings ``cfg`` on ``candles`` (``funding``: the perpetual's
     funding rates, for the strategies that hold one). ``replay``: keep all a replay shows (the
     perpetual grid's order log and marks); ``progress``: see ``engine.strategies.spec.drive``;
-    ``risk``: the runtime's risk limits, for the strategies whose kernel is told the gate."""
+    ``risk``: the runtime's risk limits, for the strategies whose kernel is told the gate;
+    ``not_before``: the first bar the grid may be laid at (a running system's start)."""
     s = spec(strategy)
     check_funding(strategy, funding is not None)
     if risk is not None and not s.risk_gate:
         raise ParamError("risk", f"applies to {', '.join(n for n, x in SPECS.items() if x.risk_gate)} backtests; "
                                  f"the {strategy} kernel does not size its orders by the risk gate")
-    return s.backtest(candles, cfg, funding, replay=replay, progress=progress, risk=risk)
+    return s.backtest(candles, cfg, funding, replay=replay, progress=progress, risk=risk, not_before=not_before)
 
 
 def under_each_fill_model(strategy: str, candles, cfg, funding=None) -> list[dict]:

@@ -53,6 +53,15 @@ def check_trigger(trigger: float) -> None:
         raise ParamError("trigger_price", f"must be >= 0 (0: none), got {trigger}")
 
 
+def not_laid_before(start: int, not_before: int, n: int) -> int:
+    """The bar a backtest may lay its grid at: after its warm-up (``start``) and no earlier
+    than ``not_before`` (a running system's own start, for its parity report), within the
+    ``n`` bars."""
+    if not 0 <= not_before < n - 1:
+        raise ParamError("not_before", f"bar {not_before} leaves no data to trade in {n} bars")
+    return max(start, not_before)
+
+
 def trigger_start(low, high, start: int, trigger: float) -> int:
     """The bar a backtest's grid is laid at: ``start`` (the first after the warm-up), or the
     first from there whose range reaches ``trigger``; ParamError when no bar does."""

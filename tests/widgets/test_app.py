@@ -114,6 +114,17 @@ def test_first_minute_switch_on_watch_kill(loop, data_dir, tmp_path, qtbot):
         d = controller.chart(name)
         check_summary_and_ladder(window, d, window.market.model.rows[0])
         shoot(window, tmp_path / "grid.png")
+        # the parity report of the running system: its fills are its backtest's, one for one
+        assert window.grid.show_parity()
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if window.grid.parity_dialog is not None:
+                break
+        report = window.grid.parity_dialog.report
+        assert report.system == name and report.system_fills == report.matched > 3 and report.differences == []
+        assert "0 difference(s)" in window.grid.readout.text()
+        shoot(window.grid.parity_dialog, tmp_path / "parity.png")
+        window.grid.parity_dialog.close()
         # kill switch: everything stops sending at once
         window.kill_action.trigger()
         assert controller.risk.kill_all and "KILL SWITCH ON" in window.badge.text()

@@ -28,8 +28,8 @@ def _check(cfg: AdaptiveGridConfig, first_price: float | None = None) -> None:
     check(cfg)
 
 
-def _backtest(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
-    return run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk)
+def _backtest(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None, not_before: int = 0):
+    return run_adaptive_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk, not_before=not_before)
 
 
 SPEC = StrategySpec(

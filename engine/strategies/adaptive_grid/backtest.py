@@ -19,7 +19,7 @@ from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
 from engine.risk import RiskGate, RiskLimits
 from engine.strategies.adaptive_grid.settings import AdaptiveGridConfig, build_params, check
 from engine.strategies.errors import ParamError
-from engine.strategies.spec import drive, trigger_start
+from engine.strategies.spec import drive, not_laid_before, trigger_start
 
 
 def log_return_std(close: np.ndarray, window: int) -> np.ndarray:
@@ -125,13 +125,14 @@ def prepare(candles: Candles, cfg: AdaptiveGridConfig, funding: FundingRates | N
 
 def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, funding: FundingRates | None = None,
                       *, log_capacity: int | None = None, orders: bool = False, progress=None,
-                      risk: RiskLimits | None = None) -> PerpResult:
+                      risk: RiskLimits | None = None, not_before: int = 0) -> PerpResult:
     """Backtest the adaptive long/short grid on a USDT-margined perpetual. ``orders``: also keep
     the order log and per-bar marks (average entry, liquidation, stop per side) a replay shows;
     ``progress``: see ``engine.strategies.spec.drive``; ``risk``: the runtime's risk gate with these
     limits, as a paper system alone in its account meets it (its volatility breaker fed from
     the first bar traded, its exposure limits): the openings it would refuse wait, as the
-    runtime's strategy is told they would."""
+    runtime's strategy is told they would. ``not_before``: the grid is laid no earlier than
+    this bar (where a running system laid it: engine/parity.py)."""
     cfg = cfg or AdaptiveGridConfig()
     timings = {}
     t0 = _time.perf_counter()
@@ -140,7 +141,8 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
     n = len(candles)
     if a["start"] >= n - 1:
         raise ParamError("sigma_window", f"the indicators' warm-up ({a['start']} bars) leaves no data to trade")
-    a["start"] = trigger_start(candles.low, candles.high, a["start"], cfg.trigger_price)
+    a["start"] = trigger_start(candles.low, candles.high, not_laid_before(a["start"], not_before, n),
+                               cfg.trigger_price)
     p = build_params(cfg, a["start"])
     paused = np.zeros(0, dtype=np.bool_)
     if risk is not None:

@@ -22,9 +22,9 @@ from engine.strategies.spot_grid.settings import (
 )
 
 
-def backtest_spot(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None):
+def backtest_spot(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None, not_before: int = 0):
     """The spec's backtest: the spot-grid kernel (the hedged grid's too)."""
-    return run_spot_grid(candles, cfg, funding, progress=progress)
+    return run_spot_grid(candles, cfg, funding, progress=progress, not_before=not_before)
 
 
 SPEC = StrategySpec(

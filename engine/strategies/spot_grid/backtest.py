@@ -15,7 +15,7 @@ from engine.kernels import indicators
 from engine.kernels import metrics as metrics_kernel
 from engine.kernels import spot_grid as spot_kernel
 from engine.kernels.perp import funding_counts, funding_on_bars, tiers_for
-from engine.strategies.spec import drive, trigger_start
+from engine.strategies.spec import drive, not_laid_before, trigger_start
 from engine.strategies.spot_grid.settings import SpotGridConfig, build_params, initial_levels
 
 _NO_TIERS = np.zeros((1, 3))
@@ -159,18 +159,19 @@ def sweep_spot_grid(candles: Candles, cfgs: list[SpotGridConfig]) -> dict[str, n
 
 
 def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: FundingRates | None = None, *,
-                  log_capacity: int | None = None, progress=None) -> BacktestResult:
+                  log_capacity: int | None = None, progress=None, not_before: int = 0) -> BacktestResult:
     """Backtest a spot grid (GRID_SEMANTICS.md) over ``candles``, or the hedged lower-only grid
     when ``cfg`` is a HedgedGridConfig (``funding``: the perpetual's funding rates). The trade
     and order logs start at ``log_capacity`` rows (default: from the data's length) and double
-    when they fill. ``progress``: see ``drive``."""
+    when they fill. ``progress``: see ``drive``; ``not_before``: the grid is laid no earlier
+    than this bar (where a running system laid it: engine/parity.py)."""
     cfg = cfg or SpotGridConfig()
     hedged = cfg.hedged
     timings: dict[str, float] = {}
     t0 = _time.perf_counter()
     n = len(candles)
     atr, start = _atr_and_start(candles, cfg, hedged)
-    start = trigger_start(candles.low, candles.high, start, cfg.trigger_price)
+    start = trigger_start(candles.low, candles.high, not_laid_before(start, not_before, n), cfg.trigger_price)
     if hedged:
         ema = indicators.ema_nb(candles.close, int(cfg.ema_period))
         rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))

@@ -268,7 +268,10 @@ class SpotGridRunner(StrategyRunner):
 
     @classmethod
     def from_state(cls, cfg: SpotGridConfig, state: dict) -> SpotGridRunner:
-        self = cls(cfg, kernel.SpotGridParams(**state["params"]))
+        params = dict(state["params"])
+        if "fill_through" in params:  # a state from before the queue model: 0 touch, 1 through, as FILL_MODELS
+            params["fill_model"] = params.pop("fill_through")
+        self = cls(cfg, kernel.SpotGridParams(**params))
         dtypes = {"SI": np.int64, "I": np.int64, "counters": np.int64}
         self.arrays = {name: np.array(v, dtype=dtypes.get(name, np.float64)) for name, v in state["arrays"].items()}
         c = self.arrays["counters"]

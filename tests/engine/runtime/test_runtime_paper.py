@@ -4,6 +4,7 @@ same trades, and it survives a restart from its state file."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -135,13 +136,14 @@ def test_a_trigger_price_waits_then_lays_the_grid_where_the_backtest_does(btc5m,
     assert trader.strategy.books(float(candles.close[-1]))["equity"] == pytest.approx(bt.equity[-1], rel=1e-9)
 
 
-@pytest.mark.parametrize("stop", ["clean", "killed"])
+@pytest.mark.parametrize("stop", ["clean", "killed", "older-version"])
 @pytest.mark.parametrize("params", [GRIDS[0], GRIDS[2]], ids=["geometric", "lower-only-atr"])
 def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_path, params, stop):
     """A clean stop saves the state; a killed process left the state of the last candle that
     changed an order (candles that changed none are not saved one by one): the candles since
     are replayed on start, to the same trades. (The ATR-spaced grid needs its indicator
-    history back after a restart.)"""
+    history back after a restart.) A state saved by the version before the queue fill model
+    (its kernel settings named ``fill_through``) goes on as well."""
     n = 2_000
     candles = btc5m.slice(0, n)
     end = int(candles.time[-1])
@@ -151,15 +153,21 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_p
 
     first, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", warmup=warmup)
     asyncio.run(drive(first, clock, int(candles.time[700])))
-    if stop == "clean":
+    if stop != "killed":
         asyncio.run(first._save())  # what Trader.run does on its way out
+    if stop == "older-version":
+        state = json.loads(first.state_path.read_text())
+        kernel_params = state["strategy"]["params"]
+        kernel_params["fill_through"] = kernel_params.pop("fill_model")
+        del kernel_params["queue_depth"], kernel_params["fill_seed"]
+        first.state_path.write_text(json.dumps(state))
     first.journal.close()
     again, _ = make_trader(btc5m.slice(0, n + 1), params, tmp_path / "b", warmup=warmup)
     again.adapter.source = first.adapter.source  # the same market, going on
     report = asyncio.run(again.boot())
     assert report["resumed"] and report["unknown"] == [] and report["missing"] == []
     replayed = asyncio.run(again.poll())  # the candles closed since the state was saved
-    assert again.last_time == int(candles.time[700]) and (replayed == 0 if stop == "clean" else replayed > 0)
+    assert again.last_time == int(candles.time[700]) and (replayed == 0 if stop != "killed" else replayed > 0)
     if params["spacing"] == "atr":  # the indicator history is back, not restarted from one candle
         from engine.kernels.indicators import atr_nb
 
