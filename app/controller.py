@@ -266,7 +266,7 @@ class Controller(QObject):
         from engine.fetch import fetch_candles, parse_when
 
         return await fetch_candles(exchange, symbol, timeframe, parse_when(since), parse_when(until),
-                                   progress=progress)
+                                   progress=progress, cache_dir=self.data_dir / "candles")
 
     async def open_search(self, strategy: str, sources: list[str], *, space: dict, windows: int, resample: str = "",
                           funding_path: str = "", storage: str | None = None, study: str | None = None,
@@ -298,6 +298,29 @@ class Controller(QObject):
         await self.prepare_engine()
         results = await self.in_pool(lambda: stress(candles, cfg, paths=paths, block=block))
         return [r.summary() for r in results]
+
+    async def suggest(self, exchange: str, market: str, symbol: str, timeframe: str, data: str, strategy: str,
+                      days: int, params: dict):
+        """Settings for a new system (engine/optimize/suggest.py) from the last ``days`` of its
+        candles: the file a paper system trades (``data``), else the exchange's, downloaded
+        into the candle cache; the search in the worker pool."""
+        import time
+
+        from engine.data import TIMEFRAMES_MS
+        from engine.fetch import fetch_candles
+        from engine.optimize.suggest import suggest_settings
+        from engine.strategies.registry import config_from
+
+        config_from(strategy, params)  # (the form's settings, refused by name before any download)
+        if data:
+            candles = await self.load_candles(data)
+        else:
+            tf = TIMEFRAMES_MS[timeframe]
+            now = int(time.time() * 1000) // tf * tf
+            candles = await fetch_candles(exchange, symbol, timeframe, now - (days + 1) * 86_400_000, now,
+                                          base_url=self.exchange_url, cache_dir=self.data_dir / "candles")
+        await self.prepare_engine()
+        return await self.in_pool(lambda: suggest_settings(strategy, candles, days, params))
 
     async def parity(self, name: str):
         """The parity report of system ``name`` (engine/parity.py): its candles from where it

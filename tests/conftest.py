@@ -54,6 +54,15 @@ def btc1h():
     return real_candles(BTC_1H)
 
 
+@pytest.fixture(scope="session")
+def sample_candles():
+    """The bundled sample (resources/sample): 2024, 15-minute bars."""
+    from engine.data import load_candles
+    from engine.sample import SAMPLE_PATH
+
+    return load_candles(SAMPLE_PATH)
+
+
 @pytest.fixture(autouse=True)
 def _collect_qt_garbage_on_the_gui_thread(request):
     """In a Qt test, garbage is collected on the GUI thread only, as the app does (app/gui.py):

@@ -181,7 +181,8 @@ class MarketTab(QWidget):
 
     def add_system(self) -> None:
         dlg = SystemDialog(self, existing={s.name for s in self.controller.systems}, symbols=self.controller.symbols,
-                           exchanges=self.controller.exchanges(), prices=self.controller.last_price)
+                           exchanges=self.controller.exchanges(), prices=self.controller.last_price,
+                           suggest=self.controller.suggest)
         if dlg.exec():
             self.controller.add_system(dlg.result_config)
             self.table.selectRow(len(self.model.rows) - 1)
@@ -202,7 +203,7 @@ class MarketTab(QWidget):
         cfg = self.controller.system(name)
         dlg = SystemDialog(self, cfg, existing={s.name for s in self.controller.systems} - {name},
                            symbols=self.controller.symbols, prices=self.controller.last_price,
-                           exchanges=self.controller.exchanges())
+                           exchanges=self.controller.exchanges(), suggest=self.controller.suggest)
         if dlg.exec():
             self.controller.replace_system(name, dlg.result_config)
 

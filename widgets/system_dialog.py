@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QInputDialog,
     QLabel,
     QLineEdit,
@@ -24,10 +25,12 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from app.controller import RUNTIME_STRATEGIES, ConfigError, SystemConfig
 from engine.data import TIMEFRAMES_MS
+from engine.optimize.suggest import PERIODS as SUGGEST_PERIODS
 from engine.strategies import adaptive_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
@@ -55,7 +58,7 @@ FEE_PERCENT = 100.0  # the form shows fees in percent; the settings keep fractio
 class SystemDialog(QDialog):
     def __init__(self, parent=None, cfg: SystemConfig | None = None, *, existing: set[str] = frozenset(),
                  reference_price: float | None = None, exchanges=("binance",), title: str | None = None, symbols=None,
-                 prices=None):
+                 prices=None, suggest=None):
         super().__init__(parent)
         self.setObjectName("systemDialog")
         self.setWindowTitle(title or ("Edit system" if cfg else "Add system"))
@@ -116,7 +119,7 @@ class SystemDialog(QDialog):
         self.levels = QSpinBox(objectName="gridLevels")
         self.levels.setRange(2, 5000)
         self.levels.setValue(int(p.levels))
-        self.range_pct = _spin(0.001, 0.99, 3, p.range_pct, 0.01, "gridRangePct")
+        self.range_pct = _spin(0.001, 0.99, 4, p.range_pct, 0.01, "gridRangePct")
         self.trailing = QComboBox(objectName="gridTrailing")
         self.trailing.addItems(["none", "up", "down", "both"])
         self.trailing.setCurrentText(p.trailing)
@@ -150,6 +153,26 @@ class SystemDialog(QDialog):
         self.data.addItems(["sample", ""])
         self.data.setCurrentText(cfg.data)
         self.data.setToolTip("paper on recorded candles: 'sample' or a file; empty: the exchange's live candles")
+        # Suggest: settings from a walk-forward search on the symbol's recent history (``suggest``:
+        # the controller's, asked with the form's market, candles and settings)
+        self.suggest_source = suggest
+        self.suggest_days = QComboBox(objectName="suggestDays")
+        self.suggest_days.addItems([f"last {d} days" for d in SUGGEST_PERIODS])
+        self.suggest_days.setCurrentIndex(1)
+        self.suggest_button = QPushButton("Suggest", objectName="suggestButton")
+        self.suggest_button.setToolTip("search the strategy's settings on the symbol's last days (the paper "
+                                       "candles, else the exchange's) and fill the form with the best, with how "
+                                       "they did on the part of those days no trial saw")
+        self.suggest_button.clicked.connect(self.suggest)
+        self.suggest_button.setEnabled(suggest is not None)
+        self.suggest_note = QLabel(objectName="suggestNote", wordWrap=True)
+        self.suggestion = None  # the last one taken into the form
+        suggest_row = QWidget()
+        sl = QHBoxLayout(suggest_row)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.addWidget(self.suggest_days)
+        sl.addWidget(self.suggest_button)
+        sl.addStretch(1)
         self.preview = QLabel(objectName="gridPreview")
         self.preview.setWordWrap(True)
         self.preview.setMinimumHeight(self.preview.fontMetrics().lineSpacing() * 6)  # room for the longest preview
@@ -175,7 +198,8 @@ class SystemDialog(QDialog):
         for text, w in (("Name", self.name), ("Exchange", self.exchange), ("Symbol", self.symbol),
                         ("", self.symbol_note),
                         ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
-                        ("Preset", self.preset), (label("mode"), self.grid_mode), (label("spacing"), self.spacing),
+                        ("Preset", self.preset), ("Suggest from the", suggest_row), ("", self.suggest_note),
+                        (label("mode"), self.grid_mode), (label("spacing"), self.spacing),
                         (label("lower"), self.lower), (label("upper"), self.upper), (label("levels"), self.levels),
                         (label("range_pct"), self.range_pct), (label("trailing"), self.trailing),
                         ("Fee (%)", self.fee), (label("leverage"), self.leverage),
@@ -298,6 +322,48 @@ class SystemDialog(QDialog):
         if key == self._asked:
             reason = str(exc).split("\n")[0][:160]
             self.symbol_note.setText(f"{key[0]}'s markets could not be read ({reason}): any symbol is accepted")
+
+    def suggest(self) -> bool:
+        """Ask for settings from the symbol's recent history; the form takes them when they come
+        (the note says how they did where no trial looked), or the note says why there are none."""
+        if self.suggest_source is None:
+            return False
+        days = SUGGEST_PERIODS[self.suggest_days.currentIndex()]
+        try:
+            params = self.params()
+            CONFIGS[self.strategy.currentText()].from_dict(params)
+        except (ParamError, ValueError) as exc:
+            self._suggest_note(self._say(exc)[1], error=True)
+            return False
+        key = (self.exchange.currentText().strip(), self.market.currentText(), self.symbol.text().strip(),
+               self.timeframe.currentText(), self.data.currentText().strip(), self.strategy.currentText(), days)
+        self.suggest_button.setEnabled(False)
+        self._suggest_note(f"searching {key[5]}'s settings on the last {days} days of {key[2]} "
+                          f"{key[3]} ({'the candles of ' + key[4] if key[4] else key[0]})…")
+
+        def found(s) -> None:
+            self.suggest_button.setEnabled(True)
+            try:
+                self.set_params(s.params)
+            except ParamError as exc:
+                failed(exc)
+                return
+            self.suggestion = s
+            self._suggest_note(s.text())
+
+        def failed(exc: Exception) -> None:
+            self.suggest_button.setEnabled(True)
+            detail = exc.detail if isinstance(exc, ParamError) else str(exc).split("\n")[0]
+            self._suggest_note(f"No suggestion: {detail}", error=True)
+
+        return when_done(self, self.suggest_source(*key, params), found, failed)
+
+    def _suggest_note(self, text: str, error: bool = False) -> None:
+        """The note under Suggest, in red for a refusal, the dialog grown to show it whole."""
+        self.suggest_note.setStyleSheet("color: #c62828" if error else "")
+        self.suggest_note.setText(text)
+        self.suggest_note.setMinimumHeight(self.suggest_note.heightForWidth(max(self.suggest_note.width(), 300)))
+        self.adjustSize()
 
     def look_up_price(self) -> None:
         """The symbol's last price (the candles a paper system trades, else the exchange's),

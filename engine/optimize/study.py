@@ -36,6 +36,7 @@ from engine.strategies.registry import SPACES, config_from, spec
 from engine.strategies.space import Choice, Dimension, FloatRange, IntRange
 
 DAY_MS = 86_400_000
+MEMORY = ":memory:"  # a study kept in memory only (Suggest's: nothing written)
 HEARTBEAT_S = 30  # a running trial's heartbeat; one silent for GRACE_S is failed by any worker
 GRACE_S = 300
 ORPHAN_S = 60  # a running trial that never got its worker's name (killed between ask and naming)
@@ -54,6 +55,7 @@ class Setup:
     train_frac: float = 0.7
     tail_frac: float = 0.15
     fitness: Fitness = field(default_factory=Fitness)
+    min_bars: int = 200  # the fewest bars a part of the data may have
 
     def __post_init__(self):
         if self.space is None:
@@ -67,7 +69,8 @@ class Setup:
         if len(set(names)) != len(names):
             raise ValueError(f"--data: the same data set given twice ({', '.join(names)})")
         for d in self.data:
-            d.split = walk_forward(len(d.candles), self.windows, self.train_frac, self.tail_frac, source=d.name)
+            d.split = walk_forward(len(d.candles), self.windows, self.train_frac, self.tail_frac, self.min_bars,
+                                   source=d.name)
 
     def describe(self) -> dict:
         return {
@@ -119,7 +122,7 @@ def _open_study(url: str, name: str, attempts: int = 6):
     attempt = 0
     while True:
         try:
-            storage = url
+            storage = None if url == MEMORY else url  # (None: Optuna's in-memory storage)
             if url.startswith(("sqlite", "postgresql", "mysql")):
                 storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
             study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)

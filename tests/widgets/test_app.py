@@ -775,6 +775,72 @@ def test_add_system_offers_the_exchanges_markets_and_the_keys_dialog_tests_the_c
         fake.stop()
 
 
+def test_add_system_suggests_settings_from_the_last_days(loop, data_dir, btc5m, qtbot, tmp_path):
+    """Suggest fills the form with the best settings of a walk-forward search on the last days
+    of the candles the system would trade: the sample's for a paper system on it, else the
+    exchange's (the fake Binance, its real BTC candles moved to end now); the note shows how
+    they did on the days no trial saw, and too little history is refused with the reason."""
+    import time
+
+    from fake_exchange import FakeBinance
+
+    from engine.data import load_candles
+    from engine.optimize.suggest import suggest_settings
+    from engine.sample import SAMPLE_PATH
+
+    c = btc5m.slice(0, 12 * 288)  # 12 days
+    now = int(time.time() * 1000) // c.timeframe_ms * c.timeframe_ms
+    rows = np.c_[c.time + (now - c.time[-1]), c.open, c.high, c.low, c.close, c.volume]
+    fake = FakeBinance({"BTCUSDT": rows}, c.timeframe_ms)
+    fake.start()
+    controller = Controller(data_dir, exchange_url=fake.url)
+
+    async def until(cond):
+        for _ in range(600):
+            if cond():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def go():
+        dlg = SystemDialog(None, suggest=controller.suggest)
+        qtbot.addWidget(dlg)
+        dlg.show()
+        dlg.name.setText("suggested")
+        dlg.levels.setValue(20)
+        assert dlg.data.currentText() == "sample" and dlg.suggest_days.currentText() == "last 30 days"
+        assert dlg.suggest()
+        assert await until(lambda: dlg.suggest_button.isEnabled()), dlg.suggest_note.text()
+        want = suggest_settings("spot-grid", load_candles(SAMPLE_PATH), 30, dict(dlg.suggestion.params))
+        s = dlg.suggestion
+        assert s is not None and s.params == want.params and dlg.suggest_note.text() == s.text()
+        assert dlg.levels.value() == s.params["levels"] and dlg.range_pct.value() == pytest.approx(
+            s.params["range_pct"], abs=5e-5) and dlg.spacing.currentText() == s.params["spacing"]
+        assert dlg.lower.value() == dlg.upper.value() == 0.0
+        assert dlg.build().params["levels"] == s.params["levels"]
+        shoot(dlg, tmp_path / "suggest.png")
+        # the exchange's candles, 5m, the last 7 days
+        dlg.data.setCurrentText("")
+        dlg.timeframe.setCurrentText("5m")
+        dlg.suggest_days.setCurrentIndex(0)
+        assert dlg.suggest()
+        assert await until(lambda: dlg.suggest_button.isEnabled()), dlg.suggest_note.text()
+        assert dlg.suggestion.days == 7 and dlg.suggestion.bars == 7 * 288, dlg.suggest_note.text()
+        assert "binance" in dlg.suggestion.text() and "BTC/USDT" in dlg.suggestion.text(), dlg.suggestion.text()
+        # 180 days asked of 12
+        dlg.suggest_days.setCurrentIndex(2)
+        assert dlg.suggest()
+        assert await until(lambda: dlg.suggest_button.isEnabled())
+        assert dlg.suggest_note.text().startswith("No suggestion: ") and "180 needed" in dlg.suggest_note.text()
+        assert dlg.suggestion.days == 7  # (the form keeps what it had)
+
+    try:
+        loop.run_until_complete(go())
+    finally:
+        fake.stop()
+    assert (data_dir / "candles").is_dir()  # the download cached in the app's own folder
+
+
 def test_ctrl_k_engages_the_kill_switch_from_every_tab(data_dir, qtbot):
     """Ctrl+K is the main window's: it works whatever tab is shown (before: only on the Risk
     tab, the shortcut being made on it before it had a window)."""
