@@ -171,7 +171,8 @@ def compare(system_fills: list[Fill], backtest_fills: list[Fill], tf: int, last_
         b = min(pool, key=lambda f: abs(f.time - s.time), default=None)
         if b is not None and abs(b.time - s.time) <= NEAR_CANDLES * tf:
             pool.remove(b)
-            diffs.append(Difference("timing", s.time, s.side, s.level, s, b, s.effect(last_close) - b.effect(last_close)))
+            money = s.effect(last_close) - b.effect(last_close)
+            diffs.append(Difference("timing", s.time, s.side, s.level, s, b, money))
         else:
             diffs.append(Difference("system only", s.time, s.side, s.level, s, None, s.effect(last_close)))
     for pool in near.values():

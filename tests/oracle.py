@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pandas as pd
 
-
 _M64 = (1 << 64) - 1
 
 

@@ -48,8 +48,8 @@ KEEP_ENDED = 10_000  # ended orders a paper exchange can still be asked about
 class PaperExchange(Adapter):
     paper = True
     def __init__(self, source, rules: MarketRules | None, *, quote: float, base: float = 0.0, maker_fee: float = 0.001,
-                 taker_fee: float = 0.001, slippage: float = 0.0, fill_rule: str = "touch", queue_depth: float = 0.001, fill_seed: int = 0,
-                 name: str = "paper"):
+                 taker_fee: float = 0.001, slippage: float = 0.0, fill_rule: str = "touch", queue_depth: float = 0.001,
+                 fill_seed: int = 0, name: str = "paper"):
         self.source = source
         self.rules = rules
         self.name = name

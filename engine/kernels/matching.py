@@ -8,8 +8,9 @@ leg's extreme reaches P (``low <= P``), or with the through model trades through
 than a tick (``low < P - tick``), and fills at P or at the open when the candle opens beyond
 it (``min(open, P)`` for a buy). With the queue model a reached limit fills only with a
 probability that rises with how far the leg went through it (``queue_fill_nb``), drawn from a
-hash of a seed, the candle's time and the price, so a run is the same each time; a stop fills at its trigger or the open beyond it, with
-adverse slippage; a market order at the open, with adverse slippage, before both legs.
+hash of a seed, the candle's time and the price, so a run is the same each time; a stop fills
+at its trigger or the open beyond it, with adverse slippage; a market order at the open, with
+adverse slippage, before both legs.
 At a price two orders share, an opening fills before a reduction, and a stop last.
 
 The spot and perpetual kernels walk their grids, which are kept in price order, with these

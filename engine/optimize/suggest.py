@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data import Candles, utc_text
+from engine.data import Candles
 from engine.optimize.study import DAY_MS, MEMORY, Search, Setup
 from engine.optimize.walkforward import DataSet
 from engine.strategies.errors import ParamError

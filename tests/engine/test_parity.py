@@ -80,7 +80,7 @@ def test_a_paper_system_is_its_backtest_fill_for_fill(btc5m, paper_run):
 def test_each_change_to_the_journal_is_named_with_its_money(btc5m, paper_run, tmp_path):
     """A fill taken out, one moved a candle, one at another price and fee: each is named, its
     money is the system's effect on the equity minus the backtest's, and they add up to the gap."""
-    trader, src = paper_run
+    _, src = paper_run
     import shutil
 
     shutil.copytree(src, tmp_path, dirs_exist_ok=True)

@@ -8,8 +8,16 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.jit import hot_njit
-from engine.kernels.matching import (FILL_QUEUE, FILL_THROUGH, down_first_nb, limit_fill_nb, market_fill_nb,
-                                     queue_fill_nb, reached_nb, stop_fill_nb)
+from engine.kernels.matching import (
+    FILL_QUEUE,
+    FILL_THROUGH,
+    down_first_nb,
+    limit_fill_nb,
+    market_fill_nb,
+    queue_fill_nb,
+    reached_nb,
+    stop_fill_nb,
+)
 from engine.kernels.spot_grid.fills import _fill_buy, _fill_sell, _sell_dust, _stop_grid
 from engine.kernels.spot_grid.hedge import _hedge_at_open, _hedge_decide, _hedge_liquidation
 from engine.kernels.spot_grid.layout import *  # (the state's names, the records, the settings)

@@ -5,7 +5,6 @@ what the owner is told, what they may do from there, and that no one else may.""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from fake_telegram import FakeTelegram
@@ -121,12 +120,14 @@ def test_a_position_near_its_liquidation_price_is_warned_of_once(bot, tmp_path):
         rt.post("/systems/perp/start")
         rt.wait(lambda: any("liquidation price" in t for t in bot.texts(OWNER)), 60)
         rt.post("/systems/perp/stop")  # (the books stand still from here)
-        for _ in range(50):  # (stopped where it holds a position: the grid may have closed it)
+        for _ in range(200):  # (stopped where it holds a position: the grid may have closed it)
             if held():
                 break
+            before = rt.runner.traders["perp"].last_time
             rt.post("/systems/perp/start")
-            time.sleep(0.1)  # (a few candles)
+            rt.wait(lambda t0=before: rt.runner.traders["perp"].last_time > t0, 30)  # (a candle more, however slow)
             rt.post("/systems/perp/stop")
+        assert held(), "200 candles and never a position held when stopped"
 
         said = [line for t in bot.texts(OWNER) for line in t.split("\n") if "liquidation price" in line]
         assert said[0].startswith("‼ perp: the ") and "% from the price" in said[0]
