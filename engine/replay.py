@@ -29,7 +29,7 @@ _SPOT_MARKERS = {
     spot_kernel.GRID_BUY: BUY_OPEN, spot_kernel.GRID_SELL: SELL_CLOSE, spot_kernel.REBUY: BUY_OPEN,
     spot_kernel.REBALANCE_SELL: SELL_CLOSE, spot_kernel.STOP_LOSS: STOP, spot_kernel.TAKE_PROFIT: STOP,
     spot_kernel.HEDGE_OPEN_SHORT: HEDGE, spot_kernel.HEDGE_CLOSE_SHORT: HEDGE,
-    spot_kernel.HEDGE_LIQUIDATION: LIQUIDATION, spot_kernel.BAG_REDUCE: PRUNE,
+    spot_kernel.HEDGE_LIQUIDATION: LIQUIDATION, spot_kernel.BAG_REDUCE: PRUNE, spot_kernel.RESERVE_BUY: BUY_OPEN,
 }
 _PERP_MARKERS = {
     perp_kernel.BUY_OPEN_LONG: BUY_OPEN, perp_kernel.SELL_CLOSE_LONG: SELL_CLOSE,

@@ -60,6 +60,9 @@ def _spot_text(result, candles, load_s: float) -> str:
                      f"(longest: {longest.describe(candles.timeframe_ms)}); kept as they are")
     cfg = result.config
     grid = f"{cfg['mode']} {cfg['spacing']}, {p.levels} levels"
+    if cfg["mode"] == "infinity":
+        grid = (f"infinity: {p.step:.2%} a level from {p.lower:,.2f} up without end, a window of {p.levels} levels "
+                f"moved with the price; profit/grid after fees {profit_range([1.0, 1.0 + p.step], p.fee)[0]:.3%}")
     if result.levels is not None:
         lo, hi = profit_range(result.levels, p.fee)
         grid += f" {result.levels[0]:,.2f} .. {result.levels[-1]:,.2f}, profit/grid after fees "

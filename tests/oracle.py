@@ -117,3 +117,53 @@ def backtesting_reference_grid(o, h, l, c, lower, upper, n, capital, fee, lot):
     active = set(map(id, strat.orders))
     last = sum(1 for p in strat.pending if p is not None and id(p) not in active)
     return float(stats["Equity Final [$]"]), strat.fills + last
+
+
+def reference_infinity_grid(o, h, l, c, lowest, step, capital, fee):
+    """Pionex's infinity grid, from its description alone: levels ``lowest x (1 + step)**j``
+    without end; every level j buys ``Q / L(j)`` coins at L(j) and sells them at L(j + 1), Q the
+    same quote for each, so that the coins held above the price are worth V = Q (1 + step) /
+    step; the capital pays for V and for a buy at every level from the lowest to the price
+    (``(1 + fee) (Q (levels below + 1) + V)``). Each level is a slot of the reference grid
+    (GRID_SEMANTICS.md: placed at the close of bar 0, those above the price buy at bar 1's open;
+    each acts at most once a bar). Levels beyond every high the data reaches are simulated as
+    one holding: bought at bar 1's open, never sold. Returns (fills, equity per bar); fills are
+    (bar, level, side, price, qty)."""
+    r = 1.0 + step
+    p0 = c[0]
+    below = 0
+    while lowest * r ** (below + 1) <= p0:
+        below += 1
+    q_quote = capital / ((1.0 + fee) * (below + 1 + r / step))
+    top = below + 1
+    while lowest * r ** top <= max(h) * r * r:
+        top += 1
+    levels = [lowest * r**j for j in range(top + 1)]
+    qty = [q_quote / levels[j] for j in range(top)]
+    tail = q_quote * r / step / levels[top]  # every level from ``top`` up: sum of Q / L(j)
+    holding = [False] * top
+    cash, pos = capital, 0.0
+    fills = []
+    equity = [capital]
+    for i in range(1, len(c)):
+        if i == 1:
+            value = o[1] * tail
+            cash -= value + value * fee
+            pos += tail
+        for k in range(top):
+            if not holding[k] and l[i] <= levels[k]:
+                price = min(o[i], levels[k])
+                value = price * qty[k]
+                cash -= value + value * fee
+                pos += qty[k]
+                holding[k] = True
+                fills.append((i, k, 1, price, qty[k]))
+            elif holding[k] and h[i] >= levels[k + 1]:
+                price = max(o[i], levels[k + 1])
+                value = price * qty[k]
+                cash += value - value * fee
+                pos -= qty[k]
+                holding[k] = False
+                fills.append((i, k, -1, price, qty[k]))
+        equity.append(cash + pos * c[i])
+    return fills, np.array(equity)

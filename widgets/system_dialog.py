@@ -5,6 +5,7 @@ after fees and the capital per level; refused field by field. Presets, a setting
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer
@@ -31,7 +32,7 @@ from PySide6.QtWidgets import (
 from app.controller import RUNTIME_STRATEGIES, ConfigError, SystemConfig
 from engine.data import TIMEFRAMES_MS
 from engine.optimize.suggest import PERIODS as SUGGEST_PERIODS
-from engine.strategies import adaptive_grid
+from engine.strategies import adaptive_grid, infinity_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings, spec
@@ -120,6 +121,7 @@ class SystemDialog(QDialog):
         self.levels.setRange(2, 5000)
         self.levels.setValue(int(p.levels))
         self.range_pct = _spin(0.001, 0.99, 4, p.range_pct, 0.01, "gridRangePct")
+        self.step = _spin(0.001, 0.5, 4, float(getattr(own, "step", 0.01)), 0.001, "gridStep")  # (infinity grid)
         self.trailing = QComboBox(objectName="gridTrailing")
         self.trailing.addItems(["none", "up", "down", "both"])
         self.trailing.setCurrentText(p.trailing)
@@ -186,9 +188,10 @@ class SystemDialog(QDialog):
             "trailing": self.trailing, "fee": self.fee, "capital": self.capital, "system_mode": self.mode,
             "dry_run": self.dry_run, "data": self.data, "leverage": self.leverage, "order_frac": self.order_frac,
             "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short, "maker_fee": self.maker_fee,
-            "trigger_price": self.trigger,
+            "trigger_price": self.trigger, "step": self.step,
         }
-        self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.trailing, self.fee)
+        self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.step, self.trailing,
+                          self.fee)
         self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.maker_fee, self.no_short)
         self.form = f
         # the strategy's settings in the words of the Backtest tab's editor (settings_text), fees in percent
@@ -201,7 +204,8 @@ class SystemDialog(QDialog):
                         ("Preset", self.preset), ("Suggest from the", suggest_row), ("", self.suggest_note),
                         (label("mode"), self.grid_mode), (label("spacing"), self.spacing),
                         (label("lower"), self.lower), (label("upper"), self.upper), (label("levels"), self.levels),
-                        (label("range_pct"), self.range_pct), (label("trailing"), self.trailing),
+                        (label("range_pct"), self.range_pct), (label("step"), self.step),
+                        (label("trailing"), self.trailing),
                         ("Fee (%)", self.fee), (label("leverage"), self.leverage),
                         (label("order_frac"), self.order_frac),
                         (label("atr_k") + ", 0.5% floor", self.atr_k), (label("stop_m"), self.stop_m),
@@ -259,8 +263,6 @@ class SystemDialog(QDialog):
         self.strategy.addItems(strategies)
         self.strategy.setCurrentText(strategy if strategy in strategies else strategies[0])
         self.strategy.blockSignals(False)
-        for w in self.spot_rows:
-            self.form.setRowVisible(w, market == "spot")
         self._show_strategy()
 
     def _show_strategy(self) -> None:
@@ -270,8 +272,15 @@ class SystemDialog(QDialog):
         self.preset.addItems(["(as set)", *s.presets])
         for w in self.perp_rows:
             self.form.setRowVisible(w, s.market == "perpetual" and self._field_of(w) not in s.fixed)
+        for w in self.spot_rows:
+            self.form.setRowVisible(w, s.market == "spot" and self._field_of(w) in self._own_fields())
         two_sided = s.market == "perpetual" and "no_short" not in s.fixed  # (the long grid has one side)
         self.form.labelForField(self.levels).setText("Levels a side" if two_sided else "Levels")
+
+    def _own_fields(self) -> set[str]:
+        """The settings the chosen strategy takes from this form: its own, but those it holds fixed."""
+        s = spec(self.strategy.currentText())
+        return {f.name for f in dataclasses.fields(s.config)} - set(s.fixed)
 
     def _field_of(self, widget) -> str:
         return next(name for name, w in self.fields.items() if w is widget)
@@ -435,6 +444,7 @@ class SystemDialog(QDialog):
             return
         self.grid_mode.setCurrentText(p.mode)
         self.spacing.setCurrentText(p.spacing)
+        self.step.setValue(float(getattr(p, "step", self.step.value())))
         self.lower.setValue(p.lower)
         self.upper.setValue(p.upper)
         self.levels.setValue(int(p.levels))
@@ -487,10 +497,12 @@ class SystemDialog(QDialog):
             return {**base, "leverage": float(self.leverage.value()), "levels": self.levels.value(),
                     "order_frac": self.order_frac.value(), "atr_k": self.atr_k.value(), "stop_m": self.stop_m.value(),
                     "maker_fee": self.maker_fee.value() / FEE_PERCENT, "no_short": self.no_short.isChecked()}
-        return {**base, "mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
-                "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
-                "range_pct": self.range_pct.value(), "trailing": self.trailing.currentText(),
-                "fee": self.fee.value() / FEE_PERCENT}
+        shown = {"mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
+                 "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
+                 "range_pct": self.range_pct.value(), "step": self.step.value(),
+                 "trailing": self.trailing.currentText(), "fee": self.fee.value() / FEE_PERCENT}
+        own = self._own_fields()
+        return {**base, **{k: v for k, v in shown.items() if k in own}}
 
     def build(self) -> SystemConfig:
         """The system as entered; raises ConfigError / ParamError naming the field."""
@@ -559,6 +571,12 @@ class SystemDialog(QDialog):
             return True
         lv, lo, hi = planned
         per = f"{lo:.3%}" if abs(hi - lo) < 1e-9 else f"{lo:.3%} to {hi:.3%}"
+        if cfg.strategy == infinity_grid.NAME:
+            q, kept = infinity_grid.sizes(p, price)
+            self.preview.setText(f"{at}net profit per grid after fees {per}; {q:,.2f} a level; keeps {kept:,.2f} "
+                                 f"in the coin; buys down to {p.lower:,.2f}, no upper bound; orders from "
+                                 f"{lv[0]:,.2f} to {lv[-1]:,.2f} around the price")
+            return True
         self.preview.setText(f"{at}net profit per grid after fees {per}; {per_level:,.2f} per level; "
                              f"{lv[0]:,.2f} to {lv[-1]:,.2f}")
         return True

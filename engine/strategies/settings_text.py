@@ -39,6 +39,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "stop_loss": ("Stop-loss price (0: none)", "below it the grid stops (and sells, as stop action says)"),
     "take_profit": ("Take-profit price (0: none)", "above it the grid stops (and sells, as stop action says)"),
     "stop_action": ("At a stop", "sell: sell what the grid holds; keep: keep it"),
+    "step": ("Step (fraction a level)", "infinity grid: each level this share above the one below, the profit of "
+                                       "a grid before fees: 0.01 = 1%"),
     "fill_rule": ("Fills", "touch: a level fills when the price reaches it; through: only when it trades a tick "
                            "beyond it; queue: with a chance that grows with how far the price went beyond it "
                            "(a place in the order queue)"),

@@ -237,8 +237,11 @@ def _stop_grid(bar, t, price, reason, p, S, SI, F, I, orders, trades, counters, 
 
 
 @hot_njit
-def _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money):
-    """The market sell of leftover inventory (F[F_MARKET_SELL]) decided at the last close, filled."""
+def _market_fill(bar, t, fill_price, p, F, I, trades, counters, money):
+    """The market order decided at the last close (F[F_MARKET_SELL]), filled: the sell of
+    leftover inventory, or the buy of an infinity grid's reserve (which joins that inventory)."""
+    if F[F_MARKET_SELL] < 0.0:
+        return _buy_reserve(bar, t, fill_price, p, F, I, trades, counters, money)
     q = F[F_MARKET_SELL]
     value = fill_price * q
     fee = value * p.taker_fee
@@ -257,6 +260,24 @@ def _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money):
     counters[C_SELLS] += 1
     F[F_MARKET_SELL] = 0.0
     return _record_trade(trades, I, bar, t, -1, fill_price, q, fee, -1, REBALANCE_SELL, pnl, F)
+
+
+@hot_njit
+def _buy_reserve(bar, t, fill_price, p, F, I, trades, counters, money):
+    q = -F[F_MARKET_SELL]
+    value = fill_price * q
+    fee = value * p.taker_fee
+    F[F_CASH] -= value + fee
+    F[F_POSITION] += q
+    F[F_COST] += value + fee
+    money[M_DUST_QTY] += q
+    money[M_DUST_COST] += value + fee
+    money[M_FEES] += fee
+    money[M_TURNOVER] += value
+    counters[C_FILLS] += 1
+    counters[C_BUYS] += 1
+    F[F_MARKET_SELL] = 0.0
+    return _record_trade(trades, I, bar, t, 1, fill_price, q, fee, -1, RESERVE_BUY, 0.0, F)
 
 
 @hot_njit
@@ -281,7 +302,8 @@ def on_fill_nb(oid, bar, t, fill_price, p, S, SI, F, I, orders, trades, counters
 
 @hot_njit
 def on_market_fill_nb(bar, t, fill_price, p, F, I, trades, counters, money):
-    """on_fill of the market sell of leftover inventory (``market_qty``)."""
-    if F[F_MARKET_SELL] <= 0.0:
+    """on_fill of the market order (``market_qty``: a sell of leftover inventory, or < 0 the buy
+    of an infinity grid's reserve)."""
+    if F[F_MARKET_SELL] == 0.0:
         return False
-    return _sell_dust(bar, t, fill_price, p, F, I, trades, counters, money)
+    return _market_fill(bar, t, fill_price, p, F, I, trades, counters, money)

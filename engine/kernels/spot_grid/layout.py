@@ -9,17 +9,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-RANGE, LOWER_ONLY = 0, 1
-MODE_NAMES = ("range", "lower-only")
+RANGE, LOWER_ONLY, INFINITY = 0, 1, 2
+MODE_NAMES = ("range", "lower-only", "infinity")
 TRAIL_NONE, TRAIL_UP, TRAIL_DOWN, TRAIL_BOTH = 0, 1, 2, 3
 TRAIL_NAMES = ("none", "up", "down", "both")
 STOP_SELL_ALL, STOP_KEEP_COIN = 0, 1
 
 # Trade roles.
 GRID_BUY, GRID_SELL, REBUY, REBALANCE_SELL, STOP_LOSS, TAKE_PROFIT, HEDGE_OPEN_SHORT, HEDGE_CLOSE_SHORT, \
-    HEDGE_LIQUIDATION, BAG_REDUCE = range(10)
+    HEDGE_LIQUIDATION, BAG_REDUCE, RESERVE_BUY = range(11)
 ROLE_NAMES = ("GRID_BUY", "GRID_SELL", "REBUY", "REBALANCE_SELL", "STOP_LOSS", "TAKE_PROFIT", "HEDGE_OPEN_SHORT",
-              "HEDGE_CLOSE_SHORT", "HEDGE_LIQUIDATION", "BAG_REDUCE")
+              "HEDGE_CLOSE_SHORT", "HEDGE_LIQUIDATION", "BAG_REDUCE", "RESERVE_BUY")
 
 TRADE_DTYPE = np.dtype([
     ("bar", np.int64), ("time", np.int64), ("side", np.int8), ("price", np.float64),
@@ -65,8 +65,8 @@ FLAG_NONE, FLAG_REBUY, FLAG_RETRY, FLAG_DEFER = 0, 1, 2, 3
 
 # Scalar state F[.] (floats): cash, cash locked by resting buys, coin held and its cost; the
 # price lattice (engine.kernels.grid.lattice_price_nb: base, step, top price); a slot's order
-# size (quote, or base with equal-base quantities); coin to sell at market at the next open; the
-# reserve the grid never spends.
+# size (quote, or base with equal-base quantities); coin to trade at market at the next open (> 0
+# sell leftover inventory, < 0 buy an infinity grid's reserve); the reserve the grid never spends.
 (F_CASH, F_LOCKED, F_POSITION, F_COST, F_LATTICE_BASE, F_LATTICE_STEP, F_TOP_PRICE, F_SLOT_QUOTE, F_SLOT_BASE_QTY,
  F_MARKET_SELL, F_RESERVED) = range(11)
 N_F = 11
@@ -103,6 +103,7 @@ class SpotGridParams(NamedTuple):
     stop_loss: float = 0.0  # price; 0 = off
     take_profit: float = 0.0  # price; 0 = off
     stop_action: int = STOP_SELL_ALL
+    step: float = 0.0  # infinity: each level this fraction above the one below
     fill_model: int = 0  # engine.kernels.matching FILL_TOUCH, FILL_THROUGH (by a tick) or FILL_QUEUE
     queue_depth: float = 0.001  # queue model: a level surely fills once the price went this fraction beyond it
     fill_seed: int = 0  # queue model: the seed of its draws
@@ -151,11 +152,33 @@ def new_state(p, first_price):
     F[F_CASH] = p.capital
     F[F_RESERVED] = p.capital * p.reserve_ratio
     F[F_SLOT_QUOTE] = p.capital * (1.0 - p.reserve_ratio) / p.levels
+    if p.mode == INFINITY:
+        # Each slot's buy is worth Q = V g / (1 + g), V being the value the grid keeps in coin (its
+        # slots above the price and the reserve above its window: sum of Q / L_j over j up, V / L);
+        # the capital pays for V at the start and for a buy at every level down to the lowest.
+        r = 1.0 + p.step
+        below = below_levels_nb(p.lower, r, first_price) + 1  # levels from the lowest to the price
+        fee = max(p.fee, p.taker_fee)
+        F[F_SLOT_QUOTE] = p.capital * (1.0 - p.reserve_ratio) / ((1.0 + fee) * (below + r / p.step))
     if p.qty_mode == 1:
         mid = (p.lower + p.upper) / 2.0 if p.upper > 0.0 else first_price
         raw = p.capital * (1.0 - p.reserve_ratio) / p.levels / mid
         F[F_SLOT_BASE_QTY] = np.floor(raw / p.lot) * p.lot if p.lot > 0.0 else raw
     return S, SI, F, I, H
+
+
+@njit(cache=True, nogil=True)
+def below_levels_nb(base, ratio, price):
+    """The level j of the lattice ``base x ratio**j`` at or below ``price`` (0 below the base),
+    exact at a level's own price."""
+    if price <= base:
+        return 0
+    j = int(np.floor(np.log(price / base) / np.log(ratio)))
+    while base * ratio ** (j + 1) <= price:
+        j += 1
+    while j > 0 and base * ratio**j > price:
+        j -= 1
+    return j
 
 
 def record_counts(I) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from engine.kernels.matching import (
     reached_nb,
     stop_fill_nb,
 )
-from engine.kernels.spot_grid.fills import _fill_buy, _fill_sell, _sell_dust, _stop_grid
+from engine.kernels.spot_grid.fills import _fill_buy, _fill_sell, _market_fill, _stop_grid
 from engine.kernels.spot_grid.hedge import _hedge_at_open, _hedge_decide, _hedge_liquidation
 from engine.kernels.spot_grid.layout import *  # (the state's names, the records, the settings)
 from engine.kernels.spot_grid.relay import _decide_at_close, _quiet_band, _regenerate
@@ -117,9 +117,11 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
             ok, nt = _hedge_at_open(i, t, op, p, S, SI, F, I, H, funding, tiers, orders, trades, counters, money,
                                     touched, nt)
         if I[I_STOPPED] == 0:
-            # A market sell of leftover inventory decided at the last close fills at this open.
-            if F[F_MARKET_SELL] > 0.0:
-                ok = _sell_dust(i, t, market_fill_nb(False, op, p.slippage), p, F, I, trades, counters, money)
+            # A market order decided at the last close fills at this open: the sell of leftover
+            # inventory, or the buy of an infinity grid's reserve.
+            if F[F_MARKET_SELL] != 0.0:
+                ok = _market_fill(i, t, market_fill_nb(F[F_MARKET_SELL] < 0.0, op, p.slippage), p, F, I, trades,
+                                  counters, money)
             # a bar that opens beyond a trigger stops the grid at the open
             reason = 1 if (p.stop_loss > 0.0 and op <= p.stop_loss) else (
                 2 if (p.take_profit > 0.0 and op >= p.take_profit) else 0)

@@ -45,7 +45,16 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
         if p.spacing == ATR:
             d = max(p.atr_k * atr_now, p.atr_floor * close)
             F[F_LATTICE_STEP] = d
-        if p.mode == RANGE:
+        if p.mode == INFINITY:
+            # Geometric from the lowest price up, without end: a window of n - 1 slots with the
+            # price in its middle; the slots above the window hold their coins as the reserve.
+            I[I_SPACING] = GEOMETRIC
+            F[F_LATTICE_BASE] = p.lower
+            F[F_LATTICE_STEP] = 1.0 + p.step
+            I[I_TOP_LEVEL] = -(1 << 62)
+            I[I_SLOTS] = n - 1
+            I[I_FIRST_LEVEL] = max(0, _level_at(close, p, F, I) - (n - 1) // 2)
+        elif p.mode == RANGE:
             if reason == 0 and p.spacing != ATR:
                 F[F_LATTICE_BASE] = p.lower
                 F[F_TOP_PRICE] = p.upper
@@ -98,7 +107,7 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
     if p.mode == LOWER_ONLY:
         hold_from = n if reason != 2 else ns
     for k in range(ns):
-        above = S[k, S_BUY] > close if p.mode == RANGE or reason == 2 else k + j0 >= hold_from
+        above = S[k, S_BUY] > close if p.mode != LOWER_ONLY or reason == 2 else k + j0 >= hold_from
         if not above or SI[k, SI_STATE] == SLOT_DISABLED:
             continue
         q = S[k, S_QTY]
@@ -118,12 +127,101 @@ def _regenerate(bar, close, atr_now, reason, new_j0, p, S, SI, F, I, orders, cou
     money[M_DUST_COST] = pool_c
     sellable = floor_lot_nb(pool_q, p.lot)
     F[F_MARKET_SELL] = sellable if (sellable > 0.0 and sellable * close >= p.min_notional) else 0.0
+    if p.mode == INFINITY:  # its leftover inventory is the reserve: never sold; bought at the start
+        reserve = floor_lot_nb(_reserve_qty(I[I_FIRST_LEVEL] + ns, p, F, I), p.lot)
+        F[F_MARKET_SELL] = -reserve if reason == 0 and reserve * close >= p.min_notional else 0.0
     for k in range(ns):
         if _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters) < 0:
             return False
     I[I_TOP_BUY] = _find_kb(SI, ns - 1)
     I[I_LOW_SELL] = _find_ks(SI, 0, ns)
     I[I_BUYS_LAID] = I[I_BUYS]
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _level_at(price, p, F, I):
+    """The lattice level at or below ``price`` (0 below the lowest)."""
+    j = below_levels_nb(F[F_LATTICE_BASE], F[F_LATTICE_STEP], price)
+    while _price(F, I, j + 1, p.tick) <= price:
+        j += 1
+    while j > 0 and _price(F, I, j, p.tick) > price:
+        j -= 1
+    return j
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reserve_qty(j, p, F, I):
+    """Infinity: the coins of every slot from level ``j`` up, each ``Q / L``: V / L(j)."""
+    return F[F_SLOT_QUOTE] * (1.0 + p.step) / p.step / _price(F, I, j, p.tick)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shift_edges(p, I):
+    """Infinity: the window moves once the price is within this many levels of its edge."""
+    return max(1, I[I_SLOTS] // 4)
+
+
+@hot_njit
+def _shift_window(bar, close, j_new, p, S, SI, F, I, orders, counters, money):
+    """Infinity: move the window to start at level ``j_new``, every slot kept as it is. A slot
+    leaving the top gives its coins to the reserve (its sell cancelled), one leaving the bottom
+    its buy back (cancelled); a slot coming in at the top takes its coins from the reserve and
+    sells one level up, one coming in at the bottom buys. A bar that ran beyond the window's
+    orders left levels unfilled that the grid holds otherwise: coming in below the close at the
+    top, they buy there (their coins, left in the reserve, are sold at the next open); coming
+    in above it at the bottom, they buy at the next open. False when the order log is full."""
+    ns = I[I_SLOTS]
+    d = j_new - I[I_FIRST_LEVEL]
+    gone_lo, gone_hi = (0, d) if d > 0 else (ns + d, ns)
+    for k in range(gone_lo, gone_hi):
+        oid = SI[k, SI_ORDER]
+        if oid >= 0 and SI[k, SI_STATE] == SLOT_FLAT:
+            F[F_LOCKED] -= S[k, S_BUY] * S[k, S_QTY] * (1.0 + p.fee)
+            I[I_BUYS] -= 1
+        _cancel_order(orders, oid, bar)
+        if SI[k, SI_STATE] == SLOT_HOLD:
+            money[M_DUST_QTY] += S[k, S_QTY]
+            money[M_DUST_COST] += S[k, S_COST]
+        if SI[k, SI_FLAG] == FLAG_RETRY or SI[k, SI_FLAG] == FLAG_DEFER:
+            I[I_WAITING] -= 1
+    order = range(ns - d) if d > 0 else range(ns - 1, -d - 1, -1)  # (rows move towards where they go)
+    for k in order:
+        for c in range(4):
+            S[k, c] = S[k + d, c]
+        for c in range(3):
+            SI[k, c] = SI[k + d, c]
+    I[I_FIRST_LEVEL] = j_new
+    new_lo, new_hi = (ns - d, ns) if d > 0 else (0, -d)
+    for k in range(new_lo, new_hi):
+        S[k, S_BUY] = _price(F, I, j_new + k, p.tick)
+        S[k, S_SELL] = _price(F, I, j_new + k + 1, p.tick)
+        S[k, S_QTY] = _slot_qty(p, F, S[k, S_BUY])
+        S[k, S_COST] = 0.0
+        SI[k, SI_ORDER] = -1
+        SI[k, SI_FLAG] = FLAG_NONE
+        SI[k, SI_STATE] = SLOT_FLAT if S[k, S_BUY] > 0.0 else SLOT_DISABLED
+        q = S[k, S_QTY]
+        dq = money[M_DUST_QTY]
+        if S[k, S_BUY] > close and SI[k, SI_STATE] == SLOT_FLAT:
+            if d > 0 and q > 0.0 and dq >= q * (1.0 - 1e-9):
+                take = min(q, dq)
+                cost = money[M_DUST_COST] * take / dq
+                SI[k, SI_STATE] = SLOT_HOLD
+                S[k, S_COST] = cost
+                money[M_DUST_QTY] = dq - take
+                money[M_DUST_COST] -= cost
+            else:
+                SI[k, SI_FLAG] = FLAG_REBUY  # (a level the fall ran past, or one the reserve is short of)
+        if _place_slot_order(k, bar, close, p, S, SI, F, I, orders, counters) < 0:
+            return False
+    if d > 0:  # what the reserve holds beyond the levels above the window: levels the rise ran past
+        excess = floor_lot_nb(money[M_DUST_QTY] - _reserve_qty(j_new + ns, p, F, I), p.lot)
+        big = excess > 1e-9 * money[M_DUST_QTY] and excess * close >= p.min_notional  # (not a rounding's crumb)
+        F[F_MARKET_SELL] = excess if big else 0.0
+    counters[C_TRAIL_UP if d > 0 else C_TRAIL_DOWN] += 1
+    I[I_TOP_BUY] = _find_kb(SI, ns - 1)
+    I[I_LOW_SELL] = _find_ks(SI, 0, ns)
     return True
 
 
@@ -135,7 +233,7 @@ def _quiet_band(p, S, SI, F, I, H):
         return inf, -inf  # an open hedge: funding, targets and its liquidation, every bar
     if I[I_STOPPED] != 0:
         return -inf, inf
-    if F[F_MARKET_SELL] > 0.0:
+    if F[F_MARKET_SELL] != 0.0:
         return inf, -inf
     ns = I[I_SLOTS]
     if I[I_WAITING] > 0:
@@ -166,6 +264,11 @@ def _quiet_band(p, S, SI, F, I, H):
         qhi = min(qhi, np.nextafter(top, inf))
     if p.mode == RANGE and (p.trailing == TRAIL_DOWN or p.trailing == TRAIL_BOTH):
         qlo = max(qlo, np.nextafter(bottom, -inf))
+    if p.mode == INFINITY:  # (a close this near an edge moves the window)
+        q = _shift_edges(p, I)
+        qhi = min(qhi, _price(F, I, I[I_FIRST_LEVEL] + ns - q, p.tick))
+        if I[I_FIRST_LEVEL] > 0:
+            qlo = max(qlo, np.nextafter(_price(F, I, I[I_FIRST_LEVEL] + q, p.tick), -inf))
     if p.hedge_ratio > 0.0 and F[F_POSITION] > 0.0:
         qlo = max(qlo, np.nextafter(bottom, -inf))  # a close below the lowest level opens the hedge
     if p.recenter > 0.0:
@@ -178,10 +281,19 @@ def _quiet_band(p, S, SI, F, I, H):
 
 @njit(cache=True, nogil=True, inline="always")
 def _decide_regeneration(close, p, S, SI, F, I):
-    """At the close: 0 keep the grid, 1 recenter, 2 trail (new j0 in the second value)."""
+    """At the close: 0 keep the grid, 1 recenter, 2 trail, 3 move an infinity grid's window
+    (new j0 in the second value)."""
     ns = I[I_SLOTS]
     j0 = I[I_FIRST_LEVEL]
     tick = p.tick
+    if p.mode == INFINITY:
+        j = _level_at(close, p, F, I)
+        q = _shift_edges(p, I)
+        if j >= j0 + ns - q or (j < j0 + q and j0 > 0):
+            j_new = max(0, j - ns // 2)
+            if j_new != j0:
+                return 3, j_new
+        return 0, j0
     top = _price(F, I, j0 + ns, tick)
     bottom = _price(F, I, j0, tick)
     if (p.trailing == TRAIL_UP or p.trailing == TRAIL_BOTH) and close > top:
@@ -222,7 +334,7 @@ def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counter
     order log is full (a bug: callers make room first)."""
     ns = I[I_SLOTS]
     what, j_new = _decide_regeneration(c, p, S, SI, F, I)
-    if what != 0:
+    if what != 0 and what != 3:
         if what == 2:
             counters[C_TRAIL_UP if j_new > I[I_FIRST_LEVEL] else C_TRAIL_DOWN] += 1
         return _regenerate(i, c, atr_now, what, j_new, p, S, SI, F, I, orders, counters, money)
@@ -243,6 +355,8 @@ def _decide_at_close(i, c, atr_now, touched, nt, p, S, SI, F, I, orders, counter
                 ks = min(ks, k)
     I[I_TOP_BUY] = _find_kb(SI, min(kb, ns - 1))
     I[I_LOW_SELL] = _find_ks(SI, ks, ns)
+    if what == 3:  # (the follow-ups first: they move with their slots)
+        return _shift_window(i, c, j_new, p, S, SI, F, I, orders, counters, money)
     return True
 
 

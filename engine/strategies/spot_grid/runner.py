@@ -38,7 +38,7 @@ class SpotGridRunner(StrategyRunner):
         self._touched = np.zeros(0, dtype=np.int64)
         self._nt = 0
         self.bar = -1  # the last bar decided
-        self.market_seq = 0  # market sells decided so far (the n-th has key -n)
+        self.market_seq = 0  # market orders decided so far (the n-th has key -n)
         self._market_pending = 0.0
 
     # -- setup -------------------------------------------------------------------------------
@@ -208,10 +208,10 @@ class SpotGridRunner(StrategyRunner):
         self._after_decide()
 
     def _after_decide(self) -> None:
-        """A new market sell of leftover inventory gets a new key; one still waiting for its
-        fill keeps its key."""
+        """A new market order (a sell of leftover inventory, an infinity grid's reserve bought)
+        gets a new key; one still waiting for its fill keeps its key."""
         q = kernel.market_qty(self.arrays["F"])
-        if q > 0 and q != self._market_pending:
+        if q != 0 and q != self._market_pending:
             self.market_seq += 1
         self._market_pending = q
 
@@ -227,12 +227,14 @@ class SpotGridRunner(StrategyRunner):
         q = kernel.market_qty(self.arrays["F"])
         if q > 0:
             out.append(DesiredOrder(-self.market_seq, "sell", "market", float(close), q, -1, "REBALANCE_SELL", True))
+        elif q < 0:
+            out.append(DesiredOrder(-self.market_seq, "buy", "market", float(close), -q, -1, "RESERVE_BUY", False))
         return out
 
     def is_live_key(self, key: int) -> bool:
         """Is ``key`` one of the orders this grid wants resting now?"""
         if key < 0:
-            return key == -self.market_seq and kernel.market_qty(self.arrays["F"]) > 0
+            return key == -self.market_seq and kernel.market_qty(self.arrays["F"]) != 0
         return key < int(self.arrays["I"][kernel.I_ORDERS]) and self.orders[key]["status"] == kernel.ORDER_OPEN
 
     # -- books -------------------------------------------------------------------------------

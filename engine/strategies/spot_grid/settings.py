@@ -139,6 +139,10 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
     range_pct = _positive("range_pct", cfg.range_pct)
     if range_pct >= 1:
         raise ParamError("range_pct", f"must be below 1, got {range_pct}")
+    if mode == kernel.INFINITY:
+        return _infinity_params(cfg, first_price, start_bar, check_price, fee=fee, taker=taker, slippage=slippage,
+                                lot=lot, tick=tick, min_notional=min_notional, lower=lower, range_pct=range_pct,
+                                fill_model=fill_model)
     if mode == kernel.RANGE:
         lower = lower or first_price * (1 - range_pct)
         upper = upper or first_price * (1 + range_pct)
@@ -193,6 +197,39 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
     )
 
 
+def _infinity_params(cfg, first_price: float, start_bar: int, check_price: bool, **known) -> kernel.SpotGridParams:
+    """An infinity grid's numbers (engine.strategies.infinity_grid): geometric from the lowest
+    price up without end, a window of ``levels`` around the price, the reserve above it."""
+    if not hasattr(cfg, "step"):
+        raise ParamError("mode", "infinity is a strategy of its own: infinity-grid")
+    step = _positive("step", cfg.step)
+    if not 0.001 <= step <= 0.5:
+        raise ParamError("step", f"must be from 0.001 (0.1%) to 0.5 (50%) a level, got {step}")
+    if step <= 2 * known["fee"]:
+        raise ParamError("step", f"{step:.3%} a level does not pay the fees of its round trip "
+                                 f"({2 * known['fee']:.3%}): each trade would lose money")
+    if cfg.levels > 200:
+        raise ParamError("levels", f"an infinity grid keeps a window of up to 200 orders, got {cfg.levels}")
+    lower = known.pop("lower") or first_price * (1 - known.pop("range_pct"))
+    known.pop("range_pct", None)
+    if check_price and not lower < first_price:
+        raise ParamError("lower", f"the lowest price {lower:,.8g} is not below the price at start {first_price:,.8g}")
+    stop_loss = _positive("stop_loss", cfg.stop_loss, zero_ok=True)
+    take_profit = _positive("take_profit", cfg.take_profit, zero_ok=True)
+    if check_price and stop_loss and stop_loss >= first_price:
+        raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
+    if check_price and take_profit and take_profit <= first_price:
+        raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
+    queue_depth = _positive("queue_depth", cfg.queue_depth)
+    return kernel.SpotGridParams(
+        mode=kernel.INFINITY, spacing=grid.GEOMETRIC, lower=float(lower), upper=0.0, levels=int(cfg.levels),
+        capital=_positive("capital", cfg.capital), fee=known["fee"], taker_fee=known["taker"],
+        slippage=known["slippage"], lot=known["lot"], tick=known["tick"], min_notional=known["min_notional"],
+        stop_loss=stop_loss, take_profit=take_profit, stop_action=CHOICES["stop_action"].index(cfg.stop_action),
+        fill_model=known["fill_model"], queue_depth=queue_depth, fill_seed=int(cfg.fill_seed), step=step,
+        start_bar=int(start_bar))
+
+
 def _hedge_numbers(cfg: SpotGridConfig) -> dict:
     """Reserve, banking and hedge settings (a hedged-grid config has them; a spot grid none)."""
     if not hasattr(cfg, "hedge_ratio"):
@@ -218,8 +255,9 @@ def _hedge_numbers(cfg: SpotGridConfig) -> dict:
 
 
 def initial_levels(params: kernel.SpotGridParams) -> np.ndarray | None:
-    """The levels of the first grid for fixed spacings (None for ATR spacing: it needs data)."""
-    if params.spacing == grid.ATR:
+    """The levels of the first grid for fixed spacings (None for ATR spacing: it needs data,
+    and for an infinity grid: its window is laid around the price)."""
+    if params.spacing == grid.ATR or params.mode == kernel.INFINITY:
         return None
     if params.mode == kernel.RANGE:
         return grid.grid_levels(params.lower, params.upper, params.levels, grid.SPACING_NAMES[params.spacing],
@@ -234,6 +272,11 @@ def planned_grid(params: kernel.SpotGridParams, price: float) -> tuple[np.ndarra
     """The levels of the first grid laid at ``price`` (a lower-only grid without an upper bound
     anchors at it) and its net profit per grid after fees, lowest and highest; None for ATR
     spacing (its levels need data)."""
+    if params.mode == kernel.INFINITY:
+        r = 1.0 + params.step
+        j0 = max(0, kernel.below_levels_nb(params.lower, r, price) - (params.levels - 1) // 2)
+        levels = np.array([grid.round_tick_nb(params.lower * r ** (j0 + k), params.tick) for k in range(params.levels)])
+        return (levels, *grid.profit_range(levels, params.fee))
     if params.mode != kernel.RANGE and params.upper <= 0:
         params = params._replace(upper=float(price))
     levels = initial_levels(params)
