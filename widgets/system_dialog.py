@@ -190,8 +190,8 @@ class SystemDialog(QDialog):
             "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short, "maker_fee": self.maker_fee,
             "trigger_price": self.trigger, "step": self.step,
         }
-        self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.step, self.trailing,
-                          self.fee)
+        self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.step,
+                          self.trailing, self.fee)
         self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.maker_fee, self.no_short)
         self.form = f
         # the strategy's settings in the words of the Backtest tab's editor (settings_text), fees in percent

@@ -25,7 +25,8 @@ def test_a_specs_presets_and_search_space_are_settings_its_checks_pass(name):
 
 
 def test_an_unknown_strategy_and_a_capability_it_lacks_are_refused_by_name(btc5m):
-    with pytest.raises(ParamError, match="--strategy: unknown strategy 'grid' \\(known: spot-grid, infinity-grid, hedged-grid"):
+    with pytest.raises(ParamError,
+                       match="--strategy: unknown strategy 'grid' \\(known: spot-grid, infinity-grid, hedged-grid"):
         spec("grid")
     from engine.risk import RiskLimits
 
