@@ -683,6 +683,19 @@ async def until(check, seconds: float = 10.0) -> None:
     raise AssertionError("timed out")
 
 
+def live_trader(fake, cfg, data_dir, **limits):
+    """A Trader of system ``cfg`` live over the real ccxt client against ``fake`` (its first
+    key), alone in its account: no share-of-the-portfolio caps, the ATR breaker off unless given."""
+    from engine.exchange.live import CcxtExchange
+    from engine.risk import RiskGate, RiskLimits
+    from engine.runtime.trader import Trader
+
+    key, secret = next(iter(fake.keys.items()))
+    ex = CcxtExchange("binance", base_url=fake.url, api_key=key, secret=secret, timeout_ms=2000, backoff=0.01)
+    limits = {"atr_jump": 1e9, "max_symbol_share": float("inf"), "max_total_share": float("inf"), **limits}
+    return Trader(cfg, ex, RiskGate(RiskLimits(**limits)), data_dir)
+
+
 async def trade_candles(trader, fake, candles: int) -> None:
     """Boot ``trader``, then poll it at each of ``candles`` closes; the client closed."""
     await trader.boot()

@@ -47,13 +47,25 @@ def reference_grid(o, h, l, c, lower, upper, n, capital, fee, lot, *, rule="touc
     touch (the reference), through (by more than ``tick``) or queue (``t``: the bars' times)."""
     levels = np.linspace(lower, upper, n)
     qty = [math.floor(capital / n / levels[k] / lot) * lot for k in range(n - 1)]
-    holding = [False] * (n - 1)
+    return _walk_slots(o, h, l, c, levels, qty, capital, fee, rule=rule, t=t, tick=tick, depth=depth, seed=seed)
+
+
+def _walk_slots(o, h, l, c, levels, qty, capital, fee, *, held=0.0, rule="touch", t=None, tick=0.0, depth=0.001,
+                seed=0):
+    """The reference grid's slots (slot k buys ``qty[k]`` at ``levels[k]``, sells at
+    ``levels[k + 1]``), all flat at the close of bar 0, each acting at most once a bar;
+    ``held``: coins bought at bar 1's open and never sold. Returns (fills, equity per bar)."""
+    holding = [False] * len(qty)
     cash = capital
     pos = 0.0
     fills = []
     equity = [capital]
     for i in range(1, len(c)):
-        for k in range(n - 1):
+        if i == 1 and held:
+            value = o[1] * held
+            cash -= value + value * fee
+            pos += held
+        for k in range(len(qty)):
             ti = None if t is None else int(t[i])
             if not holding[k] and _fills(rule, True, levels[k], l[i], ti, tick, depth, seed):
                 price = min(o[i], levels[k])
@@ -141,29 +153,4 @@ def reference_infinity_grid(o, h, l, c, lowest, step, capital, fee):
     levels = [lowest * r**j for j in range(top + 1)]
     qty = [q_quote / levels[j] for j in range(top)]
     tail = q_quote * r / step / levels[top]  # every level from ``top`` up: sum of Q / L(j)
-    holding = [False] * top
-    cash, pos = capital, 0.0
-    fills = []
-    equity = [capital]
-    for i in range(1, len(c)):
-        if i == 1:
-            value = o[1] * tail
-            cash -= value + value * fee
-            pos += tail
-        for k in range(top):
-            if not holding[k] and l[i] <= levels[k]:
-                price = min(o[i], levels[k])
-                value = price * qty[k]
-                cash -= value + value * fee
-                pos += qty[k]
-                holding[k] = True
-                fills.append((i, k, 1, price, qty[k]))
-            elif holding[k] and h[i] >= levels[k + 1]:
-                price = max(o[i], levels[k + 1])
-                value = price * qty[k]
-                cash += value - value * fee
-                pos -= qty[k]
-                holding[k] = False
-                fills.append((i, k, -1, price, qty[k]))
-        equity.append(cash + pos * c[i])
-    return fills, np.array(equity)
+    return _walk_slots(o, h, l, c, levels, qty, capital, fee, held=tail)

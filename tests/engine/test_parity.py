@@ -12,11 +12,10 @@ import json
 import numpy as np
 import pytest
 from conftest import BTC_5M, shared_file
-from fake_exchange import FakeBinance, assert_invariants
+from fake_exchange import FakeBinance, assert_invariants, live_trader, trade_candles
 
 from app.cli import main
 from engine.exchange.base import MarketRules
-from engine.exchange.live import CcxtExchange
 from engine.exchange.paper import PaperExchange
 from engine.exchange.replay import ReplaySource
 from engine.parity import Fill, ParityError, parity, system_candles
@@ -141,17 +140,11 @@ def test_a_live_system_on_the_fake_binance_names_what_the_exchange_did_otherwise
     fake.start()
     cfg = SystemConfig(name="live parity", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
                        params={"levels": 20, "spacing": "arithmetic", "range_pct": 0.03, "trailing": "both"})
-    ex = CcxtExchange("binance", base_url=fake.url, api_key="k", secret="s", timeout_ms=2000, backoff=0.01)
-    trader = Trader(cfg, ex, RiskGate(RiskLimits(**LIMITS)), tmp_path)
+    trader = live_trader(fake, cfg, tmp_path)
 
     async def go():
-        await trader.boot()
-        await trader.poll()
-        for _ in range(50):
-            fake.advance()
-            await trader.poll()
+        await trade_candles(trader, fake, 50)
         await trader._save()
-        await ex.close()
         return await system_candles(cfg, tmp_path, base_url=fake.url)
 
     try:

@@ -139,10 +139,22 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
     range_pct = _positive("range_pct", cfg.range_pct)
     if range_pct >= 1:
         raise ParamError("range_pct", f"must be below 1, got {range_pct}")
+    stop_loss = _positive("stop_loss", cfg.stop_loss, zero_ok=True)
+    take_profit = _positive("take_profit", cfg.take_profit, zero_ok=True)
+    if check_price and stop_loss and stop_loss >= first_price:
+        raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
+    if check_price and take_profit and take_profit <= first_price:
+        raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
+    queue_depth = _positive("queue_depth", cfg.queue_depth)
+    if queue_depth >= 0.5:
+        raise ParamError("queue_depth", f"{queue_depth} is a fraction of the price (0.001 = 0.1%)")
+    if not isinstance(cfg.fill_seed, int | np.integer) or not 0 <= cfg.fill_seed < 2 ** 63:
+        raise ParamError("fill_seed", f"must be a whole number from 0, got {cfg.fill_seed}")
     if mode == kernel.INFINITY:
         return _infinity_params(cfg, first_price, start_bar, check_price, fee=fee, taker=taker, slippage=slippage,
                                 lot=lot, tick=tick, min_notional=min_notional, lower=lower, range_pct=range_pct,
-                                fill_model=fill_model)
+                                fill_model=fill_model, stop_loss=stop_loss, take_profit=take_profit,
+                                queue_depth=queue_depth)
     if mode == kernel.RANGE:
         lower = lower or first_price * (1 - range_pct)
         upper = upper or first_price * (1 + range_pct)
@@ -165,12 +177,6 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
     dead_zone = _positive("dead_zone", cfg.dead_zone, zero_ok=True)
     if dead_zone >= 0.5:
         raise ParamError("dead_zone", f"{dead_zone} is a fraction of the price; 0.5 or more leaves no grid")
-    stop_loss = _positive("stop_loss", cfg.stop_loss, zero_ok=True)
-    take_profit = _positive("take_profit", cfg.take_profit, zero_ok=True)
-    if check_price and stop_loss and stop_loss >= first_price:
-        raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
-    if check_price and take_profit and take_profit <= first_price:
-        raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
     if spacing == grid.ATR:
         if cfg.atr_period < 1:
             raise ParamError("atr_period", f"must be >= 1, got {cfg.atr_period}")
@@ -178,11 +184,6 @@ def build_params(cfg: SpotGridConfig, first_price: float, start_bar: int = 0, *,
         _positive("atr_floor", cfg.atr_floor, zero_ok=True)
         if cfg.atr_k == 0 and cfg.atr_floor == 0:
             raise ParamError("atr_k", "ATR spacing needs atr_k > 0 or atr_floor > 0")
-    queue_depth = _positive("queue_depth", cfg.queue_depth)
-    if queue_depth >= 0.5:
-        raise ParamError("queue_depth", f"{queue_depth} is a fraction of the price (0.001 = 0.1%)")
-    if not isinstance(cfg.fill_seed, int | np.integer) or not 0 <= cfg.fill_seed < 2 ** 63:
-        raise ParamError("fill_seed", f"must be a whole number from 0, got {cfg.fill_seed}")
     hedge = _hedge_numbers(cfg)
     return kernel.SpotGridParams(
         **hedge,
@@ -210,23 +211,16 @@ def _infinity_params(cfg, first_price: float, start_bar: int, check_price: bool,
                                  f"({2 * known['fee']:.3%}): each trade would lose money")
     if cfg.levels > 200:
         raise ParamError("levels", f"an infinity grid keeps a window of up to 200 orders, got {cfg.levels}")
-    lower = known.pop("lower") or first_price * (1 - known.pop("range_pct"))
-    known.pop("range_pct", None)
+    lower = known["lower"] or first_price * (1 - known["range_pct"])
     if check_price and not lower < first_price:
         raise ParamError("lower", f"the lowest price {lower:,.8g} is not below the price at start {first_price:,.8g}")
-    stop_loss = _positive("stop_loss", cfg.stop_loss, zero_ok=True)
-    take_profit = _positive("take_profit", cfg.take_profit, zero_ok=True)
-    if check_price and stop_loss and stop_loss >= first_price:
-        raise ParamError("stop_loss", f"{stop_loss} is not below the first price {first_price:.8g}")
-    if check_price and take_profit and take_profit <= first_price:
-        raise ParamError("take_profit", f"{take_profit} is not above the first price {first_price:.8g}")
-    queue_depth = _positive("queue_depth", cfg.queue_depth)
     return kernel.SpotGridParams(
         mode=kernel.INFINITY, spacing=grid.GEOMETRIC, lower=float(lower), upper=0.0, levels=int(cfg.levels),
         capital=_positive("capital", cfg.capital), fee=known["fee"], taker_fee=known["taker"],
         slippage=known["slippage"], lot=known["lot"], tick=known["tick"], min_notional=known["min_notional"],
-        stop_loss=stop_loss, take_profit=take_profit, stop_action=CHOICES["stop_action"].index(cfg.stop_action),
-        fill_model=known["fill_model"], queue_depth=queue_depth, fill_seed=int(cfg.fill_seed), step=step,
+        stop_loss=known["stop_loss"], take_profit=known["take_profit"],
+        stop_action=CHOICES["stop_action"].index(cfg.stop_action), fill_model=known["fill_model"],
+        queue_depth=known["queue_depth"], fill_seed=int(cfg.fill_seed), step=step,
         start_bar=int(start_bar))
 
 

@@ -160,12 +160,9 @@ def test_live_on_the_fake_binance_books_equal_the_exchange(btc5m, tmp_path):
     journaled once, no client order id sent twice, the books equal to the exchange."""
     import asyncio
 
-    from fake_exchange import FakeBinance, assert_invariants
+    from fake_exchange import FakeBinance, assert_invariants, live_trader, trade_candles
 
-    from engine.exchange.live import CcxtExchange
-    from engine.risk import RiskGate, RiskLimits
     from engine.runtime.config import SystemConfig
-    from engine.runtime.trader import Trader
 
     c = btc5m.slice(0, 800)
     fake = FakeBinance({"BTCUSDT": np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]}, c.timeframe_ms,
@@ -173,20 +170,9 @@ def test_live_on_the_fake_binance_books_equal_the_exchange(btc5m, tmp_path):
     fake.start()
     cfg = SystemConfig(name="infinity live", timeframe="5m", mode="live", dry_run=False, capital=CAPITAL,
                        strategy="infinity-grid", params={"step": 0.003, "levels": 10, "range_pct": 0.3})
-    ex = CcxtExchange("binance", base_url=fake.url, api_key="k", secret="s", timeout_ms=2000, backoff=0.01)
-    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
-    trader = Trader(cfg, ex, RiskGate(limits), tmp_path)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        for _ in range(80):
-            fake.advance()
-            await trader.poll()
-        await ex.close()
-
+    trader = live_trader(fake, cfg, tmp_path)
     try:
-        asyncio.run(go())
+        asyncio.run(trade_candles(trader, fake, 80))
         assert_invariants(trader, fake)
     finally:
         fake.stop()
