@@ -13,49 +13,25 @@ import numpy as np
 import pytest
 from conftest import BTC_5M, shared_file
 from fake_exchange import FakeBinance, assert_invariants, live_trader, trade_candles
+from paper_run import drive, paper_trader
 
 from app.cli import main
 from engine.exchange.base import MarketRules
-from engine.exchange.paper import PaperExchange
-from engine.exchange.replay import ReplaySource
 from engine.parity import Fill, ParityError, parity, system_candles
-from engine.risk import RiskGate, RiskLimits
 from engine.runtime.config import SystemConfig, save_systems
-from engine.runtime.trader import Trader
 from engine.store import read_jsonl
-from engine.strategies.spot_grid import SpotGridConfig
 
-LIMITS = dict(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
 # lower-only, ATR-spaced: its spacing rests on the indicator's history, which the report's
 # backtest must see as the system did (from its first candle), and it starts 60 candles in
 PAPER = SystemConfig(name="paper parity", timeframe="5m", capital=10_000.0, data=str(shared_file(BTC_5M)),
                      params={"mode": "lower-only", "spacing": "atr", "levels": 10, "atr_period": 14, "fee": 0.00075})
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 def paper_system(candles, tmp_path, n: int = 1_500):
-    clock = Clock()
-    source = ReplaySource(candles.slice(0, n + 1), seconds_per_candle=1.0, warmup=60, clock=clock)
-    sc = SpotGridConfig.from_dict(dict(PAPER.params, capital=PAPER.capital))
-    rules = MarketRules("BTC/USDT", 0.01, 1e-5, 0.0, 5.0, "BTC", "USDT")
-    paper = PaperExchange(source, rules, quote=PAPER.capital, maker_fee=sc.fee, taker_fee=sc.fee)
-    trader = Trader(PAPER, paper, RiskGate(RiskLimits(**LIMITS)), tmp_path)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        while trader.last_time < int(candles.time[n - 1]):
-            clock.now += 1.0
-            await trader.poll()
-        await trader._save()
-
-    asyncio.run(go())
+    rules = MarketRules("BTC/USDT", 0.01, 1e-5, 0.0, 5.0, "BTC", "USDT")  # (the exchange's, not the settings')
+    trader, clock = paper_trader(candles.slice(0, n + 1), PAPER, tmp_path, warmup=60, rules=rules)
+    asyncio.run(drive(trader, clock, int(candles.time[n - 1])))
+    asyncio.run(trader._save())
     return trader
 
 

@@ -8,51 +8,26 @@ import json
 
 import numpy as np
 import pytest
+from paper_run import Clock, drive, paper_trader
 
-from engine.exchange.base import MarketRules
-from engine.exchange.paper import PaperExchange
 from engine.exchange.replay import ReplaySource
 from engine.kernels import spot_grid as spot_kernel
-from engine.risk import RiskGate, RiskLimits
+from engine.risk import RiskLimits
 from engine.runtime import lifecycle
 from engine.runtime.config import ConfigError, SystemConfig
-from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 from engine.summary import backtest_summary
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 def make_trader(candles, params, tmp_path, *, warmup=1, capital=10_000.0, atr_jump=1e9):
-    """A paper trader on a replay that closes one candle per ``clock.now += 1``. The ATR circuit
-    breaker is off unless ``atr_jump`` is given: the backtest has none."""
-    clock = Clock()
-    source = ReplaySource(candles, seconds_per_candle=1.0, warmup=warmup, clock=clock)
-    cfg_params = SpotGridConfig.from_dict(dict(params, capital=capital))
-    rules = MarketRules("BTC/USDT", cfg_params.tick, cfg_params.lot, 0.0, cfg_params.min_notional, "BTC", "USDT")
-    paper = PaperExchange(source, rules, quote=capital, maker_fee=cfg_params.fee, taker_fee=cfg_params.fee,
-                          fill_rule=cfg_params.fill_rule, queue_depth=cfg_params.queue_depth,
-                          fill_seed=cfg_params.fill_seed)
-    sys_cfg = SystemConfig(name="paper test", timeframe="5m", params=params, capital=capital)
-    risk = RiskGate(RiskLimits(atr_jump=atr_jump))
-    return Trader(sys_cfg, paper, risk, tmp_path), clock
-
-
-async def drive(trader, clock, last_time):
-    """Candle by candle up to the one at ``last_time`` (the source has one more: still forming)."""
-    if trader.last_time < 0:
-        await trader.boot()
-        await trader.poll()
-    while trader.last_time < last_time:
-        clock.now += 1.0
-        assert await trader.poll() == 1
+    """A paper trader on a replay that closes one candle per ``clock.now += 1``, with the
+    default risk limits. The ATR circuit breaker is off unless ``atr_jump`` is given: the
+    backtest has none."""
+    cfg = SystemConfig(name="paper test", timeframe="5m", params=params, capital=capital)
+    d = RiskLimits()
+    return paper_trader(candles, cfg, tmp_path, warmup=warmup, atr_jump=atr_jump,
+                        max_symbol_share=d.max_symbol_share, max_total_share=d.max_total_share)
 
 
 def journal_fills(trader):

@@ -94,51 +94,23 @@ def test_settings_refused_by_name(btc5m):
     assert SPECS["infinity-grid"].market == "spot"
 
 
-def _paper_trader(candles, tmp_path, params, n):
-    import asyncio
-
-    from engine.exchange.base import MarketRules
-    from engine.exchange.paper import PaperExchange
-    from engine.exchange.replay import ReplaySource
-    from engine.risk import RiskGate, RiskLimits
-    from engine.runtime.config import SystemConfig
-    from engine.runtime.trader import Trader
-
-    class Clock:
-        now = 0.0
-
-        def __call__(self):
-            return self.now
-
-    clock = Clock()
-    source = ReplaySource(candles.slice(0, n + 1), seconds_per_candle=1.0, warmup=1, clock=clock)
-    rules = MarketRules("BTC/USDT", 0.0, 0.0, 0.0, 0.0, "BTC", "USDT")
-    paper = PaperExchange(source, rules, quote=CAPITAL, maker_fee=FEE, taker_fee=FEE)
-    cfg = SystemConfig(name="infinity", timeframe="5m", strategy="infinity-grid", params=params, capital=CAPITAL)
-    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
-    trader = Trader(cfg, paper, RiskGate(limits), tmp_path)
-
-    async def go():
-        await trader.boot()
-        await trader.poll()
-        while trader.last_time < int(candles.time[n - 1]):
-            clock.now += 1.0
-            await trader.poll()
-
-    asyncio.run(go())
-    return trader
-
-
 def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path):
     """The runtime drives the same kernel: the reserve bought at market at the first open, the
     window moved as the price rises and falls, each fill the backtest's."""
+    import asyncio
+
+    from paper_run import drive, paper_trader
+
+    from engine.runtime.config import SystemConfig
     from engine.store import read_jsonl
 
     n = 6_000
     c = btc5m.slice(0, n)
     params = {"step": 0.005, "levels": 12, "lower": 0.7 * float(c.close[0]), "fee": FEE, "lot": 0.0}
     bt = run(c, **params)
-    trader = _paper_trader(btc5m, tmp_path, params, n)
+    cfg = SystemConfig(name="infinity", timeframe="5m", strategy="infinity-grid", params=params, capital=CAPITAL)
+    trader, clock = paper_trader(btc5m.slice(0, n + 1), cfg, tmp_path)
+    asyncio.run(drive(trader, clock, int(c.time[-1])))
     fills = [x for x in read_jsonl(trader.journal_path)[0] if x["type"] == "fill"]
     assert bt.counters["trail_up"] > 3 and bt.counters["trail_down"] > 3 and len(bt.trades) > 100
     candle = lambda f: trader.epoch + f["bar"] * c.timeframe_ms  # noqa: E731  (the data has gaps: by time)
