@@ -136,6 +136,7 @@ def _headless_arguments(parser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.strategies.registry import STRATEGIES
+    from engine.stress import STRESSED
 
     ap = OneLineParser(prog="griddesk", description="GridDesk: crypto grid trading workstation")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -247,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "underwater over many paths resampled from the candles (and a crash, a "
                                        "trend, a range)")
     _add_data_args(sr)
-    sr.add_argument("--params", type=Path, help="JSON file of spot-grid settings (flags override it)")
+    sr.add_argument("--strategy", choices=STRESSED, default="spot-grid", help="the grid (default spot-grid)")
+    sr.add_argument("--params", type=Path, help="JSON file of the grid's settings (flags override it)")
     sr.add_argument("--paths", type=_number("paths", 1, 100_000, integer=True), default=1000,
                     help="paths per scenario (default 1000)")
     sr.add_argument("--block", type=_number("block", 1, 10_000_000, integer=True), default=288,
@@ -601,7 +603,6 @@ def cmd_stress(args) -> int:
 
     from engine.stress import SCENARIOS, stress
 
-    args.strategy = "spot-grid"
     candles, _ = _load(args)
     cfg = _strategy_config(args)
     t = time.perf_counter()
@@ -609,7 +610,7 @@ def cmd_stress(args) -> int:
                      scenarios=tuple(args.scenario or SCENARIOS))
     seconds = time.perf_counter() - t
     rows = [r.summary() for r in results]
-    print(f"GridDesk stress test: spot-grid on {candles.source}, {len(candles):,} bars of {candles.timeframe}; "
+    print(f"GridDesk stress test: {args.strategy} on {candles.source}, {len(candles):,} bars of {candles.timeframe}; "
           f"{args.paths:,} paths a scenario in blocks of {args.block:,} bars (seed {args.seed}), {seconds:.1f} s")
     print(f"  {'scenario':<10} {'return p5':>10} {'p50':>8} {'p95':>8}  {'max DD p50':>10} {'p95':>7}  "
           f"{'leaves range':>12} {'idle':>6} {'underwater':>10}")

@@ -291,10 +291,10 @@ class Controller(QObject):
         """The stress test (engine/stress.py) of a spot grid's settings on ``candles``, in the worker
         pool once the engine is prepared: each scenario's figures."""
         from engine.strategies.errors import ParamError
-        from engine.stress import stress
+        from engine.stress import STRESSED, stress
 
-        if strategy != "spot-grid":
-            raise ParamError("strategy", f"the stress test runs spot grids (spot-grid), not {strategy}")
+        if strategy not in STRESSED:
+            raise ParamError("strategy", f"the stress test runs spot grids ({', '.join(STRESSED)}), not {strategy}")
         await self.prepare_engine()
         results = await self.in_pool(lambda: stress(candles, cfg, paths=paths, block=block))
         return [r.summary() for r in results]

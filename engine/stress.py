@@ -25,6 +25,7 @@ from engine.data import Candles
 from engine.strategies.errors import ParamError
 
 # scenario -> the path's total log drift over its length (None: the history's own)
+STRESSED = ("spot-grid", "infinity-grid")  # the strategies it runs: spot kernel grids without a hedge
 SCENARIOS = {"bootstrap": None, "crash": math.log(0.5), "trend": math.log(2.0), "range": 0.0}
 
 
@@ -109,12 +110,25 @@ def run_path(candles: Candles, cfg) -> tuple[float, float, bool, float, float]:
 
     r = run_spot_grid(candles, cfg, log_capacity=4096)
     start = r.params.start_bar
-    lv = r.levels
+    bottom, top = first_range(r)
     c = candles.close[start:]
-    outside = (c < lv[0]) | (c > lv[-1])
+    outside = (c < bottom) | (c > top)
     return (float(r.metrics["total_return"]), float(r.metrics["max_drawdown"]),
-            bool((candles.low[start:] < lv[0]).any() or (candles.high[start:] > lv[-1]).any()),
+            bool((candles.low[start:] < bottom).any() or (candles.high[start:] > top).any()),
             float(outside.mean()), float((r.equity[start:] < cfg.capital).mean()))
+
+
+def first_range(r) -> tuple[float, float]:
+    """The prices a spot grid's first layout spans: its levels; an infinity grid's lowest price
+    and no top; an ATR-spaced grid's first orders (its levels come from the data)."""
+    from engine.kernels import spot_grid as kernel
+
+    if r.levels is not None:
+        return float(r.levels[0]), float(r.levels[-1])
+    if r.params.mode == kernel.INFINITY:
+        return float(r.params.lower), math.inf
+    first = r.orders[r.orders["placed"] == r.params.start_bar]
+    return float(first["price"].min()), float(first["price"].max())
 
 
 def stress(candles: Candles, cfg, *, paths: int = 1000, block: int = 1440, seed: int = 1,
@@ -122,7 +136,7 @@ def stress(candles: Candles, cfg, *, paths: int = 1000, block: int = 1440, seed:
     """``paths`` resampled paths per scenario through the spot grid ``cfg`` (a SpotGridConfig),
     in ``workers`` threads (the kernel lets go of the GIL); the same seed, the same paths."""
     if getattr(cfg, "hedged", True) or not hasattr(cfg, "range_pct"):
-        raise ParamError("strategy", "the stress test runs spot grids (spot-grid)")
+        raise ParamError("strategy", f"the stress test runs spot grids ({', '.join(STRESSED)})")
     for name in scenarios:
         if name not in SCENARIOS:
             raise ParamError("scenario", f"{name!r} is not one of {', '.join(SCENARIOS)}")

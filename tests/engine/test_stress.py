@@ -2,6 +2,8 @@
 history they are drawn from), regime drifts exact, and each path's figures equal to a backtest
 of that path and to plain-Python counts over it."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,28 @@ def test_each_paths_figures_are_its_backtests_and_plain_counts(btc5m):
     assert left == any(path.low[i] < lo or path.high[i] > hi for i in range(len(path)))
     assert idle == pytest.approx(sum(not lo <= c <= hi for c in path.close) / len(path))
     assert under == pytest.approx(sum(e < 10_000.0 for e in bt.equity) / len(path))
+
+
+@pytest.mark.parametrize("strategy,settings", [
+    ("infinity-grid", {"step": 0.005, "levels": 12}),  # (the range: from its lowest price up, no top)
+    ("spot-grid", {"spacing": "atr", "levels": 12}),  # (the range: its first orders, laid from the ATR)
+])
+def test_an_infinity_and_an_atr_grid_are_stressed_over_the_range_they_first_laid(btc5m, strategy, settings):
+    hist = btc5m.slice(0, 4_000)
+    cfg = config_from(strategy, settings)
+    path = resample(hist, bar_moves(hist), 200, np.random.default_rng(5), math.log(0.5))  # (a crash: below the lowest)
+    ret, _, left, idle, _ = run_path(path, cfg)
+    bt = run_spot_grid(path, cfg)
+    start = bt.params.start_bar
+    if strategy == "infinity-grid":
+        lo, hi = bt.params.lower, math.inf
+    else:
+        first = bt.orders[bt.orders["placed"] == start]["price"]
+        lo, hi = first.min(), first.max()
+    assert ret == pytest.approx(bt.metrics["total_return"])
+    assert left == any(path.low[i] < lo or path.high[i] > hi for i in range(start, len(path))) and left
+    assert idle == pytest.approx(sum(not lo <= c <= hi for c in path.close[start:]) / (len(path) - start)) and idle > 0
+    assert stress(hist, cfg, paths=4, block=200, scenarios=("crash",))[0].summary()["paths"] == 4
 
 
 def test_the_same_seed_gives_the_same_paths_and_the_summary_orders_them(btc5m):

@@ -473,4 +473,4 @@ def test_the_stress_test_of_the_settings_as_set_opens_its_figures(loop, tab, tmp
     tab.editor.strategy.setCurrentText("adaptive-grid")
     tab.stress_button.click()
     loop.run_until_complete(tab._task)
-    assert "the stress test runs spot grids (spot-grid), not adaptive-grid" in tab.status.text()
+    assert "the stress test runs spot grids (spot-grid, infinity-grid), not adaptive-grid" in tab.status.text()

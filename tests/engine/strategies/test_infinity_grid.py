@@ -128,7 +128,7 @@ def test_paper_trading_makes_the_backtests_trades(btc5m, tmp_path):
 
 def test_live_on_the_fake_binance_books_equal_the_exchange(btc5m, tmp_path):
     """Live over ccxt: the reserve goes out as one market buy, the window's orders as limits;
-    after 80 candles (the window moved both ways) the run ends with the invariants: each fill
+    after 50 candles (the window moved both ways) the run ends with the invariants: each fill
     journaled once, no client order id sent twice, the books equal to the exchange."""
     import asyncio
 
@@ -141,10 +141,10 @@ def test_live_on_the_fake_binance_books_equal_the_exchange(btc5m, tmp_path):
                        keys={"k": "s"}, balances={"USDT": CAPITAL}, cursor=60, slow_seconds=1.0)
     fake.start()
     cfg = SystemConfig(name="infinity live", timeframe="5m", mode="live", dry_run=False, capital=CAPITAL,
-                       strategy="infinity-grid", params={"step": 0.003, "levels": 10, "range_pct": 0.3})
+                       strategy="infinity-grid", params={"step": 0.0025, "levels": 10, "range_pct": 0.3})
     trader = live_trader(fake, cfg, tmp_path)
     try:
-        asyncio.run(trade_candles(trader, fake, 80))
+        asyncio.run(trade_candles(trader, fake, 50))
         assert_invariants(trader, fake)
     finally:
         fake.stop()
