@@ -17,6 +17,7 @@ from paper_run import drive, paper_trader
 
 from app.cli import main
 from engine.exchange.base import MarketRules
+from engine.kernels import spot_grid as spot_kernel
 from engine.parity import Fill, ParityError, parity, system_candles
 from engine.runtime.config import SystemConfig, save_systems
 from engine.store import read_jsonl
@@ -95,6 +96,18 @@ def test_griddesk_parity_prints_the_report_and_writes_nothing(btc5m, paper_run, 
     assert "has no system 'nobody'" in capsys.readouterr().err
     assert main(["parity", PAPER.name, "--config", str(config), "--data-dir", str(tmp_path / "empty")]) == 2
     assert "has not traded yet" in capsys.readouterr().err
+
+
+def test_an_infinity_grid_on_paper_is_its_backtest_reserve_and_window_moves_included(btc5m, tmp_path):
+    cfg = SystemConfig(name="infinity parity", timeframe="5m", capital=10_000.0, strategy="infinity-grid",
+                       params={"step": 0.004, "levels": 12, "lot": 0.0})
+    trader, clock = paper_trader(btc5m.slice(0, 3_001), cfg, tmp_path, warmup=20)
+    asyncio.run(drive(trader, clock, int(btc5m.time[2_999])))
+    asyncio.run(trader._save())
+    r = parity(cfg, tmp_path, btc5m)
+    moved = trader.strategy.arrays["counters"]
+    assert moved[spot_kernel.C_TRAIL_UP] > 0 and moved[spot_kernel.C_TRAIL_DOWN] > 0
+    assert r.system_fills == r.backtest_fills == r.matched > 50 and r.differences == []
 
 
 def test_candles_that_do_not_cover_the_span_are_refused_by_name(btc5m, paper_run):
