@@ -639,8 +639,8 @@ class BacktestTab(QWidget):
         candidates = [base] + [f"{base}-{i}" for i in range(2, 1000)]
         name = next(n for n in candidates if n not in names)
         source = r.source or "sample"
-        return SystemConfig(name=name, params=params, capital=float(r.capital), mode="paper", dry_run=True,
-                            data=source if Path(source).exists() or source == "sample" else "",
+        return SystemConfig(name=name, strategy=r.strategy, params=params, capital=float(r.capital), mode="paper",
+                            dry_run=True, data=source if Path(source).exists() or source == "sample" else "",
                             timeframe=_timeframe(r.candles.timeframe_ms))
 
     def create_system(self) -> None:

@@ -474,3 +474,22 @@ def test_the_stress_test_of_the_settings_as_set_opens_its_figures(loop, tab, tmp
     tab.stress_button.click()
     loop.run_until_complete(tab._task)
     assert "the stress test runs spot grids (spot-grid, infinity-grid), not adaptive-grid" in tab.status.text()
+
+
+def test_an_infinity_grid_replays_its_window_and_reserve(loop, tab, tmp_path):
+    """The infinity grid from the Backtest tab, on the sample: the chart at a bar shows the
+    window's resting orders (the backtest's own), the reserve's buy is a fill of bar 1, and the
+    fill-model line is there (a spot kernel grid)."""
+    tab.editor.strategy.setCurrentText("infinity-grid")
+    tab.editor.apply_preset("Tight (0.5% a level)")
+    assert "mode" not in tab.editor.widgets and "step" in tab.editor.widgets  # (held fixed: not offered)
+    run_now(loop, tab)
+    r = tab.run
+    assert r.strategy == "infinity-grid" and "RESERVE_BUY" in set(r.result.trades_frame()["role"])
+    tab.seek(r.n_bars // 2)
+    assert_shows_bar(tab)
+    assert not tab.fill_models.isHidden() and "queue" in tab.fill_models.text()
+    assert tab.grab().save(str(tmp_path / "infinity.png"))
+    cfg = tab.system_from_run().validate()  # (it was made a spot-grid system, which refuses an infinity mode)
+    assert cfg.strategy == "infinity-grid" and cfg.params["step"] == 0.005
+
