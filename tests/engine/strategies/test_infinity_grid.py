@@ -153,3 +153,27 @@ def test_live_on_the_fake_binance_books_equal_the_exchange(btc5m, tmp_path):
     assert len(market) == 1 and market[0]["side"] == "BUY" and market[0]["status"] == "FILLED"
     counters = trader.strategy.arrays["counters"]
     assert counters[kernel.C_TRAIL_UP] + counters[kernel.C_TRAIL_DOWN] >= 2 and counters[kernel.C_FILLS] > 20
+
+
+def test_hand_worked_bars():
+    """Lowest 64, 25% a level (64, 80, 100, 125, 156.25, 195.3125: exact in binary), 800 of
+    capital, no fee, a window of 4 levels (3 slots). Laid at 100: two levels below and the
+    price, Q = 800 / (3 + 1.25 / 0.25) = 100 a level, V = 500; slots at 80, 100, 125, the
+    reserve V / 156.25 = 3.2 coins. Bar 1 (101): the reserve and the slot above the price
+    (100 / 125 = 0.8) buy at the open. Bar 2 closes at 126, a level from the window's top: the
+    window moves up a level, the 80 slot's buy cancelled, a slot at 156.25 taking 0.64 coins
+    from the reserve (2.56 left: V / 195.3125). Bar 3 reaches 160: the 125 slot sells its 0.8
+    at 156.25; the window stays."""
+    from test_spot_grid import bars
+
+    c = bars((100, 100, 100, 100), (101, 102, 101, 101), (101, 130, 101, 126), (126, 160, 120, 150))
+    r = run(c, lower=64.0, step=0.25, levels=4, fee=0.0, capital=800.0)
+    assert r.params.capital == 800.0
+    t = [(int(x["bar"]), int(x["level"]), int(x["side"]), float(x["price"]), round(float(x["qty"]), 12),
+          kernel.ROLE_NAMES[x["role"]]) for x in r.trades]
+    assert t == [(1, -1, 1, 101.0, 3.2, "RESERVE_BUY"), (1, 3, 1, 101.0, 0.8, "GRID_BUY"),
+                 (3, 3, -1, 156.25, 0.8, "GRID_SELL")]
+    assert r.counters["trail_up"] == 1 and r.counters["trail_down"] == 0
+    np.testing.assert_allclose(r.equity, [800.0, 800.0, 800 - 404 + 4.0 * 126, 521 + 3.2 * 150], rtol=1e-12)
+    resting = r.orders[r.orders["status"] == kernel.ORDER_OPEN]
+    assert sorted(resting["price"].tolist()) == [100.0, 125.0, 195.3125]  # buys at 100, 125; the new top sells
