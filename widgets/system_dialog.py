@@ -276,6 +276,10 @@ class SystemDialog(QDialog):
             self.form.setRowVisible(w, s.market == "spot" and self._field_of(w) in self._own_fields())
         two_sided = s.market == "perpetual" and "no_short" not in s.fixed  # (the long grid has one side)
         self.form.labelForField(self.levels).setText("Levels a side" if two_sided else "Levels")
+        endless = s.name == infinity_grid.NAME  # (its lower bound is its lowest price; it has no upper one)
+        self.form.labelForField(self.lower).setText("Lowest price (0: from the price)" if endless else label("lower"))
+        self.form.labelForField(self.range_pct).setText(
+            "Lowest, below the price (fraction)" if endless else label("range_pct"))
 
     def _own_fields(self) -> set[str]:
         """The settings the chosen strategy takes from this form: its own, but those it holds fixed."""
