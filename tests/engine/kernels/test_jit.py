@@ -11,7 +11,7 @@ from conftest import ROOT
 # that call them) are compiled afresh here, without the cache; the functions they call that are
 # not inlined in them are checked where they are compiled.
 CHECK = r"""
-import json, re
+import json, re, sys
 import numpy as np
 from numba.core.caching import NullCache
 from engine.strategies.spot_grid import run_spot_grid
@@ -28,30 +28,33 @@ open_ = np.concatenate([[100.0], close[:-1]])
 c = Candles(time=np.arange(n, dtype=np.int64) * 900_000, open=open_, high=np.maximum(open_, close) * 1.002,
             low=np.minimum(open_, close) * 0.998, close=close, volume=np.ones(n), timeframe_ms=900_000,
             symbol="BTC/USDT")
-for kernel in (perp_loop.adaptive_grid_nb, perp_loop.adaptive_grid_log_nb, perp_loop._run, spot_loop.spot_grid_nb,
-               spot_loop._run):
+name = sys.argv[1]
+if name == "adaptive":
+    kernels = (perp_loop.adaptive_grid_nb, perp_loop.adaptive_grid_log_nb, perp_loop._run)
+else:
+    kernels = (spot_loop.spot_grid_nb, spot_loop._run)
+for kernel in kernels:
     kernel._cache = NullCache()
-run_adaptive_grid(c, AdaptiveGridConfig())
-run_spot_grid(c, SpotGridConfig(lower=90.0, upper=110.0, levels=20, capital=10_000.0))
-out = {}
-for name, kernel in (("adaptive", perp_loop._run), ("spot", spot_loop._run)):
-    ir = "".join(kernel.inspect_llvm(sig) for sig in kernel.signatures)
-    out[name] = {"nrt": kernel.targetoptions.get("_nrt"), "compiled": len(kernel.signatures), "ir": len(ir),
-                 "refcounts": len(re.findall(r"call void @NRT_(?:incref|decref)\(", ir))}
-print(json.dumps(out))
+if name == "adaptive":
+    run_adaptive_grid(c, AdaptiveGridConfig())
+else:
+    run_spot_grid(c, SpotGridConfig(lower=90.0, upper=110.0, levels=20, capital=10_000.0))
+kernel = kernels[-1]
+ir = "".join(kernel.inspect_llvm(sig) for sig in kernel.signatures)
+print(json.dumps({"nrt": kernel.targetoptions.get("_nrt"), "compiled": len(kernel.signatures), "ir": len(ir),
+                  "refcounts": len(re.findall(r"call void @NRT_(?:incref|decref)\(", ir))}))
 """
 
 
 @pytest.mark.slow
-def test_the_hot_loops_count_no_references():
-    done = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True)
+@pytest.mark.parametrize("name", ["adaptive", "spot"])  # (two processes: the test workers share them out)
+def test_the_hot_loops_count_no_references(name):
+    done = subprocess.run([sys.executable, "-c", CHECK, name], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    for name in ("adaptive", "spot"):
-        loop = out[name]
-        assert loop["nrt"] is False and loop["compiled"] == 1 and loop["ir"] > 10_000, (name, loop)
-        # the loop and every function compiled into it: no atomic reference count left
-        assert loop["refcounts"] == 0, (name, loop)
+    loop = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loop["nrt"] is False and loop["compiled"] == 1 and loop["ir"] > 10_000, (name, loop)
+    # the loop and every function compiled into it: no atomic reference count left
+    assert loop["refcounts"] == 0, (name, loop)
 
 
 def test_the_kernel_cache_outlives_new_file_times_and_not_new_content(tmp_path):
