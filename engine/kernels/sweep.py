@@ -29,13 +29,12 @@ def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
     trades = np.empty(cap, dtype=spot_grid.TRADE_DTYPE)
     orders = np.empty(cap, dtype=spot_grid.ORDER_DTYPE)
     equity = np.empty(n)
-    scratch = np.empty(n)  # per-bar cash, position and cost are not needed here: one array takes all three
     counters = np.zeros(spot_grid.N_COUNTERS, dtype=np.int64)
     money = np.zeros(spot_grid.N_MONEY)
     bar = 0
     while True:
         bar = spot_grid.spot_grid_nb(time, open_, high, low, close, atr, zeros, zeros, tiers, p, S, SI, F, I, H, trades,
-                              orders, equity, scratch, scratch, scratch, counters, money, bar)
+                              orders, equity, counters, money, bar)
         if bar < 0 or bar >= n:
             break
         used_t, used_o = I[spot_grid.I_TRADES], I[spot_grid.I_ORDERS]

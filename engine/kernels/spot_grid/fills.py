@@ -40,6 +40,7 @@ def _record_trade(trades, I, bar, t, side, price, qty, fee, level, role, pnl, F)
     r["pnl"] = pnl
     r["cash"] = F[F_CASH]
     r["position"] = F[F_POSITION]
+    r["cost"] = F[F_COST]
     I[I_TRADES] = n + 1
     return True
 

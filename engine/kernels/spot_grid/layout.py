@@ -24,8 +24,8 @@ ROLE_NAMES = ("GRID_BUY", "GRID_SELL", "REBUY", "REBALANCE_SELL", "STOP_LOSS", "
 TRADE_DTYPE = np.dtype([
     ("bar", np.int64), ("time", np.int64), ("side", np.int8), ("price", np.float64),
     ("qty", np.float64), ("fee", np.float64), ("level", np.int64), ("role", np.int8),
-    ("pnl", np.float64), ("cash", np.float64), ("position", np.float64),
-])
+    ("pnl", np.float64), ("cash", np.float64), ("position", np.float64), ("cost", np.float64),
+])  # (cash, position and cost basis after the trade: every change of them is a trade's)
 # One row per order placed. It rests during bars placed+1 .. end; status 0 open at the end of
 # the data (end = number of bars), 1 filled on bar ``end``, 2 cancelled at the close of ``end``.
 ORDER_DTYPE = np.dtype([

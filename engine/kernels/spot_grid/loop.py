@@ -26,11 +26,11 @@ from engine.kernels.spot_grid.relay import _decide_at_close, _quiet_band, _regen
 
 @njit(cache=True, nogil=True)
 def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_io, SI_io, F_io, I_io, H_io, trades,
-                 orders, equity, cash_out, position_out, cost_out, counters, money, first):
+                 orders, equity, counters, money, first):
     """Run the spot grid from bar ``first`` (0 for a new run, with state from ``new_state``),
     filling ``trades`` and ``orders`` (TRADE_DTYPE and ORDER_DTYPE record arrays), the per-bar
-    ``equity``, ``cash_out``, ``position_out`` and ``cost_out`` (cost basis of the position, buy
-    fees included), ``counters`` and ``money``.
+    ``equity``, ``counters`` and ``money``. Cash, position and cost basis change only with a
+    trade, whose record holds them after it: their per-bar series come from the trades.
 
     Returns the bar to go on from: ``len(close)`` when done; an earlier bar when the trade or
     order log has no room for the worst case of one more bar (the caller grows the logs and
@@ -53,7 +53,7 @@ def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_i
     I[:] = I_io
     H[:] = H_io
     nxt = _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
-               cash_out, position_out, cost_out, counters, money, first, np.empty(ns_cap, dtype=np.int64))
+               counters, money, first, np.empty(ns_cap, dtype=np.int64))
     S_io[:] = S
     SI_io[:] = SI
     F_io[:] = F
@@ -64,7 +64,7 @@ def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_i
 
 @hot_njit
 def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
-         cash_out, position_out, cost_out, counters, money, first, touched):
+         counters, money, first, touched):
     n = len(close)
     ns_cap = p.levels + 1
     need_trades = 2 * ns_cap + 8  # each slot fills once a bar (and may be sold down), market orders, stops
@@ -73,9 +73,6 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
     if first <= start:
         for i in range(min(start, n)):
             equity[i] = p.capital
-            cash_out[i] = p.capital
-            position_out[i] = 0.0
-            cost_out[i] = 0.0
         if start >= n:
             return n
         if len(orders) < need_orders or len(trades) < need_trades:
@@ -83,9 +80,6 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         if not _regenerate(start, close[start], atr[start], 0, 0, p, S, SI, F, I, orders, counters, money):
             return -1
         equity[start] = F[F_CASH] + F[F_POSITION] * close[start]
-        cash_out[start] = F[F_CASH]
-        position_out[start] = F[F_POSITION]
-        cost_out[start] = F[F_COST]
         first = start + 1
     qlo, qhi = _quiet_band(p, S, SI, F, I, H)
     tick_t = p.tick if p.fill_model == FILL_THROUGH else 0.0
@@ -95,11 +89,7 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         lo = low[i]
         hi = high[i]
         if lo > qlo and hi < qhi:
-            c = close[i]
-            cash_out[i] = F[F_CASH]
-            position_out[i] = F[F_POSITION]
-            cost_out[i] = F[F_COST]
-            equity[i] = F[F_CASH] + F[F_POSITION] * c
+            equity[i] = F[F_CASH] + F[F_POSITION] * close[i]
             continue
         budget -= 1
         if budget < 0:  # recount the room left from what the bars really used
@@ -184,8 +174,5 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         if p.hedge_ratio > 0.0:
             _hedge_decide(c, atr[i], ema[i], p, F, I, H)
         qlo, qhi = _quiet_band(p, S, SI, F, I, H)
-        cash_out[i] = F[F_CASH]
-        position_out[i] = F[F_POSITION]
-        cost_out[i] = F[F_COST]
         equity[i] = F[F_CASH] + F[F_POSITION] * c + H[H_MARGIN] + (H[H_ENTRY] - c) * H[H_QTY]
     return n

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time as _time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -21,9 +22,10 @@ from engine.strategies.spot_grid.settings import SpotGridConfig, build_params, i
 _NO_TIERS = np.zeros((1, 3))
 @dataclass
 class BacktestResult:
-    """Trades and orders as record arrays, per-bar equity/cash/position/cost, counters,
-    money totals, metrics and timings. ``orders_at(i)`` gives the orders resting during bar
-    ``i`` from the order log, so a replay seeks without simulating again."""
+    """Trades and orders as record arrays, per-bar equity (and cash, position and cost basis,
+    read from the trades), counters, money totals, metrics and timings. ``orders_at(i)`` gives
+    the orders resting during bar ``i`` from the order log, so a replay seeks without
+    simulating again."""
 
     strategy: str
     config: dict
@@ -34,9 +36,6 @@ class BacktestResult:
     trades: np.ndarray
     orders: np.ndarray
     equity: np.ndarray
-    cash: np.ndarray
-    position: np.ndarray
-    cost: np.ndarray
     counters: dict[str, int]
     money: dict[str, float]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -46,6 +45,26 @@ class BacktestResult:
     @property
     def n_bars(self) -> int:
         return len(self.time)
+
+    def _after_trades(self, name: str, before: float) -> np.ndarray:
+        """A per-bar series that changes only with a trade: at each bar's close, the value the
+        bar's last trade (or an earlier one) left; ``before`` until the first."""
+        t = self.trades
+        last = np.searchsorted(t["bar"], np.arange(len(self.time)), side="right") - 1
+        return np.where(last >= 0, t[name][np.maximum(last, 0)] if len(t) else before, before)
+
+    @cached_property
+    def cash(self) -> np.ndarray:
+        return self._after_trades("cash", float(self.params.capital))
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        return self._after_trades("position", 0.0)
+
+    @cached_property
+    def cost(self) -> np.ndarray:
+        """The position's cost basis, buy fees included."""
+        return self._after_trades("cost", 0.0)
 
     @property
     def avg_entry(self) -> np.ndarray:
@@ -187,9 +206,6 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     logs = {"trades": np.empty(cap, dtype=spot_kernel.TRADE_DTYPE),
             "orders": np.empty(cap, dtype=spot_kernel.ORDER_DTYPE)}
     equity = np.empty(n)
-    cash = np.empty(n)
-    position = np.empty(n)
-    cost = np.empty(n)
     counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
     money = np.zeros(spot_kernel.N_MONEY)
     S, SI, F, I, H = spot_kernel.new_state(params, float(candles.close[start]))
@@ -198,7 +214,7 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
     def kernel(end, first):
         return spot_kernel.spot_grid_nb(c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end], atr[:end],
                                ema[:end], funding_per_bar[:end], tiers, params, S, SI, F, I, H, logs["trades"],
-                               logs["orders"], equity, cash, position, cost, counters, money, first)
+                               logs["orders"], equity, counters, money, first)
 
     def grow():  # the logs are full: double them, go on
         nt, no = spot_kernel.record_counts(I)
@@ -218,9 +234,6 @@ def run_spot_grid(candles: Candles, cfg: SpotGridConfig | None = None, funding: 
         trades=trades[:nt].copy(),
         orders=orders[:no].copy(),
         equity=equity,
-        cash=cash,
-        position=position,
-        cost=cost,
         counters={**{name: int(v) for name, v in zip(spot_kernel.COUNTER_NAMES, counters, strict=True)},
                   **funding_counts(settled, defaulted, start, funding is not None)},
         money={

@@ -39,15 +39,17 @@ def run(c, ema=95.0, atr=1.0, funding=0.0, **kw):
     S, SI, F, I, H = spot_kernel.new_state(p, float(c.close[0]))
     trades = np.empty(1000, dtype=spot_kernel.TRADE_DTYPE)
     orders = np.empty(1000, dtype=spot_kernel.ORDER_DTYPE)
-    eq, cash, pos, cost = (np.empty(n) for _ in range(4))
+    eq = np.empty(n)
     counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
     money = np.zeros(spot_kernel.N_MONEY)
     out = spot_kernel.spot_grid_nb(c.time, c.open, c.high, c.low, c.close, np.full(n, atr), np.full(n, ema),
-                                   np.full(n, funding),
-                          TIERS, p, S, SI, F, I, H, trades, orders, eq, cash, pos, cost, counters, money, 0)
+                                   np.full(n, funding), TIERS, p, S, SI, F, I, H, trades, orders, eq, counters, money, 0)
     assert out == n
     t = trades[:spot_kernel.record_counts(I)[0]]
-    return dict(trades=t, equity=eq, cash=cash, position=pos, money=money, H=H,
+    position = np.zeros(n)  # at each close: what the bar's last trade left (a trade records it)
+    for x in t:
+        position[x["bar"]:] = x["position"]
+    return dict(trades=t, equity=eq, position=position, money=money, H=H,
                 counters=dict(zip(spot_kernel.COUNTER_NAMES, counters.tolist(), strict=True)))
 
 
@@ -209,15 +211,14 @@ def test_bar_by_bar_gives_the_same_run_as_the_backtest():
     n = len(c)
     trades = np.empty(20_000, dtype=spot_kernel.TRADE_DTYPE)
     orders = np.empty(20_000, dtype=spot_kernel.ORDER_DTYPE)
-    eq, cash, pos, cost = (np.empty(n) for _ in range(4))
+    eq = np.empty(n)
     counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
     money = np.zeros(spot_kernel.N_MONEY)
     bar = 0
     for i in range(n):
         k = i + 1
         bar = spot_kernel.spot_grid_nb(c.time[:k], c.open[:k], c.high[:k], c.low[:k], c.close[:k], atr[:k], ema[:k],
-                              fund[:k], TIERS, p, S, SI, F, I, H, trades, orders, eq[:k], cash[:k], pos[:k], cost[:k],
-                              counters, money, bar)
+                              fund[:k], TIERS, p, S, SI, F, I, H, trades, orders, eq[:k], counters, money, bar)
         assert bar == k
     nt, _ = spot_kernel.record_counts(I)
     assert np.array_equal(trades[:nt], whole.trades)
