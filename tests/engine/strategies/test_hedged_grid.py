@@ -43,7 +43,8 @@ def run(c, ema=95.0, atr=1.0, funding=0.0, **kw):
     counters = np.zeros(spot_kernel.N_COUNTERS, dtype=np.int64)
     money = np.zeros(spot_kernel.N_MONEY)
     out = spot_kernel.spot_grid_nb(c.time, c.open, c.high, c.low, c.close, np.full(n, atr), np.full(n, ema),
-                                   np.full(n, funding), TIERS, p, S, SI, F, I, H, trades, orders, eq, counters, money, 0)
+                                   np.full(n, funding), TIERS, p, S, SI, F, I, H, trades, orders, eq, counters, money,
+                                   0)
     assert out == n
     t = trades[:spot_kernel.record_counts(I)[0]]
     position = np.zeros(n)  # at each close: what the bar's last trade left (a trade records it)
