@@ -17,9 +17,9 @@ def backtest_text(result, candles, load_s: float, funding=None, limits_from: str
     for a perpetual also where funding and the margin tiers came from, and the risk gate
     (``limits_from``: whose limits it applied); ``fill_models``: the same settings under each
     fill model (registry.under_each_fill_model)."""
-    if spec(result.strategy).perpetual:
-        return _perp_text(result, candles, load_s, funding, limits_from)
-    return _spot_text(result, candles, load_s) + _fill_models_text(fill_models or [])
+    text = _perp_text(result, candles, load_s, funding, limits_from) if spec(result.strategy).perpetual else \
+        _spot_text(result, candles, load_s)
+    return text + _fill_models_text(fill_models or [])
 
 
 def _fill_models_text(rows: list) -> str:

@@ -247,9 +247,9 @@ class PaperPerpExchange(PaperExchange):
 
     def __init__(self, source, rules: MarketRules | None, *, quote: float, leverage: float, tiers,
                  maker_fee: float = -0.00005, taker_fee: float = 0.0002, slippage: float = 0.0005,
-                 name: str = "paper-perp"):
+                 fill_rule: str = "touch", queue_depth: float = 0.001, fill_seed: int = 0, name: str = "paper-perp"):
         super().__init__(source, rules, quote=quote, maker_fee=maker_fee, taker_fee=taker_fee, slippage=slippage,
-                         name=name)
+                         fill_rule=fill_rule, queue_depth=queue_depth, fill_seed=fill_seed, name=name)
         self.leverage = float(leverage)
         self.tiers = tiers
         self.pos = {"long": [0.0, 0.0, 0.0], "short": [0.0, 0.0, 0.0]}  # qty, average entry, isolated margin

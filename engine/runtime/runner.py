@@ -85,7 +85,8 @@ def build_adapter(cfg: SystemConfig, *, keys: Keys = env_keys, sample_path: Path
         if perp:
             return PaperPerpExchange(source, rules, quote=cfg.capital, leverage=sc.leverage,
                                      tiers=tiers_for(sc.tiers, cfg.symbol), maker_fee=sc.maker_fee,
-                                     taker_fee=sc.taker_fee, slippage=sc.slippage)
+                                     taker_fee=sc.taker_fee, slippage=sc.slippage, fill_rule=sc.fill_rule,
+                                     queue_depth=sc.queue_depth, fill_seed=sc.fill_seed)
         taker = sc.fee if sc.taker_fee is None else sc.taker_fee
         return PaperExchange(source, rules, quote=cfg.capital, maker_fee=sc.fee, taker_fee=taker,
                              slippage=sc.slippage, fill_rule=sc.fill_rule, queue_depth=sc.queue_depth,

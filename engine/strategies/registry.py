@@ -87,7 +87,7 @@ def under_each_fill_model(strategy: str, candles, cfg, funding=None) -> list[dic
     """The same grid backtested under each fill model (engine/kernels/matching.py: touch,
     through by a tick, queue), so that a user sees how much of its profit rests on fills at a
     bare touch. A grid with no tick set is filled through by the data's own price step. Empty
-    for strategies without the choice (the perpetual grids fill at a touch)."""
+    for a strategy without the choice."""
     import dataclasses
 
     from engine.kernels.matching import FILL_MODELS

@@ -102,6 +102,9 @@ class AdaptiveGridParams(NamedTuple):
     # the runtime's risk gate, for the openings: the most the system may hold and have resting
     # to add to it (quote, notional), as the gate measures it (``engine.risk``: exposure rules)
     max_exposure: float = np.inf
+    fill_model: int = 0  # engine.kernels.matching FILL_TOUCH, FILL_THROUGH (by a tick) or FILL_QUEUE
+    queue_depth: float = 0.001  # queue model: a limit surely fills once the price went this fraction beyond it
+    fill_seed: int = 0  # queue model: the seed of its draws
 
 
 ORDER_DTYPE = np.dtype([("side", np.int8), ("kind", np.int8), ("price", np.float64), ("qty", np.float64),

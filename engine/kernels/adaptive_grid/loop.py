@@ -23,7 +23,16 @@ from engine.kernels.adaptive_grid.relay import _at_close, _bests, _choose_prune,
 from engine.kernels.grid import OPEN_END, round_tick_nb
 from engine.kernels.indicators import BREAKOUT_UP, UPTREND
 from engine.kernels.jit import hot_njit
-from engine.kernels.matching import down_first_nb, limit_fill_nb, market_fill_nb, reached_nb, stop_fill_nb
+from engine.kernels.matching import (
+    FILL_QUEUE,
+    FILL_THROUGH,
+    down_first_nb,
+    limit_fill_nb,
+    market_fill_nb,
+    queue_fill_nb,
+    reached_nb,
+    stop_fill_nb,
+)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -37,6 +46,8 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
     nothing more in this leg. Lots opened during this bar cannot take profit in it."""
     other = 1 - s
     sign = 1.0 if s == LONG else -1.0  # prices fall (long leg) or rise (short leg)
+    tick_t = p.tick if p.fill_model == FILL_THROUGH else 0.0  # (limits: the fill model; stops touch)
+    queue = p.fill_model == FILL_QUEUE  # (a limit reached fills when its seeded draw says: the same each time)
     ok = True
     done_j = -1  # grid levels are in order: j = 0 is nearest the price
     while True:
@@ -47,13 +58,16 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
         for j in range(done_j + 1, p.levels):
             if G[s, j, G_STATE] == REST:  # (ARMED: armed again in this bar, not resting yet)
                 px = G[s, j, G_PRICE]
-                if reached_nb(s == LONG, px, extreme, 0.0) and sign * px > best:
+                if reached_nb(s == LONG, px, extreme, tick_t) and sign * px > best:
+                    if queue and not queue_fill_nb(p.fill_seed, t, px, sign * (px - extreme), p.queue_depth):
+                        continue  # reached, not its turn in the queue: a level further on may fill
                     best, kind, idx = sign * px, 0, j
                 break
         for m in range(I[I_NLOT_L + other]):
             if L[other, m, L_TIME] != t:
                 px = L[other, m, L_TP_PRICE]
-                if reached_nb(s == LONG, px, extreme, 0.0) and sign * px > best:
+                if reached_nb(s == LONG, px, extreme, tick_t) and sign * px > best and (
+                        not queue or queue_fill_nb(p.fill_seed, t, px, sign * (px - extreme), p.queue_depth)):
                     best, kind, idx = sign * px, 1, m
         stage = I[I_STAGE_L] if s == LONG else I[I_STAGE_S]
         qty_side = F[F_QTY_L] if s == LONG else F[F_QTY_S]

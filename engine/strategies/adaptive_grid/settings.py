@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine.kernels import adaptive_grid as kernel
+from engine.kernels.matching import FILL_MODELS
 from engine.kernels.perp import liquidation_price_nb, tiers_for
 from engine.strategies.errors import ParamError
 from engine.strategies.space import FloatRange, IntRange
@@ -54,6 +55,9 @@ class AdaptiveGridConfig:
     funding_rate: float = 0.0001  # per 8 h when no funding file covers a settlement
     tiers: str = ""  # a tier table file; "": the symbol's Binance brackets (engine.kernels.perp.tiers_for)
     trigger_price: float = 0.0  # lay the grid once the price reaches this (0: at once)
+    fill_rule: str = "touch"  # touch | through | queue: how a resting limit fills (engine/kernels/matching.py)
+    queue_depth: float = 0.001  # queue: a level surely fills once the price went this fraction beyond it
+    fill_seed: int = 0  # queue: the seed of its draws
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +100,12 @@ def check(cfg: AdaptiveGridConfig) -> None:
         raise ParamError("maker_fee", f"{cfg.maker_fee} is a fraction (-0.00005 is a 0.005% rebate)")
     if not abs(cfg.funding_rate) < 0.05:
         raise ParamError("funding_rate", f"{cfg.funding_rate} is a fraction per 8 hours")
+    if cfg.fill_rule not in FILL_MODELS:
+        raise ParamError("fill_rule", f"{cfg.fill_rule!r} is not one of {', '.join(FILL_MODELS)}")
+    if not 0 < cfg.queue_depth < 0.5:
+        raise ParamError("queue_depth", f"{cfg.queue_depth} is a fraction of the price (0.001 = 0.1%)")
+    if not 0 <= cfg.fill_seed < 2 ** 63:
+        raise ParamError("fill_seed", f"must be a whole number from 0, got {cfg.fill_seed}")
     # (the upper bounds keep a run's memory and time in reach: 500 levels a side, 10,000 lots,
     # windows of a year of minutes)
     for name, lo, hi in (("levels", 1, 500), ("atr_period", 1, 525_600), ("kama_period", 2, 525_600),
@@ -124,6 +134,7 @@ def build_params(cfg: AdaptiveGridConfig, start_bar: int) -> kernel.AdaptiveGrid
         var_max_dd=float(cfg.var_max_dd), maker_fee=float(cfg.maker_fee), taker_fee=float(cfg.taker_fee),
         slippage=float(cfg.slippage), no_short=int(bool(cfg.no_short)), lot=float(cfg.lot), tick=float(cfg.tick),
         min_notional=float(cfg.min_notional), max_lots=int(cfg.max_lots), start_bar=int(start_bar),
+        fill_model=FILL_MODELS.index(cfg.fill_rule), queue_depth=float(cfg.queue_depth), fill_seed=int(cfg.fill_seed),
     )
 
 

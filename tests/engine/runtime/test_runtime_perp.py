@@ -39,7 +39,8 @@ def make_trader(candles, params, tmp_path, funding, *, warmup, limits=None, stra
     rules = MarketRules("BTC/USDT:USDT", cfg.tick, cfg.lot, 0.0, cfg.min_notional, "BTC", "USDT")
     paper = PaperPerpExchange(source, rules, quote=10_000.0, leverage=cfg.leverage,
                               tiers=tiers_for(cfg.tiers, "BTC/USDT:USDT"), maker_fee=cfg.maker_fee,
-                              taker_fee=cfg.taker_fee, slippage=cfg.slippage)
+                              taker_fee=cfg.taker_fee, slippage=cfg.slippage, fill_rule=cfg.fill_rule,
+                              queue_depth=cfg.queue_depth, fill_seed=cfg.fill_seed)
     sys_cfg = SystemConfig(name="perp test", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
                            strategy=strategy, params=params, capital=10_000.0)
     return Trader(sys_cfg, paper, RiskGate(limits or RiskLimits(atr_jump=1e9)), tmp_path), clock
@@ -54,11 +55,13 @@ PERPS = [
     # three liquidations, each after closes of part of its side: the liquidation price and the
     # wallet are the exchange's (average entry), which the books follow
     dict(leverage=40.0, order_frac=0.02),
+    # the queue fill model: the paper exchange draws what the backtest draws
+    dict(leverage=3.0, stop_m=2.5, prune_age_hours=6.0, fill_rule="queue", queue_depth=0.002, fill_seed=3),
 ]
 
 
 @pytest.mark.parametrize("params", PERPS, ids=["hedged-3x", "long-grid-2x", "limits-binding",
-                                                        "liquidations-40x"])
+                                                        "liquidations-40x", "queue-fills"])
 @pytest.mark.slow
 def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, params):
     n = 1_900  # under the runtime's indicator history: the recursive indicators agree to the bit

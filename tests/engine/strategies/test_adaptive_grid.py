@@ -526,3 +526,33 @@ def test_desired_orders_and_fills_from_outside():
     assert perp_kernel.on_take_profit_fill_nb(0, 0, 2, int(c.time[-1]) + TF, tp_price, p, L, G, F, I, trades,
                                               counters, money, TIERS)
     assert np.isclose(F[perp_kernel.F_QTY_L], before - 3.0) and I[perp_kernel.I_NLOT_L] == 1
+
+
+@pytest.mark.parametrize("rule", ["through", "queue"])
+def test_each_limit_fill_keeps_the_fill_model(btc5m, rule):
+    """Under the through and queue models every grid opening and take-profit that filled at its
+    own price (not at a gapped open) kept the rule: the bar went more than a tick beyond it, or
+    the seeded draw (the oracle's own hash) is below how far it went beyond, over the depth; and
+    the grid fills less than at a touch."""
+    from oracle import queue_draw
+
+    c = btc5m.slice(0, 20_000)
+    f = load_funding(shared_file(FUNDING))
+    settings_ = dict(leverage=3.0, fill_rule=rule, queue_depth=0.002, fill_seed=9)
+    r = run_adaptive_grid(c, AdaptiveGridConfig(**settings_), f)
+    touch = run_adaptive_grid(c, AdaptiveGridConfig(leverage=3.0), f)
+    t = r.trades
+    limits = {perp_kernel.BUY_OPEN_LONG: True, perp_kernel.BUY_CLOSE_SHORT: True,
+              perp_kernel.SELL_CLOSE_LONG: False, perp_kernel.SELL_OPEN_SHORT: False}
+    checked = 0
+    for x in t:
+        if int(x["label"]) not in limits or x["price"] == c.open[x["bar"]]:
+            continue
+        buy, i, p = limits[int(x["label"])], int(x["bar"]), float(x["price"])
+        beyond = p - c.low[i] if buy else c.high[i] - p
+        if rule == "through":
+            assert beyond > 0.1 - 1e-9, (i, p, beyond)  # (the tick)
+        else:
+            assert beyond > 0 and queue_draw(9, int(c.time[i]), p) < beyond / (0.002 * p), (i, p)
+        checked += 1
+    assert checked > 200 and len(t) < len(touch.trades)
