@@ -60,7 +60,7 @@ class Fill:
 
 @dataclass
 class Difference:
-    kind: str  # a key of KINDS
+    kind: str  # a key of KINDS, or what a fill both made differs in ("quantity, price, fee")
     time: int  # the candle (the system's, where it has the fill)
     side: int
     level: int
@@ -104,7 +104,7 @@ class ParityReport:
         return self.system_equity - self.backtest_equity
 
     def by_kind(self) -> dict[str, tuple[int, float]]:
-        out: dict[str, list] = {}
+        out: dict[str, tuple[int, float]] = {}
         for d in self.differences:
             n, m = out.get(d.kind, (0, 0.0))
             out[d.kind] = (n + 1, m + d.money)
