@@ -209,10 +209,17 @@ class OrderSending:
         """What this system's resting openings would add to what it holds, in quote."""
         return sum(o.price * (o.qty - o.filled) for o in self.book.live() if not o.reduces)
 
+    def _unbooked(self) -> float:
+        """The part of its resting openings the exchange has filled, in quote: the books take it
+        when the order ends (filled or cancelled), the exchange holds it now."""
+        return sum(o.price * o.filled for o in self.book.live() if not o.reduces)
+
     def _report_exposure(self, close: float) -> float:
-        """Tell the risk gate what this system holds and has resting to add to it, in quote."""
+        """Tell the risk gate what this system holds and has resting to add to it, in quote:
+        its books, what its resting openings filled that the books do not hold yet, and what
+        they would still add."""
         held = self.strategy.books(close)["exposure"] if self.strategy.started else 0.0
-        resting = self._resting()
+        resting = self._resting() + self._unbooked()
         self.risk.set_exposure(self.cfg.symbol, held + resting, self.cfg.name)
         return held + resting
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import fake_exchange
 import numpy as np
 import pytest
 from fake_exchange import FAULTS, FakeBinance, assert_invariants, trade_candles, trade_through_faults, until
@@ -380,6 +381,32 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(fak
     assert trader.strategy.books(1.0)["fills"] > 20 and spent < 20 * cfg.capital
     parts = [f["cid"] for f in fake.fills]  # orders filled in parts: some of it on arrival, the rest later
     assert any(parts.count(cid) > 1 for cid in set(parts))
+
+
+def test_what_a_resting_order_filled_in_part_counts_in_the_exposure(fake, tmp_path):
+    """A buy filled in part that rests on (0.004 BTC at the touch) holds coins the books take
+    only when it ends: the exposure the risk gate caps counts them meanwhile, as the order's
+    whole size (before: neither the books nor the resting remainder held that part)."""
+    fake.taker_depth = 0.004
+    cfg = SystemConfig(name="part", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
+                       params={"levels": 20, "spacing": "arithmetic", "range_pct": 0.03})
+    trader = fake_exchange.live_trader(fake, cfg, tmp_path)
+
+    async def go():
+        await trader.boot()
+        await trader.poll()
+        await trader.adapter.close()
+
+    asyncio.run(go())
+    parts = [o for o in trader.book.live() if not o.reduces and 0 < o.filled < o.qty]
+    assert parts, "no order rests filled in part: a weaker test"
+    close = float(trader.hist[-1, 3])
+    books = trader.strategy.books(close)["exposure"]
+    want = books + sum(o.price * o.qty for o in trader.book.live() if not o.reduces)
+    assert trader.risk.exposure("BTC/USDT") == pytest.approx(want, rel=1e-12)
+    filled = sum(o.price * o.filled for o in parts)
+    assert filled > 0 and want - books - sum(o.price * (o.qty - o.filled) for o in trader.book.live()
+                                              if not o.reduces) == pytest.approx(filled, rel=1e-9)
 
 
 @pytest.mark.slow
