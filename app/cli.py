@@ -359,7 +359,7 @@ def cmd_backtest(args) -> int:
 
         risk, where = saved_limits(args.data_dir or default_data_dir())
     result = run_backtest(args.strategy, candles, cfg, funding, risk=risk)
-    models = under_each_fill_model(args.strategy, candles, cfg, funding)
+    models = under_each_fill_model(args.strategy, candles, cfg, funding, done=None if risk else result)
     print(backtest_text(result, candles, load_s, funding, where, models))
     if args.json:
         out = result.to_json_dict()

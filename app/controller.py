@@ -360,7 +360,7 @@ class Controller(QObject):
             t = time.perf_counter()
             result = run_backtest(strategy, candles, cfg, funding, replay=True, progress=report)
             run = Replay.from_result(candles, result, name=name, run_seconds=time.perf_counter() - t)
-            run.fill_models = under_each_fill_model(strategy, candles, cfg, funding)
+            run.fill_models = under_each_fill_model(strategy, candles, cfg, funding, done=result)
             return run
 
         try:

@@ -95,7 +95,8 @@ def suggest_settings(strategy: str, candles: Candles, days: int, base: dict, *, 
         best = search.best_config().to_dict()
     finally:
         search.close()
-    tail_days = hold_days(window, setup)
+    a, b = setup.data[0].split.tail
+    tail_days = (b - a) * window.timeframe_ms / DAY_MS
     if hold.get("total_return") is None or not math.isfinite(hold["total_return"]):
         raise ValueError(f"the best settings could not be run on {hold['period']}")
     return Suggestion(strategy, days, best, tuple(sorted(setup.space)), len(window), trials, hold["period"],
@@ -108,8 +109,3 @@ def _named(source: str) -> str:
     from pathlib import Path
 
     return Path(source).name if source and Path(source).is_file() else source
-
-
-def hold_days(window: Candles, setup: Setup) -> float:
-    a, b = setup.data[0].split.tail
-    return (b - a) * window.timeframe_ms / DAY_MS

@@ -83,11 +83,12 @@ def run_backtest(strategy: str, candles, cfg, funding=None, *, replay: bool = Fa
     return s.backtest(candles, cfg, funding, replay=replay, progress=progress, risk=risk, not_before=not_before)
 
 
-def under_each_fill_model(strategy: str, candles, cfg, funding=None) -> list[dict]:
+def under_each_fill_model(strategy: str, candles, cfg, funding=None, done=None) -> list[dict]:
     """The same grid backtested under each fill model (engine/kernels/matching.py: touch,
     through by a tick, queue), so that a user sees how much of its profit rests on fills at a
-    bare touch. A grid with no tick set is filled through by the data's own price step. Empty
-    for a strategy without the choice."""
+    bare touch. A grid with no tick set is filled through by the data's own price step. ``done``:
+    the backtest of ``cfg`` as it is, already run (its model is not run again). Empty for a
+    strategy without the choice."""
     import dataclasses
 
     from engine.kernels.matching import FILL_MODELS
@@ -98,7 +99,7 @@ def under_each_fill_model(strategy: str, candles, cfg, funding=None) -> list[dic
     rows = []
     for model in FILL_MODELS:
         run = dataclasses.replace(cfg, fill_rule=model, tick=tick if model == "through" else cfg.tick)
-        r = run_backtest(strategy, candles, run, funding)
+        r = done if done is not None and run == cfg else run_backtest(strategy, candles, run, funding)
         m = r.metrics
         label = {"touch": "touch", "through": f"through by {tick:g}",
                  "queue": f"queue, sure at {cfg.queue_depth:.2%} beyond"}[model]
