@@ -3,17 +3,17 @@ module and one line here. The CLI, the app, the optimizer and the runtime read t
 
 from __future__ import annotations
 
-from engine.strategies import adaptive_grid, hedged_grid, infinity_grid, long_grid, spot_grid
+from engine.strategies import adaptive_grid, futures_grid, hedged_grid, infinity_grid, long_grid, spot_grid
 from engine.strategies.errors import ParamError
 from engine.strategies.spec import StrategySpec, check_trigger
 
 SPECS: dict[str, StrategySpec] = {s.name: s for s in (spot_grid.SPEC, infinity_grid.SPEC, hedged_grid.SPEC,
-                                                      adaptive_grid.SPEC, long_grid.SPEC)}
+                                                      adaptive_grid.SPEC, long_grid.SPEC, futures_grid.SPEC)}
 STRATEGIES = tuple(SPECS)
 CONFIGS = {n: s.config for n, s in SPECS.items()}
 SPACES = {n: s.search_space for n, s in SPECS.items()}  # what the optimizer varies by default
 PRESETS: dict[str, dict[str, dict]] = {n: s.presets for n, s in SPECS.items()}  # changes from the defaults
-CHOICES = spot_grid.CHOICES  # settings that take one of a few words
+CHOICES = {**spot_grid.CHOICES, "direction": tuple(futures_grid.kernel.DIRECTIONS)}  # settings of a few words
 RUNTIME = {n: s for n, s in SPECS.items() if s.market}  # what paper and live trading run
 
 

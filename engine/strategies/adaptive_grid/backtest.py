@@ -177,22 +177,33 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
                 logs[name] = bigger
 
     drive(run_part, n, grow, progress, "adaptive-grid kernel")
-    trades = logs["trades"]
     timings["kernel"] = _time.perf_counter() - t1
-    nt = int(I[kernel.I_NTR])
+    r = perp_result("adaptive-grid", cfg, candles, funding, a, logs["trades"][:int(I[kernel.I_NTR])], equity, long_qty,
+                    short_qty, counters, money, F, orders=logs["orders"][:refs[0]] if orders else None,
+                    marks=marks if orders else None,
+                    extra={"risk_paused_bars": int(paused.sum())} if risk is not None else {})
+    r.timings = timings
+    return r
+
+
+def perp_result(strategy: str, cfg, candles: Candles, funding, a: dict, trades, equity, long_qty, short_qty, counters,
+                money, F, *, counter_names=kernel.COUNTER_NAMES, orders=None, marks=None, extra=None) -> PerpResult:
+    """A perpetual grid's run as a report and a replay read it, from the adaptive grid's books
+    (``F``, ``money``) and the counters named ``counter_names`` (the others are not the
+    strategy's); ``a``: its start bar and per-bar funding (``prepare``)."""
     r = PerpResult(
-        strategy="adaptive-grid", config=cfg.to_dict(), time=candles.time, close=candles.close,
-        timeframe_ms=candles.timeframe_ms, trades=trades[:nt].copy(), equity=equity, long_qty=long_qty,
-        short_qty=short_qty, counters={**{k: int(v) for k, v in zip(kernel.COUNTER_NAMES, counters, strict=True)},
+        strategy=strategy, config=cfg.to_dict(), time=candles.time, close=candles.close,
+        timeframe_ms=candles.timeframe_ms, trades=trades.copy(), equity=equity, long_qty=long_qty,
+        short_qty=short_qty, counters={**{k: int(counters[kernel.COUNTER_NAMES.index(k)]) for k in counter_names},
                                        **funding_counts(a["funding_count"], a["funding_defaulted"], int(a["start"]),
                                                         funding is not None),
-                                       **({"risk_paused_bars": int(paused.sum())} if risk is not None else {})},
+                                       **(extra or {})},
         money={"realized": float(money[kernel.M_REALIZED]), "grid_profit": float(money[kernel.M_GRID_PROFIT]),
                "funding": float(money[kernel.M_FUNDING]), "fees": float(money[kernel.M_FEES]),
                "liquidated_margin": float(money[kernel.M_LIQUIDATED])},
         start_bar=int(a["start"]),
         funding_rate=np.where(a["funding_count"] > 0, a["funding"], 0.0),
-        orders=logs["orders"][:refs[0]].copy() if orders else None, marks=marks if orders else None,
+        orders=None if orders is None else orders.copy(), marks=marks,
     )
     perf = metrics_kernel.performance(equity[a["start"]:], candles.timeframe_ms, first_bar=int(a["start"]),
                                       time=candles.time)
@@ -218,5 +229,4 @@ def run_adaptive_grid(candles: Candles, cfg: AdaptiveGridConfig | None = None, f
         "fills": sum(r.counters[k] for k in ("longs_opened", "longs_closed", "shorts_opened", "shorts_closed")),
         **{k: v for k, v in r.counters.items() if k != "active_bars"},
     }
-    r.timings = timings
     return r
