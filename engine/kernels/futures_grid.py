@@ -40,6 +40,7 @@ from engine.kernels.adaptive_grid.layout import (
     C_ACTIVE_BARS,
     C_LIQUIDATIONS,
     C_REFUSED_MIN,
+    C_RISK_WAITS,
     F_CASH,
     F_COST_L,
     F_COST_S,
@@ -98,6 +99,7 @@ DIRECTIONS = {"neutral": NEUTRAL, "long": LONG_GRID, "short": SHORT_GRID}
 G_TP = 3  # G[s, j, G_TP]: the take-profit line of a lot opened at level j
 N_G = 4
 MARKET = -1.0  # G_STATE of a slot bought (long) or sold (short) at market at the next open
+MARKET_WAIT = -2.0  # ... that the risk gate holds back at this close (looked at again at the next)
 I_ENDED = N_I  # why the grid ended (END_*), 0 while it runs
 I_CLOSE = N_I + 1  # 1: what it holds is closed at market at the next open
 I_ENDED_AT = N_I + 2  # the bar at whose close it ended
@@ -306,6 +308,37 @@ def _leg(s, i, t, o, extreme, p, L, G, F, I, trades, counters, money, tiers):
     return ok
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _market_openings(close, paused, p, G, F, counters):
+    """The starting position's market order of each side, judged at the close as the runtime's
+    risk gate judges it before the resting openings: sent (MARKET) when the gate does not pause
+    openings and what the system holds and has resting, with it, stays within ``max_exposure``,
+    else held back (MARKET_WAIT, counted once). Returns the value sent."""
+    exposure = (F[F_QTY_L] + F[F_QTY_S]) * close
+    for s in range(2):
+        for j in range(p.levels):
+            if G[s, j, G_STATE] == REST:
+                exposure += G[s, j, G_PRICE] * G[s, j, G_QTY]
+    sent = 0.0
+    for s in range(2):
+        value = 0.0
+        first = False
+        for j in range(p.levels):
+            if G[s, j, G_STATE] == MARKET or G[s, j, G_STATE] == MARKET_WAIT:
+                value += G[s, j, G_QTY] * close
+                first = first or G[s, j, G_STATE] == MARKET
+        if value <= 0.0:
+            continue
+        go = not paused and exposure + sent + value <= p.max_exposure
+        if not go and first:
+            counters[C_RISK_WAITS] += 1
+        for j in range(p.levels):
+            if G[s, j, G_STATE] == MARKET or G[s, j, G_STATE] == MARKET_WAIT:
+                G[s, j, G_STATE] = MARKET if go else MARKET_WAIT
+        sent += value if go else 0.0
+    return sent
+
+
 @njit(cache=True, nogil=True)
 def close_nb(i, high, low, close, paused, p, L, G, F, I, counters):
     """The decisions at the close of bar ``i`` after its first (the grid laid): the grid ends
@@ -327,7 +360,7 @@ def close_nb(i, high, low, close, paused, p, L, G, F, I, counters):
         elif p.take_profit > 0.0 and pnl >= p.take_profit * p.capital:
             end_nb(END_TAKE_PROFIT, i, p, G, F, I)
     if I[I_ENDED] == 0:
-        _place_openings(close, paused, p, G, F, I, counters)
+        _place_openings(close, paused, p, G, F, I, counters, _market_openings(close, paused, p, G, F, counters))
     for s in range(2):
         for m in range(I[I_NLOT_L + s]):
             L[s, m, L_TP_QTY] = L[s, m, L_QTY]

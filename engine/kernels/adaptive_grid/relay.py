@@ -180,7 +180,7 @@ def _at_close(close, paused, p, L, G, F, I, counters):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _place_openings(close, paused, p, G, F, I, counters):
+def _place_openings(close, paused, p, G, F, I, counters, committed=0.0):
     """The exchange's rule for an opening order, Binance's: it rests only with its initial
     margin (and fee) held from the wallet's free balance, the wallet as the exchange keeps it
     (closes realized against the average entry). And the risk gate's (``engine.risk``): no new
@@ -189,11 +189,12 @@ def _place_openings(close, paused, p, G, F, I, counters):
     resting to add to it past ``p.max_exposure``. Levels armed at this close (or waiting) are placed in the order the
     runtime sends them (long levels nearest first, then short), each while the free margin
     covers it, the gate lets it through and its side has room for one more lot (a lot the
-    strategy would refuse is never an order); the rest wait, and are counted. Returns how many
-    wait."""
+    strategy would refuse is never an order); the rest wait, and are counted. ``committed``: the
+    value of market openings sent before them at this close (the futures grid's starting
+    position), whose margin and exposure come first. Returns how many wait."""
     rate = 1.0 / p.leverage + max(p.maker_fee, 0.0)
-    free = F[F_CASH] + F[F_XD] + F[F_XD_S]
-    exposure = (F[F_QTY_L] + F[F_QTY_S]) * close
+    free = F[F_CASH] + F[F_XD] + F[F_XD_S] - committed / p.leverage
+    exposure = (F[F_QTY_L] + F[F_QTY_S]) * close + committed
     for s in range(2):
         for j in range(p.levels):
             if G[s, j, G_STATE] == REST:

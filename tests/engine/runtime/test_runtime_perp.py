@@ -269,3 +269,65 @@ def test_a_perpetual_system_trades_on_a_paper_perpetual_or_live_on_the_futures_m
         build_adapter(SystemConfig(**live, params={"leverage": 2.5}), keys=lambda _: ("k", "s"))
     with pytest.raises(ConfigError, match="market: adaptive-grid trades the perpetual market"):
         SystemConfig(name="perp", market="spot", strategy="adaptive-grid").validate()
+
+
+FUTURES_GRIDS = {
+    "neutral 3x": dict(direction="neutral", leverage=3.0, range_pct=0.03, levels=15),
+    "long 2x, queue fills": dict(direction="long", leverage=2.0, range_pct=0.04, levels=21, fill_rule="queue",
+                                 queue_depth=0.002, fill_seed=5),
+    "long 25x, liquidated": dict(direction="long", leverage=25.0, range_pct=0.02, levels=11),
+    "neutral, stop bottom": dict(direction="neutral", leverage=3.0, range_pct=0.03, levels=15, stop_bottom=18_500.0),
+}
+
+
+@pytest.mark.parametrize("case", list(FUTURES_GRIDS))
+@pytest.mark.slow
+def test_paper_futures_grid_makes_the_backtests_trades(btc5m, funding, tmp_path, case):
+    """The futures grid on a paper USDT-M perpetual (hedge mode: its long slots in the long
+    position, its short slots in the short) makes the backtest's trades, fill for fill, with
+    the backtest's funding, liquidation and end; the paper exchange holds what its books hold."""
+    from engine.strategies.registry import run_backtest
+
+    n = 1_900
+    candles = btc5m.slice(0, n)
+    params = FUTURES_GRIDS[case]
+    cfg = config_from("futures-grid", dict(params, capital=10_000.0))
+    # the gate's default limits (exposure up to 20% of the paper account); at 25x, an account of
+    # its own (the default would hold its starting position back, in both)
+    limits = RiskLimits(max_symbol_share=float("inf"), max_total_share=float("inf")) if "25x" in case else RiskLimits()
+    bt = run_backtest("futures-grid", candles, cfg, funding, risk=limits)
+    trader, clock = make_trader(btc5m.slice(0, n + 1), params, tmp_path, funding, warmup=bt.start_bar + 1,
+                                limits=limits, strategy="futures-grid")
+    asyncio.run(drive(trader, clock, int(candles.time[-1])))
+    assert trader.refusals == {} and not trader.risk.status(trader.cfg.name).paused
+    assert not [r for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "position_sync"]
+    t = bt.trades
+    assert len(t) > 8 and bt.metrics["ended"] == trader.strategy.ended
+    if "liquidated" in case:
+        assert bt.metrics["ended"] == "LIQUIDATION"
+    else:
+        assert bt.counters["risk_waits"] > 0  # (the gate held openings back, in both)
+    if "stop" in case:
+        assert bt.metrics["ended"] == "STOP_BOTTOM"
+    fills = journal_fills(trader)
+    assert len({f["cid"] for f in fills}) == len(fills)
+    got = [(f["bar"], perp_kernel.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
+    got = sorted(got + [(r["bar"], perp_kernel.LIQUIDATION, r["price"], r["qty"], r["pnl"])
+                        for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "liquidation"])
+    want = sorted(zip(t["bar"].tolist(), t["label"].tolist(), t["price"].tolist(), t["qty"].tolist(),
+                      t["pnl"].tolist(), strict=True))
+    assert len(got) == len(want)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9, atol=1e-9)
+    books = trader.strategy.books(float(candles.close[-1]))
+    assert books["equity"] == pytest.approx(bt.equity[-1], rel=1e-9)
+    assert books["funding"] == pytest.approx(bt.money["funding"], rel=1e-9)
+    pos = asyncio.run(trader.adapter.positions("BTC/USDT:USDT"))
+    assert pos["long"] == pytest.approx(books["long"], abs=1e-12)
+    assert pos["short"] == pytest.approx(books["short"], abs=1e-12)
+    x = trader.adapter
+    c = float(candles.close[-1])
+    upnl = sum((1 if s == "long" else -1) * (c - p[1]) * p[0] for s, p in x.pos.items())
+    assert x.quote_total + x.pos["long"][2] + x.pos["short"][2] + upnl == pytest.approx(books["equity"], rel=1e-9)
+    resting = {o.client_order_id for o in asyncio.run(x.open_orders("BTC/USDT:USDT"))}
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(c)}
+    assert resting == wanted == {o.cid for o in trader.book.live()}
