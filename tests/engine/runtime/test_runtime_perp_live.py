@@ -260,3 +260,42 @@ def test_an_account_that_cannot_hold_the_grids_stops_is_refused_before_it_is_cha
         asyncio.run(go())
     assert fake.account_changes == [] and not fake.hedge and fake.margin_type["BTCUSDT"] == "CROSSED"
     assert str(err.value).count("ExchangeError") <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [
+    {"direction": "neutral", "leverage": 3.0, "range_pct": 0.02, "levels": 15},
+    # its starting position bought at market at the start, then closed at market when the price
+    # reaches its stop top (19,150: candles go to 19,342 by candle 389) with slots above it held
+    {"direction": "long", "leverage": 2.0, "range_pct": 0.025, "levels": 11, "stop_top": 19_150.0},
+], ids=["neutral", "long-stop-top"])
+def test_the_futures_grid_trades_live_through_faults_and_ends_holding_what_it_wants(fake, tmp_path, params):
+    """The futures grid on the fake Binance USDT-M, through faults: every fill journaled once, no
+    client order id sent twice, the exchange's positions and wallet are the books', and what
+    rests is what the grid wants (nothing, once it has ended)."""
+    cfg = SystemConfig(name="live futures grid", symbol=SYM, market="perpetual", strategy="futures-grid",
+                       timeframe="5m", mode="live", dry_run=False, capital=10_000.0, params=params)
+    limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
+    trader = Trader(cfg, client(fake), RiskGate(limits), tmp_path)
+    plain = tuple(e for e in ENDPOINTS if "algo" not in e.lower())  # (it places no stops)
+    asyncio.run(trade_through_faults(trader, fake, plain, steps=200, every=4, seed=5))
+    assert len(fake.faults_served) >= 20 and {k for _, k in fake.faults_served} == set(FAULTS)
+    assert fake.duplicate_attempts == [] and fake.liquidations == []
+    records, problems = read_jsonl(trader.journal_path)
+    assert problems == []
+    fills = [r for r in records if r["type"] == "fill"]
+    labels = {x[0] for f in fills for x in f["trades"]}
+    c = float(fake.candles["BTCUSDT"][fake.cursor - 1, 4])
+    books = trader.strategy.books(c)
+    if params["direction"] == "neutral":
+        assert {"BUY_OPEN_LONG", "SELL_CLOSE_LONG", "SELL_OPEN_SHORT", "BUY_CLOSE_SHORT"} <= labels and len(fills) > 20
+        assert books["ended"] == ""
+    else:
+        assert trader.strategy.ended == "STOP_TOP" and {"OPEN_MARKET_LONG", "CLOSE_LONG"} <= {f["role"] for f in fills}
+        assert {"SELL_CLOSE_LONG", "STOP_LONG"} <= labels and trader.strategy.positions() == (0.0, 0.0)
+        assert trader.strategy.desired(c) == [] and trader.book.live() == []
+    upnl = sum((1 if side == "LONG" else -1) * (c - p[1]) * p[0] for (_, side), p in fake.pos.items())
+    assert fake.wallet + upnl == pytest.approx(books["equity"], rel=1e-9)
+    wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(c)}
+    assert {o["cid"] for o in fake.open_orders_of()} == wanted == {o.cid for o in trader.book.live()}
+    assert_invariants(trader, fake)
