@@ -70,6 +70,10 @@ PARTS: dict[str, tuple[tuple[str, Callable], ...]] = {
         ("perpetual backtests and replay", lambda c, d: _backtests(c, True)),
         ("paper perpetual trading", lambda c, d: asyncio.run(_trade(c, "adaptive-grid", "perpetual",
                                                                     "BTC/USDT:USDT", {"leverage": 3.0}, d))),
+        # (a neutral grid; a long one that ends at a small loss: its market opening and close)
+        ("paper futures grid trading", lambda c, d: [asyncio.run(_trade(
+            c, "futures-grid", "perpetual", "BTC/USDT:USDT", params, d)) for params in (
+                {"range_pct": 0.02}, {"direction": "long", "range_pct": 0.02, "stop_loss_pct": 0.004})]),
     ),
 }
 

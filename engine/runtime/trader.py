@@ -330,6 +330,8 @@ class Trader(OrderSending, Feed):
             self.strategy.decide(bar, c, now, self.risk.gate(self.cfg.name, self.cfg.symbol))
         for event in self.strategy.last_events:
             self._log("strategy_event", bar=bar, label=event, price=c)
+        if self.strategy.note:
+            self.status_note = self.strategy.note
         self.last_time = t
         self.equity.append((t, float(self.strategy.books(c)["equity"])))
         if send:

@@ -289,6 +289,19 @@ class FuturesGridRunner(AdaptiveGridRunner):
         self._assign_keys()
 
     @property
+    def note(self) -> str:
+        if not self.ended:
+            return ""
+        c, p = self.cfg, self.params
+        why = {"STOP_TOP": f"the price reached its stop top {c.stop_top:,.8g}",
+               "STOP_BOTTOM": f"the price reached its stop bottom {c.stop_bottom:,.8g}",
+               "STOP_LOSS": f"its total PnL fell to its stop-loss (-{c.stop_loss_pct:.2%} of {p.capital:,.2f})",
+               "TAKE_PROFIT": f"its total PnL reached its take-profit ({c.take_profit_pct:.2%} of {p.capital:,.2f})",
+               "LIQUIDATION": "a side was liquidated"}[self.ended]
+        held = "closing what it holds at market" if self.F[ag.F_QTY_L] or self.F[ag.F_QTY_S] else "nothing held"
+        return f"grid ended: {why}; {held}. It lays no new grid: switch it off, and add a system to grid again"
+
+    @property
     def ended(self) -> str:
         """Why the grid ended ("" while it runs): STOP_TOP, STOP_BOTTOM, STOP_LOSS, TAKE_PROFIT,
         LIQUIDATION."""

@@ -133,6 +133,7 @@ class StrategyRunner:
     strategy = ""
     perpetual = False
     last_events: tuple | list = ()  # labels the last decision recorded (a circuit-breaker halt)
+    note = ""  # what the strategy says of its state, for the system's status ("" : nothing)
 
     def start(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
         raise NotImplementedError
