@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--params", type=Path, help="JSON file of strategy settings (flags override it)")
     bt.add_argument("--funding", type=Path, help="funding-rate CSV (time,funding_rate) for perpetual strategies")
     bt.add_argument("--risk", action="store_true",
-                    help="adaptive-grid, long-grid: apply the runtime's risk gate (its volatility breaker and exposure "
+                    help="the perpetual grids: apply the runtime's risk gate (its volatility breaker and exposure "
                          "limits, as a paper system alone in its account meets them), with the limits the systems of "
                          "--data-dir run with: the backtest a paper system of these settings makes")
     bt.add_argument("--data-dir", type=Path, help="with --risk: whose risk limits (default: the app's)")

@@ -119,31 +119,61 @@ def _perp_text(result, candles, load_s: float, funding, limits_from=None) -> str
         f"  data        {len(candles):,} bars of {candles.timeframe}, "
         f"{_ts(candles.time[0])} .. {_ts(candles.time[-1])} (trading from bar {result.start_bar})",
         *_trigger_line(cfg, candles, result.start_bar),
-        f"  grid        {cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
-        f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}",
+        f"  grid        {_perp_grid(result)}",
         f"  margin      tiers of {tier_file(cfg['tiers'], candles.symbol)}",
         f"  funding     {_funding_source(funding, cfg, c)}",
         f"  risk gate   {gate}",
         "",
         f"  final equity      {m['final_equity']:>16,.2f}   total return {_pct(m['total_return'])}"
         f"   buy & hold {_pct(m['buy_hold_return'])}",
-        f"  PnL               {m['final_equity'] - m['start_equity']:>16,.2f} = take-profits {m['grid_profit']:,.2f}"
-        f" + stops, prunes and liquidations {m['stops_prunes_pnl']:,.2f} + funding {m['funding_pnl']:,.2f}"
-        f" + open positions {m['floating_pnl']:,.2f}   (fees {m['fees_paid']:,.2f}, included)",
+        _PNL_MARK,
         f"  max drawdown      {m['max_drawdown'] * 100:>15.2f}%   Sharpe {m['sharpe']:.2f}"
         f"   Sortino {m['sortino']:.2f}   Calmar {m['calmar']:.2f}",
-        f"  longs             {c['longs_opened']:>7,} opened {c['longs_closed']:>7,} closed"
-        f"   stops {c['stops_long']:,}",
-        f"  shorts            {c['shorts_opened']:>7,} opened {c['shorts_closed']:>7,} closed"
-        f"   stops {c['stops_short']:,}",
-        f"  prunes            deviance {c['prune_deviance']:,}, oldest {c['prune_oldest']:,}, gap {c['prune_gap']:,}, "
-        f"funding {c['prune_funding']:,}, offset {c['prune_offset']:,}",
-        f"  events            {c['circuit_breaker_halts']:,} circuit-breaker halts, {c['trailing_shifts']:,} trailing "
-        f"shifts, {c['var_blocks']:,} VaR-blocked bars, {c['liquidations']:,} liquidations, "
-        f"{c['regenerations']:,} regenerations",
     ]
+    if "direction" in cfg:  # the futures grid: no stops nor prunes of its own; how it ended
+        closes = "its end's market closes and liquidations"
+        lines += [
+            f"  longs             {c['longs_opened']:>7,} opened {c['longs_closed']:>7,} closed",
+            f"  shorts            {c['shorts_opened']:>7,} opened {c['shorts_closed']:>7,} closed",
+            f"  end               {_futures_end(result, candles)}"]
+    else:
+        closes = "stops, prunes and liquidations"
+        lines += [
+            f"  longs             {c['longs_opened']:>7,} opened {c['longs_closed']:>7,} closed"
+            f"   stops {c['stops_long']:,}",
+            f"  shorts            {c['shorts_opened']:>7,} opened {c['shorts_closed']:>7,} closed"
+            f"   stops {c['stops_short']:,}",
+            f"  prunes            deviance {c['prune_deviance']:,}, oldest {c['prune_oldest']:,}, gap "
+            f"{c['prune_gap']:,}, funding {c['prune_funding']:,}, offset {c['prune_offset']:,}",
+            f"  events            {c['circuit_breaker_halts']:,} circuit-breaker halts, {c['trailing_shifts']:,} "
+            f"trailing shifts, {c['var_blocks']:,} VaR-blocked bars, {c['liquidations']:,} liquidations, "
+            f"{c['regenerations']:,} regenerations"]
+    lines[lines.index(_PNL_MARK)] = (
+        f"  PnL               {m['final_equity'] - m['start_equity']:>16,.2f} = take-profits {m['grid_profit']:,.2f}"
+        f" + {closes} {m['stops_prunes_pnl']:,.2f} + funding {m['funding_pnl']:,.2f}"
+        f" + open positions {m['floating_pnl']:,.2f}   (fees {m['fees_paid']:,.2f}, included)")
     lines.append(_timings_line(load_s, result.timings))
     return "\n".join(lines)
+
+
+_PNL_MARK = "(pnl)"  # where _perp_text puts its PnL line, worded for the strategy
+
+
+def _perp_grid(result) -> str:
+    cfg = result.config
+    if "direction" not in cfg:
+        return (f"{cfg['levels']} levels a side, {cfg['order_frac'] * 100:g}% of capital an order, "
+                f"{cfg['leverage']:g}x isolated{', long only' if cfg['no_short'] else ''}")
+    lo, hi = result.metrics["lines"]
+    return (f"futures grid, {cfg['direction']}: {cfg['levels']} {cfg['spacing']} lines {lo:,.2f} .. {hi:,.2f}, "
+            f"{cfg['leverage']:g}x isolated, capital {cfg['capital']:,.2f}")
+
+
+def _futures_end(result, candles) -> str:
+    m = result.metrics
+    if not m["ended"]:
+        return "ran to the end of the data"
+    return f"{m['ended'].replace('_', ' ').lower()} at {_ts(candles.time[m['ended_bar']])} (bar {m['ended_bar']:,})"
 
 
 def _funding_source(funding, cfg, c) -> str:

@@ -156,7 +156,31 @@ def test_a_backtest_with_the_runtimes_risk_gate_reads_the_limits_the_systems_run
     saved = json.loads((tmp_path / "s.json").read_text())["counters"]
     assert saved["risk_paused_bars"] == 0 and saved["risk_waits"] == 0  # nothing binds at these limits
     assert main([*args[:3], "--risk", "--data-dir", str(tmp_path)]) == 2  # a spot grid: refused, by name
-    assert "--risk: applies to adaptive-grid, long-grid backtests" in capsys.readouterr().err
+    assert "--risk: applies to adaptive-grid, long-grid, futures-grid backtests" in capsys.readouterr().err
+
+
+def test_a_futures_grid_from_the_command_line(tmp_path, capsys):
+    """The report says the grid, how it ended and where its PnL came from; its figures are the
+    backtest's."""
+    from conftest import FUNDING
+
+    from engine.data import load_candles, load_funding
+    from engine.strategies.registry import config_from, run_backtest
+
+    args = ["--direction", "short", "--leverage", "5", "--range-pct", "0.2", "--levels", "21"]
+    assert main(["backtest", "--data", str(shared_file(BTC_5M)), "--strategy", "futures-grid", "--funding",
+                 str(shared_file(FUNDING)), *args, "--json", str(tmp_path / "f.json")]) == 0
+    text = capsys.readouterr().out
+    r = run_backtest("futures-grid", load_candles(shared_file(BTC_5M)),
+                     config_from("futures-grid", {"direction": "short", "leverage": 5.0, "range_pct": 0.2,
+                                                  "levels": 21}), load_funding(shared_file(FUNDING)))
+    lo, hi = r.metrics["lines"]
+    assert f"futures grid, short: 21 arithmetic lines {lo:,.2f} .. {hi:,.2f}, 5x isolated" in text
+    assert "  end               liquidation at " in text and r.metrics["ended"] == "LIQUIDATION"
+    assert f"final equity      {r.metrics['final_equity']:>16,.2f}" in text
+    assert "its end's market closes and liquidations" in text and "prunes" not in text
+    m = json.loads((tmp_path / "f.json").read_text())["metrics"]
+    assert m["ended"] == "LIQUIDATION" and m["liquidations"] == 1 and m["final_equity"] == r.metrics["final_equity"]
 
 
 @pytest.mark.parametrize("args,needle", [
