@@ -1,6 +1,7 @@
-"""Add / edit a system: exchange, symbol, market (spot: the spot grid; perpetual: the adaptive
-long/short grid), the strategy's main settings with a live preview of the net profit per grid
-after fees and the capital per level; refused field by field. Presets, a settings file and
+"""Add / edit a system: exchange, symbol, market (spot: the spot grids; perpetual: the adaptive
+long/short grid, the long grid, the futures grid), the strategy's main settings with a live
+preview of the net profit per grid after fees and the capital per level (a perpetual's
+estimated liquidation prices); refused field by field. Presets, a settings file and
 "All settings…" (the Backtest tab's editor, every setting of the strategy) set the rest."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from PySide6.QtWidgets import (
 from app.controller import RUNTIME_STRATEGIES, ConfigError, SystemConfig
 from engine.data import TIMEFRAMES_MS
 from engine.optimize.suggest import PERIODS as SUGGEST_PERIODS
-from engine.strategies import adaptive_grid, infinity_grid
+from engine.strategies import adaptive_grid, futures_grid, infinity_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
 from engine.strategies.registry import CONFIGS, PRESETS, read_settings, spec
@@ -52,6 +53,7 @@ def _spin(lo, hi, decimals, value, step=None, name=""):
     return w
 
 
+FEE_FIELDS = ("fee", "maker_fee")  # shown in percent
 ASSUMED_PRICE = 42_000.0  # a preview's price until the symbol's is known (said so on the preview)
 FEE_PERCENT = 100.0  # the form shows fees in percent; the settings keep fractions
 
@@ -79,8 +81,8 @@ class SystemDialog(QDialog):
         self.base = {name: {} for name in RUNTIME_STRATEGIES}
         self.base[cfg.strategy] = dict(cfg.params)
         own = CONFIGS[cfg.strategy].from_dict(cfg.params)  # (the form's rows: its market's)
-        p = own if cfg.market == "spot" else SpotGridConfig()
-        a = own if cfg.market == "perpetual" else AdaptiveGridConfig()
+        p = own if isinstance(own, SpotGridConfig) else SpotGridConfig()
+        a = own if isinstance(own, AdaptiveGridConfig) else AdaptiveGridConfig()
         f = QFormLayout()
         self.name = QLineEdit(cfg.name, objectName="systemName")
         self.exchange = QComboBox(objectName="systemExchange")
@@ -142,6 +144,19 @@ class SystemDialog(QDialog):
                                   "(Binance USDT-M, VIP 0: 0.02 %)")
         self.no_short = QCheckBox(label("no_short") + " (no short grid)", objectName="perpNoShort")
         self.no_short.setChecked(a.no_short)
+        # the futures grid's
+        fg = own if cfg.strategy == futures_grid.NAME else futures_grid.FuturesGridConfig()
+        self.direction = QComboBox(objectName="futuresDirection")
+        self.direction.addItems(list(futures_grid.kernel.DIRECTIONS))
+        self.direction.setCurrentText(fg.direction)
+        self.stop_top = _spin(0, 1e12, 2, fg.stop_top, 100, "futuresStopTop")
+        self.stop_top.setSpecialValueText("none")
+        self.stop_bottom = _spin(0, 1e12, 2, fg.stop_bottom, 100, "futuresStopBottom")
+        self.stop_bottom.setSpecialValueText("none")
+        self.stop_loss_pct = _spin(0, 1, 3, fg.stop_loss_pct, 0.01, "futuresStopLoss")
+        self.stop_loss_pct.setSpecialValueText("none")
+        self.take_profit_pct = _spin(0, 100, 3, fg.take_profit_pct, 0.01, "futuresTakeProfit")
+        self.take_profit_pct.setSpecialValueText("none")
         self.capital = _spin(0, 1e12, 2, cfg.capital, 100, "systemCapital")  # (0 is refused by name, not clamped)
         self.trigger = _spin(0, 1e12, 2, float(cfg.params.get("trigger_price", 0.0)), 100, "systemTrigger")
         self.trigger.setSpecialValueText("none: lay the grid at once")
@@ -188,11 +203,15 @@ class SystemDialog(QDialog):
             "trailing": self.trailing, "fee": self.fee, "capital": self.capital, "system_mode": self.mode,
             "dry_run": self.dry_run, "data": self.data, "leverage": self.leverage, "order_frac": self.order_frac,
             "atr_k": self.atr_k, "stop_m": self.stop_m, "no_short": self.no_short, "maker_fee": self.maker_fee,
-            "trigger_price": self.trigger, "step": self.step,
+            "trigger_price": self.trigger, "step": self.step, "direction": self.direction, "stop_top": self.stop_top,
+            "stop_bottom": self.stop_bottom, "stop_loss_pct": self.stop_loss_pct,
+            "take_profit_pct": self.take_profit_pct,
         }
-        self.spot_rows = (self.grid_mode, self.spacing, self.lower, self.upper, self.range_pct, self.step,
-                          self.trailing, self.fee)
-        self.perp_rows = (self.leverage, self.order_frac, self.atr_k, self.stop_m, self.maker_fee, self.no_short)
+        # the strategies' settings this form shows, each strategy those of them it has
+        self.setting_rows = {name: self.fields[name] for name in (
+            "mode", "direction", "spacing", "lower", "upper", "range_pct", "step", "trailing", "fee", "leverage",
+            "order_frac", "atr_k", "stop_m", "maker_fee", "no_short", "stop_top", "stop_bottom", "stop_loss_pct",
+            "take_profit_pct")}
         self.form = f
         # the strategy's settings in the words of the Backtest tab's editor (settings_text), fees in percent
         for name, w in self.fields.items():
@@ -202,7 +221,8 @@ class SystemDialog(QDialog):
                         ("", self.symbol_note),
                         ("Market", self.market), ("Timeframe", self.timeframe), ("Strategy", self.strategy),
                         ("Preset", self.preset), ("Suggest from the", suggest_row), ("", self.suggest_note),
-                        (label("mode"), self.grid_mode), (label("spacing"), self.spacing),
+                        (label("mode"), self.grid_mode), (label("direction"), self.direction),
+                        (label("spacing"), self.spacing),
                         (label("lower"), self.lower), (label("upper"), self.upper), (label("levels"), self.levels),
                         (label("range_pct"), self.range_pct), (label("step"), self.step),
                         (label("trailing"), self.trailing),
@@ -210,12 +230,15 @@ class SystemDialog(QDialog):
                         (label("order_frac"), self.order_frac),
                         (label("atr_k") + ", 0.5% floor", self.atr_k), (label("stop_m"), self.stop_m),
                         ("Maker fee (%)", self.maker_fee),
-                        ("", self.no_short), (label("capital"), self.capital),
+                        ("", self.no_short), (label("stop_top"), self.stop_top),
+                        (label("stop_bottom"), self.stop_bottom), (label("stop_loss_pct"), self.stop_loss_pct),
+                        (label("take_profit_pct"), self.take_profit_pct), (label("capital"), self.capital),
                         (label("trigger_price"), self.trigger), ("Mode", self.mode),
                         ("", self.dry_run), ("Candles (paper)", self.data), ("Preview", self.preview)):
             f.addRow(text, w)
         self.market.setCurrentText(cfg.market)
         self._show_market(cfg.market, cfg.strategy)
+        self._show_values(own)
         self.market.currentTextChanged.connect(self._market_changed)
         self.strategy.currentTextChanged.connect(self._strategy_changed)
         self.exchange.currentTextChanged.connect(lambda _: self._lookup_timer.start())  # typed: once it rests
@@ -268,13 +291,13 @@ class SystemDialog(QDialog):
     def _show_strategy(self) -> None:
         """The chosen strategy's presets and rows: a setting it holds fixed is not offered."""
         s = spec(self.strategy.currentText())
+        self._shown = s.name
         self.preset.clear()
         self.preset.addItems(["(as set)", *s.presets])
-        for w in self.perp_rows:
-            self.form.setRowVisible(w, s.market == "perpetual" and self._field_of(w) not in s.fixed)
-        for w in self.spot_rows:
-            self.form.setRowVisible(w, s.market == "spot" and self._field_of(w) in self._own_fields())
-        two_sided = s.market == "perpetual" and "no_short" not in s.fixed  # (the long grid has one side)
+        own = self._own_fields()
+        for name, w in self.setting_rows.items():
+            self.form.setRowVisible(w, name in own)
+        two_sided = "no_short" in own  # (the adaptive grid's levels are a side's; the long grid has one side)
         self.form.labelForField(self.levels).setText("Levels a side" if two_sided else "Levels")
         endless = s.name == infinity_grid.NAME  # (its lower bound is its lowest price; it has no upper one)
         self.form.labelForField(self.lower).setText("Lowest price (0: from the price)" if endless else label("lower"))
@@ -290,13 +313,20 @@ class SystemDialog(QDialog):
         return next(name for name, w in self.fields.items() if w is widget)
 
     def _strategy_changed(self, strategy: str) -> None:
-        """Another strategy of the same market: its presets and rows, the form's values kept
-        (those it fixes at their default)."""
+        """Another strategy of the same market: its presets and rows, the form's values kept,
+        but those it fixes (at their default) and those still at the last strategy's default
+        (at its own: a fee the user never set is the new strategy's)."""
+        before = CONFIGS[self._shown]() if self._shown in CONFIGS else None
         self._show_strategy()
         defaults = CONFIGS[strategy]()
         for name in spec(strategy).fixed:  # (hidden: at the value the strategy holds it to)
             if isinstance(self.fields.get(name), QCheckBox):
                 self.fields[name].setChecked(getattr(defaults, name))
+        if before is not None:
+            shown = self.params()
+            for name in self._own_fields() & set(self.setting_rows):
+                if hasattr(before, name) and shown.get(name) == getattr(before, name):
+                    self._show_value(name, getattr(defaults, name))
         self.update_preview()
 
     def _market_changed(self, market: str) -> None:
@@ -420,9 +450,18 @@ class SystemDialog(QDialog):
         refused whole, by the setting's name, when one is wrong."""
         self.set_params(read_settings(path, self.strategy.currentText())[1])
 
+    def _price_at_start(self) -> tuple[float, bool]:
+        """(the price the grid is laid at: its trigger price, else the symbol's; whether it is known)."""
+        trigger = self.trigger.value()
+        return trigger or self.reference_price, bool(trigger) or not self.price_from.startswith("assumed")
+
     def _check(self, params: dict):
         """The strategy's settings, validated (ParamError names the one that is wrong)."""
         cfg = CONFIGS[self.strategy.currentText()].from_dict(params)
+        if isinstance(cfg, futures_grid.FuturesGridConfig):  # its range and stops against the price, once known
+            price, known = self._price_at_start()
+            futures_grid.check(cfg, price if known else None)
+            return cfg
         if self.perpetual:
             adaptive_grid.build_params(cfg, 0)
             return cfg
@@ -436,25 +475,27 @@ class SystemDialog(QDialog):
         self.base[self.strategy.currentText()].update({k: v for k, v in params.items() if k != "capital"})
         if "capital" in params:
             self.capital.setValue(p.capital)
-        self.levels.setValue(int(p.levels))
         self.trigger.setValue(p.trigger_price)
-        if self.perpetual:
-            self.leverage.setValue(max(1, round(p.leverage)))
-            self.order_frac.setValue(p.order_frac)
-            self.atr_k.setValue(p.atr_k)
-            self.stop_m.setValue(p.stop_m)
-            self.maker_fee.setValue(p.maker_fee * FEE_PERCENT)
-            self.no_short.setChecked(p.no_short)
-            return
-        self.grid_mode.setCurrentText(p.mode)
-        self.spacing.setCurrentText(p.spacing)
-        self.step.setValue(float(getattr(p, "step", self.step.value())))
-        self.lower.setValue(p.lower)
-        self.upper.setValue(p.upper)
+        self._show_values(p)
+
+    def _show_values(self, p) -> None:
+        """The form's rows at the settings ``p`` has."""
         self.levels.setValue(int(p.levels))
-        self.range_pct.setValue(p.range_pct)
-        self.trailing.setCurrentText(p.trailing)
-        self.fee.setValue(p.fee * FEE_PERCENT)
+        for name in self.setting_rows:
+            if hasattr(p, name):
+                self._show_value(name, getattr(p, name))
+
+    def _show_value(self, name: str, v) -> None:
+        """One setting's row at ``v`` (a fee in percent)."""
+        w = self.setting_rows[name]
+        if isinstance(w, QCheckBox):
+            w.setChecked(bool(v))
+        elif isinstance(w, QComboBox):
+            w.setCurrentText(str(v))
+        elif isinstance(w, QSpinBox):
+            w.setValue(max(1, round(v)))
+        else:
+            w.setValue(float(v) * (FEE_PERCENT if name in FEE_FIELDS else 1.0))
 
     def _preset_chosen(self, index: int) -> None:
         if index > 0:
@@ -496,17 +537,21 @@ class SystemDialog(QDialog):
                 self.error.setText(str(exc))
 
     def params(self) -> dict:
-        base = {**self.base[self.strategy.currentText()], "trigger_price": self.trigger.value()}
-        if self.perpetual:
-            return {**base, "leverage": float(self.leverage.value()), "levels": self.levels.value(),
-                    "order_frac": self.order_frac.value(), "atr_k": self.atr_k.value(), "stop_m": self.stop_m.value(),
-                    "maker_fee": self.maker_fee.value() / FEE_PERCENT, "no_short": self.no_short.isChecked()}
-        shown = {"mode": self.grid_mode.currentText(), "spacing": self.spacing.currentText(),
-                 "lower": self.lower.value(), "upper": self.upper.value(), "levels": self.levels.value(),
-                 "range_pct": self.range_pct.value(), "step": self.step.value(),
-                 "trailing": self.trailing.currentText(), "fee": self.fee.value() / FEE_PERCENT}
-        own = self._own_fields()
-        return {**base, **{k: v for k, v in shown.items() if k in own}}
+        """The strategy's settings as the form has them (those of its rows, over what it keeps)."""
+        base = {**self.base[self.strategy.currentText()], "trigger_price": self.trigger.value(),
+                "levels": self.levels.value()}
+        out = {}
+        for name in self._own_fields() & set(self.setting_rows):
+            w = self.setting_rows[name]
+            if isinstance(w, QCheckBox):
+                out[name] = w.isChecked()
+            elif isinstance(w, QComboBox):
+                out[name] = w.currentText()
+            elif isinstance(w, QSpinBox):
+                out[name] = float(w.value())  # (the leverage)
+            else:
+                out[name] = w.value() / (FEE_PERCENT if name in FEE_FIELDS else 1.0)
+        return {**base, **out}
 
     def build(self) -> SystemConfig:
         """The system as entered; raises ConfigError / ParamError naming the field."""
@@ -551,6 +596,10 @@ class SystemDialog(QDialog):
         price = trigger or self.reference_price
         at = (f"when the price reaches {trigger:,.2f} (now {self.reference_price:,.2f}, {self.price_from}): "
               if trigger else f"at {price:,.2f} ({self.price_from}): ")
+        if cfg.strategy == futures_grid.NAME:
+            self.preview.setText(at + self._futures_preview(
+                futures_grid.FuturesGridConfig.from_dict(dict(cfg.params, capital=cfg.capital)), cfg.symbol, price))
+            return True
         if self.perpetual:
             a = CONFIGS[cfg.strategy].from_dict(dict(cfg.params, capital=cfg.capital))
             order = a.order_frac * a.capital
@@ -584,6 +633,31 @@ class SystemDialog(QDialog):
         self.preview.setText(f"{at}net profit per grid after fees {per}; {per_level:,.2f} per level; "
                              f"{lv[0]:,.2f} to {lv[-1]:,.2f}")
         return True
+
+    @staticmethod
+    def _futures_preview(f, symbol: str, price: float) -> str:
+        """A futures grid laid at ``price``: its lines, sides, what a slot holds and makes, and
+        where each side holding every slot is liquidated."""
+        from engine.kernels.grid import profit_range
+
+        lines = futures_grid.grid_lines(f, price)
+        _, long, market = futures_grid.kernel.slot_sides(lines, price, futures_grid.kernel.DIRECTIONS[f.direction])
+        slot = f.capital * f.leverage * futures_grid.kernel.BUDGET / (len(lines) - 1)
+        lo, hi = profit_range(lines, f.maker_fee)
+        per = f"{lo:.3%}" if f"{lo:.3%}" == f"{hi:.3%}" else f"{lo:.3%} to {hi:.3%}"
+        sides = f"{int(long.sum())} long slots, {int((~long).sum())} short"
+        start = (f"opens {int(market.sum())} slots at market at start" if market.any() else
+                 "no position at start")
+        try:
+            liq_long, liq_short = futures_grid.estimated_liquidation(f, symbol, price)
+            liq = "; estimated liquidation " + ", ".join(
+                f"{name} {x:,.2f} ({x / price - 1:+.1%})" for name, x in (("long", liq_long), ("short", liq_short))
+                if x is not None) if liq_long or liq_short else "; no liquidation price"
+        except ValueError as exc:
+            liq = f"; liquidation not estimated: {str(exc).removeprefix('tiers: ')}"
+        return (f"{f.direction}: {len(lines)} lines {lines[0]:,.2f} to {lines[-1]:,.2f}, {sides}; {start}; "
+                f"{slot:,.2f} a slot, margin {slot / f.leverage:,.2f} at {f.leverage:g}x; net profit per grid after "
+                f"fees {per}{liq}")
 
     def confirm_live(self, cfg: SystemConfig) -> bool:
         """Going live (live mode, dry-run off) needs the symbol typed to confirm."""

@@ -92,6 +92,16 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "maker_fee": ("Maker fee (fraction)", "the perpetual's maker fee; below 0 a rebate (Binance USDT-M: 0.0002)"),
     "no_short": ("Long only", "no short grid"),
     "max_lots": ("Most lots a side", "the most open lots each side holds"),
+    # the futures grid
+    "direction": ("Direction", "neutral: no position at start, long below the price and short above it; long: "
+                               "buys the slots above the price at start, every slot long; short: the mirror"),
+    "stop_top": ("Stop top (price; 0: none)", "a candle reaching it ends the grid: every order cancelled, what it "
+                                              "holds closed at market"),
+    "stop_bottom": ("Stop bottom (price; 0: none)", "a candle reaching it ends the grid, as the stop top does"),
+    "stop_loss_pct": ("Stop-loss (fraction of capital; 0: none)", "the grid ends when its total PnL at a close is "
+                                                                  "this share of the capital or more lost"),
+    "take_profit_pct": ("Take-profit (fraction of capital; 0: none)", "the grid ends when its total PnL at a close "
+                                                                      "is this share of the capital or more"),
 }
 
 

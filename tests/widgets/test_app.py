@@ -485,7 +485,8 @@ def test_add_system_dialog_makes_a_perpetual_system(qtbot):
     dlg.atr_k.setValue(0.0)
     assert ok.isEnabled()  # spacing falls back on its floor
     # the perpetual's other strategy: the long grid, which holds "long only" (not offered) and has its presets
-    assert [dlg.strategy.itemText(i) for i in range(dlg.strategy.count())] == ["adaptive-grid", "long-grid"]
+    assert [dlg.strategy.itemText(i) for i in range(dlg.strategy.count())] == ["adaptive-grid", "long-grid",
+                                                                               "futures-grid"]
     assert dlg.no_short.isVisible() and not dlg.no_short.isChecked()
     dlg.strategy.setCurrentText("long-grid")
     assert not dlg.no_short.isVisible() and dlg.leverage.isVisible() and "long only" in dlg.preview.text()
@@ -506,6 +507,60 @@ def test_add_system_dialog_makes_a_perpetual_system(qtbot):
     again.market.setCurrentText("spot")
     assert again.strategy.currentText() == "spot-grid" and again.symbol.text() == "BTC/USDT"
     assert again.spacing.isVisible() and not again.leverage.isVisible() and "no_short" not in again.params()
+
+
+def test_add_system_makes_a_futures_grid_with_its_range_stops_and_estimated_liquidation(qtbot, tmp_path):
+    from engine.strategies.futures_grid import FuturesGridConfig, estimated_liquidation, grid_lines
+
+    dlg = SystemDialog(existing=set(), reference_price=42_000.0)  # (a known price: the range is checked at it)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    ok = dlg.buttons.button(QDialogButtonBox.Ok)
+    dlg.name.setText("BTC futures grid")
+    dlg.symbol.setText("BTC/USDT")
+    dlg.market.setCurrentText("perpetual")
+    dlg.strategy.setCurrentText("futures-grid")
+    # its rows: the range, its direction, leverage and stops; not the adaptive grid's nor the spot grid's
+    for w in (dlg.direction, dlg.spacing, dlg.lower, dlg.upper, dlg.range_pct, dlg.leverage, dlg.maker_fee,
+              dlg.stop_top, dlg.stop_bottom, dlg.stop_loss_pct, dlg.take_profit_pct):
+        assert w.isVisible(), w.objectName()
+    for w in (dlg.order_frac, dlg.atr_k, dlg.stop_m, dlg.no_short, dlg.trailing, dlg.grid_mode, dlg.fee, dlg.step):
+        assert not w.isVisible(), w.objectName()
+    dlg.levels.setValue(21)
+    dlg.range_pct.setValue(0.1)
+    dlg.leverage.setValue(5)
+    dlg.direction.setCurrentText("long")
+    assert ok.isEnabled(), dlg.error.text()
+    f = FuturesGridConfig(direction="long", levels=21, range_pct=0.1, leverage=5.0, spacing=dlg.spacing.currentText())
+    lines = grid_lines(f, 42_000.0)
+    liq, none = estimated_liquidation(f, "BTC/USDT:USDT", 42_000.0)
+    text = dlg.preview.text()
+    assert f"long: 21 lines {lines[0]:,.2f} to {lines[-1]:,.2f}, 20 long slots, 0 short; opens 10 slots at market" \
+        in text and none is None
+    assert f"estimated liquidation long {liq:,.2f} ({liq / 42_000 - 1:+.1%})" in text and liq > lines[0] * 0.7
+    assert "2,475.00 a slot, margin 495.00 at 5x" in text  # 10,000 x 5 x 0.99 over 20 slots
+    # a stop top below the price: refused in red, by its label
+    dlg.stop_top.setValue(41_000.0)
+    assert not ok.isEnabled() and dlg.error.text().startswith("Stop top (price; 0: none): 41,000 is not above")
+    dlg.stop_top.setValue(46_000.0)
+    dlg.stop_loss_pct.setValue(0.2)
+    assert ok.isEnabled(), dlg.error.text()
+    assert dlg.maker_fee.value() == pytest.approx(0.02)  # its default (the adaptive grid's was never set)
+    assert dlg.form.labelForField(dlg.levels).text() == "Levels"
+    dlg.grab().save(str(tmp_path / "futures-grid.png"))
+    ok.click()
+    cfg = dlg.result_config
+    assert (cfg.market, cfg.strategy) == ("perpetual", "futures-grid")
+    assert {k: cfg.params[k] for k in ("direction", "levels", "range_pct", "leverage", "stop_top", "stop_loss_pct")} \
+        == {"direction": "long", "levels": 21, "range_pct": 0.1, "leverage": 5.0, "stop_top": 46_000.0,
+            "stop_loss_pct": 0.2}
+    assert "order_frac" not in cfg.params and "trailing" not in cfg.params
+    again = SystemDialog(None, cfg, existing=set())  # edited: the form shows it as it was made
+    qtbot.addWidget(again)
+    again.show()
+    assert again.strategy.currentText() == "futures-grid" and again.direction.currentText() == "long"
+    assert again.levels.value() == 21 and again.range_pct.value() == 0.1 and again.stop_top.value() == 46_000.0
+    assert {k: again.params()[k] for k in cfg.params} == cfg.params
 
 
 def test_app_window_uses_no_exchange_client():
