@@ -239,6 +239,34 @@ def test_replay_of_the_perpetual_grid_on_real_btc(loop, tab):
     loop.run_until_complete(tab.controller.shutdown())
 
 
+def test_replay_of_the_futures_grid_shows_its_lines_positions_and_end(loop, tab, tmp_path):
+    """A neutral futures grid on real BTC: at a bar, its resting orders, both positions and each
+    side's entry and liquidation price from the run; the end is a marker on the chart."""
+    tab.data.setCurrentText(str(shared_file(BTC_1H)))
+    tab.funding.setText(str(shared_file(FUNDING)))
+    tab.editor.strategy.setCurrentText("futures-grid")
+    tab.editor.apply_preset("Neutral, 2x, +-10%")
+    run_now(loop, tab)
+    r = tab.run
+    assert r.strategy == "futures-grid" and r.result.metrics["ended"] == "LIQUIDATION"
+    held = np.flatnonzero((r.result.long_qty > 0) & (r.result.short_qty > 0))
+    assert len(held), "no bar holds both sides: a weaker test"
+    tab.seek(int(held[len(held) // 2]))
+    assert_shows_bar(tab)
+    bar = tab.bar
+    marks = dict(zip(perp_kernel.MARK_NAMES, r.result.marks[bar], strict=True))
+    for line, mark in (("avg_entry", "avg_long"), ("avg_short", "avg_short"), ("liq_long", "liq_long"),
+                       ("liq_short", "liq_short")):
+        _, ys = tab.chart.lines[line].getData()
+        assert np.array_equal(ys[-1:], [marks[mark]], equal_nan=True), line
+    assert np.isnan(marks["stop_long"]) and np.isnan(marks["stop_short"])  # it has no stops of its own
+    tab.seek(int(r.result.metrics["ended_bar"]) + 1)
+    assert_shows_bar(tab)
+    assert r.orders_at(tab.bar) is not None and len(r.orders_at(tab.bar)) == 0  # ended: nothing rests
+    tab.grab().save(str(tmp_path / "futures-replay.png"))
+    loop.run_until_complete(tab.controller.shutdown())
+
+
 def legend_labels(tab) -> set[str]:
     return {label.text for _, label in tab.chart.legend.items}
 

@@ -30,7 +30,8 @@ def test_an_unknown_strategy_and_a_capability_it_lacks_are_refused_by_name(btc5m
         spec("grid")
     from engine.risk import RiskLimits
 
-    with pytest.raises(ParamError, match="--risk: applies to adaptive-grid, long-grid, futures-grid backtests; the spot-grid kernel"):
+    with pytest.raises(ParamError, match="--risk: applies to adaptive-grid, long-grid, futures-grid backtests; "
+                                         "the spot-grid kernel"):
         run_backtest("spot-grid", btc5m.slice(0, 300), config_from("spot-grid", {}), risk=RiskLimits())
     with pytest.raises(ParamError, match="--funding: spot grids pay no funding"):
         run_backtest("spot-grid", btc5m.slice(0, 300), config_from("spot-grid", {}), funding=object())
