@@ -681,7 +681,7 @@ def cmd_status(args) -> int:
 def cmd_parity(args) -> int:
     import asyncio
 
-    from engine.parity import parity, system_candles
+    from engine.parity import parity, system_candles, system_funding
     from engine.runtime.config import load_systems
     from engine.runtime.runner import default_data_dir
 
@@ -693,7 +693,8 @@ def cmd_parity(args) -> int:
         raise ValueError(f"{args.config} has no system {args.system!r} (it has {', '.join(s.name for s in systems)})")
     data_dir = args.data_dir or default_data_dir()
     candles, where = asyncio.run(system_candles(cfg, data_dir, base_url=args.exchange_url))
-    print(parity(cfg, data_dir, candles, candles_from=where).text(args.limit))
+    funding = asyncio.run(system_funding(cfg, data_dir, base_url=args.exchange_url))
+    print(parity(cfg, data_dir, candles, funding, candles_from=where).text(args.limit))
     return 0
 
 

@@ -325,14 +325,15 @@ class Controller(QObject):
     async def parity(self, name: str):
         """The parity report of system ``name`` (engine/parity.py): its candles from where it
         reads them (its file, or the exchange's history), the backtest in the worker pool."""
-        from engine.parity import parity, system_candles
+        from engine.parity import parity, system_candles, system_funding
 
         cfg = next((s for s in self.systems if s.name == name), None)
         if cfg is None:
             raise ValueError(f"no system {name!r}")
         await self.prepare_engine()
         candles, where = await system_candles(cfg, self.data_dir, base_url=self.exchange_url)
-        return await self.in_pool(lambda: parity(cfg, self.data_dir, candles, candles_from=where))
+        funding = await system_funding(cfg, self.data_dir, base_url=self.exchange_url)
+        return await self.in_pool(lambda: parity(cfg, self.data_dir, candles, funding, candles_from=where))
 
     async def backtest(self, candles, strategy: str, cfg, funding=None, name: str = "", progress=None):
         """Run a backtest and lay it out for the replay (engine/replay.py), in the worker pool,

@@ -11,6 +11,14 @@ The money: each fill changes the equity at the last close ``L`` by ``effect = si
 The system's equity is the capital plus its fills' effects, the backtest's likewise, and each
 difference is the system's effect minus the backtest's for the fills it names: they add up to
 the gap between the two equities, exactly.
+
+A perpetual grid's fills are paired by what they did (BUY_OPEN_LONG, SELL_CLOSE_LONG, ... the
+label of the lots they opened or closed, and LIQUIDATION), those of one candle, side and label
+taken together (a stop or an end closes several lots in one order; the backtest books a trade
+per lot). Its equities are its books' (the system's state, the backtest's last bar), which also
+hold funding and what a liquidation lost beyond its price: two more lines, "funding" (the
+system's minus the backtest's) and "liquidations and syncs" (the rest of the gap), so that
+the differences still add up to it.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ KINDS = {
     "quantity": "both filled it, another quantity",
     "price": "both filled it, at another price",
     "fee": "both filled it, another fee",
+    "funding": "the funding the system's books paid, less the backtest's",
+    "liquidations and syncs": "the rest of the gap: what liquidations lost beyond their price, and the books "
+                              "set to the exchange's positions",
 }  # a fill both made may differ in several ways: its kind is them all ("quantity, fee")
 
 
@@ -49,11 +60,14 @@ class Fill:
     qty: float
     fee: float  # in quote
     fee_base: float = 0.0  # paid in the coin (live spot, without BNB)
+    label: str = ""  # a perpetual's: what it did (its level is the label's number)
 
     def effect(self, last: float) -> float:
         return self.side * self.qty * (last - self.price) - self.fee - self.fee_base * last
 
     def text(self) -> str:
+        if self.label:
+            return f"{self.label} {self.qty:.8g} at {self.price:,.8g} (fee {self.fee:.6g})"
         fee = f"fee {self.fee:.6g}" + (f" + {self.fee_base:.6g} in the coin" if self.fee_base else "")
         return f"{'buy' if self.side > 0 else 'sell'} {self.qty:.8g} at {self.price:,.8g} ({fee})"
 
@@ -70,13 +84,21 @@ class Difference:
 
     def text(self) -> str:
         s, b = self.system, self.backtest
+        if s is None and b is None:  # (an account's line: funding, the rest)
+            return f"{utc_text(self.time)}  {'':>10}  {self.kind:<20}  {self.money:>+10,.2f}  {KINDS[self.kind]}"
         if s is None or b is None:
             what = (s or b).text()
         elif self.kind == "timing":
             what = f"{s.text()}; the backtest's {b.text()} in the candle of {utc_text(b.time)}"
         else:
             what = f"{s.text()}; the backtest's {b.text()}"
-        return f"{utc_text(self.time)}  level {self.level:>4}  {self.kind:<20}  {self.money:>+10,.2f}  {what}"
+        return f"{utc_text(self.time)}  {self.where:>10}  {self.kind:<20}  {self.money:>+10,.2f}  {what}"
+
+    @property
+    def where(self) -> str:
+        """The level (a spot grid's), or nothing (a perpetual's fills say what they did)."""
+        f = self.system or self.backtest
+        return "" if f is None or f.label else f"level {self.level:>4}"
 
 
 @dataclass
@@ -182,23 +204,62 @@ def compare(system_fills: list[Fill], backtest_fills: list[Fill], tf: int, last_
     return matched, diffs
 
 
-def journal_fills(path: Path, epoch: int, tf: int) -> list[Fill]:
-    """The system's fills from its journal (each candle's by ``bar`` from ``epoch``)."""
+def journal_fills(path: Path, epoch: int, tf: int, perpetual: bool = False) -> list[Fill]:
+    """The system's fills from its journal (each candle's by ``bar`` from ``epoch``); a
+    perpetual's by what they did (``by_label``), its liquidations with them."""
     records, problems = read_jsonl(path) if path.exists() else ([], [])
     if problems:
         raise ParityError(f"{path}: {problems[0]}")
     out = []
     for r in records:
+        t = epoch + int(r.get("bar", 0)) * tf
+        if perpetual and r.get("type") == "liquidation" and r.get("price") is not None:
+            out.append(_labelled(t, 1 if r["position"] == "short" else -1, "LIQUIDATION", float(r["price"]),
+                                 float(r["qty"]), 0.0))
         if r.get("type") != "fill":
             continue
-        out.append(Fill(epoch + int(r["bar"]) * tf, 1 if r["side"] == "buy" else -1, int(r.get("level", -1)),
-                        float(r["price"]), float(r["qty"]), float(r.get("fee") or 0.0),
-                        float(r.get("fee_base") or 0.0)))
-    return out
+        side = 1 if r["side"] == "buy" else -1
+        if perpetual:
+            parts = r.get("trades") or [["FILL_OUTSIDE_GRID", r["price"], r["qty"], r.get("fee") or 0.0, 0.0]]
+            qty = sum(float(x[2]) for x in parts) or 1.0
+            for label, _, q, _, _ in parts:  # (the exchange's fee, shared by what each label took)
+                out.append(_labelled(t, side, label, float(r["price"]), float(q),
+                                     float(r.get("fee") or 0.0) * float(q) / qty))
+            continue
+        out.append(Fill(t, side, int(r.get("level", -1)), float(r["price"]), float(r["qty"]),
+                        float(r.get("fee") or 0.0), float(r.get("fee_base") or 0.0)))
+    return by_label(out) if perpetual else out
 
 
-def backtest_fills(result) -> list[Fill]:
+def _labelled(t: int, side: int, label: str, price: float, qty: float, fee: float) -> Fill:
+    from engine.kernels import adaptive_grid as perp_kernel
+
+    level = perp_kernel.LABELS.index(label) if label in perp_kernel.LABELS else -1
+    return Fill(t, side, level, price, qty, fee, label=label)
+
+
+def by_label(fills: list[Fill]) -> list[Fill]:
+    """A perpetual's fills of one candle, side and label as one (its quantity, its average price,
+    its fees): an order closing several lots is one fill on the exchange, a trade per lot in
+    the books."""
+    groups: dict[tuple, list[Fill]] = defaultdict(list)
+    for f in fills:
+        groups[(f.time, f.side, f.label)].append(f)
+    out = []
+    for (t, side, label), fs in groups.items():
+        qty = sum(f.qty for f in fs)
+        price = sum(f.qty * f.price for f in fs) / qty if qty else fs[0].price
+        out.append(Fill(t, side, fs[0].level, price, qty, sum(f.fee for f in fs), label=label))
+    return sorted(out, key=lambda f: (f.time, f.level))
+
+
+def backtest_fills(result, perpetual: bool = False) -> list[Fill]:
     t = result.trades
+    if perpetual:
+        from engine.kernels import adaptive_grid as perp_kernel
+
+        return by_label([_labelled(int(x["time"]), int(x["side"]), perp_kernel.LABELS[x["label"]], float(x["price"]),
+                                   float(x["qty"]), float(x["fee"])) for x in t[t["qty"] > 0]])  # (not a halt)
     return [Fill(int(x["time"]), int(x["side"]), int(x["level"]), float(x["price"]), float(x["qty"]), float(x["fee"]))
             for x in t]
 
@@ -247,9 +308,7 @@ def parity(cfg, data_dir: Path, candles: Candles, funding=None, *, candles_from:
     which must cover its span: from its first candle (``epoch``) to its last."""
     from engine.strategies.registry import run_backtest
 
-    if cfg.market == "perpetual":
-        raise ParityError(f"system {cfg.name!r}: the parity report is for spot grids for now (a perpetual's "
-                          "fills close lots by label: not yet paired)")
+    perpetual = cfg.market == "perpetual"
     state = system_state(cfg, data_dir)
     tf = TIMEFRAMES_MS[cfg.timeframe]
     epoch, started, last = int(state["epoch"]), int(state["started_at"]), int(state["last_time"])
@@ -264,15 +323,27 @@ def parity(cfg, data_dir: Path, candles: Candles, funding=None, *, candles_from:
     close = float(window.close[-1])
     # (a running system journals a candle's fills before it saves the state that says it traded
     # that candle: fills past the state's last candle are the next one's, not yet in the span)
-    ours = [f for f in journal_fills(Path(data_dir) / "journal" / f"{cfg.slug}.jsonl", epoch, tf) if f.time <= last]
-    theirs = backtest_fills(result)
+    journal = Path(data_dir) / "journal" / f"{cfg.slug}.jsonl"
+    ours = [f for f in journal_fills(journal, epoch, tf, perpetual) if f.time <= last]
+    theirs = backtest_fills(result, perpetual)
     matched, diffs = compare(ours, theirs, tf, close)
     capital = float(cfg.capital)
+    system_equity = capital + sum(f.effect(close) for f in ours)
+    backtest_equity = capital + sum(f.effect(close) for f in theirs)
+    if perpetual:  # its books' equities: funding and liquidations are in them, and in two more lines
+        from engine.strategies.registry import RUNTIME
+
+        books = RUNTIME[cfg.strategy].runner.from_state(settings(cfg, state), state["strategy"]).books(close)
+        system_equity, backtest_equity = float(books["equity"]), float(result.equity[-1])
+        funding = float(books["funding"]) - float(result.money["funding"])
+        rest = system_equity - backtest_equity - funding - sum(d.money for d in diffs)
+        diffs += [Difference(kind, last, 0, -1, None, None, money)
+                  for kind, money in (("funding", funding), ("liquidations and syncs", rest))
+                  if abs(money) > 1e-6 * capital]
     return ParityReport(
         system=cfg.name, strategy=cfg.strategy, mode=cfg.mode, timeframe=cfg.timeframe, first=started, last=last,
         bars=len(window) - start, capital=capital, last_close=close,
-        system_equity=capital + sum(f.effect(close) for f in ours),
-        backtest_equity=capital + sum(f.effect(close) for f in theirs),
+        system_equity=system_equity, backtest_equity=backtest_equity,
         system_fills=len(ours), backtest_fills=len(theirs), matched=matched, differences=diffs,
         refusals=refusals(Path(data_dir) / "logs", cfg.name), candles_from=candles_from)
 
@@ -308,3 +379,32 @@ async def system_candles(cfg, data_dir: Path, *, base_url: str | None = None, sa
     candles = Candles(time=a[:, 0].astype(np.int64), open=a[:, 1], high=a[:, 2], low=a[:, 3], close=a[:, 4],
                       volume=a[:, 5], timeframe_ms=tf, source=f"{cfg.exchange} {cfg.symbol} {cfg.timeframe}")
     return candles, f"{cfg.exchange}'s {cfg.symbol} {cfg.timeframe} candles"
+
+
+async def system_funding(cfg, data_dir: Path, *, base_url: str | None = None):
+    """The funding rates a perpetual system paid at: the exchange's over its span (a system on
+    the exchange's candles, paper or live), None for a spot system or one on recorded candles
+    (which pays its strategy's default rate at each settlement, as the backtest does without a
+    file)."""
+    if cfg.market != "perpetual" or cfg.data:
+        return None
+    from engine.data import FundingRates
+    from engine.exchange.live import CcxtExchange
+
+    state = system_state(cfg, data_dir)
+    epoch, last = int(state["epoch"]), int(state["last_time"])
+    ex = CcxtExchange(cfg.exchange, market=cfg.market, base_url=base_url or cfg.exchange_url or None,
+                      sandbox=cfg.sandbox)
+    rows: list = []
+    since = epoch - 3_600_000
+    try:
+        while True:  # (a page holds 1,000 settlements: 333 days at 8 h)
+            page = await ex.funding_rates(cfg.symbol, since, last + 3_600_000)
+            rows += page
+            if len(page) < 1000:
+                break
+            since = page[-1][0] + 1
+    finally:
+        await ex.close()
+    return FundingRates(np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=float),
+                        f"{cfg.exchange}'s {cfg.symbol} funding")

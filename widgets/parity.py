@@ -11,6 +11,7 @@ from engine.data import utc_text
 from engine.parity import KINDS
 
 COLUMNS = ("Candle (UTC)", "Level", "Difference", "Money", "The system", "The backtest")
+PERP_COLUMNS = ("Candle (UTC)", "What", "Difference", "Money", "The system", "The backtest")
 
 
 class ParityDialog(QDialog):
@@ -22,11 +23,14 @@ class ParityDialog(QDialog):
         self.heading.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.heading.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))  # (its columns line up)
         self.table = QTableWidget(len(report.differences), len(COLUMNS), objectName="parityTable")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        perp = any((d.system or d.backtest) and (d.system or d.backtest).label for d in report.differences)
+        self.table.setHorizontalHeaderLabels(PERP_COLUMNS if perp else COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         for r, d in enumerate(report.differences):
-            cells = (utc_text(d.time), str(d.level), d.kind, f"{d.money:+,.2f}",
+            f = d.system or d.backtest
+            what = f.label if f is not None and f.label else "" if f is None else str(d.level)
+            cells = (utc_text(d.time), what, d.kind, f"{d.money:+,.2f}",
                      d.system.text() if d.system else "—", d.backtest.text() if d.backtest else "—")
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)

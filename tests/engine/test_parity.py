@@ -153,3 +153,95 @@ def test_a_live_system_on_the_fake_binance_names_what_the_exchange_did_otherwise
         assert d.system.fee_base > 0 and d.system.qty > d.backtest.qty and d.system.price > d.backtest.price
     assert all(isinstance(d.system or d.backtest, Fill) for d in r.differences)
     assert "quantity, price, fee" in r.text() and where == "binance's BTC/USDT 5m candles"
+
+
+@pytest.mark.parametrize("strategy,params", [
+    ("futures-grid", {"direction": "neutral", "leverage": 3.0, "range_pct": 0.03, "levels": 15}),
+    ("futures-grid", {"direction": "long", "leverage": 2.0, "range_pct": 0.025, "levels": 11, "stop_top": 19_800.0}),
+    ("adaptive-grid", {"leverage": 3.0, "stop_m": 2.5, "prune_age_hours": 6.0}),
+], ids=["futures-neutral", "futures-long-to-its-stop-top", "adaptive"])
+def test_a_paper_perpetual_is_its_backtest_fill_for_fill_by_what_each_did(btc5m, tmp_path, strategy, params):
+    """A perpetual grid's fills are paired by what they did (the label of the lots they opened or
+    closed), a candle's of one label together (an end's market close, a stop closing several
+    lots): on paper, with its funding, none differs."""
+    from conftest import FUNDING
+    from paper_run import perp_paper_trader
+
+    from engine.data import load_funding
+    from engine.risk import RiskLimits
+
+    funding = load_funding(shared_file(FUNDING))
+    cfg = SystemConfig(name=f"perp parity {strategy}", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
+                       strategy=strategy, params=params, capital=10_000.0)
+    alone = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))  # (its account)
+    trader, clock = perp_paper_trader(btc5m.slice(0, 1_501), cfg, tmp_path, warmup=60, funding=funding, limits=alone)
+    asyncio.run(drive(trader, clock, int(btc5m.time[1_499])))
+    asyncio.run(trader._save())
+    r = parity(cfg, tmp_path, btc5m, funding)
+    assert r.system_fills == r.backtest_fills == r.matched > 10 and r.differences == [], r.text()
+    assert r.gap == pytest.approx(0.0, abs=1e-6)
+    assert r.system_equity == pytest.approx(trader.strategy.books(r.last_close)["equity"], rel=1e-12)
+    if "stop_top" in params:
+        assert trader.strategy.ended == "STOP_TOP"
+    # a take-profit the system never made, and the funding its books paid twice as much: each is
+    # named, with the money it accounts for, and they add up to the gap
+    path = tmp_path / "journal" / f"{cfg.slug}.jsonl"
+    records, _ = read_jsonl(path)
+    gone = next(x for x in records if x["type"] == "fill" and x["role"].startswith("TAKE_PROFIT"))
+    path.write_text("".join(json.dumps(x) + "\n" for x in records if x is not gone))
+    r = parity(cfg, tmp_path, btc5m, funding)
+    (d,) = [d for d in r.differences if d.kind == "backtest only"]
+    assert d.backtest.label == gone["trades"][0][0] and d.backtest.qty == pytest.approx(gone["qty"])
+    assert d.money == pytest.approx(-d.backtest.effect(r.last_close)) and "level" not in d.text()
+    assert sum(x.money for x in r.differences) == pytest.approx(r.gap, abs=1e-6)
+
+
+def test_a_live_futures_grid_on_the_fake_binance_futures_names_what_the_exchange_did_otherwise(btc5m, tmp_path):
+    """A long futures grid live on the fake USDT-M: its starting position's market order fills at
+    the exchange's price, not the backtest's open plus slippage; the funding the account was
+    charged is the exchange's (its rates read for the report, the paid amounts for the books).
+    Each difference is named and they add up to the gap; the run ends with the invariants."""
+    from conftest import FUNDING
+    from fake_futures import FakeBinanceFutures
+
+    from engine.data import load_funding
+    from engine.exchange.live import CcxtExchange
+    from engine.parity import system_funding
+    from engine.risk import RiskGate, RiskLimits
+    from engine.runtime.trader import Trader
+
+    c = btc5m.slice(0, 800)
+    f = load_funding(shared_file(FUNDING))
+    fake = FakeBinanceFutures({"BTCUSDT": np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]}, c.timeframe_ms,
+                              keys={"k": "s"}, balances={"USDT": 10_000.0}, cursor=300, slow_seconds=1.0,
+                              funding=list(zip(f.time.tolist(), f.rate.tolist(), strict=True)))
+    fake.start()
+    cfg = SystemConfig(name="live futures parity", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
+                       strategy="futures-grid", mode="live", dry_run=False, capital=10_000.0,
+                       params={"direction": "long", "leverage": 2.0, "range_pct": 0.025, "levels": 11,
+                               "maker_fee": -0.00005, "taker_fee": 0.0002})  # (the fake's: VIP 9, a rebate)
+    client = CcxtExchange("binance", market="perpetual", base_url=fake.url, api_key="k", secret="s", timeout_ms=1000,
+                          backoff=0.01, retries=3, throttle=False)
+    alone = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
+    trader = Trader(cfg, client, RiskGate(alone), tmp_path)
+
+    async def go():
+        await trade_candles(trader, fake, 120)
+        await trader._save()
+        return (await system_candles(cfg, tmp_path, base_url=fake.url),
+                await system_funding(cfg, tmp_path, base_url=fake.url))
+
+    try:
+        (candles, where), funding = asyncio.run(go())
+        assert_invariants(trader, fake)
+    finally:
+        fake.stop()
+    assert funding is not None and len(funding) > 0
+    r = parity(cfg, tmp_path, candles, funding, candles_from=where)
+    assert r.system_fills > 30 and r.matched > 30, r.text(40)
+    assert r.system_equity == pytest.approx(trader.strategy.books(r.last_close)["equity"], abs=1e-6)
+    assert sum(d.money for d in r.differences) == pytest.approx(r.gap, abs=1e-6)
+    start = r.first + 5 * 60_000  # the starting position, at the next candle's open
+    (market,) = [d for d in r.differences if d.time == start and d.system and d.system.label == "BUY_OPEN_LONG"]
+    assert market.kind == "price, fee" and market.system.price < market.backtest.price  # (no slippage at its touch)
+    assert "BUY_OPEN_LONG" in r.text() and where == "binance's BTC/USDT:USDT 5m candles"

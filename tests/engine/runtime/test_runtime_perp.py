@@ -9,22 +9,21 @@ import asyncio
 import numpy as np
 import pytest
 from conftest import FUNDING, shared_file
+from paper_run import perp_paper_trader
 
 from engine.data import load_funding
 from engine.exchange.base import CANCELED, MarketRules, OrderRequest
 from engine.exchange.paper import PaperPerpExchange
-from engine.exchange.replay import ReplaySource
 from engine.kernels import adaptive_grid as perp_kernel
-from engine.kernels.perp import load_tiers, tiers_for
-from engine.risk import RiskGate, RiskLimits
+from engine.kernels.perp import load_tiers
+from engine.risk import RiskLimits
 from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
-from engine.runtime.trader import Trader
 from engine.store import read_jsonl
 from engine.strategies.adaptive_grid import AdaptiveGridConfig, run_adaptive_grid
 from engine.strategies.registry import config_from
 from engine.summary import backtest_summary
-from tests.engine.runtime.test_runtime_paper import Clock, drive, journal_fills
+from tests.engine.runtime.test_runtime_paper import drive, journal_fills
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +32,9 @@ def funding():
 
 
 def make_trader(candles, params, tmp_path, funding, *, warmup, limits=None, strategy="adaptive-grid"):
-    clock = Clock()
-    source = ReplaySource(candles, seconds_per_candle=1.0, warmup=warmup, clock=clock, funding=funding)
-    cfg = config_from(strategy, dict(params, capital=10_000.0))
-    rules = MarketRules("BTC/USDT:USDT", cfg.tick, cfg.lot, 0.0, cfg.min_notional, "BTC", "USDT")
-    paper = PaperPerpExchange(source, rules, quote=10_000.0, leverage=cfg.leverage,
-                              tiers=tiers_for(cfg.tiers, "BTC/USDT:USDT"), maker_fee=cfg.maker_fee,
-                              taker_fee=cfg.taker_fee, slippage=cfg.slippage, fill_rule=cfg.fill_rule,
-                              queue_depth=cfg.queue_depth, fill_seed=cfg.fill_seed)
     sys_cfg = SystemConfig(name="perp test", symbol="BTC/USDT:USDT", market="perpetual", timeframe="5m",
                            strategy=strategy, params=params, capital=10_000.0)
-    return Trader(sys_cfg, paper, RiskGate(limits or RiskLimits(atr_jump=1e9)), tmp_path), clock
+    return perp_paper_trader(candles, sys_cfg, tmp_path, warmup=warmup, funding=funding, limits=limits)
 
 
 PERPS = [
