@@ -71,11 +71,11 @@ def suggest_settings(strategy: str, candles: Candles, days: int, base: dict, *, 
                      seed: int = 1, stop=None) -> Suggestion:
     """The best settings for ``strategy`` on the last ``days`` of ``candles`` (``base``: the
     form's settings; the strategy's search space is varied, a range from the price at start)."""
-    from engine.strategies.registry import SPACES, spec
+    from engine.strategies.registry import SPACES
 
     window = recent(candles, days)
     base = dict(base)
-    if not spec(strategy).perpetual and "range_pct" in SPACES[strategy]:
+    if "range_pct" in SPACES[strategy]:
         base.update(lower=0.0, upper=0.0)  # (the range searched is around the price at start)
     name = f"the last {days} days of {candles.source}"
     try:

@@ -34,6 +34,24 @@ def test_a_perpetual_grid_is_suggested_from_real_btc(btc5m):
     assert config_from("adaptive-grid", s.params).leverage == 2.0 and s.bars == 30 * 288
 
 
+def test_a_futures_grid_is_suggested_around_the_price_with_its_funding(btc5m):
+    """Its range is searched around the price at start (the form's lower and upper set aside);
+    the figures are a plain backtest of the suggestion, with the funding, on the unseen days."""
+    from conftest import FUNDING, shared_file
+
+    from engine.data import load_funding
+
+    funding = load_funding(shared_file(FUNDING))
+    base = {"direction": "long", "lower": 1.0, "upper": 2.0, "leverage": 3.0}
+    s = suggest_settings("futures-grid", btc5m, 30, base, funding=funding, trials=24)
+    cfg = config_from("futures-grid", s.params)
+    assert (cfg.lower, cfg.upper, cfg.direction, cfg.leverage) == (0.0, 0.0, "long", 3.0)
+    window = recent(btc5m, 30)
+    tail = window.slice(len(window) - round(len(window) * 0.3), len(window))
+    r = run_backtest("futures-grid", tail, cfg, funding)
+    assert s.total_return == pytest.approx(r.metrics["total_return"], abs=1e-9) and r.metrics["fills"] > 0
+
+
 def test_too_little_history_is_refused_with_the_reason(sample_candles, btc1h):
     with pytest.raises(ParamError, match=r"3\.0 days of history, 7 needed"):
         suggest_settings("spot-grid", sample_candles.slice(0, 3 * 96), 7, {})
