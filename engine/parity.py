@@ -17,8 +17,8 @@ label of the lots they opened or closed, and LIQUIDATION), those of one candle, 
 taken together (a stop or an end closes several lots in one order; the backtest books a trade
 per lot). Its equities are its books' (the system's state, the backtest's last bar), which also
 hold funding and what a liquidation lost beyond its price: two more lines, "funding" (the
-system's minus the backtest's) and "liquidations and syncs" (the rest of the gap), so that
-the differences still add up to it.
+system's minus the backtest's) and "the rest" (of the gap), so that the differences still add
+up to it.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ KINDS = {
     "price": "both filled it, at another price",
     "fee": "both filled it, another fee",
     "funding": "the funding the system's books paid, less the backtest's",
-    "liquidations and syncs": "the rest of the gap: what liquidations lost beyond their price, and the books "
-                              "set to the exchange's positions",
+    "the rest": "the rest of the gap between the books: what liquidations lost beyond their price, the books "
+                "set to the exchange's positions, what the journal does not hold",
 }  # a fill both made may differ in several ways: its kind is them all ("quantity, fee")
 
 
@@ -338,7 +338,7 @@ def parity(cfg, data_dir: Path, candles: Candles, funding=None, *, candles_from:
         funding = float(books["funding"]) - float(result.money["funding"])
         rest = system_equity - backtest_equity - funding - sum(d.money for d in diffs)
         diffs += [Difference(kind, last, 0, -1, None, None, money)
-                  for kind, money in (("funding", funding), ("liquidations and syncs", rest))
+                  for kind, money in (("funding", funding), ("the rest", rest))
                   if abs(money) > 1e-6 * capital]
     return ParityReport(
         system=cfg.name, strategy=cfg.strategy, mode=cfg.mode, timeframe=cfg.timeframe, first=started, last=last,
