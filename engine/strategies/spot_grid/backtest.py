@@ -53,6 +53,12 @@ class BacktestResult:
         last = np.searchsorted(t["bar"], np.arange(len(self.time)), side="right") - 1
         return np.where(last >= 0, t[name][np.maximum(last, 0)] if len(t) else before, before)
 
+    def final(self, name: str) -> float:
+        """The last bar's value of ``cash``, ``position`` or ``cost`` (the last trade's), without
+        the per-bar series (a stress test's thousand paths need only this)."""
+        t = self.trades
+        return float(t[name][-1]) if len(t) else (float(self.params.capital) if name == "cash" else 0.0)
+
     @cached_property
     def cash(self) -> np.ndarray:
         return self._after_trades("cash", float(self.params.capital))
@@ -264,7 +270,7 @@ def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
     wins = closing["pnl"][closing["pnl"] > 0]
     losses = closing["pnl"][closing["pnl"] < 0]
     last_close = float(candles.close[-1])
-    floating = float(r.position[-1] * last_close - r.cost[-1])
+    floating = r.final("position") * last_close - r.final("cost")
     capital = r.params.capital
     return {
         **perf,
@@ -288,8 +294,8 @@ def summarize(r: BacktestResult, candles: Candles, start: int = 0) -> dict:
             **{k: r.counters[k] for k in ("hedge_opens", "hedge_scales", "hedge_closes", "hedge_liquidations",
                                           "hedge_cut_short", "bag_reductions")}}
            if r.strategy == "hedged-grid" else {}),
-        "final_position": float(r.position[-1]),
-        "final_cash": float(r.cash[-1]),
+        "final_position": r.final("position"),
+        "final_cash": r.final("cash"),
         "bars": len(r.equity),
         "missing_bars": candles.missing_bars,
     }
