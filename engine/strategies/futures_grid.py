@@ -17,10 +17,11 @@ from engine.kernels import futures_grid as kernel
 from engine.kernels.breaker import atr_breaker
 from engine.kernels.grid import grid_levels
 from engine.kernels.matching import FILL_MODELS
-from engine.kernels.perp import funding_on_bars, liquidation_price_nb, load_tiers, tiers_for
+from engine.kernels.perp import funding_on_bars, liquidation_price_nb, tiers_for
 from engine.risk import OPEN_GATE, Gate, RiskGate, RiskLimits
 from engine.strategies.adaptive_grid import AdaptiveGridRunner
 from engine.strategies.adaptive_grid.backtest import PerpResult, perp_result
+from engine.strategies.adaptive_grid.settings import check_perp_costs, positive
 from engine.strategies.errors import ParamError
 from engine.strategies.space import Choice, FloatRange, IntRange
 from engine.strategies.spec import MAX_CAPITAL, StrategySpec, checked_settings, drive, not_laid_before, trigger_start
@@ -69,39 +70,23 @@ class FuturesGridConfig:
 def check(cfg: FuturesGridConfig, first_price: float | None = None) -> None:
     """Every setting by name; with ``first_price`` (where the grid is laid) also the range and
     the stops against it."""
-    def positive(name, zero_ok=False, upper=None):
-        v = getattr(cfg, name)
-        if not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok) or (upper is not None and v > upper):
-            bound = f" and at most {upper:g}" if upper is not None else ""
-            raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}{bound}, got {v}")
-
     if cfg.direction not in kernel.DIRECTIONS:
         raise ParamError("direction", f"{cfg.direction!r} is not one of {', '.join(kernel.DIRECTIONS)}")
     if cfg.spacing not in ("arithmetic", "geometric"):
         raise ParamError("spacing", f"{cfg.spacing!r}: a futures grid's lines are arithmetic or geometric")
-    positive("capital", upper=MAX_CAPITAL)
-    positive("leverage", upper=125)
-    positive("range_pct", upper=0.95)
-    for name in ("lower", "upper", "stop_top", "stop_bottom", "slippage", "lot", "tick", "min_notional",
-                 "taker_fee", "trigger_price"):
-        positive(name, zero_ok=True)
-    positive("stop_loss_pct", zero_ok=True, upper=1.0)
-    positive("take_profit_pct", zero_ok=True, upper=100.0)
+    positive(cfg, "capital", upper=MAX_CAPITAL)
+    positive(cfg, "leverage", upper=125)
+    positive(cfg, "range_pct", upper=0.95)
+    for name in ("lower", "upper", "stop_top", "stop_bottom", "lot", "tick", "min_notional", "trigger_price"):
+        positive(cfg, name, zero_ok=True)
+    positive(cfg, "stop_loss_pct", zero_ok=True, upper=1.0)
+    positive(cfg, "take_profit_pct", zero_ok=True, upper=100.0)
     if (cfg.lower > 0) != (cfg.upper > 0) or (cfg.upper > 0 and cfg.lower >= cfg.upper):
         raise ParamError("upper", f"give both lower and upper, lower below upper (or neither: +-range_pct around the "
                                   f"price), got {cfg.lower:g} and {cfg.upper:g}")
     if cfg.stop_top and cfg.stop_bottom and cfg.stop_bottom >= cfg.stop_top:
         raise ParamError("stop_bottom", f"{cfg.stop_bottom:g} is not below the stop top {cfg.stop_top:g}")
-    if not -0.01 < cfg.maker_fee < 0.01:
-        raise ParamError("maker_fee", f"{cfg.maker_fee} is a fraction (-0.00005 is a 0.005% rebate)")
-    if not abs(cfg.funding_rate) < 0.05:
-        raise ParamError("funding_rate", f"{cfg.funding_rate} is a fraction per 8 hours")
-    if cfg.fill_rule not in FILL_MODELS:
-        raise ParamError("fill_rule", f"{cfg.fill_rule!r} is not one of {', '.join(FILL_MODELS)}")
-    if not 0 < cfg.queue_depth < 0.5:
-        raise ParamError("queue_depth", f"{cfg.queue_depth} is a fraction of the price (0.001 = 0.1%)")
-    if not 0 <= cfg.fill_seed < 2 ** 63:
-        raise ParamError("fill_seed", f"must be a whole number from 0, got {cfg.fill_seed}")
+    check_perp_costs(cfg)
     if not 3 <= cfg.levels <= 1000:
         raise ParamError("levels", f"must be a whole number from 3 to 1,000 (price lines), got {cfg.levels}")
     if first_price is not None:
@@ -240,22 +225,10 @@ class FuturesGridRunner(AdaptiveGridRunner):
     grid's (the same lots), which this runner inherits."""
 
     strategy = NAME
-
-    def __init__(self, cfg: FuturesGridConfig, params: kernel.FuturesGridParams | None = None):
-        self.cfg = cfg
-        self.params = params or build_params(cfg, 0)
-        p = self.params
-        self.tiers = load_tiers(cfg.tiers)
-        self.L, self.G, self.F, self.I = kernel.new_state(p)
-        self.counters = np.zeros(ag.N_COUNTERS, dtype=np.int64)
-        self.money = np.zeros(ag.N_MONEY)
-        self._trades = np.empty(2 * kernel.trade_log_room(p) + 8, dtype=ag.TRADE_DTYPE)
-        self._want = np.empty(2 * p.levels + 2 * p.max_lots + 8, dtype=ag.ORDER_DTYPE)
-        self.keys: dict[tuple, int] = {}
-        self.by_key: dict[int, tuple] = {}
-        self.next_key = 0
-        self.bar = -1
-        self.last_events: list[str] = []
+    Params = kernel.FuturesGridParams
+    new_state = staticmethod(kernel.new_state)
+    trade_log_room = staticmethod(kernel.trade_log_room)
+    build_params = staticmethod(build_params)
 
     def warmup_bars(self) -> int:
         return 2
@@ -376,18 +349,6 @@ class FuturesGridRunner(AdaptiveGridRunner):
     def levels(self) -> np.ndarray:
         G = self.G
         return np.sort(G[:, :, ag.G_PRICE][(G[:, :, ag.G_STATE] == ag.REST) | (G[:, :, ag.G_STATE] == kernel.MARKET)])
-
-    @classmethod
-    def from_state(cls, cfg: FuturesGridConfig, state: dict) -> FuturesGridRunner:
-        self = cls(cfg, kernel.FuturesGridParams(**state["params"]))
-        for name, v in state["arrays"].items():
-            setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
-        self.keys = {tuple(ident): int(k) for ident, k in state["keys"]}
-        self.by_key = {k: ident for ident, k in self.keys.items()}
-        self.next_key = int(state["next_key"])
-        self.bar = int(state["bar"])
-        return self
-
 
 def _backtest(candles, cfg, funding=None, *, replay: bool = False, progress=None, risk=None, not_before: int = 0):
     return run_futures_grid(candles, cfg, funding, orders=replay, progress=progress, risk=risk, not_before=not_before)

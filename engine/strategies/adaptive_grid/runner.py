@@ -31,16 +31,24 @@ class AdaptiveGridRunner(StrategyRunner):
 
     strategy = "adaptive-grid"
     perpetual = True
+    # its kernel's settings, state and trade-log room (a strategy on these books names its own)
+    Params = kernel.AdaptiveGridParams
+    new_state = staticmethod(kernel.new_state)
+    trade_log_room = staticmethod(kernel.trade_log_room)
 
-    def __init__(self, cfg: AdaptiveGridConfig, params: kernel.AdaptiveGridParams | None = None):
+    @staticmethod
+    def build_params(cfg):
+        return build_params(cfg, 0)
+
+    def __init__(self, cfg: AdaptiveGridConfig, params=None):
         self.cfg = cfg
-        self.params = params or build_params(cfg, 0)
+        self.params = params or self.build_params(cfg)
         p = self.params
         self.tiers = load_tiers(cfg.tiers)  # (the runtime names the symbol's file: Trader._strategy_config)
-        self.L, self.G, self.F, self.I = kernel.new_state(p)
+        self.L, self.G, self.F, self.I = self.new_state(p)
         self.counters = np.zeros(kernel.N_COUNTERS, dtype=np.int64)
         self.money = np.zeros(kernel.N_MONEY)
-        self._trades = np.empty(2 * kernel.trade_log_room(p) + 8, dtype=kernel.TRADE_DTYPE)
+        self._trades = np.empty(2 * self.trade_log_room(p) + 8, dtype=kernel.TRADE_DTYPE)
         self._want = np.empty(2 * p.levels + 2 * p.max_lots + 8, dtype=kernel.ORDER_DTYPE)
         self.keys: dict[tuple, int] = {}  # identity of an order wanted now -> its key
         self.by_key: dict[int, tuple] = {}
@@ -290,7 +298,7 @@ class AdaptiveGridRunner(StrategyRunner):
 
     @classmethod
     def from_state(cls, cfg: AdaptiveGridConfig, state: dict) -> AdaptiveGridRunner:
-        self = cls(cfg, kernel.AdaptiveGridParams(**state["params"]))
+        self = cls(cfg, cls.Params(**state["params"]))
         for name, v in state["arrays"].items():
             setattr(self, name, np.array(v, dtype=np.int64 if name in ("I", "counters") else np.float64))
         if len(self.counters) < kernel.N_COUNTERS:  # a state from before some counters (completed grids) were kept

@@ -78,26 +78,22 @@ SEARCH_SPACE = {
 }
 
 
-def check(cfg: AdaptiveGridConfig) -> None:
-    def positive(name, zero_ok=False, upper=None):
-        v = getattr(cfg, name)
-        if not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok) or (upper is not None and v > upper):
-            bound = f" and at most {upper:g}" if upper is not None else ""
-            raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}{bound}, got {v}")
+def positive(cfg, name: str, zero_ok: bool = False, upper: float | None = None) -> None:
+    """Setting ``name`` of ``cfg`` is a finite number > 0 (>= 0 with ``zero_ok``), at most
+    ``upper``; ParamError by its name."""
+    v = getattr(cfg, name)
+    if not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok) or (upper is not None and v > upper):
+        bound = f" and at most {upper:g}" if upper is not None else ""
+        raise ParamError(name, f"must be {'>= 0' if zero_ok else '> 0'}{bound}, got {v}")
 
-    positive("capital", upper=MAX_CAPITAL)
-    for name in ("atr_floor", "gamma", "kappa", "horizon", "stop_m", "prune_sigma",
-                 "prune_age_hours", "prune_gap", "var_z", "var_max_dd"):
-        positive(name)
-    positive("leverage", upper=125)
-    positive("order_frac", upper=0.5)
-    positive("trail_reserve", zero_ok=True, upper=0.9)
-    positive("prune_funding", zero_ok=True)
-    positive("offset_min_spacings", zero_ok=True)
-    for name in ("atr_k", "slippage", "lot", "tick", "min_notional", "taker_fee"):
-        positive(name, zero_ok=True)
+
+def check_perp_costs(cfg) -> None:
+    """A perpetual grid's fees, default funding rate and fill model (the adaptive and the
+    futures grids have them alike)."""
     if not -0.01 < cfg.maker_fee < 0.01:
         raise ParamError("maker_fee", f"{cfg.maker_fee} is a fraction (-0.00005 is a 0.005% rebate)")
+    for name in ("slippage", "taker_fee"):
+        positive(cfg, name, zero_ok=True)
     if not abs(cfg.funding_rate) < 0.05:
         raise ParamError("funding_rate", f"{cfg.funding_rate} is a fraction per 8 hours")
     if cfg.fill_rule not in FILL_MODELS:
@@ -106,6 +102,21 @@ def check(cfg: AdaptiveGridConfig) -> None:
         raise ParamError("queue_depth", f"{cfg.queue_depth} is a fraction of the price (0.001 = 0.1%)")
     if not 0 <= cfg.fill_seed < 2 ** 63:
         raise ParamError("fill_seed", f"must be a whole number from 0, got {cfg.fill_seed}")
+
+
+def check(cfg: AdaptiveGridConfig) -> None:
+    positive(cfg, "capital", upper=MAX_CAPITAL)
+    for name in ("atr_floor", "gamma", "kappa", "horizon", "stop_m", "prune_sigma",
+                 "prune_age_hours", "prune_gap", "var_z", "var_max_dd"):
+        positive(cfg, name)
+    positive(cfg, "leverage", upper=125)
+    positive(cfg, "order_frac", upper=0.5)
+    positive(cfg, "trail_reserve", zero_ok=True, upper=0.9)
+    positive(cfg, "prune_funding", zero_ok=True)
+    positive(cfg, "offset_min_spacings", zero_ok=True)
+    for name in ("atr_k", "lot", "tick", "min_notional"):
+        positive(cfg, name, zero_ok=True)
+    check_perp_costs(cfg)
     # (the upper bounds keep a run's memory and time in reach: 500 levels a side, 10,000 lots,
     # windows of a year of minutes)
     for name, lo, hi in (("levels", 1, 500), ("atr_period", 1, 525_600), ("kama_period", 2, 525_600),

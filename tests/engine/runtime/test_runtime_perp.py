@@ -84,29 +84,10 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     assert len(t) > 50 and {"STOP_LONG", "SELL_CLOSE_LONG"} <= labels and any(x.startswith("PRUNE") for x in labels)
     # every fill of the exchange went to the strategy, which recorded the backtest's trades (the
     # journal holds each fill once, with the lots it opened or closed)
-    fills = journal_fills(trader)
-    assert len({f["cid"] for f in fills}) == len(fills)
-    got = [(f["bar"], perp_kernel.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
-    got = sorted(got + [(r["bar"], perp_kernel.LIQUIDATION, r["price"], r["qty"],
-                         r["pnl"])  # (the exchange's, journaled)
-                        for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "liquidation"])
-    t = t[t["label"] != perp_kernel.CIRCUIT_BREAKER_HALT]  # a decision, not a fill
-    want = sorted(zip(t["bar"].tolist(), t["label"].tolist(), t["price"].tolist(), t["qty"].tolist(),
-                      t["pnl"].tolist(), strict=True))
-    assert len(got) == len(want)
-    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9, atol=1e-9)
-    books = trader.strategy.books(float(candles.close[-1]))
-    assert books["equity"] == pytest.approx(bt.equity[-1], rel=1e-9)
-    assert books["funding"] == pytest.approx(bt.money["funding"], rel=1e-9) and books["funding"] != 0
-    # the paper exchange holds what the strategy holds; its equity (average-entry accounting)
-    # is the strategy's (per-lot accounting)
-    pos = asyncio.run(trader.adapter.positions("BTC/USDT:USDT"))
-    assert pos["long"] == pytest.approx(books["long"], abs=1e-12)
-    assert pos["short"] == pytest.approx(books["short"], abs=1e-12)
+    books = assert_paper_is_the_backtest(trader, bt, candles)
+    assert books["funding"] != 0
     x = trader.adapter
     c = float(candles.close[-1])
-    upnl = sum((1 if s == "long" else -1) * (c - p[1]) * p[0] for s, p in x.pos.items())
-    assert x.quote_total + x.pos["long"][2] + x.pos["short"][2] + upnl == pytest.approx(books["equity"], rel=1e-9)
     # what rests on the exchange is what the strategy wants, each order in its position side
     resting = {o.client_order_id: o for o in asyncio.run(x.open_orders("BTC/USDT:USDT"))}
     wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key): d for d in trader.strategy.desired(c)}
@@ -117,6 +98,35 @@ def test_paper_perpetual_makes_the_backtests_trades(btc5m, funding, tmp_path, pa
     for name, value in want.items():
         assert bot[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
     assert bot["round_trips"] > 0 and bot["total_pnl"] == pytest.approx(books["equity"] - 10_000.0)
+
+
+def assert_paper_is_the_backtest(trader, bt, candles) -> dict:
+    """Every fill of the paper exchange went to the strategy, which recorded the backtest's
+    trades (the journal holds each fill once, with the lots it opened or closed; liquidations
+    the exchange's, journaled); the books are the backtest's, funding included; the paper
+    exchange holds what they hold, its equity (average-entry accounting) the books' (per lot).
+    Returns the books at the last close."""
+    fills = journal_fills(trader)
+    assert len({f["cid"] for f in fills}) == len(fills)
+    got = [(f["bar"], perp_kernel.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
+    got = sorted(got + [(r["bar"], perp_kernel.LIQUIDATION, r["price"], r["qty"], r["pnl"])
+                        for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "liquidation"])
+    t = bt.trades[bt.trades["label"] != perp_kernel.CIRCUIT_BREAKER_HALT]  # a decision, not a fill
+    want = sorted(zip(t["bar"].tolist(), t["label"].tolist(), t["price"].tolist(), t["qty"].tolist(),
+                      t["pnl"].tolist(), strict=True))
+    assert len(got) == len(want)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9, atol=1e-9)
+    c = float(candles.close[-1])
+    books = trader.strategy.books(c)
+    assert books["equity"] == pytest.approx(bt.equity[-1], rel=1e-9)
+    assert books["funding"] == pytest.approx(bt.money["funding"], rel=1e-9)
+    pos = asyncio.run(trader.adapter.positions("BTC/USDT:USDT"))
+    assert pos["long"] == pytest.approx(books["long"], abs=1e-12)
+    assert pos["short"] == pytest.approx(books["short"], abs=1e-12)
+    x = trader.adapter
+    upnl = sum((1 if s == "long" else -1) * (c - p[1]) * p[0] for s, p in x.pos.items())
+    assert x.quote_total + x.pos["long"][2] + x.pos["short"][2] + upnl == pytest.approx(books["equity"], rel=1e-9)
+    return books
 
 
 @pytest.mark.parametrize("beyond", ["stop", "grid buy"])
@@ -300,25 +310,9 @@ def test_paper_futures_grid_makes_the_backtests_trades(btc5m, funding, tmp_path,
         assert bt.counters["risk_waits"] > 0  # (the gate held openings back, in both)
     if "stop" in case:
         assert bt.metrics["ended"] == "STOP_BOTTOM"
-    fills = journal_fills(trader)
-    assert len({f["cid"] for f in fills}) == len(fills)
-    got = [(f["bar"], perp_kernel.LABELS.index(x[0]), x[1], x[2], x[4]) for f in fills for x in f["trades"]]
-    got = sorted(got + [(r["bar"], perp_kernel.LIQUIDATION, r["price"], r["qty"], r["pnl"])
-                        for r in read_jsonl(trader.journal_path)[0] if r.get("type") == "liquidation"])
-    want = sorted(zip(t["bar"].tolist(), t["label"].tolist(), t["price"].tolist(), t["qty"].tolist(),
-                      t["pnl"].tolist(), strict=True))
-    assert len(got) == len(want)
-    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9, atol=1e-9)
-    books = trader.strategy.books(float(candles.close[-1]))
-    assert books["equity"] == pytest.approx(bt.equity[-1], rel=1e-9)
-    assert books["funding"] == pytest.approx(bt.money["funding"], rel=1e-9)
-    pos = asyncio.run(trader.adapter.positions("BTC/USDT:USDT"))
-    assert pos["long"] == pytest.approx(books["long"], abs=1e-12)
-    assert pos["short"] == pytest.approx(books["short"], abs=1e-12)
+    assert_paper_is_the_backtest(trader, bt, candles)
     x = trader.adapter
     c = float(candles.close[-1])
-    upnl = sum((1 if s == "long" else -1) * (c - p[1]) * p[0] for s, p in x.pos.items())
-    assert x.quote_total + x.pos["long"][2] + x.pos["short"][2] + upnl == pytest.approx(books["equity"], rel=1e-9)
     resting = {o.client_order_id for o in asyncio.run(x.open_orders("BTC/USDT:USDT"))}
     wanted = {lifecycle.client_order_id(trader.cfg.id, d.level, d.key) for d in trader.strategy.desired(c)}
     assert resting == wanted == {o.cid for o in trader.book.live()}
