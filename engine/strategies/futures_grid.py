@@ -156,7 +156,6 @@ def run_futures_grid(candles: Candles, cfg: FuturesGridConfig | None = None, fun
     the runtime's risk gate (its volatility breaker from the first bar traded, its exposure
     limits); ``not_before``: the grid is laid no earlier than this bar."""
     cfg = cfg or FuturesGridConfig()
-    check(cfg)
     timings = {"indicators": 0.0}
     n = len(candles)
     start = trigger_start(candles.low, candles.high, not_laid_before(0, not_before, n), cfg.trigger_price)
