@@ -36,7 +36,7 @@ from engine.optimize.suggest import PERIODS as SUGGEST_PERIODS
 from engine.strategies import adaptive_grid, futures_grid, infinity_grid
 from engine.strategies.adaptive_grid import AdaptiveGridConfig
 from engine.strategies.errors import ParamError
-from engine.strategies.registry import CONFIGS, PRESETS, read_settings, spec
+from engine.strategies.registry import CHOICES, CONFIGS, PRESETS, read_settings, spec
 from engine.strategies.settings_text import help_text, label
 from engine.strategies.spot_grid import SpotGridConfig, build_params, check_grid, planned_grid
 from widgets.params_editor import ParamsEditor
@@ -147,7 +147,7 @@ class SystemDialog(QDialog):
         # the futures grid's
         fg = own if cfg.strategy == futures_grid.NAME else futures_grid.FuturesGridConfig()
         self.direction = QComboBox(objectName="futuresDirection")
-        self.direction.addItems(list(futures_grid.kernel.DIRECTIONS))
+        self.direction.addItems(list(CHOICES["direction"]))
         self.direction.setCurrentText(fg.direction)
         self.stop_top = _spin(0, 1e12, 2, fg.stop_top, 100, "futuresStopTop")
         self.stop_top.setSpecialValueText("none")
@@ -638,15 +638,12 @@ class SystemDialog(QDialog):
     def _futures_preview(f, symbol: str, price: float) -> str:
         """A futures grid laid at ``price``: its lines, sides, what a slot holds and makes, and
         where each side holding every slot is liquidated."""
-        from engine.kernels.grid import profit_range
-
-        lines = futures_grid.grid_lines(f, price)
-        _, long, market = futures_grid.kernel.slot_sides(lines, price, futures_grid.kernel.DIRECTIONS[f.direction])
-        slot = f.capital * f.leverage * futures_grid.kernel.BUDGET / (len(lines) - 1)
-        lo, hi = profit_range(lines, f.maker_fee)
+        plan = futures_grid.planned(f, price)
+        lines, lo, hi = plan.lines, *plan.profit
+        slot = plan.slot_value
         per = f"{lo:.3%}" if f"{lo:.3%}" == f"{hi:.3%}" else f"{lo:.3%} to {hi:.3%}"
-        sides = f"{int(long.sum())} long slots, {int((~long).sum())} short"
-        start = (f"opens {int(market.sum())} slots at market at start" if market.any() else
+        sides = f"{int(plan.long.sum())} long slots, {int((~plan.long).sum())} short"
+        start = (f"opens {int(plan.market.sum())} slots at market at start" if plan.market.any() else
                  "no position at start")
         try:
             liq_long, liq_short = futures_grid.estimated_liquidation(f, symbol, price)

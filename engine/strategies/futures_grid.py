@@ -123,24 +123,47 @@ def build_params(cfg: FuturesGridConfig, start_bar: int = 0) -> kernel.FuturesGr
         take_profit=float(cfg.take_profit_pct))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A futures grid as laid at a price: its lines, which slots are long and which open at
+    market at the next open, each slot's quote value, the net profit per grid after the maker
+    fee (lowest and highest)."""
+
+    lines: np.ndarray
+    long: np.ndarray
+    market: np.ndarray
+    slot_value: float
+    profit: tuple[float, float]
+
+
+def planned(cfg: FuturesGridConfig, price: float) -> Plan:
+    """The grid ``cfg`` lays at ``price`` (the kernel's layout, ``slot_sides``)."""
+    from engine.kernels.grid import profit_range
+
+    lines = grid_lines(cfg, price)
+    _, long, market = kernel.slot_sides(lines, price, kernel.DIRECTIONS[cfg.direction])
+    return Plan(lines, long, market, cfg.capital * cfg.leverage * kernel.BUDGET / (len(lines) - 1),
+                profit_range(lines, cfg.maker_fee))
+
+
 def estimated_liquidation(cfg: FuturesGridConfig, symbol: str, price: float) -> tuple[float | None, float | None]:
     """(long, short): where each side is liquidated once it holds every slot it may (isolated,
     the symbol's tiers, the margin each slot brings): the long side when the price has fallen
     through all its buys to the bottom, the short side when it has risen through all its sells,
     which is the worst each side can be before the price leaves the range. None for a side the
-    grid does not have. What the exchanges' futures grids show before start."""
+    grid does not have, or that no price liquidates. What the exchanges' futures grids show
+    before start."""
     tiers = tiers_for(cfg.tiers, symbol)
     p = build_params(cfg)
-    lines = grid_lines(cfg, price)
-    _, long, market = kernel.slot_sides(lines, price, p.direction)
-    per_slot = p.capital * p.leverage * kernel.BUDGET / (len(lines) - 1)
+    plan = planned(cfg, price)
+    lines, long, market = plan.lines, plan.long, plan.market
     out = []
     for side, sign in ((long, 1), (~long, -1)):
         if not side.any():
             out.append(None)
             continue
         at = np.where(market[side], price, lines[:-1][side] if sign > 0 else lines[1:][side])
-        qty = np.floor(per_slot / at / p.lot) * p.lot if p.lot > 0 else per_slot / at
+        qty = np.floor(plan.slot_value / at / p.lot) * p.lot if p.lot > 0 else plan.slot_value / at
         q = float(qty.sum())
         entry = float((qty * at).sum()) / q
         margin = float((qty * at).sum()) / p.leverage
