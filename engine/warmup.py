@@ -3,8 +3,9 @@ backtest, the first ON of a system and each test process load them instead of co
 (``griddesk warmup``; ``make test`` runs it before the tests). It runs the real paths on a
 slice of the bundled sample: each strategy's backtest (with and without the replay's logs, the
 perpetual's with the risk gate), the optimizer's sweep, and a paper spot and perpetual system
-trading a few dozen candles through the runtime. The spot and the perpetual kernels compile
-in two processes side by side; a warm cache makes it a few seconds."""
+trading a few dozen candles through the runtime. The spot grids', the adaptive perpetual
+grids' and the futures grid's kernels compile in three processes side by side; a warm cache
+makes it a few seconds."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from engine.kernels import mark_warm
 from engine.sample import SAMPLE_PATH
 
 
-def _backtests(candles, perpetual: bool) -> None:
+def _backtests(candles, part: str) -> None:
     from engine.risk import RiskLimits
     from engine.strategies.registry import SPECS
     from engine.trips import round_trips
 
     for spec in SPECS.values():
-        if spec.perpetual != perpetual:
+        if _part_of(spec) != part:
             continue
         for replay in (False, True):
             result = spec.backtest(candles, spec.config(), replay=replay)
@@ -35,10 +36,18 @@ def _backtests(candles, perpetual: bool) -> None:
             spec.backtest(candles, spec.config(), risk=RiskLimits())
         if spec.sweep:
             spec.sweep(candles, [spec.config(levels=n) for n in (10, 20)])
-    if not perpetual:
+    if part == "spot":
         from engine.strategies.spot_grid import SpotGridConfig, run_spot_grid
 
         run_spot_grid(candles, SpotGridConfig(spacing="atr", levels=10))  # the ATR-spaced grid's paths
+
+
+def _part_of(spec) -> str:
+    """Which warm-up process compiles a strategy's kernels: the spot grids', the futures grid's
+    (its own kernel), the other perpetual grids' (the adaptive grid's)."""
+    from engine.strategies import futures_grid
+
+    return "futures" if spec.name == futures_grid.NAME else "perpetual" if spec.perpetual else "spot"
 
 
 async def _trade(candles, strategy: str, market: str, symbol: str, params: dict, folder: str) -> None:
@@ -62,14 +71,17 @@ async def _trade(candles, strategy: str, market: str, symbol: str, params: dict,
 
 PARTS: dict[str, tuple[tuple[str, Callable], ...]] = {
     "spot": (
-        ("spot backtests, replay and sweep", lambda c, d: _backtests(c, False)),
+        ("spot backtests, replay and sweep", lambda c, d: _backtests(c, "spot")),
         ("paper spot trading", lambda c, d: asyncio.run(_trade(c, "spot-grid", "spot", "BTC/USDT",
                                                                 {"levels": 20, "range_pct": 0.03}, d))),
     ),
     "perpetual": (
-        ("perpetual backtests and replay", lambda c, d: _backtests(c, True)),
+        ("perpetual backtests and replay", lambda c, d: _backtests(c, "perpetual")),
         ("paper perpetual trading", lambda c, d: asyncio.run(_trade(c, "adaptive-grid", "perpetual",
                                                                     "BTC/USDT:USDT", {"leverage": 3.0}, d))),
+    ),
+    "futures": (
+        ("futures grid backtests and replay", lambda c, d: _backtests(c, "futures")),
         # (a neutral grid; a long one that ends at a small loss: its market opening and close)
         ("paper futures grid trading", lambda c, d: [asyncio.run(_trade(
             c, "futures-grid", "perpetual", "BTC/USDT:USDT", params, d)) for params in (
