@@ -152,39 +152,32 @@ def trade_log_room(p: FuturesGridParams) -> int:
     return 2 * p.levels + 4 * p.max_lots + 8
 
 
-def slot_sides(lines: np.ndarray, price: float, direction: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """(m, long, market) of a grid laid at ``price``: the line nearest the price (no order),
-    which slots are long, which open at market at the next open."""
+def slot_sides(lines: np.ndarray, price: float, direction: int) -> tuple[np.ndarray, np.ndarray]:
+    """(long, market) of a grid laid at ``price``: which slots are long, which open at market at
+    the next open (the line nearest the price holds no order; ``lay_nb`` lays what this says)."""
     m = int(np.argmin(np.abs(lines - price)))
     k = np.arange(len(lines) - 1)
     long = np.ones(len(k), bool) if direction == LONG_GRID else np.zeros(len(k), bool) \
         if direction == SHORT_GRID else k < m
     market = (long & (k >= m)) | (~long & (k < m))
-    return m, long, market
+    return long, market
 
 
 @njit(cache=True, nogil=True)
-def lay_nb(price, lines, p, G, I, counters):
-    """Lay the grid at the close of its first bar, at ``price`` (``slot_sides`` in numba)."""
-    n = len(lines)
-    m = 0
-    for k in range(1, n):
-        if abs(lines[k] - price) < abs(lines[m] - price):
-            m = k
-    per_slot = p.capital * p.leverage * BUDGET / (n - 1)
+def lay_nb(price, lines, long, market, slot_value, p, G, I, counters):
+    """Lay the grid at the close of its first bar, at ``price``: the slots between ``lines``,
+    long or short and at market or resting as ``slot_sides`` says, each worth ``slot_value``."""
     nl = 0  # long slots, from the top down; short slots, from the bottom up
-    for k in range(n - 2, -1, -1):
-        if p.direction == LONG_GRID or (p.direction == NEUTRAL and k < m):
-            at_market = k >= m
-            _slot(LONG, nl, lines[k], lines[k + 1], price if at_market else lines[k], at_market, per_slot, p, G,
+    for k in range(len(lines) - 2, -1, -1):
+        if long[k]:
+            _slot(LONG, nl, lines[k], lines[k + 1], price if market[k] else lines[k], market[k], slot_value, p, G,
                   counters)
             nl += 1
     ns = 0
-    for k in range(n - 1):
-        if p.direction == SHORT_GRID or (p.direction == NEUTRAL and k >= m):
-            at_market = k < m
-            _slot(SHORT, ns, lines[k + 1], lines[k], price if at_market else lines[k + 1], at_market, per_slot, p, G,
-                  counters)
+    for k in range(len(lines) - 1):
+        if not long[k]:
+            _slot(SHORT, ns, lines[k + 1], lines[k], price if market[k] else lines[k + 1], market[k], slot_value, p,
+                  G, counters)
             ns += 1
     I[I_STARTED] = 1
 
@@ -367,10 +360,11 @@ def close_nb(i, high, low, close, paused, p, L, G, F, I, counters):
 
 
 @njit(cache=True, nogil=True)
-def futures_grid_nb(time, open_, high, low, close, funding, funding_count, tiers, paused, lines, p, L, G, F, I,
-                    trades, equity, long_qty, short_qty, counters, money, first, olog, oref, marks):
+def futures_grid_nb(time, open_, high, low, close, funding, funding_count, tiers, paused, lines, long, market,
+                    slot_value, p, L, G, F, I, trades, equity, long_qty, short_qty, counters, money, first, olog, oref,
+                    marks):
     """Run the futures grid from bar ``first`` (0 for a new run, state from ``new_state``); the
-    grid is laid at the close of ``p.start_bar`` on ``lines``. ``funding[i]``: the rate settled
+    grid is laid at the close of ``p.start_bar`` as ``lay_nb`` lays it. ``funding[i]``: the rate settled
     at the open of bar i (``funding_count[i]`` settlements); ``paused[i]`` (empty: never): the
     risk gate pauses openings at the close of bar i; ``olog``, ``oref``, ``marks`` (empty: none
     kept): the replay's order log (the adaptive grid's ``new_order_log``) and marks. Returns the
@@ -421,7 +415,7 @@ def futures_grid_nb(time, open_, high, low, close, funding, funding_count, tiers
                     counters[C_ACTIVE_BARS] += 1
             close_nb(i, high[i], low[i], close[i], gated and paused[i], p, L, G, F, I, counters)
         else:
-            lay_nb(close[i], lines, p, G, I, counters)
+            lay_nb(close[i], lines, long, market, slot_value, p, G, I, counters)
             close_nb(i, close[i], close[i], close[i], gated and paused[i], p, L, G, F, I, counters)
         if not ok:
             return -1

@@ -141,7 +141,7 @@ def planned(cfg: FuturesGridConfig, price: float) -> Plan:
     from engine.kernels.grid import profit_range
 
     lines = grid_lines(cfg, price)
-    _, long, market = kernel.slot_sides(lines, price, kernel.DIRECTIONS[cfg.direction])
+    long, market = kernel.slot_sides(lines, price, kernel.DIRECTIONS[cfg.direction])
     return Plan(lines, long, market, cfg.capital * cfg.leverage * kernel.BUDGET / (len(lines) - 1),
                 profit_range(lines, cfg.maker_fee))
 
@@ -183,7 +183,7 @@ def run_futures_grid(candles: Candles, cfg: FuturesGridConfig | None = None, fun
     n = len(candles)
     start = trigger_start(candles.low, candles.high, not_laid_before(0, not_before, n), cfg.trigger_price)
     check(cfg, float(candles.close[start]))
-    lines = grid_lines(cfg, float(candles.close[start]))
+    plan = planned(cfg, float(candles.close[start]))
     p = build_params(cfg, start)
     rate_time, rate = (funding.time, funding.rate) if funding is not None else (np.zeros(0, np.int64), np.zeros(0))
     a = {"start": start}
@@ -209,9 +209,9 @@ def run_futures_grid(candles: Candles, cfg: FuturesGridConfig | None = None, fun
 
     def run_part(end, first):
         return kernel.futures_grid_nb(c.time[:end], c.open[:end], c.high[:end], c.low[:end], c.close[:end],
-                                      a["funding"][:end], a["funding_count"][:end], tiers, paused[:end], lines, p, L, G,
-                                      F, I, logs["trades"], equity, long_qty, short_qty, counters, money, first,
-                                      logs["orders"], refs, marks)
+                                      a["funding"][:end], a["funding_count"][:end], tiers, paused[:end], plan.lines,
+                                      plan.long, plan.market, plan.slot_value, p, L, G, F, I, logs["trades"], equity,
+                                      long_qty, short_qty, counters, money, first, logs["orders"], refs, marks)
 
     def grow():
         used = {"trades": int(I[ag.I_NTR]), "orders": int(refs[0]) if orders else 0}
@@ -230,7 +230,7 @@ def run_futures_grid(candles: Candles, cfg: FuturesGridConfig | None = None, fun
                     marks=marks if orders else None,
                     extra={"risk_paused_bars": int(paused.sum())} if risk is not None else {})
     r.metrics.update(ended=kernel.END_NAMES[ended], ended_bar=int(I[kernel.I_ENDED_AT]) if ended else -1,
-                     lines=[float(lines[0]), float(lines[-1])])
+                     lines=[float(plan.lines[0]), float(plan.lines[-1])])
     r.timings = timings
     return r
 
@@ -266,7 +266,9 @@ class FuturesGridRunner(AdaptiveGridRunner):
 
     def start(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
         check(self.cfg, close)
-        kernel.lay_nb(close, grid_lines(self.cfg, close), self.params, self.G, self.I, self.counters)
+        plan = planned(self.cfg, close)
+        kernel.lay_nb(close, plan.lines, plan.long, plan.market, plan.slot_value, self.params, self.G, self.I,
+                      self.counters)
         self._close(bar, close, close, close, gate)
 
     def decide(self, bar: int, close: float, ind: dict, gate: Gate = OPEN_GATE) -> None:
