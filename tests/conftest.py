@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+pytest_plugins = ["hang_report"]  # (tests/hang_report.py: where a test hung or its worker died)
 SHARED_DATA = Path(os.environ.get("GRIDDESK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 BTC_5M = "BTCUSDT-5m-binance-2020-2021.csv"

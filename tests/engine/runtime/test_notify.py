@@ -112,10 +112,13 @@ def test_a_position_near_its_liquidation_price_is_warned_of_once(bot, tmp_path):
     rt = Runtime(tmp_path, [perp], keys=lambda exchange: ("", ""))
     try:
         tg, stop, task = watch(rt, bot, liq_warn=0.5)  # (a half of the price: any position at 10x is that near)
-        def held() -> set[str]:
+        async def sides() -> set[str]:
             t = rt.runner.traders["perp"]
             books = t.strategy.books(float(t.hist[-1, 3]))
             return {side for side in ("long", "short") if books.get(f"liq_{side}")}
+
+        def held() -> set[str]:  # (read on the loop, between two of its steps, as the notifier reads)
+            return rt.on_loop(sides())
 
         rt.post("/systems/perp/start")
         rt.wait(lambda: any("liquidation price" in t for t in bot.texts(OWNER)), 60)
