@@ -112,41 +112,33 @@ def test_a_position_near_its_liquidation_price_is_warned_of_once(bot, tmp_path):
     rt = Runtime(tmp_path, [perp], keys=lambda exchange: ("", ""))
     try:
         tg, stop, task = watch(rt, bot, liq_warn=0.5)  # (a half of the price: any position at 10x is that near)
-        async def sides() -> set[str]:
-            t = rt.runner.traders["perp"]
-            books = t.strategy.books(float(t.hist[-1, 3]))
-            return {side for side in ("long", "short") if books.get(f"liq_{side}")}
-
-        def held() -> set[str]:  # (read on the loop, between two of its steps, as the notifier reads)
-            return rt.on_loop(sides())
-
         rt.post("/systems/perp/start")
         rt.wait(lambda: any("liquidation price" in t for t in bot.texts(OWNER)), 60)
-        rt.post("/systems/perp/stop")  # (the books stand still from here)
-        for _ in range(200):  # (stopped where it holds a position: the grid may have closed it)
-            if held():
-                break
-            before = rt.runner.traders["perp"].last_time
-            rt.post("/systems/perp/start")
-            rt.wait(lambda t0=before: rt.runner.traders["perp"].last_time > t0, 30)  # (a candle more, however slow)
-            rt.post("/systems/perp/stop")
-        assert held(), "200 candles and never a position held when stopped"
-
         said = [line for t in bot.texts(OWNER) for line in t.split("\n") if "liquidation price" in line]
         assert said[0].startswith("‼ perp: the ") and "% from the price" in said[0]
 
-        async def check(warn) -> list[str]:
-            """The warnings one check queues (the check and this read are one step of the loop)."""
+        def check(warn) -> list[str]:
+            """The warnings one check queues."""
             n = len(tg.lines)
             tg.liq_warn = warn
             tg.check_liquidation()
             return [line for line in list(tg.lines)[n:] if "liquidation price" in line]
 
-        rt.on_loop(check(0.5))  # (a side opened since the first warning and not yet checked: warned now)
-        assert rt.on_loop(check(0.5)) == []  # not again while it stays near
-        assert rt.on_loop(check(1e-4)) == []  # now far, as this threshold goes: the warning is re-armed
-        again = rt.on_loop(check(0.5))  # near again: warned again, once for each side held
-        assert held() and sorted(line.split("the ")[1].split(" ")[0] for line in again) == sorted(held())
+        async def checks():
+            """Checks in one step of the loop, where the books stand still (the system trades on
+            between steps): None while no position is held."""
+            t = rt.runner.traders["perp"]
+            books = t.strategy.books(float(t.hist[-1, 3]))
+            held = {side for side in ("long", "short") if books.get(f"liq_{side}")}
+            if not held:
+                return None
+            check(0.5)  # (a side opened since the notifier last checked: warned now)
+            return held, [check(0.5), check(1e-4), check(0.5)]
+
+        held, (twice, far, again) = rt.wait(lambda: rt.on_loop(checks()), 60)
+        assert twice == []  # not again while it stays near
+        assert far == []  # now far, as this threshold goes: the warning is re-armed
+        assert sorted(line.split("the ")[1].split(" ")[0] for line in again) == sorted(held)  # once a side
         rt.wait(lambda: all(any(line in t for t in bot.texts(OWNER)) for line in again))  # (and they are sent)
         ended(rt, stop, task)
     finally:
