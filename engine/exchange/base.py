@@ -214,5 +214,10 @@ class Adapter:
     def restore(self, state: dict) -> None:
         """Hold again what ``state`` says."""
 
+    def resume_after(self, t: int) -> None:
+        """A system restarted from its state goes on after the candle at ``t`` (recorded
+        candles: the replay serves the one after it next); nothing by default (a live
+        exchange's next candle is the market's)."""
+
     async def close(self) -> None:
         """Let go of connections; nothing by default."""

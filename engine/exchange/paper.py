@@ -226,6 +226,8 @@ class PaperExchange(Adapter):
         self.orders = {d["client_order_id"]: OrderReport(**d) for d in state["orders"]}
         top = max((int(o.id) for o in self.orders.values()), default=0)
         self._ids = itertools.count(top + 1)
+        if self.last_candle_time >= 0:
+            self.source.resume_after(self.last_candle_time)
 
 
 def _copy(o: OrderReport) -> OrderReport:

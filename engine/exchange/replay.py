@@ -33,6 +33,13 @@ class ReplaySource:
         steps = int(elapsed / self.seconds_per_candle) if self.seconds_per_candle > 0 else len(self.data)
         return min(self.warmup + steps, len(self.data) - 1)
 
+    def resume_after(self, t: int) -> None:
+        """A system restarted from its state goes on from the candle after ``t``, the last it
+        processed: the replay's clock starts there, not at its first candle again (where the
+        system would wait, silent, as long as it had run)."""
+        if self.started is None:
+            self.warmup = min(max(int(self.data.time.searchsorted(t, side="right")), 1), len(self.data) - 1)
+
     @property
     def finished(self) -> bool:
         return self.forming_index() >= len(self.data) - 1

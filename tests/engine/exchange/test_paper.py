@@ -10,6 +10,7 @@ from engine.exchange.base import (
     CANCELED,
     CLOSED,
     OPEN,
+    Adapter,
     InsufficientFunds,
     MarketRules,
     OrderNotFound,
@@ -22,7 +23,8 @@ RULES = MarketRules("BTC/USDT", 0.01, 0.001, 0.001, 5.0, "BTC", "USDT")
 
 
 def _exchange(**kw) -> PaperExchange:
-    return PaperExchange(None, RULES, quote=kw.pop("quote", 1_000.0), base=kw.pop("base", 1.0), maker_fee=0.001,
+    # (its market source serves nothing: the tests hand it each candle)
+    return PaperExchange(Adapter(), RULES, quote=kw.pop("quote", 1_000.0), base=kw.pop("base", 1.0), maker_fee=0.001,
                          taker_fee=0.002, **kw)
 
 

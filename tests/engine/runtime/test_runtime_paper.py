@@ -155,6 +155,23 @@ def test_restart_from_the_state_file_goes_on_as_if_nothing_happened(btc5m, tmp_p
     assert again.started_at == straight.started_at == int(candles.time[warmup - 1])  # kept in the state
 
 
+def test_on_again_after_off_goes_on_from_the_next_candle_of_the_replay(btc5m, tmp_path):
+    """OFF then ON builds the system anew on a new replay of the file (as the runner does): it
+    goes on from the candle after the last it processed, one candle a step as before, not from
+    the replay's first candle again (where it waited, silent, as long as it had run)."""
+    params = GRIDS[0]
+    c = btc5m.slice(0, 1_000)
+    first, clock = make_trader(c, params, tmp_path)
+    asyncio.run(drive(first, clock, int(c.time[600])))
+    asyncio.run(first._save())  # (its way out at OFF)
+    first.journal.close()
+    again, clock = make_trader(c, params, tmp_path)  # a new replay, its clock not started
+    assert asyncio.run(again.boot())["resumed"]
+    assert asyncio.run(again.poll()) == 0 and again.last_time == int(c.time[600])
+    clock.now += 1.0  # one replay step
+    assert asyncio.run(again.poll()) == 1 and again.last_time == int(c.time[601])
+
+
 def test_the_atr_circuit_breaker_pauses_new_buys_and_resumes(btc5m, tmp_path):
     """On this data the candle after row 136 (a 3% flush) lifts ATR by more than 30%: the
     grid's new buys are denied with the reason until volatility calms down; sells go on."""
