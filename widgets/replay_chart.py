@@ -81,7 +81,8 @@ class ReplayChart(pg.GraphicsLayoutWidget):
         for row, stretch in enumerate((6, 2, 1.5)):
             layout.setRowStretchFactor(row, int(stretch * 2))
         for p, label in ((self.price, "price"), (self.equity_plot, "equity"), (self.position_plot, "position")):
-            p.getAxis("left").enableAutoSIPrefix(False)
+            for side in ("left", "bottom", "right", "top"):  # (each range change re-lays its label otherwise)
+                p.getAxis(side).enableAutoSIPrefix(False)
             p.getAxis("left").setWidth(70)
             p.setLabel("left", label)
             p.setClipToView(False)
