@@ -89,10 +89,13 @@ def test_a_backtest_it_runs_is_the_engines_and_details_name_a_wrong_system(setup
 def test_it_cannot_trade_whatever_it_is_asked_and_a_bad_key_is_said(setup):
     rt, fake = setup
     a = Assistant(rt.desk, KEY, base_url=fake.url)
-    before = rt.desk.open_order_count("grid a")
     r = ask(rt, a, "Cancel all my orders now")
     assert r.tools == ["cancel_all"] and "there is no tool 'cancel_all'" in r.text and READ_ONLY in r.text
-    assert rt.desk.open_order_count("grid a") >= before - 2 > 0  # (the grid trades on; nothing was cancelled)
+    # nothing was cancelled at anyone's asking (the grid's own moves may cancel an order) and it
+    # trades on (how many orders rest meanwhile is the market's doing)
+    assert rt.get("/logs", event="cancel_all") == []
+    assert not [e for e in rt.get("/logs", event="order_cancelled") if "cancel-all" in e["reason"]]
+    assert rt.desk.open_order_count("grid a") > 0
     assert not rt.desk.risk.status("grid a").paused and not rt.desk.risk.kill_all
     r = ask(rt, Assistant(rt.desk, "sk-ant-wrong", base_url=fake.url), "How are my systems doing?")
     assert r.error and r.text == "the Anthropic API refused the key (401): check it, or add another"
