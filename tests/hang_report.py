@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,10 +45,18 @@ def stacks() -> str:
 
 def pytest_configure(config):
     global _file
-    if not hasattr(config, "workerinput"):  # the controller (or a run without workers)
-        os.environ.setdefault(_ENV, tempfile.mkdtemp(prefix="griddesk-test-crash-"))
+    if not hasattr(config, "workerinput") and _ENV not in os.environ:  # the controller, or a run without workers
+        os.environ[_ENV] = config._griddesk_crash_dir = tempfile.mkdtemp(prefix="griddesk-test-crash-")
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
     _file = open(_crash_file(worker), "w")  # noqa: SIM115 (open for the process's life)
+
+
+def pytest_unconfigure(config):
+    faulthandler.disable()
+    _file.close()
+    made = getattr(config, "_griddesk_crash_dir", None)
+    if made:  # (the workers have ended: what they wrote was read when one died)
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def pytest_sessionstart(session):
