@@ -63,6 +63,25 @@ def spot_grid_nb(time, open_, high, low, close, atr, ema, funding, tiers, p, S_i
 
 
 @hot_njit
+def _quiet_until(low, high, close, equity, i, n, qlo, qhi, cash, pos):
+    """Mark the quiet bars from ``i`` on (low > qlo and high < qhi: nothing fills) at ``cash +
+    pos * close``; returns the first bar that is not quiet (``n``: none).
+
+    Most bars of a year are quiet, so this loop is most of a backtest's time. It indexes views
+    from 0 so that LLVM knows no index is negative: an index that may be (a bar number from an
+    argument) costs a test and a select per access for numba's wraparound. Cash and position come
+    as scalars: read from the state at each store to ``equity`` (LLVM cannot prove the two arrays
+    apart), they are loaded again every bar. Together: the quiet scan of a year 0.62 -> 0.35 ms,
+    the busy 20-level year 0.68 -> 0.96 of a minimal loop's speed (bench/bench_spot_grid.py)."""
+    lo, hi, c, eq = low[i:n], high[i:n], close[i:n], equity[i:n]
+    for j in range(n - i):
+        if not (lo[j] > qlo and hi[j] < qhi):
+            return i + j
+        eq[j] = cash + pos * c[j]
+    return n
+
+
+@hot_njit
 def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I, H, trades, orders, equity,
          counters, money, first, touched):
     n = len(close)
@@ -85,12 +104,15 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
     tick_t = p.tick if p.fill_model == FILL_THROUGH else 0.0
     queue = p.fill_model == FILL_QUEUE
     budget = 0  # active bars that surely fit in the logs; counted down, then recounted
-    for i in range(first, n):
+    cash = F[F_CASH]
+    pos = F[F_POSITION]
+    i = first - 1
+    while True:
+        i = _quiet_until(low, high, close, equity, i + 1, n, qlo, qhi, cash, pos)
+        if i >= n:
+            break
         lo = low[i]
         hi = high[i]
-        if lo > qlo and hi < qhi:
-            equity[i] = F[F_CASH] + F[F_POSITION] * close[i]
-            continue
         budget -= 1
         if budget < 0:  # recount the room left from what the bars really used
             budget = min((len(trades) - I[I_TRADES]) // need_trades, (len(orders) - I[I_ORDERS]) // need_orders) - 1
@@ -174,5 +196,7 @@ def _run(time, open_, high, low, close, atr, ema, funding, tiers, p, S, SI, F, I
         if p.hedge_ratio > 0.0:
             _hedge_decide(c, atr[i], ema[i], p, F, I, H)
         qlo, qhi = _quiet_band(p, S, SI, F, I, H)
+        cash = F[F_CASH]
+        pos = F[F_POSITION]
         equity[i] = F[F_CASH] + F[F_POSITION] * c + H[H_MARGIN] + (H[H_ENTRY] - c) * H[H_QTY]
     return n
