@@ -1,12 +1,14 @@
-"""Candles drawn as one batch: up and down wicks and bodies as four paths built from arrays,
-for the live Grid chart and the replay chart."""
+"""Chart items drawn as one batch from arrays, for the live Grid chart and the replay chart:
+candles (up and down wicks and bodies as four paths), bands of states, and markers of one
+style."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.graphicsItems.ScatterPlotItem import renderSymbol
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QPainterPath
+from PySide6.QtGui import QPainter, QPainterPath, QPixmap
 
 UP, DOWN = (38, 166, 91), (214, 48, 49)
 
@@ -95,3 +97,53 @@ class BandItem(pg.GraphicsObject):
 
     def boundingRect(self) -> QRectF:
         return self._bounds
+
+
+class MarkerBatch(pg.GraphicsObject):
+    """Markers of one style (a pyqtgraph symbol, its size in pixels, outline and fill) at data
+    points: the symbol is rendered once and drawn at every point as a fragment of that pixmap,
+    in one call, as pyqtgraph's ScatterPlotItem draws. That item also keeps a record per point
+    and works out each point's style in Python at every ``setData``: 3 ms of each seek of the
+    replay, for two kinds of 600 fills in view; this one keeps two arrays."""
+
+    def __init__(self, symbol: str, size: float, pen, brush):
+        super().__init__()
+        self.symbol, self.size, self.pen, self.brush = symbol, size, pen, brush
+        self.x = self.y = np.zeros(0)
+        self._bounds = QRectF()
+        self._pixmap: tuple[float, QPixmap] | None = None  # (device pixel ratio, symbol)
+        self._fragments = pg.Qt.internals.PrimitiveArray(QPainter.PixmapFragment, 10)
+
+    def set_data(self, x, y) -> None:
+        self.prepareGeometryChange()
+        self.x, self.y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        self._bounds = QRectF() if len(self.x) == 0 else QRectF(
+            float(self.x.min()), float(self.y.min()), float(np.ptp(self.x)), float(np.ptp(self.y)))
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        if self._bounds.isNull() and not len(self.x):
+            return QRectF()
+        # the points' extent and half a symbol around it, in data units at the current zoom
+        px, py = self.pixelWidth() or 0.0, self.pixelHeight() or 0.0
+        half = self.size / 2 + 1
+        return self._bounds.adjusted(-half * px, -half * py, half * px, half * py)
+
+    def paint(self, painter, option, widget=None) -> None:
+        if not len(self.x):
+            return
+        dpr = widget.devicePixelRatioF() if widget is not None else 1.0
+        if self._pixmap is None or self._pixmap[0] != dpr:
+            self._pixmap = (dpr, QPixmap.fromImage(renderSymbol(self.symbol, self.size, self.pen, self.brush, dpr=dpr)))
+        pm = self._pixmap[1]
+        t = painter.transform()
+        frags = self._fragments
+        frags.resize(len(self.x))
+        f = frags.ndarray()
+        # (clipped as pyqtgraph clips: Qt crashes on coordinates far outside the device)
+        f[:, 0] = np.clip(t.m11() * self.x + t.m21() * self.y + t.dx(), -2 ** 30, 2 ** 30)
+        f[:, 1] = np.clip(t.m12() * self.x + t.m22() * self.y + t.dy(), -2 ** 30, 2 ** 30)
+        f[:, 2:6] = (0, 0, pm.width(), pm.height())  # the source: the whole symbol
+        f[:, 6:10] = (1 / dpr, 1 / dpr, 0.0, 1.0)  # scale x, y, rotation, opacity
+        painter.resetTransform()
+        painter.drawPixmapFragments(*frags.drawargs(), pm)

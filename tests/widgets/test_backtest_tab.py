@@ -45,7 +45,7 @@ def assert_shows_bar(tab) -> None:
         assert np.array_equal(np.sort(np.asarray(ys)[::2]) if ys is not None else np.zeros(0), want)
     i0, i1 = ch.visible_bars()
     assert i1 == bar + 1  # nothing after the current bar is drawn
-    shown = sum(len(ch.markers[k].data) for k in MARKER_KINDS)
+    shown = sum(len(ch.markers[k].x) for k in MARKER_KINDS)
     fills = r.trades[(r.trades["bar"] >= i0) & (r.trades["bar"] <= bar)]
     assert shown == len(fills)
     m = r.metrics_at(bar)
