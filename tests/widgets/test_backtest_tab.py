@@ -521,3 +521,52 @@ def test_an_infinity_grid_replays_its_window_and_reserve(loop, tab, tmp_path):
     cfg = tab.system_from_run().validate()  # (it was made a spot-grid system, which refuses an infinity mode)
     assert cfg.strategy == "infinity-grid" and cfg.params["step"] == 0.005
 
+
+
+def test_a_seek_paints_the_chart_once_and_the_legend_hides_a_kind_of_fill(loop, tab, qtbot):
+    """A seek is one paint of the chart (pyqtgraph set the views' new transforms inside the
+    paint, which asked for a second: every seek was painted twice); a click on a kind of fill in
+    the legend hides its markers, and a second shows them; a dashed line is dashed while each
+    point is a bar and solid once zoomed out to bins of bars."""
+    from PySide6.QtCore import QEvent, QObject
+
+    run_now(loop, tab)
+    r, chart = tab.run, tab.chart
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Paint:
+                Paints.count += 1
+            return False
+
+    paints = Paints()
+    chart.viewport().installEventFilter(paints)
+    for bar in (5_000, 12_345, 20_000, 34_000):
+        qtbot.wait(20)  # (whatever was pending before is painted)
+        Paints.count = 0
+        tab.seek(bar)
+        for _ in range(3):
+            qtbot.wait(10)
+        assert Paints.count == 1, f"bar {bar}: the chart was painted {Paints.count} times"
+    chart.viewport().removeEventFilter(paints)
+
+    buys = chart.markers["buy_open"]
+    tab.seek(int(r.trades["bar"][r.trades["marker"] == MARKER_KINDS.index("buy_open")][-1]))
+    assert len(buys.x) > 0 and buys.isVisible()
+    sample = next(s for s, label in chart.legend.items if label.text == "buy open")
+    where = chart.mapFromScene(sample.sceneBoundingRect().center())
+    qtbot.mouseClick(chart.viewport(), Qt.LeftButton, pos=where)
+    assert not buys.isVisible() and chart.markers["sell_close"].isVisible()
+    qtbot.mouseClick(chart.viewport(), Qt.LeftButton, pos=where)
+    assert buys.isVisible()
+
+    line = chart.lines["avg_entry"]
+    assert line.opts["pen"].style() == Qt.DashLine  # following: 240 bars, a point each
+    chart.follow = False
+    chart.price.setXRange(float(r.x[0]), float(r.x[-1]), padding=0)
+    tab.seek(r.n_bars - 1)
+    assert len(line.xData) < r.n_bars and line.opts["pen"].style() == Qt.SolidLine
+    chart.follow_bar()
+    assert line.opts["pen"].style() == Qt.DashLine
