@@ -30,7 +30,9 @@ What an order meets when it arrives, as Binance documents it (USDT-M Futures API
 - a type the symbol does not list in exchangeInfo ``orderTypes`` (``order_types``): -4120;
   ``algo_service = False``: the algo-order endpoints answer 404 (an account or venue without the
   conditional-order service);
-- -4116 for a duplicate client order id, -2019 margin insufficient, -4164 notional below 5.
+- -4116 for a duplicate client order id, -2019 margin insufficient, -4164 notional below 5;
+- ``order_limit``: -1015 (HTTP 429) beyond that many new orders in 10 s of the exchange's time
+  (``FakeBinance.clock``), USDT-M's ORDERS limit being 300 per 10 s.
 """
 
 from __future__ import annotations
@@ -305,6 +307,8 @@ class FakeBinanceFutures(FakeBinance):
     def _place(self, q) -> web.Response:
         cid = q.get("newClientOrderId") or f"x-{next(self._ids)}"
         self.sent_cids.append(cid)
+        if self._rate_limited():
+            return _err(-1015, f"Too many new orders; current limit is {self.order_limit} orders per TEN_SECONDS.", 429)
         if cid in self.by_cid:
             self.duplicate_attempts.append(cid)
             return _err(-4116, "ClientOrderId is duplicated.")

@@ -38,15 +38,20 @@ def fake(btc5m):
     rows = np.c_[c.time, c.open, c.high, c.low, c.close, c.volume]
     rates = list(zip(f.time.tolist(), f.rate.tolist(), strict=True))
     server = FakeBinanceFutures({"BTCUSDT": rows}, c.timeframe_ms, keys={KEY: SECRET}, balances={"USDT": 10_000.0},
-                                cursor=300, slow_seconds=0.6, funding=rates)
+                                cursor=300, slow_seconds=0.6, funding=rates, order_limit=300)
     server.start()
     yield server
     server.stop()
 
 
 def client(fake, **kw) -> CcxtExchange:
-    return CcxtExchange("binance", market="perpetual", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=300,
-                        backoff=0.01, retries=3, fee_rate=-0.00005, taker_rate=0.0002, throttle=False, **kw)
+    ex = CcxtExchange("binance", market="perpetual", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=300,
+                      backoff=0.01, retries=3, fee_rate=-0.00005, taker_rate=0.0002, throttle=False, **kw)
+    # its order budget (300 in 10 s, the exchange's own limit here too) counts in the exchange's
+    # time, whose candles close in milliseconds: paced by the wall clock, the grids' runs
+    # through a few hundred candles waited 60-85 s on it
+    ex.budget.clock = fake.clock
+    return ex
 
 
 def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
