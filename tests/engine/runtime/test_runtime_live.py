@@ -10,9 +10,16 @@ import json
 import fake_exchange
 import numpy as np
 import pytest
-from fake_exchange import FAULTS, FakeBinance, assert_invariants, trade_candles, trade_through_faults, until
+from fake_exchange import (
+    FAULTS,
+    FakeBinance,
+    assert_invariants,
+    live_client,
+    trade_candles,
+    trade_through_faults,
+    until,
+)
 
-from engine.exchange.live import CcxtExchange
 from engine.risk import RiskGate, RiskLimits
 from engine.runtime import lifecycle
 from engine.runtime.config import SystemConfig
@@ -35,20 +42,10 @@ def fake(btc5m):
     server.stop()
 
 
-def spot_client(fake, **kw) -> CcxtExchange:
-    """The real client on the fake. ccxt's pacing of requests by their weights is off (the fake
-    counts none; it took 0.3 s of each candle's 0.31); the order budget (50 in 10 s, the fake's
-    limit too) counts in the exchange's time, whose candles close in milliseconds."""
-    ex = CcxtExchange("binance", base_url=fake.url, api_key=KEY, secret=SECRET, backoff=0.01, throttle=False,
-                      **{"timeout_ms": 2000, **kw})
-    ex.budget.clock = fake.clock
-    return ex
-
-
 def live_trader(fake, tmp_path, **risk_limits):
     cfg = SystemConfig(name="live", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
                        params={"levels": 16, "spacing": "arithmetic", "range_pct": 0.03, "recenter": 1.0})
-    ex = spot_client(fake, timeout_ms=500, retries=3)
+    ex = live_client(fake, timeout_ms=500, retries=3)
     # the account is this system's alone: no share-of-the-portfolio cap (tested on its own below)
     limits = {"atr_jump": 1e9, "max_symbol_share": float("inf"), "max_total_share": float("inf"), **risk_limits}
     return Trader(cfg, ex, RiskGate(RiskLimits(**limits)), tmp_path)
@@ -250,7 +247,7 @@ def test_candles_come_on_the_stream_and_what_it_misses_is_refetched(fake, tmp_pa
     and cannot reconnect for a while: the candles are polled meanwhile, and it reopens."""
     cfg = SystemConfig(name="live", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
                        params={"levels": 16, "spacing": "arithmetic", "range_pct": 0.03, "recenter": 1.0})
-    ex = spot_client(fake, websocket=True)
+    ex = live_client(fake, websocket=True)
     limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
     events = EventLog(tmp_path / "logs")
     trader = Trader(cfg, ex, RiskGate(limits), tmp_path, event_log=events)
@@ -369,7 +366,7 @@ def test_a_first_layout_across_the_market_is_booked_as_the_exchange_fills_it(fak
     fake.taker_depth = 0.004
     cfg = SystemConfig(name="cross", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
                        params={"levels": 20, "spacing": "arithmetic", "range_pct": 0.03, "trailing": "both"})
-    ex = spot_client(fake)
+    ex = live_client(fake)
     limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
     trader = Trader(cfg, ex, RiskGate(limits), tmp_path)
 
@@ -538,7 +535,7 @@ def test_the_capital_guard_measures_the_exchange_and_stops_a_grid_spending_beyon
     fake.free["USDT"] = 50_000.0  # an account with more in it than this grid was given
     cfg = SystemConfig(name="cross", timeframe="5m", mode="live", dry_run=False, capital=10_000.0,
                        params={"levels": 20, "spacing": "arithmetic", "range_pct": 0.03, "trailing": "both"})
-    ex = spot_client(fake)
+    ex = live_client(fake)
     limits = RiskLimits(atr_jump=1e9, max_symbol_share=float("inf"), max_total_share=float("inf"))
     trader = Trader(cfg, ex, RiskGate(limits), tmp_path)
     trader._apply_fill = lambda *a, **k: None  # a booking bug: the books never hear of a fill

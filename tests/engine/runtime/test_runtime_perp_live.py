@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 import pytest
 from conftest import FUNDING, shared_file
-from fake_exchange import FAULTS, assert_invariants, trade_through_faults, until
+from fake_exchange import FAULTS, assert_invariants, live_client, trade_through_faults, until
 from fake_futures import FUNDING_MS, FakeBinanceFutures
 
 from engine.data import load_funding
@@ -45,13 +45,7 @@ def fake(btc5m):
 
 
 def client(fake, **kw) -> CcxtExchange:
-    ex = CcxtExchange("binance", market="perpetual", base_url=fake.url, api_key=KEY, secret=SECRET, timeout_ms=300,
-                      backoff=0.01, retries=3, fee_rate=-0.00005, taker_rate=0.0002, throttle=False, **kw)
-    # its order budget (300 in 10 s, the exchange's own limit here too) counts in the exchange's
-    # time, whose candles close in milliseconds: paced by the wall clock, the grids' runs
-    # through a few hundred candles waited 60-85 s on it
-    ex.budget.clock = fake.clock
-    return ex
+    return live_client(fake, market="perpetual", timeout_ms=300, retries=3, fee_rate=-0.00005, taker_rate=0.0002, **kw)
 
 
 def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
