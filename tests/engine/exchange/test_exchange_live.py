@@ -167,7 +167,9 @@ def test_the_rate_budget_paces_a_100_order_grid_without_a_rejection(fake):
     results, sleeps = run(go())
     assert all(isinstance(r, base.OrderReport) for r in results)
     assert len(fake.orders) == 100 and fake.duplicate_attempts == []
-    assert clock[0] >= 20.0 - 1e-6  # 100 orders at 50 per 10 s: two full windows of waiting
+    # 100 orders at 50 per 10 s: the first fifty at once, the second fifty one window later
+    # (ccxt's own pacing, whose sleeps the patch also counts, waits for none of them)
+    assert 10.0 <= clock[0] < 10.1
     assert sum(sleeps) == pytest.approx(clock[0])
 
 
