@@ -343,7 +343,7 @@ class ReplayChart(pg.GraphicsLayoutWidget):
                 sel = t[t["marker"] == k]
                 per_kind.append((sel["bar"], r.x[sel["bar"]] + r.timeframe_s / 2, sel["price"]))
             self._fills_by_kind = (r, per_kind)
-        for kind, (bars, x, price) in zip(MARKER_KINDS, self._fills_by_kind[1]):
+        for kind, (bars, x, price) in zip(MARKER_KINDS, self._fills_by_kind[1], strict=True):
             item = self.markers[kind]
             a, b = int(np.searchsorted(bars, i0)), int(np.searchsorted(bars, i1))
             if b <= a:
