@@ -111,14 +111,15 @@ class FakeBinanceFutures(FakeBinance):
 
     def our_orders(self, prefix: str) -> list[dict]:
         """Every order and stop whose client id starts with ``prefix``, as orders: a stop that
-        triggered has what its market order executed."""
+        triggered has what its market order executed, and its status (EXPIRED when it had
+        nothing left to close: the position was closed before the stop triggered)."""
         with self._lock:
             out = [dict(o) for o in self.orders.values() if str(o["cid"]).startswith(prefix)]
             for a in self.algos.values():
                 if a["cid"].startswith(prefix):
                     actual = self.orders.get(a.get("actual", -1))
                     out.append({"cid": a["cid"], "executed": actual["executed"] if actual else 0.0,
-                                "status": "NEW" if a["status"] == "NEW" else "FILLED" if actual else "EXPIRED"})
+                                "status": "NEW" if a["status"] == "NEW" else actual["status"] if actual else "EXPIRED"})
             return out
 
     def open_algos_of(self, symbol: str = "BTCUSDT") -> list[dict]:

@@ -95,6 +95,19 @@ def test_the_adapter_sets_up_hedge_mode_and_trades_both_sides_with_stops(fake):
         r = await ex.place(base.OrderRequest(SYM, "buy", "stop", 0.01, rules.round_price(last * 1.5, "buy"), "gd1-s3",
                                           "short"))
         assert r.client_order_id == "gd1-s3" and r.type == "stop" and fake.duplicate_attempts == []
+        # a stop whose position is closed before it triggers: its market order has nothing to
+        # close and expires (a process that was down could not cancel the stop in time)
+        row = fake.candles["BTCUSDT"][fake.cursor]
+        last = (await ex.candles(SYM, "5m", None, 2))[0][4]
+        trigger = rules.round_price(float(row[2]) - 1.0, "buy")  # the next candle's high goes through it
+        assert trigger > last
+        await ex.place(base.OrderRequest(SYM, "buy", "stop", 0.01, trigger, "gd1-s4", "short"))
+        await ex.place(base.OrderRequest(SYM, "buy", "market", 0.01, last, "gd1-cs", "short"))
+        fake.advance()
+        late = await ex.order(SYM, "gd1-s4")
+        assert (late.status, late.filled, late.type) == (base.EXPIRED, 0.0, "stop")
+        assert [(o["status"], o["executed"]) for o in fake.our_orders("gd1-s4")] == [("EXPIRED", 0.0)]
+        assert await ex.positions(SYM) == {"long": 0.0, "short": 0.0}
         # a closing order larger than the position is refused; an unknown id is not found
         with pytest.raises(base.OrderRejected, match="ReduceOnly"):
             await ex.place(base.OrderRequest(SYM, "sell", "limit", 0.02, last * 1.1, "gd1-x", "long"))
