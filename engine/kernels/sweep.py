@@ -17,9 +17,6 @@ from engine.kernels.metrics import max_drawdown_nb
 SWEEP_COLUMNS = ("final_equity", "total_return", "max_drawdown", "fills", "fees", "grid_profit", "ok")
 _EQ, _RET, _DD, _FILLS, _FEES, _PROFIT, _OK = range(7)
 
-_NO_TIERS = np.zeros((1, 3))
-
-
 @njit(cache=True, nogil=True)
 def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
     n = len(close)
@@ -31,7 +28,7 @@ def _one(time, open_, high, low, close, atr, zeros, tiers, p, out):
     equity = np.empty(n)
     counters = np.zeros(spot_grid.N_COUNTERS, dtype=np.int64)
     money = np.zeros(spot_grid.N_MONEY)
-    bar = 0
+    bar = np.int64(0)  # (a literal 0 would compile the kernel once more, for the constant)
     while True:
         bar = spot_grid.spot_grid_nb(time, open_, high, low, close, atr, zeros, zeros, tiers, p, S, SI, F, I, H, trades,
                               orders, equity, counters, money, bar)
@@ -65,6 +62,9 @@ def spot_grid_sweep_nb(time, open_, high, low, close, atrs, atr_row, params, out
     over the candles, in parallel; ``atrs[atr_row[j]]`` is set j's ATR series. Row j of
     ``out`` gets SWEEP_COLUMNS (``ok`` 0 when a log overflowed: a bug)."""
     zeros = np.zeros(len(close))
+    # (made here, not a global: numba takes a global array for a read-only one, and the kernel
+    # would compile once more for it than for the backtest's)
+    no_tiers = np.zeros((1, 3))
     for jj in prange(len(params)):
         j = np.int64(jj)
-        _one(time, open_, high, low, close, atrs[atr_row[j]], zeros, _NO_TIERS, params[j], out[j])
+        _one(time, open_, high, low, close, atrs[atr_row[j]], zeros, no_tiers, params[j], out[j])

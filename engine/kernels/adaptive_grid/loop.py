@@ -222,8 +222,8 @@ def decide_nb(bar, t, close, atr, kama, er, std_price, sigma, zscore, regime, pa
     nxt = _run(np.array([t]), one, one, one, np.array([close]), np.array([atr]), np.array([kama]), np.array([er]),
                np.array([std_price]), np.array([sigma]), np.array([zscore]), np.array([regime]), np.empty(0),
                np.empty(0, dtype=np.int64), np.zeros((1, 3)), gate, p, L, G, F, I, trades, np.empty(1), np.empty(1),
-               np.empty(1), counters, money, 0, np.empty(0, dtype=ORDER_LOG_DTYPE), np.empty(0, dtype=np.int64),
-               np.empty((0, N_MARKS)))
+               np.empty(1), counters, money, np.int64(0), np.empty(0, dtype=ORDER_LOG_DTYPE),
+               np.empty(0, dtype=np.int64), np.empty((0, N_MARKS)))  # (np.int64(0): a literal 0 compiles _run again)
     for k in range(n0, I[I_NTR]):
         trades[k]["bar"] = bar
     return nxt == 1
