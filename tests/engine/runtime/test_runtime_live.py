@@ -415,7 +415,6 @@ def test_what_a_resting_order_filled_in_part_counts_in_the_exposure(fake, tmp_pa
                                               if not o.reduces) == pytest.approx(filled, rel=1e-9)
 
 
-@pytest.mark.slow
 def test_a_buys_commission_taken_in_coins_leaves_every_sell_its_coins_and_the_books_exact(fake, tmp_path):
     """Binance spot takes a buy's commission from the coins bought. The account holds no BTC
     but the grid's: each buy goes out a lot or so larger, so that what it leaves covers its
