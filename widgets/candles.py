@@ -122,7 +122,7 @@ class MarkerBatch(pg.GraphicsObject):
         self.update()
 
     def boundingRect(self) -> QRectF:
-        if self._bounds.isNull() and not len(self.x):
+        if not len(self.x):
             return QRectF()
         # the points' extent and half a symbol around it, in data units at the current zoom
         px, py = self.pixelWidth() or 0.0, self.pixelHeight() or 0.0
